@@ -1,0 +1,43 @@
+#pragma once
+// Recursive doubling: log2(g) steps, each exchanging the whole buffer with the
+// member whose virtual position differs in one bit. The fewest steps of any
+// all-reduce, and log2(g) times the bytes of a ring: the algorithm for small
+// buffers, where latency is everything.
+
+#include <cstddef>
+#include <span>
+
+#include "dssync/collective/common.hpp"
+
+namespace dssync {
+
+class RecursiveDoublingReduce {
+ public:
+  template <transport Transport, element T, reduce_op<T> Op = Sum>
+  void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    if (m.size == 1) {
+      detail::finish(op, data, 1);
+      return;
+    }
+    const detail::Fold f(m);
+    detail::fold_in(t, g, m, f, data, op, scratch_, tag);
+    if (f.virtual_pos >= 0) {
+      auto in = scratch_.get<T>(data.size());
+      for (int d = 1; d < f.p2; d *= 2) {
+        const int partner = f.virtual_pos ^ d;
+        const int peer = g[f.position(partner)];
+        t.sendrecv(peer, std::span<const T>(data), peer, in, tag);
+        // Both members of a pair compute op(lower, higher): bitwise the same.
+        detail::combine(op, data, std::span<const T>(in), partner < f.virtual_pos);
+      }
+      detail::finish(op, data, m.size);
+    }
+    detail::fold_out(t, g, m, f, data, tag);
+  }
+
+ private:
+  detail::Scratch scratch_;
+};
+
+}  // namespace dssync

@@ -1,0 +1,80 @@
+#pragma once
+// Ring all-reduce: a reduce-scatter then an all-gather around the ring of the
+// group's positions, 2(g-1) steps that each move 1/g of the buffer. It sends
+// 2(g-1)/g of the buffer per rank, the least any all-reduce can, so it is the
+// algorithm for large buffers; its 2(g-1) latencies make it poor for small ones.
+//
+// Each step moves its block in segments, so the received part is combined
+// while it is still in cache and the scratch buffer is one segment long.
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+
+#include "dssync/collective/common.hpp"
+
+namespace dssync {
+
+class RingReduce {
+ public:
+  struct Options {
+    // Bytes per message in a step. Small enough that a received segment is
+    // still in L2 when it is combined; large enough to amortize a message.
+    std::size_t segment_bytes = 256 * 1024;
+  };
+
+  RingReduce() = default;
+  explicit RingReduce(Options o) : options_(o) {}
+
+  template <transport Transport, element T, reduce_op<T> Op = Sum>
+  void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    const auto n = static_cast<std::size_t>(m.size);
+    const auto p = static_cast<std::size_t>(m.position);
+    if (n == 1) {
+      detail::finish(op, data, 1);
+      return;
+    }
+    const int right = g[static_cast<int>((p + 1) % n)];
+    const int left = g[static_cast<int>((p + n - 1) % n)];
+    const std::size_t seg = std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+    auto chunk = [&](std::size_t c) { return detail::block(data.size(), n, c % n); };
+    // Every member makes the same number of sendrecvs per step, sized by the
+    // largest block; the shorter blocks send empty segments at the end.
+    const std::size_t largest = detail::block(data.size(), n, 0).length;
+    auto scratch = scratch_.get<T>(std::min(seg, largest));
+    auto segment = [seg](std::span<T> b, std::size_t k) {
+      const std::size_t at = std::min(k, b.size());
+      return b.subspan(at, std::min(seg, b.size() - at));
+    };
+
+    // Reduce-scatter: at step s, send block p-s, combine block p-s-1 from the
+    // left. Block c starts at position c and collects the others in ring
+    // order, so the partial sum always arrives as the left operand. After
+    // g-1 steps position p holds block p+1 complete.
+    for (std::size_t s = 0; s + 1 < n; ++s) {
+      const auto out = detail::sub(data, chunk(p + n - s));
+      const auto in = detail::sub(data, chunk(p + 2 * n - s - 1));
+      for (std::size_t k = 0; k < largest; k += seg) {
+        const auto out_seg = segment(out, k);
+        const auto in_seg = segment(in, k);
+        const auto buf = scratch.first(in_seg.size());
+        t.sendrecv(right, std::span<const T>(out_seg), left, buf, tag);
+        detail::combine_left(op, in_seg, std::span<const T>(buf));
+      }
+    }
+    detail::finish(op, detail::sub(data, chunk(p + 1)), m.size);
+
+    // All-gather: at step s, pass on block p+1-s and receive block p-s in place.
+    for (std::size_t s = 0; s + 1 < n; ++s) {
+      t.sendrecv(right, std::span<const T>(detail::sub(data, chunk(p + 1 + n - s))), left,
+                 detail::sub(data, chunk(p + n - s)), tag);
+    }
+  }
+
+ private:
+  Options options_;
+  detail::Scratch scratch_;
+};
+
+}  // namespace dssync

@@ -1,0 +1,49 @@
+#pragma once
+// Binomial tree: reduce to position 0 in ceil(log2 g) rounds, then broadcast
+// back down the same tree. Each of the two phases moves the whole buffer across
+// every edge of the tree one after the other, so it suits small buffers and
+// groups where only a few members should be busy at once.
+
+#include <bit>
+#include <cstddef>
+#include <span>
+
+#include "dssync/collective/common.hpp"
+
+namespace dssync {
+
+class TreeReduce {
+ public:
+  template <transport Transport, element T, reduce_op<T> Op = Sum>
+  void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    const int p = m.position;
+    // Reduce: in round `mask`, members with that bit set send to the member
+    // without it and drop out; the receiver's own data is the left operand.
+    int mask = 1;
+    for (; mask < m.size; mask <<= 1) {
+      if (p & mask) {
+        t.send(g[p - mask], std::span<const T>(data), tag);
+        break;
+      }
+      if (p + mask < m.size) {
+        auto in = scratch_.get<T>(data.size());
+        t.recv(g[p + mask], in, tag);
+        detail::combine_right(op, data, std::span<const T>(in));
+      }
+    }
+    // Broadcast: receive the result from the parent, then pass it to the
+    // children in the reverse order of the reduce.
+    if (p == 0)
+      detail::finish(op, data, m.size);
+    else
+      t.recv(g[p - mask], data, tag);
+    for (mask >>= 1; mask >= 1; mask >>= 1)
+      if (p + mask < m.size) t.send(g[p + mask], std::span<const T>(data), tag);
+  }
+
+ private:
+  detail::Scratch scratch_;
+};
+
+}  // namespace dssync

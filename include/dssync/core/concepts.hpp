@@ -1,0 +1,64 @@
+#pragma once
+// The concepts every policy is checked against. A type that does not fit fails
+// with the concept's name in the first line of the compiler's message.
+
+#include <concepts>
+#include <cstdint>
+#include <span>
+
+#include "dssync/core/group.hpp"
+#include "dssync/core/ops.hpp"
+#include "dssync/core/tag.hpp"
+
+namespace dssync {
+
+// How bytes move between ranks: blocking typed point-to-point with a tag, and a
+// full-duplex sendrecv (a ring step must send and receive at once, or it
+// deadlocks on large buffers and halves its bandwidth). Messages between one
+// pair of ranks with one tag arrive in the order they were sent, as in MPI.
+// A receive whose length differs from the matching send's throws
+// size_mismatch_error; a blocking call never waits forever.
+template <class T>
+concept transport = requires(T& t, const T& ct, int peer, tag_t tag, std::span<const float> out,
+                             std::span<float> in, std::span<const std::byte> bytes_out,
+                             std::span<std::byte> bytes_in) {
+  { ct.rank() } -> std::convertible_to<int>;
+  { ct.size() } -> std::convertible_to<int>;
+  t.send(peer, out, tag);
+  t.recv(peer, in, tag);
+  t.sendrecv(peer, out, peer, in, tag);
+  t.send(peer, bytes_out, tag);
+  t.recv(peer, bytes_in, tag);
+  t.sendrecv(peer, bytes_out, peer, bytes_in, tag);
+};
+
+// A collective algorithm: all_reduce(transport, group, data, op, tag) combines
+// `data` element-wise over the ranks of `group`, in place, and leaves bitwise
+// identical results on every member.
+template <class R, class Transport, class T = float>
+concept reduce_policy =
+    transport<Transport> && element<T> &&
+    requires(R& r, Transport& t, const Group& g, std::span<T> data, tag_t tag) {
+      r.all_reduce(t, g, data, Sum{}, tag);
+      r.all_reduce(t, g, data, Average{}, tag);
+    };
+
+// Lays out the canonical groups of a world of n ranks at an iteration: how many,
+// of which sizes, and which ranks may share one (before any shuffle).
+template <class G>
+concept grouping_policy = std::copy_constructible<G> &&
+                          requires(const G& g, int n, std::uint64_t iteration, Partition& out) {
+                            g.layout(n, iteration, out);
+                          };
+
+// Decides which ranks share a group at an iteration: rewrites the layout in
+// place from (seed, iteration) alone, so that every rank computes the same
+// partition without exchanging a message.
+template <class S>
+concept shuffle_policy =
+    std::copy_constructible<S> &&
+    requires(const S& s, std::uint64_t seed, std::uint64_t iteration, Partition& inout) {
+      s.shuffle(seed, iteration, inout);
+    };
+
+}  // namespace dssync

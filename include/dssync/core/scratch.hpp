@@ -1,0 +1,43 @@
+#pragma once
+// Reusable scratch memory: it grows to the largest request and stays, so a
+// collective allocates on its first call and never in the steady state.
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <span>
+
+namespace dssync::detail {
+
+class Scratch {
+ public:
+  Scratch() = default;
+  // A copy starts empty: scratch is a cache, not a value.
+  Scratch(const Scratch&) noexcept {}
+  Scratch& operator=(const Scratch&) noexcept { return *this; }
+  Scratch(Scratch&&) noexcept = default;
+  Scratch& operator=(Scratch&&) noexcept = default;
+
+  // Room for n elements of T, 64-byte aligned. Earlier contents are not kept.
+  template <class T>
+  std::span<T> get(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes > capacity_) {
+      data_.reset();
+      data_.reset(static_cast<std::byte*>(::operator new(bytes, std::align_val_t{64})));
+      capacity_ = bytes;
+    }
+    return {reinterpret_cast<T*>(data_.get()), n};
+  }
+
+  std::size_t capacity_bytes() const noexcept { return capacity_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+  };
+  std::unique_ptr<std::byte, Free> data_;
+  std::size_t capacity_ = 0;
+};
+
+}  // namespace dssync::detail

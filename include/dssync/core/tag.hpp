@@ -1,0 +1,24 @@
+#pragma once
+// Message tags. Every transport accepts tags in [0, max_tag]: 32767 is the
+// largest tag MPI guarantees (MPI_TAG_UB), so the same tags work everywhere.
+
+#include <cstdint>
+
+namespace dssync {
+
+using tag_t = int;
+inline constexpr tag_t max_tag = 32767;
+
+// A tag for one collective call of a synchronizer: the low 7 bits name the
+// channel (a bucket of a fused step, or a control message), the next 8 bits the
+// iteration modulo 256. Messages between one pair of ranks with one tag are
+// delivered in order, and every rank runs its collectives in program order, so
+// tags that repeat after 256 iterations or 128 channels cannot be confused:
+// the tag only needs to differ between calls that could be in flight at once
+// between the same two ranks, and it makes a rank that ran ahead of its peer
+// visible in the timeout message.
+constexpr tag_t make_tag(std::uint64_t iteration, unsigned channel) noexcept {
+  return static_cast<tag_t>(((iteration & 0xffu) << 7) | (channel & 0x7fu));
+}
+
+}  // namespace dssync

@@ -1,0 +1,18 @@
+#pragma once
+// Everything in dssync that needs only the standard library. MPI and TCP
+// transports have their own headers: dssync/transport/mpi.hpp, tcp.hpp.
+
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/core/ops.hpp"
+#include "dssync/core/random.hpp"
+#include "dssync/core/tag.hpp"
+
+#include "dssync/transport/inproc.hpp"
+
+#include "dssync/collective/auto.hpp"
+#include "dssync/collective/halving_doubling.hpp"
+#include "dssync/collective/recursive_doubling.hpp"
+#include "dssync/collective/ring.hpp"
+#include "dssync/collective/tree.hpp"

@@ -1,0 +1,356 @@
+#pragma once
+// InProcWorld runs n ranks as threads of one process; each gets an
+// InProcTransport. A send posts a descriptor of the sender's buffer and blocks;
+// the receiver copies straight from that buffer into its own (one copy, no
+// staging) and releases the sender. Waiting is on condition variables, never by
+// spinning: 16 ranks on 2 cores is an ordinary configuration.
+//
+// Failure: when a rank's function throws, every blocked operation of every
+// other rank ends with peer_error, and run() rethrows the first exception. A
+// rank waiting on a peer that has already returned fails at once, and every
+// wait ends with timeout_error after the world's timeout.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "dssync/core/error.hpp"
+#include "dssync/core/ops.hpp"
+#include "dssync/core/tag.hpp"
+
+namespace dssync {
+
+struct InProcOptions {
+  // How long any blocking operation may wait for its peer before it fails with
+  // timeout_error.
+  std::chrono::milliseconds timeout = std::chrono::minutes(2);
+};
+
+namespace detail {
+
+// A posted send. It lives on the sender's stack; the sender does not return
+// before the receiver is done with it or it has been unlinked.
+struct InProcMessage {
+  enum class State { posted, copying, done, mismatched };
+  int src = 0;
+  int dst = 0;
+  tag_t tag = 0;
+  const std::byte* data = nullptr;
+  std::size_t bytes = 0;
+  std::size_t receiver_bytes = 0;  // set when the sizes disagree
+  State state = State::posted;
+  InProcMessage* next = nullptr;
+};
+
+struct InProcShared {
+  explicit InProcShared(int n, InProcOptions o)
+      : size(n), options(o), wake(std::make_unique<std::condition_variable[]>(std::size_t(n))),
+        inbox(std::size_t(n)), exited(std::size_t(n), false) {}
+
+  struct Queue {  // FIFO of posted messages to one rank, linked through next
+    InProcMessage* head = nullptr;
+    InProcMessage* tail = nullptr;
+  };
+
+  const int size;
+  const InProcOptions options;
+  std::mutex mu;                                     // guards everything below
+  std::unique_ptr<std::condition_variable[]> wake;   // wake[r]: only rank r waits on it
+  std::vector<Queue> inbox;
+  std::vector<bool> exited;
+  bool failed = false;
+  int failed_rank = -1;
+  std::string failure;
+
+  void notify(int r) { wake[static_cast<std::size_t>(r)].notify_one(); }
+  void notify_all_ranks() {
+    for (int r = 0; r < size; ++r) notify(r);
+  }
+};
+
+}  // namespace detail
+
+class InProcTransport {
+ public:
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return shared_->size; }
+
+  template <class T>
+    requires element<std::remove_const_t<T>>
+  void send(int dst, std::span<T> data, tag_t tag) {
+    check_peer(dst, tag);
+    if (dst == rank_)
+      throw configuration_error("a blocking send to the sending rank itself can never complete",
+                                where(dst, tag));
+    detail::InProcMessage m = make_message(dst, as_bytes(data), tag);
+    post(m);
+    wait_sent(m);
+  }
+
+  template <class T>
+    requires element<T>
+  void recv(int src, std::span<T> data, tag_t tag) {
+    check_peer(src, tag);
+    receive(src, std::as_writable_bytes(data), tag);
+  }
+
+  // Sends to dst and receives from src at once; dst and src may be the same
+  // rank, or this rank.
+  template <class T, class U>
+    requires element<std::remove_const_t<T>> && element<U>
+  void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
+    check_peer(dst, tag);
+    check_peer(src, tag);
+    detail::InProcMessage m = make_message(dst, as_bytes(out), tag);
+    post(m);
+    try {
+      receive(src, std::as_writable_bytes(in), tag);
+    } catch (...) {
+      retract(m);
+      throw;
+    }
+    wait_sent(m);
+  }
+
+ private:
+  friend class InProcWorld;
+  InProcTransport(detail::InProcShared* shared, int rank) : shared_(shared), rank_(rank) {}
+
+  using clock = std::chrono::steady_clock;
+  using lock = std::unique_lock<std::mutex>;
+
+  template <class T>
+  static std::span<const std::byte> as_bytes(std::span<T> s) noexcept {
+    return std::as_bytes(s);
+  }
+
+  error_context where(int peer, tag_t tag) const {
+    return error_context{}.with_rank(rank_).with_peer(peer).with_tag(tag);
+  }
+
+  void check_peer(int peer, tag_t tag) const {
+    if (peer < 0 || peer >= size())
+      throw configuration_error("peer " + std::to_string(peer) + " is outside the world of " +
+                                    std::to_string(size()) + " ranks",
+                                where(peer, tag));
+    if (tag < 0 || tag > max_tag)
+      throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]", where(peer, tag));
+  }
+
+  detail::InProcMessage make_message(int dst, std::span<const std::byte> data, tag_t tag) const {
+    detail::InProcMessage m;
+    m.src = rank_;
+    m.dst = dst;
+    m.tag = tag;
+    m.data = data.data();
+    m.bytes = data.size();
+    return m;
+  }
+
+  // Throws if the world has failed; called with the lock held.
+  void check_failed(int peer, tag_t tag) const {
+    if (shared_->failed)
+      throw peer_error("rank " + std::to_string(shared_->failed_rank) + " failed: " + shared_->failure,
+                       where(peer, tag));
+  }
+
+  void post(detail::InProcMessage& m) {
+    {
+      lock lk(shared_->mu);
+      check_failed(m.dst, m.tag);
+      auto& q = shared_->inbox[static_cast<std::size_t>(m.dst)];
+      if (q.tail)
+        q.tail->next = &m;
+      else
+        q.head = &m;
+      q.tail = &m;
+    }
+    shared_->notify(m.dst);
+  }
+
+  // Removes m from its receiver's queue; if the receiver is copying from it,
+  // waits for the copy to end (it always does) so the buffer outlives it.
+  void unlink_locked(lock& lk, detail::InProcMessage& m) {
+    using S = detail::InProcMessage::State;
+    if (m.state == S::posted) {
+      auto& q = shared_->inbox[static_cast<std::size_t>(m.dst)];
+      detail::InProcMessage* prev = nullptr;
+      for (auto* p = q.head; p; prev = p, p = p->next) {
+        if (p != &m) continue;
+        (prev ? prev->next : q.head) = p->next;
+        if (q.tail == p) q.tail = prev;
+        break;
+      }
+      m.state = S::done;
+    }
+    shared_->wake[static_cast<std::size_t>(rank_)].wait(lk, [&] { return m.state != S::copying; });
+  }
+
+  void retract(detail::InProcMessage& m) {
+    lock lk(shared_->mu);
+    unlink_locked(lk, m);
+  }
+
+  // Blocks until the receiver has taken m.
+  void wait_sent(detail::InProcMessage& m) {
+    using S = detail::InProcMessage::State;
+    const auto deadline = clock::now() + shared_->options.timeout;
+    lock lk(shared_->mu);
+    auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
+    while (m.state == S::posted || m.state == S::copying) {
+      if (m.state == S::posted) {
+        if (shared_->failed) {
+          unlink_locked(lk, m);
+          check_failed(m.dst, m.tag);
+        }
+        if (shared_->exited[static_cast<std::size_t>(m.dst)]) {
+          unlink_locked(lk, m);
+          throw peer_error("the peer returned without receiving a message sent to it",
+                           where(m.dst, m.tag));
+        }
+        if (clock::now() >= deadline) {
+          unlink_locked(lk, m);
+          throw timeout_error("no receive matched a send within " + timeout_text(),
+                              where(m.dst, m.tag));
+        }
+      }
+      wake.wait_until(lk, deadline);
+    }
+    if (m.state == S::mismatched)
+      throw size_mismatch_error("sent " + std::to_string(m.bytes) + " bytes, the peer expected " +
+                                    std::to_string(m.receiver_bytes),
+                                where(m.dst, m.tag));
+  }
+
+  // Waits for the first message from src with this tag, then copies it.
+  void receive(int src, std::span<std::byte> out, tag_t tag) {
+    using S = detail::InProcMessage::State;
+    const auto deadline = clock::now() + shared_->options.timeout;
+    lock lk(shared_->mu);
+    auto& q = shared_->inbox[static_cast<std::size_t>(rank_)];
+    auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
+    detail::InProcMessage* prev = nullptr;
+    detail::InProcMessage* m = nullptr;
+    for (;;) {
+      prev = nullptr;
+      for (m = q.head; m; prev = m, m = m->next)
+        if (m->src == src && m->tag == tag) break;
+      if (m) break;
+      check_failed(src, tag);
+      if (shared_->exited[static_cast<std::size_t>(src)])
+        throw peer_error("the peer returned without sending the message waited for",
+                         where(src, tag));
+      if (clock::now() >= deadline)
+        throw timeout_error("no message arrived within " + timeout_text() + pending_from(src),
+                            where(src, tag));
+      wake.wait_until(lk, deadline);
+    }
+    (prev ? prev->next : q.head) = m->next;
+    if (q.tail == m) q.tail = prev;
+    m->next = nullptr;
+    if (m->bytes != out.size()) {
+      m->state = S::mismatched;
+      m->receiver_bytes = out.size();
+      const std::size_t sent = m->bytes;
+      lk.unlock();
+      shared_->notify(src);
+      throw size_mismatch_error("expected " + std::to_string(out.size()) + " bytes, the peer sent " +
+                                    std::to_string(sent),
+                                where(src, tag));
+    }
+    m->state = S::copying;
+    lk.unlock();
+    if (!out.empty()) std::memcpy(out.data(), m->data, out.size());
+    lk.lock();
+    m->state = S::done;
+    lk.unlock();
+    shared_->notify(src);
+  }
+
+  std::string timeout_text() const {
+    return std::to_string(shared_->options.timeout.count()) + " ms";
+  }
+
+  // For a timeout message: the tags that did arrive from src, which shows a
+  // peer that ran ahead or fell behind. Called with the lock held.
+  std::string pending_from(int src) const {
+    std::string tags;
+    for (auto* p = shared_->inbox[static_cast<std::size_t>(rank_)].head; p; p = p->next)
+      if (p->src == src) tags += (tags.empty() ? "" : ", ") + std::to_string(p->tag);
+    return tags.empty() ? std::string("; nothing from the peer is pending")
+                        : "; pending from the peer: tags " + tags;
+  }
+
+  detail::InProcShared* shared_;
+  int rank_;
+};
+
+// n ranks as threads. run(f) calls f(InProcTransport&) on every rank at once
+// and returns when all have returned; the first exception any rank threw is
+// rethrown here, after every rank has stopped.
+class InProcWorld {
+ public:
+  explicit InProcWorld(int n, InProcOptions options = {}) : size_(n), options_(options) {
+    if (n < 1)
+      throw configuration_error("an in-process world needs at least one rank, got " +
+                                std::to_string(n));
+  }
+
+  int size() const noexcept { return size_; }
+
+  template <class F>
+    requires std::invocable<F&, InProcTransport&>
+  void run(F&& f) {
+    detail::InProcShared shared(size_, options_);
+    std::exception_ptr first;
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(size_));
+    for (int r = 0; r < size_; ++r) {
+      threads.emplace_back([&, r] {
+        InProcTransport t(&shared, r);
+        try {
+          f(t);
+          std::lock_guard lk(shared.mu);
+          shared.exited[static_cast<std::size_t>(r)] = true;
+        } catch (...) {
+          std::lock_guard lk(shared.mu);
+          if (!shared.failed) {
+            shared.failed = true;
+            shared.failed_rank = r;
+            shared.failure = describe(std::current_exception());
+            first = std::current_exception();
+          }
+        }
+        shared.notify_all_ranks();
+      });
+    }
+    for (auto& t : threads) t.join();
+    if (first) std::rethrow_exception(first);
+  }
+
+ private:
+  static std::string describe(const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      return x.what();
+    } catch (...) {
+      return "an exception not derived from std::exception";
+    }
+  }
+
+  int size_;
+  InProcOptions options_;
+};
+
+}  // namespace dssync
