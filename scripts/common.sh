@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/demo; sourced, not run.
+# Expects `set -euo pipefail` in the caller.
+
+DSSYNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DSSYNC_JOBS="${DSSYNC_JOBS:-$(nproc)}"
+
+# Never wait for input: nothing below may read from a terminal.
+exec </dev/null
+export DEBIAN_FRONTEND=noninteractive
+
+dssync_banner() {
+  printf '\n==== %s ====\n' "$*"
+}
+
+# The packages named in scripts/packages.txt (comments and blank lines dropped).
+dssync_packages() {
+  sed -e 's/#.*//' -e 's/[[:space:]]//g' "$DSSYNC_ROOT/scripts/packages.txt" | grep -v '^$'
+}
+
+# Installs whatever is missing from scripts/packages.txt with apt-get; touches
+# neither the network nor the package lists when everything is present.
+dssync_install_packages() {
+  local missing=() pkg
+  while read -r pkg; do
+    # dpkg -s alone also succeeds for removed packages whose config files remain.
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed'; then
+      missing+=("$pkg")
+    fi
+  done < <(dssync_packages)
+  if ((${#missing[@]} == 0)); then
+    echo "all packages from scripts/packages.txt are installed"
+    return 0
+  fi
+  echo "installing: ${missing[*]}"
+  local sudo=()
+  if ((EUID != 0)); then
+    sudo=(sudo -n)
+  fi
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# dssync_configure <build dir> [cmake args...]: configures with Ninja. Re-running
+# it on a configured tree only re-applies the arguments (a second or so).
+dssync_configure() {
+  local dir="$1"
+  shift
+  local cache="$dir/CMakeCache.txt"
+  if [[ -f "$cache" ]] && ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$cache"; then
+    echo "error: $dir was configured with another generator than Ninja;" \
+         "remove it or set DSSYNC_BUILD_DIR to another directory" >&2
+    return 1
+  fi
+  cmake -S "$DSSYNC_ROOT" -B "$dir" -G Ninja "$@"
+}
+
+dssync_build() {
+  cmake --build "$1" --parallel "$DSSYNC_JOBS"
+}
