@@ -9,6 +9,7 @@
 #include "dssync/core/random.hpp"
 #include "dssync/core/tag.hpp"
 
+#include "dssync/transport/counting.hpp"
 #include "dssync/transport/inproc.hpp"
 
 #include "dssync/collective/auto.hpp"
@@ -16,3 +17,16 @@
 #include "dssync/collective/recursive_doubling.hpp"
 #include "dssync/collective/ring.hpp"
 #include "dssync/collective/tree.hpp"
+
+#include "dssync/policy/grouping.hpp"
+#include "dssync/policy/shuffle.hpp"
+#include "dssync/policy/topology.hpp"
+
+#include "dssync/sync/allreduce.hpp"
+#include "dssync/sync/dssync.hpp"
+#include "dssync/sync/gossip.hpp"
+#include "dssync/sync/local_sgd.hpp"
+
+#include "dssync/analysis/consensus.hpp"
+#include "dssync/analysis/matrix.hpp"
+#include "dssync/analysis/mixing.hpp"

@@ -43,13 +43,16 @@ concept reduce_policy =
       r.all_reduce(t, g, data, Average{}, tag);
     };
 
-// Lays out the canonical groups of a world of n ranks at an iteration: how many,
-// of which sizes, and which ranks may share one (before any shuffle).
+// Lays out the canonical groups of a world of n ranks at an iteration, before
+// any shuffle: how many, of which sizes, and which ranks share one. The group
+// size is the synchronizer's option; a grouping may read it as a target (fixed
+// sizes) or ignore it (sizes given by the hardware).
 template <class G>
-concept grouping_policy = std::copy_constructible<G> &&
-                          requires(const G& g, int n, std::uint64_t iteration, Partition& out) {
-                            g.layout(n, iteration, out);
-                          };
+concept grouping_policy =
+    std::copy_constructible<G> &&
+    requires(const G& g, int n, int group_size, std::uint64_t iteration, Partition& out) {
+      g.layout(n, group_size, iteration, out);
+    };
 
 // Decides which ranks share a group at an iteration: rewrites the layout in
 // place from (seed, iteration) alone, so that every rank computes the same

@@ -1,0 +1,106 @@
+#pragma once
+// A small dense square matrix and the eigenvalues of symmetric ones (cyclic
+// Jacobi rotations): enough for mixing matrices of up to a few hundred ranks
+// without a linear-algebra dependency.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+namespace dssync::analysis {
+
+class Matrix {
+ public:
+  explicit Matrix(int n = 0, double fill = 0.0)
+      : n_(n), a_(static_cast<std::size_t>(n) * static_cast<std::size_t>(n), fill) {}
+  static Matrix identity(int n) {
+    Matrix m(n);
+    for (int i = 0; i < n; ++i) m(i, i) = 1.0;
+    return m;
+  }
+
+  int size() const noexcept { return n_; }
+  double& operator()(int i, int j) noexcept { return a_[index(i, j)]; }
+  double operator()(int i, int j) const noexcept { return a_[index(i, j)]; }
+
+  friend Matrix operator*(const Matrix& x, const Matrix& y) {
+    Matrix z(x.n_);
+    for (int i = 0; i < x.n_; ++i)
+      for (int k = 0; k < x.n_; ++k) {
+        const double xik = x(i, k);
+        if (xik == 0.0) continue;
+        for (int j = 0; j < x.n_; ++j) z(i, j) += xik * y(k, j);
+      }
+    return z;
+  }
+  Matrix transposed() const {
+    Matrix t(n_);
+    for (int i = 0; i < n_; ++i)
+      for (int j = 0; j < n_; ++j) t(j, i) = (*this)(i, j);
+    return t;
+  }
+  Matrix& operator+=(const Matrix& o) {
+    for (std::size_t i = 0; i < a_.size(); ++i) a_[i] += o.a_[i];
+    return *this;
+  }
+  Matrix& operator*=(double s) {
+    for (double& x : a_) x *= s;
+    return *this;
+  }
+  double max_abs_difference(const Matrix& o) const {
+    double d = 0;
+    for (std::size_t i = 0; i < a_.size(); ++i) d = std::max(d, std::abs(a_[i] - o.a_[i]));
+    return d;
+  }
+
+ private:
+  std::size_t index(int i, int j) const noexcept {
+    return static_cast<std::size_t>(i) * static_cast<std::size_t>(n_) + static_cast<std::size_t>(j);
+  }
+  int n_;
+  std::vector<double> a_;
+};
+
+// All eigenvalues of a symmetric matrix, largest first.
+inline std::vector<double> symmetric_eigenvalues(Matrix a) {
+  const int n = a.size();
+  for (int sweep = 0; sweep < 100; ++sweep) {
+    double off = 0;
+    for (int p = 0; p < n; ++p)
+      for (int q = p + 1; q < n; ++q) off += a(p, q) * a(p, q);
+    if (off < 1e-26) break;
+    for (int p = 0; p < n; ++p)
+      for (int q = p + 1; q < n; ++q) {
+        if (std::abs(a(p, q)) < 1e-300) continue;
+        // The rotation that zeroes a(p, q) (Golub & Van Loan, symmetric Schur).
+        const double theta = (a(q, q) - a(p, p)) / (2 * a(p, q));
+        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (int k = 0; k < n; ++k) {  // columns p and q
+          const double akp = a(k, p), akq = a(k, q);
+          a(k, p) = c * akp - s * akq;
+          a(k, q) = s * akp + c * akq;
+        }
+        for (int k = 0; k < n; ++k) {  // rows p and q
+          const double apk = a(p, k), aqk = a(q, k);
+          a(p, k) = c * apk - s * aqk;
+          a(q, k) = s * apk + c * aqk;
+        }
+      }
+  }
+  std::vector<double> ev(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ev[static_cast<std::size_t>(i)] = a(i, i);
+  std::sort(ev.begin(), ev.end(), std::greater<>());
+  return ev;
+}
+
+// The second largest eigenvalue of a symmetric matrix: for a mixing matrix
+// (largest eigenvalue 1, eigenvector all ones), how slowly it mixes.
+inline double second_largest_eigenvalue(const Matrix& symmetric) {
+  const auto ev = symmetric_eigenvalues(symmetric);
+  return ev.size() < 2 ? 0.0 : ev[1];
+}
+
+}  // namespace dssync::analysis

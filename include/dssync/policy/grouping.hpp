@@ -1,0 +1,105 @@
+#pragma once
+// Grouping policies: how a world of n ranks is cut into groups before a shuffle
+// decides who goes where.
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+
+namespace dssync {
+
+// Groups of the option's size g. When g does not divide n there are
+// k = max(1, n / g) groups whose sizes differ by at most one, the larger ones
+// first: n = 10, g = 4 gives 5 + 5; n = 7, g = 2 gives 3 + 2 + 2; n = 3, g = 4
+// gives one group of 3. So every group has at least min(g, n) members and no
+// rank is ever alone unless g = 1 or n = 1.
+struct FixedSizeGroups {
+  // The sizes alone, into `sizes` (reused, so no allocation once warm).
+  static void sizes(int n, int group_size, std::vector<int>& sizes) {
+    if (group_size < 1)
+      throw configuration_error("group size must be at least 1, got " + std::to_string(group_size));
+    if (n < 1) throw configuration_error("a world needs at least one rank");
+    const int k = std::max(1, n / group_size);
+    sizes.resize(static_cast<std::size_t>(k));
+    for (int i = 0; i < k; ++i) sizes[static_cast<std::size_t>(i)] = n / k + (i < n % k ? 1 : 0);
+  }
+
+  void layout(int n, int group_size, std::uint64_t /*iteration*/, Partition& out) const {
+    sizes(n, group_size, sizes_);
+    out.assign_contiguous(sizes_);
+  }
+
+ private:
+  mutable std::vector<int> sizes_;
+};
+
+// Groups from the machine's shape: a host label per rank (any string that is
+// equal for ranks sharing a host, rack or switch). Iterations alternate between
+// two layouts, a two-level butterfly:
+//  - even iterations: one group per host, all its ranks (traffic stays inside
+//    hosts);
+//  - odd iterations: groups with at most one member per host: the j-th group
+//    takes the ((j + t/2) mod c)-th local rank of each host, where c is the
+//    host's rank count; the offset rotates which ranks meet.
+// With the same number of ranks on every host, two consecutive iterations
+// give the exact global average; the inter-host link of each host carries one
+// group's traffic at a time. The option's group size is not used: the hosts
+// give the sizes. Use it with NoShuffle: the schedule is its own shuffle, and a
+// random relabelling would scatter the hosts.
+class TopologyAwareGroups {
+ public:
+  TopologyAwareGroups() = default;
+  explicit TopologyAwareGroups(std::vector<std::string> host_of_rank) {
+    std::map<std::string, int> index;
+    for (std::size_t r = 0; r < host_of_rank.size(); ++r) {
+      auto [it, fresh] = index.try_emplace(host_of_rank[r], static_cast<int>(hosts_.size()));
+      if (fresh) hosts_.emplace_back();
+      hosts_[static_cast<std::size_t>(it->second)].push_back(static_cast<int>(r));
+    }
+    world_ = static_cast<int>(host_of_rank.size());
+    for (const auto& h : hosts_) widest_ = std::max(widest_, static_cast<int>(h.size()));
+  }
+
+  int hosts() const noexcept { return static_cast<int>(hosts_.size()); }
+
+  void layout(int n, int /*group_size*/, std::uint64_t iteration, Partition& out) const {
+    if (n != world_)
+      throw configuration_error("TopologyAwareGroups has host labels for " + std::to_string(world_) +
+                                " ranks, the world has " + std::to_string(n));
+    order_.clear();
+    sizes_.clear();
+    if (iteration % 2 == 0) {
+      for (const auto& h : hosts_) {
+        order_.insert(order_.end(), h.begin(), h.end());
+        sizes_.push_back(static_cast<int>(h.size()));
+      }
+    } else {
+      const auto shift = static_cast<std::size_t>(iteration / 2);
+      for (int j = 0; j < widest_; ++j) {
+        int members = 0;
+        for (const auto& h : hosts_) {
+          if (static_cast<std::size_t>(j) >= h.size()) continue;
+          order_.push_back(h[(static_cast<std::size_t>(j) + shift) % h.size()]);
+          ++members;
+        }
+        sizes_.push_back(members);
+      }
+    }
+    out.assign(n, order_, sizes_);
+  }
+
+ private:
+  std::vector<std::vector<int>> hosts_;  // ranks of each host, in rank order
+  int world_ = 0;
+  int widest_ = 0;
+  mutable std::vector<int> order_;
+  mutable std::vector<int> sizes_;
+};
+
+}  // namespace dssync

@@ -1,0 +1,68 @@
+#pragma once
+// AllReduceSync: the bulk-synchronous baseline. Every step all-reduces over the
+// whole world, on parameters (Average) or on gradients (Sum or Average).
+
+#include <cstdint>
+#include <span>
+
+#include "dssync/collective/ring.hpp"
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/sync/common.hpp"
+
+namespace dssync {
+
+struct AllReduceSyncOptions {
+  std::size_t bucket_bytes = default_bucket_bytes;
+};
+
+template <transport Transport, class Reduce = RingReduce, class Op = Average>
+  requires reduce_policy<Reduce, CountingTransport<Transport>>
+class AllReduceSync {
+ public:
+  using transport_type = Transport;
+  using Options = AllReduceSyncOptions;
+
+  explicit AllReduceSync(Transport& t, Options options = {}, Reduce reduce = {}, Op op = {})
+      : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
+        world_(Partition::whole(t.size())) {}
+
+  template <element T>
+  void step(std::span<T> params) {
+    const std::span<T> one[] = {params};
+    step(std::span<const std::span<T>>(one));
+  }
+
+  template <element T>
+  void step(std::span<const std::span<T>> tensors) {
+    detail::StepScope scope(stats_, transport_.count());
+    detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+                            [&](std::span<T> bucket, unsigned index) {
+                              reduce_.all_reduce(transport_, world_.group(0), bucket, op_,
+                                                 make_tag(iteration_, index % 127));
+                            });
+    ++iteration_;
+  }
+  template <element T>
+  void step(std::span<std::span<T>> tensors) {
+    step(std::span<const std::span<T>>(tensors));
+  }
+
+  // One group of everyone, at every iteration.
+  Partition partition(std::uint64_t /*t*/) const { return world_; }
+
+  std::uint64_t iteration() const noexcept { return iteration_; }
+  const SyncStats& stats() const noexcept { return stats_; }
+
+ private:
+  CountingTransport<Transport> transport_;
+  Options options_;
+  Reduce reduce_;
+  Op op_;
+  Partition world_;
+  detail::Scratch fusion_;
+  std::uint64_t iteration_ = 0;
+  SyncStats stats_;
+};
+
+}  // namespace dssync

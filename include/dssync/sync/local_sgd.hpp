@@ -1,0 +1,66 @@
+#pragma once
+// LocalSGD: runs any synchronizer once every H steps; in between, ranks train
+// alone. Inner's options pass through, e.g.
+//   LocalSGD<DSSync<InProcTransport>> sync(t, {.period = 4, .inner = {.group_size = 2}});
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/sync/common.hpp"
+
+namespace dssync {
+
+template <class Inner>
+class LocalSGD {
+ public:
+  using transport_type = typename Inner::transport_type;
+  struct Options {
+    int period = 1;  // H: synchronize on steps H-1, 2H-1, ... (after every H local steps)
+    typename Inner::Options inner = {};
+  };
+
+  explicit LocalSGD(transport_type& t, Options options = {})
+      : options_(options), inner_(t, options.inner) {
+    if (options_.period < 1)
+      throw configuration_error("LocalSGD period must be at least 1, got " +
+                                    std::to_string(options_.period),
+                                error_context{}.with_rank(t.rank()));
+  }
+
+  template <class Params>
+  void step(Params&& params) {
+    if (synchronizes(iteration_)) inner_.step(std::forward<Params>(params));
+    ++iteration_;
+  }
+
+  bool synchronizes(std::uint64_t t) const noexcept {
+    return (t + 1) % static_cast<std::uint64_t>(options_.period) == 0;
+  }
+
+  // At a synchronizing step, the inner synchronizer's partition for its own
+  // iteration; otherwise every rank alone.
+  Partition partition(std::uint64_t t) const
+    requires requires(const Inner& s) { s.partition(t); }
+  {
+    if (synchronizes(t)) return inner_.partition(t / static_cast<std::uint64_t>(options_.period));
+    const int n = inner_partition_size();
+    std::vector<int> ones(static_cast<std::size_t>(n), 1);
+    return Partition::contiguous(ones);
+  }
+
+  std::uint64_t iteration() const noexcept { return iteration_; }
+  const SyncStats& stats() const noexcept { return inner_.stats(); }
+  const Inner& inner() const noexcept { return inner_; }
+
+ private:
+  int inner_partition_size() const { return inner_.partition(0).world_size(); }
+
+  Options options_;
+  Inner inner_;
+  std::uint64_t iteration_ = 0;
+};
+
+}  // namespace dssync

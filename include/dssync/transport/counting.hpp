@@ -1,0 +1,54 @@
+#pragma once
+// A transport adapter that counts what passes through it. Synchronizers run
+// their collectives over one, so stats() reports the bytes a rank really sent,
+// whatever algorithm moved them.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "dssync/core/concepts.hpp"
+
+namespace dssync {
+
+struct TrafficCount {
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t messages_sent = 0;
+};
+
+template <transport Base>
+class CountingTransport {
+ public:
+  explicit CountingTransport(Base& base) noexcept : base_(&base) {}
+
+  int rank() const { return base_->rank(); }
+  int size() const { return base_->size(); }
+  Base& base() const noexcept { return *base_; }
+  const TrafficCount& count() const noexcept { return count_; }
+
+  template <class T>
+  void send(int dst, std::span<T> data, tag_t tag) {
+    base_->send(dst, data, tag);
+    add(data.size_bytes());
+  }
+  template <class T>
+  void recv(int src, std::span<T> data, tag_t tag) {
+    base_->recv(src, data, tag);
+  }
+  template <class T, class U>
+  void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
+    base_->sendrecv(dst, out, src, in, tag);
+    add(out.size_bytes());
+  }
+
+ private:
+  void add(std::size_t bytes) noexcept {
+    count_.bytes_sent += bytes;
+    ++count_.messages_sent;
+  }
+
+  Base* base_;
+  TrafficCount count_;
+};
+
+}  // namespace dssync
