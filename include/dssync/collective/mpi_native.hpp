@@ -1,0 +1,177 @@
+#pragma once
+// MPINativeReduce: a Reduce policy that calls the MPI library's own
+// MPI_Allreduce on a communicator for the group. It is the baseline the
+// generic algorithms are measured against, and the right choice where the MPI
+// library is faster (tuned shared-memory or network collectives).
+//
+// When it suits: a group that is the whole world uses the transport's
+// communicator directly, at no cost. Any other group needs a communicator of
+// its own, made with MPI_Comm_create_group (collective over the group's
+// members only) and kept in a bounded cache. Schedules that revisit a few
+// groups (ButterflyShuffle: log_g(n) groups per rank; NoShuffle; the two
+// layouts of TopologyAwareGroups) pay for each group once. RandomShuffle makes a
+// new group almost every step, and each costs a communicator creation, several
+// latency-bound rounds: use RingReduce or AutoReduce there.
+
+#include "dssync/transport/mpi.hpp"  // first: it sets up <mpi.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dssync/collective/common.hpp"
+
+namespace dssync {
+
+namespace detail {
+
+// The MPI communicator under a transport or a chain of adapters over one.
+template <class Transport>
+MPI_Comm mpi_comm_of(const Transport& t) {
+  if constexpr (requires { t.communicator(); })
+    return static_cast<MPI_Comm>(t.communicator());
+  else if constexpr (requires { t.base(); })
+    return mpi_comm_of(t.base());
+  else
+    static_assert(requires { t.communicator(); },
+                  "MPINativeReduce runs over an MPITransport (or an adapter with base())");
+}
+
+// A user op as an MPI op: MPI computes inout[i] = in[i] op inout[i], with `in`
+// from the lower rank, the order the collectives here use too.
+template <class Op, class T>
+void mpi_user_function(void* in, void* inout, int* len, MPI_Datatype*) {
+  const Op op{};
+  auto* a = static_cast<const T*>(in);
+  auto* b = static_cast<T*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = op(a[i], b[i]);
+}
+
+template <class Op, class T>
+MPI_Op mpi_op() {
+  if constexpr (std::is_same_v<Op, Sum> || std::is_same_v<Op, Average>)
+    return MPI_SUM;
+  else if constexpr (std::is_same_v<Op, Max> && std::is_arithmetic_v<T>)
+    return MPI_MAX;
+  else if constexpr (std::is_same_v<Op, Min> && std::is_arithmetic_v<T>)
+    return MPI_MIN;
+  else {
+    static_assert(std::is_default_constructible_v<Op>,
+                  "MPINativeReduce needs a stateless (default-constructible) op to hand to MPI");
+    static const MPI_Op op = [] {
+      MPI_Op o;
+      MPI_Op_create(&mpi_user_function<Op, T>, /*commute=*/1, &o);
+      return o;
+    }();
+    return op;
+  }
+}
+
+}  // namespace detail
+
+class MPINativeReduce {
+ public:
+  struct Options {
+    // Communicators kept for groups other than the whole world; the least
+    // recently used one is freed when a new group does not fit.
+    std::size_t cache_size = 16;
+    // MPI requires equal counts on all members and does not check them. With
+    // this on, the members first compare lengths (one small MPI_Allreduce) and a
+    // mismatch is a size_mismatch_error.
+    bool check_lengths = false;
+  };
+
+  MPINativeReduce() = default;
+  explicit MPINativeReduce(Options o) : options_(o) {}
+  MPINativeReduce(const MPINativeReduce& o) : options_(o.options_) {}  // the cache stays
+  MPINativeReduce& operator=(const MPINativeReduce&) = delete;
+  ~MPINativeReduce() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized)
+      for (auto& e : cache_) MPI_Comm_free(&e.comm);
+  }
+
+  template <transport Transport, element T, reduce_op<T> Op = Sum>
+  void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    if (m.size > 1) {
+      const MPI_Comm comm = communicator_for(detail::mpi_comm_of(t), g, tag);
+      if (options_.check_lengths) check_lengths(comm, t.rank(), g, data.size());
+      for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
+        const auto count = static_cast<int>(std::min(detail::mpi_max_count, data.size() - off));
+        const int rc = MPI_Allreduce(MPI_IN_PLACE, data.data() + off, count,
+                                     detail::mpi_datatype<T>(), detail::mpi_op<Op, T>(), comm);
+        if (rc != MPI_SUCCESS)
+          throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc),
+                           error_context{}.with_rank(t.rank()).with_group(g.ranks()));
+      }
+    }
+    detail::finish(op, data, m.size);
+  }
+
+  std::size_t cached_communicators() const noexcept { return cache_.size(); }
+
+ private:
+  struct Entry {
+    std::vector<int> ranks;
+    MPI_Comm comm;
+    std::uint64_t last_use;
+  };
+
+  MPI_Comm communicator_for(MPI_Comm parent, const Group& g, tag_t tag) {
+    int parent_size = 0;
+    MPI_Comm_size(parent, &parent_size);
+    bool whole = g.size() == parent_size;
+    for (int i = 0; whole && i < g.size(); ++i) whole = g[i] == i;
+    if (whole) return parent;
+
+    ++clock_;
+    for (auto& e : cache_)
+      if (std::equal(e.ranks.begin(), e.ranks.end(), g.begin(), g.end())) {
+        e.last_use = clock_;
+        return e.comm;
+      }
+    if (cache_.size() >= std::max<std::size_t>(1, options_.cache_size)) {
+      // MPI_Comm_free is collective in name, but it only marks the
+      // communicator for release (Open MPI and MPICH do not synchronize), so
+      // members may evict at different times.
+      auto lru = std::min_element(cache_.begin(), cache_.end(),
+                                  [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; });
+      MPI_Comm_free(&lru->comm);
+      cache_.erase(lru);
+    }
+    MPI_Group parent_group, group;
+    MPI_Comm_group(parent, &parent_group);
+    MPI_Group_incl(parent_group, g.size(), g.ranks().data(), &group);
+    MPI_Comm comm;
+    const int rc = MPI_Comm_create_group(parent, group, tag, &comm);
+    MPI_Group_free(&group);
+    MPI_Group_free(&parent_group);
+    if (rc != MPI_SUCCESS)
+      throw peer_error("MPI_Comm_create_group failed: " + detail::mpi_error_text(rc),
+                       error_context{}.with_group(g.ranks()));
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    cache_.push_back({std::vector<int>(g.begin(), g.end()), comm, clock_});
+    return comm;
+  }
+
+  static void check_lengths(MPI_Comm comm, int rank, const Group& g, std::size_t n) {
+    long long v[2] = {static_cast<long long>(n), -static_cast<long long>(n)};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
+    if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
+      throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
+                                    std::to_string(v[0]) + " elements, this rank " + std::to_string(n),
+                                error_context{}.with_rank(rank).with_group(g.ranks()));
+  }
+
+  Options options_;
+  std::vector<Entry> cache_;
+  std::uint64_t clock_ = 0;
+};
+
+}  // namespace dssync
