@@ -3,6 +3,9 @@
 // largest tag MPI guarantees (MPI_TAG_UB), so the same tags work everywhere.
 
 #include <cstdint>
+#include <string>
+
+#include "dssync/core/error.hpp"
 
 namespace dssync {
 
@@ -20,5 +23,23 @@ inline constexpr tag_t max_tag = 32767;
 constexpr tag_t make_tag(std::uint64_t iteration, unsigned channel) noexcept {
   return static_cast<tag_t>(((iteration & 0xffu) << 7) | (channel & 0x7fu));
 }
+
+namespace detail {
+// Where a point-to-point operation of `rank` with `peer` happens.
+inline error_context p2p_context(int rank, int peer, tag_t tag) {
+  return error_context{}.with_rank(rank).with_peer(peer).with_tag(tag);
+}
+
+// Every transport's argument check: a peer inside the world, a tag in range.
+inline void check_peer_and_tag(int rank, int size, int peer, tag_t tag) {
+  if (peer < 0 || peer >= size)
+    throw configuration_error("peer " + std::to_string(peer) + " is outside the world of " +
+                                  std::to_string(size) + " ranks",
+                              p2p_context(rank, peer, tag));
+  if (tag < 0 || tag > max_tag)
+    throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]",
+                              p2p_context(rank, peer, tag));
+}
+}  // namespace detail
 
 }  // namespace dssync

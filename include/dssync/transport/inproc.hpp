@@ -134,18 +134,8 @@ class InProcTransport {
     return std::as_bytes(s);
   }
 
-  error_context where(int peer, tag_t tag) const {
-    return error_context{}.with_rank(rank_).with_peer(peer).with_tag(tag);
-  }
-
-  void check_peer(int peer, tag_t tag) const {
-    if (peer < 0 || peer >= size())
-      throw configuration_error("peer " + std::to_string(peer) + " is outside the world of " +
-                                    std::to_string(size()) + " ranks",
-                                where(peer, tag));
-    if (tag < 0 || tag > max_tag)
-      throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]", where(peer, tag));
-  }
+  error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank_, peer, tag); }
+  void check_peer(int peer, tag_t tag) const { detail::check_peer_and_tag(rank_, size(), peer, tag); }
 
   detail::InProcMessage make_message(int dst, std::span<const std::byte> data, tag_t tag) const {
     detail::InProcMessage m;

@@ -149,18 +149,8 @@ class MPITransport {
   }
 
  private:
-  error_context where(int peer, tag_t tag) const {
-    return error_context{}.with_rank(rank()).with_peer(peer).with_tag(tag);
-  }
-
-  void check(int peer, tag_t tag) const {
-    if (peer < 0 || peer >= size())
-      throw configuration_error("peer " + std::to_string(peer) + " is outside the world of " +
-                                    std::to_string(size()) + " ranks",
-                                where(peer, tag));
-    if (tag < 0 || tag > max_tag)
-      throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]", where(peer, tag));
-  }
+  error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
+  void check(int peer, tag_t tag) const { detail::check_peer_and_tag(rank(), size(), peer, tag); }
 
   void call(int rc, const char* what, int peer, tag_t tag) const {
     if (rc != MPI_SUCCESS)
