@@ -18,8 +18,9 @@ struct AllReduceSyncOptions {
 
 template <transport Transport, class Reduce = RingReduce, class Op = Average>
   requires reduce_policy<Reduce, CountingTransport<Transport>>
-class AllReduceSync {
+class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Reduce, Op>> {
  public:
+  using detail::StepOverloads<AllReduceSync>::step;
   using transport_type = Transport;
   using Options = AllReduceSyncOptions;
 
@@ -27,14 +28,10 @@ class AllReduceSync {
       : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
         world_(Partition::whole(t.size())) {}
 
+  // step(...) (from StepOverloads) for one buffer, a container or a set of
+  // tensors lands here.
   template <element T>
-  void step(std::span<T> params) {
-    const std::span<T> one[] = {params};
-    step(std::span<const std::span<T>>(one));
-  }
-
-  template <element T>
-  void step(std::span<const std::span<T>> tensors) {
+  void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
                             [&](std::span<T> bucket, unsigned index) {
@@ -42,10 +39,6 @@ class AllReduceSync {
                                                  make_tag(iteration_, index % 127));
                             });
     ++iteration_;
-  }
-  template <element T>
-  void step(std::span<std::span<T>> tensors) {
-    step(std::span<const std::span<T>>(tensors));
   }
 
   // One group of everyone, at every iteration.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <ranges>
 #include <span>
 #include <type_traits>
 
@@ -102,6 +103,32 @@ void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_e
     }
   }
 }
+
+// The step() overloads every synchronizer offers, all funnelled into the
+// derived class's step_tensors(std::span<const std::span<T>>): one buffer, a
+// set of tensors, or any contiguous container of elements.
+template <class Derived>
+class StepOverloads {
+ public:
+  template <element T>
+  void step(std::span<const std::span<T>> tensors) {
+    static_cast<Derived&>(*this).step_tensors(tensors);
+  }
+  template <element T>
+  void step(std::span<std::span<T>> tensors) {
+    step(std::span<const std::span<T>>(tensors));
+  }
+  template <element T>
+  void step(std::span<T> params) {
+    const std::span<T> one[] = {params};
+    step(std::span<const std::span<T>>(one));
+  }
+  template <std::ranges::contiguous_range R>
+    requires element<std::ranges::range_value_t<R>> && (!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>>)
+  void step(R& params) {
+    step(std::span<std::ranges::range_value_t<R>>(params));
+  }
+};
 
 template <class T>
 std::size_t bucket_elements(std::size_t bucket_bytes) noexcept {

@@ -81,8 +81,9 @@ template <transport Transport, shuffle_policy Shuffle = RandomShuffle,
           class Reduce = RingReduce, grouping_policy Grouping = FixedSizeGroups,
           class Op = Average>
   requires reduce_policy<Reduce, CountingTransport<Transport>>
-class DSSync {
+class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, Grouping, Op>> {
  public:
+  using detail::StepOverloads<DSSync>::step;
   using transport_type = Transport;
   using Options = DSSyncOptions;
 
@@ -99,16 +100,12 @@ class DSSync {
 
   // Averages `params` inside this rank's group of the current iteration's
   // partition, then advances the iteration.
-  template <element T>
-  void step(std::span<T> params) {
-    const std::span<T> one[] = {params};
-    step(std::span<const std::span<T>>(one));
-  }
-
   // The same for a model made of many tensors: they are fused into buckets of
   // options.bucket_bytes and each bucket is one collective.
+  // step(...) (from StepOverloads) for one buffer, a container or a set of
+  // tensors lands here.
   template <element T>
-  void step(std::span<const std::span<T>> tensors) {
+  void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     fill(iteration_, partition_);
     if (options_.checked) {
@@ -123,10 +120,6 @@ class DSSync {
                                                  make_tag(iteration_, index % 127));
                             });
     ++iteration_;
-  }
-  template <element T>
-  void step(std::span<std::span<T>> tensors) {
-    step(std::span<const std::span<T>>(tensors));
   }
 
   // Who is grouped with whom at iteration t (any t, past or future).

@@ -24,8 +24,9 @@ struct GossipSyncOptions {
 };
 
 template <transport Transport, topology_policy Topology = RingTopology>
-class GossipSync {
+class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>> {
  public:
+  using detail::StepOverloads<GossipSync>::step;
   using transport_type = Transport;
   using Options = GossipSyncOptions;
 
@@ -34,16 +35,12 @@ class GossipSync {
     (void)topology_.exchanges(t.size(), 0);  // a topology that does not fit fails here
   }
 
-  template <element T>
-  void step(std::span<T> params) {
-    const std::span<T> one[] = {params};
-    step(std::span<const std::span<T>>(one));
-  }
-
   // Tensors are fused into buckets as in DSSync; each bucket makes one round of
   // the topology's exchanges.
+  // step(...) (from StepOverloads) for one buffer, a container or a set of
+  // tensors lands here.
   template <element T>
-  void step(std::span<const std::span<T>> tensors) {
+  void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     const int n = transport_.size(), me = transport_.rank();
     const int k = topology_.exchanges(n, iteration_);
@@ -63,10 +60,6 @@ class GossipSync {
           detail::copy(x, std::span<const T>(acc));
         });
     ++iteration_;
-  }
-  template <element T>
-  void step(std::span<std::span<T>> tensors) {
-    step(std::span<const std::span<T>>(tensors));
   }
 
   const Topology& topology() const noexcept { return topology_; }
