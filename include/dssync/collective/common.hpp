@@ -92,4 +92,20 @@ void fold_out(Transport& t, const Group& g, Member m, const Fold& f, std::span<T
     t.send(g[m.position - 1], std::span<const T>(data), tag);
 }
 
+// Runs a power-of-two algorithm over a group of any size: fold in, body(fold)
+// on the p2 members that take part (it must finish the op), fold out.
+template <transport Transport, class T, class Op, class Body>
+void run_folded(Transport& t, const Group& g, std::span<T> data, const Op& op, Scratch& scratch,
+                tag_t tag, Body&& body) {
+  const Member m = member_of(t, g);
+  if (m.size == 1) {
+    finish(op, data, 1);
+    return;
+  }
+  const Fold f(m);
+  fold_in(t, g, m, f, data, op, scratch, tag);
+  if (f.virtual_pos >= 0) body(f);
+  fold_out(t, g, m, f, data, tag);
+}
+
 }  // namespace dssync::detail

@@ -18,14 +18,7 @@ class HalvingDoublingReduce {
  public:
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
-    if (m.size == 1) {
-      detail::finish(op, data, 1);
-      return;
-    }
-    const detail::Fold f(m);
-    detail::fold_in(t, g, m, f, data, op, scratch_, tag);
-    if (f.virtual_pos >= 0) {
+    detail::run_folded(t, g, data, op, scratch_, tag, [&](const detail::Fold& f) {
       const int v = f.virtual_pos;
       // windows[k]: the part of the buffer this member is responsible for after
       // k halvings. The all-gather retraces them backwards.
@@ -47,7 +40,7 @@ class HalvingDoublingReduce {
         detail::combine(op, detail::sub(data, keep), std::span<const T>(buf), !lower);
         windows[static_cast<std::size_t>(levels) + 1] = keep;
       }
-      detail::finish(op, detail::sub(data, windows[static_cast<std::size_t>(levels)]), m.size);
+      detail::finish(op, detail::sub(data, windows[static_cast<std::size_t>(levels)]), g.size());
       for (int d = 1; d < f.p2; d *= 2, --levels) {
         const int partner = v ^ d;
         const detail::Block mine = windows[static_cast<std::size_t>(levels)];
@@ -60,8 +53,7 @@ class HalvingDoublingReduce {
         t.sendrecv(g[f.position(partner)], std::span<const T>(detail::sub(data, mine)),
                    g[f.position(partner)], detail::sub(data, theirs), tag);
       }
-    }
-    detail::fold_out(t, g, m, f, data, tag);
+    });
   }
 
  private:

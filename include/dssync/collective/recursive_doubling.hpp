@@ -15,14 +15,7 @@ class RecursiveDoublingReduce {
  public:
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
-    if (m.size == 1) {
-      detail::finish(op, data, 1);
-      return;
-    }
-    const detail::Fold f(m);
-    detail::fold_in(t, g, m, f, data, op, scratch_, tag);
-    if (f.virtual_pos >= 0) {
+    detail::run_folded(t, g, data, op, scratch_, tag, [&](const detail::Fold& f) {
       auto in = scratch_.get<T>(data.size());
       for (int d = 1; d < f.p2; d *= 2) {
         const int partner = f.virtual_pos ^ d;
@@ -31,9 +24,8 @@ class RecursiveDoublingReduce {
         // Both members of a pair compute op(lower, higher): bitwise the same.
         detail::combine(op, data, std::span<const T>(in), partner < f.virtual_pos);
       }
-      detail::finish(op, data, m.size);
-    }
-    detail::fold_out(t, g, m, f, data, tag);
+      detail::finish(op, data, g.size());
+    });
   }
 
  private:
