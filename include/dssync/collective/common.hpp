@@ -35,6 +35,26 @@ std::span<T> sub(std::span<T> s, Block b) noexcept {
   return s.subspan(b.offset, b.length);
 }
 
+// One exchange step of a reduction: send `out` to dst, receive as many
+// elements as `inout` has from src and combine them into it, the incoming ones
+// as the left operand when they come from a lower position. Over a transport
+// with sendrecv_view it combines straight from the peer's memory; otherwise it
+// receives into scratch first. `out` and `inout` must not overlap: the peer
+// may still be reading `out` while `inout` changes.
+template <transport Transport, class T, class Op>
+void exchange_combine(Transport& t, int dst, std::span<const T> out, int src, std::span<T> inout,
+                      const Op& op, bool in_is_lower, Scratch& scratch, tag_t tag) {
+  if constexpr (transport_with_view<Transport, T>) {
+    t.sendrecv_view(
+        dst, out, src, inout.size(),
+        [&](std::span<const T> in) { combine(op, inout, in, in_is_lower); }, tag);
+  } else {
+    const auto in = scratch.get<T>(inout.size());
+    t.sendrecv(dst, out, src, in, tag);
+    combine(op, inout, std::span<const T>(in), in_is_lower);
+  }
+}
+
 // This rank's place in a collective: its position in the group and the group
 // size. Validates the group against the transport first.
 struct Member {
@@ -102,6 +122,7 @@ void run_folded(Transport& t, const Group& g, std::span<T> data, const Op& op, S
     finish(op, data, 1);
     return;
   }
+  scratch.reserve<T>(data.size());  // the most any position needs (fold_in, a full exchange)
   const Fold f(m);
   fold_in(t, g, m, f, data, op, scratch, tag);
   if (f.virtual_pos >= 0) body(f);

@@ -25,7 +25,6 @@ class HalvingDoublingReduce {
       std::array<detail::Block, 32> windows{};
       windows[0] = {0, data.size()};
       int levels = 0;
-      auto scratch = scratch_.get<T>(data.size() - data.size() / 2);
       for (int d = f.p2 / 2; d >= 1; d /= 2, ++levels) {
         const int partner = v ^ d;
         const detail::Block w = windows[static_cast<std::size_t>(levels)];
@@ -34,10 +33,9 @@ class HalvingDoublingReduce {
         const bool lower = v < partner;
         const detail::Block keep = lower ? low : high;
         const detail::Block give = lower ? high : low;
-        const auto buf = scratch.first(keep.length);
-        t.sendrecv(g[f.position(partner)], std::span<const T>(detail::sub(data, give)),
-                   g[f.position(partner)], buf, tag);
-        detail::combine(op, detail::sub(data, keep), std::span<const T>(buf), !lower);
+        detail::exchange_combine(t, g[f.position(partner)], std::span<const T>(detail::sub(data, give)),
+                                 g[f.position(partner)], detail::sub(data, keep), op, !lower,
+                                 scratch_, tag);
         windows[static_cast<std::size_t>(levels) + 1] = keep;
       }
       detail::finish(op, detail::sub(data, windows[static_cast<std::size_t>(levels)]), g.size());

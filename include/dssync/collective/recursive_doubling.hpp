@@ -16,6 +16,8 @@ class RecursiveDoublingReduce {
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
     detail::run_folded(t, g, data, op, scratch_, tag, [&](const detail::Fold& f) {
+      // The whole buffer goes out and comes back combined, so the incoming
+      // copy must land in scratch first (the peer is still reading ours).
       auto in = scratch_.get<T>(data.size());
       for (int d = 1; d < f.p2; d *= 2) {
         const int partner = f.virtual_pos ^ d;

@@ -4,8 +4,10 @@
 // 2(g-1)/g of the buffer per rank, the least any all-reduce can, so it is the
 // algorithm for large buffers; its 2(g-1) latencies make it poor for small ones.
 //
-// Each step moves its block in segments, so the received part is combined
-// while it is still in cache and the scratch buffer is one segment long.
+// Each step moves its block in segments, so that a received segment is
+// combined while it is still in cache and the scratch buffer is one segment
+// long (over a transport with sendrecv_view there is no scratch at all: the
+// combine reads the neighbour's memory).
 
 #include <algorithm>
 #include <cstddef>
@@ -42,7 +44,7 @@ class RingReduce {
     // Every member makes the same number of sendrecvs per step, sized by the
     // largest block; the shorter blocks send empty segments at the end.
     const std::size_t largest = detail::block(data.size(), n, 0).length;
-    auto scratch = scratch_.get<T>(std::min(seg, largest));
+    if constexpr (!transport_with_view<Transport, T>) scratch_.reserve<T>(std::min(seg, data.size()));
     auto segment = [seg](std::span<T> b, std::size_t k) {
       const std::size_t at = std::min(k, b.size());
       return b.subspan(at, std::min(seg, b.size() - at));
@@ -58,9 +60,8 @@ class RingReduce {
       for (std::size_t k = 0; k < largest; k += seg) {
         const auto out_seg = segment(out, k);
         const auto in_seg = segment(in, k);
-        const auto buf = scratch.first(in_seg.size());
-        t.sendrecv(right, std::span<const T>(out_seg), left, buf, tag);
-        detail::combine_left(op, in_seg, std::span<const T>(buf));
+        detail::exchange_combine(t, right, std::span<const T>(out_seg), left, in_seg, op,
+                                 /*in_is_lower=*/true, scratch_, tag);
       }
     }
     detail::finish(op, detail::sub(data, chunk(p + 1)), m.size);

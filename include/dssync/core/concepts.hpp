@@ -32,6 +32,17 @@ concept transport = requires(T& t, const T& ct, int peer, tag_t tag, std::span<c
   t.sendrecv(peer, bytes_out, peer, bytes_in, tag);
 };
 
+// Optional: sendrecv_view(dst, out, src, count, use, tag) sends like sendrecv
+// but lends the incoming elements to use(std::span<const T>) in place instead
+// of copying them into a buffer (shared-memory transports can). Collectives
+// combine straight from the view and skip a pass over memory.
+template <class Tr, class T>
+concept transport_with_view =
+    transport<Tr> && requires(Tr& t, int peer, std::span<const T> out, std::size_t count,
+                              void (*use)(std::span<const T>), tag_t tag) {
+      t.sendrecv_view(peer, out, peer, count, use, tag);
+    };
+
 // A collective algorithm: all_reduce(transport, group, data, op, tag) combines
 // `data` element-wise over the ranks of `group`, in place, and leaves bitwise
 // identical results on every member.

@@ -50,22 +50,34 @@ class Group {
 };
 
 // The position of `rank` in `group`; throws configuration_error if the rank is
-// not a member or a member appears twice, since no collective can run then.
+// not a member, a member is outside the world, or a member appears twice, since
+// no collective can run then. O(group size): a per-thread mark table, sized to
+// the world once.
 inline int checked_position(const Group& group, int rank, int world_size) {
+  const auto where = [&] { return error_context{}.with_rank(rank).with_group(group.ranks()); };
   const int pos = group.position_of(rank);
-  if (pos < 0)
-    throw configuration_error("the calling rank is not a member of the group",
-                              error_context{}.with_rank(rank).with_group(group.ranks()));
-  for (int i = 0; i < group.size(); ++i) {
-    const int r = group[i];
-    if (r < 0 || r >= world_size)
+  if (pos < 0) throw configuration_error("the calling rank is not a member of the group", where());
+  thread_local std::vector<unsigned char> seen;
+  if (seen.size() < static_cast<std::size_t>(world_size)) seen.resize(static_cast<std::size_t>(world_size));
+  int checked = 0;
+  auto unmark = [&] {
+    for (int i = 0; i < checked; ++i) seen[static_cast<std::size_t>(group[i])] = 0;
+  };
+  for (; checked < group.size(); ++checked) {
+    const int r = group[checked];
+    if (r < 0 || r >= world_size) {
+      unmark();
       throw configuration_error("group member " + std::to_string(r) + " is outside the world of " +
                                     std::to_string(world_size) + " ranks",
-                                error_context{}.with_rank(rank).with_group(group.ranks()));
-    if (r == rank && i != pos)
-      throw configuration_error("the calling rank appears twice in the group",
-                                error_context{}.with_rank(rank).with_group(group.ranks()));
+                                where());
+    }
+    if (seen[static_cast<std::size_t>(r)]) {
+      unmark();
+      throw configuration_error("rank " + std::to_string(r) + " appears twice in the group", where());
+    }
+    seen[static_cast<std::size_t>(r)] = 1;
   }
+  unmark();
   return pos;
 }
 
@@ -126,7 +138,9 @@ class Partition {
   void reindex() { index(); }
 
   int world_size() const noexcept { return static_cast<int>(order_.size()); }
-  int num_groups() const noexcept { return static_cast<int>(offsets_.size()) - 1; }
+  int num_groups() const noexcept {
+    return offsets_.empty() ? 0 : static_cast<int>(offsets_.size()) - 1;
+  }
 
   Group group(int index) const noexcept {
     const auto b = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(index)]);

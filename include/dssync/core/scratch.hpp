@@ -30,6 +30,14 @@ class Scratch {
     return {reinterpret_cast<T*>(data_.get()), n};
   }
 
+  // Grows to n elements of T now, so that later get()s up to that size never
+  // allocate. Collectives reserve what any member position could need, so a
+  // rank whose role changes from step to step does not allocate then.
+  template <class T>
+  void reserve(std::size_t n) {
+    (void)get<T>(n);
+  }
+
   std::size_t capacity_bytes() const noexcept { return capacity_; }
 
  private:

@@ -11,6 +11,7 @@
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
 #include "dssync/core/random.hpp"
+#include "dssync/policy/grouping.hpp"
 
 namespace dssync {
 
@@ -37,12 +38,14 @@ struct RandomShuffle {
 // BCube / butterfly schedule): at iteration t the group of rank r is the ranks
 // that differ from r only in digit t mod k, with k = ceil(log_g n) digits. For
 // n = g^k the product of k consecutive steps is the exact global average (the
-// released DS-Sync code's {01,23}, {03,12}-style alternation, generalised).
-// For other n the digit groups at the top end are short; a group of one is
-// merged into the group before it so no rank sits out, and the k-step product is
-// then close to, but not exactly, the average. g is the size of the layout's
-// first group (FixedSizeGroups gives the option's group size there); the seed
-// is not used.
+// released DS-Sync code's {01,23}, {02,13}-style alternation, generalised).
+// For other n the digit groups at the top end are short. Short groups of two
+// or more stay; ranks left alone are grouped with each other the way
+// FixedSizeGroups cuts a world, and a single lone rank joins the last group, so
+// no rank sits out and no group exceeds 2g - 1. The k-step product is then
+// close to, not exactly, the average. g is the size of the layout's first
+// group (FixedSizeGroups gives the option's group size there); the seed is not
+// used.
 struct ButterflyShuffle {
   void shuffle(std::uint64_t /*seed*/, std::uint64_t iteration, Partition& p) const {
     const int n = p.world_size();
@@ -54,22 +57,29 @@ struct ButterflyShuffle {
     for (std::uint64_t d = 0; d < iteration % static_cast<std::uint64_t>(digits); ++d) stride *= g;
     order_.clear();
     sizes_.clear();
-    // Group leaders are the ranks whose digit t mod k is 0. Rank 0's group
-    // always has at least two members (stride < n), so a lone rank always has
-    // a group before it.
+    lone_.clear();
+    // Group leaders are the ranks whose digit t mod k is 0.
     for (int leader = 0; leader < n; ++leader) {
       if ((leader / stride) % g != 0) continue;
-      int members = 0;
-      for (int j = 0; j < g; ++j) {
-        const long long r = leader + j * stride;
-        if (r >= n) break;
-        order_.push_back(static_cast<int>(r));
-        ++members;
+      const std::size_t start = order_.size();
+      for (int j = 0; j < g && leader + j * stride < n; ++j)
+        order_.push_back(static_cast<int>(leader + j * stride));
+      if (order_.size() - start == 1) {
+        lone_.push_back(order_.back());
+        order_.pop_back();
+      } else {
+        sizes_.push_back(static_cast<int>(order_.size() - start));
       }
-      if (members == 1 && !sizes_.empty())
-        ++sizes_.back();  // merged: the lone rank joins the group before it
-      else
-        sizes_.push_back(members);
+    }
+    if (lone_.size() == 1) {
+      // Rank 0's group always has two members (stride < n), so there is a
+      // group to join.
+      order_.push_back(lone_[0]);
+      ++sizes_.back();
+    } else if (!lone_.empty()) {
+      order_.insert(order_.end(), lone_.begin(), lone_.end());
+      FixedSizeGroups::sizes(static_cast<int>(lone_.size()), g, lone_sizes_);
+      sizes_.insert(sizes_.end(), lone_sizes_.begin(), lone_sizes_.end());
     }
     p.assign(n, order_, sizes_);
   }
@@ -77,6 +87,8 @@ struct ButterflyShuffle {
  private:
   mutable std::vector<int> order_;
   mutable std::vector<int> sizes_;
+  mutable std::vector<int> lone_;
+  mutable std::vector<int> lone_sizes_;
 };
 
 }  // namespace dssync

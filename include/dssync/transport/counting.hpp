@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #include "dssync/core/concepts.hpp"
 
@@ -38,6 +39,13 @@ class CountingTransport {
   template <class T, class U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
     base_->sendrecv(dst, out, src, in, tag);
+    add(out.size_bytes());
+  }
+  template <class T, class Use>
+    requires transport_with_view<Base, T>
+  void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
+                     tag_t tag) {
+    base_->sendrecv_view(dst, out, src, count, std::forward<Use>(use), tag);
     add(out.size_bytes());
   }
 

@@ -122,6 +122,29 @@ class InProcTransport {
     wait_sent(m);
   }
 
+  // sendrecv without the receive copy: `use` gets a read-only view of the
+  // `count` incoming elements, in the sender's own memory, and must be done
+  // with it when it returns. A ring step combines straight from the
+  // neighbour's buffer this way, saving a pass over memory.
+  template <element T, class Use>
+    requires std::invocable<Use&, std::span<const T>>
+  void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
+                     tag_t tag) {
+    check_peer(dst, tag);
+    check_peer(src, tag);
+    detail::InProcMessage m = make_message(dst, as_bytes(out), tag);
+    post(m);
+    try {
+      receive(src, count * sizeof(T), tag, [&](const std::byte* data) {
+        use(std::span<const T>(reinterpret_cast<const T*>(data), count));
+      });
+    } catch (...) {
+      retract(m);
+      throw;
+    }
+    wait_sent(m);
+  }
+
  private:
   friend class InProcWorld;
   InProcTransport(detail::InProcShared* shared, int rank) : shared_(shared), rank_(rank) {}
@@ -222,8 +245,11 @@ class InProcTransport {
                                 where(m.dst, m.tag));
   }
 
-  // Waits for the first message from src with this tag, then copies it.
-  void receive(int src, std::span<std::byte> out, tag_t tag) {
+  // Waits for the first message from src with this tag, checks that it has
+  // `bytes` bytes, and hands the sender's buffer to use(const std::byte*)
+  // while the sender stays blocked.
+  template <class Use>
+  void receive(int src, std::size_t bytes, tag_t tag, Use&& use) {
     using S = detail::InProcMessage::State;
     const auto deadline = clock::now() + shared_->options.timeout;
     lock lk(shared_->mu);
@@ -248,23 +274,36 @@ class InProcTransport {
     (prev ? prev->next : q.head) = m->next;
     if (q.tail == m) q.tail = prev;
     m->next = nullptr;
-    if (m->bytes != out.size()) {
+    if (m->bytes != bytes) {
       m->state = S::mismatched;
-      m->receiver_bytes = out.size();
+      m->receiver_bytes = bytes;
       const std::size_t sent = m->bytes;
       lk.unlock();
       shared_->notify(src);
-      throw size_mismatch_error("expected " + std::to_string(out.size()) + " bytes, the peer sent " +
+      throw size_mismatch_error("expected " + std::to_string(bytes) + " bytes, the peer sent " +
                                     std::to_string(sent),
                                 where(src, tag));
     }
     m->state = S::copying;
     lk.unlock();
-    if (!out.empty()) std::memcpy(out.data(), m->data, out.size());
-    lk.lock();
-    m->state = S::done;
-    lk.unlock();
-    shared_->notify(src);
+    struct Release {  // the sender is released even if use() throws
+      InProcTransport* self;
+      detail::InProcMessage* m;
+      int src;
+      ~Release() {
+        {
+          lock relock(self->shared_->mu);
+          m->state = detail::InProcMessage::State::done;
+        }
+        self->shared_->notify(src);
+      }
+    } release{this, m, src};
+    if (bytes) use(m->data);
+  }
+
+  void receive(int src, std::span<std::byte> out, tag_t tag) {
+    receive(src, out.size(), tag,
+            [&](const std::byte* data) { std::memcpy(out.data(), data, out.size()); });
   }
 
   std::string timeout_text() const {
