@@ -7,11 +7,13 @@
 // When it suits: a group that is the whole world uses the transport's
 // communicator directly, at no cost. Any other group needs a communicator of
 // its own, made with MPI_Comm_create_group (collective over the group's
-// members only) and kept in a bounded cache. Schedules that revisit a few
-// groups (ButterflyShuffle: log_g(n) groups per rank; NoShuffle; the two
-// layouts of TopologyAwareGroups) pay for each group once. RandomShuffle makes a
-// new group almost every step, and each costs a communicator creation, several
-// latency-bound rounds: use RingReduce or AutoReduce there.
+// members only) and kept in a bounded cache; every use of a cached one costs
+// one small agreement round among the members (their caches may differ).
+// Schedules that revisit a few groups (ButterflyShuffle: log_g(n) groups per
+// rank; NoShuffle; the two layouts of TopologyAwareGroups) pay for each group
+// once. RandomShuffle makes a new group almost every step, and each costs a
+// communicator creation, several latency-bound rounds: use RingReduce or
+// AutoReduce there.
 
 #include "dssync/transport/mpi.hpp"  // first: it sets up <mpi.h>
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "dssync/collective/common.hpp"
+#include "dssync/collective/recursive_doubling.hpp"
 
 namespace dssync {
 
@@ -51,24 +54,24 @@ void mpi_user_function(void* in, void* inout, int* len, MPI_Datatype*) {
   for (int i = 0; i < *len; ++i) b[i] = op(a[i], b[i]);
 }
 
+// MPI's predefined op where one fits the element type, otherwise the op
+// itself, registered with MPI_Op_create.
 template <class Op, class T>
 MPI_Op mpi_op() {
-  if constexpr (std::is_same_v<Op, Sum> || std::is_same_v<Op, Average>)
-    return MPI_SUM;
-  else if constexpr (std::is_same_v<Op, Max> && std::is_arithmetic_v<T>)
-    return MPI_MAX;
-  else if constexpr (std::is_same_v<Op, Min> && std::is_arithmetic_v<T>)
-    return MPI_MIN;
-  else {
-    static_assert(std::is_default_constructible_v<Op>,
-                  "MPINativeReduce needs a stateless (default-constructible) op to hand to MPI");
-    static const MPI_Op op = [] {
-      MPI_Op o;
-      MPI_Op_create(&mpi_user_function<Op, T>, /*commute=*/1, &o);
-      return o;
-    }();
-    return op;
+  constexpr bool numeric = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+  if (numeric && predefined_mpi_datatype<T>() != MPI_DATATYPE_NULL) {
+    if constexpr (std::is_same_v<Op, Sum> || std::is_same_v<Op, Average>) return MPI_SUM;
+    if constexpr (std::is_same_v<Op, Max>) return MPI_MAX;
+    if constexpr (std::is_same_v<Op, Min>) return MPI_MIN;
   }
+  static_assert(std::is_default_constructible_v<Op>,
+                "MPINativeReduce needs a stateless (default-constructible) op to hand to MPI");
+  static const MPI_Op op = [] {
+    MPI_Op o;
+    MPI_Op_create(&mpi_user_function<Op, T>, /*commute=*/1, &o);
+    return o;
+  }();
+  return op;
 }
 
 }  // namespace detail
@@ -100,7 +103,7 @@ class MPINativeReduce {
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     if (m.size > 1) {
-      const MPI_Comm comm = communicator_for(detail::mpi_comm_of(t), g, tag);
+      const MPI_Comm comm = communicator_for(t, detail::mpi_comm_of(t), g, tag);
       if (options_.check_lengths) check_lengths(comm, t.rank(), g, data.size());
       for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
         const auto count = static_cast<int>(std::min(detail::mpi_max_count, data.size() - off));
@@ -123,7 +126,12 @@ class MPINativeReduce {
     std::uint64_t last_use;
   };
 
-  MPI_Comm communicator_for(MPI_Comm parent, const Group& g, tag_t tag) {
+  // The group's communicator. Each member's cache has its own history, so a
+  // hit on one member may be a miss (or an eviction) on another; the members
+  // first agree, with one small all-reduce of our own over the transport,
+  // whether all of them hold it, and otherwise all make it anew together.
+  template <class Transport>
+  MPI_Comm communicator_for(Transport& t, MPI_Comm parent, const Group& g, tag_t tag) {
     int parent_size = 0;
     MPI_Comm_size(parent, &parent_size);
     bool whole = g.size() == parent_size;
@@ -131,15 +139,22 @@ class MPINativeReduce {
     if (whole) return parent;
 
     ++clock_;
-    for (auto& e : cache_)
-      if (std::equal(e.ranks.begin(), e.ranks.end(), g.begin(), g.end())) {
-        e.last_use = clock_;
-        return e.comm;
-      }
+    auto hit = std::find_if(cache_.begin(), cache_.end(), [&](const Entry& e) {
+      return std::equal(e.ranks.begin(), e.ranks.end(), g.begin(), g.end());
+    });
+    std::int32_t everyone_has_it[1] = {hit != cache_.end()};
+    agree_.all_reduce(t, g, std::span<std::int32_t>(everyone_has_it), Min{}, tag);
+    if (everyone_has_it[0]) {
+      hit->last_use = clock_;
+      return hit->comm;
+    }
+    if (hit != cache_.end()) {
+      MPI_Comm_free(&hit->comm);
+      cache_.erase(hit);
+    }
     if (cache_.size() >= std::max<std::size_t>(1, options_.cache_size)) {
-      // MPI_Comm_free is collective in name, but it only marks the
-      // communicator for release (Open MPI and MPICH do not synchronize), so
-      // members may evict at different times.
+      // Evicting is local: a member that still holds this group later finds
+      // that the others do not, and it is remade.
       auto lru = std::min_element(cache_.begin(), cache_.end(),
                                   [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; });
       MPI_Comm_free(&lru->comm);
@@ -170,6 +185,7 @@ class MPINativeReduce {
   }
 
   Options options_;
+  RecursiveDoublingReduce agree_;
   std::vector<Entry> cache_;
   std::uint64_t clock_ = 0;
 };

@@ -45,8 +45,8 @@ struct FixedSizeGroups {
 //  - even iterations: one group per host, all its ranks (traffic stays inside
 //    hosts);
 //  - odd iterations: groups with at most one member per host: the j-th group
-//    takes the ((j + t/2) mod c)-th local rank of each host, where c is the
-//    host's rank count; the offset rotates which ranks meet.
+//    takes the ((j + h * t/2) mod c)-th local rank of host h, where c is the
+//    host's rank count; the offsets rotate which ranks meet.
 // With the same number of ranks on every host, two consecutive iterations
 // give the exact global average; the inter-host link of each host carries one
 // group's traffic at a time. The option's group size is not used: the hosts
@@ -83,9 +83,12 @@ class TopologyAwareGroups {
       const auto shift = static_cast<std::size_t>(iteration / 2);
       for (int j = 0; j < widest_; ++j) {
         int members = 0;
-        for (const auto& h : hosts_) {
+        for (std::size_t hi = 0; hi < hosts_.size(); ++hi) {
+          const auto& h = hosts_[hi];
           if (static_cast<std::size_t>(j) >= h.size()) continue;
-          order_.push_back(h[(static_cast<std::size_t>(j) + shift) % h.size()]);
+          // Host hi's members advance by hi * shift: a different host pairing
+          // every odd iteration.
+          order_.push_back(h[(static_cast<std::size_t>(j) + shift * hi) % h.size()]);
           ++members;
         }
         sizes_.push_back(members);

@@ -29,7 +29,7 @@ struct DSSyncOptions {
   int group_size = 2;
   std::uint64_t seed = 0;
   // Before averaging, all ranks compare a hash of (seed, group size, iteration,
-  // partition, buffer length) and fail with configuration_error naming the
+  // partition, element type) and the buffer length and fail with configuration_error naming the
   // first rank that disagrees. Costs one small all-reduce over the world per
   // step: for debugging and first runs.
   bool checked = false;
@@ -58,12 +58,12 @@ class ConsistencyCheck {
       const auto where = error_context{}.with_rank(t.rank()).with_peer(static_cast<int>(r)).with_iteration(iteration);
       if (table_[2 * r] != hash)
         throw configuration_error(
-            "ranks disagree on the partition: different seed, group size, world size, shuffle or "
-            "iteration counter",
+            "ranks disagree on the partition or the element type: different seed, group size, "
+            "shuffle, iteration counter or element size",
             where);
       if (table_[2 * r + 1] != length)
         throw configuration_error("ranks synchronize buffers of different lengths (" +
-                                      std::to_string(length) + " here, " +
+                                      std::to_string(length) + " elements here, " +
                                       std::to_string(table_[2 * r + 1]) + " on the peer)",
                                   where);
     }
@@ -110,8 +110,8 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
     fill(iteration_, partition_);
     if (options_.checked) {
       std::uint64_t length = 0;
-      for (const auto& x : tensors) length += x.size() * sizeof(T);
-      check_.verify(transport_, iteration_, consistency_hash(), length);
+      for (const auto& x : tensors) length += x.size();
+      check_.verify(transport_, iteration_, detail::mix64(consistency_hash() ^ sizeof(T)), length);
     }
     const Group group = partition_.group_of(transport_.rank());
     detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
