@@ -919,7 +919,8 @@ TEST_CASE("MPINativeReduce: members whose caches diverge still agree") {
 TEST_CASE("MPINativeReduce: DSSync with RandomShuffle past the cache size") {
   RANK_INFO;
   MPITransport t;
-  DSSync<MPITransport, RandomShuffle, MPINativeReduce> sync(t, {.group_size = 2, .seed = 3},
+  dssync::DSSync<MPITransport, dssync::RandomShuffle, MPINativeReduce> sync(
+      t, {.group_size = 2, .seed = 3},
                                                              {}, MPINativeReduce({.cache_size = 2}));
   std::vector<double> x(16, static_cast<double>(t.rank()));
   for (int s = 0; s < 40; ++s) sync.step(x);
