@@ -1,10 +1,14 @@
 #pragma once
-// Chooses the algorithm by buffer size: recursive doubling while latency
-// dominates, halving-doubling in between, ring for large buffers. Every member
-// of a group sees the same size and group, so all choose alike.
-// The thresholds come from benchmarks/collectives.cpp on the in-process world
-// (README, "Choosing an algorithm"); pass your own for another network.
+// Chooses the algorithm by buffer size and group size: recursive doubling while
+// latency dominates, halving-doubling for groups of a power of two up to a
+// large size (its 2 log2 g steps beat ring's 2(g-1) when every step costs a
+// thread hand-off or a network round), ring beyond that and for other group
+// sizes (where halving-doubling pays for its fold). Every member of a group
+// sees the same size and group, so all choose alike.
+// The thresholds come from a sweep on the in-process world (README, "Choosing
+// an algorithm"); pass your own for another network.
 
+#include <bit>
 #include <cstddef>
 #include <span>
 
@@ -17,8 +21,8 @@ namespace dssync {
 class AutoReduce {
  public:
   struct Options {
-    std::size_t recursive_doubling_below = 16 * 1024;     // bytes
-    std::size_t halving_doubling_below = 1024 * 1024;    // bytes
+    std::size_t recursive_doubling_below = 64 * 1024;         // bytes
+    std::size_t halving_doubling_below = 16 * 1024 * 1024;   // bytes, power-of-two groups
     RingReduce::Options ring = {};
   };
 
@@ -27,9 +31,11 @@ class AutoReduce {
 
   enum class Choice { recursive_doubling, halving_doubling, ring };
 
-  Choice choose(std::size_t bytes, int /*group_size*/) const noexcept {
+  Choice choose(std::size_t bytes, int group_size) const noexcept {
     if (bytes < options_.recursive_doubling_below) return Choice::recursive_doubling;
-    if (bytes < options_.halving_doubling_below) return Choice::halving_doubling;
+    if (bytes < options_.halving_doubling_below &&
+        std::has_single_bit(static_cast<unsigned>(group_size)))
+      return Choice::halving_doubling;
     return Choice::ring;
   }
 

@@ -39,7 +39,11 @@ class RingReduce {
     }
     const int right = g[static_cast<int>((p + 1) % n)];
     const int left = g[static_cast<int>((p + n - 1) % n)];
-    const std::size_t seg = std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+    // Segments keep a received piece in cache until it is combined; with
+    // sendrecv_view nothing is received into scratch, and a step is one message.
+    const std::size_t seg = transport_with_view<Transport, T>
+                                ? std::max<std::size_t>(1, data.size())
+                                : std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
     auto chunk = [&](std::size_t c) { return detail::block(data.size(), n, c % n); };
     // Every member makes the same number of sendrecvs per step, sized by the
     // largest block; the shorter blocks send empty segments at the end.
