@@ -98,12 +98,10 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
     fill(0, partition_);  // fails here, on every rank, if the policies reject this world
   }
 
-  // Averages `params` inside this rank's group of the current iteration's
-  // partition, then advances the iteration.
-  // The same for a model made of many tensors: they are fused into buckets of
-  // options.bucket_bytes and each bucket is one collective.
-  // step(...) (from StepOverloads) for one buffer, a container or a set of
-  // tensors lands here.
+  // step(params) (from StepOverloads: one buffer, a container or a set of
+  // tensors) lands here: it averages the parameters inside this rank's group
+  // of the current iteration's partition, then advances the iteration. Tensors
+  // are fused into buckets of options.bucket_bytes, one collective per bucket.
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
