@@ -28,8 +28,8 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
       : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
         world_(Partition::whole(t.size())) {}
 
-  // step(...) (from StepOverloads) for one buffer, a container or a set of
-  // tensors lands here.
+  // step(params) (from StepOverloads: one buffer, a container or a set of
+  // tensors) lands here: one all-reduce over the world per fusion bucket.
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());

@@ -35,10 +35,9 @@ class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>>
     (void)topology_.exchanges(t.size(), 0);  // a topology that does not fit fails here
   }
 
-  // Tensors are fused into buckets as in DSSync; each bucket makes one round of
-  // the topology's exchanges.
-  // step(...) (from StepOverloads) for one buffer, a container or a set of
-  // tensors lands here.
+  // step(params) (from StepOverloads) lands here. Tensors are fused into
+  // buckets as in DSSync; each bucket makes one round of the topology's
+  // exchanges.
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
