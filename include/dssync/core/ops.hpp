@@ -4,9 +4,11 @@
 //
 // An op is any callable that combines two elements: op(a, b) -> T. It is
 // assumed associative and commutative, as MPI assumes of its predefined ops.
-// The collectives always pass the contribution of the lower group position as
-// the left operand, so even an op that is only commutative up to rounding gives
-// bitwise identical results on every rank of a group.
+// Every collective leaves bitwise identical results on every member of a group:
+// each element is combined in one fixed order (recursive doubling puts the
+// lower position on the left at every step; ring starts each block's running
+// total at a different position), so results may differ between algorithms in
+// the last bit, or in the sign of a zero, but never between members.
 //
 // An op may also finish the reduction: op.finish(std::span<T>, int group_size)
 // runs once on the fully reduced elements (Average divides there).
@@ -44,8 +46,8 @@ struct Average {
   }
 };
 
-// Max and Min return the left operand on ties, so that +0/-0 and the order of
-// equal elements never depend on which rank computed them.
+// Max and Min return the left operand on ties: a fixed rule, so that +0 and -0
+// come out the same on every member of a group.
 struct Max {
   template <class T>
   constexpr T operator()(T a, T b) const noexcept {

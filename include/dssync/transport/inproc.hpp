@@ -101,6 +101,9 @@ class InProcTransport {
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
     check_peer(src, tag);
+    if (src == rank_)
+      throw configuration_error("a blocking receive from the receiving rank itself can never complete",
+                                where(src, tag));
     receive(src, std::as_writable_bytes(data), tag);
   }
 
@@ -124,8 +127,9 @@ class InProcTransport {
 
   // sendrecv without the receive copy: `use` gets a read-only view of the
   // `count` incoming elements, in the sender's own memory, and must be done
-  // with it when it returns. A ring step combines straight from the
-  // neighbour's buffer this way, saving a pass over memory.
+  // with it when it returns (it is not called when count is 0). A ring step
+  // combines straight from the neighbour's buffer this way, saving a pass over
+  // memory.
   template <element T, class Use>
     requires std::invocable<Use&, std::span<const T>>
   void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
