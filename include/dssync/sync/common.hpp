@@ -73,10 +73,16 @@ void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_e
     run(std::span<T>(), index);  // nothing to move, but the ranks still meet
     return;
   }
+  std::size_t left = total;  // elements not yet run
   while (ti < tensors.size()) {
-    if (tensors[ti].size() - off >= bucket_elems) {
-      run(tensors[ti].subspan(off, bucket_elems), index++);
-      off += bucket_elems;
+    // In place when the bucket is full from this tensor alone, or when the rest
+    // of this tensor is all that is left (the common case: one flat buffer).
+    const std::size_t rest = tensors[ti].size() - off;
+    if (rest >= bucket_elems || rest == left) {
+      const std::size_t n = std::min(rest, bucket_elems);
+      run(tensors[ti].subspan(off, n), index++);
+      off += n;
+      left -= n;
       skip_empty();
       continue;
     }
@@ -92,6 +98,7 @@ void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_e
       skip_empty();
     }
     run(buf.first(used), index++);
+    left -= used;
     // Unpack the same pieces.
     std::size_t ui = start_ti, uoff = start_off, done = 0;
     while (done < used) {
