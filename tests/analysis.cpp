@@ -17,6 +17,8 @@
 
 #include "dssync/dssync.hpp"
 
+#include "shape_only.hpp"
+
 namespace {
 
 using dssync::Partition;
@@ -26,27 +28,6 @@ using dssync::analysis::mixing_product;
 using dssync::analysis::second_largest_eigenvalue;
 using dssync::analysis::symmetric_eigenvalues;
 
-// A transport that knows its shape and moves nothing: enough to build a
-// synchronizer and ask it for partitions or its topology.
-struct ShapeOnly {
-  int n = 1;
-  int r = 0;
-  int rank() const { return r; }
-  int size() const { return n; }
-  template <class T>
-  void send(int, std::span<T>, dssync::tag_t) {
-    fail();
-  }
-  template <class T>
-  void recv(int, std::span<T>, dssync::tag_t) {
-    fail();
-  }
-  template <class T, class U>
-  void sendrecv(int, std::span<T>, int, std::span<U>, dssync::tag_t) {
-    fail();
-  }
-  [[noreturn]] static void fail() { throw std::logic_error("ShapeOnly moves no data"); }
-};
 
 // A topology on its own, seen as analysis sees a GossipSync.
 template <class Topology>

@@ -20,6 +20,8 @@
 
 #include "dssync/dssync.hpp"
 
+#include "shape_only.hpp"
+
 namespace {
 
 using dssync::ButterflyShuffle;
@@ -35,27 +37,6 @@ using dssync::TopologyAwareGroups;
 
 using namespace std::chrono_literals;
 
-// A transport that knows its shape and moves nothing: enough to build a
-// synchronizer and ask it for partitions without starting any rank.
-struct ShapeOnly {
-  int n = 1;
-  int r = 0;
-  int rank() const { return r; }
-  int size() const { return n; }
-  template <class T>
-  void send(int, std::span<T>, dssync::tag_t) {
-    fail();
-  }
-  template <class T>
-  void recv(int, std::span<T>, dssync::tag_t) {
-    fail();
-  }
-  template <class T, class U>
-  void sendrecv(int, std::span<T>, int, std::span<U>, dssync::tag_t) {
-    fail();
-  }
-  [[noreturn]] static void fail() { throw std::logic_error("ShapeOnly moves no data"); }
-};
 static_assert(dssync::transport<ShapeOnly>);
 
 // A world whose hangs fail within seconds, not minutes.
