@@ -8,7 +8,7 @@
 
 #include "dssync/analysis/matrix.hpp"
 #include "dssync/core/group.hpp"
-#include "dssync/sync/gossip.hpp"
+#include "dssync/policy/topology.hpp"
 
 namespace dssync::analysis {
 

@@ -6,6 +6,7 @@
 // Each received buffer and the rank's own get equal weight 1/(exchanges + 1).
 
 #include <bit>
+#include <concepts>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -17,6 +18,14 @@ namespace dssync {
 struct Exchange {
   int dst;
   int src;
+};
+
+// A gossip graph: exchanges(n, t) exchanges at iteration t, and exchange(n, t,
+// k, rank) says whom rank sends to and receives from in the k-th.
+template <class T>
+concept topology_policy = requires(const T& topo, int n, std::uint64_t t, int k, int rank) {
+  { topo.exchanges(n, t) } -> std::convertible_to<int>;
+  { topo.exchange(n, t, k, rank) } -> std::convertible_to<Exchange>;
 };
 
 namespace detail {

@@ -13,12 +13,6 @@
 
 namespace dssync {
 
-template <class T>
-concept topology_policy = requires(const T& topo, int n, std::uint64_t t, int k, int rank) {
-  { topo.exchanges(n, t) } -> std::convertible_to<int>;
-  { topo.exchange(n, t, k, rank) } -> std::convertible_to<Exchange>;
-};
-
 struct GossipSyncOptions {
   std::size_t bucket_bytes = default_bucket_bytes;
 };

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
@@ -23,7 +24,7 @@ class LocalSGD {
   };
 
   explicit LocalSGD(transport_type& t, Options options = {})
-      : options_(options), inner_(t, options.inner) {
+      : options_(options), world_size_(t.size()), inner_(t, options.inner) {
     if (options_.period < 1)
       throw configuration_error("LocalSGD period must be at least 1, got " +
                                     std::to_string(options_.period),
@@ -46,8 +47,7 @@ class LocalSGD {
     requires requires(const Inner& s) { s.partition(t); }
   {
     if (synchronizes(t)) return inner_.partition(t / static_cast<std::uint64_t>(options_.period));
-    const int n = inner_partition_size();
-    std::vector<int> ones(static_cast<std::size_t>(n), 1);
+    const std::vector<int> ones(static_cast<std::size_t>(world_size_), 1);
     return Partition::contiguous(ones);
   }
 
@@ -56,9 +56,8 @@ class LocalSGD {
   const Inner& inner() const noexcept { return inner_; }
 
  private:
-  int inner_partition_size() const { return inner_.partition(0).world_size(); }
-
   Options options_;
+  int world_size_;
   Inner inner_;
   std::uint64_t iteration_ = 0;
 };

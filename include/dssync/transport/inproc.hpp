@@ -92,7 +92,7 @@ class InProcTransport {
     if (dst == rank_)
       throw configuration_error("a blocking send to the sending rank itself can never complete",
                                 where(dst, tag));
-    detail::InProcMessage m = make_message(dst, as_bytes(data), tag);
+    detail::InProcMessage m = make_message(dst, std::as_bytes(data), tag);
     post(m);
     wait_sent(m);
   }
@@ -114,7 +114,7 @@ class InProcTransport {
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
     check_peer(dst, tag);
     check_peer(src, tag);
-    detail::InProcMessage m = make_message(dst, as_bytes(out), tag);
+    detail::InProcMessage m = make_message(dst, std::as_bytes(out), tag);
     post(m);
     try {
       receive(src, std::as_writable_bytes(in), tag);
@@ -136,7 +136,7 @@ class InProcTransport {
                      tag_t tag) {
     check_peer(dst, tag);
     check_peer(src, tag);
-    detail::InProcMessage m = make_message(dst, as_bytes(out), tag);
+    detail::InProcMessage m = make_message(dst, std::as_bytes(out), tag);
     post(m);
     try {
       receive(src, count * sizeof(T), tag, [&](const std::byte* data) {
@@ -156,10 +156,6 @@ class InProcTransport {
   using clock = std::chrono::steady_clock;
   using lock = std::unique_lock<std::mutex>;
 
-  template <class T>
-  static std::span<const std::byte> as_bytes(std::span<T> s) noexcept {
-    return std::as_bytes(s);
-  }
 
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank_, peer, tag); }
   void check_peer(int peer, tag_t tag) const { detail::check_peer_and_tag(rank_, size(), peer, tag); }
