@@ -255,14 +255,18 @@ T expected(Op op, int g, std::size_t i) {
   return T{};
 }
 
-// Runs f with the op object for `op`.
-template <class F>
+// Runs f with the op object for `op` on elements of type T: the mean of
+// integers is TruncatedAverage (Average takes floating point only).
+template <class T, class F>
 void with_op(Op op, F&& f) {
   switch (op) {
     case Op::sum:
       return f(dssync::Sum{});
     case Op::average:
-      return f(dssync::Average{});
+      if constexpr (std::is_floating_point_v<T>)
+        return f(dssync::Average{});
+      else
+        return f(dssync::TruncatedAverage{});
     case Op::max:
       return f(dssync::Max{});
     case Op::min:
@@ -367,7 +371,7 @@ TEST_CASE_TEMPLATE("collectives: every op and type on groups of 1 to 17, short b
           for (std::size_t n : lengths) {
             std::vector<T> data(n);
             for (std::size_t i = 0; i < n; ++i) data[i] = value<T>(op, r, g, i);
-            with_op(op, [&](auto op_object) {
+            with_op<T>(op, [&](auto op_object) {
               algo.all_reduce(t, Group(members), std::span<T>(data), op_object);
             });
             Outcome& o = outcomes[c++];
@@ -779,7 +783,7 @@ TEST_CASE_TEMPLATE("collectives: the copying path over a transport without sendr
         using T = decltype(type);
         std::vector<T> data(n);
         for (std::size_t i = 0; i < n; ++i) data[i] = value<T>(op, r, g, i);
-        with_op(op, [&](auto op_object) {
+        with_op<T>(op, [&](auto op_object) {
           algo.all_reduce(t, Group(members), std::span<T>(data), op_object);
         });
         Outcome& o = outcomes[c++];

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -226,7 +228,10 @@ TEST_CASE_TEMPLATE("ops: Sum, Average, Max, Min combine two elements", T, float,
                    std::int32_t, std::int64_t) {
   CHECK(dssync::Sum{}(T(3), T(4)) == T(7));
   CHECK(dssync::Sum{}(T(-3), T(4)) == T(1));
-  CHECK(dssync::Average{}(T(3), T(4)) == T(7));
+  if constexpr (std::is_floating_point_v<T>)
+    CHECK(dssync::Average{}(T(3), T(4)) == T(7));
+  else
+    CHECK(dssync::TruncatedAverage{}(T(3), T(4)) == T(7));
   CHECK(dssync::Max{}(T(3), T(4)) == T(4));
   CHECK(dssync::Max{}(T(4), T(-3)) == T(4));
   CHECK(dssync::Min{}(T(3), T(4)) == T(3));
@@ -251,17 +256,77 @@ TEST_CASE_TEMPLATE("ops: Average::finish divides floating point exactly", T, flo
   CHECK(w[1] == T(-2) / T(3));
 }
 
-TEST_CASE_TEMPLATE("ops: Average::finish truncates integers toward zero", T, std::int32_t,
+TEST_CASE_TEMPLATE("ops: TruncatedAverage::finish truncates integers toward zero", T, std::int32_t,
                    std::int64_t) {
   std::vector<T> v{7, -7, 8, 9, -9, 0, 1, -1};
-  dssync::Average{}.finish(std::span<T>(v), 2);
+  dssync::TruncatedAverage{}.finish(std::span<T>(v), 2);
   CHECK(v == std::vector<T>{3, -3, 4, 4, -4, 0, 0, 0});
   std::vector<T> w{7, -7, 8, -8, 2};
-  dssync::Average{}.finish(std::span<T>(w), 3);
+  dssync::TruncatedAverage{}.finish(std::span<T>(w), 3);
   CHECK(w == std::vector<T>{2, -2, 2, -2, 0});
   std::vector<T> u{7, -7};
-  dssync::Average{}.finish(std::span<T>(u), 1);
+  dssync::TruncatedAverage{}.finish(std::span<T>(u), 1);
   CHECK(u == std::vector<T>{7, -7});
+}
+
+// Average over integers would round; it is not offered, so no program
+// truncates by accident. bool is no element at all (Sum would be an OR), and
+// neither is a pointer. A view type is trivially copyable, but no op combines it.
+static_assert(!dssync::reduce_op<dssync::Average, std::int32_t>);
+static_assert(!dssync::reduce_op<dssync::Average, std::int64_t>);
+static_assert(dssync::reduce_op<dssync::TruncatedAverage, std::int32_t>);
+static_assert(!dssync::reduce_op<dssync::TruncatedAverage, float>);
+static_assert(dssync::reduce_op<dssync::Average, long double>);
+static_assert(!dssync::element<bool>);
+static_assert(!dssync::element<float*>);
+static_assert(!dssync::element<volatile float>);
+static_assert(!dssync::reduce_op<dssync::Sum, bool>);
+static_assert(!dssync::reduce_op<dssync::Sum, std::span<const float>>);
+static_assert(!dssync::reduce_op<dssync::Average, std::span<const float>>);
+static_assert(!dssync::reduce_op<dssync::Max, std::span<float>>);
+
+TEST_CASE_TEMPLATE("ops: Average divides by a power of two with the exact reciprocal, otherwise "
+                   "divides; both give the bits of x / n",
+                   T, float, double) {
+  // Values that round differently under x * (1/3) and x / 3 exist; under a
+  // power of two they cannot (the reciprocal is exact).
+  dssync::CounterRng rng(5, 0);
+  std::vector<T> x(4096);
+  for (auto& v : x) v = static_cast<T>(static_cast<double>(rng.next() >> 11) * 0x1p-40 - 4096.0);
+  x[0] = std::numeric_limits<T>::denorm_min() * 3;  // a subnormal result rounds the same
+  x[1] = std::numeric_limits<T>::max();
+  for (int n : {1, 2, 3, 4, 5, 7, 8, 12, 16, 1024}) {
+    CAPTURE(n);
+    auto y = x;
+    dssync::Average{}.finish(std::span<T>(y), n);
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const T want = n == 1 ? x[i] : static_cast<T>(x[i] / static_cast<T>(n));
+      if (std::memcmp(&want, &y[i], sizeof(T)) != 0) ++differ;
+    }
+    CHECK(differ == 0);
+    // The fused combine: (in + acc) / n in one pass, the bits of combine then finish.
+    auto acc = x, in = x;
+    std::reverse(in.begin(), in.end());
+    auto sep = acc;
+    dssync::detail::combine_left(dssync::Average{}, std::span<T>(sep), std::span<const T>(in));
+    dssync::Average{}.finish(std::span<T>(sep), n);
+    dssync::Average{}.combine_finish(std::span<T>(acc), std::span<const T>(in), true, n);
+    CHECK(std::memcmp(acc.data(), sep.data(), acc.size() * sizeof(T)) == 0);
+  }
+}
+
+TEST_CASE("ops: canonicalize_nans leaves one NaN pattern and every other value alone") {
+  std::vector<float> v{1.0f, -0.0f, std::numeric_limits<float>::infinity(), 0.0f, 0.0f, 0.0f};
+  const std::uint32_t payload_a = 0x7fc00001u, payload_b = 0xffc12345u;
+  std::memcpy(&v[3], &payload_a, 4);
+  std::memcpy(&v[4], &payload_b, 4);
+  v[5] = std::numeric_limits<float>::signaling_NaN();
+  const auto before = v;
+  dssync::detail::canonicalize_nans(std::span<float>(v));
+  const float canonical = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t i = 3; i < 6; ++i) CHECK(std::memcmp(&v[i], &canonical, 4) == 0);
+  CHECK(std::memcmp(v.data(), before.data(), 3 * sizeof(float)) == 0);
 }
 
 TEST_CASE("ops: detail::finish runs only the ops that have a finishing step") {

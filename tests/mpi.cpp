@@ -213,7 +213,7 @@ T expected_value(const std::vector<int>& group, std::size_t i) {
   const Op op{};
   T acc = exact_value<T>(group.front(), i);
   for (std::size_t k = 1; k < group.size(); ++k) acc = op(acc, exact_value<T>(group[k], i));
-  if constexpr (std::is_same_v<Op, dssync::Average>)
+  if constexpr (std::is_same_v<Op, dssync::Average> || std::is_same_v<Op, dssync::TruncatedAverage>)
     acc = static_cast<T>(acc / static_cast<T>(group.size()));
   return acc;
 }
@@ -249,6 +249,8 @@ const char* op_name() {
     return "Sum";
   else if constexpr (std::is_same_v<Op, dssync::Average>)
     return "Average";
+  else if constexpr (std::is_same_v<Op, dssync::TruncatedAverage>)
+    return "TruncatedAverage";
   else if constexpr (std::is_same_v<Op, dssync::Max>)
     return "Max";
   else if constexpr (std::is_same_v<Op, dssync::Min>)
@@ -535,7 +537,9 @@ void world_case(Reduce& reduce, MPITransport& t, std::size_t n, tag_t tag) {
 template <class Reduce, class T>
 void world_case_all_ops(Reduce& reduce, MPITransport& t, std::size_t n) {
   world_case<Reduce, T, dssync::Sum>(reduce, t, n, 0);
-  world_case<Reduce, T, dssync::Average>(reduce, t, n, 1);
+  // The mean of integers is TruncatedAverage: Average takes floating point only.
+  using Mean = std::conditional_t<std::is_floating_point_v<T>, dssync::Average, dssync::TruncatedAverage>;
+  world_case<Reduce, T, Mean>(reduce, t, n, 1);
   world_case<Reduce, T, dssync::Max>(reduce, t, n, 2);
   world_case<Reduce, T, dssync::Min>(reduce, t, n, dssync::max_tag);
 }
@@ -594,7 +598,7 @@ TEST_CASE("collectives over MPI: small segments make a ring step many messages")
   MPITransport t;
   dssync::RingReduce ring({.segment_bytes = 64});
   world_case<dssync::RingReduce, float, dssync::Sum>(ring, t, 1001, 3);
-  world_case<dssync::RingReduce, std::int64_t, dssync::Average>(ring, t, 999, 4);
+  world_case<dssync::RingReduce, std::int64_t, dssync::TruncatedAverage>(ring, t, 999, 4);
   dssync::AutoReduce ring_only(
       {.recursive_doubling_below = 0, .halving_doubling_below = 0, .ring = {.segment_bytes = 40}});
   world_case<dssync::AutoReduce, double, dssync::Max>(ring_only, t, 777, 5);

@@ -686,9 +686,9 @@ TEST_CASE("DSSync stats: ring traffic 2(g-1)/g of the buffer per step, steps, ti
     bool checked;
     std::uint64_t bytes, messages;  // per step
   };
-  // Checked mode adds its recursive-doubling exchange of 2 n words over the
-  // world: log2(8) = 3 messages of 128 bytes.
-  for (const Case c : {Case{2, false, 8000, 2}, Case{4, false, 12000, 6}, Case{2, true, 8000 + 384, 5}}) {
+  // Checked mode adds its recursive-doubling exchange of 3 n words over the
+  // world: log2(8) = 3 messages of 192 bytes.
+  for (const Case c : {Case{2, false, 8000, 2}, Case{4, false, 12000, 6}, Case{2, true, 8000 + 576, 5}}) {
     CAPTURE(c.g);
     CAPTURE(c.checked);
     std::vector<dssync::SyncStats> stats(n);
@@ -759,7 +759,7 @@ TEST_CASE("LocalSGD: synchronizes only on steps with (t+1) % H == 0") {
   using Local = LocalSGD<DSSync<InProcTransport, RandomShuffle, RingReduce>>;
   Snaps snaps(n);
   std::vector<Partition> parts, inner_parts;
-  std::vector<std::uint64_t> inner_steps(n), inner_iterations(n);
+  std::vector<std::uint64_t> inner_steps(n), inner_iterations(n), outer_steps(n);
   make_world(n).run([&](InProcTransport& t) {
     Local sync(t, {.period = period, .inner = {.group_size = 2, .seed = 5, .checked = true}});
     std::vector<double> x(len);
@@ -775,7 +775,8 @@ TEST_CASE("LocalSGD: synchronizes only on steps with (t+1) % H == 0") {
       sync.step(std::span(x));
       s.push_back(x);
     }
-    inner_steps[sz(t.rank())] = sync.stats().steps;
+    inner_steps[sz(t.rank())] = sync.inner().stats().steps;
+    outer_steps[sz(t.rank())] = sync.stats().steps;
     inner_iterations[sz(t.rank())] = sync.inner().iteration();
   });
   for (int it = 0; it < steps; ++it) {
@@ -797,6 +798,7 @@ TEST_CASE("LocalSGD: synchronizes only on steps with (t+1) % H == 0") {
   }
   for (int r = 0; r < n; ++r) {
     CHECK(inner_steps[sz(r)] == steps / period);
+    CHECK(outer_steps[sz(r)] == steps);  // SyncStats::steps counts step() calls
     CHECK(inner_iterations[sz(r)] == steps / period);
   }
 }

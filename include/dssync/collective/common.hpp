@@ -37,21 +37,30 @@ std::span<T> sub(std::span<T> s, Block b) noexcept {
 
 // One exchange step of a reduction: send `out` to dst, receive as many
 // elements as `inout` has from src and combine them into it, the incoming ones
-// as the left operand when they come from a lower position. Over a transport
+// as the left operand when they come from a lower position. With
+// finish_size > 0 this is the block's last combine, and the op's finishing
+// step (Average's division by finish_size) is folded into it. Over a transport
 // with sendrecv_view it combines straight from the peer's memory; otherwise it
 // receives into scratch first. `out` and `inout` must not overlap: the peer
 // may still be reading `out` while `inout` changes.
 template <transport Transport, class T, class Op>
 void exchange_combine(Transport& t, int dst, std::span<const T> out, int src, std::span<T> inout,
-                      const Op& op, bool in_is_lower, Scratch& scratch, tag_t tag) {
+                      const Op& op, bool in_is_lower, Scratch& scratch, tag_t tag,
+                      int finish_size = 0) {
+  auto apply = [&](std::span<const T> in) {
+    if (finish_size > 0)
+      combine_finish(op, inout, in, in_is_lower, finish_size);
+    else
+      combine(op, inout, in, in_is_lower);
+  };
   if constexpr (transport_with_view<Transport, T>) {
-    t.sendrecv_view(
-        dst, out, src, inout.size(),
-        [&](std::span<const T> in) { combine(op, inout, in, in_is_lower); }, tag);
+    t.sendrecv_view(dst, out, src, inout.size(), apply, tag);
+    // sendrecv_view does not call `use` for an empty block, which still has
+    // nothing to finish.
   } else {
     const auto in = scratch.get<T>(inout.size());
     t.sendrecv(dst, out, src, in, tag);
-    combine(op, inout, std::span<const T>(in), in_is_lower);
+    apply(std::span<const T>(in));
   }
 }
 

@@ -25,6 +25,8 @@ class HalvingDoublingReduce {
       std::array<detail::Block, 32> windows{};
       windows[0] = {0, data.size()};
       int levels = 0;
+      // p2 >= 2 here (a group of one never gets this far), so there is a last
+      // halving, and its combine also finishes the op.
       for (int d = f.p2 / 2; d >= 1; d /= 2, ++levels) {
         const int partner = v ^ d;
         const detail::Block w = windows[static_cast<std::size_t>(levels)];
@@ -35,10 +37,9 @@ class HalvingDoublingReduce {
         const detail::Block give = lower ? high : low;
         detail::exchange_combine(t, g[f.position(partner)], std::span<const T>(detail::sub(data, give)),
                                  g[f.position(partner)], detail::sub(data, keep), op, !lower,
-                                 scratch_, tag);
+                                 scratch_, tag, d == 1 ? g.size() : 0);
         windows[static_cast<std::size_t>(levels) + 1] = keep;
       }
-      detail::finish(op, detail::sub(data, windows[static_cast<std::size_t>(levels)]), g.size());
       for (int d = 1; d < f.p2; d *= 2, --levels) {
         const int partner = v ^ d;
         const detail::Block mine = windows[static_cast<std::size_t>(levels)];

@@ -23,10 +23,16 @@ class RecursiveDoublingReduce {
         const int partner = f.virtual_pos ^ d;
         const int peer = g[f.position(partner)];
         t.sendrecv(peer, std::span<const T>(data), peer, in, tag);
-        // Both members of a pair compute op(lower, higher): bitwise the same.
-        detail::combine(op, data, std::span<const T>(in), partner < f.virtual_pos);
+        // Both members of a pair compute op(lower, higher): the same bits,
+        // except for the payload of a NaN, which the compiler may take from
+        // either operand; so NaNs are made canonical after every step.
+        if (2 * d >= f.p2)
+          detail::combine_finish(op, data, std::span<const T>(in), partner < f.virtual_pos,
+                                 g.size());
+        else
+          detail::combine(op, data, std::span<const T>(in), partner < f.virtual_pos);
+        detail::canonicalize_nans(data);
       }
-      detail::finish(op, data, g.size());
     });
   }
 

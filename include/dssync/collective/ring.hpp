@@ -57,18 +57,19 @@ class RingReduce {
     // Reduce-scatter: at step s, send block p-s, combine block p-s-1 from the
     // left. Block c starts at position c and collects the others in ring
     // order, so the partial sum always arrives as the left operand. After
-    // g-1 steps position p holds block p+1 complete.
+    // g-1 steps position p holds block p+1 complete; the last step's combine
+    // also finishes it (Average divides there, in the same pass).
     for (std::size_t s = 0; s + 1 < n; ++s) {
       const auto out = detail::sub(data, chunk(p + n - s));
       const auto in = detail::sub(data, chunk(p + 2 * n - s - 1));
+      const int finish_size = s + 2 == n ? m.size : 0;
       for (std::size_t k = 0; k < largest; k += seg) {
         const auto out_seg = segment(out, k);
         const auto in_seg = segment(in, k);
         detail::exchange_combine(t, right, std::span<const T>(out_seg), left, in_seg, op,
-                                 /*in_is_lower=*/true, scratch_, tag);
+                                 /*in_is_lower=*/true, scratch_, tag, finish_size);
       }
     }
-    detail::finish(op, detail::sub(data, chunk(p + 1)), m.size);
 
     // All-gather: at step s, pass on block p+1-s and receive block p-s in place.
     for (std::size_t s = 0; s + 1 < n; ++s) {

@@ -30,14 +30,18 @@ class TreeReduce {
       if (p + mask < m.size) {
         auto in = scratch_.get<T>(data.size());
         t.recv(g[p + mask], in, tag);
-        detail::combine_right(op, data, std::span<const T>(in));
+        // The root's last combine also finishes the op.
+        if (p == 0 && 2 * mask >= m.size)
+          detail::combine_finish(op, data, std::span<const T>(in), false, m.size);
+        else
+          detail::combine_right(op, data, std::span<const T>(in));
       }
     }
     // Broadcast: receive the result from the parent, then pass it to the
     // children in the reverse order of the reduce.
-    if (p == 0)
-      detail::finish(op, data, m.size);
-    else
+    if (m.size == 1)
+      detail::finish(op, data, 1);
+    else if (p != 0)
       t.recv(g[p - mask], data, tag);
     for (mask >>= 1; mask >= 1; mask >>= 1)
       if (p + mask < m.size) t.send(g[p + mask], std::span<const T>(data), tag);

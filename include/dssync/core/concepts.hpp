@@ -45,13 +45,13 @@ concept transport_with_view =
 
 // A collective algorithm: all_reduce(transport, group, data, op, tag) combines
 // `data` element-wise over the ranks of `group`, in place, and leaves bitwise
-// identical results on every member.
+// identical results on every member. It must take any op (checked with two).
 template <class R, class Transport, class T = float>
 concept reduce_policy =
     transport<Transport> && element<T> &&
     requires(R& r, Transport& t, const Group& g, std::span<T> data, tag_t tag) {
       r.all_reduce(t, g, data, Sum{}, tag);
-      r.all_reduce(t, g, data, Average{}, tag);
+      r.all_reduce(t, g, data, Max{}, tag);
     };
 
 // Lays out the canonical groups of a world of n ranks at an iteration, before
@@ -67,12 +67,17 @@ concept grouping_policy =
 
 // Decides which ranks share a group at an iteration: rewrites the layout in
 // place from (seed, iteration) alone, so that every rank computes the same
-// partition without exchanging a message.
+// partition without exchanging a message. A shuffle that needs the
+// synchronizer's group size (ButterflyShuffle counts digits in base g) takes it
+// as a third argument: shuffle(seed, iteration, group_size, partition). It is
+// const: a synchronizer's partition(t) may be asked from several threads at
+// once, so a shuffle keeps no mutable state.
 template <class S>
 concept shuffle_policy =
     std::copy_constructible<S> &&
-    requires(const S& s, std::uint64_t seed, std::uint64_t iteration, Partition& inout) {
+    (requires(const S& s, std::uint64_t seed, std::uint64_t iteration, Partition& inout) {
       s.shuffle(seed, iteration, inout);
-    };
+    } || requires(const S& s, std::uint64_t seed, std::uint64_t iteration, int group_size,
+                  Partition& inout) { s.shuffle(seed, iteration, group_size, inout); });
 
 }  // namespace dssync

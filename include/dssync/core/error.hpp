@@ -65,16 +65,45 @@ struct error_context {
   }
 };
 
+// Fills the fields of `inner` that it leaves empty from `outer`: a transport
+// knows rank, peer and tag, the synchronizer above it knows the iteration and
+// the group, and the error a user sees names all of them.
+inline error_context merge(error_context inner, const error_context& outer) {
+  if (!inner.rank) inner.rank = outer.rank;
+  if (!inner.peer) inner.peer = outer.peer;
+  if (!inner.iteration) inner.iteration = outer.iteration;
+  if (!inner.tag) inner.tag = outer.tag;
+  if (inner.group.empty()) inner.group = outer.group;
+  return inner;
+}
+
 // The root: catch dssync::error to catch everything the library throws on
 // purpose.
 class error : public std::runtime_error {
  public:
   explicit error(const std::string& what, error_context where = {})
-      : std::runtime_error("dssync: " + what + where.describe()), where_(std::move(where)) {}
+      : error(raw_tag{}, "", what, std::move(where)) {}
 
   const error_context& where() const noexcept { return where_; }
+  // The text of the failure alone, without its kind and its context.
+  const std::string& message() const noexcept { return message_; }
+
+  // Throws an error of this one's own kind and message, with the fields of
+  // `outer` added where this one's context is empty. A layer that knows more
+  // (the synchronizer knows the iteration and the group) catches, adds and
+  // rethrows, and a catch clause for the kind still matches.
+  [[noreturn]] virtual void rethrow_with(const error_context& outer) const {
+    throw error(message_, merge(where_, outer));
+  }
+
+ protected:
+  struct raw_tag {};
+  error(raw_tag, const char* kind, const std::string& what, error_context where)
+      : std::runtime_error("dssync: " + (kind + what) + where.describe()),
+        message_(what), where_(std::move(where)) {}
 
  private:
+  std::string message_;
   error_context where_;
 };
 
@@ -84,26 +113,34 @@ class error : public std::runtime_error {
 class configuration_error : public error {
  public:
   explicit configuration_error(const std::string& what, error_context where = {})
-      : error("configuration error: " + what, std::move(where)) {}
+      : error(raw_tag{}, "configuration error: ", what, std::move(where)) {}
+  [[noreturn]] void rethrow_with(const error_context& outer) const override {
+    throw configuration_error(message(), merge(where(), outer));
+  }
 };
 
 // Two ranks of one collective passed buffers of different lengths.
 class size_mismatch_error : public error {
  public:
   explicit size_mismatch_error(const std::string& what, error_context where = {})
-      : error("size mismatch: " + what, std::move(where)) {}
+      : error(raw_tag{}, "size mismatch: ", what, std::move(where)) {}
+  [[noreturn]] void rethrow_with(const error_context& outer) const override {
+    throw size_mismatch_error(message(), merge(where(), outer));
+  }
 };
 
 // A peer failed, exited or could not be reached: the operation cannot finish.
 class peer_error : public error {
  public:
   explicit peer_error(const std::string& what, error_context where = {})
-      : error("peer failure: " + what, std::move(where)) {}
+      : error(raw_tag{}, "peer failure: ", what, std::move(where)) {}
+  [[noreturn]] void rethrow_with(const error_context& outer) const override {
+    throw peer_error(message(), merge(where(), outer));
+  }
 
  protected:
-  struct raw_tag {};
-  peer_error(raw_tag, const std::string& what, error_context where)
-      : error(what, std::move(where)) {}
+  peer_error(raw_tag, const char* kind, const std::string& what, error_context where)
+      : error(raw_tag{}, kind, what, std::move(where)) {}
 };
 
 // A blocking operation did not complete within the transport's timeout. It is a
@@ -112,7 +149,10 @@ class peer_error : public error {
 class timeout_error : public peer_error {
  public:
   explicit timeout_error(const std::string& what, error_context where = {})
-      : peer_error(raw_tag{}, "timeout: " + what, std::move(where)) {}
+      : peer_error(raw_tag{}, "timeout: ", what, std::move(where)) {}
+  [[noreturn]] void rethrow_with(const error_context& outer) const override {
+    throw timeout_error(message(), merge(where(), outer));
+  }
 };
 
 }  // namespace dssync

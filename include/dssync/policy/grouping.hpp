@@ -1,6 +1,8 @@
 #pragma once
 // Grouping policies: how a world of n ranks is cut into groups before a shuffle
-// decides who goes where.
+// decides who goes where. Policies are const and keep no mutable state, so a
+// synchronizer's partition(t) is safe to call from several threads at once;
+// their working vectors are per thread (detail::policy_scratch).
 
 #include <algorithm>
 #include <cstdint>
@@ -14,11 +16,29 @@
 
 namespace dssync {
 
+namespace detail {
+// Working storage of the grouping and shuffle policies, one set per thread: it
+// grows once and is reused, so a step allocates nothing once warm, and two
+// threads asking for a partition at once never share it.
+struct PolicyScratch {
+  std::vector<int> order;
+  std::vector<int> sizes;
+  std::vector<int> lone;
+  std::vector<int> lone_sizes;
+};
+inline PolicyScratch& policy_scratch() {
+  thread_local PolicyScratch s;
+  return s;
+}
+}  // namespace detail
+
 // Groups of the option's size g. When g does not divide n there are
 // k = max(1, n / g) groups whose sizes differ by at most one, the larger ones
-// first: n = 10, g = 4 gives 5 + 5; n = 7, g = 2 gives 3 + 2 + 2; n = 3, g = 4
-// gives one group of 3. So every group has at least min(g, n) members and no
-// rank is ever alone unless g = 1 or n = 1.
+// first: n = 10, g = 4 gives 5 + 5; n = 7, g = 2 gives 3 + 2 + 2. So every
+// group has at least min(g, n) members and no rank is ever alone unless g = 1
+// or n = 1. A group size larger than the world is clamped to it: n = 3, g = 4
+// gives one group of 3 (DS-Sync is then a full all-reduce). The clamp keeps a
+// program that runs on 8 ranks working on 1 or 2 while debugging.
 struct FixedSizeGroups {
   // The sizes alone, into `sizes` (reused, so no allocation once warm).
   static void sizes(int n, int group_size, std::vector<int>& sizes) {
@@ -31,12 +51,10 @@ struct FixedSizeGroups {
   }
 
   void layout(int n, int group_size, std::uint64_t /*iteration*/, Partition& out) const {
+    auto& sizes_ = detail::policy_scratch().sizes;
     sizes(n, group_size, sizes_);
     out.assign_contiguous(sizes_);
   }
-
- private:
-  mutable std::vector<int> sizes_;
 };
 
 // Groups from the machine's shape: a host label per rank (any string that is
@@ -45,8 +63,8 @@ struct FixedSizeGroups {
 //  - even iterations: one group per host, all its ranks (traffic stays inside
 //    hosts);
 //  - odd iterations: groups with at most one member per host: the j-th group
-//    takes the ((j + h * t/2) mod c)-th local rank of host h, where c is the
-//    host's rank count; the offsets rotate which ranks meet.
+//    takes the ((j + h * s) mod c)-th local rank of host h, where c is the
+//    host's rank count and s = t / 2; the offsets rotate which ranks meet.
 // With the same number of ranks on every host, two consecutive iterations
 // give the exact global average; the inter-host link of each host carries one
 // group's traffic at a time. The option's group size is not used: the hosts
@@ -72,37 +90,41 @@ class TopologyAwareGroups {
     if (n != world_)
       throw configuration_error("TopologyAwareGroups has host labels for " + std::to_string(world_) +
                                 " ranks, the world has " + std::to_string(n));
-    order_.clear();
-    sizes_.clear();
+    auto& scratch = detail::policy_scratch();
+    auto& order = scratch.order;
+    auto& sizes = scratch.sizes;
+    order.clear();
+    sizes.clear();
     if (iteration % 2 == 0) {
       for (const auto& h : hosts_) {
-        order_.insert(order_.end(), h.begin(), h.end());
-        sizes_.push_back(static_cast<int>(h.size()));
+        order.insert(order.end(), h.begin(), h.end());
+        sizes.push_back(static_cast<int>(h.size()));
       }
     } else {
-      const auto shift = static_cast<std::size_t>(iteration / 2);
+      const std::uint64_t shift = iteration / 2;
       for (int j = 0; j < widest_; ++j) {
         int members = 0;
         for (std::size_t hi = 0; hi < hosts_.size(); ++hi) {
           const auto& h = hosts_[hi];
-          if (static_cast<std::size_t>(j) >= h.size()) continue;
+          const std::uint64_t c = h.size();
+          if (static_cast<std::uint64_t>(j) >= c) continue;
           // Host hi's members advance by hi * shift: a different host pairing
-          // every odd iteration.
-          order_.push_back(h[(static_cast<std::size_t>(j) + shift * hi) % h.size()]);
+          // every odd iteration. Reduced mod c before multiplying, so that no
+          // iteration up to 2^64 - 1 overflows.
+          const std::uint64_t offset = (shift % c) * (hi % c) % c;
+          order.push_back(h[static_cast<std::size_t>((static_cast<std::uint64_t>(j) + offset) % c)]);
           ++members;
         }
-        sizes_.push_back(members);
+        sizes.push_back(members);
       }
     }
-    out.assign(n, order_, sizes_);
+    out.assign(n, order, sizes);
   }
 
  private:
   std::vector<std::vector<int>> hosts_;  // ranks of each host, in rank order
   int world_ = 0;
   int widest_ = 0;
-  mutable std::vector<int> order_;
-  mutable std::vector<int> sizes_;
 };
 
 }  // namespace dssync

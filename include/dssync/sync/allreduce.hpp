@@ -14,6 +14,9 @@ namespace dssync {
 
 struct AllReduceSyncOptions {
   std::size_t bucket_bytes = default_bucket_bytes;
+  // As DSSyncOptions::checked: every rank compares synchronizer, op,
+  // iteration, element type and tensor lengths before the step.
+  bool checked = false;
 };
 
 template <transport Transport, class Reduce = RingReduce, class Op = Average>
@@ -22,22 +25,33 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
  public:
   using detail::StepOverloads<AllReduceSync>::step;
   using transport_type = Transport;
+  using op_type = Op;
   using Options = AllReduceSyncOptions;
 
   explicit AllReduceSync(Transport& t, Options options = {}, Reduce reduce = {}, Op op = {})
       : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
-        world_(Partition::whole(t.size())) {}
+        world_(Partition::whole(t.size())), check_(t.size()),
+        ordinal_(options.checked ? detail::next_checked_ordinal() : 0) {}
 
   // step(params) (from StepOverloads: one buffer, a container or a set of
   // tensors) lands here: one all-reduce over the world per fusion bucket.
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
-    detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
-                            [&](std::span<T> bucket, unsigned index) {
-                              reduce_.all_reduce(transport_, world_.group(0), bucket, op_,
-                                                 make_tag(iteration_, index % 127));
-                            });
+    const Group everyone = world_.group(0);
+    detail::with_context(iteration_, everyone.ranks(), [&] {
+      if (options_.checked) {
+        detail::CheckedState state = detail::tensor_layout(tensors);
+        state.schedule = detail::mix64(detail::type_hash<AllReduceSync>() ^
+                                       detail::mix64(ordinal_ ^ detail::mix64(iteration_)));
+        check_.verify(transport_, iteration_, state);
+      }
+      detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+                              [&](std::span<T> bucket, unsigned index) {
+                                reduce_.all_reduce(transport_, everyone, bucket, op_,
+                                                   make_tag(iteration_, index % 127));
+                              });
+    });
     ++iteration_;
   }
 
@@ -53,6 +67,8 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   Reduce reduce_;
   Op op_;
   Partition world_;
+  detail::ConsistencyCheck check_;
+  std::uint64_t ordinal_;
   detail::Scratch fusion_;
   std::uint64_t iteration_ = 0;
   SyncStats stats_;

@@ -9,9 +9,17 @@
 #include <cstdint>
 #include <ranges>
 #include <span>
+#include <string>
+#include <string_view>
 #include <type_traits>
+#include <vector>
 
+#include "dssync/collective/recursive_doubling.hpp"
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
 #include "dssync/core/ops.hpp"
+#include "dssync/core/random.hpp"
 #include "dssync/core/scratch.hpp"
 #include "dssync/transport/counting.hpp"
 
@@ -86,8 +94,10 @@ void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_e
       skip_empty();
       continue;
     }
-    // Pack from the cursor until the bucket is full or the tensors end.
-    auto buf = fusion.get<T>(bucket_elems);
+    // Pack from the cursor until the bucket is full or the tensors end. The
+    // buffer is as large as what goes into it: a small model never pays for a
+    // whole bucket.
+    auto buf = fusion.get<T>(std::min(bucket_elems, left));
     const std::size_t start_ti = ti, start_off = off;
     std::size_t used = 0;
     while (ti < tensors.size() && used < bucket_elems) {
@@ -113,28 +123,150 @@ void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_e
 
 // The step() overloads every synchronizer offers, all funnelled into the
 // derived class's step_tensors(std::span<const std::span<T>>): one buffer, a
-// set of tensors, or any contiguous container of elements.
+// set of tensors, or any contiguous container of elements. The element type is
+// checked here, at the API, with one message naming the concept that failed
+// rather than a page of errors from inside a kernel. The derived class names
+// its op as op_type.
 template <class Derived>
 class StepOverloads {
  public:
-  template <element T>
+  template <class T>
   void step(std::span<const std::span<T>> tensors) {
-    static_cast<Derived&>(*this).step_tensors(tensors);
+    if constexpr (steppable<T>()) static_cast<Derived&>(*this).step_tensors(tensors);
   }
-  template <element T>
+  template <class T>
   void step(std::span<std::span<T>> tensors) {
     step(std::span<const std::span<T>>(tensors));
   }
-  template <element T>
+  template <class T>
   void step(std::span<T> params) {
     const std::span<T> one[] = {params};
     step(std::span<const std::span<T>>(one));
   }
   template <std::ranges::contiguous_range R>
-    requires element<std::ranges::range_value_t<R>> && (!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>>)
   void step(R& params) {
-    step(std::span<std::ranges::range_value_t<R>>(params));
+    step(std::span(params));
   }
+
+ private:
+  // One static_assert fires at a time: the first that fails.
+  template <class T>
+  static constexpr bool steppable() {
+    using Op = typename Derived::op_type;
+    if constexpr (std::is_const_v<T>) {
+      static_assert(!std::is_const_v<T>,
+                    "dssync: step() averages the parameters in place; pass mutable elements "
+                    "(std::span<float>, not std::span<const float>)");
+      return false;
+    } else if constexpr (!element<T>) {
+      static_assert(element<T>,
+                    "dssync: the parameters' type does not satisfy the concept dssync::element "
+                    "(trivially copyable values; not bool, not a pointer)");
+      return false;
+    } else if constexpr (!reduce_op<Op, T>) {
+      static_assert(reduce_op<Op, T>,
+                    "dssync: the synchronizer's op cannot combine this element type (concept "
+                    "dssync::reduce_op); Average takes floating point: for integers use Sum or "
+                    "TruncatedAverage");
+      return false;
+    } else {
+      return true;
+    }
+  }
+};
+
+// Runs f(); a dssync::error escaping it is rethrown with the iteration and the
+// group filled in, since the transport below only knows ranks and tags.
+template <class F>
+void with_context(std::uint64_t iteration, std::span<const int> group, F&& f) {
+  try {
+    f();
+  } catch (const error& e) {
+    const auto here = error_context{}.with_iteration(iteration);
+    e.rethrow_with(group.empty() ? here : here.with_group(group));
+  }
+}
+
+// A name for a type that is the same in every process built from the same
+// source with the same compiler: the checked mode compares element types and
+// ops by it.
+template <class T>
+constexpr std::uint64_t type_hash() noexcept {
+  constexpr std::string_view name = __PRETTY_FUNCTION__;  // names T
+  std::uint64_t h = 0xcbf29ce484222325ULL;                // FNV-1a
+  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return mix64(h ^ sizeof(T));
+}
+
+// Numbers the checked synchronizers a thread makes, in order: a rank's k-th
+// checked synchronizer must meet the other ranks' k-th, or two synchronizers
+// stepped in different orders on different ranks would mix their buffers.
+inline std::uint64_t next_checked_ordinal() noexcept {
+  thread_local std::uint64_t next = 0;
+  return next++;
+}
+
+// What the checked mode compares across ranks before a step moves a byte.
+struct CheckedState {
+  std::uint64_t schedule;  // synchronizer, its ordinal, options, op, iteration, partition
+  std::uint64_t layout;    // element type, the number and lengths of the tensors, in order
+  std::uint64_t length;    // elements in all
+};
+
+// The layout half of CheckedState, from the tensors themselves.
+template <class T>
+CheckedState tensor_layout(std::span<const std::span<T>> tensors) noexcept {
+  CheckedState s{0, type_hash<T>(), 0};
+  for (const auto& x : tensors) {
+    s.layout = mix64(s.layout ^ (x.size() * golden_gamma + 1));
+    s.length += x.size();
+  }
+  s.layout = mix64(s.layout ^ tensors.size());
+  return s;
+}
+
+// The checked mode's exchange: every rank's CheckedState reaches every rank
+// through one all-reduce over the world, whatever the ranks believe about the
+// partition, so a disagreement is reported on every rank and never deadlocks.
+class ConsistencyCheck {
+ public:
+  explicit ConsistencyCheck(int world_size)
+      : world_(Partition::whole(world_size)), table_(3 * static_cast<std::size_t>(world_size)) {}
+
+  template <transport Transport>
+  void verify(Transport& t, std::uint64_t iteration, const CheckedState& mine) {
+    const auto me = static_cast<std::size_t>(t.rank());
+    std::fill(table_.begin(), table_.end(), 0);
+    table_[3 * me] = mine.schedule;
+    table_[3 * me + 1] = mine.layout;
+    table_[3 * me + 2] = mine.length;
+    // A fixed tag: ranks that disagree on the iteration must still meet here.
+    reduce_.all_reduce(t, world_.group(0), std::span<std::uint64_t>(table_), Sum{}, max_tag);
+    for (std::size_t r = 0; r < table_.size() / 3; ++r) {
+      const auto where =
+          error_context{}.with_rank(t.rank()).with_peer(static_cast<int>(r)).with_iteration(iteration);
+      if (table_[3 * r] != mine.schedule)
+        throw configuration_error(
+            "ranks disagree on what this step is: a different synchronizer (or synchronizers "
+            "stepped in another order), seed, group size, shuffle, op or iteration counter",
+            where);
+      if (table_[3 * r + 2] != mine.length)
+        throw configuration_error("ranks synchronize buffers of different lengths (" +
+                                      std::to_string(mine.length) + " elements here, " +
+                                      std::to_string(table_[3 * r + 2]) + " on the peer)",
+                                  where);
+      if (table_[3 * r + 1] != mine.layout)
+        throw configuration_error(
+            "ranks pass different tensors: another element type, or tensors of other lengths "
+            "or in another order",
+            where);
+    }
+  }
+
+ private:
+  Partition world_;
+  std::vector<std::uint64_t> table_;
+  RecursiveDoublingReduce reduce_;
 };
 
 template <class T>

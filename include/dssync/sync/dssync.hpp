@@ -28,54 +28,16 @@ namespace dssync {
 struct DSSyncOptions {
   int group_size = 2;
   std::uint64_t seed = 0;
-  // Before averaging, all ranks compare a hash of (seed, group size, iteration,
-  // partition, element type) and the buffer length and fail with configuration_error naming the
-  // first rank that disagrees. Costs one small all-reduce over the world per
-  // step: for debugging and first runs.
+  // Before averaging, all ranks compare what they are about to do and fail
+  // with configuration_error naming the first rank that disagrees, instead of
+  // mixing garbage or waiting forever: the synchronizer (its type and its place
+  // among the checked synchronizers this thread made), seed, group size,
+  // shuffle, op, iteration and partition; the element type; the number, order
+  // and lengths of the tensors. Costs one small all-reduce over the world per
+  // step (README: "Checked mode" gives the measured cost).
   bool checked = false;
   std::size_t bucket_bytes = default_bucket_bytes;
 };
-
-namespace detail {
-
-// The checked mode's exchange: every rank's (hash, length) reaches every rank
-// through one all-reduce over the world, whatever the ranks believe about the
-// partition, so a disagreement is reported and never deadlocks.
-class ConsistencyCheck {
- public:
-  explicit ConsistencyCheck(int world_size)
-      : world_(Partition::whole(world_size)), table_(2 * static_cast<std::size_t>(world_size)) {}
-
-  template <transport Transport>
-  void verify(Transport& t, std::uint64_t iteration, std::uint64_t hash, std::uint64_t length) {
-    const auto me = static_cast<std::size_t>(t.rank());
-    std::fill(table_.begin(), table_.end(), 0);
-    table_[2 * me] = hash;
-    table_[2 * me + 1] = length;
-    // A fixed tag: ranks that disagree on the iteration must still meet here.
-    reduce_.all_reduce(t, world_.group(0), std::span<std::uint64_t>(table_), Sum{}, max_tag);
-    for (std::size_t r = 0; r < table_.size() / 2; ++r) {
-      const auto where = error_context{}.with_rank(t.rank()).with_peer(static_cast<int>(r)).with_iteration(iteration);
-      if (table_[2 * r] != hash)
-        throw configuration_error(
-            "ranks disagree on the partition or the element type: different seed, group size, "
-            "shuffle, iteration counter or element size",
-            where);
-      if (table_[2 * r + 1] != length)
-        throw configuration_error("ranks synchronize buffers of different lengths (" +
-                                      std::to_string(length) + " elements here, " +
-                                      std::to_string(table_[2 * r + 1]) + " on the peer)",
-                                  where);
-    }
-  }
-
- private:
-  Partition world_;
-  std::vector<std::uint64_t> table_;
-  RecursiveDoublingReduce reduce_;
-};
-
-}  // namespace detail
 
 template <transport Transport, shuffle_policy Shuffle = RandomShuffle,
           class Reduce = RingReduce, grouping_policy Grouping = FixedSizeGroups,
@@ -90,13 +52,16 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   explicit DSSync(Transport& t, Options options = {}, Shuffle shuffle = {}, Reduce reduce = {},
                   Grouping grouping = {}, Op op = {})
       : transport_(t), options_(options), shuffle_(std::move(shuffle)), reduce_(std::move(reduce)),
-        grouping_(std::move(grouping)), op_(std::move(op)), check_(t.size()) {
+        grouping_(std::move(grouping)), op_(std::move(op)), check_(t.size()),
+        ordinal_(options.checked ? detail::next_checked_ordinal() : 0) {
     if (options_.group_size < 1)
       throw configuration_error("group size must be at least 1, got " +
                                     std::to_string(options_.group_size),
                                 error_context{}.with_rank(t.rank()));
     fill(0, partition_);  // fails here, on every rank, if the policies reject this world
   }
+
+  using op_type = Op;
 
   // step(params) (from StepOverloads: one buffer, a container or a set of
   // tensors) lands here: it averages the parameters inside this rank's group
@@ -106,17 +71,19 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     fill(iteration_, partition_);
-    if (options_.checked) {
-      std::uint64_t length = 0;
-      for (const auto& x : tensors) length += x.size();
-      check_.verify(transport_, iteration_, detail::mix64(consistency_hash() ^ sizeof(T)), length);
-    }
     const Group group = partition_.group_of(transport_.rank());
-    detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
-                            [&](std::span<T> bucket, unsigned index) {
-                              reduce_.all_reduce(transport_, group, bucket, op_,
-                                                 make_tag(iteration_, index % 127));
-                            });
+    detail::with_context(iteration_, group.ranks(), [&] {
+      if (options_.checked) {
+        detail::CheckedState state = detail::tensor_layout(tensors);
+        state.schedule = schedule_hash();
+        check_.verify(transport_, iteration_, state);
+      }
+      detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+                              [&](std::span<T> bucket, unsigned index) {
+                                reduce_.all_reduce(transport_, group, bucket, op_,
+                                                   make_tag(iteration_, index % 127));
+                              });
+    });
     ++iteration_;
   }
 
@@ -134,14 +101,18 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
  private:
   void fill(std::uint64_t t, Partition& p) const {
     grouping_.layout(transport_.size(), options_.group_size, t, p);
-    shuffle_.shuffle(options_.seed, t, p);
+    if constexpr (requires { shuffle_.shuffle(options_.seed, t, options_.group_size, p); })
+      shuffle_.shuffle(options_.seed, t, options_.group_size, p);
+    else
+      shuffle_.shuffle(options_.seed, t, p);
   }
 
-  std::uint64_t consistency_hash() const noexcept {
-    std::uint64_t h = partition_.hash();
-    h = detail::mix64(h ^ options_.seed);
-    h = detail::mix64(h ^ static_cast<std::uint64_t>(options_.group_size));
-    return detail::mix64(h ^ iteration_);
+  std::uint64_t schedule_hash() const noexcept {
+    std::uint64_t h = detail::type_hash<DSSync>();
+    for (std::uint64_t v : {ordinal_, options_.seed, static_cast<std::uint64_t>(options_.group_size),
+                            iteration_, partition_.hash()})
+      h = detail::mix64(h ^ v);
+    return h;
   }
 
   CountingTransport<Transport> transport_;
@@ -151,6 +122,7 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   Grouping grouping_;
   Op op_;
   detail::ConsistencyCheck check_;
+  std::uint64_t ordinal_;
   Partition partition_;
   detail::Scratch fusion_;
   std::uint64_t iteration_ = 0;

@@ -23,6 +23,8 @@ class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>>
   using detail::StepOverloads<GossipSync>::step;
   using transport_type = Transport;
   using Options = GossipSyncOptions;
+  // Each rank takes the plain mean of its own and its neighbours' parameters.
+  using op_type = Average;
 
   explicit GossipSync(Transport& t, Options options = {}, Topology topology = {})
       : transport_(t), options_(options), topology_(std::move(topology)) {
@@ -37,21 +39,27 @@ class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>>
     detail::StepScope scope(stats_, transport_.count());
     const int n = transport_.size(), me = transport_.rank();
     const int k = topology_.exchanges(n, iteration_);
-    detail::for_each_bucket(
-        tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
-        [&](std::span<T> x, unsigned index) {
-          auto acc = acc_.get<T>(x.size());
-          auto in = in_.get<T>(x.size());
-          detail::copy(acc, std::span<const T>(x));
-          for (int e = 0; e < k; ++e) {
-            const Exchange ex = topology_.exchange(n, iteration_, e, me);
-            transport_.sendrecv(ex.dst, std::span<const T>(x), ex.src, in,
-                                make_tag(iteration_, index % 127));
-            detail::combine_right(Sum{}, acc, std::span<const T>(in));
-          }
-          Average{}.finish(acc, k + 1);
-          detail::copy(x, std::span<const T>(acc));
-        });
+    detail::with_context(iteration_, {}, [&] {
+      detail::for_each_bucket(
+          tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+          [&](std::span<T> x, unsigned index) {
+            auto acc = acc_.get<T>(x.size());
+            auto in = in_.get<T>(x.size());
+            detail::copy(acc, std::span<const T>(x));
+            for (int e = 0; e < k; ++e) {
+              const Exchange ex = topology_.exchange(n, iteration_, e, me);
+              transport_.sendrecv(ex.dst, std::span<const T>(x), ex.src, in,
+                                  make_tag(iteration_, index % 127));
+              // The mean of k + 1 buffers: the last sum also divides, in the
+              // same pass.
+              if (e + 1 == k)
+                detail::combine_finish(Average{}, acc, std::span<const T>(in), false, k + 1);
+              else
+                detail::combine_right(Sum{}, acc, std::span<const T>(in));
+            }
+            detail::copy(x, std::span<const T>(acc));
+          });
+    });
     ++iteration_;
   }
 

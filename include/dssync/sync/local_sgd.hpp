@@ -52,7 +52,13 @@ class LocalSGD {
   }
 
   std::uint64_t iteration() const noexcept { return iteration_; }
-  const SyncStats& stats() const noexcept { return inner_.stats(); }
+  // The inner synchronizer's traffic and time, with steps counting this
+  // synchronizer's step() calls (local ones included), as SyncStats says.
+  SyncStats stats() const noexcept {
+    SyncStats s = inner_.stats();
+    s.steps = iteration_;
+    return s;
+  }
   const Inner& inner() const noexcept { return inner_; }
 
  private:

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -55,7 +56,8 @@ struct InProcMessage {
 struct InProcShared {
   explicit InProcShared(int n, InProcOptions o)
       : size(n), options(o), wake(std::make_unique<std::condition_variable[]>(std::size_t(n))),
-        inbox(std::size_t(n)), exited(std::size_t(n), false) {}
+        inbox(std::size_t(n)), exited(std::size_t(n), false), waiting_on(std::size_t(n), -1),
+        left_wait(std::size_t(n), std::chrono::steady_clock::now()) {}
 
   struct Queue {  // FIFO of posted messages to one rank, linked through next
     InProcMessage* head = nullptr;
@@ -68,6 +70,10 @@ struct InProcShared {
   std::unique_ptr<std::condition_variable[]> wake;   // wake[r]: only rank r waits on it
   std::vector<Queue> inbox;
   std::vector<bool> exited;
+  // Who each rank is blocked on (-1: none, it runs its own code), and when it
+  // last left a wait: a timeout can then name the rank that holds everyone up.
+  std::vector<int> waiting_on;
+  std::vector<std::chrono::steady_clock::time_point> left_wait;
   bool failed = false;
   int failed_rank = -1;
   std::string failure;
@@ -177,6 +183,56 @@ class InProcTransport {
                        where(peer, tag));
   }
 
+  // Marks this rank as blocked on `peer` for the lifetime of the guard, or
+  // until clear(); both with the world's lock held.
+  class WaitMark {
+   public:
+    WaitMark(detail::InProcShared* s, int rank, int peer) : s_(s), rank_(rank) {
+      s_->waiting_on[static_cast<std::size_t>(rank_)] = peer;
+    }
+    ~WaitMark() { clear(); }
+    WaitMark(const WaitMark&) = delete;
+    WaitMark& operator=(const WaitMark&) = delete;
+    void clear() {
+      if (!s_) return;
+      s_->waiting_on[static_cast<std::size_t>(rank_)] = -1;
+      s_->left_wait[static_cast<std::size_t>(rank_)] = clock::now();
+      s_ = nullptr;
+    }
+
+   private:
+    detail::InProcShared* s_;
+    int rank_;
+  };
+
+  // For a timeout message: follows who waits on whom from `peer` to the rank
+  // that holds everyone up, a rank busy in its own code, or to a cycle of
+  // ranks waiting on each other. Called with the lock held.
+  std::string stall_report(int peer) const {
+    const auto& waiting_on = shared_->waiting_on;
+    std::string chain = "rank " + std::to_string(peer);
+    int q = peer;
+    for (int hops = 0; hops <= size(); ++hops) {
+      if (shared_->exited[static_cast<std::size_t>(q)]) return "; " + chain + " has returned";
+      const int next = waiting_on[static_cast<std::size_t>(q)];
+      if (next < 0) {
+        const double busy = std::chrono::duration<double>(
+                                clock::now() - shared_->left_wait[static_cast<std::size_t>(q)])
+                                .count();
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.1f", busy);
+        return "; " + chain + " is in no dssync operation: rank " + std::to_string(q) +
+               " is stalled in its own code (for " + secs + " s)";
+      }
+      if (next == rank_)
+        return "; " + chain + " waits on this rank: the ranks wait on each other (calls in another "
+               "order, or another seed, group size or iteration on some rank)";
+      chain += " waits on rank " + std::to_string(next);
+      q = next;
+    }
+    return "; " + chain + ": a cycle of ranks waiting on each other";
+  }
+
   void post(detail::InProcMessage& m) {
     {
       lock lk(shared_->mu);
@@ -219,6 +275,7 @@ class InProcTransport {
     using S = detail::InProcMessage::State;
     const auto deadline = clock::now() + shared_->options.timeout;
     lock lk(shared_->mu);
+    WaitMark mark(shared_, rank_, m.dst);
     auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
     while (m.state == S::posted || m.state == S::copying) {
       if (m.state == S::posted) {
@@ -233,7 +290,8 @@ class InProcTransport {
         }
         if (clock::now() >= deadline) {
           unlink_locked(lk, m);
-          throw timeout_error("no receive matched a send within " + timeout_text(),
+          throw timeout_error("no receive matched a send within " + timeout_text() +
+                                  stall_report(m.dst),
                               where(m.dst, m.tag));
         }
       }
@@ -257,6 +315,7 @@ class InProcTransport {
     auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
     detail::InProcMessage* prev = nullptr;
     detail::InProcMessage* m = nullptr;
+    WaitMark mark(shared_, rank_, src);
     for (;;) {
       prev = nullptr;
       for (m = q.head; m; prev = m, m = m->next)
@@ -267,10 +326,12 @@ class InProcTransport {
         throw peer_error("the peer returned without sending the message waited for",
                          where(src, tag));
       if (clock::now() >= deadline)
-        throw timeout_error("no message arrived within " + timeout_text() + pending_from(src),
+        throw timeout_error("no message arrived within " + timeout_text() + pending_from(src) +
+                                stall_report(src),
                             where(src, tag));
       wake.wait_until(lk, deadline);
     }
+    mark.clear();
     (prev ? prev->next : q.head) = m->next;
     if (q.tail == m) q.tail = prev;
     m->next = nullptr;
