@@ -18,6 +18,7 @@
 #include "dssync/transport/mpi.hpp"  // first: it sets up <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -32,15 +33,15 @@ namespace dssync {
 
 namespace detail {
 
-// The MPI communicator under a transport or a chain of adapters over one.
+// The MPITransport under a transport or a chain of adapters over one.
 template <class Transport>
-MPI_Comm mpi_comm_of(const Transport& t) {
-  if constexpr (requires { t.communicator(); })
-    return static_cast<MPI_Comm>(t.communicator());
+MPITransport& mpi_transport_of(Transport& t) {
+  if constexpr (std::is_same_v<std::remove_cv_t<Transport>, MPITransport>)
+    return t;
   else if constexpr (requires { t.base(); })
-    return mpi_comm_of(t.base());
+    return mpi_transport_of(t.base());
   else
-    static_assert(requires { t.communicator(); },
+    static_assert(requires { t.base(); },
                   "MPINativeReduce runs over an MPITransport (or an adapter with base())");
 }
 
@@ -103,15 +104,18 @@ class MPINativeReduce {
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     if (m.size > 1) {
-      const MPI_Comm comm = communicator_for(t, detail::mpi_comm_of(t), g, tag);
-      if (options_.check_lengths) check_lengths(comm, t.rank(), g, data.size());
+      MPITransport& mt = detail::mpi_transport_of(t);
+      const auto start = std::chrono::steady_clock::now();
+      const error_context where =
+          error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag);
+      mt.check_usable(where);
+      const MPI_Comm comm =
+          communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
+      if (options_.check_lengths) check_lengths(mt, comm, where, start, data.size());
       for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
         const auto count = static_cast<int>(std::min(detail::mpi_max_count, data.size() - off));
-        const int rc = MPI_Allreduce(MPI_IN_PLACE, data.data() + off, count,
-                                     detail::mpi_datatype<T>(), detail::mpi_op<Op, T>(), comm);
-        if (rc != MPI_SUCCESS)
-          throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc),
-                           error_context{}.with_rank(t.rank()).with_group(g.ranks()));
+        reduce_in_place(mt, comm, data.data() + off, count, detail::mpi_datatype<T>(),
+                        detail::mpi_op<Op, T>(), where, start);
       }
     }
     detail::finish(op, data, m.size);
@@ -175,19 +179,43 @@ class MPINativeReduce {
     return comm;
   }
 
-  static void check_lengths(MPI_Comm comm, int rank, const Group& g, std::size_t n) {
-    long long v[2] = {static_cast<long long>(n), -static_cast<long long>(n)};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
-    if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
-      throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
-                                    std::to_string(v[0]) + " elements, this rank " + std::to_string(n),
-                                error_context{}.with_rank(rank).with_group(g.ranks()));
+  // MPI_Iallreduce waited for in the transport's loop, so that a member that
+  // never arrives is a timeout_error (and a notice to the others) instead of
+  // a hang; with no timeout, the blocking MPI_Allreduce.
+  static void reduce_in_place(MPITransport& mt, MPI_Comm comm, void* data, int count,
+                              MPI_Datatype type, MPI_Op op, const error_context& where,
+                              std::chrono::steady_clock::time_point start) {
+    if (mt.options().timeout.count() == 0) {
+      const int rc = MPI_Allreduce(MPI_IN_PLACE, data, count, type, op, comm);
+      if (rc != MPI_SUCCESS)
+        throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
+      return;
+    }
+    MPI_Request request = MPI_REQUEST_NULL;
+    const int rc = MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, comm, &request);
+    if (rc != MPI_SUCCESS)
+      throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), where);
+    mt.wait(std::span(&request, 1), where, start);
+  }
+
+  void check_lengths(MPITransport& mt, MPI_Comm comm, const error_context& where,
+                     std::chrono::steady_clock::time_point start, std::size_t n) {
+    // A member: a request left pending by a timeout may still write it.
+    lengths_[0] = static_cast<long long>(n);
+    lengths_[1] = -static_cast<long long>(n);
+    reduce_in_place(mt, comm, lengths_, 2, MPI_LONG_LONG, MPI_MAX, where, start);
+    if (lengths_[0] != static_cast<long long>(n) || -lengths_[1] != static_cast<long long>(n))
+      throw size_mismatch_error("members pass between " + std::to_string(-lengths_[1]) + " and " +
+                                    std::to_string(lengths_[0]) + " elements, this rank " +
+                                    std::to_string(n),
+                                where);
   }
 
   Options options_;
   RecursiveDoublingReduce agree_;
   std::vector<Entry> cache_;
   std::uint64_t clock_ = 0;
+  long long lengths_[2] = {};
 };
 
 }  // namespace dssync

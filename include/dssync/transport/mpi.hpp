@@ -10,8 +10,21 @@
 //   or a contiguous byte type for user structs), never through
 //   Boost.Serialization.
 // - Buffers longer than an int can count go as several messages.
-// - MPI has no timeouts: a dead peer is handled by the MPI launcher, which ends
-//   the job.
+// - Nothing waits forever. MPI has no timeouts of its own, so every operation
+//   posts non-blocking requests and polls them until MPIOptions::timeout has
+//   passed since it began, then fails with timeout_error. Polling backs off
+//   (yield, then growing sleeps), so a rank waiting for a slow peer leaves its
+//   core to others.
+// - Failure notices. A rank whose operation times out tells every other rank
+//   on a second private communicator before it throws; a rank waiting on
+//   anything sees the notice and fails with peer_error naming that rank. A
+//   job whose ranks disagree (different seeds, one more step() on one rank)
+//   thus ends everywhere within about one timeout instead of hanging or
+//   cascading. fail() sends the same notice for a failure of the program's own.
+// - A transport that timed out or heard a notice is failed for good: every
+//   later operation throws peer_error at once (like a revoked communicator).
+//   Make a new transport to go on. size_mismatch_error and
+//   configuration_error leave it usable.
 
 // The MPI-2 C++ bindings are deprecated and unused here; skipping them also
 // keeps their warnings out of users' builds.
@@ -23,13 +36,24 @@
 #endif
 #include <mpi.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <boost/mpi/communicator.hpp>
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
 #include <span>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
@@ -84,31 +108,163 @@ inline std::string mpi_error_text(int code) {
 // Elements per message: the count is an int.
 inline constexpr std::size_t mpi_max_count = std::size_t{1} << 30;
 
+
+// A failure notice: what a failing rank tells every other rank. Fixed size, so
+// that one receive for it can always be posted.
+struct MPINotice {
+  // Which transport failed. MPI reuses a freed communicator's context id, so a
+  // notice still in flight when its transport is destroyed could otherwise
+  // reach a new transport of the same ranks.
+  std::uint64_t transport = 0;
+  std::int32_t rank = -1;
+  std::int32_t length = 0;
+  char text[240] = {};
+};
+inline constexpr int mpi_notice_tag = 1;
+
+// The part of an MPITransport that must not move: buffers MPI writes into or
+// reads from while requests on them are pending.
+struct MPIControl {
+  MPI_Comm comm = MPI_COMM_NULL;  // private duplicate for notices only
+  std::uint64_t id = 0;           // the same on every rank of one transport
+  MPINotice incoming;
+  MPI_Request incoming_request = MPI_REQUEST_NULL;
+  std::unique_ptr<MPINotice> outgoing;
+  std::vector<MPI_Request> outgoing_requests;
+  bool failed = false;
+  int failed_rank = -1;
+  std::string failure;
+
+  MPIControl() = default;
+  MPIControl(const MPIControl&) = delete;
+  MPIControl& operator=(const MPIControl&) = delete;
+
+  // Never blocks: it may run while the peers are gone or stuck.
+  ~MPIControl() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) {
+      // MPI has released everything; the notice buffer may still be named by a
+      // freed send inside it, which no longer matters, but costs nothing to keep.
+      (void)outgoing.release();
+      return;
+    }
+    if (incoming_request != MPI_REQUEST_NULL) {
+      // An unmatched receive is cancelled at once; a notice that already
+      // matched is complete (it is small). Either way the test ends it.
+      MPI_Cancel(&incoming_request);
+      int done = 0;
+      for (int i = 0; i < 100 && !done; ++i) MPI_Test(&incoming_request, &done, MPI_STATUS_IGNORE);
+      if (!done) MPI_Request_free(&incoming_request);
+    }
+    if (!outgoing_requests.empty()) {
+      int done = 0;
+      MPI_Testall(static_cast<int>(outgoing_requests.size()), outgoing_requests.data(), &done,
+                  MPI_STATUSES_IGNORE);
+      if (!done) {
+        // A receiver that never polls again leaves the send pending; MPI may
+        // still read the buffer, so it stays allocated (a few hundred bytes).
+        for (auto& r : outgoing_requests)
+          if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
+        (void)outgoing.release();
+      }
+    }
+    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  }
+};
+
+inline long long whole_ms(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
 }  // namespace detail
 
+struct MPIOptions {
+  // How long one operation (send, recv, sendrecv, or a native collective) may
+  // take from its start before it fails with timeout_error, the same default
+  // as InProcOptions. Zero waits forever; failure notices from other ranks
+  // still end the wait.
+  std::chrono::milliseconds timeout = std::chrono::minutes(2);
+  // How a waiting operation polls its requests. Between tests it first yields
+  // the core (sched_yield) for `spin`, then sleeps, 20 us at first and doubling
+  // up to `max_sleep`. Open MPI's shared memory moves a large message only
+  // while both sides call into MPI, so a long sleep stalls a transfer that is
+  // under way, while a short one costs CPU when nothing comes. The defaults
+  // keep bench_mpi's collectives within a few percent of a busy wait (see
+  // README) and a waiting rank at a few percent of a core.
+  std::chrono::microseconds spin{100};
+  std::chrono::microseconds max_sleep{500};
+};
+
 class MPITransport {
+  using clock = std::chrono::steady_clock;
+
  public:
   // Over MPI_COMM_WORLD.
-  MPITransport() : MPITransport(boost::mpi::communicator()) {}
+  explicit MPITransport(MPIOptions options = {})
+      : MPITransport(boost::mpi::communicator(), options) {}
 
-  // Over any communicator; collective over it (it is duplicated).
-  explicit MPITransport(const boost::mpi::communicator& comm)
-      : comm_(comm, boost::mpi::comm_duplicate) {
+  // Over any communicator; collective over it (it is duplicated twice: one
+  // communicator for the data, one for failure notices).
+  explicit MPITransport(const boost::mpi::communicator& comm, MPIOptions options = {})
+      : comm_(comm, boost::mpi::comm_duplicate),
+        options_(options),
+        control_(std::make_unique<detail::MPIControl>()) {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    call(MPI_Comm_dup(comm_, &control_->comm), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(control_->comm, MPI_ERRORS_RETURN);
+    std::uint64_t id = 0;
+    if (rank() == 0) {
+      std::random_device entropy;
+      id = (std::uint64_t{entropy()} << 32) ^ entropy() ^
+           static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+    }
+    call(MPI_Bcast(&id, 1, MPI_UINT64_T, 0, control_->comm), "MPI_Bcast");
+    control_->id = id;
+    post_notice_receive();
   }
+
+  // Movable (the parts MPI points into stay put), not copyable: a copy would
+  // share the communicators but not the failure state.
+  MPITransport(MPITransport&&) noexcept = default;
+  MPITransport& operator=(MPITransport&&) noexcept = default;
 
   int rank() const { return comm_.rank(); }
   int size() const { return comm_.size(); }
   // The transport's private duplicate of the communicator it was given.
   const boost::mpi::communicator& communicator() const noexcept { return comm_; }
+  const MPIOptions& options() const noexcept { return options_; }
+
+  // Whether this transport timed out, heard a failure notice, or was fail()ed;
+  // then every operation throws peer_error.
+  bool failed() const noexcept { return control_->failed; }
+
+  // For a program that catches an error of its own (or a size_mismatch_error,
+  // which does not fail the transport) and cannot go on: tells every other
+  // rank, whose waiting operations then end with peer_error naming this rank
+  // and `reason`, and fails this transport. Never blocks; a second call does
+  // nothing.
+  void fail(std::string_view reason) {
+    if (control_->failed) return;
+    notify_others(reason);
+    mark_failed(rank(), std::string(reason));
+  }
 
   template <class T>
     requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
     check(dst, tag);
+    const auto start = clock::now();
+    check_usable(where(dst, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
-      call(MPI_Send(data.data() + off, count, detail::mpi_datatype<T>(), dst, tag, comm_), "MPI_Send",
-           dst, tag);
+      MPI_Request request = MPI_REQUEST_NULL;
+      call(MPI_Isend(data.data() + off, count, detail::mpi_datatype<T>(), dst, tag, comm_, &request),
+           "MPI_Isend", dst, tag);
+      MPI_Status status;
+      const int peer[1] = {dst};
+      const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 0, false,
+                               where(dst, tag), start});
+      if (rc == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", dst, tag);
     });
   }
 
@@ -116,11 +272,17 @@ class MPITransport {
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
     check(src, tag);
+    const auto start = clock::now();
+    check_usable(where(src, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
+      MPI_Request request = MPI_REQUEST_NULL;
+      call(MPI_Irecv(data.data() + off, count, detail::mpi_datatype<T>(), src, tag, comm_, &request),
+           "MPI_Irecv", src, tag);
       MPI_Status status;
-      const int rc =
-          MPI_Recv(data.data() + off, count, detail::mpi_datatype<T>(), src, tag, comm_, &status);
-      check_received<T>(rc, status, count, src, tag);
+      const int peer[1] = {src};
+      const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 1, false,
+                               where(src, tag), start});
+      check_received<T>(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, count, src, tag);
     });
   }
 
@@ -130,38 +292,245 @@ class MPITransport {
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
     check(dst, tag);
     check(src, tag);
+    const auto start = clock::now();
+    check_usable(where(src, tag));
     const std::size_t pieces = std::max(piece_count(out.size()), piece_count(in.size()));
     for (std::size_t p = 0; p < pieces; ++p) {
       const auto [out_off, out_count] = piece(out.size(), p);
       const auto [in_off, in_count] = piece(in.size(), p);
-      MPI_Request requests[2];
+      MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+      int peers[2] = {};
       int posted = 0;
-      if (p < piece_count(in.size()))
+      const int receives = p < piece_count(in.size()) ? 1 : 0;
+      if (receives) {
         call(MPI_Irecv(in.data() + in_off, in_count, detail::mpi_datatype<U>(), src, tag, comm_,
-                       &requests[posted++]),
+                       &requests[0]),
              "MPI_Irecv", src, tag);
-      if (p < piece_count(out.size()))
-        call(MPI_Isend(out.data() + out_off, out_count, detail::mpi_datatype<T>(), dst, tag, comm_,
-                       &requests[posted++]),
-             "MPI_Isend", dst, tag);
-      MPI_Status statuses[2];
-      const int rc = MPI_Waitall(posted, requests, statuses);
-      if (p < piece_count(in.size())) {
-        const int recv_rc = rc == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : rc;
-        check_received<U>(recv_rc, statuses[0], in_count, src, tag);
+        peers[posted++] = src;
       }
-      if (rc == MPI_ERR_IN_STATUS && posted == 2) call(statuses[1].MPI_ERROR, "MPI_Isend", dst, tag);
-      else if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) call(rc, "MPI_Waitall", dst, tag);
+      if (p < piece_count(out.size())) {
+        const int rc = MPI_Isend(out.data() + out_off, out_count, detail::mpi_datatype<T>(), dst,
+                                 tag, comm_, &requests[posted]);
+        if (rc != MPI_SUCCESS) abandon(std::span(requests, std::size_t(posted)), receives);
+        call(rc, "MPI_Isend", dst, tag);
+        peers[posted++] = dst;
+      }
+      MPI_Status statuses[2];
+      const auto n = static_cast<std::size_t>(posted);
+      const int rc = wait_for({std::span(requests, n), std::span(statuses, n),
+                               std::span<const int>(peers, n), receives, false, where(src, tag),
+                               start});
+      if (receives)
+        check_received<U>(rc == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : rc, statuses[0],
+                          in_count, src, tag);
+      if (rc == MPI_ERR_IN_STATUS && posted > receives)
+        call(statuses[receives].MPI_ERROR, "MPI_Isend", dst, tag);
     }
   }
 
+  // The hook for native collectives (MPINativeReduce): waits for `requests`
+  // of nonblocking collectives on this transport's communicator or one made
+  // from it, under the transport's rules: the deadline is `start` + timeout, a
+  // failure notice ends the wait with peer_error, a timeout tells every other
+  // rank and throws timeout_error. `where` names the operation in errors. On
+  // failure the requests stay pending: MPI forbids cancelling or freeing a
+  // nonblocking collective's request, so its buffers belong to MPI until it
+  // completes or MPI is finalized.
+  void wait(std::span<MPI_Request> requests, const error_context& where,
+            std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now()) {
+    const int rc = wait_for({requests, {}, {}, 0, true, where, start});
+    if (rc != MPI_SUCCESS)
+      throw peer_error("a nonblocking collective failed: " + detail::mpi_error_text(rc), where);
+  }
+
+  // Throws peer_error if the transport has failed (a notice that arrived while
+  // this rank was busy counts): what every operation checks first, and what a
+  // native collective calls before it posts anything.
+  void check_usable(const error_context& where) {
+    auto& c = *control_;
+    if (!c.failed) notice_arrived();
+    if (!c.failed) return;
+    if (c.failed_rank == rank())
+      throw peer_error("this transport failed earlier (" + c.failure +
+                           "); make a new transport to go on",
+                       where);
+    throw peer_error("rank " + std::to_string(c.failed_rank) + " failed: " + c.failure +
+                         " (the transport stays failed; make a new one to go on)",
+                     where);
+  }
+
  private:
+  // One operation's wait: its requests, the peer of each (receives first) or
+  // none for a collective.
+  struct Pending {
+    std::span<MPI_Request> requests;
+    std::span<MPI_Status> statuses;  // empty: MPI_STATUSES_IGNORE
+    std::span<const int> peers;      // empty for a collective
+    int receives = 0;                // the first `receives` requests are receives
+    bool collective = false;
+    error_context at;
+    clock::time_point start;
+  };
+
+  // The one wait loop. Returns MPI_SUCCESS, or MPI_ERR_IN_STATUS with the
+  // statuses to read, once every request is complete; throws timeout_error or
+  // peer_error after abandoning the requests.
+  int wait_for(const Pending& p) {
+    const int n = static_cast<int>(p.requests.size());
+    MPI_Status* statuses = p.statuses.empty() ? MPI_STATUSES_IGNORE : p.statuses.data();
+    const auto spin_end = clock::now() + options_.spin;
+    auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
+    for (;;) {
+      // Testing also drives Open MPI's progress engine, which moves the data.
+      int done = 0;
+      const int rc = MPI_Testall(n, p.requests.data(), &done, statuses);
+      if (rc == MPI_ERR_IN_STATUS || (rc == MPI_SUCCESS && done)) return rc;
+      if (rc != MPI_SUCCESS) {
+        abandon(p);
+        throw peer_error("MPI_Testall failed: " + detail::mpi_error_text(rc), p.at);
+      }
+      if (notice_arrived()) {
+        abandon(p);
+        const auto& c = *control_;
+        throw peer_error("rank " + std::to_string(c.failed_rank) + " failed: " + c.failure,
+                         p.at.with_peer(c.failed_rank));
+      }
+      const auto now = clock::now();
+      const bool limited = options_.timeout.count() > 0;
+      const auto deadline = p.start + options_.timeout;
+      if (limited && now >= deadline) time_out(p, now);
+      if (now < spin_end) {
+        sched_yield();
+      } else {
+        std::this_thread::sleep_for(limited ? std::min<clock::duration>(nap, deadline - now) : nap);
+        nap = std::min<clock::duration>(2 * nap, options_.max_sleep);
+      }
+    }
+  }
+
+  [[noreturn]] void time_out(const Pending& p, clock::time_point now) {
+    // Name the first request still pending (receives come first): with a
+    // sendrecv whose receive arrived, it is the send's peer that is missing.
+    error_context at = p.at;
+    std::string what = p.collective ? "the collective" : "the operation";
+    for (std::size_t i = 0; i < p.peers.size(); ++i) {
+      int done = 0;
+      MPI_Request_get_status(p.requests[i], &done, MPI_STATUS_IGNORE);
+      if (done) continue;
+      const bool receive = static_cast<int>(i) < p.receives;
+      at = at.with_peer(p.peers[i]);
+      what = receive ? "a receive from rank " + std::to_string(p.peers[i])
+                     : "a send to rank " + std::to_string(p.peers[i]);
+      break;
+    }
+    abandon(p);
+    const timeout_error e(what + " did not complete within " +
+                              std::to_string(options_.timeout.count()) + " ms (waited " +
+                              std::to_string(detail::whole_ms(now - p.start)) + " ms)",
+                          at);
+    // The others learn what this rank saw, in its own words without the prefix.
+    std::string_view text(e.what());
+    if (text.starts_with("dssync: ")) text.remove_prefix(8);
+    notify_others(text);
+    mark_failed(rank(), std::string(text));
+    throw e;
+  }
+
+  // Gives up on an operation's requests without blocking.
+  void abandon(const Pending& p) noexcept {
+    // MPI forbids cancelling or freeing a nonblocking collective's request;
+    // it stays pending (see wait()).
+    if (!p.collective) abandon(p.requests, p.receives);
+  }
+  static void abandon(std::span<MPI_Request> requests, int receives) noexcept {
+    const auto r = static_cast<std::size_t>(receives);
+    for (std::size_t i = 0; i < r; ++i)
+      if (requests[i] != MPI_REQUEST_NULL) MPI_Cancel(&requests[i]);
+    // A cancelled receive that nothing matched completes at once. One that a
+    // large message already matched cannot be cancelled and completes only as
+    // the sender goes on pushing data; it gets a short grace, then is freed,
+    // and MPI may still write the rest of that message into the buffer.
+    const auto grace_end = clock::now() + std::chrono::milliseconds(100);
+    int done = r == 0;
+    while (!done) {
+      MPI_Testall(receives, requests.data(), &done, MPI_STATUSES_IGNORE);
+      if (done || clock::now() >= grace_end) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    // Open MPI does not cancel sends (MPI_Cancel on one is ignored), so they
+    // are freed: an eager send has left already; a large one is finished or
+    // dropped by the library, and may still be read from the caller's buffer
+    // if its receiver matches it later. The notice tells the peers to stop,
+    // so none should.
+    for (auto& q : requests)
+      if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
+  }
+
+  void post_notice_receive() {
+    auto& c = *control_;
+    call(MPI_Irecv(&c.incoming, sizeof(detail::MPINotice), MPI_BYTE, MPI_ANY_SOURCE,
+                   detail::mpi_notice_tag, c.comm, &c.incoming_request),
+         "MPI_Irecv");
+  }
+
+  // Whether a notice for this transport has arrived; if so, the transport is
+  // failed. Stale notices (another transport's) are dropped.
+  bool notice_arrived() {
+    auto& c = *control_;
+    while (c.incoming_request != MPI_REQUEST_NULL) {
+      int got = 0;
+      if (MPI_Test(&c.incoming_request, &got, MPI_STATUS_IGNORE) != MPI_SUCCESS || !got) return false;
+      if (c.incoming.transport == c.id) {
+        const auto len = static_cast<std::size_t>(
+            std::clamp<std::int32_t>(c.incoming.length, 0, sizeof(c.incoming.text)));
+        mark_failed(c.incoming.rank, std::string(c.incoming.text, len));
+        return true;
+      }
+      post_notice_receive();
+    }
+    return false;
+  }
+
+  // Tells every other rank that this one failed. Never blocks: the sends are
+  // small, and whatever is still pending at destruction is freed.
+  void notify_others(std::string_view text) {
+    auto& c = *control_;
+    if (c.outgoing) return;
+    c.outgoing = std::make_unique<detail::MPINotice>();
+    auto& n = *c.outgoing;
+    n.transport = c.id;
+    n.rank = rank();
+    const std::size_t len = std::min(text.size(), sizeof(n.text));
+    std::memcpy(n.text, text.data(), len);
+    n.length = static_cast<std::int32_t>(len);
+    c.outgoing_requests.reserve(static_cast<std::size_t>(size()));
+    for (int r = 0; r < size(); ++r) {
+      if (r == rank()) continue;
+      MPI_Request q = MPI_REQUEST_NULL;
+      if (MPI_Isend(&n, sizeof(n), MPI_BYTE, r, detail::mpi_notice_tag, c.comm, &q) == MPI_SUCCESS)
+        c.outgoing_requests.push_back(q);
+    }
+  }
+
+  void mark_failed(int failed_rank, std::string text) {
+    auto& c = *control_;
+    if (c.failed) return;
+    c.failed = true;
+    c.failed_rank = failed_rank;
+    c.failure = std::move(text);
+  }
+
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
   void check(int peer, tag_t tag) const { detail::check_peer_and_tag(rank(), size(), peer, tag); }
 
   void call(int rc, const char* what, int peer, tag_t tag) const {
     if (rc != MPI_SUCCESS)
       throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc), where(peer, tag));
+  }
+  void call(int rc, const char* what) const {
+    if (rc != MPI_SUCCESS)
+      throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc),
+                       error_context{}.with_rank(comm_.rank()));
   }
 
   template <class T>
@@ -174,7 +543,7 @@ class MPITransport {
                                     std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
                                     " bytes expected",
                                 where(src, tag));
-    call(rc, "MPI_Recv", src, tag);
+    call(rc, "MPI_Irecv", src, tag);
     int received = 0;
     MPI_Get_count(&status, detail::mpi_datatype<T>(), &received);
     if (received != expected)
@@ -206,6 +575,8 @@ class MPITransport {
   }
 
   boost::mpi::communicator comm_;
+  MPIOptions options_;
+  std::unique_ptr<detail::MPIControl> control_;
 };
 
 }  // namespace dssync
