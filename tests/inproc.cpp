@@ -592,6 +592,47 @@ TEST_CASE("inproc: a wait that outlasts the timeout ends with timeout_error") {
   CHECK(as_peer_error);
 }
 
+TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiting one") {
+  // Rank 0 waits on rank 1, rank 1 waits on rank 2, and rank 2 is busy in its
+  // own code past the timeout. Rank 0's message must name rank 2.
+  InProcWorld world(3, {.timeout = 300ms});
+  std::atomic<bool> release{false};
+  std::vector<Outcome> outcome(3);
+  run_outcome(world, [&](InProcTransport& t) {
+    int v = 0;
+    if (t.rank() == 2) {
+      wait_for_flag(release);  // the stall: no dssync call at all
+      return;
+    }
+    // Rank 1 starts waiting later, so that rank 0's wait is the first to end.
+    if (t.rank() == 1) std::this_thread::sleep_for(100ms);
+    try {
+      recorded(outcome, t.rank(), [&] { t.recv(t.rank() + 1, std::span<int>(&v, 1), 5); });
+    } catch (...) {
+      if (t.rank() == 0) release = true;
+      throw;
+    }
+  });
+  CAPTURE(outcome[0].what);
+  CHECK(outcome[0].kind == "timeout");
+  CHECK(contains(outcome[0].what, "rank 1 waits on rank 2"));
+  CHECK(contains(outcome[0].what, "rank 2 is stalled in its own code"));
+}
+
+TEST_CASE("inproc: a timeout between ranks that wait on each other says so") {
+  // Both ranks receive first: a cycle of waits, nobody stalled in user code.
+  InProcWorld world(2, {.timeout = 200ms});
+  std::vector<Outcome> outcome(2);
+  run_outcome(world, [&](InProcTransport& t) {
+    int v = 0;
+    recorded(outcome, t.rank(), [&] { t.recv(1 - t.rank(), std::span<int>(&v, 1), 1); });
+  });
+  const Outcome& first = outcome[0].kind == "timeout" ? outcome[0] : outcome[1];
+  CAPTURE(first.what);
+  CHECK(first.kind == "timeout");
+  CHECK(contains(first.what, "wait on each other"));
+}
+
 TEST_CASE("inproc: bad arguments throw configuration_error") {
   InProcWorld world(2);
   std::vector<Outcome> bad;

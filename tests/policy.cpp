@@ -201,40 +201,84 @@ TEST_CASE("RandomShuffle: the partition is pinned down bit for bit (portable gen
   CHECK(sync.partition(1000000).to_string() == "[0 5][4 7][1 2][3 6]");
 }
 
-TEST_CASE("RandomShuffle: two given ranks share a group with probability (g-1)/(n-1)") {
-  constexpr int n = 8, g = 2, samples = 40000;
-  ShapeOnly t{n, 0};
-  ShapeSync<RandomShuffle> sync(t, {.group_size = g, .seed = 2024});
-  std::vector<int> together(n * n, 0);
-  for (int s = 0; s < samples; ++s) {
-    const Partition p = sync.partition(static_cast<std::uint64_t>(s));
-    for (int a = 0; a < n; ++a)
-      for (int b = 0; b < n; ++b)
-        if (a != b && p.group_index_of(a) == p.group_index_of(b)) ++together[a * n + b];
-  }
-  const double expected = double(g - 1) / (n - 1);
-  for (int a = 0; a < n; ++a)
-    for (int b = 0; b < n; ++b) {
-      if (a == b) continue;
-      CAPTURE(a);
-      CAPTURE(b);
-      CHECK(double(together[a * n + b]) / samples == doctest::Approx(expected).epsilon(0.06));
-    }
+// The closed forms for k groups of sizes s_i over n ranks (shuffle.hpp): two
+// given ranks share a group with probability sum s_i (s_i - 1) / (n (n-1)),
+// and the squared consensus distance shrinks by (k-1)/(n-1) per step. When g
+// divides n they are (g-1)/(n-1) and (n-g)/(g(n-1)).
+double pair_probability(int n, int g) {
+  std::vector<int> sizes;
+  FixedSizeGroups::sizes(n, g, sizes);
+  double pairs = 0;
+  for (int s : sizes) pairs += double(s) * (s - 1);
+  return pairs / (double(n) * (n - 1));
+}
+double contraction(int n, int g) {
+  std::vector<int> sizes;
+  FixedSizeGroups::sizes(n, g, sizes);
+  return double(sizes.size() - 1) / (n - 1);
 }
 
-TEST_CASE("RandomShuffle: the squared consensus distance shrinks by (n-g)/(g(n-1)) per step") {
-  // E ||W x - mean||^2 = (n-g)/(g(n-1)) ||x - mean||^2 for the averaging matrix
-  // W of a uniformly random partition (PAPER.md: 0.467, 0.2 for n = 16, g = 2, 4;
-  // 0.111 for n = 64, g = 8). Measured over many partitions and random x.
+TEST_CASE("RandomShuffle: closed forms, and their special case when g divides n") {
+  for (int n = 2; n <= 40; ++n)
+    for (int g = 1; g <= n; ++g)
+      if (n % g == 0) {
+        CAPTURE(n);
+        CAPTURE(g);
+        CHECK(pair_probability(n, g) == doctest::Approx(double(g - 1) / (n - 1)));
+        CHECK(contraction(n, g) == doctest::Approx(double(n - g) / (g * (n - 1))));
+      }
+  // The figures quoted for the method: 0.467 and 0.2 for n = 16, g = 2 and 4;
+  // 0.111 for n = 64, g = 8.
+  CHECK(contraction(16, 2) == doctest::Approx(0.467).epsilon(0.005));
+  CHECK(contraction(16, 4) == doctest::Approx(0.2));
+  CHECK(contraction(64, 8) == doctest::Approx(0.111).epsilon(0.005));
+  // n = 10, g = 3 is cut 4 + 3 + 3: it contracts by 2/9 = 0.222, not by the
+  // divisible-case formula's 7/27 = 0.259.
+  CHECK(contraction(10, 3) == doctest::Approx(2.0 / 9));
+  CHECK(pair_probability(10, 3) == doctest::Approx(24.0 / 90));
+}
+
+TEST_CASE("RandomShuffle: two given ranks share a group with probability sum s_i(s_i-1)/(n(n-1))") {
   struct Case {
     int n, g;
-    double paper;
   };
-  for (const Case c : {Case{16, 2, 0.467}, Case{16, 4, 0.2}, Case{64, 8, 0.111}}) {
+  for (const Case c : {Case{8, 2}, Case{10, 3}, Case{7, 2}}) {
     CAPTURE(c.n);
     CAPTURE(c.g);
-    const double expected = double(c.n - c.g) / (c.g * (c.n - 1));
-    CHECK(expected == doctest::Approx(c.paper).epsilon(0.005));
+    const int n = c.n, samples = 40000;
+    ShapeOnly t{n, 0};
+    ShapeSync<RandomShuffle> sync(t, {.group_size = c.g, .seed = 2024});
+    std::vector<int> together(static_cast<std::size_t>(n * n), 0);
+    for (int s = 0; s < samples; ++s) {
+      const Partition p = sync.partition(static_cast<std::uint64_t>(s));
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b)
+          if (a != b && p.group_index_of(a) == p.group_index_of(b))
+            ++together[static_cast<std::size_t>(a * n + b)];
+    }
+    const double expected = pair_probability(n, c.g);
+    for (int a = 0; a < n; ++a)
+      for (int b = 0; b < n; ++b) {
+        if (a == b) continue;
+        CAPTURE(a);
+        CAPTURE(b);
+        CHECK(double(together[static_cast<std::size_t>(a * n + b)]) / samples ==
+              doctest::Approx(expected).epsilon(0.06));
+      }
+  }
+}
+
+TEST_CASE("RandomShuffle: the squared consensus distance shrinks by (k-1)/(n-1) per step") {
+  // E ||W x - mean||^2 = (k-1)/(n-1) ||x - mean||^2 for the averaging matrix W
+  // of a uniformly random partition into k groups (of any sizes). Measured over
+  // many partitions and random x, for divisible and remainder layouts.
+  struct Case {
+    int n, g;
+  };
+  for (const Case c : {Case{16, 2}, Case{16, 4}, Case{64, 8}, Case{10, 3}, Case{7, 2}, Case{17, 4}}) {
+    CAPTURE(c.n);
+    CAPTURE(c.g);
+    const double expected = contraction(c.n, c.g);
     ShapeOnly t{c.n, 0};
     ShapeSync<RandomShuffle> sync(t, {.group_size = c.g, .seed = 99});
     std::mt19937_64 gen(12345);
@@ -409,6 +453,46 @@ TEST_CASE("ButterflyShuffle: n not a power of g still spreads every rank to ever
     }
 }
 
+TEST_CASE("ButterflyShuffle: runs in base g, the option's group size, whatever the layout") {
+  // n = 7, g = 2: FixedSizeGroups lays out 3 + 2 + 2, but the butterfly counts
+  // digits in base 2 (k = 3). Rank 6 has no partner at stride 1 and joins the
+  // last group; at stride 2, ranks 4 and 5 have none and pair up; at stride 4
+  // the digit groups are {0,4} {1,5} {2,6} and rank 3 joins the last.
+  ShapeOnly t{7, 0};
+  ShapeSync<ButterflyShuffle> sync(t, {.group_size = 2});
+  CHECK(sync.partition(0) == Partition(7, {{0, 1}, {2, 3}, {4, 5, 6}}));
+  CHECK(sync.partition(1) == Partition(7, {{0, 2}, {1, 3}, {4, 6, 5}}));
+  CHECK(sync.partition(2) == Partition(7, {{0, 4}, {1, 5}, {2, 6, 3}}));
+  CHECK(sync.partition(3) == sync.partition(0));
+  // A group size above n is clamped: one group.
+  ShapeSync<ButterflyShuffle> wide(t, {.group_size = 9});
+  CHECK(wide.partition(0).num_groups() == 1);
+  CHECK(wide.partition(5).num_groups() == 1);
+}
+
+TEST_CASE("ButterflyShuffle when n is not a power of g: steps to the average, as the README says") {
+  // Steps s after which the product of the mixing matrices of steps 0..s-1
+  // holds every rank's share within 1e-6 / n of the exact 1/n (every rank holds
+  // the global average to about 1e-6 of the spread): the table in README.md.
+  struct Case {
+    int g, n, steps;
+  };
+  for (const Case c : {Case{2, 8, 3}, Case{2, 6, 33}, Case{2, 7, 14}, Case{2, 10, 64},
+                       Case{2, 12, 44}, Case{2, 24, 55}, Case{2, 100, 83}, Case{3, 9, 2},
+                       Case{3, 10, 13}, Case{3, 12, 42}, Case{4, 10, 18}, Case{4, 24, 33}}) {
+    CAPTURE(c.g);
+    CAPTURE(c.n);
+    ShapeOnly t{c.n, 0};
+    ShapeSync<ButterflyShuffle> sync(t, {.group_size = c.g});
+    const dssync::analysis::Matrix avg(c.n, 1.0 / c.n);
+    auto prod = dssync::analysis::Matrix::identity(c.n);
+    int steps = 0;
+    while (prod.max_abs_difference(avg) > 1e-6 / c.n && steps < 1000)
+      prod = dssync::analysis::mixing_matrix(sync.partition(static_cast<std::uint64_t>(steps++))) * prod;
+    CHECK(steps == c.steps);
+  }
+}
+
 // --------------------------------------------------------- TopologyAwareGroups --
 
 std::vector<std::string> contiguous_hosts() {
@@ -496,6 +580,27 @@ TEST_CASE("TopologyAwareGroups: unequal hosts still give one member per host on 
         CHECK(hosts.size() == 1);
       else
         CHECK(hosts.size() == static_cast<std::size_t>(p.group(gi).size()));
+    }
+  }
+}
+
+TEST_CASE("TopologyAwareGroups: iterations up to 2^64 - 1 give valid layouts") {
+  // The rotation offset once overflowed near 2^64 and put a rank in two groups.
+  ShapeOnly t{9, 0};
+  const TopologyAwareGroups hosts({"a", "a", "a", "b", "b", "b", "c", "c", "c"});
+  ShapeSync<NoShuffle, TopologyAwareGroups> sync(t, {}, {}, {}, hosts);
+  for (std::uint64_t it : {~std::uint64_t{0}, ~std::uint64_t{0} - 1, ~std::uint64_t{0} - 2,
+                           std::uint64_t{1} << 63, (std::uint64_t{1} << 63) + 1}) {
+    CAPTURE(it);
+    Partition p;
+    CHECK_NOTHROW(p = sync.partition(it));
+    check_covers(p, 9);
+    if (it % 2) {
+      // One member per host, and the offset is (t/2 mod 3) * h mod 3.
+      CHECK(p.num_groups() == 3);
+      const std::uint64_t s = (it / 2) % 3;
+      CHECK(p.group(0)[1] == 3 + static_cast<int>(s % 3));
+      CHECK(p.group(0)[2] == 6 + static_cast<int>((2 * s) % 3));
     }
   }
 }

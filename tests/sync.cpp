@@ -7,17 +7,20 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -29,13 +32,16 @@
 
 namespace {
 thread_local std::uint64_t t_allocations = 0;
+thread_local std::uint64_t t_allocated_bytes = 0;
 
 void* counted_malloc(std::size_t n) noexcept {
   ++t_allocations;
+  t_allocated_bytes += n;
   return std::malloc(n ? n : 1);
 }
 void* counted_aligned(std::size_t n, std::align_val_t align) noexcept {
   ++t_allocations;
+  t_allocated_bytes += n;
   const std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
   void* p = nullptr;
   return posix_memalign(&p, a, n ? n : 1) == 0 ? p : nullptr;
@@ -465,6 +471,209 @@ TEST_CASE("Checked mode: buffers of different lengths are a configuration_error"
     const std::span<double> tensors[] = {a, b};
     sync.step(std::span<const std::span<double>>(tensors));
   });
+}
+
+TEST_CASE("Checked mode: tensors passed in another order on one rank are a configuration_error") {
+  // Weights then biases on most ranks, biases then weights on rank 2: the same
+  // total length, and today's bytes would silently mix weights with biases.
+  const std::string what = expect_configuration_error(4, [](InProcTransport& t) {
+    CheckedSync sync(t, {.group_size = 2, .seed = 7, .checked = true});
+    std::vector<double> weights(12, 1.0), biases(4, 2.0);
+    std::span<double> tensors[] = {weights, biases};
+    if (t.rank() == 2) std::swap(tensors[0], tensors[1]);
+    sync.step(std::span<std::span<double>>(tensors));
+  });
+  CHECK(what.find("different tensors") != std::string::npos);
+}
+
+TEST_CASE("Checked mode: int32 on one rank and float on the others is a configuration_error") {
+  // Same size, same length, different meaning of the bits.
+  const std::string what = expect_configuration_error(4, [](InProcTransport& t) {
+    DSSync<InProcTransport, RandomShuffle, RingReduce, dssync::FixedSizeGroups, dssync::Sum> sync(
+        t, {.group_size = 2, .seed = 7, .checked = true});
+    if (t.rank() == 1) {
+      std::vector<std::int32_t> x(16, 1);
+      sync.step(x);
+    } else {
+      std::vector<float> x(16, 1.0f);
+      sync.step(x);
+    }
+  });
+  CHECK(what.find("element type") != std::string::npos);
+}
+
+TEST_CASE("Checked mode: two synchronizers stepped in different orders are a configuration_error") {
+  // Rank 3 steps the bias synchronizer first; every tensor has the same
+  // length, so only the synchronizer's identity tells the two apart.
+  const std::string what = expect_configuration_error(4, [](InProcTransport& t) {
+    CheckedSync weights_sync(t, {.group_size = 2, .seed = 7, .checked = true});
+    CheckedSync biases_sync(t, {.group_size = 2, .seed = 7, .checked = true});
+    std::vector<double> weights(8, 1.0), biases(8, 2.0);
+    if (t.rank() == 3) {
+      biases_sync.step(biases);
+      weights_sync.step(weights);
+    } else {
+      weights_sync.step(weights);
+      biases_sync.step(biases);
+    }
+  });
+  CHECK(what.find("another order") != std::string::npos);
+}
+
+TEST_CASE("Checked mode: AllReduceSync checks too") {
+  const std::string what = expect_configuration_error(4, [](InProcTransport& t) {
+    AllReduceSync<InProcTransport> sync(t, {.checked = true});
+    std::vector<double> a(6, 1.0), b(t.rank() == 0 ? 3 : 2, 1.0);
+    std::span<double> tensors[] = {a, b};
+    sync.step(std::span<std::span<double>>(tensors));
+  });
+  CHECK(what.find("different lengths") != std::string::npos);
+}
+
+TEST_CASE("Errors from a step name the iteration and the group, not only a tag") {
+  // Rank 1's buffer is one element longer: a transport-level size mismatch,
+  // raised inside the ring, reaches the user with the step's context.
+  InProcWorld world(2, {.timeout = 10s});
+  try {
+    world.run([](InProcTransport& t) {
+      CheckedSync sync(t, {.group_size = 2, .seed = 7});
+      std::vector<double> x(t.rank() == 1 ? 9 : 8, 1.0);
+      for (int it = 0; it < 3; ++it) sync.step(x);
+    });
+    FAIL("expected an error");
+  } catch (const dssync::size_mismatch_error& e) {
+    CHECK(e.where().iteration == 0u);
+    const std::string what = e.what();
+    CHECK(what.find("iteration 0") != std::string::npos);
+    CHECK(what.find("group [") != std::string::npos);
+    CHECK(what.find("rank 1") != std::string::npos);
+  } catch (const dssync::peer_error& e) {
+    // The other rank may be the first to fail; it names the same step.
+    CHECK(std::string(e.what()).find("iteration 0") != std::string::npos);
+  }
+}
+
+TEST_CASE("A group size larger than the world is clamped to one group of the world") {
+  constexpr int n = 3;
+  std::vector<std::vector<double>> out(n);
+  make_world(n).run([&](InProcTransport& t) {
+    CheckedSync sync(t, {.group_size = 8, .seed = 1});
+    CHECK(sync.partition(0).num_groups() == 1);
+    std::vector<double> x{static_cast<double>(t.rank()), 3.0 * t.rank()};
+    sync.step(x);
+    out[sz(t.rank())] = x;
+  });
+  for (const auto& x : out) CHECK(x == std::vector<double>{1.0, 3.0});  // the exact mean
+}
+
+TEST_CASE("Const queries are safe beside a running step and from several threads") {
+  // partition(t) and the mixing analysis are const: a monitoring thread may
+  // call them while the ranks step, and two threads may call them at once.
+  // Under ThreadSanitizer a shared scratch vector shows as a race.
+  constexpr int n = 6;
+  std::atomic<bool> done{false};
+  std::atomic<int> queries{0};
+  InProcWorld world(n, {.timeout = 60s});
+  std::vector<std::unique_ptr<DSSync<InProcTransport, ButterflyShuffle, RingReduce>>> syncs(n);
+  std::vector<std::unique_ptr<DSSync<InProcTransport, RandomShuffle, RingReduce>>> randoms(n);
+  std::atomic<int> ready{0}, finished{0};
+  std::atomic<bool> stopped{false};
+  world.run([&](InProcTransport& t) {
+    const auto r = sz(t.rank());
+    syncs[r] = std::make_unique<DSSync<InProcTransport, ButterflyShuffle, RingReduce>>(
+        t, DSSyncOptions{.group_size = 2});
+    randoms[r] = std::make_unique<DSSync<InProcTransport, RandomShuffle, RingReduce>>(
+        t, DSSyncOptions{.group_size = 3, .seed = 9});
+    ++ready;
+    auto wait_for = [](auto&& cond) {
+      while (!cond()) std::this_thread::sleep_for(1ms);
+    };
+    std::thread monitor;
+    if (r == 0) {
+      wait_for([&] { return ready.load() == n; });
+      monitor = std::thread([&] {
+        std::uint64_t t0 = 0;
+        while (!done.load()) {
+          const Partition a = syncs[0]->partition(t0);
+          const Partition b = randoms[0]->partition(t0);
+          const auto w = dssync::analysis::mixing_matrix(*randoms[0], t0 + 1);
+          CHECK(a.world_size() == n);
+          CHECK(b.num_groups() == 2);
+          CHECK(w.size() == n);
+          ++t0;
+          ++queries;
+        }
+      });
+    }
+    std::vector<double> x(64, static_cast<double>(t.rank()));
+    for (int it = 0; it < 40; ++it) {
+      syncs[r]->step(x);
+      randoms[r]->step(x);
+      // Each rank also asks for partitions itself, concurrently with the
+      // other ranks and with the monitor.
+      CHECK(syncs[r]->partition(static_cast<std::uint64_t>(it)) ==
+            syncs[(r + 1) % n]->partition(static_cast<std::uint64_t>(it)));
+    }
+    // The synchronizers point at the ranks' transports: every rank stays
+    // until the monitor has stopped.
+    ++finished;
+    if (r == 0) {
+      wait_for([&] { return finished.load() == n; });
+      done = true;
+      monitor.join();
+      stopped = true;
+    }
+    wait_for([&] { return stopped.load(); });
+  });
+  CHECK(queries.load() > 0);
+}
+
+TEST_CASE("Tensor fusion: a tiny model allocates a tiny bucket, not bucket_bytes") {
+  // Two tensors of 5 and 7 floats: the packed bucket holds 12 floats. The
+  // whole first step (all its scratch) must stay far below the 64 MiB bucket.
+  constexpr int n = 2;
+  std::vector<std::uint64_t> bytes(n);
+  make_world(n).run([&](InProcTransport& t) {
+    CheckedSync sync(t, {.group_size = 2, .seed = 1});
+    std::vector<float> a(5, 1.0f), b(7, 2.0f);
+    std::span<float> tensors[] = {a, b};
+    const std::uint64_t before = t_allocated_bytes;
+    sync.step(std::span<std::span<float>>(tensors));
+    bytes[sz(t.rank())] = t_allocated_bytes - before;
+  });
+  for (auto b : bytes) CHECK(b < 4096);
+}
+
+TEST_CASE("Recursive doubling: NaNs of different payloads leave every member the same bits") {
+  // a + b with two NaNs returns one operand's payload, and a compiler may swap
+  // the operands of a commutative +: members that each compute op(lower,
+  // higher) must still agree, bit for bit, for every input.
+  for (int g : {2, 3, 4, 8}) {
+    CAPTURE(g);
+    constexpr std::size_t len = 257;
+    std::vector<std::vector<float>> out(sz(g));
+    std::vector<int> members(sz(g));
+    for (int r = 0; r < g; ++r) members[sz(r)] = r;
+    make_world(g).run([&](InProcTransport& t) {
+      std::vector<float> x(len);
+      for (std::size_t i = 0; i < len; ++i) {
+        // A distinct quiet NaN payload per rank and element, negative on odd
+        // ranks; some elements ordinary numbers.
+        const std::uint32_t bits = (t.rank() % 2 ? 0xffc00000u : 0x7fc00000u) |
+                                   static_cast<std::uint32_t>((t.rank() + 1) * 4099 + i);
+        std::memcpy(&x[i], &bits, 4);
+        if (i % 5 == 0) x[i] = static_cast<float>(t.rank());
+      }
+      dssync::RecursiveDoublingReduce rd;
+      std::vector<float> sum = x, mean = x;
+      rd.all_reduce(t, dssync::Group(members), std::span<float>(sum), dssync::Sum{});
+      rd.all_reduce(t, dssync::Group(members), std::span<float>(mean), dssync::Average{});
+      sum.insert(sum.end(), mean.begin(), mean.end());
+      out[sz(t.rank())] = sum;
+    });
+    for (int r = 1; r < g; ++r)
+      CHECK(std::memcmp(out[sz(r)].data(), out[0].data(), out[0].size() * sizeof(float)) == 0);
+  }
 }
 
 TEST_CASE("Unchecked seed mismatch ends in an error or a result, never a hang") {

@@ -72,12 +72,28 @@ concept grouping_policy =
 // as a third argument: shuffle(seed, iteration, group_size, partition). It is
 // const: a synchronizer's partition(t) may be asked from several threads at
 // once, so a shuffle keeps no mutable state.
+namespace detail {
+// shuffle(seed, iteration, p) rewrites p: it takes a Partition&. One that also
+// takes a temporary takes it by value or by const reference and would
+// silently shuffle a copy.
 template <class S>
-concept shuffle_policy =
-    std::copy_constructible<S> &&
-    (requires(const S& s, std::uint64_t seed, std::uint64_t iteration, Partition& inout) {
+concept shuffles_in_place =
+    requires(const S& s, std::uint64_t seed, std::uint64_t iteration, Partition& inout) {
       s.shuffle(seed, iteration, inout);
-    } || requires(const S& s, std::uint64_t seed, std::uint64_t iteration, int group_size,
-                  Partition& inout) { s.shuffle(seed, iteration, group_size, inout); });
+    } && !requires(const S& s, std::uint64_t seed, std::uint64_t iteration) {
+      s.shuffle(seed, iteration, Partition{});
+    };
+template <class S>
+concept shuffles_in_place_with_group_size =
+    requires(const S& s, std::uint64_t seed, std::uint64_t iteration, int group_size,
+             Partition& inout) { s.shuffle(seed, iteration, group_size, inout); } &&
+    !requires(const S& s, std::uint64_t seed, std::uint64_t iteration, int group_size) {
+      s.shuffle(seed, iteration, group_size, Partition{});
+    };
+}  // namespace detail
+
+template <class S>
+concept shuffle_policy = std::copy_constructible<S> && (detail::shuffles_in_place<S> ||
+                                                        detail::shuffles_in_place_with_group_size<S>);
 
 }  // namespace dssync
