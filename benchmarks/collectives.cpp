@@ -2,7 +2,10 @@
 // rows that bound them on one machine.
 //
 // Rows, grouped by buffer size:
-//   memcpy/bytes:B            one std::memcpy of B bytes (the physical limit)
+//   memcpy/bytes:B            one std::memcpy of B bytes on one thread
+//   memcpy_all_cores/bytes:B  every core std::memcpy's its own B bytes at once:
+//                             the aggregate memory bandwidth, the physical
+//                             limit of an all-reduce whose ranks share a machine
 //   combine_sum/bytes:B       dssync::detail::combine_right(Sum) over B bytes
 //   <algorithm>/n:N/bytes:B   one all_reduce of B bytes over the group of all N ranks
 //
@@ -28,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -36,6 +40,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -135,6 +140,48 @@ void bm_memcpy(benchmark::State& state, std::size_t bytes) {
   state.counters["mem_GBps"] = 2.0 * state.counters["algbw_GBps"].value;
 }
 
+// One memcpy of `bytes` on every core at once, in lock step: mem_GBps is the
+// aggregate bandwidth (2 x bytes x cores per op). An all-reduce of n buffers of
+// S bytes must read every input once and write every result once, 2 n S bytes
+// of traffic, so 2 n S / mem_GBps is the least time it can take here.
+void bm_memcpy_all_cores(benchmark::State& state, std::size_t bytes) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::vector<std::byte>> src(cores, std::vector<std::byte>(bytes, std::byte{1}));
+  std::vector<std::vector<std::byte>> dst(cores, std::vector<std::byte>(bytes, std::byte{0}));
+  std::barrier sync(static_cast<std::ptrdiff_t>(cores));
+  std::atomic<bool> stop{false};
+  auto copy = [&](unsigned c) {
+    std::memcpy(dst[c].data(), src[c].data(), bytes);
+    benchmark::DoNotOptimize(dst[c].data());
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned c = 1; c < cores; ++c)
+    helpers.emplace_back([&, c] {
+      for (;;) {
+        sync.arrive_and_wait();  // start of an iteration (or the stop signal)
+        if (stop.load()) return;
+        copy(c);
+        sync.arrive_and_wait();  // end of it
+      }
+    });
+  const auto t0 = clock_type::now();
+  for (auto _ : state) {
+    sync.arrive_and_wait();
+    copy(0);
+    sync.arrive_and_wait();
+  }
+  const double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  stop = true;
+  sync.arrive_and_wait();
+  for (auto& h : helpers) h.join();
+  set_bandwidth(state, bytes, seconds);
+  state.counters["cores"] = cores;
+  state.counters["mem_GBps"] = 2.0 * cores * state.counters["algbw_GBps"].value;
+  // The bound of an all-reduce of n = 8 ranks at this size, in ms.
+  state.counters["bound_ms_n8"] = 2.0 * 8 * static_cast<double>(bytes) /
+                                  (state.counters["mem_GBps"].value * 1e9) * 1e3;
+}
+
 // Out of line so that its code is easy to find in `objdump -d`: the loop
 // should be packed adds (addps, or vaddps when built for AVX).
 [[gnu::noinline]] void combine_kernel(std::span<float> acc, std::span<const float> in) {
@@ -173,6 +220,10 @@ void register_all() {
   for (const std::size_t bytes : sizes) {
     benchmark::RegisterBenchmark(("memcpy" + size_suffix(bytes)).c_str(),
                                  [bytes](benchmark::State& s) { bm_memcpy(s, bytes); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("memcpy_all_cores" + size_suffix(bytes)).c_str(),
+                                 [bytes](benchmark::State& s) { bm_memcpy_all_cores(s, bytes); })
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("combine_sum" + size_suffix(bytes)).c_str(),

@@ -1,5 +1,6 @@
 // Per-step cost of the synchronizers on 8 in-process ranks: DS-Sync with
-// groups of 2 and 4, the all-reduce baseline, ring gossip.
+// groups of 2 and 4 (and with checked mode on), the all-reduce baseline, ring
+// gossip.
 //
 // Counters per row:
 //   sent_MB_per_rank   bytes one rank sends per step (the synchronizer's own
@@ -75,6 +76,17 @@ void add(const std::string& name, std::size_t bytes, Make make) {
 void register_all() {
   using namespace dssync;
   using T = InProcTransport;
+  // What checked mode costs per step: one small all-reduce over the world,
+  // whatever the buffer size, so it shows most on small models.
+  for (const std::size_t bytes : {std::size_t{64} << 10, std::size_t{1} << 20, std::size_t{16} << 20}) {
+    add("dssync_g2_checked", bytes, [](T& t) {
+      return DSSync<T, RandomShuffle, RingReduce>(t, {.group_size = 2, .seed = 1, .checked = true});
+    });
+    if (bytes == std::size_t{64} << 10)
+      add("dssync_g2", bytes, [](T& t) {
+        return DSSync<T, RandomShuffle, RingReduce>(t, {.group_size = 2, .seed = 1});
+      });
+  }
   for (const std::size_t bytes : {std::size_t{1} << 20, std::size_t{16} << 20}) {
     add("dssync_g2", bytes, [](T& t) {
       return DSSync<T, RandomShuffle, RingReduce>(t, {.group_size = 2, .seed = 1});

@@ -1,7 +1,7 @@
 // Mixing analysis: the eigenvalue solver on matrices with known spectra, the
 // mixing matrices of partitions and gossip graphs against closed forms
-// (PAPER.md's spectral gaps, the one-peer exponential schedule), the expected
-// contraction of a random shuffle, and the consensus distance.
+// (docs/method.md: the spectral gaps, the one-peer exponential schedule), the
+// expected contraction of a random shuffle, and the consensus distance.
 
 #include <doctest/doctest.h>
 
@@ -170,10 +170,10 @@ TEST_CASE("mixing_matrix(Partition): block averaging with eigenvalue 1 per group
 
 // -------------------------------------------------------------------- gossip --
 
-TEST_CASE("Ring: second eigenvalue (1 + 2 cos(2 pi / n)) / 3 and PAPER.md's spectral gaps") {
+TEST_CASE("Ring: second eigenvalue (1 + 2 cos(2 pi / n)) / 3 and the spectral gaps of docs/method.md") {
   struct Case {
     int n;
-    double gap;  // PAPER.md, about 4 pi^2 / (3 n^2)
+    double gap;  // docs/method.md, about 4 pi^2 / (3 n^2)
     double digits;
   };
   for (const Case c : {Case{8, 0.195, 0.001}, Case{16, 0.0508, 0.0001}, Case{32, 0.0128, 0.0001}}) {
@@ -222,7 +222,7 @@ TEST_CASE("Torus: symmetric and doubly stochastic, exponential graph: doubly sto
   CHECK_FALSE(symmetric(mixing_matrix(dssync::ExponentialTopology{}, 8, 0)));
 }
 
-TEST_CASE("Exponential graph: |lambda_2| = 1 - 2/(log2 n + 1) for n a power of two (PAPER.md)") {
+TEST_CASE("Exponential graph: |lambda_2| = 1 - 2/(log2 n + 1) for n a power of two (docs/method.md)") {
   // W is circulant, hence normal: its singular values are |eigenvalues|, so
   // the second eigenvalue of W^T W is |lambda_2|^2.
   for (int n : {4, 8, 16, 32}) {

@@ -1,5 +1,5 @@
 // Grouping, shuffle and topology policies: the partitions they make, checked
-// against the rules their headers promise and the facts of PAPER.md, and the
+// against the rules their headers promise and the closed forms of docs/method.md, and the
 // concepts that let a user plug in a policy of their own.
 
 #include <doctest/doctest.h>

@@ -1228,7 +1228,8 @@ TEST_CASE("Steady state: a step allocates nothing once warm") {
   }
 }
 
-// DESIGN.md, decision 5: "a step allocates nothing after the first". A rank's
+// docs/design.md, "No allocation in the steady state": a step allocates
+// nothing after the first. A rank's
 // scratch need depends on its group size and its position in the group, which
 // the shuffle changes every step, so each collective must size its scratch for
 // any position on the first call: a rank whose first steps had it in a larger

@@ -1,0 +1,229 @@
+// Data-parallel training of an MLP on Fashion-MNIST with a dssync
+// synchronizer: DS-Sync against BSP, gossip and local SGD.
+//
+//   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
+//   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
+//
+// Prints a line per epoch and a closing table; writes every epoch of every run
+// to a CSV file and, with gnuplot installed, draws test accuracy and training
+// loss against epoch and against training time, one line per synchronizer.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dssync/dssync.hpp>
+
+#ifdef DSSYNC_TRAIN_WITH_MPI
+#include <dssync/mpi.hpp>
+
+#include <boost/mpi/environment.hpp>
+#endif
+
+#include "data.hpp"
+#include "trainer.hpp"
+
+namespace {
+
+struct Run {
+  std::string label;
+  std::vector<train::EpochRecord> epochs;
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+void print_epoch(const std::string& label, int epochs, const train::EpochRecord& r) {
+  if (r.epoch == 0) {
+    std::printf("%-22s start          test acc %.4f\n", label.c_str(), r.test_acc_avg);
+    return;
+  }
+  std::printf("%-22s epoch %2d/%d  loss %.4f  test acc %.4f (worst worker %.4f)  consensus %.3g  "
+              "%6.2f MB/worker  %5.2f s\n",
+              label.c_str(), r.epoch, epochs, r.train_loss, r.test_acc_avg, r.test_acc_worst,
+              r.consensus, r.bytes_per_worker / 1e6, r.seconds);
+  std::fflush(stdout);
+}
+
+void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) {
+  std::ofstream out(file);
+  out << "label,epoch,train_loss,test_acc_avg,test_acc_worst,test_loss_avg,consensus,"
+         "bytes_per_worker,seconds,wall_seconds\n";
+  for (const auto& run : runs)
+    for (const auto& r : run.epochs)
+      out << '"' << run.label << '"' << ',' << r.epoch << ',' << r.train_loss << ',' << r.test_acc_avg
+          << ',' << r.test_acc_worst << ',' << r.test_loss_avg << ',' << r.consensus << ','
+          << r.bytes_per_worker << ',' << r.seconds << ',' << r.wall << '\n';
+  if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+// Two PNGs: test accuracy and training loss against epoch, and against the
+// cumulative training time; one line per run.
+bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
+          const std::vector<Run>& runs, const std::string& title) {
+  const auto script = prefix.string() + ".gp";
+  std::ofstream gp(script);
+  gp << "set datafile separator ','\n"
+        "set terminal pngcairo size 1200,480 font 'sans,11'\n"
+        "set key bottom right\n"
+        "set grid\n";
+  auto panels = [&](const std::string& png, int x_column, const std::string& x_label) {
+    gp << "set output '" << png << "'\n"
+       << "set multiplot layout 1,2 title '" << title << "'\n"
+       << "set xlabel '" << x_label << "'\n";
+    for (const auto& [column, y_label, key] :
+         {std::tuple{4, "test accuracy (averaged model)", "bottom right"},
+          std::tuple{3, "training loss", "top right"}}) {
+      gp << "set ylabel '" << y_label << "'\nset key " << key << "\nplot ";
+      for (std::size_t i = 0; i < runs.size(); ++i)
+        gp << (i ? ", " : "") << "'" << csv.string() << "' skip 1 using (strcol(1) eq '"
+           << runs[i].label << "' ? $" << x_column << " : NaN):" << column
+           << " with linespoints lw 2 title '" << runs[i].label << "'";
+      gp << "\n";
+    }
+    gp << "unset multiplot\n";
+  };
+  panels(prefix.string() + "_epoch.png", 2, "epoch");
+  panels(prefix.string() + "_time.png", 10, "training time (s)");
+  gp.close();
+  const std::string cmd = "gnuplot '" + script + "' 2>&1";
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    std::printf("gnuplot is not installed (Debian: gnuplot-nox): no plots; the script is %s\n",
+                script.c_str());
+    return false;
+  }
+  return std::system(cmd.c_str()) == 0;
+}
+
+void print_table(const std::vector<Run>& runs) {
+  std::printf("\n%-22s %10s %12s %10s %14s %12s\n", "synchronizer", "test acc", "worst worker",
+              "s/epoch", "MB/worker/ep", "consensus");
+  for (const auto& run : runs) {
+    const auto& last = run.epochs.back();
+    double seconds = 0, bytes = 0;
+    for (const auto& r : run.epochs) seconds += r.seconds, bytes += r.bytes_per_worker;
+    const double e = static_cast<double>(run.epochs.size() - 1);  // epoch 0 is the start
+    std::printf("%-22s %10.4f %12.4f %10.2f %14.2f %12.3g\n", run.label.c_str(), last.test_acc_avg,
+                last.test_acc_worst, seconds / e, bytes / e / 1e6, last.consensus);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Data-parallel training of an MLP 784-256-128-10 on Fashion-MNIST with dssync"};
+  train::Config c;
+  std::string syncs = "dssync";
+  std::string transport = "inproc";
+  std::string data_dir = train::default_data_dir;
+  std::string csv = "train.csv";
+  std::string plot_prefix = "train";
+  int workers = 8;
+  app.add_option("--sync", syncs,
+                 "synchronizers, comma-separated, run one after the other: dssync, allreduce (BSP), "
+                 "gossip, localsgd, none")
+      ->capture_default_str();
+  app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--shuffle", c.shuffle, "DS-Sync shuffle: random, butterfly, none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"random", "butterfly", "none"}));
+  app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--workers", workers, "workers (threads) with --transport inproc")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--epochs", c.epochs)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch", c.batch, "batch per worker")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  app.add_option("--momentum", c.momentum)->capture_default_str();
+  app.add_option("--seed", c.seed, "model initialization, shuffles, data order")->capture_default_str();
+  app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")
+      ->capture_default_str();
+  app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
+  app.add_option("--transport", transport, "inproc (threads) or mpi (under mpirun)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"inproc", "mpi"}));
+  app.add_option("--data", data_dir, "directory with the four Fashion-MNIST IDX .gz files")
+      ->capture_default_str();
+  app.add_option("--csv", csv, "where to write every epoch of every run")->capture_default_str();
+  app.add_option("--plot", plot_prefix, "PNG files <prefix>_epoch.png and <prefix>_time.png ('' for none)")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::vector<Run> runs;
+    bool leader = true;
+    int world = workers;
+    const auto record = [&](const train::EpochRecord& r) {
+      runs.back().epochs.push_back(r);
+      print_epoch(runs.back().label, c.epochs, r);
+    };
+    // The one place that knows the transports: every run goes through
+    // train::train_worker<Transport>.
+    auto each_run = [&](auto&& run_one) {
+      for (const auto& s : split_list(syncs)) {
+        train::Config rc = c;
+        rc.sync = s;
+        runs.push_back({rc.label(), {}});
+        run_one(rc);
+      }
+    };
+    const train::Dataset data = train::load_dataset(data_dir);
+    if (transport == "inproc") {
+      std::printf("%d workers as threads, %zu training and %zu test images, batch %d per worker\n",
+                  workers, data.train.size(), data.test.size(), c.batch);
+      each_run([&](const train::Config& rc) {
+        dssync::InProcWorld(workers).run([&](dssync::InProcTransport& t) {
+          train::train_worker(t, data, rc, record);
+        });
+      });
+    } else {
+#ifdef DSSYNC_TRAIN_WITH_MPI
+      boost::mpi::environment env(argc, argv);
+      dssync::MPITransport t;
+      leader = t.rank() == 0;
+      world = t.size();
+      if (leader)
+        std::printf("%d workers as MPI processes, %zu training and %zu test images, batch %d per worker\n",
+                    world, data.train.size(), data.test.size(), c.batch);
+      try {
+        each_run([&](const train::Config& rc) { train::train_worker(t, data, rc, record); });
+      } catch (const dssync::error& e) {
+        // Under MPI a failed rank must end the job: the others may wait on it.
+        std::fprintf(stderr, "rank %d: %s\n", t.rank(), e.what());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+#else
+      std::fprintf(stderr, "this build has no MPI (dssync::mpi was not found at configure time)\n");
+      return 2;
+#endif
+    }
+    if (!leader) return 0;
+    (void)world;
+    print_table(runs);
+    write_csv(csv, runs);
+    std::printf("\nevery epoch: %s\n", std::filesystem::absolute(csv).c_str());
+    if (!plot_prefix.empty() &&
+        plot(csv, plot_prefix, runs,
+             std::to_string(world) + " workers, batch " + std::to_string(c.batch) + " each, lr " +
+                 std::to_string(c.lr).substr(0, 5)))
+      std::printf("plots: %s_epoch.png %s_time.png\n",
+                  std::filesystem::absolute(plot_prefix).c_str(),
+                  std::filesystem::absolute(plot_prefix).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

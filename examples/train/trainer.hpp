@@ -1,0 +1,249 @@
+#pragma once
+// One worker of data-parallel training, over any dssync transport: its own
+// shard of the training set, reshuffled every epoch with its own seed; its own
+// SGD with momentum; and the synchronizer chosen by name. The transport is a
+// template parameter and the only thing that differs between threads in one
+// process (InProcTransport), processes under mpirun (MPITransport) and, later,
+// plain TCP.
+//
+// The order of a step follows the methods being compared:
+//  - DS-Sync, gossip, local SGD and "none" take the local step, then
+//    synchronize the parameters (as the DS-Sync paper's workers do);
+//  - the BSP baseline all-reduces the gradients (Average), then every worker
+//    takes the same step.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <dssync/dssync.hpp>
+
+#include "data.hpp"
+#include "mlp.hpp"
+
+namespace train {
+
+struct Config {
+  std::string sync = "dssync";  // dssync | allreduce | gossip | localsgd | none
+  int group_size = 2;
+  std::string shuffle = "random";  // random | butterfly | none
+  int period = 8;                  // local SGD: average every H steps
+  int epochs = 10;
+  int batch = 32;  // per worker
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  std::uint64_t seed = 1;
+  std::size_t train_limit = 0;  // use only the first N training images (0: all)
+  bool checked = false;
+  bool evaluate_workers = true;  // each worker's own test accuracy (for the worst)
+
+  // A short name for tables, logs and plot legends.
+  std::string label() const {
+    if (sync == "dssync")
+      return "dssync g=" + std::to_string(group_size) + " " + shuffle;
+    if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
+    if (sync == "gossip") return "gossip ring";
+    if (sync == "allreduce") return "bsp allreduce";
+    return sync;
+  }
+};
+
+// What a worker's epoch amounts to, over all workers.
+struct EpochRecord {
+  int epoch = 0;
+  double train_loss = 0;      // mean over the epoch's samples of all workers
+  double test_acc_avg = 0;    // the averaged model's test accuracy
+  double test_loss_avg = 0;   // and its test loss
+  double test_acc_worst = 0;  // the worst worker's own test accuracy
+  double consensus = 0;       // mean over workers of ||x_i - mean||^2
+  double bytes_per_worker = 0;  // sent by the synchronizer this epoch, the most of any worker
+  double seconds = 0;         // training time of the epoch, the slowest worker's
+  double wall = 0;            // cumulative training time
+};
+
+// The synchronizer behind a name, with one face for the training loop.
+class ParamSync {
+ public:
+  virtual ~ParamSync() = default;
+  virtual void step(std::span<float> x) = 0;
+  virtual dssync::SyncStats stats() const = 0;
+  // True when step() is given gradients (BSP), false when parameters.
+  virtual bool on_gradients() const { return false; }
+};
+
+namespace detail {
+template <class Sync>
+class SyncOf final : public ParamSync {
+ public:
+  template <class... Args>
+  explicit SyncOf(bool gradients, Args&&... args)
+      : sync_(std::forward<Args>(args)...), gradients_(gradients) {}
+  void step(std::span<float> x) override { sync_.step(x); }
+  dssync::SyncStats stats() const override { return sync_.stats(); }
+  bool on_gradients() const override { return gradients_; }
+
+ private:
+  Sync sync_;
+  bool gradients_;
+};
+
+class NoSync final : public ParamSync {
+ public:
+  void step(std::span<float>) override { ++stats_.steps; }
+  dssync::SyncStats stats() const override { return stats_; }
+
+ private:
+  dssync::SyncStats stats_;
+};
+}  // namespace detail
+
+template <dssync::transport T>
+std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
+  using namespace dssync;
+  const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed, .checked = c.checked};
+  if (c.sync == "dssync") {
+    if (c.shuffle == "random")
+      return std::make_unique<detail::SyncOf<DSSync<T, RandomShuffle, RingReduce>>>(false, t, ds);
+    if (c.shuffle == "butterfly")
+      return std::make_unique<detail::SyncOf<DSSync<T, ButterflyShuffle, RingReduce>>>(false, t, ds);
+    if (c.shuffle == "none")
+      return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce>>>(false, t, ds);
+    throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none)");
+  }
+  if (c.sync == "allreduce")
+    return std::make_unique<detail::SyncOf<AllReduceSync<T, RingReduce>>>(
+        true, t, AllReduceSyncOptions{.checked = c.checked});
+  if (c.sync == "gossip")
+    return std::make_unique<detail::SyncOf<GossipSync<T, RingTopology>>>(false, t);
+  if (c.sync == "localsgd")
+    return std::make_unique<detail::SyncOf<LocalSGD<AllReduceSync<T, RingReduce>>>>(
+        false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
+  if (c.sync == "none") return std::make_unique<detail::NoSync>();
+  throw std::invalid_argument("unknown synchronizer '" + c.sync +
+                              "' (dssync, allreduce, gossip, localsgd, none)");
+}
+
+// Worker me of n holds samples me, me + n, me + 2n, ... of the first
+// `samples`; each epoch it visits them in its own random order, drawn from
+// (seed, worker, epoch).
+inline std::vector<std::size_t> epoch_order(int me, int n, std::size_t samples, std::uint64_t seed,
+                                            int epoch) {
+  std::vector<std::size_t> shard;
+  for (std::size_t i = static_cast<std::size_t>(me); i < samples; i += static_cast<std::size_t>(n))
+    shard.push_back(i);
+  dssync::CounterRng rng(seed * 1000003u + static_cast<std::uint64_t>(me), static_cast<std::uint64_t>(epoch));
+  dssync::random_permute(std::span<std::size_t>(shard), rng);
+  return shard;
+}
+
+// Every worker takes the same number of steps per epoch: as many full
+// batches as the smallest shard holds.
+inline std::size_t steps_per_epoch(int n, std::size_t samples, int batch) {
+  return (samples / static_cast<std::size_t>(n)) / static_cast<std::size_t>(batch);
+}
+
+// Runs the training on this worker; calls on_epoch (on rank 0 only) for the
+// starting point (epoch 0, no training loss) and after each epoch with the
+// figures of all workers, and returns this worker's final parameters. Every worker must call it with the same data and config.
+template <dssync::transport T>
+std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
+                                const std::function<void(const EpochRecord&)>& on_epoch = {}) {
+  using clock = std::chrono::steady_clock;
+  const int n = t.size(), me = t.rank();
+  if (c.batch < 1) throw std::invalid_argument("--batch must be at least 1");
+  const std::size_t samples =
+      c.train_limit ? std::min(c.train_limit, data.train.size()) : data.train.size();
+  const std::size_t steps = steps_per_epoch(n, samples, c.batch);
+  if (steps == 0) throw std::invalid_argument("fewer training samples per worker than one batch");
+
+  Mlp model(Shape{}, std::max(c.batch, 250));
+  if (static_cast<std::size_t>(model.shape().in) != data.train.features)
+    throw std::invalid_argument("the model takes 784 features per sample");
+  model.init(c.seed);  // the same start on every worker
+  auto sync = make_sync(t, c);
+
+  // Outside the synchronizer: the averaged model and the figures, over the
+  // whole world. Channel 127 of the tag space is one no synchronizer uses.
+  const dssync::Partition world = dssync::Partition::whole(n);
+  const dssync::tag_t tag = dssync::make_tag(0, 127);
+  dssync::RingReduce ring;
+  dssync::RecursiveDoublingReduce small;
+  std::vector<float> averaged(model.params().size());
+  std::vector<float> batch_x(static_cast<std::size_t>(c.batch) * data.train.features);
+  std::vector<int> batch_y(static_cast<std::size_t>(c.batch));
+
+  double wall = 0;
+  // Epoch 0 is the common starting point: evaluated, not trained.
+  for (int epoch = 0; epoch <= c.epochs; ++epoch) {
+    const std::vector<std::size_t> shard = epoch_order(me, n, samples, c.seed, epoch);
+    const auto bytes_before = sync->stats().bytes_sent;
+    double loss_sum = 0;
+    const auto start = clock::now();
+    for (std::size_t s = 0; epoch > 0 && s < steps; ++s) {
+      for (int j = 0; j < c.batch; ++j) {
+        const std::size_t i = shard[s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
+        std::copy_n(data.train.x.data() + i * data.train.features, data.train.features,
+                    batch_x.data() + static_cast<std::size_t>(j) * data.train.features);
+        batch_y[static_cast<std::size_t>(j)] = data.train.y[i];
+      }
+      loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
+      if (sync->on_gradients()) {
+        sync->step(model.gradient());
+        model.sgd_step(model.gradient(), c.lr, c.momentum);
+      } else {
+        model.sgd_step(model.gradient(), c.lr, c.momentum);
+        sync->step(model.params());
+      }
+    }
+    const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+
+    // The averaged model and how far the workers are from it.
+    std::copy(model.params().begin(), model.params().end(), averaged.begin());
+    ring.all_reduce(t, world.group(0), std::span<float>(averaged), dssync::Average{}, tag);
+    double dist = 0;
+    for (std::size_t i = 0; i < averaged.size(); ++i) {
+      const double d = static_cast<double>(model.params()[i]) - averaged[i];
+      dist += d * d;
+    }
+    double own_acc = 1.0;
+    if (c.evaluate_workers)
+      own_acc = static_cast<double>(model.evaluate(model.params(), data.test).correct) /
+                static_cast<double>(data.test.size());
+    BatchResult avg;
+    if (me == 0) avg = model.evaluate(averaged, data.test);
+
+    double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct)};
+    small.all_reduce(t, world.group(0), std::span<double>(sums), dssync::Sum{}, tag);
+    double maxima[] = {seconds, static_cast<double>(sync->stats().bytes_sent - bytes_before)};
+    small.all_reduce(t, world.group(0), std::span<double>(maxima), dssync::Max{}, tag);
+    double minima[] = {own_acc};
+    small.all_reduce(t, world.group(0), std::span<double>(minima), dssync::Min{}, tag);
+    wall += maxima[0];
+    if (me == 0 && on_epoch) {
+      EpochRecord r;
+      r.epoch = epoch;
+      r.train_loss = epoch == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                : sums[0] / static_cast<double>(steps * static_cast<std::size_t>(c.batch) *
+                                                                static_cast<std::size_t>(n));
+      r.consensus = sums[1] / n;
+      r.test_loss_avg = sums[2] / static_cast<double>(data.test.size());
+      r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
+      r.test_acc_worst = c.evaluate_workers ? minima[0] : r.test_acc_avg;
+      r.seconds = maxima[0];
+      r.bytes_per_worker = maxima[1];
+      r.wall = wall;
+      on_epoch(r);
+    }
+  }
+  return {model.params().begin(), model.params().end()};
+}
+
+}  // namespace train

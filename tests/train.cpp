@@ -1,0 +1,269 @@
+// The training example's pieces: the IDX reader on files the test writes
+// (valid, missing, truncated, corrupted, of another kind), a short
+// deterministic run whose loss falls and which repeats bit for bit, and BSP
+// over n workers against one worker stepping on the union of their batches.
+
+#include <doctest/doctest.h>
+
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <dssync/dssync.hpp>
+
+#include "data.hpp"
+#include "mlp.hpp"
+#include "trainer.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A scratch directory of this test binary's own, removed at the end.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("dssync_train_test_" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void put32(std::vector<unsigned char>& b, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<unsigned char>(v >> s));
+}
+
+void write_gz(const fs::path& file, const std::vector<unsigned char>& bytes) {
+  gzFile gz = gzopen(file.string().c_str(), "wb");
+  REQUIRE(gz);
+  if (!bytes.empty()) REQUIRE(gzwrite(gz, bytes.data(), static_cast<unsigned>(bytes.size())) > 0);
+  REQUIRE(gzclose(gz) == Z_OK);
+}
+
+std::vector<unsigned char> idx_images(std::uint32_t count, std::uint32_t rows, std::uint32_t cols,
+                                      std::uint32_t magic = 0x803) {
+  std::vector<unsigned char> b;
+  put32(b, magic);
+  put32(b, count);
+  put32(b, rows);
+  put32(b, cols);
+  for (std::uint32_t i = 0; i < count * rows * cols; ++i) b.push_back(static_cast<unsigned char>(i * 7));
+  return b;
+}
+
+std::vector<unsigned char> idx_labels(std::uint32_t count, unsigned char top = 9) {
+  std::vector<unsigned char> b;
+  put32(b, 0x801);
+  put32(b, count);
+  for (std::uint32_t i = 0; i < count; ++i) b.push_back(static_cast<unsigned char>(i % (top + 1u)));
+  return b;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const train::data_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST_CASE("train data: valid IDX files load with their sizes and values") {
+  TempDir dir;
+  write_gz(dir.path / "i.gz", idx_images(5, 3, 4));
+  write_gz(dir.path / "l.gz", idx_labels(5));
+  const auto im = train::read_images(dir.path / "i.gz");
+  CHECK(im.count == 5);
+  CHECK(im.rows == 3);
+  CHECK(im.cols == 4);
+  REQUIRE(im.pixels.size() == 60);
+  CHECK(im.pixels[59] == static_cast<unsigned char>(59 * 7));
+  const auto labels = train::read_labels(dir.path / "l.gz", 10);
+  CHECK(labels == std::vector<unsigned char>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("train data: every bad file is an error naming the file") {
+  TempDir dir;
+  const fs::path f = dir.path / "bad.gz";
+  SUBCASE("missing: names the file and the package") {
+    const auto what = error_of([&] { train::read_images(dir.path / "nothing.gz"); });
+    CHECK(has(what, "nothing.gz"));
+    CHECK(has(what, "dataset-fashion-mnist"));
+  }
+  SUBCASE("fewer images than the header promises") {
+    auto b = idx_images(5, 3, 4);
+    b.resize(b.size() - 7);
+    write_gz(f, b);
+    const auto what = error_of([&] { train::read_images(f); });
+    CHECK(has(what, "bad.gz"));
+    CHECK(has(what, "promises 5 images"));
+  }
+  SUBCASE("more bytes than the header promises") {
+    auto b = idx_images(5, 3, 4);
+    b.push_back(1);
+    write_gz(f, b);
+    CHECK(has(error_of([&] { train::read_images(f); }), "truncated or corrupted"));
+  }
+  SUBCASE("a label file where images are expected") {
+    write_gz(f, idx_labels(20));
+    CHECK(has(error_of([&] { train::read_images(f); }), "not an IDX image file"));
+  }
+  SUBCASE("an image file where labels are expected") {
+    write_gz(f, idx_images(2, 2, 2));
+    CHECK(has(error_of([&] { train::read_labels(f, 10); }), "not an IDX label file"));
+  }
+  SUBCASE("a label outside the classes") {
+    write_gz(f, idx_labels(12, 11));
+    const auto what = error_of([&] { train::read_labels(f, 10); });
+    CHECK(has(what, "label 10 at index 10"));
+  }
+  SUBCASE("a gzip stream cut short") {
+    write_gz(f, idx_images(50, 28, 28));
+    const auto size = fs::file_size(f);
+    fs::resize_file(f, size / 2);
+    const auto what = error_of([&] { train::read_images(f); });
+    CHECK(has(what, "bad.gz"));
+    CHECK(has(what, "truncated"));
+  }
+  SUBCASE("a gzip stream with corrupted bytes") {
+    write_gz(f, idx_images(50, 28, 28));
+    std::vector<char> raw(fs::file_size(f));
+    std::ifstream(f, std::ios::binary).read(raw.data(), static_cast<std::streamsize>(raw.size()));
+    for (std::size_t i = raw.size() / 3; i < raw.size() / 3 + 16; ++i) raw[i] = static_cast<char>(~raw[i]);
+    std::ofstream(f, std::ios::binary).write(raw.data(), static_cast<std::streamsize>(raw.size()));
+    const auto what = error_of([&] { train::read_images(f); });
+    CHECK(has(what, "bad.gz"));
+    CHECK(what != "no error");
+  }
+  SUBCASE("an empty file") {
+    std::ofstream(f, std::ios::binary).flush();
+    CHECK(has(error_of([&] { train::read_images(f); }), "too short"));
+  }
+  SUBCASE("a data set whose image and label counts differ") {
+    write_gz(dir.path / "train-images-idx3-ubyte.gz", idx_images(6, 28, 28));
+    write_gz(dir.path / "train-labels-idx1-ubyte.gz", idx_labels(5));
+    write_gz(dir.path / "t10k-images-idx3-ubyte.gz", idx_images(2, 28, 28));
+    write_gz(dir.path / "t10k-labels-idx1-ubyte.gz", idx_labels(2));
+    CHECK(has(error_of([&] { train::load_dataset(dir.path); }), "6 images but 5 labels"));
+  }
+}
+
+// A learnable synthetic data set: class c lights up its own band of pixels,
+// with noise; deterministic.
+train::Dataset synthetic(std::size_t train_n, std::size_t test_n) {
+  auto split = [](std::size_t n, std::uint64_t salt) {
+    train::Split s;
+    s.features = 784;
+    s.x.resize(n * 784);
+    s.y.resize(n);
+    dssync::CounterRng rng(salt, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      const int c = static_cast<int>(rng.below(10));
+      s.y[i] = c;
+      for (std::size_t k = 0; k < 784; ++k) {
+        const double noise = static_cast<double>(rng.next() >> 11) * 0x1p-53 - 0.5;
+        const bool band = k / 78 == static_cast<std::size_t>(c);
+        s.x[i * 784 + k] = static_cast<float>((band ? 0.6 : 0.0) + noise);
+      }
+    }
+    return s;
+  };
+  train::Dataset d;
+  d.train = split(train_n, 1);
+  d.test = split(test_n, 2);
+  return d;
+}
+
+TEST_CASE("train: a short DS-Sync run learns, and repeats bit for bit") {
+  const train::Dataset data = synthetic(384, 100);
+  train::Config c;
+  c.sync = "dssync";
+  c.group_size = 2;
+  c.epochs = 4;
+  c.batch = 16;
+  c.lr = 0.05f;
+  c.seed = 7;
+  auto run = [&] {
+    std::vector<std::vector<float>> params(2);
+    std::vector<train::EpochRecord> epochs;
+    dssync::InProcWorld(2, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
+      params[static_cast<std::size_t>(t.rank())] =
+          train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
+    });
+    return std::pair(params, epochs);
+  };
+  const auto [first, epochs] = run();
+  const auto [second, _] = run();
+  REQUIRE(epochs.size() == 5);  // the start, then four epochs
+  CHECK(std::isnan(epochs[0].train_loss));
+  CHECK(epochs[4].train_loss < 0.5 * epochs[1].train_loss);
+  CHECK(epochs[4].test_acc_avg > epochs[0].test_acc_avg + 0.3);
+  for (int r = 0; r < 2; ++r) {
+    const auto& a = first[static_cast<std::size_t>(r)];
+    const auto& b = second[static_cast<std::size_t>(r)];
+    REQUIRE(a.size() == b.size());
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  }
+  // Two workers in a group of two end every step identical.
+  CHECK(std::memcmp(first[0].data(), first[1].data(), first[0].size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("train: BSP over n workers matches one worker stepping on the union of their batches") {
+  const train::Dataset data = synthetic(256, 20);
+  constexpr int n = 4;
+  train::Config c;
+  c.sync = "allreduce";
+  c.epochs = 2;
+  c.batch = 8;
+  c.seed = 3;
+  c.evaluate_workers = false;
+  std::vector<std::vector<float>> params(n);
+  dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
+    params[static_cast<std::size_t>(t.rank())] = train::train_worker(t, data, c);
+  });
+  // All workers take the same steps: identical parameters.
+  for (int r = 1; r < n; ++r)
+    CHECK(std::memcmp(params[0].data(), params[static_cast<std::size_t>(r)].data(),
+                      params[0].size() * sizeof(float)) == 0);
+  // One model, batches of n x 8: the union of the workers' batches at each step.
+  train::Mlp one(train::Shape{}, n * c.batch);
+  one.init(c.seed);
+  const std::size_t steps = train::steps_per_epoch(n, data.train.size(), c.batch);
+  std::vector<float> x(static_cast<std::size_t>(n * c.batch) * 784);
+  std::vector<int> y(static_cast<std::size_t>(n * c.batch));
+  for (int epoch = 1; epoch <= c.epochs; ++epoch) {
+    std::vector<std::vector<std::size_t>> orders;
+    for (int r = 0; r < n; ++r) orders.push_back(train::epoch_order(r, n, data.train.size(), c.seed, epoch));
+    for (std::size_t s = 0; s < steps; ++s) {
+      std::size_t k = 0;
+      for (int r = 0; r < n; ++r)
+        for (int j = 0; j < c.batch; ++j, ++k) {
+          const std::size_t i = orders[static_cast<std::size_t>(r)][s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
+          std::copy_n(data.train.x.data() + i * 784, 784, x.data() + k * 784);
+          y[k] = data.train.y[i];
+        }
+      one.compute_gradient(x.data(), y.data(), n * c.batch);
+      one.sgd_step(one.gradient(), c.lr, c.momentum);
+    }
+  }
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < params[0].size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(params[0][i]) - one.params()[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(one.params()[i])));
+  }
+  CAPTURE(worst);
+  CAPTURE(scale);
+  CHECK(worst < 1e-4 * scale);
+  // And the synchronizer really mattered: without it the workers would differ.
+}
+
+}  // namespace
