@@ -13,23 +13,24 @@ dssync_banner() {
   printf '\n==== %s ====\n' "$*"
 }
 
-# The packages named in scripts/packages.txt (comments and blank lines dropped).
+# The packages named in a list file (comments and blank lines dropped).
 dssync_packages() {
-  sed -e 's/#.*//' -e 's/[[:space:]]//g' "$DSSYNC_ROOT/scripts/packages.txt" | grep -v '^$'
+  sed -e 's/#.*//' -e 's/[[:space:]]//g' "$1" | grep -v '^$'
 }
 
-# Installs whatever is missing from scripts/packages.txt with apt-get; touches
-# neither the network nor the package lists when everything is present.
+# dssync_install_packages <list file>: installs whatever the list names and
+# the machine lacks, with apt-get; touches neither the network nor the package
+# lists when everything is present.
 dssync_install_packages() {
-  local missing=() pkg
+  local list="$1" missing=() pkg
   while read -r pkg; do
     # dpkg -s alone also succeeds for removed packages whose config files remain.
     if ! dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed'; then
       missing+=("$pkg")
     fi
-  done < <(dssync_packages)
+  done < <(dssync_packages "$list")
   if ((${#missing[@]} == 0)); then
-    echo "all packages from scripts/packages.txt are installed"
+    echo "all packages from ${list#"$DSSYNC_ROOT"/} are installed"
     return 0
   fi
   echo "installing: ${missing[*]}"
