@@ -145,7 +145,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--epochs", c.epochs)->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--batch", c.batch, "batch per worker")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "learning rate")->capture_default_str();
+  app.add_option("--lr", c.lr, "learning rate (the peak, with --schedule cosine)")->capture_default_str();
+  app.add_option("--schedule", c.schedule, "learning rate schedule: cosine (to 0 over the run), constant")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cosine", "constant"}));
   app.add_option("--momentum", c.momentum)->capture_default_str();
   app.add_option("--seed", c.seed, "model initialization, shuffles, data order")->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")

@@ -14,10 +14,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <numbers>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -39,6 +41,7 @@ struct Config {
   int epochs = 10;
   int batch = 32;  // per worker
   float lr = 0.05f;
+  std::string schedule = "cosine";  // cosine (from lr to 0 over all steps) | constant
   float momentum = 0.9f;
   std::uint64_t seed = 1;
   std::size_t train_limit = 0;  // use only the first N training images (0: all)
@@ -180,6 +183,17 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
   std::vector<float> batch_x(static_cast<std::size_t>(c.batch) * data.train.features);
   std::vector<int> batch_y(static_cast<std::size_t>(c.batch));
 
+  // The learning rate at global step k of `total`: cosine annealing ends the
+  // run at a small rate, so the final accuracy is that of a settled model and
+  // not of one noisy step.
+  const double total = static_cast<double>(steps) * c.epochs;
+  if (c.schedule != "cosine" && c.schedule != "constant")
+    throw std::invalid_argument("unknown schedule '" + c.schedule + "' (cosine, constant)");
+  auto lr_at = [&](std::size_t k) {
+    if (c.schedule == "constant") return c.lr;
+    return static_cast<float>(0.5 * c.lr * (1.0 + std::cos(std::numbers::pi * static_cast<double>(k) / total)));
+  };
+  std::size_t global_step = 0;
   double wall = 0;
   // Epoch 0 is the common starting point: evaluated, not trained.
   for (int epoch = 0; epoch <= c.epochs; ++epoch) {
@@ -195,11 +209,12 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
         batch_y[static_cast<std::size_t>(j)] = data.train.y[i];
       }
       loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
+      const float lr = lr_at(global_step++);
       if (sync->on_gradients()) {
         sync->step(model.gradient());
-        model.sgd_step(model.gradient(), c.lr, c.momentum);
+        model.sgd_step(model.gradient(), lr, c.momentum);
       } else {
-        model.sgd_step(model.gradient(), c.lr, c.momentum);
+        model.sgd_step(model.gradient(), lr, c.momentum);
         sync->step(model.params());
       }
     }
