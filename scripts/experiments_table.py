@@ -76,8 +76,8 @@ def main(out):
         series.append((name, path))
 
     def plot(png, xcol, ycol, xlabel, ylabel, extra=""):
-        script = [f"set terminal pngcairo size 900,560 font 'sans,11'", f"set output '{png}'",
-                  "set grid", "set key outside right", f"set xlabel '{xlabel}'",
+        script = [f"set terminal pngcairo size 900,600 font 'sans,11'", f"set output '{png}'",
+                  "set grid", "set key bottom right", f"set xlabel '{xlabel}'",
                   f"set ylabel '{ylabel}'", extra]
         plot_cmds = [f"'{path}' using {xcol}:{ycol} with linespoints lw 2 title '{NAMES[name]}'"
                      for name, path in series]
@@ -85,11 +85,12 @@ def main(out):
         subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
 
     plot(os.path.join(out, "accuracy.png"), 1, 3, "epoch", "test accuracy (averaged model)",
-         "set yrange [0.75:0.9]")
+         "set yrange [0.82:0.9]\nset xrange [1:*]")
     plot(os.path.join(out, "time.png"), 2, 3, "training time (s)", "test accuracy (averaged model)",
-         "set yrange [0.75:0.9]")
+         "set yrange [0.82:0.9]")
     plot(os.path.join(out, "consensus.png"), 1, 4, "epoch",
-         "consensus distance (mean ||x_i - mean||^2)", "set logscale y\nset xrange [1:*]")
+         "consensus distance (mean ||x_i - mean||^2)",
+         "set logscale y\nset xrange [1:*]\nset format y '10^{%L}'\nset key bottom left")
     print("plots:", ", ".join(os.path.join(out, p) for p in ("accuracy.png", "time.png", "consensus.png")))
 
 
