@@ -36,6 +36,11 @@
 // The Time column is rank 0's own loop (real time); the counters are the ones
 // to compare.
 //
+// The transport's polling can be set from the environment, to measure other
+// choices than MPIOptions' defaults: DSSYNC_MPI_SPIN_US, DSSYNC_MPI_MAX_SLEEP_US
+// (microseconds), DSSYNC_MPI_TIMEOUT_MS (0: no deadline, and MPINativeReduce
+// calls the blocking MPI_Allreduce).
+//
 // How the ranks stay together. Google Benchmark picks iteration counts from
 // the times it sees, which would differ between processes, so only rank 0 runs
 // it. Each benchmark function on rank 0 first broadcasts a command (case id,
@@ -62,6 +67,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -353,13 +359,22 @@ std::string mpi_library() {
   return all.substr(0, all.find('\n'));
 }
 
+dssync::MPIOptions transport_options() {
+  dssync::MPIOptions o;
+  if (const char* v = std::getenv("DSSYNC_MPI_SPIN_US")) o.spin = std::chrono::microseconds(std::atol(v));
+  if (const char* v = std::getenv("DSSYNC_MPI_MAX_SLEEP_US"))
+    o.max_sleep = std::chrono::microseconds(std::atol(v));
+  if (const char* v = std::getenv("DSSYNC_MPI_TIMEOUT_MS")) o.timeout = std::chrono::milliseconds(std::atol(v));
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   boost::mpi::environment env(argc, argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  MPITransport world;
+  MPITransport world(transport_options());
   transport = &world;
   make_cases();
 

@@ -14,6 +14,12 @@
 // once. RandomShuffle makes a new group almost every step, and each costs a
 // communicator creation, several latency-bound rounds: use RingReduce or
 // AutoReduce there.
+//
+// Deadline: over a transport with a timeout (MPIOptions::timeout, the default),
+// the members first agree on their lengths with MPI_Iallreduce in the
+// transport's wait loop, so a member that never comes ends the call with
+// timeout_error or peer_error like any transport operation; the data then go
+// by the blocking MPI_Allreduce, which every member has by then entered.
 
 #include "dssync/transport/mpi.hpp"  // first: it sets up <mpi.h>
 
@@ -21,6 +27,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -84,8 +91,9 @@ class MPINativeReduce {
     // recently used one is freed when a new group does not fit.
     std::size_t cache_size = 16;
     // MPI requires equal counts on all members and does not check them. With
-    // this on, the members first compare lengths (one small MPI_Allreduce) and a
-    // mismatch is a size_mismatch_error.
+    // this on, the members first compare lengths (one small all-reduce) and a
+    // mismatch is a size_mismatch_error. Over a transport with a timeout they
+    // always do: that all-reduce is also the arrival check under the deadline.
     bool check_lengths = false;
   };
 
@@ -111,11 +119,14 @@ class MPINativeReduce {
       mt.check_usable(where);
       const MPI_Comm comm =
           communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
-      if (options_.check_lengths) check_lengths(mt, comm, where, start, data.size());
+      const bool deadline = mt.options().timeout.count() > 0;
+      if (deadline || options_.check_lengths) agree_on_length(mt, comm, where, start, data.size());
       for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
         const auto count = static_cast<int>(std::min(detail::mpi_max_count, data.size() - off));
-        reduce_in_place(mt, comm, data.data() + off, count, detail::mpi_datatype<T>(),
-                        detail::mpi_op<Op, T>(), where, start);
+        const int rc = MPI_Allreduce(MPI_IN_PLACE, data.data() + off, count,
+                                     detail::mpi_datatype<T>(), detail::mpi_op<Op, T>(), comm);
+        if (rc != MPI_SUCCESS)
+          throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
       }
     }
     detail::finish(op, data, m.size);
@@ -179,34 +190,50 @@ class MPINativeReduce {
     return comm;
   }
 
-  // MPI_Iallreduce waited for in the transport's loop, so that a member that
-  // never arrives is a timeout_error (and a notice to the others) instead of
-  // a hang; with no timeout, the blocking MPI_Allreduce.
-  static void reduce_in_place(MPITransport& mt, MPI_Comm comm, void* data, int count,
-                              MPI_Datatype type, MPI_Op op, const error_context& where,
-                              std::chrono::steady_clock::time_point start) {
+  // Every member's length, MAX of (n, -n). With a deadline this is also the
+  // arrival check that keeps the blocking MPI_Allreduce after it from hanging:
+  // it runs as MPI_Iallreduce in the transport's wait loop, so a member that
+  // never comes is a timeout_error (and a notice to the others), and once it
+  // completes every member is inside this call and will enter MPI_Allreduce.
+  //
+  // Why not the data itself as MPI_Iallreduce: measured with bench_mpi at
+  // n = 8 (README), Open MPI 4.1's nonblocking all-reduce (libnbc) took 2.7x
+  // as long as MPI_Allreduce at 16 MiB even when polled without pause, and
+  // 10-20x with the transport's backoff, because libnbc moves data only while
+  // the caller polls. It would also leave the caller's buffer in MPI's hands
+  // after a timeout, since MPI forbids cancelling a collective. The check
+  // costs one small all-reduce per call.
+  void agree_on_length(MPITransport& mt, MPI_Comm comm, const error_context& where,
+                       std::chrono::steady_clock::time_point start, std::size_t n) {
+    long long* v = lengths_.get();
+    v[0] = static_cast<long long>(n);
+    v[1] = -static_cast<long long>(n);
     if (mt.options().timeout.count() == 0) {
-      const int rc = MPI_Allreduce(MPI_IN_PLACE, data, count, type, op, comm);
+      const int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
       if (rc != MPI_SUCCESS)
         throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
-      return;
+    } else {
+      MPI_Request request = MPI_REQUEST_NULL;
+      const int rc = MPI_Iallreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm, &request);
+      if (rc != MPI_SUCCESS)
+        throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), where);
+      try {
+        mt.wait(std::span(&request, 1), where, start);
+      } catch (...) {
+        // The request stays pending (MPI forbids freeing it) and may still
+        // write these 16 bytes: they are left to it.
+        (void)lengths_.release();
+        lengths_ = std::make_unique<long long[]>(2);
+        throw;
+      }
+      // A member that timed out told everyone before it gave up; its notice
+      // arrives ahead of anything it sends later, so a completed check with a
+      // notice behind it must not lead into MPI_Allreduce without that member.
+      mt.check_usable(where);
     }
-    MPI_Request request = MPI_REQUEST_NULL;
-    const int rc = MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, comm, &request);
-    if (rc != MPI_SUCCESS)
-      throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), where);
-    mt.wait(std::span(&request, 1), where, start);
-  }
-
-  void check_lengths(MPITransport& mt, MPI_Comm comm, const error_context& where,
-                     std::chrono::steady_clock::time_point start, std::size_t n) {
-    // A member: a request left pending by a timeout may still write it.
-    lengths_[0] = static_cast<long long>(n);
-    lengths_[1] = -static_cast<long long>(n);
-    reduce_in_place(mt, comm, lengths_, 2, MPI_LONG_LONG, MPI_MAX, where, start);
-    if (lengths_[0] != static_cast<long long>(n) || -lengths_[1] != static_cast<long long>(n))
-      throw size_mismatch_error("members pass between " + std::to_string(-lengths_[1]) + " and " +
-                                    std::to_string(lengths_[0]) + " elements, this rank " +
+    if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
+      throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
+                                    std::to_string(v[0]) + " elements, this rank " +
                                     std::to_string(n),
                                 where);
   }
@@ -215,7 +242,7 @@ class MPINativeReduce {
   RecursiveDoublingReduce agree_;
   std::vector<Entry> cache_;
   std::uint64_t clock_ = 0;
-  long long lengths_[2] = {};
+  std::unique_ptr<long long[]> lengths_ = std::make_unique<long long[]>(2);
 };
 
 }  // namespace dssync

@@ -36,8 +36,6 @@
 #endif
 #include <mpi.h>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <boost/mpi/communicator.hpp>
 #include <chrono>
@@ -185,15 +183,18 @@ struct MPIOptions {
   // as InProcOptions. Zero waits forever; failure notices from other ranks
   // still end the wait.
   std::chrono::milliseconds timeout = std::chrono::minutes(2);
-  // How a waiting operation polls its requests. Between tests it first yields
-  // the core (sched_yield) for `spin`, then sleeps, 20 us at first and doubling
-  // up to `max_sleep`. Open MPI's shared memory moves a large message only
-  // while both sides call into MPI, so a long sleep stalls a transfer that is
-  // under way, while a short one costs CPU when nothing comes. The defaults
-  // keep bench_mpi's collectives within a few percent of a busy wait (see
-  // README) and a waiting rank at a few percent of a core.
-  std::chrono::microseconds spin{100};
-  std::chrono::microseconds max_sleep{500};
+  // How a waiting operation polls its requests: without pause (as
+  // MPI_Waitall does) for `spin` plus the time its bytes could take at a
+  // pessimistic 125 MB/s, then with sleeps between tests, 20 us at first and
+  // doubling up to `max_sleep`. Open MPI's shared memory (without CMA) moves a
+  // large message only while both sides call into MPI, so sleeping during a
+  // transfer stalls it, while polling for a peer that is late costs a core.
+  // Measured with bench_mpi at n = 8 on 2 cores (README): yielding the core
+  // between tests (sched_yield) made the ring 1.4x slower at 16 MiB, plain
+  // polling costs ~10 %; with these defaults a rank that waits 3 s for a peer
+  // uses ~0.2 % of a core instead of 100 %.
+  std::chrono::microseconds spin{5000};
+  std::chrono::microseconds max_sleep{1000};
 };
 
 class MPITransport {
@@ -263,7 +264,7 @@ class MPITransport {
       MPI_Status status;
       const int peer[1] = {dst};
       const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 0, false,
-                               where(dst, tag), start});
+                               where(dst, tag), start, std::size_t(count) * sizeof(T)});
       if (rc == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", dst, tag);
     });
   }
@@ -281,7 +282,7 @@ class MPITransport {
       MPI_Status status;
       const int peer[1] = {src};
       const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 1, false,
-                               where(src, tag), start});
+                               where(src, tag), start, std::size_t(count) * sizeof(T)});
       check_received<T>(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, count, src, tag);
     });
   }
@@ -319,7 +320,9 @@ class MPITransport {
       const auto n = static_cast<std::size_t>(posted);
       const int rc = wait_for({std::span(requests, n), std::span(statuses, n),
                                std::span<const int>(peers, n), receives, false, where(src, tag),
-                               start});
+                               start,
+                               std::max(std::size_t(in_count) * sizeof(U),
+                                        std::size_t(out_count) * sizeof(T))});
       if (receives)
         check_received<U>(rc == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : rc, statuses[0],
                           in_count, src, tag);
@@ -370,6 +373,7 @@ class MPITransport {
     bool collective = false;
     error_context at;
     clock::time_point start;
+    std::size_t bytes = 0;  // what the requests move, for the polling
   };
 
   // The one wait loop. Returns MPI_SUCCESS, or MPI_ERR_IN_STATUS with the
@@ -378,9 +382,15 @@ class MPITransport {
   int wait_for(const Pending& p) {
     const int n = static_cast<int>(p.requests.size());
     MPI_Status* statuses = p.statuses.empty() ? MPI_STATUSES_IGNORE : p.statuses.data();
-    const auto spin_end = clock::now() + options_.spin;
+    // A large message moves only while both sides poll (Open MPI's shared
+    // memory without CMA copies it in fragments), so the polling without pause lasts
+    // as long as moving the operation's bytes could take at a pessimistic
+    // 125 MB/s (ranks sharing cores with each other and with other work), on
+    // top of `spin`.
+    const auto spin_end = clock::now() + options_.spin +
+                          std::chrono::nanoseconds(static_cast<std::int64_t>(8 * p.bytes));
     auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
-    for (;;) {
+    for (unsigned round = 0;; ++round) {
       // Testing also drives Open MPI's progress engine, which moves the data.
       int done = 0;
       const int rc = MPI_Testall(n, p.requests.data(), &done, statuses);
@@ -389,19 +399,20 @@ class MPITransport {
         abandon(p);
         throw peer_error("MPI_Testall failed: " + detail::mpi_error_text(rc), p.at);
       }
-      if (notice_arrived()) {
+      const auto now = clock::now();
+      const bool spinning = now < spin_end;
+      // While spinning, the notice (which never hurries) is looked at every
+      // 32nd round, so that the data's polling rate stays that of MPI_Waitall.
+      if ((!spinning || round % 32 == 0) && notice_arrived()) {
         abandon(p);
         const auto& c = *control_;
         throw peer_error("rank " + std::to_string(c.failed_rank) + " failed: " + c.failure,
                          p.at.with_peer(c.failed_rank));
       }
-      const auto now = clock::now();
       const bool limited = options_.timeout.count() > 0;
       const auto deadline = p.start + options_.timeout;
       if (limited && now >= deadline) time_out(p, now);
-      if (now < spin_end) {
-        sched_yield();
-      } else {
+      if (!spinning) {
         std::this_thread::sleep_for(limited ? std::min<clock::duration>(nap, deadline - now) : nap);
         nap = std::min<clock::duration>(2 * nap, options_.max_sleep);
       }
