@@ -141,12 +141,9 @@ struct MPIControl {
   ~MPIControl() {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (finalized) {
-      // MPI has released everything; the notice buffer may still be named by a
-      // freed send inside it, which no longer matters, but costs nothing to keep.
-      (void)outgoing.release();
-      return;
-    }
+    // After MPI_Finalize no MPI call is allowed and nothing of MPI's runs any
+    // more: the buffers can go, the communicators went with MPI.
+    if (finalized) return;
     if (incoming_request != MPI_REQUEST_NULL) {
       // An unmatched receive is cancelled at once; a notice that already
       // matched is complete (it is small). Either way the test ends it.
