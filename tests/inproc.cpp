@@ -595,7 +595,7 @@ TEST_CASE("inproc: a wait that outlasts the timeout ends with timeout_error") {
 TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiting one") {
   // Rank 0 waits on rank 1, rank 1 waits on rank 2, and rank 2 is busy in its
   // own code past the timeout. Rank 0's message must name rank 2.
-  InProcWorld world(3, {.timeout = 300ms});
+  InProcWorld world(3, {.timeout = 2s});
   std::atomic<bool> release{false};
   std::vector<Outcome> outcome(3);
   run_outcome(world, [&](InProcTransport& t) {
@@ -604,8 +604,9 @@ TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiti
       wait_for_flag(release);  // the stall: no dssync call at all
       return;
     }
-    // Rank 1 starts waiting later, so that rank 0's wait is the first to end.
-    if (t.rank() == 1) std::this_thread::sleep_for(100ms);
+    // Rank 1 starts waiting a second later, so that rank 0's wait is the
+    // first to end (with a second to spare either way, even under TSan).
+    if (t.rank() == 1) std::this_thread::sleep_for(1s);
     try {
       recorded(outcome, t.rank(), [&] { t.recv(t.rank() + 1, std::span<int>(&v, 1), 5); });
     } catch (...) {
