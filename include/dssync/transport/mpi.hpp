@@ -188,8 +188,8 @@ struct MPIOptions {
   // transfer stalls it, while polling for a peer that is late costs a core.
   // Measured with bench_mpi at n = 8 on 2 cores (README): yielding the core
   // between tests (sched_yield) made the ring 1.4x slower at 16 MiB, plain
-  // polling costs ~10 %; with these defaults a rank that waits 3 s for a peer
-  // uses ~0.2 % of a core instead of 100 %.
+  // polling costs 0-25 %; with these defaults a rank that waits 3 s for a peer
+  // uses 1-2 % of a core instead of 100 %.
   std::chrono::microseconds spin{5000};
   std::chrono::microseconds max_sleep{1000};
 };
