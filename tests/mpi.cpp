@@ -34,13 +34,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DSSYNC_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DSSYNC_TEST_ASAN 1
-#endif
-#endif
+#include "asan.hpp"
 #ifdef DSSYNC_TEST_ASAN
 // Open MPI's libraries have no frame pointers: the fast unwinder records one or
 // two frames inside them, and LeakSanitizer cannot tell Open MPI's own

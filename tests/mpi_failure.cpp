@@ -34,13 +34,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DSSYNC_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DSSYNC_TEST_ASAN 1
-#endif
-#endif
+#include "asan.hpp"
 #ifdef DSSYNC_TEST_ASAN
 // As in tests/mpi.cpp: Open MPI's libraries have no frame pointers, and only
 // full unwinding lets LeakSanitizer's suppressions recognize its allocations.
