@@ -221,8 +221,8 @@ class InProcTransport {
                                 .count();
         char secs[32];
         std::snprintf(secs, sizeof secs, "%.1f", busy);
-        return "; " + chain + " is in no dssync operation: rank " + std::to_string(q) +
-               " is stalled in its own code (for " + secs + " s)";
+        return "; " + chain + (hops ? ", which" : "") + " is in no dssync operation: rank " +
+               std::to_string(q) + " is stalled in its own code (for " + secs + " s)";
       }
       if (next == rank_)
         return "; " + chain + " waits on this rank: the ranks wait on each other (calls in another "
