@@ -622,13 +622,16 @@ TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiti
 
 TEST_CASE("inproc: a timeout between ranks that wait on each other says so") {
   // Both ranks receive first: a cycle of waits, nobody stalled in user code.
-  InProcWorld world(2, {.timeout = 200ms});
+  // Rank 1 starts a second later, so that rank 0's wait ends first, while
+  // rank 1 still waits on it (with a second to spare either way).
+  InProcWorld world(2, {.timeout = 2s});
   std::vector<Outcome> outcome(2);
   run_outcome(world, [&](InProcTransport& t) {
     int v = 0;
+    if (t.rank() == 1) std::this_thread::sleep_for(1s);
     recorded(outcome, t.rank(), [&] { t.recv(1 - t.rank(), std::span<int>(&v, 1), 1); });
   });
-  const Outcome& first = outcome[0].kind == "timeout" ? outcome[0] : outcome[1];
+  const Outcome& first = outcome[0];
   CAPTURE(first.what);
   CHECK(first.kind == "timeout");
   CHECK(contains(first.what, "wait on each other"));
