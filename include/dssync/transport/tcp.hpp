@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <boost/asio.hpp>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -199,7 +200,7 @@ class TcpCore {
   explicit TcpCore(TcpOptions o)
       : options_(std::move(o)), rank_(options_.rank), size_(options_.world_size),
         token_(wire::token_hash(options_.job_token)), listener_(io_), heartbeat_(io_),
-        setup_deadline_(io_), waker_(io_) {
+        setup_deadline_(io_), waker_(io_), work_(io_.get_executor()) {
     if (size_ < 1) throw configuration_error("the world size must be at least 1");
     if (rank_ < 0 || rank_ >= size_)
       throw configuration_error("rank " + std::to_string(rank_) + " is outside a world of " +
@@ -235,6 +236,7 @@ class TcpCore {
   int size() const noexcept { return size_; }
   const TcpOptions& options() const noexcept { return options_; }
   std::size_t refused() const noexcept { return refused_.load(); }
+  std::uint16_t listen_port() const noexcept { return me_.port(); }
   bool failed() const {
     std::lock_guard lk(mu_);
     return failed_;
@@ -290,8 +292,15 @@ class TcpCore {
                                       std::to_string(op->peer_bytes),
                                   at.with_peer(op->peer));
     }
-    for (const TcpOp* op : ops)
-      if (op->result == TcpOp::Result::failed) throw peer_error(op->what, at.with_peer(op->peer));
+    for (const TcpOp* op : ops) {
+      if (op->result != TcpOp::Result::failed) continue;
+      // The first failure the transport heard of is the cause (a notice
+      // naming the dead rank comes before the notifier's own connection ends).
+      if (failed_)
+        throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
+                         at.with_peer(failed_rank_));
+      throw peer_error(op->what, at.with_peer(op->peer));
+    }
   }
 
   void check_usable(const error_context& at) {
@@ -484,8 +493,10 @@ class TcpCore {
           wire::Reply r;
           if (auto p = wire::decode(std::span<const std::byte, wire::reply_size>(head->data(), wire::reply_size), r))
             return setup_failed(who + " answered: " + *p);
-          if (r.token != token_) return setup_failed(who + " belongs to another job (its token differs)");
-          if (r.status == wire::Status::accepted) return next();
+          if (r.status == wire::Status::accepted) {
+            if (r.token != token_) return setup_failed(who + " belongs to another job (its token differs)");
+            return next();
+          }
           asio::async_read(*sock, asio::buffer(head->data() + wire::reply_size, 2),
                            [this, sock, head, who, r](boost::system::error_code e, std::size_t) {
                              if (setup_over()) return;
@@ -712,6 +723,15 @@ class TcpCore {
     } else if (rank_ != 0 && !reached_master_) {
       what = "could not reach the rendezvous at " + endpoint_text(master_) + " within " + limit +
              " (last error: " + last_setup_error_ + ")";
+    } else if (rank_ != 0 && !got_table_ && !waited_for_verdict_) {
+      // Rank 0 knows who is missing and says so to everyone registered: give
+      // its answer two more seconds to arrive.
+      waited_for_verdict_ = true;
+      setup_deadline_.expires_after(std::chrono::seconds(2));
+      setup_deadline_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) setup_timed_out();
+      });
+      return;
     } else if (rank_ != 0 && !got_table_) {
       what = "the rendezvous at " + endpoint_text(master_) + " did not send the table within " + limit +
              " (rank 0 is waiting for other ranks, or is stuck)";
@@ -908,9 +928,12 @@ class TcpCore {
 
   void post_receive(TcpOp& op) {
     auto& p = *peers_[std::size_t(op.peer)];
-    if (p.state != Peer::State::open) return complete(op, TcpOp::Result::failed, gone_text(p));
     p.posted = &op;
     deliver_from_stash(p);
+    if (p.posted && p.state != Peer::State::open) {
+      p.posted = nullptr;
+      return complete(op, TcpOp::Result::failed, gone_text(p));
+    }
     if (p.posted && p.mode == Peer::Mode::paused) {
       place_frame(p);
       read_more(p);
@@ -1014,8 +1037,9 @@ class TcpCore {
     return "rank " + std::to_string(p.rank) + " is dead";
   }
 
-  // Ends everything a peer's operations wait for.
-  void drop(Peer& p, const std::string& why) {
+  // Ends everything a peer's operations wait for. Messages it sent before a
+  // goodbye stay receivable.
+  void drop(Peer& p, const std::string& why, bool keep_stash = false) {
     boost::system::error_code ec;
     p.sock.close(ec);
     if (p.posted) complete(*std::exchange(p.posted, nullptr), TcpOp::Result::failed, why);
@@ -1023,6 +1047,7 @@ class TcpCore {
     for (auto& o : p.out)
       if (o.op) complete(*o.op, TcpOp::Result::failed, why);
     p.out.clear();
+    if (keep_stash) return;
     for (auto& s : p.stash) stash_bytes_ -= s.data.size();
     p.stash.clear();
     if (p.mode == Peer::Mode::stash) stash_bytes_ -= p.buf.size();
@@ -1062,7 +1087,7 @@ class TcpCore {
     p.state = Peer::State::left;
     const bool needed = p.posted || p.target || std::any_of(p.out.begin(), p.out.end(), [](const Out& o) { return o.op; });
     const std::string text = gone_text(p);
-    drop(p, text);
+    drop(p, text, true);
     if (needed) fail_transport(p.rank, text + " while rank " + std::to_string(rank_) + " still needed it", true);
     if (stopping_) closed_one();
   }
@@ -1264,6 +1289,8 @@ class TcpCore {
   asio::steady_timer heartbeat_;
   asio::steady_timer setup_deadline_;
   asio::posix::stream_descriptor waker_;
+  // Keeps run() going while nothing is pending (before start() is posted).
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::endpoint master_;
   tcp::endpoint me_;
   std::thread thread_;
@@ -1277,6 +1304,7 @@ class TcpCore {
   int closing_ = 0;
   bool reached_master_ = false;
   bool got_table_ = false;
+  bool waited_for_verdict_ = false;
   bool setup_sent_ = false;
   bool stopping_ = false;
   std::string last_setup_error_ = "none";
@@ -1317,6 +1345,8 @@ class TcpTransport {
   const TcpOptions& options() const noexcept { return core_->options(); }
   // Connections refused so far (strangers, wrong tokens, duplicate ranks).
   std::size_t refused_connections() const noexcept { return core_->refused(); }
+  // The port this rank's peers connected to.
+  std::uint16_t listen_port() const noexcept { return core_->listen_port(); }
   // Whether a peer died, a notice arrived, an operation timed out, or fail()
   // was called: then every operation throws peer_error.
   bool failed() const { return core_->failed(); }

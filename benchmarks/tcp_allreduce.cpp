@@ -1,0 +1,121 @@
+// dssync's full all-reduce over TcpTransport, timed the way the Gloo and MPI
+// peers are (benchmarks/gloo_allreduce_peer.cpp, mpi_allreduce_peer.cpp): a
+// measuring tool, started as n processes by the launcher.
+//
+//   scripts/dssync-run -n 8 bench_tcp_allreduce [--sizes B,B,...] [--trials T]
+//                                               [--algo ring,hd]
+//
+// For each size and algorithm: one checked all-reduce (rank r contributes
+// r + 1 everywhere; the sum must be n(n+1)/2 exactly), two warm-ups, then T
+// trials of R calls, each trial started after a barrier; a trial's time is the
+// slowest rank's. Rank 0 prints one line per size and algorithm:
+//   <label> <bytes> <R> <median time per call, us> <algbw GB/s> <busbw GB/s>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dssync/tcp.hpp"
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int reps_for(std::size_t bytes) {
+  return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000));
+}
+
+template <class Reduce>
+double trial_time(dssync::TcpTransport& t, const dssync::Group& world, Reduce& reduce,
+                  std::vector<float>& data, int reps) {
+  dssync::RecursiveDoublingReduce small;
+  float token[1] = {0};
+  small.all_reduce(t, world, std::span<float>(token), dssync::Sum{}, 1);  // barrier
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
+  double seconds[1] = {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+  small.all_reduce(t, world, std::span<double>(seconds), dssync::Max{}, 3);
+  return seconds[0];
+}
+
+template <class Reduce>
+void measure(const char* label, dssync::TcpTransport& t, const dssync::Group& world, std::size_t bytes,
+             int trials) {
+  Reduce reduce;
+  const int n = t.size();
+  std::vector<float> data(bytes / sizeof(float), static_cast<float>(t.rank() + 1));
+  reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
+  const float want = static_cast<float>(n * (n + 1) / 2);
+  if (!std::all_of(data.begin(), data.end(), [want](float x) { return x == want; })) {
+    std::fprintf(stderr, "rank %d: %s gave a wrong sum at %zu bytes\n", t.rank(), label, bytes);
+    std::exit(1);
+  }
+  // Zeros: repeated sums stay finite.
+  std::fill(data.begin(), data.end(), 0.0f);
+  const int reps = std::min(reps_for(bytes), 50);
+  for (int w = 0; w < 2; ++w) reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
+  std::vector<double> times;
+  for (int i = 0; i < trials; ++i) times.push_back(trial_time(t, world, reduce, data, reps));
+  std::sort(times.begin(), times.end());
+  const double per_call = times[times.size() / 2] / reps;
+  const double algbw = static_cast<double>(bytes) / per_call / 1e9;
+  if (t.rank() == 0) {
+    std::printf("%s %zu %d %.2f %.3f %.3f\n", label, bytes, reps, per_call * 1e6, algbw,
+                algbw * 2.0 * (n - 1) / n);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
+  std::vector<std::string> algos = {"ring", "hd"};
+  int trials = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    if (key == "--sizes") sizes = split(argv[i + 1]);
+    else if (key == "--algo") algos = split(argv[i + 1]);
+    else if (key == "--trials") trials = std::max(1, std::atoi(argv[i + 1]));
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  try {
+    dssync::TcpTransport t;  // DSSYNC_* from the launcher
+    std::vector<int> ranks(static_cast<std::size_t>(t.size()));
+    std::iota(ranks.begin(), ranks.end(), 0);
+    const dssync::Group world(ranks);
+    if (t.rank() == 0)
+      std::printf("# dssync TcpTransport all-reduce, float sum, %d ranks; median of %d trials, "
+                  "each the slowest rank's time for R calls\n",
+                  t.size(), trials);
+    for (const auto& s : sizes) {
+      const std::size_t bytes = std::stoull(s);
+      for (const auto& a : algos) {
+        if (a == "ring") measure<dssync::RingReduce>("dssync_ring", t, world, bytes, trials);
+        else if (a == "hd")
+          measure<dssync::HalvingDoublingReduce>("dssync_halving_doubling", t, world, bytes, trials);
+        else throw dssync::configuration_error("unknown algorithm " + a);
+      }
+    }
+  } catch (const dssync::error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

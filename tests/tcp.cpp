@@ -1,0 +1,472 @@
+// TcpTransport with its ranks as threads of this process, each with its own
+// sockets on loopback: delivery, the collectives' closed forms, bitwise
+// agreement with the in-process world, and every failure the issue names
+// ending in a clear exception (mismatch, timeout, a peer that leaves, a
+// rendezvous that never completes, strangers, a frame of absurd length).
+// tests/tcp_ranks.cpp runs the same transport as separate processes.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dssync/dssync.hpp"
+#include "dssync/transport/tcp.hpp"
+
+namespace {
+
+using dssync::TcpOptions;
+using dssync::TcpTransport;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+struct Outcome {
+  std::string kind = "none";
+  std::string what;
+};
+
+Outcome classify(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const dssync::timeout_error& x) {
+    return {"timeout", x.what()};
+  } catch (const dssync::size_mismatch_error& x) {
+    return {"size_mismatch", x.what()};
+  } catch (const dssync::configuration_error& x) {
+    return {"configuration", x.what()};
+  } catch (const dssync::peer_error& x) {
+    return {"peer", x.what()};
+  } catch (const std::exception& x) {
+    return {"std", x.what()};
+  }
+}
+
+// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
+std::uint16_t free_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+TcpOptions options_for(int rank, int n, std::uint16_t port) {
+  TcpOptions o;
+  o.rank = rank;
+  o.world_size = n;
+  o.master_port = port;
+  o.job_token = "tests/tcp.cpp";
+  o.timeout = 20s;
+  o.rendezvous_timeout = 20s;
+  return o;
+}
+
+// Runs f(transport) on `ranks` (default: all n) as threads; `tweak` may change
+// a rank's options. Returns each rank's outcome.
+std::vector<Outcome> run_world(int n, const std::function<void(TcpTransport&)>& f,
+                               const std::function<void(int, TcpOptions&)>& tweak = {},
+                               std::vector<int> ranks = {}) {
+  if (ranks.empty()) {
+    ranks.resize(std::size_t(n));
+    std::iota(ranks.begin(), ranks.end(), 0);
+  }
+  const std::uint16_t port = free_port();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r : ranks)
+    threads.emplace_back([&, r] {
+      try {
+        TcpOptions o = options_for(r, n, port);
+        if (tweak) tweak(r, o);
+        TcpTransport t(o);
+        f(t);
+      } catch (...) {
+        errors[std::size_t(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::vector<Outcome> out;
+  for (const auto& e : errors) out.push_back(classify(e));
+  return out;
+}
+
+void check_all_fine(const std::vector<Outcome>& out) {
+  for (std::size_t r = 0; r < out.size(); ++r) {
+    INFO("rank " << r << ": " << out[r].what);
+    CHECK(out[r].kind == "none");
+  }
+}
+
+std::vector<int> iota_ranks(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+TEST_CASE("TcpTransport: sendrecv around the ring, sizes from 0 to 12 MiB, two element types") {
+  const int n = 3;
+  check_all_fine(run_world(n, [&](TcpTransport& t) {
+    const int r = t.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
+    for (const std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, std::size_t{3} << 20}) {
+      std::vector<float> out(count), in(count, -1.0f);
+      for (std::size_t i = 0; i < count; ++i) out[i] = float(r * 1000003 + int(i % 1000));
+      t.sendrecv(next, std::span<const float>(out), prev, std::span<float>(in), 7);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < count; ++i) wrong += in[i] != float(prev * 1000003 + int(i % 1000));
+      CHECK(wrong == 0);
+    }
+    std::vector<double> d(5, r + 0.5), e(5);
+    t.sendrecv(next, std::span<const double>(d), prev, std::span<double>(e), 9);
+    CHECK(e[4] == prev + 0.5);
+    // This rank alone, both sides: a copy.
+    t.sendrecv(r, std::span<const double>(d), r, std::span<double>(e), 9);
+    CHECK(e[0] == r + 0.5);
+  }));
+}
+
+TEST_CASE("TcpTransport: messages received in another order than sent, small and large") {
+  check_all_fine(run_world(2, [&](TcpTransport& t) {
+    std::vector<float> small(10), large(std::size_t{1} << 18), tiny(3);
+    if (t.rank() == 0) {
+      std::fill(small.begin(), small.end(), 1.0f);
+      std::fill(large.begin(), large.end(), 2.0f);
+      std::fill(tiny.begin(), tiny.end(), 3.0f);
+      t.send(1, std::span<const float>(small), 1);
+      t.send(1, std::span<const float>(large), 2);
+      t.send(1, std::span<const float>(tiny), 3);
+    } else {
+      // The tiny one is behind a 1 MiB message nobody has asked for yet.
+      t.recv(0, std::span<float>(tiny), 3);
+      t.recv(0, std::span<float>(large), 2);
+      t.recv(0, std::span<float>(small), 1);
+      CHECK(tiny[2] == 3.0f);
+      CHECK(std::all_of(large.begin(), large.end(), [](float x) { return x == 2.0f; }));
+      CHECK(small[9] == 1.0f);
+    }
+  }));
+}
+
+template <class Reduce>
+void closed_form_sums(int n) {
+  INFO("n = " << n);
+  std::mutex mu;
+  std::vector<std::vector<float>> results(static_cast<std::size_t>(n));
+  check_all_fine(run_world(n, [&](TcpTransport& t) {
+    Reduce reduce;
+    const auto ranks = iota_ranks(n);
+    for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{100003}}) {
+      std::vector<float> x(count);
+      for (std::size_t i = 0; i < count; ++i) x[i] = float((t.rank() + 1) * int(1 + i % 5));
+      reduce.all_reduce(t, dssync::Group(ranks), std::span<float>(x), dssync::Sum{}, 11);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < count; ++i) wrong += x[i] != float(n * (n + 1) / 2 * int(1 + i % 5));
+      CHECK(wrong == 0);
+      std::lock_guard lk(mu);
+      results[std::size_t(t.rank())] = x;
+    }
+  }));
+  for (int r = 1; r < n; ++r) CHECK(results[std::size_t(r)] == results[0]);
+}
+
+TEST_CASE("collectives over TCP: closed-form sums and identical results, n = 1, 2, 4, 5") {
+  for (const int n : {1, 2, 4, 5}) {
+    closed_form_sums<dssync::RingReduce>(n);
+    closed_form_sums<dssync::HalvingDoublingReduce>(n);
+    closed_form_sums<dssync::RecursiveDoublingReduce>(n);
+    closed_form_sums<dssync::TreeReduce>(n);
+  }
+}
+
+TEST_CASE("DSSync over TCP computes bitwise the same numbers as the in-process world") {
+  const int n = 5, steps = 6;
+  const std::size_t count = 30011;
+  auto start = [](int r) {
+    std::mt19937 g(std::uint32_t(1234 + r));
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> x(count);
+    for (auto& v : x) v = u(g);
+    return x;
+  };
+  std::vector<std::vector<float>> tcp(static_cast<std::size_t>(n)), inproc(static_cast<std::size_t>(n));
+  check_all_fine(run_world(n, [&](TcpTransport& t) {
+    dssync::DSSync<TcpTransport> sync(t, {.group_size = 2, .seed = 99});
+    auto x = start(t.rank());
+    for (int s = 0; s < steps; ++s) sync.step(std::span<float>(x));
+    tcp[std::size_t(t.rank())] = x;
+  }));
+  dssync::InProcWorld world(n);
+  world.run([&](dssync::InProcTransport& t) {
+    dssync::DSSync<dssync::InProcTransport> sync(t, {.group_size = 2, .seed = 99});
+    auto x = start(t.rank());
+    for (int s = 0; s < steps; ++s) sync.step(std::span<float>(x));
+    inproc[std::size_t(t.rank())] = x;
+  });
+  for (int r = 0; r < n; ++r) CHECK(std::memcmp(tcp[std::size_t(r)].data(), inproc[std::size_t(r)].data(), count * 4) == 0);
+}
+
+TEST_CASE("TcpTransport: a length mismatch is a size_mismatch_error, and the transport goes on") {
+  check_all_fine(run_world(2, [&](TcpTransport& t) {
+    std::vector<float> a(100, 1.0f), b(101);
+    if (t.rank() == 0) {
+      t.send(1, std::span<const float>(a), 1);
+    } else {
+      CHECK_THROWS_AS(t.recv(0, std::span<float>(b), 1), dssync::size_mismatch_error);
+    }
+    // The stream stays whole: the next message arrives.
+    std::vector<float> c(4, float(t.rank())), d(4);
+    t.sendrecv(1 - t.rank(), std::span<const float>(c), 1 - t.rank(), std::span<float>(d), 2);
+    CHECK(d[3] == float(1 - t.rank()));
+  }));
+}
+
+TEST_CASE("TcpTransport: a receive that never matches times out naming the peer; the others hear of it") {
+  const auto begin = steady::now();
+  const auto out = run_world(
+      3,
+      [&](TcpTransport& t) {
+        std::vector<float> x(8);
+        if (t.rank() == 0) t.recv(1, std::span<float>(x), 5);  // rank 1 never sends
+        else t.recv(0, std::span<float>(x), 6);                // nor does rank 0
+      },
+      [](int r, TcpOptions& o) { o.timeout = r == 0 ? 500ms : 10s; });
+  const auto took = steady::now() - begin;
+  CHECK(out[0].kind == "timeout");
+  CHECK(out[0].what.find("a receive from rank 1 did not complete within 500 ms") != std::string::npos);
+  for (int r : {1, 2}) {
+    INFO(out[std::size_t(r)].what);
+    CHECK(out[std::size_t(r)].kind == "peer");
+    CHECK(out[std::size_t(r)].what.find("rank 0 failed") != std::string::npos);
+  }
+  CHECK(took < 5s);
+}
+
+TEST_CASE("TcpTransport: a peer that closes its transport while another waits on it") {
+  const auto out = run_world(2, [&](TcpTransport& t) {
+    if (t.rank() == 1) return;  // leaves at once, saying goodbye
+    std::vector<float> x(8);
+    t.recv(1, std::span<float>(x), 5);
+  });
+  CHECK(out[1].kind == "none");
+  CHECK(out[0].kind == "peer");
+  CHECK(out[0].what.find("rank 1 has closed its transport") != std::string::npos);
+}
+
+TEST_CASE("TcpTransport: a rendezvous that does not complete names the ranks that never arrived") {
+  const auto out = run_world(
+      4, [](TcpTransport&) {}, [](int, TcpOptions& o) { o.rendezvous_timeout = 1s; }, {0, 1});
+  CHECK(out[0].kind == "timeout");
+  CHECK(out[0].what.find("ranks 2, 3 never arrived") != std::string::npos);
+  CHECK(out[1].kind == "timeout");
+  CHECK(out[1].what.find("ranks 2, 3 never arrived") != std::string::npos);
+}
+
+TEST_CASE("TcpTransport: a rank with another job's token is refused at the rendezvous") {
+  std::mutex mu;
+  std::vector<std::string> log;
+  const auto out = run_world(
+      2, [](TcpTransport&) {},
+      [&](int r, TcpOptions& o) {
+        o.rendezvous_timeout = 2s;
+        if (r == 1) o.job_token = "another job";
+        o.log = [&](const std::string& line) {
+          std::lock_guard lk(mu);
+          log.push_back(line);
+        };
+      });
+  CHECK(out[1].kind == "configuration");
+  CHECK(out[1].what.find("refused this rank: wrong job token") != std::string::npos);
+  CHECK(out[0].kind == "timeout");
+  REQUIRE(!log.empty());
+  CHECK(log[0].find("wrong job token") != std::string::npos);
+}
+
+// A client speaking our protocol by hand, with blocking sockets.
+struct RawClient {
+  asio::io_context io;
+  tcp::socket s{io};
+  explicit RawClient(std::uint16_t port) { s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)); }
+  void write(std::span<const std::byte> b) { asio::write(s, asio::buffer(b.data(), b.size())); }
+  // Whatever the other side answers before it closes (at most 2 s).
+  std::string answer() {
+    std::string got;
+    std::array<char, 512> buf;
+    boost::system::error_code ec;
+    const auto until = steady::now() + 2s;
+    s.non_blocking(true);
+    while (steady::now() < until) {
+      const std::size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block) {
+        std::this_thread::sleep_for(5ms);
+        continue;
+      }
+      if (ec) break;
+      got.append(buf.data(), n);
+    }
+    return got;
+  }
+};
+
+dssync::detail::wire::Hello hello(dssync::detail::wire::Purpose p, std::string_view token, std::uint32_t world,
+                                  std::uint32_t rank) {
+  dssync::detail::wire::Hello h;
+  h.purpose = p;
+  h.token = dssync::detail::wire::token_hash(token);
+  h.world = world;
+  h.rank = rank;
+  h.port = 1;
+  return h;
+}
+
+TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are refused; the job goes on") {
+  using namespace dssync::detail;
+  const int n = 3;
+  std::atomic<int> refused0{0};
+  std::uint16_t master = 0;
+  std::atomic<std::uint16_t> port1{0};
+  std::atomic<bool> strangers_done{false};
+  const auto out = run_world(
+      n,
+      [&](TcpTransport& t) {
+        if (t.rank() == 1) port1 = t.listen_port();
+        const auto ranks = iota_ranks(n);
+        dssync::RingReduce ring;
+        int step = 0;
+        // All-reduce until the strangers have been and gone, and a few more.
+        int done_at = -1;
+        while (done_at < 0 || step < done_at + 5) {
+          std::vector<float> x(1000, float(t.rank() + 1));
+          ring.all_reduce(t, dssync::Group(ranks), std::span<float>(x), dssync::Sum{}, 3);
+          CHECK(x[999] == 6.0f);
+          float flag[1] = {strangers_done ? 1.0f : 0.0f};
+          dssync::RecursiveDoublingReduce{}.all_reduce(t, dssync::Group(ranks), std::span<float>(flag),
+                                                       dssync::Max{}, 4);
+          if (flag[0] > 0 && done_at < 0) done_at = step;
+          ++step;
+          std::this_thread::sleep_for(2ms);
+        }
+        if (t.rank() == 0) refused0 = int(t.refused_connections());
+      },
+      [&](int r, TcpOptions& o) {
+        if (r == 0) master = o.master_port;
+        o.log = [](const std::string&) {};
+        if (r == 0 || r == 1) {
+          // The strangers start once the job runs (rank 1 knows its port).
+          if (r == 1)
+            std::thread([&] {
+              while (port1 == 0) std::this_thread::sleep_for(5ms);
+              std::this_thread::sleep_for(50ms);
+              for (const std::uint16_t p : {master, std::uint16_t(port1)}) {
+                const bool to_master = p == master;
+                const auto purpose = to_master ? wire::Purpose::rendezvous : wire::Purpose::mesh;
+                {
+                  RawClient c(p);  // garbage
+                  const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n and then some more bytes....";
+                  c.write(std::as_bytes(std::span(junk)));
+                  CHECK(c.answer().find("wrong magic") != std::string::npos);
+                }
+                {
+                  RawClient c(p);  // the wrong token
+                  c.write(wire::encode(hello(purpose, "not ours", n, 2)));
+                  CHECK(c.answer().find("wrong job token") != std::string::npos);
+                }
+                {
+                  RawClient c(p);  // a rank that is already there
+                  c.write(wire::encode(hello(purpose, "tests/tcp.cpp", n, 2)));
+                  CHECK(c.answer().find("already taken") != std::string::npos);
+                }
+                {
+                  RawClient c(p);  // a rank outside the world
+                  c.write(wire::encode(hello(purpose, "tests/tcp.cpp", n, 7)));
+                  CHECK(c.answer().find("outside") != std::string::npos);
+                }
+              }
+              strangers_done = true;
+            }).detach();
+        }
+      });
+  check_all_fine(out);
+  CHECK(refused0 == 4);
+}
+
+TEST_CASE("TcpTransport: a frame announcing an absurd length is a protocol violation, not an allocation") {
+  using namespace dssync::detail;
+  const std::uint16_t port = free_port();
+  std::exception_ptr error;
+  std::thread rank0([&] {
+    try {
+      TcpOptions o = options_for(0, 2, port);
+      o.max_message = std::uint64_t{1} << 30;
+      TcpTransport t(o);
+      std::vector<float> x(4);
+      t.recv(1, std::span<float>(x), 1);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  // Rank 1, by hand: register, read the table, connect to rank 0, send a
+  // data frame claiming 2^60 bytes.
+  asio::io_context io;
+  tcp::acceptor mine(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket rv(io);
+  for (int i = 0; i < 200; ++i) {
+    boost::system::error_code ec;
+    rv.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (!ec) break;
+    rv = tcp::socket(io);
+    std::this_thread::sleep_for(10ms);
+  }
+  auto h = hello(wire::Purpose::rendezvous, "tests/tcp.cpp", 2, 1);
+  h.port = mine.local_endpoint().port();
+  asio::write(rv, asio::buffer(wire::encode(h)));
+  std::array<std::byte, wire::reply_size + 2 * wire::entry_size> table;
+  asio::read(rv, asio::buffer(table));
+  wire::Address a;
+  std::uint16_t p0 = 0;
+  REQUIRE(!wire::decode(std::span<const std::byte, wire::entry_size>(table.data() + wire::reply_size, wire::entry_size), a, p0));
+  tcp::socket mesh(io);
+  mesh.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), p0));
+  h.purpose = wire::Purpose::mesh;
+  asio::write(mesh, asio::buffer(wire::encode(h)));
+  std::array<std::byte, wire::reply_size> reply;
+  asio::read(mesh, asio::buffer(reply));
+  asio::write(mesh, asio::buffer(wire::encode(wire::Header{wire::Kind::data, 1, std::uint64_t{1} << 60})));
+  rank0.join();
+  const auto o = classify(error);
+  CHECK(o.kind == "peer");
+  CHECK(o.what.find("rank 1 broke the protocol: a data frame of 1152921504606846976 bytes") != std::string::npos);
+}
+
+TEST_CASE("TcpOptions::from_env names a missing or malformed variable") {
+  ::unsetenv("DSSYNC_RANK");
+  CHECK_THROWS_WITH_AS(TcpOptions::from_env(), doctest::Contains("DSSYNC_RANK is not set"),
+                       dssync::configuration_error);
+  ::setenv("DSSYNC_RANK", "1", 1);
+  ::setenv("DSSYNC_WORLD_SIZE", "4", 1);
+  ::setenv("DSSYNC_MASTER_PORT", "70000", 1);
+  CHECK_THROWS_WITH_AS(TcpOptions::from_env(), doctest::Contains("DSSYNC_MASTER_PORT=\"70000\""),
+                       dssync::configuration_error);
+  ::setenv("DSSYNC_MASTER_PORT", "29500", 1);
+  ::setenv("DSSYNC_JOB_TOKEN", "abc", 1);
+  const auto o = TcpOptions::from_env();
+  CHECK(o.rank == 1);
+  CHECK(o.world_size == 4);
+  CHECK(o.master_port == 29500);
+  CHECK(o.job_token == "abc");
+  for (const char* v : {"DSSYNC_RANK", "DSSYNC_WORLD_SIZE", "DSSYNC_MASTER_PORT", "DSSYNC_JOB_TOKEN"}) ::unsetenv(v);
+}
+
+}  // namespace
