@@ -80,7 +80,7 @@ for ((run = 1; run <= RUNS; run++)); do
     fi
   done
   kill -KILL "${pids[$victim]}" 2>/dev/null || true
-  wait "${pids[$victim]}" 2>/dev/null || true
+  { wait "${pids[$victim]}"; } 2>/dev/null || true
   for p in "${pids[@]}"; do
     if kill -0 "$p" 2>/dev/null; then echo "run $run: process $p is still there"; exit 1; fi
   done

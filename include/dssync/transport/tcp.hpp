@@ -1246,7 +1246,9 @@ class TcpCore {
         else queue_end(p);  // after the notices still queued
       }
       if (closing_ == 0) return finish_stop();
-      auto grace = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
+      // A failed transport's peers are failing too: they close at once.
+      auto grace = std::make_shared<asio::steady_timer>(
+          io_, failed ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000));
       grace->async_wait([this, grace](boost::system::error_code) { finish_stop(); });
     });
     {
