@@ -100,6 +100,9 @@ struct TcpOptions {
   // At most this many bytes of messages that arrived before their receive are
   // held in memory; beyond it they wait in the socket.
   std::size_t max_unexpected = std::size_t{64} << 20;
+  // SO_SNDBUF and SO_RCVBUF of every connection between ranks; 0 leaves the
+  // kernel's autotuning.
+  std::size_t socket_buffer = 0;
   // Where refused connections are reported; empty: one line on stderr.
   std::function<void(const std::string&)> log;
 
@@ -122,6 +125,8 @@ struct TcpOptions {
     ms("DSSYNC_TIMEOUT_MS", o.timeout);
     ms("DSSYNC_PEER_TIMEOUT_MS", o.peer_timeout);
     ms("DSSYNC_RENDEZVOUS_TIMEOUT_MS", o.rendezvous_timeout);
+    if (std::getenv("DSSYNC_SOCKET_BUFFER"))
+      o.socket_buffer = std::size_t(env_number("DSSYNC_SOCKET_BUFFER", false, 0, 1 << 30));
     return o;
   }
 
@@ -678,6 +683,11 @@ class TcpCore {
   void open_peer(int r, tcp::socket s) {
     auto& p = *peers_[std::size_t(r)];
     p.sock = std::move(s);
+    if (options_.socket_buffer > 0) {
+      boost::system::error_code ec;
+      p.sock.set_option(asio::socket_base::send_buffer_size(int(options_.socket_buffer)), ec);
+      p.sock.set_option(asio::socket_base::receive_buffer_size(int(options_.socket_buffer)), ec);
+    }
     p.state = Peer::State::open;
     p.last_heard = clock::now();
     ++open_peers_;
