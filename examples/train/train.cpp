@@ -3,6 +3,7 @@
 //
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
+//   scripts/dssync-run -n 8 train --transport tcp       # 8 processes over TCP
 //
 // Prints a line per epoch and a closing table; writes every epoch of every run
 // to a CSV file and, with gnuplot installed, draws test accuracy and training
@@ -25,6 +26,10 @@
 #include <dssync/mpi.hpp>
 
 #include <boost/mpi/environment.hpp>
+#endif
+
+#ifdef DSSYNC_TRAIN_WITH_TCP
+#include <dssync/transport/tcp.hpp>
 #endif
 
 #include "data.hpp"
@@ -154,9 +159,10 @@ int main(int argc, char** argv) {
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")
       ->capture_default_str();
   app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
-  app.add_option("--transport", transport, "inproc (threads) or mpi (under mpirun)")
+  app.add_option("--transport", transport,
+                 "inproc (threads), mpi (under mpirun) or tcp (under scripts/dssync-run)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"inproc", "mpi"}));
+      ->check(CLI::IsMember({"inproc", "mpi", "tcp"}));
   app.add_option("--data", data_dir, "directory with the four Fashion-MNIST IDX .gz files")
       ->capture_default_str();
   app.add_option("--csv", csv, "where to write every epoch of every run")->capture_default_str();
@@ -191,6 +197,21 @@ int main(int argc, char** argv) {
           train::train_worker(t, data, rc, record);
         });
       });
+    } else if (transport == "tcp") {
+#ifdef DSSYNC_TRAIN_WITH_TCP
+      dssync::TcpTransport t;  // DSSYNC_* from the launcher
+      leader = t.rank() == 0;
+      world = t.size();
+      if (leader)
+        std::printf("%d workers as processes over TCP, %zu training and %zu test images, batch %d per worker\n",
+                    world, data.train.size(), data.test.size(), c.batch);
+      // A failure throws on every rank (the transport tells the others);
+      // the launcher then ends the job with the first failing rank's code.
+      each_run([&](const train::Config& rc) { train::train_worker(t, data, rc, record); });
+#else
+      std::fprintf(stderr, "this build has no TCP transport (Boost.Asio was not found at configure time)\n");
+      return 2;
+#endif
     } else {
 #ifdef DSSYNC_TRAIN_WITH_MPI
       boost::mpi::environment env(argc, argv);
