@@ -40,7 +40,7 @@ for ((run = 1; run <= RUNS; run++)); do
   for ((r = 0; r < N; r++)); do
     DSSYNC_RANK=$r DSSYNC_WORLD_SIZE=$N DSSYNC_MASTER_ADDR=127.0.0.1 DSSYNC_MASTER_PORT=$port \
       DSSYNC_JOB_TOKEN=$token DSSYNC_PEER_TIMEOUT_MS=$PEER_TIMEOUT_MS DSSYNC_TIMEOUT_MS=30000 \
-      "$BIN" steps >"$WORK/out.$r" 2>&1 &
+      "$BIN" steps >"$WORK/out.$r" 2>"$WORK/err.$r" &
     pids+=($!)
   done
   # Every rank has stepped (bounded: 30 s).
@@ -74,9 +74,11 @@ for ((run = 1; run <= RUNS; run++)); do
     ((took > slowest)) && slowest=$took
     rc=0
     wait "${pids[$r]}" 2>/dev/null || rc=$?
-    if ((took > BOUND_MS)); then echo "run $run: rank $r took ${took} ms after rank $victim got SIG$SIG (bound ${BOUND_MS} ms)"; cat "$WORK/out.$r"; exit 1; fi
-    if ((rc != 3)) || ! grep -q "rank $victim" "$WORK/out.$r"; then
-      echo "run $run: rank $r ended with code $rc without naming rank $victim:"; tail -3 "$WORK/out.$r"; exit 1
+    if ((took > BOUND_MS)) || ((rc != 3)) || ! grep -q "rank $victim" "$WORK/out.$r"; then
+      echo "run $run: rank $r ended with code $rc after ${took} ms (bound ${BOUND_MS} ms), SIG$SIG to rank $victim; the last lines of every rank:"
+      for ((q = 0; q < N; q++)); do tail -n 2 "$WORK/out.$q" | sed "s/^/  [$q] /"; done
+      echo "  rank $r's stderr:"; head -n 40 "$WORK/err.$r" | sed 's/^/    /'
+      exit 1
     fi
   done
   kill -KILL "${pids[$victim]}" 2>/dev/null || true

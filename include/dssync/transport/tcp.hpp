@@ -421,16 +421,20 @@ class TcpCore {
       if (ec) return;
       std::uint64_t count = 0;
       [[maybe_unused]] const auto r = ::read(waker_.native_handle(), &count, sizeof count);
-      std::array<TcpOp*, 4> ops{};
-      std::size_t n = 0;
-      {
-        std::lock_guard lk(mu_);
-        n = std::exchange(submitted_count_, 0);
-        std::copy_n(submitted_.begin(), n, ops.begin());
-      }
-      for (std::size_t i = 0; i < n; ++i) ops[i]->receive ? post_receive(*ops[i]) : post_send(*ops[i]);
+      take_submissions();
       listen_for_work();
     });
+  }
+
+  void take_submissions() {
+    std::array<TcpOp*, 4> ops{};
+    std::size_t n = 0;
+    {
+      std::lock_guard lk(mu_);
+      n = std::exchange(submitted_count_, 0);
+      std::copy_n(submitted_.begin(), n, ops.begin());
+    }
+    for (std::size_t i = 0; i < n; ++i) ops[i]->receive ? post_receive(*ops[i]) : post_send(*ops[i]);
   }
 
   void start() {
@@ -835,7 +839,9 @@ class TcpCore {
           std::string text;
           if (auto problem = wire::decode_notice(p.buf, std::uint32_t(size_), who, text))
             return violated(p, *problem);
-          fail_transport(int(who), text, false);
+          // Passed on: this rank's own connections may end before the
+          // others hear of the cause, and they must blame the cause, not us.
+          fail_transport(int(who), text, true);
         }
         break;
       case Peer::Mode::discard:
@@ -1129,6 +1135,9 @@ class TcpCore {
     auto why = std::make_shared<std::string>();
     std::vector<TcpOp*> ops(span.begin(), span.end());
     asio::post(io_, [this, ops, timed_out, answered, why] {
+      // Operations the caller handed over whose doorbell has not been
+      // answered yet are taken first, so that they are let go of like the rest.
+      take_submissions();
       std::vector<Peer*> touched;
       for (TcpOp* op : ops) {
         if (op->result != TcpOp::Result::pending) continue;
