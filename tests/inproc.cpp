@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "outcome.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -29,32 +31,8 @@ using dssync::InProcWorld;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-// What a rank (or run()) ended with.
-struct Outcome {
-  std::string kind = "none";
-  std::string what;
-};
-
-Outcome classify(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const dssync::timeout_error& x) {
-    return {"timeout", x.what()};
-  } catch (const dssync::size_mismatch_error& x) {
-    return {"size_mismatch", x.what()};
-  } catch (const dssync::configuration_error& x) {
-    return {"configuration", x.what()};
-  } catch (const dssync::peer_error& x) {
-    return {"peer", x.what()};
-  } catch (const dssync::error& x) {
-    return {"error", x.what()};
-  } catch (const std::exception& x) {
-    return {"std", x.what()};
-  } catch (...) {
-    return {"other", ""};
-  }
-}
+using dssync_test::classify;
+using dssync_test::Outcome;
 
 template <class F>
 Outcome run_outcome(InProcWorld& world, F&& f) {

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include "outcome.hpp"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -35,27 +37,8 @@ using steady = std::chrono::steady_clock;
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-struct Outcome {
-  std::string kind = "none";
-  std::string what;
-};
-
-Outcome classify(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const dssync::timeout_error& x) {
-    return {"timeout", x.what()};
-  } catch (const dssync::size_mismatch_error& x) {
-    return {"size_mismatch", x.what()};
-  } catch (const dssync::configuration_error& x) {
-    return {"configuration", x.what()};
-  } catch (const dssync::peer_error& x) {
-    return {"peer", x.what()};
-  } catch (const std::exception& x) {
-    return {"std", x.what()};
-  }
-}
+using dssync_test::classify;
+using dssync_test::Outcome;
 
 // A port nobody listens on right now (the kernel's pick for an ephemeral bind).
 std::uint16_t free_port() {
