@@ -28,6 +28,13 @@
 #include "dssync/dssync.hpp"
 #include "dssync/transport/tcp.hpp"
 
+// A network transport sends a ring block as one message, also through the
+// counting adapter the synchronizers put around it; memory transports keep
+// cache-sized segments.
+static_assert(dssync::transport_segment_bytes<dssync::TcpTransport>() == SIZE_MAX);
+static_assert(dssync::transport_segment_bytes<dssync::CountingTransport<dssync::TcpTransport>>() == SIZE_MAX);
+static_assert(dssync::transport_segment_bytes<dssync::InProcTransport>() == 256 * 1024);
+
 namespace {
 
 using dssync::TcpOptions;
@@ -216,7 +223,7 @@ TEST_CASE("TcpTransport: a length mismatch is a size_mismatch_error, and the tra
   }));
 }
 
-TEST_CASE("TcpTransport: a receive that never matches times out naming the peer; the others hear of it") {
+TEST_CASE("TcpTransport: a receive that never matches times out naming the peer, and the others hear of it") {
   const auto begin = steady::now();
   const auto out = run_world(
       3,
@@ -314,7 +321,7 @@ dssync::detail::wire::Hello hello(dssync::detail::wire::Purpose p, std::string_v
   return h;
 }
 
-TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are refused; the job goes on") {
+TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are refused, and the job goes on") {
   using namespace dssync::detail;
   const int n = 3;
   std::atomic<int> refused0{0};

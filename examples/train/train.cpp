@@ -11,6 +11,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -55,9 +57,14 @@ void print_epoch(const std::string& label, int epochs, const train::EpochRecord&
     std::printf("%-22s start          test acc %.4f\n", label.c_str(), r.test_acc_avg);
     return;
   }
-  std::printf("%-22s epoch %2d/%d  loss %.4f  test acc %.4f (worst worker %.4f)  consensus %.3g  "
+  char when[32];
+  if (r.epoch == std::floor(r.epoch))
+    std::snprintf(when, sizeof when, "%2d/%d", static_cast<int>(r.epoch), epochs);
+  else
+    std::snprintf(when, sizeof when, "%.2f/%d", r.epoch, epochs);
+  std::printf("%-22s epoch %s  loss %.4f  test acc %.4f (worst worker %.4f)  consensus %.3g  "
               "%6.2f MB/worker  %5.2f s\n",
-              label.c_str(), r.epoch, epochs, r.train_loss, r.test_acc_avg, r.test_acc_worst,
+              label.c_str(), when, r.train_loss, r.test_acc_avg, r.test_acc_worst,
               r.consensus, r.bytes_per_worker / 1e6, r.seconds);
   std::fflush(stdout);
 }
@@ -112,16 +119,24 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
   return std::system(cmd.c_str()) == 0;
 }
 
-void print_table(const std::vector<Run>& runs) {
-  std::printf("\n%-22s %10s %12s %10s %14s %12s\n", "synchronizer", "test acc", "worst worker",
-              "s/epoch", "MB/worker/ep", "consensus");
+// The closing table. "s to X": training time until the averaged model first
+// reached test accuracy X at a record (-: never).
+void print_table(const std::vector<Run>& runs, double target) {
+  char to[32];
+  std::snprintf(to, sizeof to, "s to %.2f", target);
+  std::printf("\n%-22s %10s %12s %10s %14s %12s %10s\n", "synchronizer", "test acc", "worst worker",
+              "s/epoch", "MB/worker/ep", "consensus", to);
   for (const auto& run : runs) {
     const auto& last = run.epochs.back();
     double seconds = 0, bytes = 0;
     for (const auto& r : run.epochs) seconds += r.seconds, bytes += r.bytes_per_worker;
-    const double e = static_cast<double>(run.epochs.size() - 1);  // epoch 0 is the start
-    std::printf("%-22s %10.4f %12.4f %10.2f %14.2f %12.3g\n", run.label.c_str(), last.test_acc_avg,
-                last.test_acc_worst, seconds / e, bytes / e / 1e6, last.consensus);
+    const double e = last.epoch > 0 ? last.epoch : 1.0;
+    const auto hit = std::find_if(run.epochs.begin(), run.epochs.end(),
+                                  [target](const train::EpochRecord& r) { return r.test_acc_avg >= target; });
+    char reached[32] = "-";
+    if (hit != run.epochs.end()) std::snprintf(reached, sizeof reached, "%.2f", hit->wall);
+    std::printf("%-22s %10.4f %12.4f %10.2f %14.2f %12.3g %10s\n", run.label.c_str(), last.test_acc_avg,
+                last.test_acc_worst, seconds / e, bytes / e / 1e6, last.consensus, reached);
   }
 }
 
@@ -157,6 +172,13 @@ int main(int argc, char** argv) {
   app.add_option("--momentum", c.momentum)->capture_default_str();
   app.add_option("--seed", c.seed, "model initialization, shuffles, data order")->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")
+      ->capture_default_str();
+  app.add_option("--evals-per-epoch", c.evals_per_epoch,
+                 "records (averaged model evaluated, not timed) per epoch, at even steps")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  double target = 0.85;
+  app.add_option("--target", target, "test accuracy whose time to reach the closing table gives")
       ->capture_default_str();
   app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
   app.add_option("--transport", transport,
@@ -235,7 +257,7 @@ int main(int argc, char** argv) {
     }
     if (!leader) return 0;
     (void)world;
-    print_table(runs);
+    print_table(runs, target);
     write_csv(csv, runs);
     std::printf("\nevery epoch: %s\n", std::filesystem::absolute(csv).c_str());
     if (!plot_prefix.empty() &&

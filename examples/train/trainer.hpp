@@ -47,6 +47,7 @@ struct Config {
   std::size_t train_limit = 0;  // use only the first N training images (0: all)
   bool checked = false;
   bool evaluate_workers = true;  // each worker's own test accuracy (for the worst)
+  int evals_per_epoch = 1;       // evaluations (records) per epoch, at even steps
 
   // A short name for tables, logs and plot legends.
   std::string label() const {
@@ -61,14 +62,14 @@ struct Config {
 
 // What a worker's epoch amounts to, over all workers.
 struct EpochRecord {
-  int epoch = 0;
+  double epoch = 0;           // epochs trained so far (fractional with evals_per_epoch > 1)
   double train_loss = 0;      // mean over the epoch's samples of all workers
   double test_acc_avg = 0;    // the averaged model's test accuracy
   double test_loss_avg = 0;   // and its test loss
   double test_acc_worst = 0;  // the worst worker's own test accuracy
   double consensus = 0;       // mean over workers of ||x_i - mean||^2
   double bytes_per_worker = 0;  // sent by the synchronizer this epoch, the most of any worker
-  double seconds = 0;         // training time of the epoch, the slowest worker's
+  double seconds = 0;         // training time since the last record, the slowest worker's
   double wall = 0;            // cumulative training time
 };
 
@@ -195,13 +196,19 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
   };
   std::size_t global_step = 0;
   double wall = 0;
-  // Epoch 0 is the common starting point: evaluated, not trained.
+  if (c.evals_per_epoch < 1) throw std::invalid_argument("--evals-per-epoch must be at least 1");
+  const auto parts = static_cast<std::size_t>(c.evals_per_epoch);
+  // Epoch 0 is the common starting point: evaluated, not trained. Each epoch
+  // is trained in `parts` pieces of whole steps with a record after each.
   for (int epoch = 0; epoch <= c.epochs; ++epoch) {
     const std::vector<std::size_t> shard = epoch_order(me, n, samples, c.seed, epoch);
+    for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts; ++part) {
+    const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
+    const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
     const auto bytes_before = sync->stats().bytes_sent;
     double loss_sum = 0;
     const auto start = clock::now();
-    for (std::size_t s = 0; epoch > 0 && s < steps; ++s) {
+    for (std::size_t s = first; s < last; ++s) {
       for (int j = 0; j < c.batch; ++j) {
         const std::size_t i = shard[s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
         std::copy_n(data.train.x.data() + i * data.train.features, data.train.features,
@@ -244,10 +251,10 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
     wall += maxima[0];
     if (me == 0 && on_epoch) {
       EpochRecord r;
-      r.epoch = epoch;
-      r.train_loss = epoch == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                : sums[0] / static_cast<double>(steps * static_cast<std::size_t>(c.batch) *
-                                                                static_cast<std::size_t>(n));
+      r.epoch = epoch == 0 ? 0.0 : epoch - 1 + static_cast<double>(part + 1) / static_cast<double>(parts);
+      r.train_loss = last == first ? std::numeric_limits<double>::quiet_NaN()
+                                   : sums[0] / static_cast<double>((last - first) * static_cast<std::size_t>(c.batch) *
+                                                                   static_cast<std::size_t>(n));
       r.consensus = sums[1] / n;
       r.test_loss_avg = sums[2] / static_cast<double>(data.test.size());
       r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
@@ -256,6 +263,7 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
       r.bytes_per_worker = maxima[1];
       r.wall = wall;
       on_epoch(r);
+    }
     }
   }
   return {model.params().begin(), model.params().end()};

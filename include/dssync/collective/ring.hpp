@@ -20,9 +20,12 @@ namespace dssync {
 class RingReduce {
  public:
   struct Options {
-    // Bytes per message in a step. Small enough that a received segment is
-    // still in L2 when it is combined; large enough to amortize a message.
-    std::size_t segment_bytes = 256 * 1024;
+    // Bytes per message in a step. 0 takes the transport's preference
+    // (transport_segment_bytes): 256 KiB for a memory transport, small enough
+    // that a received segment is still in L2 when it is combined; a network
+    // transport, whose every message is a hand-off to its socket thread and a
+    // wait, sends a block as one message.
+    std::size_t segment_bytes = 0;
   };
 
   RingReduce() = default;
@@ -43,7 +46,10 @@ class RingReduce {
     // sendrecv_view nothing is received into scratch, and a step is one message.
     const std::size_t seg = transport_with_view<Transport, T>
                                 ? std::max<std::size_t>(1, data.size())
-                                : std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+                                : std::max<std::size_t>(1, (options_.segment_bytes
+                                                                ? options_.segment_bytes
+                                                                : transport_segment_bytes<Transport>()) /
+                                                               sizeof(T));
     auto chunk = [&](std::size_t c) { return detail::block(data.size(), n, c % n); };
     // Every member makes the same number of sendrecvs per step, sized by the
     // largest block; the shorter blocks send empty segments at the end.

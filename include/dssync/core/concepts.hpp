@@ -3,6 +3,7 @@
 // with the concept's name in the first line of the compiler's message.
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -42,6 +43,19 @@ concept transport_with_view =
                               void (*use)(std::span<const T>), tag_t tag) {
       t.sendrecv_view(peer, out, peer, count, use, tag);
     };
+
+// Optional: a transport may say how large the messages should be into which a
+// collective cuts a large block (static constexpr std::size_t segment_bytes).
+// Without it, 256 KiB: a received segment is combined while it is still in
+// L2. A network transport, where each message is a hand-off and a wait, says
+// SIZE_MAX: one message a block.
+template <class Tr>
+constexpr std::size_t transport_segment_bytes() {
+  if constexpr (requires { { Tr::segment_bytes } -> std::convertible_to<std::size_t>; })
+    return Tr::segment_bytes;
+  else
+    return 256 * 1024;
+}
 
 // A collective algorithm: all_reduce(transport, group, data, op, tag) combines
 // `data` element-wise over the ranks of `group`, in place, and leaves bitwise

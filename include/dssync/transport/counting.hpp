@@ -22,6 +22,9 @@ class CountingTransport {
  public:
   explicit CountingTransport(Base& base) noexcept : base_(&base) {}
 
+  // Collectives cut blocks as the transport underneath prefers.
+  static constexpr std::size_t segment_bytes = transport_segment_bytes<Base>();
+
   int rank() const { return base_->rank(); }
   int size() const { return base_->size(); }
   Base& base() const noexcept { return *base_; }

@@ -1,0 +1,228 @@
+// SimTransport: the collectives' virtual times against the alpha-beta closed
+// forms, max-min sharing of an uplink, bitwise agreement with the in-process
+// world, determinism, and the errors (deadlock, size mismatch, failed rank).
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "dssync/dssync.hpp"
+#include "dssync/transport/sim.hpp"
+
+using dssync::SimOptions;
+using dssync::SimTransport;
+using dssync::SimWorld;
+
+namespace {
+
+constexpr double alpha = 5e-6;
+constexpr double bw = 1.25e9;  // 10 Gbit/s
+
+bool close(double got, double want, double rel = 1e-9) { return std::abs(got - want) <= rel * std::abs(want); }
+
+// Runs reduce over the whole world of n ranks with `floats` elements (rank r
+// contributes r + 1 everywhere) and returns the run; checks the closed-form sum
+// on every rank.
+template <class Reduce>
+dssync::SimResult run_allreduce(int n, std::size_t floats, SimOptions o = {.alpha = alpha, .bandwidth = bw}) {
+  SimWorld w(n, o);
+  return w.run([&](SimTransport& t) {
+    std::vector<float> data(floats, static_cast<float>(t.rank() + 1));
+    Reduce reduce;
+    reduce.all_reduce(t, dssync::Partition::whole(n).group(0), std::span<float>(data), dssync::Sum{}, 1);
+    const float want = static_cast<float>(n * (n + 1) / 2);
+    CHECK(std::all_of(data.begin(), data.end(), [want](float x) { return x == want; }));
+  });
+}
+
+}  // namespace
+
+TEST_CASE("Ring all-reduce takes 2(p-1) alpha + 2(p-1)/p M/B") {
+  for (int p : {2, 4, 8, 16}) {
+    CAPTURE(p);
+    const std::size_t floats = 1 << 18;  // 1 MiB
+    const double m = floats * 4.0;
+    const auto r = run_allreduce<dssync::RingReduce>(p, floats);
+    const double want = 2 * (p - 1) * alpha + 2.0 * (p - 1) / p * m / bw;
+    CHECK(close(r.makespan, want));
+    for (double f : r.finish) CHECK(close(f, want));
+    CHECK(r.messages == static_cast<std::uint64_t>(2 * (p - 1) * p));
+  }
+}
+
+TEST_CASE("Recursive doubling takes log2(p) (alpha + M/B)") {
+  for (int p : {2, 4, 8, 32}) {
+    CAPTURE(p);
+    const std::size_t floats = 1 << 16;
+    const double m = floats * 4.0;
+    const auto r = run_allreduce<dssync::RecursiveDoublingReduce>(p, floats);
+    CHECK(close(r.makespan, std::log2(p) * (alpha + m / bw)));
+  }
+}
+
+TEST_CASE("Halving-doubling takes 2 log2(p) alpha + 2(p-1)/p M/B") {
+  for (int p : {2, 4, 8, 64}) {
+    CAPTURE(p);
+    const std::size_t floats = 1 << 18;
+    const double m = floats * 4.0;
+    const auto r = run_allreduce<dssync::HalvingDoublingReduce>(p, floats);
+    CHECK(close(r.makespan, 2 * std::log2(p) * alpha + 2.0 * (p - 1) / p * m / bw));
+  }
+}
+
+TEST_CASE("A virtual byte scale multiplies the bandwidth term only") {
+  const std::size_t floats = 1 << 12;
+  const int p = 8;
+  const auto r = run_allreduce<dssync::RingReduce>(p, floats, {.alpha = alpha, .bandwidth = bw, .byte_scale = 1000});
+  CHECK(close(r.makespan, 2 * (p - 1) * alpha + 2.0 * (p - 1) / p * floats * 4.0 * 1000 / bw));
+}
+
+TEST_CASE("k flows across one uplink each get B/k, inside the rack they run at B") {
+  // Two racks of k hosts; host i of rack 0 sends M to host i of rack 1.
+  for (int k : {1, 2, 4, 8}) {
+    CAPTURE(k);
+    const double uplink = 2 * bw;  // oversubscribed k:2
+    const std::size_t bytes = 1 << 20;
+    SimWorld w(2 * k, {.alpha = alpha, .bandwidth = bw, .hosts_per_rack = k, .uplink_bandwidth = uplink});
+    const auto r = w.run([&](SimTransport& t) {
+      std::vector<std::byte> buf(bytes, std::byte{7});
+      if (t.rank() < k) t.send(t.rank() + k, std::span<std::byte>(buf), 3);
+      else t.recv(t.rank() - k, std::span<std::byte>(buf), 3);
+    });
+    const double rate = std::min(bw, uplink / k);
+    for (int i = k; i < 2 * k; ++i) CHECK(close(r.finish[static_cast<std::size_t>(i)], alpha + bytes / rate));
+  }
+}
+
+TEST_CASE("Two flows into one host share its link, a third elsewhere does not slow") {
+  // Ranks 0 and 1 send to 2 at once: its receive port takes one at a time, so
+  // they go one after the other at B. Rank 3 sends to 4 meanwhile at B.
+  const std::size_t bytes = 1 << 20;
+  SimWorld w(5, {.alpha = alpha, .bandwidth = bw});
+  const auto r = w.run([&](SimTransport& t) {
+    std::vector<std::byte> a(bytes, std::byte{1}), b(bytes);
+    switch (t.rank()) {
+      case 0: case 1: t.send(2, std::span<std::byte>(a), 1); break;
+      case 2:
+        t.recv(0, std::span<std::byte>(b), 1);
+        t.recv(1, std::span<std::byte>(b), 1);
+        break;
+      case 3: t.send(4, std::span<std::byte>(a), 1); break;
+      case 4: t.recv(3, std::span<std::byte>(b), 1); break;
+    }
+  });
+  CHECK(close(r.finish[0], bytes / bw));  // a send ends when its last byte leaves
+  CHECK(close(r.finish[1], 2 * bytes / bw));
+  CHECK(close(r.finish[2], 2 * bytes / bw + alpha));
+  CHECK(close(r.finish[4], bytes / bw + alpha));
+}
+
+TEST_CASE("DSSync on the simulator gives bitwise the parameters of the in-process world") {
+  const int n = 12;
+  const std::size_t len = 1000;
+  auto start = [](int rank, std::size_t i) {
+    return static_cast<float>(std::sin(0.37 * rank + 0.011 * static_cast<double>(i))) * 3.0f;
+  };
+  std::vector<std::vector<float>> sim(n), inproc(n);
+  SimWorld(n, {.alpha = alpha, .bandwidth = bw}).run([&](SimTransport& t) {
+    std::vector<float> x(len);
+    for (std::size_t i = 0; i < len; ++i) x[i] = start(t.rank(), i);
+    dssync::DSSync<SimTransport> sync(t, {.group_size = 3, .seed = 5});
+    for (int s = 0; s < 7; ++s) sync.step(x);
+    sim[static_cast<std::size_t>(t.rank())] = x;
+  });
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    std::vector<float> x(len);
+    for (std::size_t i = 0; i < len; ++i) x[i] = start(t.rank(), i);
+    dssync::DSSync<dssync::InProcTransport> sync(t, {.group_size = 3, .seed = 5});
+    for (int s = 0; s < 7; ++s) sync.step(x);
+    inproc[static_cast<std::size_t>(t.rank())] = x;
+  });
+  for (int r = 0; r < n; ++r)
+    CHECK(std::memcmp(sim[static_cast<std::size_t>(r)].data(), inproc[static_cast<std::size_t>(r)].data(),
+                      len * sizeof(float)) == 0);
+}
+
+TEST_CASE("The same program and network give the same virtual times, bit for bit") {
+  auto once = [] {
+    SimOptions o{.alpha = alpha, .bandwidth = bw, .ranks_per_host = 2, .hosts_per_rack = 4,
+                 .uplink_bandwidth = bw, .straggler_fraction = 0.25, .seed = 3};
+    return SimWorld(32, o).run([](SimTransport& t) {
+      std::vector<float> x(4096, static_cast<float>(t.rank()));
+      dssync::DSSync<SimTransport> sync(t, {.group_size = 4, .seed = 1});
+      for (int s = 0; s < 5; ++s) {
+        t.compute(1e-3);
+        sync.step(x);
+      }
+    });
+  };
+  const auto a = once(), b = once();
+  REQUIRE(a.finish.size() == b.finish.size());
+  for (std::size_t i = 0; i < a.finish.size(); ++i) CHECK(std::memcmp(&a.finish[i], &b.finish[i], sizeof(double)) == 0);
+  CHECK(a.makespan > 5 * 2e-3);  // the stragglers' compute counts double
+}
+
+TEST_CASE("compute() advances the clock by the rank's time, stragglers by their factor") {
+  SimWorld w(8, {.straggler_fraction = 0.25, .straggler_slowdown = 3.0, .seed = 9});
+  int slow = 0;
+  const auto r = w.run([&](SimTransport& t) {
+    t.compute(0.5);
+    slow += t.straggler();
+    CHECK(t.now() == (t.straggler() ? 1.5 : 0.5));
+  });
+  CHECK(slow == 2);
+  CHECK(r.makespan == 1.5);
+}
+
+TEST_CASE("A deadlock in virtual time ends every waiting rank with timeout_error naming the peer") {
+  SimWorld w(3);
+  std::vector<std::string> what(3);
+  CHECK_THROWS_AS(w.run([&](SimTransport& t) {
+    std::vector<float> x(4);
+    try {
+      if (t.rank() == 0) t.recv(1, std::span<float>(x), 2);  // 1 never sends
+      if (t.rank() == 1) t.recv(2, std::span<float>(x), 2);  // nor 2
+    } catch (const dssync::timeout_error& e) {
+      what[static_cast<std::size_t>(t.rank())] = e.what();
+      throw;
+    }
+  }),
+                  dssync::timeout_error);
+  CHECK(what[0].find("from rank 1") != std::string::npos);
+  CHECK(what[0].find("deadlock") != std::string::npos);
+  CHECK(what[1].find("from rank 2") != std::string::npos);
+}
+
+TEST_CASE("A size mismatch throws on the receiver, and a failed rank is named to those waiting on it") {
+  SimWorld w(2);
+  CHECK_THROWS_AS(w.run([](SimTransport& t) {
+    std::vector<float> x(t.rank() == 0 ? 4 : 5);
+    if (t.rank() == 0) t.send(1, std::span<float>(x), 1);
+    else t.recv(0, std::span<float>(x), 1);
+  }),
+                  dssync::size_mismatch_error);
+  std::string seen;
+  CHECK_THROWS_AS(SimWorld(2).run([&](SimTransport& t) {
+    std::vector<float> x(4);
+    if (t.rank() == 0) throw std::runtime_error("out of memory in rank 0's own code");
+    try {
+      t.recv(0, std::span<float>(x), 1);
+    } catch (const dssync::peer_error& e) {
+      seen = e.what();
+    }
+  }),
+                  std::runtime_error);
+  CHECK(seen.find("rank 0 failed: out of memory") != std::string::npos);
+}
+
+TEST_CASE("Bad options are configuration errors") {
+  CHECK_THROWS_AS(SimWorld(0), dssync::configuration_error);
+  CHECK_THROWS_AS(SimWorld(4, {.bandwidth = 0}), dssync::configuration_error);
+  CHECK_THROWS_AS(SimWorld(4, {.alpha = -1}), dssync::configuration_error);
+  CHECK_THROWS_AS(SimWorld(4, {.byte_scale = 0}), dssync::configuration_error);
+}
