@@ -1,0 +1,242 @@
+// simulate: synchronizers on a simulated network, in virtual time.
+//
+//   dssync_simulate --ranks 1024 --model-bytes 100e6 --sync ring,dssync --steps 20
+//   dssync_simulate --ranks 64 --hosts-per-rack 8 --oversubscription 4 --sync dssync,dssync-topo,ring
+//
+// Every rank starts from its own random values (seeded) and runs --steps
+// steps of each synchronizer named in --sync, one after the other, on a fresh
+// SimWorld. The model is --model-bytes on the wire, carried in --real-bytes of
+// real floats per rank (the byte scale is their ratio), so 1024 ranks of a
+// 100 MB model fit in memory. Prints per step: the virtual time when the
+// slowest rank finished it, the bytes a rank sent, and the consensus distance
+// (mean over ranks of |x_i - mean|^2, relative to the start); writes every
+// step to --csv, and draws time and consensus plots with gnuplot.
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <dssync/dssync.hpp>
+#include <dssync/transport/sim.hpp>
+
+namespace {
+
+using dssync::SimTransport;
+
+struct Config {
+  int ranks = 64;
+  double model_bytes = 100e6;
+  std::size_t real_bytes = 64 * 1024;
+  double alpha = 5e-6;
+  double bandwidth_gbit = 10;
+  int ranks_per_host = 1;
+  int hosts_per_rack = 0;
+  double oversubscription = 1;
+  double stragglers = 0;
+  double straggler_slowdown = 2;
+  double compute = 0;  // seconds per step
+  int group_size = 2;
+  int steps = 20;
+  std::uint64_t seed = 1;
+};
+
+// One step's figures over all ranks.
+struct StepRecord {
+  double time = 0;   // the latest rank's virtual time at the end of the step
+  double bytes = 0;  // virtual bytes sent per rank in the step (the most of any rank)
+  double consensus = 0;
+};
+
+// Runs `steps` steps of the synchronizer that make(t) builds, on every rank.
+template <class Make>
+std::vector<StepRecord> simulate(const Config& c, Make make) {
+  const dssync::SimOptions o{
+      .alpha = c.alpha,
+      .bandwidth = c.bandwidth_gbit * 1e9 / 8,
+      .ranks_per_host = c.ranks_per_host,
+      .hosts_per_rack = c.hosts_per_rack,
+      .uplink_bandwidth = c.hosts_per_rack > 0 ? c.hosts_per_rack * c.ranks_per_host * c.bandwidth_gbit * 1e9 / 8 /
+                                                     c.oversubscription
+                                               : 0,
+      .byte_scale = c.model_bytes / static_cast<double>(c.real_bytes),
+      .straggler_fraction = c.stragglers,
+      .straggler_slowdown = c.straggler_slowdown,
+      .seed = c.seed,
+  };
+  const std::size_t len = c.real_bytes / sizeof(float);
+  const auto steps = static_cast<std::size_t>(c.steps);
+  // Per step: the sum of the ranks' vectors and of their squared norms, for
+  // the consensus distance without keeping every rank's copy.
+  std::vector<std::vector<double>> sum(steps + 1, std::vector<double>(len, 0.0));
+  std::vector<double> sumsq(steps + 1, 0.0), time(steps + 1, 0.0), bytes(steps + 1, 0.0);
+  auto record = [&](std::size_t s, const std::vector<float>& x) {
+    double sq = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+      sum[s][i] += x[i];
+      sq += static_cast<double>(x[i]) * x[i];
+    }
+    sumsq[s] += sq;
+  };
+  dssync::SimWorld(c.ranks, o).run([&](SimTransport& t) {
+    dssync::CounterRng rng(c.seed, static_cast<std::uint64_t>(t.rank()) + 1);
+    std::vector<float> x(len);
+    for (float& v : x) v = static_cast<float>(rng.next() >> 40) / static_cast<float>(1 << 24) - 0.5f;
+    record(0, x);
+    auto sync = make(t);
+    for (std::size_t s = 1; s <= steps; ++s) {
+      const auto before = sync.stats().bytes_sent;
+      t.compute(c.compute);
+      sync.step(x);
+      record(s, x);
+      time[s] = std::max(time[s], t.now());
+      bytes[s] = std::max(bytes[s], static_cast<double>(sync.stats().bytes_sent - before) *
+                                        c.model_bytes / static_cast<double>(c.real_bytes));
+    }
+  });
+  auto distance = [&](std::size_t s) {
+    double mean_sq = 0;
+    for (double v : sum[s]) mean_sq += (v / c.ranks) * (v / c.ranks);
+    return sumsq[s] / c.ranks - mean_sq;
+  };
+  const double d0 = distance(0);
+  std::vector<StepRecord> out(steps + 1);
+  for (std::size_t s = 0; s <= steps; ++s) out[s] = {time[s], bytes[s], d0 > 0 ? std::max(0.0, distance(s)) / d0 : 0};
+  return out;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const std::size_t comma = std::min(s.find(',', at), s.size());
+    if (comma > at) out.push_back(s.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+// The rack (or host) label of each rank, for TopologyAwareGroups.
+std::vector<std::string> labels(const Config& c) {
+  std::vector<std::string> l;
+  for (int r = 0; r < c.ranks; ++r) {
+    const int host = r / c.ranks_per_host;
+    l.push_back(c.hosts_per_rack > 0 ? "rack" + std::to_string(host / c.hosts_per_rack)
+                                     : "host" + std::to_string(host));
+  }
+  return l;
+}
+
+std::vector<StepRecord> run_named(const std::string& name, const Config& c) {
+  using namespace dssync;
+  const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed};
+  if (name == "ring") return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, RingReduce>(t); });
+  if (name == "hd")
+    return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, HalvingDoublingReduce>(t); });
+  if (name == "dssync")
+    return simulate(c, [&](SimTransport& t) { return DSSync<SimTransport, RandomShuffle>(t, ds); });
+  if (name == "dssync-butterfly")
+    return simulate(c, [&](SimTransport& t) { return DSSync<SimTransport, ButterflyShuffle>(t, ds); });
+  if (name == "dssync-topo")
+    return simulate(c, [&](SimTransport& t) {
+      return DSSync<SimTransport, NoShuffle, RingReduce, TopologyAwareGroups>(t, ds, {}, {},
+                                                                              TopologyAwareGroups(labels(c)));
+    });
+  if (name == "gossip") return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, RingTopology>(t); });
+  if (name == "onepeer")
+    return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, OnePeerExponentialTopology>(t); });
+  throw std::invalid_argument("unknown synchronizer '" + name +
+                              "' (ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer)");
+}
+
+std::string label(const std::string& name, const Config& c) {
+  if (name.rfind("dssync", 0) == 0) return name + " g=" + std::to_string(c.group_size);
+  return name;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Synchronizers on a simulated network, in virtual time"};
+  Config c;
+  std::string syncs = "ring,dssync";
+  std::string csv = "simulate.csv";
+  std::string plot;
+  app.add_option("--ranks", c.ranks)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--model-bytes", c.model_bytes, "model size on the wire")->capture_default_str();
+  app.add_option("--real-bytes", c.real_bytes, "real bytes per rank that carry it")->capture_default_str();
+  app.add_option("--alpha", c.alpha, "latency per message, seconds")->capture_default_str();
+  app.add_option("--bandwidth", c.bandwidth_gbit, "host link, Gbit/s each way")->capture_default_str();
+  app.add_option("--ranks-per-host", c.ranks_per_host)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--hosts-per-rack", c.hosts_per_rack, "0: one rack, no uplinks")->capture_default_str();
+  app.add_option("--oversubscription", c.oversubscription, "rack uplink = rack's host bandwidth / this")
+      ->capture_default_str();
+  app.add_option("--stragglers", c.stragglers, "fraction of ranks that compute slower")->capture_default_str();
+  app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
+  app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
+  app.add_option("--sync", syncs, "ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer")
+      ->capture_default_str();
+  app.add_option("--group-size", c.group_size)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--steps", c.steps)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--seed", c.seed)->capture_default_str();
+  app.add_option("--csv", csv)->capture_default_str();
+  app.add_option("--plot", plot, "PNG prefix: <prefix>_time.png and <prefix>_consensus.png");
+  CLI11_PARSE(app, argc, argv);
+  if (c.real_bytes < sizeof(float) * static_cast<std::size_t>(c.ranks))
+    c.real_bytes = sizeof(float) * static_cast<std::size_t>(c.ranks);  // every ring block non-empty
+
+  try {
+    std::ofstream out(csv);
+    out << "label,step,virtual_seconds,bytes_per_rank,consensus\n";
+    std::printf("%d ranks, model %.3g bytes (%zu real bytes per rank), alpha %g s, %g Gbit/s", c.ranks,
+                c.model_bytes, c.real_bytes, c.alpha, c.bandwidth_gbit);
+    if (c.hosts_per_rack > 0)
+      std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed", c.hosts_per_rack, c.oversubscription);
+    std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank", "consensus");
+    std::vector<std::string> names = split(syncs);
+    for (const auto& name : names) {
+      const auto rec = run_named(name, c);
+      const std::string l = label(name, c);
+      for (std::size_t s = 0; s < rec.size(); ++s) {
+        out << '"' << l << "\"," << s << ',' << rec[s].time << ',' << rec[s].bytes << ',' << rec[s].consensus << '\n';
+        if (s > 0 && (s <= 3 || s == rec.size() - 1 || s % 10 == 0))
+          std::printf("%-20s %6zu %14.6f %14.3f %12.3g\n", l.c_str(), s, rec[s].time, rec[s].bytes / 1e6,
+                      rec[s].consensus);
+      }
+      std::printf("%-20s  per step %.6f s\n\n", l.c_str(), rec.back().time / c.steps);
+    }
+    out.close();
+    std::printf("every step: %s\n", csv.c_str());
+    if (!plot.empty()) {
+      std::ofstream gp(plot + ".gp");
+      gp << "set datafile separator ','\nset terminal pngcairo size 900,500\nset key top left\nset grid\n";
+      for (const auto& [png, col, ylab, logscale] :
+           {std::tuple{plot + "_time.png", 3, "virtual time (s)", false},
+            std::tuple{plot + "_consensus.png", 5, "consensus distance (relative)", true}}) {
+        gp << "set output '" << png << "'\nset xlabel '" << (col == 3 ? "step" : "virtual time (s)")
+           << "'\nset ylabel '" << ylab << "'\n" << (logscale ? "set logscale y\n" : "unset logscale y\n") << "plot ";
+        for (std::size_t i = 0; i < names.size(); ++i) {
+          const std::string l = label(names[i], c);
+          gp << (i ? ", " : "") << "'" << csv << "' skip 1 using (strcol(1) eq '" << l << "' ? $"
+             << (col == 3 ? 2 : 3) << " : NaN):" << col << " with linespoints title '" << l << "'";
+        }
+        gp << "\n";
+      }
+      gp.close();
+      if (std::system(("gnuplot '" + plot + ".gp'").c_str()) != 0)
+        std::printf("gnuplot failed or is missing (Debian: gnuplot-nox); the script is %s.gp\n", plot.c_str());
+      else
+        std::printf("plots: %s_time.png %s_consensus.png\n", plot.c_str(), plot.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "simulate: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
