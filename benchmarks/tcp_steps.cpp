@@ -1,0 +1,148 @@
+// Per-step times of synchronizers over TcpTransport, and a ping-pong to fit
+// the alpha-beta model: what SIMULATION.md's validation measures on the shaped
+// network (scripts/validate-sim), started as n processes by the launcher.
+//
+//   dssync-run -n 8 bench_tcp_steps steps [--sizes B,...] [--sync ring,dssync,gossip] [--steps K] [--trials T]
+//   dssync-run -n 2 bench_tcp_steps pingpong [--sizes B,...] [--trials T]
+//
+// steps: for each size and synchronizer, 2 warm-up steps, then T trials of K
+// steps, each trial started after a barrier; a trial's time is the slowest
+// rank's. Rank 0 prints "<sync> <bytes> <median ms per step>".
+// pingpong: ranks 0 and 1 bounce a message T times per size; rank 0 prints
+// "pingpong <bytes> <median one-way us>", then "exchange <bytes> <median us>"
+// for a sendrecv of that size both ways at once.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <span>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dssync/tcp.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+// The slowest rank's value (a max all-reduce), and a barrier before it.
+double slowest(dssync::TcpTransport& t, double v) {
+  std::vector<int> ranks(static_cast<std::size_t>(t.size()));
+  std::iota(ranks.begin(), ranks.end(), 0);
+  double x[1] = {v};
+  dssync::RecursiveDoublingReduce().all_reduce(t, dssync::Group(ranks), std::span<double>(x), dssync::Max{},
+                                               dssync::make_tag(0, 126));
+  return x[0];
+}
+
+template <class Sync>
+double ms_per_step(dssync::TcpTransport& t, Sync& sync, std::vector<float>& x, int steps, int trials) {
+  for (int w = 0; w < 2; ++w) sync.step(x);
+  std::vector<double> times;
+  for (int i = 0; i < trials; ++i) {
+    slowest(t, 0);  // barrier
+    const auto start = clock_type::now();
+    for (int s = 0; s < steps; ++s) sync.step(x);
+    times.push_back(slowest(t, seconds_since(start)) / steps * 1e3);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: bench_tcp_steps steps|pingpong [options]\n");
+    return 2;
+  }
+  const std::string mode = argv[1];
+  std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
+  std::vector<std::string> syncs = {"ring", "dssync", "gossip"};
+  int steps = 10, trials = 5;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    if (key == "--sizes") sizes = split(argv[i + 1]);
+    else if (key == "--sync") syncs = split(argv[i + 1]);
+    else if (key == "--steps") steps = std::max(1, std::atoi(argv[i + 1]));
+    else if (key == "--trials") trials = std::max(1, std::atoi(argv[i + 1]));
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  try {
+    dssync::TcpTransport t;
+    if (mode == "pingpong") {
+      if (t.size() < 2) throw dssync::configuration_error("pingpong needs 2 ranks");
+      for (const auto& s : sizes) {
+        std::vector<std::byte> buf(std::stoull(s));
+        std::vector<double> times;
+        for (int i = 0; i < trials + 1; ++i) {
+          const auto start = clock_type::now();
+          if (t.rank() == 0) {
+            t.send(1, std::span<std::byte>(buf), 1);
+            t.recv(1, std::span<std::byte>(buf), 1);
+          } else if (t.rank() == 1) {
+            t.recv(0, std::span<std::byte>(buf), 1);
+            t.send(0, std::span<std::byte>(buf), 1);
+          }
+          if (i > 0) times.push_back(seconds_since(start) / 2 * 1e6);  // the first one warms up
+        }
+        std::sort(times.begin(), times.end());
+        if (t.rank() == 0) std::printf("pingpong %s %.2f\n", s.c_str(), times[times.size() / 2]);
+        // Both ways at once (a sendrecv between the two): what a DS-Sync pair does.
+        std::vector<std::byte> in(buf.size());
+        times.clear();
+        for (int i = 0; i < trials + 1 && t.rank() < 2; ++i) {
+          const auto start = clock_type::now();
+          t.sendrecv(1 - t.rank(), std::span<std::byte>(buf), 1 - t.rank(), std::span<std::byte>(in), 2);
+          if (i > 0) times.push_back(seconds_since(start) * 1e6);
+        }
+        std::sort(times.begin(), times.end());
+        if (t.rank() == 0) std::printf("exchange %s %.2f\n", s.c_str(), times[times.size() / 2]);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
+    for (const auto& s : sizes) {
+      std::vector<float> x(std::stoull(s) / sizeof(float), static_cast<float>(t.rank()));
+      for (const auto& name : syncs) {
+        double ms = 0;
+        if (name == "ring") {
+          dssync::AllReduceSync<dssync::TcpTransport, dssync::RingReduce> sync(t);
+          ms = ms_per_step(t, sync, x, steps, trials);
+        } else if (name == "dssync") {
+          dssync::DSSync<dssync::TcpTransport> sync(t, {.group_size = 2, .seed = 1});
+          ms = ms_per_step(t, sync, x, steps, trials);
+        } else if (name == "gossip") {
+          dssync::GossipSync<dssync::TcpTransport> sync(t);
+          ms = ms_per_step(t, sync, x, steps, trials);
+        } else {
+          throw dssync::configuration_error("unknown synchronizer " + name + " (ring, dssync, gossip)");
+        }
+        if (t.rank() == 0) std::printf("%s %s %.3f\n", name.c_str(), s.c_str(), ms);
+        std::fflush(stdout);
+      }
+    }
+  } catch (const dssync::error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
