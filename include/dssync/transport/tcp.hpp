@@ -48,6 +48,8 @@
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <boost/asio.hpp>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <chrono>
 #include <condition_variable>
@@ -364,6 +366,8 @@ class TcpCore {
     bool claimed = false;  // a connection for this rank is in its handshake
     bool closing = false;  // this side said goodbye
     bool eof = false;
+    int lowat = 1;  // SO_RCVLOWAT now set on the socket
+    int queued_seen = 0;  // bytes waiting in the socket at the last heartbeat tick
   };
 
   // ------------------------------------------------------------ set-up --
@@ -788,6 +792,12 @@ class TcpCore {
         break;
       case Peer::Mode::paused:
         return;
+    }
+    // Into a caller's buffer, the socket wakes this thread only when a good
+    // piece has arrived (or the message's end), not for every segment.
+    const int lowat = user ? static_cast<int>(std::min<std::uint64_t>(p.target->bytes - p.got, 256 * 1024)) : 1;
+    if (lowat != p.lowat) {
+      if (setsockopt(p.sock.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0) p.lowat = lowat;
     }
     p.reading = true;
     p.user_io += user;
@@ -1224,6 +1234,15 @@ class TcpCore {
       for (auto& q : peers_) {
         auto& p = *q;
         if (p.state != Peer::State::open || p.closing) continue;
+        if (p.lowat > 1) {
+          // Woken only per piece of a message: bytes that arrived below the
+          // mark are signs of life too (a slow link is not a dead peer).
+          int queued = 0;
+          if (ioctl(p.sock.native_handle(), FIONREAD, &queued) == 0 && queued != p.queued_seen) {
+            p.queued_seen = queued;
+            p.last_heard = now;
+          }
+        }
         if (p.mode != Peer::Mode::paused && now - p.last_heard > options_.peer_timeout) {
           p.state = Peer::State::dead;
           const std::string text =
