@@ -10,7 +10,10 @@
 // 100 MB model fit in memory. Prints per step: the virtual time when the
 // slowest rank finished it, the bytes a rank sent, and the consensus distance
 // (mean over ranks of |x_i - mean|^2, relative to the start); writes every
-// step to --csv, and draws time and consensus plots with gnuplot.
+// step to --csv, and draws time and consensus plots with gnuplot. --scalar
+// gives every rank one N(0,1) value instead (the consensus protocol of the
+// Moshpit SGD paper); the CSV's msd column is the absolute mean squared
+// deviation.
 
 #include <CLI/CLI.hpp>
 
@@ -45,13 +48,15 @@ struct Config {
   int group_size = 2;
   int steps = 20;
   std::uint64_t seed = 1;
+  bool scalar = false;  // one N(0,1) value per rank (Moshpit SGD's consensus protocol)
 };
 
 // One step's figures over all ranks.
 struct StepRecord {
   double time = 0;   // the latest rank's virtual time at the end of the step
   double bytes = 0;  // virtual bytes sent per rank in the step (the most of any rank)
-  double consensus = 0;
+  double consensus = 0;  // relative to the start
+  double msd = 0;        // mean squared deviation from the mean, absolute
 };
 
 // Runs `steps` steps of the synchronizer that make(t) builds, on every rank.
@@ -87,7 +92,13 @@ std::vector<StepRecord> simulate(const Config& c, Make make) {
   dssync::SimWorld(c.ranks, o).run([&](SimTransport& t) {
     dssync::CounterRng rng(c.seed, static_cast<std::uint64_t>(t.rank()) + 1);
     std::vector<float> x(len);
-    for (float& v : x) v = static_cast<float>(rng.next() >> 40) / static_cast<float>(1 << 24) - 0.5f;
+    if (c.scalar) {  // Box-Muller from two uniforms in (0, 1]
+      const double u1 = (static_cast<double>(rng.next() >> 11) + 1) / 9007199254740992.0;
+      const double u2 = static_cast<double>(rng.next() >> 11) / 9007199254740992.0;
+      x[0] = static_cast<float>(std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2));
+    } else {
+      for (float& v : x) v = static_cast<float>(rng.next() >> 40) / static_cast<float>(1 << 24) - 0.5f;
+    }
     record(0, x);
     auto sync = make(t);
     for (std::size_t s = 1; s <= steps; ++s) {
@@ -107,7 +118,10 @@ std::vector<StepRecord> simulate(const Config& c, Make make) {
   };
   const double d0 = distance(0);
   std::vector<StepRecord> out(steps + 1);
-  for (std::size_t s = 0; s <= steps; ++s) out[s] = {time[s], bytes[s], d0 > 0 ? std::max(0.0, distance(s)) / d0 : 0};
+  for (std::size_t s = 0; s <= steps; ++s) {
+    const double d = std::max(0.0, distance(s));
+    out[s] = {time[s], bytes[s], d0 > 0 ? d / d0 : 0, d};
+  }
   return out;
 }
 
@@ -186,14 +200,17 @@ int main(int argc, char** argv) {
   app.add_option("--steps", c.steps)->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", c.seed)->capture_default_str();
   app.add_option("--csv", csv)->capture_default_str();
+  app.add_flag("--scalar", c.scalar, "one N(0,1) value per rank instead of a model (consensus rounds)");
   app.add_option("--plot", plot, "PNG prefix: <prefix>_time.png and <prefix>_consensus.png");
   CLI11_PARSE(app, argc, argv);
-  if (c.real_bytes < sizeof(float) * static_cast<std::size_t>(c.ranks))
+  if (c.scalar)
+    c.real_bytes = sizeof(float);
+  else if (c.real_bytes < sizeof(float) * static_cast<std::size_t>(c.ranks))
     c.real_bytes = sizeof(float) * static_cast<std::size_t>(c.ranks);  // every ring block non-empty
 
   try {
     std::ofstream out(csv);
-    out << "label,step,virtual_seconds,bytes_per_rank,consensus\n";
+    out << "label,step,virtual_seconds,bytes_per_rank,consensus,msd\n";
     std::printf("%d ranks, model %.3g bytes (%zu real bytes per rank), alpha %g s, %g Gbit/s", c.ranks,
                 c.model_bytes, c.real_bytes, c.alpha, c.bandwidth_gbit);
     if (c.hosts_per_rack > 0)
@@ -204,7 +221,7 @@ int main(int argc, char** argv) {
       const auto rec = run_named(name, c);
       const std::string l = label(name, c);
       for (std::size_t s = 0; s < rec.size(); ++s) {
-        out << '"' << l << "\"," << s << ',' << rec[s].time << ',' << rec[s].bytes << ',' << rec[s].consensus << '\n';
+        out << '"' << l << "\"," << s << ',' << rec[s].time << ',' << rec[s].bytes << ',' << rec[s].consensus << ',' << rec[s].msd << '\n';
         if (s > 0 && (s <= 3 || s == rec.size() - 1 || s % 10 == 0))
           std::printf("%-20s %6zu %14.6f %14.3f %12.3g\n", l.c_str(), s, rec[s].time, rec[s].bytes / 1e6,
                       rec[s].consensus);
