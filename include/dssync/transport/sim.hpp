@@ -51,6 +51,15 @@
 #include <vector>
 
 #include "dssync/core/concepts.hpp"
+
+// Under AddressSanitizer every switch of stacks is announced to it, or an
+// exception thrown on a rank's stack looks like a stack error.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define DSSYNC_SIM_ASAN 1
+#else
+#define DSSYNC_SIM_ASAN 0
+#endif
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/random.hpp"
@@ -176,11 +185,14 @@ class SimWorld {
     reset();
     std::exception_ptr first;
     namespace ctx = boost::context;
-    ctx::protected_fixedsize_stack stacks(o_.stack_bytes);
     for (int r = 0; r < n_; ++r) {
       Rank& me = ranks_[static_cast<std::size_t>(r)];
-      me.self = ctx::fiber(std::allocator_arg, stacks, [this, r, &f, &first](ctx::fiber&& sched) {
+      me.self = ctx::fiber(std::allocator_arg, Stack{ctx::protected_fixedsize_stack(o_.stack_bytes), &me},
+                           [this, r, &f, &first](ctx::fiber&& sched) {
         Rank& rk = ranks_[static_cast<std::size_t>(r)];
+#if DSSYNC_SIM_ASAN
+        __sanitizer_finish_switch_fiber(nullptr, &sched_bottom_, &sched_size_);
+#endif
         rk.sched = std::move(sched);
         SimTransport t(this, r);
         try {
@@ -196,6 +208,9 @@ class SimWorld {
         }
         rk.done = true;
         rk.finish = now_;
+#if DSSYNC_SIM_ASAN
+        __sanitizer_start_switch_fiber(nullptr, sched_bottom_, sched_size_);
+#endif
         return std::move(rk.sched);
       });
       ready_.push_back(r);
@@ -219,6 +234,9 @@ class SimWorld {
 
   struct Rank {
     boost::context::fiber self, sched;
+    const void* stack_bottom = nullptr;  // for AddressSanitizer's fiber switches
+    std::size_t stack_size = 0;
+    void* fake_stack = nullptr;
     bool done = false;
     bool waiting = false;
     double finish = 0;
@@ -231,6 +249,18 @@ class SimWorld {
     std::vector<detail::SimRecv*> posted;
     std::vector<Message*> in_flight;     // copies on their way here (alpha)
     std::string waiting_for;  // non-empty: woken because nothing can complete
+  };
+  // A rank's stack, remembered for AddressSanitizer.
+  struct Stack {
+    boost::context::protected_fixedsize_stack inner;
+    Rank* rank;
+    boost::context::stack_context allocate() {
+      boost::context::stack_context sc = inner.allocate();
+      rank->stack_bottom = static_cast<const char*>(sc.sp) - sc.size;
+      rank->stack_size = sc.size;
+      return sc;
+    }
+    void deallocate(boost::context::stack_context& sc) noexcept { inner.deallocate(sc); }
   };
   struct Link {
     double capacity = 0;  // bytes/s; infinity: not a constraint
@@ -321,7 +351,13 @@ class SimWorld {
   void block(int r) {
     Rank& rk = ranks_[static_cast<std::size_t>(r)];
     rk.waiting = true;
+#if DSSYNC_SIM_ASAN
+    __sanitizer_start_switch_fiber(&rk.fake_stack, sched_bottom_, sched_size_);
+#endif
     rk.sched = std::move(rk.sched).resume();
+#if DSSYNC_SIM_ASAN
+    __sanitizer_finish_switch_fiber(rk.fake_stack, &sched_bottom_, &sched_size_);
+#endif
   }
   void wake(int r) {
     Rank& rk = ranks_[static_cast<std::size_t>(r)];
@@ -337,7 +373,13 @@ class SimWorld {
         const int r = ready_.front();
         ready_.pop_front();
         Rank& rk = ranks_[static_cast<std::size_t>(r)];
+#if DSSYNC_SIM_ASAN
+        __sanitizer_start_switch_fiber(&sched_fake_stack_, rk.stack_bottom, rk.stack_size);
+#endif
         rk.self = std::move(rk.self).resume();
+#if DSSYNC_SIM_ASAN
+        __sanitizer_finish_switch_fiber(sched_fake_stack_, nullptr, nullptr);
+#endif
       }
       if (std::all_of(ranks_.begin(), ranks_.end(), [](const Rank& rk) { return rk.done; })) return;
       if (!advance()) deadlock();
@@ -631,6 +673,9 @@ class SimWorld {
   std::string failure_;
   bool flows_changed_ = false;
   std::vector<std::unique_ptr<Message>> owned_;
+  const void* sched_bottom_ = nullptr;  // the scheduler's stack, for AddressSanitizer
+  std::size_t sched_size_ = 0;
+  void* sched_fake_stack_ = nullptr;
   std::vector<Message*> pool_;
 };
 
