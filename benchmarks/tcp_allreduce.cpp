@@ -24,15 +24,11 @@
 
 #include "dssync/tcp.hpp"
 
+#include "cli.hpp"
+
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split;
 
 int reps_for(std::size_t bytes) {
   return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000));

@@ -24,17 +24,13 @@
 
 #include "dssync/tcp.hpp"
 
+#include "cli.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split;
 
 double seconds_since(clock_type::time_point t) {
   return std::chrono::duration<double>(clock_type::now() - t).count();

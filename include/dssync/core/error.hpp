@@ -3,6 +3,7 @@
 // and its message names where it happened: rank, peer, group, iteration.
 
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -154,5 +155,18 @@ class timeout_error : public peer_error {
     throw timeout_error(message(), merge(where(), outer));
   }
 };
+
+namespace detail {
+// What a rank threw, in words, for the error the others see.
+inline std::string describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+}  // namespace detail
 
 }  // namespace dssync

@@ -417,7 +417,7 @@ class InProcWorld {
           if (!shared.failed) {
             shared.failed = true;
             shared.failed_rank = r;
-            shared.failure = describe(std::current_exception());
+            shared.failure = detail::describe_exception(std::current_exception());
             first = std::current_exception();
           }
         }
@@ -429,16 +429,6 @@ class InProcWorld {
   }
 
  private:
-  static std::string describe(const std::exception_ptr& e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      return x.what();
-    } catch (...) {
-      return "an exception not derived from std::exception";
-    }
-  }
-
   int size_;
   InProcOptions options_;
 };

@@ -203,7 +203,7 @@ class SimWorld {
           if (!first) first = std::current_exception();
           if (failed_rank_ < 0) {
             failed_rank_ = r;
-            failure_ = describe(std::current_exception());
+            failure_ = detail::describe_exception(std::current_exception());
           }
         }
         rk.done = true;
@@ -275,15 +275,6 @@ class SimWorld {
     bool operator>(const Event& e) const { return time != e.time ? time > e.time : seq > e.seq; }
   };
 
-  static std::string describe(const std::exception_ptr& e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      return x.what();
-    } catch (...) {
-      return "an exception not derived from std::exception";
-    }
-  }
 
   // ---- topology --------------------------------------------------------------
   int host_of(int r) const { return r / o_.ranks_per_host; }
