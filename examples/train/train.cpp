@@ -33,6 +33,9 @@
 #ifdef DSSYNC_TRAIN_WITH_TCP
 #include <dssync/transport/tcp.hpp>
 #endif
+#ifdef DSSYNC_TRAIN_WITH_SIM
+#include <dssync/transport/sim.hpp>
+#endif
 
 #include "data.hpp"
 #include "trainer.hpp"
@@ -156,9 +159,10 @@ int main(int argc, char** argv) {
                  "gossip, localsgd, none")
       ->capture_default_str();
   app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--shuffle", c.shuffle, "DS-Sync shuffle: random, butterfly, none")
+  app.add_option("--shuffle", c.shuffle,
+                 "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over --shuffle-racks)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"random", "butterfly", "none"}));
+      ->check(CLI::IsMember({"random", "butterfly", "none", "topology"}));
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (threads) with --transport inproc")
       ->capture_default_str()
@@ -182,9 +186,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
   app.add_option("--transport", transport,
-                 "inproc (threads), mpi (under mpirun) or tcp (under scripts/dssync-run)")
+                 "inproc (threads), mpi (under mpirun), tcp (under scripts/dssync-run) or sim "
+                 "(a simulated network: times are virtual)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"inproc", "mpi", "tcp"}));
+      ->check(CLI::IsMember({"inproc", "mpi", "tcp", "sim"}));
+  double sim_gbit = 10, sim_alpha = 5e-6, sim_oversubscription = 1;
+  int sim_hosts_per_rack = 0;
+  app.add_option("--sim-bandwidth", sim_gbit, "sim: host link, Gbit/s")->capture_default_str();
+  app.add_option("--sim-alpha", sim_alpha, "sim: latency per message, s")->capture_default_str();
+  app.add_option("--sim-hosts-per-rack", sim_hosts_per_rack, "sim: hosts (workers) per rack, 0: one rack")
+      ->capture_default_str();
+  app.add_option("--sim-oversubscription", sim_oversubscription, "sim: rack uplink = rack bandwidth / this")
+      ->capture_default_str();
+  app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology")->capture_default_str();
   app.add_option("--data", data_dir, "directory with the four Fashion-MNIST IDX .gz files")
       ->capture_default_str();
   app.add_option("--csv", csv, "where to write every epoch of every run")->capture_default_str();
@@ -219,6 +233,26 @@ int main(int argc, char** argv) {
           train::train_worker(t, data, rc, record);
         });
       });
+    } else if (transport == "sim") {
+#ifdef DSSYNC_TRAIN_WITH_SIM
+      const dssync::SimOptions o{
+          .alpha = sim_alpha,
+          .bandwidth = sim_gbit * 1e9 / 8,
+          .hosts_per_rack = sim_hosts_per_rack,
+          .uplink_bandwidth = sim_hosts_per_rack > 0 ? sim_hosts_per_rack * sim_gbit * 1e9 / 8 / sim_oversubscription : 0,
+          .stack_bytes = 1 << 20,  // Eigen keeps GEMM blocks on the stack
+      };
+      std::printf("%d workers on a simulated network (%g Gbit/s, %g s, %d hosts per rack, uplinks %g:1), "
+                  "%zu training and %zu test images, batch %d per worker; times are virtual\n",
+                  workers, sim_gbit, sim_alpha, sim_hosts_per_rack, sim_oversubscription, data.train.size(),
+                  data.test.size(), c.batch);
+      each_run([&](const train::Config& rc) {
+        dssync::SimWorld(workers, o).run([&](dssync::SimTransport& t) { train::train_worker(t, data, rc, record); });
+      });
+#else
+      std::fprintf(stderr, "this build has no simulated transport (Boost.Context was not found at configure time)\n");
+      return 2;
+#endif
     } else if (transport == "tcp") {
 #ifdef DSSYNC_TRAIN_WITH_TCP
       dssync::TcpTransport t;  // DSSYNC_* from the launcher

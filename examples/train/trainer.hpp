@@ -48,9 +48,11 @@ struct Config {
   bool checked = false;
   bool evaluate_workers = true;  // each worker's own test accuracy (for the worst)
   int evals_per_epoch = 1;       // evaluations (records) per epoch, at even steps
+  int rack_size = 0;             // ranks per rack, for --shuffle topology (0: one per rank)
 
   // A short name for tables, logs and plot legends.
   std::string label() const {
+    if (sync == "dssync" && shuffle == "topology") return "dssync topology-aware";
     if (sync == "dssync")
       return "dssync g=" + std::to_string(group_size) + " " + shuffle;
     if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
@@ -120,7 +122,14 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
       return std::make_unique<detail::SyncOf<DSSync<T, ButterflyShuffle, RingReduce>>>(false, t, ds);
     if (c.shuffle == "none")
       return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce>>>(false, t, ds);
-    throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none)");
+    if (c.shuffle == "topology") {  // TopologyAwareGroups over racks of rack_size ranks
+      std::vector<std::string> racks;
+      for (int r = 0; r < t.size(); ++r)
+        racks.push_back("rack" + std::to_string(c.rack_size > 0 ? r / c.rack_size : r));
+      return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce, TopologyAwareGroups>>>(
+          false, t, ds, NoShuffle{}, RingReduce{}, TopologyAwareGroups(racks));
+    }
+    throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none, topology)");
   }
   if (c.sync == "allreduce")
     return std::make_unique<detail::SyncOf<AllReduceSync<T, RingReduce>>>(
@@ -157,6 +166,16 @@ inline std::size_t steps_per_epoch(int n, std::size_t samples, int batch) {
 // Runs the training on this worker; calls on_epoch (on rank 0 only) for the
 // starting point (epoch 0, no training loss) and after each epoch with the
 // figures of all workers, and returns this worker's final parameters. Every worker must call it with the same data and config.
+// Time as the transport sees it: a simulated transport's virtual clock (its
+// ranks share one thread, so wall time means nothing per rank), else the wall.
+template <class T>
+double now_seconds(const T& t) {
+  if constexpr (requires { t.now(); })
+    return t.now();
+  else
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 template <dssync::transport T>
 std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
@@ -207,8 +226,9 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
     const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
     const auto bytes_before = sync->stats().bytes_sent;
     double loss_sum = 0;
-    const auto start = clock::now();
+    const double start = now_seconds(t);
     for (std::size_t s = first; s < last; ++s) {
+      [[maybe_unused]] const auto computing = clock::now();
       for (int j = 0; j < c.batch; ++j) {
         const std::size_t i = shard[s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
         std::copy_n(data.train.x.data() + i * data.train.features, data.train.features,
@@ -217,15 +237,23 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
       }
       loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
       const float lr = lr_at(global_step++);
+      // On a simulated network the step's real compute time (the gradient and
+      // the update) is spent in virtual time before the synchronization.
+      auto spend = [&] {
+        if constexpr (requires { t.compute(1.0); })
+          t.compute(std::chrono::duration<double>(clock::now() - computing).count());
+      };
       if (sync->on_gradients()) {
+        spend();
         sync->step(model.gradient());
         model.sgd_step(model.gradient(), lr, c.momentum);
       } else {
         model.sgd_step(model.gradient(), lr, c.momentum);
+        spend();
         sync->step(model.params());
       }
     }
-    const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+    const double seconds = now_seconds(t) - start;
 
     // The averaged model and how far the workers are from it.
     std::copy(model.params().begin(), model.params().end(), averaged.begin());
