@@ -248,7 +248,9 @@ class SimWorld {
     std::vector<Message*> unexpected;    // arrived before their receive
     std::vector<detail::SimRecv*> posted;
     std::vector<Message*> in_flight;     // copies on their way here (alpha)
-    std::string waiting_for;  // non-empty: woken because nothing can complete
+    // Why the engine woke it: progress, or nothing can complete its wait
+    // (a deadlock, or a rank that failed).
+    enum class Woken { progress, deadlock, failure } woken = Woken::progress;
   };
   // A rank's stack, remembered for AddressSanitizer.
   struct Stack {
@@ -274,7 +276,6 @@ class SimWorld {
     Message* message;  // arrival: the message
     bool operator>(const Event& e) const { return time != e.time ? time > e.time : seq > e.seq; }
   };
-
 
   // ---- topology --------------------------------------------------------------
   int host_of(int r) const { return r / o_.ranks_per_host; }
@@ -322,8 +323,7 @@ class SimWorld {
     std::vector<int> order(static_cast<std::size_t>(n_));
     for (int r = 0; r < n_; ++r) order[static_cast<std::size_t>(r)] = r;
     CounterRng rng(o_.seed, 0x5354524147ULL);
-    for (int i = n_ - 1; i > 0; --i)
-      std::swap(order[static_cast<std::size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+    random_permute(std::span<int>(order), rng);
     for (int i = 0; i < slow; ++i) ranks_[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])].factor = o_.straggler_slowdown;
     flows_.clear();
     events_ = {};
@@ -382,7 +382,7 @@ class SimWorld {
     for (int r = 0; r < n_; ++r) {
       Rank& rk = ranks_[static_cast<std::size_t>(r)];
       if (rk.done || !rk.waiting) continue;
-      rk.waiting_for = failed_rank_ >= 0 ? "!" : "?";
+      rk.woken = failed_rank_ >= 0 ? Rank::Woken::failure : Rank::Woken::deadlock;
       wake(r);
     }
   }
@@ -502,16 +502,10 @@ class SimWorld {
     Rank& d = ranks_[static_cast<std::size_t>(m.dst)];
     // Straight into a posted receive of the same size, unless an earlier
     // message from the same sender and tag is still on its way (in order).
-    detail::SimRecv* into = nullptr;
     const bool earlier = std::any_of(d.in_flight.begin(), d.in_flight.end(), [&](const Message* e) {
       return e->src == m.src && e->tag == m.tag;
     });
-    if (!earlier)
-      for (detail::SimRecv* r : d.posted)
-        if (!r->claimed && r->src == m.src && r->tag == m.tag) {
-          into = r;
-          break;
-        }
+    detail::SimRecv* into = earlier ? nullptr : open_recv_for(d, m);
     if (into && into->bytes == m.bytes) {
       into->claimed = true;
       if (m.bytes) std::memcpy(into->into, m.data, m.bytes);
@@ -543,14 +537,20 @@ class SimWorld {
       return;
     }
     d.in_flight.erase(std::find(d.in_flight.begin(), d.in_flight.end(), &m));
-    for (detail::SimRecv* r : d.posted)
-      if (!r->claimed && r->src == m.src && r->tag == m.tag) {
-        deliver(m, *r);
-        finish_recv(d, *r, m.dst);
-        release(m);
-        return;
-      }
+    if (detail::SimRecv* r = open_recv_for(d, m)) {
+      deliver(m, *r);
+      finish_recv(d, *r, m.dst);
+      release(m);
+      return;
+    }
     d.unexpected.push_back(&m);
+  }
+  // The first posted receive for m's sender and tag that no message has
+  // claimed yet.
+  static detail::SimRecv* open_recv_for(const Rank& d, const Message& m) {
+    for (detail::SimRecv* r : d.posted)
+      if (!r->claimed && r->src == m.src && r->tag == m.tag) return r;
+    return nullptr;
   }
   void deliver(const Message& m, detail::SimRecv& r) {
     if (r.bytes != m.bytes)
@@ -602,14 +602,17 @@ class SimWorld {
     if (it != rk.posted.end()) rk.posted.erase(it);
   }
 
+  [[noreturn]] void throw_failed(int r, tag_t tag) const {
+    throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
+                     detail::p2p_context(r, failed_rank_, tag));
+  }
+
   // One operation of rank r: an optional send and an optional receive,
   // waited for together.
   void operate(int r, int dst, std::span<const std::byte> out, int src, std::span<std::byte> in, tag_t tag,
                bool do_send, bool do_recv) {
     Rank& rk = ranks_[static_cast<std::size_t>(r)];
-    if (failed_rank_ >= 0 && failed_rank_ != r)
-      throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
-                       detail::p2p_context(r, failed_rank_, tag));
+    if (failed_rank_ >= 0 && failed_rank_ != r) throw_failed(r, tag);
     detail::SimRecv rv;
     bool sent = !do_send;
     if (do_recv) {
@@ -630,15 +633,13 @@ class SimWorld {
       issue(m);
     }
     while (!(sent && (!do_recv || rv.done))) {
-      rk.waiting_for.clear();
+      rk.woken = Rank::Woken::progress;
       block(r);
-      if (!rk.waiting_for.empty() && !(sent && (!do_recv || rv.done))) {
+      if (rk.woken != Rank::Woken::progress && !(sent && (!do_recv || rv.done))) {
         // Deadlock, or a failed rank: nothing will ever complete this.
         if (do_recv && !rv.done) cancel(r, rv);
         const int peer = do_recv && !rv.done ? src : dst;
-        if (rk.waiting_for == "!")  // decided when it was woken: a rank had failed
-          throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
-                           detail::p2p_context(r, failed_rank_, tag));
+        if (rk.woken == Rank::Woken::failure) throw_failed(r, tag);
         throw timeout_error(std::string(do_recv && !rv.done ? "waits for a message from" : "waits to send to") +
                                 " rank " + std::to_string(peer) + " at virtual time " + std::to_string(now_) +
                                 " s, and every rank waits: the program deadlocks",
