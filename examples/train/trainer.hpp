@@ -70,7 +70,7 @@ struct EpochRecord {
   double test_loss_avg = 0;   // and its test loss
   double test_acc_worst = 0;  // the worst worker's own test accuracy
   double consensus = 0;       // mean over workers of ||x_i - mean||^2
-  double bytes_per_worker = 0;  // sent by the synchronizer this epoch, the most of any worker
+  double bytes_per_worker = 0;  // sent by the synchronizer since the last record, the most of any worker
   double seconds = 0;         // training time since the last record, the slowest worker's
   double wall = 0;            // cumulative training time
 };
@@ -163,9 +163,6 @@ inline std::size_t steps_per_epoch(int n, std::size_t samples, int batch) {
   return (samples / static_cast<std::size_t>(n)) / static_cast<std::size_t>(batch);
 }
 
-// Runs the training on this worker; calls on_epoch (on rank 0 only) for the
-// starting point (epoch 0, no training loss) and after each epoch with the
-// figures of all workers, and returns this worker's final parameters. Every worker must call it with the same data and config.
 // Time as the transport sees it: a simulated transport's virtual clock (its
 // ranks share one thread, so wall time means nothing per rank), else the wall.
 template <class T>
@@ -176,6 +173,11 @@ double now_seconds(const T& t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Runs the training on this worker; calls on_epoch (on rank 0 only) for the
+// starting point (epoch 0, no training loss) and after each record (each epoch,
+// or evals_per_epoch times an epoch) with the figures of all workers, and
+// returns this worker's final parameters. Every worker must call it with the
+// same data and config.
 template <dssync::transport T>
 std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
@@ -222,76 +224,76 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
   for (int epoch = 0; epoch <= c.epochs; ++epoch) {
     const std::vector<std::size_t> shard = epoch_order(me, n, samples, c.seed, epoch);
     for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts; ++part) {
-    const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
-    const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
-    const auto bytes_before = sync->stats().bytes_sent;
-    double loss_sum = 0;
-    const double start = now_seconds(t);
-    for (std::size_t s = first; s < last; ++s) {
-      [[maybe_unused]] const auto computing = clock::now();
-      for (int j = 0; j < c.batch; ++j) {
-        const std::size_t i = shard[s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
-        std::copy_n(data.train.x.data() + i * data.train.features, data.train.features,
-                    batch_x.data() + static_cast<std::size_t>(j) * data.train.features);
-        batch_y[static_cast<std::size_t>(j)] = data.train.y[i];
+      const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
+      const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
+      const auto bytes_before = sync->stats().bytes_sent;
+      double loss_sum = 0;
+      const double start = now_seconds(t);
+      for (std::size_t s = first; s < last; ++s) {
+        [[maybe_unused]] const auto computing = clock::now();
+        for (int j = 0; j < c.batch; ++j) {
+          const std::size_t i = shard[s * static_cast<std::size_t>(c.batch) + static_cast<std::size_t>(j)];
+          std::copy_n(data.train.x.data() + i * data.train.features, data.train.features,
+                      batch_x.data() + static_cast<std::size_t>(j) * data.train.features);
+          batch_y[static_cast<std::size_t>(j)] = data.train.y[i];
+        }
+        loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
+        const float lr = lr_at(global_step++);
+        // On a simulated network the step's real compute time (the gradient and
+        // the update) is spent in virtual time before the synchronization.
+        auto spend = [&] {
+          if constexpr (requires { t.compute(1.0); })
+            t.compute(std::chrono::duration<double>(clock::now() - computing).count());
+        };
+        if (sync->on_gradients()) {
+          spend();
+          sync->step(model.gradient());
+          model.sgd_step(model.gradient(), lr, c.momentum);
+        } else {
+          model.sgd_step(model.gradient(), lr, c.momentum);
+          spend();
+          sync->step(model.params());
+        }
       }
-      loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
-      const float lr = lr_at(global_step++);
-      // On a simulated network the step's real compute time (the gradient and
-      // the update) is spent in virtual time before the synchronization.
-      auto spend = [&] {
-        if constexpr (requires { t.compute(1.0); })
-          t.compute(std::chrono::duration<double>(clock::now() - computing).count());
-      };
-      if (sync->on_gradients()) {
-        spend();
-        sync->step(model.gradient());
-        model.sgd_step(model.gradient(), lr, c.momentum);
-      } else {
-        model.sgd_step(model.gradient(), lr, c.momentum);
-        spend();
-        sync->step(model.params());
+      const double seconds = now_seconds(t) - start;
+
+      // The averaged model and how far the workers are from it.
+      std::copy(model.params().begin(), model.params().end(), averaged.begin());
+      ring.all_reduce(t, world.group(0), std::span<float>(averaged), dssync::Average{}, tag);
+      double dist = 0;
+      for (std::size_t i = 0; i < averaged.size(); ++i) {
+        const double d = static_cast<double>(model.params()[i]) - averaged[i];
+        dist += d * d;
       }
-    }
-    const double seconds = now_seconds(t) - start;
+      double own_acc = 1.0;
+      if (c.evaluate_workers)
+        own_acc = static_cast<double>(model.evaluate(model.params(), data.test).correct) /
+                  static_cast<double>(data.test.size());
+      BatchResult avg;
+      if (me == 0) avg = model.evaluate(averaged, data.test);
 
-    // The averaged model and how far the workers are from it.
-    std::copy(model.params().begin(), model.params().end(), averaged.begin());
-    ring.all_reduce(t, world.group(0), std::span<float>(averaged), dssync::Average{}, tag);
-    double dist = 0;
-    for (std::size_t i = 0; i < averaged.size(); ++i) {
-      const double d = static_cast<double>(model.params()[i]) - averaged[i];
-      dist += d * d;
-    }
-    double own_acc = 1.0;
-    if (c.evaluate_workers)
-      own_acc = static_cast<double>(model.evaluate(model.params(), data.test).correct) /
-                static_cast<double>(data.test.size());
-    BatchResult avg;
-    if (me == 0) avg = model.evaluate(averaged, data.test);
-
-    double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct)};
-    small.all_reduce(t, world.group(0), std::span<double>(sums), dssync::Sum{}, tag);
-    double maxima[] = {seconds, static_cast<double>(sync->stats().bytes_sent - bytes_before)};
-    small.all_reduce(t, world.group(0), std::span<double>(maxima), dssync::Max{}, tag);
-    double minima[] = {own_acc};
-    small.all_reduce(t, world.group(0), std::span<double>(minima), dssync::Min{}, tag);
-    wall += maxima[0];
-    if (me == 0 && on_epoch) {
-      EpochRecord r;
-      r.epoch = epoch == 0 ? 0.0 : epoch - 1 + static_cast<double>(part + 1) / static_cast<double>(parts);
-      r.train_loss = last == first ? std::numeric_limits<double>::quiet_NaN()
-                                   : sums[0] / static_cast<double>((last - first) * static_cast<std::size_t>(c.batch) *
-                                                                   static_cast<std::size_t>(n));
-      r.consensus = sums[1] / n;
-      r.test_loss_avg = sums[2] / static_cast<double>(data.test.size());
-      r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
-      r.test_acc_worst = c.evaluate_workers ? minima[0] : r.test_acc_avg;
-      r.seconds = maxima[0];
-      r.bytes_per_worker = maxima[1];
-      r.wall = wall;
-      on_epoch(r);
-    }
+      double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct)};
+      small.all_reduce(t, world.group(0), std::span<double>(sums), dssync::Sum{}, tag);
+      double maxima[] = {seconds, static_cast<double>(sync->stats().bytes_sent - bytes_before)};
+      small.all_reduce(t, world.group(0), std::span<double>(maxima), dssync::Max{}, tag);
+      double minima[] = {own_acc};
+      small.all_reduce(t, world.group(0), std::span<double>(minima), dssync::Min{}, tag);
+      wall += maxima[0];
+      if (me == 0 && on_epoch) {
+        EpochRecord r;
+        r.epoch = epoch == 0 ? 0.0 : epoch - 1 + static_cast<double>(part + 1) / static_cast<double>(parts);
+        r.train_loss = last == first ? std::numeric_limits<double>::quiet_NaN()
+                                     : sums[0] / static_cast<double>((last - first) * static_cast<std::size_t>(c.batch) *
+                                                                     static_cast<std::size_t>(n));
+        r.consensus = sums[1] / n;
+        r.test_loss_avg = sums[2] / static_cast<double>(data.test.size());
+        r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
+        r.test_acc_worst = c.evaluate_workers ? minima[0] : r.test_acc_avg;
+        r.seconds = maxima[0];
+        r.bytes_per_worker = maxima[1];
+        r.wall = wall;
+        on_epoch(r);
+      }
     }
   }
   return {model.params().begin(), model.params().end()};
