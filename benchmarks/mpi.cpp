@@ -17,6 +17,7 @@
 //                                 with groups of 2 and 4
 //   dssync_g2_auto                the same with AutoReduce, groups of 2
 //   allreduce_native              AllReduceSync<MPITransport, MPINativeReduce>
+//   allreduce_native_whole        the same, one MPI_Allreduce and then one division pass
 //   allreduce_ring                AllReduceSync<MPITransport, RingReduce>
 //
 // Counters, as nccl-tests reports them, in 10^9 bytes/s, all computed from the
@@ -269,6 +270,14 @@ void make_cases() {
         "allreduce_native", bytes, [](T& t) { return AllReduceSync<T, MPINativeReduce>(t); },
         /*counts_traffic=*/false);
     add_sync("allreduce_ring", bytes, [](T& t) { return AllReduceSync<T, RingReduce>(t); });
+    // The default finishes the Average piece by piece; this row makes one
+    // MPI_Allreduce of the whole buffer and one finishing pass after it.
+    add_sync(
+        "allreduce_native_whole", bytes,
+        [](T& t) {
+          return AllReduceSync<T, MPINativeReduce>(t, {}, MPINativeReduce({.finish_piece_bytes = 0}));
+        },
+          /*counts_traffic=*/false);
   }
 }
 

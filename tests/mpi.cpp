@@ -587,6 +587,20 @@ TEST_CASE_TEMPLATE("collectives over MPI: the whole world, closed forms and bitw
   noisy_world_case<Reduce, double, dssync::Sum>(reduce, t, big);
 }
 
+TEST_CASE("collectives over MPI: MPINativeReduce finishes an Average piece by piece") {
+  RANK_INFO;
+  MPITransport t;
+  // Pieces of 24 bytes: 6 floats, 3 int64; lengths that leave a short last piece.
+  MPINativeReduce pieces({.finish_piece_bytes = 24});
+  world_case<MPINativeReduce, float, dssync::Average>(pieces, t, 1001, 3);
+  world_case<MPINativeReduce, std::int64_t, dssync::TruncatedAverage>(pieces, t, 1000, 4);
+  noisy_world_case<MPINativeReduce, float, dssync::Average>(pieces, t, 1003);
+  // A Sum has no finishing step and goes to MPI in one call.
+  world_case<MPINativeReduce, double, dssync::Sum>(pieces, t, 1001, 5);
+  // (Pieces and one call need not agree bitwise: MPI may pick another
+  // algorithm, and so another order of additions, for another count.)
+}
+
 TEST_CASE("collectives over MPI: small segments make a ring step many messages") {
   RANK_INFO;
   MPITransport t;

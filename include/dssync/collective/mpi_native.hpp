@@ -95,6 +95,11 @@ class MPINativeReduce {
     // mismatch is a size_mismatch_error. Over a transport with a timeout they
     // always do: that all-reduce is also the arrival check under the deadline.
     bool check_lengths = false;
+    // With an op that has a finishing step (Average), the buffer goes to
+    // MPI_Allreduce in pieces of this many bytes, each finished while still in
+    // cache. 0: one call for the whole buffer, then one finishing pass. Every
+    // rank must use the same value (MPI requires equal counts per call).
+    std::size_t finish_piece_bytes = 4u << 20;
   };
 
   MPINativeReduce() = default;
@@ -121,15 +126,24 @@ class MPINativeReduce {
           communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
       const bool deadline = mt.options().timeout.count() > 0;
       if (deadline || options_.check_lengths) agree_on_length(mt, comm, where, start, data.size());
-      for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
-        const auto count = static_cast<int>(std::min(detail::mpi_max_count, data.size() - off));
-        const int rc = MPI_Allreduce(MPI_IN_PLACE, data.data() + off, count,
+      // An op with a finishing step (Average's division) finishes each piece
+      // right after MPI returns it, while it is still in cache, instead of in
+      // one more pass over the whole buffer from memory.
+      std::size_t piece = detail::mpi_max_count;
+      if constexpr (detail::has_finish<Op, T>)
+        if (options_.finish_piece_bytes > 0)
+          piece = std::clamp<std::size_t>(options_.finish_piece_bytes / sizeof(T), 1, piece);
+      for (std::size_t off = 0; off < data.size(); off += piece) {
+        const std::size_t n = std::min(piece, data.size() - off);
+        const int rc = MPI_Allreduce(MPI_IN_PLACE, data.data() + off, static_cast<int>(n),
                                      detail::mpi_datatype<T>(), detail::mpi_op<Op, T>(), comm);
         if (rc != MPI_SUCCESS)
           throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
+        detail::finish(op, data.subspan(off, n), m.size);
       }
+    } else {
+      detail::finish(op, data, m.size);
     }
-    detail::finish(op, data, m.size);
   }
 
   std::size_t cached_communicators() const noexcept { return cache_.size(); }
