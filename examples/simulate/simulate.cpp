@@ -22,7 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -147,9 +147,19 @@ std::vector<std::string> labels(const Config& c) {
   return l;
 }
 
-std::vector<StepRecord> run_named(const std::string& name, const Config& c) {
+// "dssync:4" is dssync with groups of 4, whatever --group-size says.
+std::pair<std::string, int> parse_name(const std::string& spec, const Config& c) {
+  const std::size_t colon = spec.find(':');
+  if (colon == std::string::npos) return {spec, c.group_size};
+  const int g = std::stoi(spec.substr(colon + 1));
+  if (g < 1) throw std::invalid_argument("group size in '" + spec + "' must be positive");
+  return {spec.substr(0, colon), g};
+}
+
+std::vector<StepRecord> run_named(const std::string& spec, const Config& c) {
   using namespace dssync;
-  const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed};
+  const auto [name, group_size] = parse_name(spec, c);
+  const DSSyncOptions ds{.group_size = group_size, .seed = c.seed};
   if (name == "ring") return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, RingReduce>(t); });
   if (name == "hd")
     return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, HalvingDoublingReduce>(t); });
@@ -169,8 +179,9 @@ std::vector<StepRecord> run_named(const std::string& name, const Config& c) {
                               "' (ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer)");
 }
 
-std::string label(const std::string& name, const Config& c) {
-  if (name.rfind("dssync", 0) == 0) return name + " g=" + std::to_string(c.group_size);
+std::string label(const std::string& spec, const Config& c) {
+  const auto [name, group_size] = parse_name(spec, c);
+  if (name.rfind("dssync", 0) == 0) return name + " g=" + std::to_string(group_size);
   return name;
 }
 
@@ -194,7 +205,8 @@ int main(int argc, char** argv) {
   app.add_option("--stragglers", c.stragglers, "fraction of ranks that compute slower")->capture_default_str();
   app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
   app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
-  app.add_option("--sync", syncs, "ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer")
+  app.add_option("--sync", syncs,
+                 "ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer; dssync:4 sets the group size")
       ->capture_default_str();
   app.add_option("--group-size", c.group_size)->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--steps", c.steps)->capture_default_str()->check(CLI::PositiveNumber);
@@ -226,13 +238,22 @@ int main(int argc, char** argv) {
           std::printf("%-20s %6zu %14.6f %14.3f %12.3g\n", l.c_str(), s, rec[s].time, rec[s].bytes / 1e6,
                       rec[s].consensus);
       }
-      std::printf("%-20s  per step %.6f s\n\n", l.c_str(), rec.back().time / c.steps);
+      std::printf("%-20s  per step %.6f s\n", l.c_str(), rec.back().time / c.steps);
+      // Who agrees first: the first step at which the consensus distance is
+      // below 1e-6 of the start.
+      const auto hit = std::find_if(rec.begin() + 1, rec.end(), [](const StepRecord& r) { return r.consensus < 1e-6; });
+      if (hit != rec.end())
+        std::printf("%-20s  consensus < 1e-6 at %.6f s (step %td)\n\n", l.c_str(), hit->time, hit - rec.begin());
+      else
+        std::printf("%-20s  consensus < 1e-6 not within %d steps\n\n", l.c_str(), c.steps);
     }
     out.close();
     std::printf("every step: %s\n", csv.c_str());
     if (!plot.empty()) {
       std::ofstream gp(plot + ".gp");
-      gp << "set datafile separator ','\nset terminal pngcairo size 900,500\nset key top left\nset grid\n";
+      // Consensus below 1e-12 is agreement to the floats' rounding: drawn at
+      // the 1e-12 floor so that exact synchronizers show on the log scale.
+      gp << "set datafile separator ','\nset terminal pngcairo size 900,500\nset key outside right\nset grid\n";
       for (const auto& [png, col, ylab, logscale] :
            {std::tuple{plot + "_time.png", 3, "virtual time (s)", false},
             std::tuple{plot + "_consensus.png", 5, "consensus distance (relative)", true}}) {
@@ -240,9 +261,12 @@ int main(int argc, char** argv) {
            << "'\nset ylabel '" << ylab << "'\n" << (logscale ? "set logscale y\n" : "unset logscale y\n") << "plot ";
         for (std::size_t i = 0; i < names.size(); ++i) {
           const std::string l = label(names[i], c);
+          const std::string y = logscale ? "($" + std::to_string(col) + " < 1e-12 ? 1e-12 : $" + std::to_string(col) + ")"
+                                         : "" + std::to_string(col);
           gp << (i ? ", " : "") << "'" << csv << "' skip 1 using (strcol(1) eq '" << l << "' ? $"
-             << (col == 3 ? 2 : 3) << " : NaN):" << col << " with linespoints title '" << l << "'";
+             << (col == 3 ? 2 : 3) << " : NaN):" << y << " with linespoints title '" << l << "'";
         }
+        if (logscale) gp << ", 1e-6 with lines dashtype 2 lc rgb 'gray' title '1e-6'";
         gp << "\n";
       }
       gp.close();
