@@ -33,6 +33,7 @@ using dssync::NoShuffle;
 using dssync::Partition;
 using dssync::RandomShuffle;
 using dssync::RingReduce;
+using dssync::RackGroups;
 using dssync::TopologyAwareGroups;
 
 using namespace std::chrono_literals;
@@ -621,6 +622,155 @@ TEST_CASE("TopologyAwareGroups: a world of another size is a configuration error
         rt, {}, {}, {}, TopologyAwareGroups(contiguous_hosts()));
   }),
                   dssync::configuration_error);
+}
+
+// ------------------------------------------------------------------ RackGroups --
+
+// Racks of `per` consecutive ranks, `racks` of them.
+std::vector<std::string> racks_of(int racks, int per) {
+  std::vector<std::string> labels;
+  for (int r = 0; r < racks * per; ++r) labels.push_back("rack" + std::to_string(r / per));
+  return labels;
+}
+
+// Checks one RackGroups layout against its promise; returns each rank's
+// "travelled" flag (it sat in an envoy group).
+std::vector<int> check_rack_layout(const Partition& p, const std::vector<std::string>& labels, int g,
+                                   int envoys) {
+  const int n = static_cast<int>(labels.size());
+  check_covers(p, n);
+  std::map<std::string, int> size_of;
+  for (const auto& l : labels) ++size_of[l];
+  const bool travel = size_of.size() > 1;
+  // Home groups come first, rack by rack, then the envoys' groups.
+  int home_groups = 0, envoys_total = 0;
+  std::vector<int> cut;
+  for (const auto& [label, c] : size_of) {
+    const int e = travel ? std::min(c, envoys) : 0;
+    envoys_total += e;
+    if (c - e > 0) {
+      FixedSizeGroups::sizes(c - e, g, cut);
+      home_groups += static_cast<int>(cut.size());
+    }
+  }
+  std::vector<int> travelled(static_cast<std::size_t>(n), 0);
+  std::map<std::string, int> sent;
+  for (int gi = 0; gi < p.num_groups(); ++gi) {
+    const auto group = p.group(gi);
+    if (gi < home_groups) {
+      for (int r : group) CHECK(labels[static_cast<std::size_t>(r)] == labels[static_cast<std::size_t>(group[0])]);
+    } else {
+      for (int r : group) {
+        travelled[static_cast<std::size_t>(r)] = 1;
+        ++sent[labels[static_cast<std::size_t>(r)]];
+      }
+    }
+    CHECK(group.size() >= std::min(g, travel && gi >= home_groups ? envoys_total : 1));
+  }
+  // Exactly min(e, c) members of each rack cross its uplink, none with one rack.
+  for (const auto& [label, c] : size_of) CHECK(sent[label] == (travel ? std::min(c, envoys) : 0));
+  return travelled;
+}
+
+TEST_CASE("RackGroups: e envoys per rack cross, the others stay in groups inside their rack") {
+  struct Case {
+    std::vector<std::string> labels;
+    int g, envoys;
+  };
+  const std::vector<Case> cases = {
+      {racks_of(4, 8), 2, 2},  {racks_of(4, 8), 2, 1}, {racks_of(8, 8), 2, 2}, {racks_of(2, 32), 2, 4},
+      {racks_of(3, 5), 3, 2},  {scattered_hosts(), 2, 1},
+      {{"a", "b", "a", "c", "a", "b", "a"}, 2, 2},  // 4 + 2 + 1: a rack smaller than e sends all it has
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.labels.size());
+    CAPTURE(c.g);
+    CAPTURE(c.envoys);
+    const RackGroups racks(c.labels, c.envoys, 7);
+    for (std::uint64_t it = 0; it < 40; ++it) {
+      CAPTURE(it);
+      Partition p;
+      racks.layout(static_cast<int>(c.labels.size()), c.g, it, p);
+      check_rack_layout(p, c.labels, c.g, c.envoys);
+    }
+  }
+}
+
+TEST_CASE("RackGroups: envoys are drawn uniformly, the same on every rank, from the grouping's seed") {
+  const auto labels = racks_of(4, 8);
+  const RackGroups racks(labels, 2, 11);
+  std::vector<int> trips(32, 0);
+  for (std::uint64_t it = 0; it < 1600; ++it) {
+    Partition p;
+    racks.layout(32, 2, it, p);
+    const auto travelled = check_rack_layout(p, labels, 2, 2);
+    for (int r = 0; r < 32; ++r) trips[static_cast<std::size_t>(r)] += travelled[static_cast<std::size_t>(r)];
+  }
+  // 2 of 8 per step: 400 trips expected per rank in 1600 steps (sd 17).
+  for (int r = 0; r < 32; ++r) {
+    CAPTURE(r);
+    CHECK(trips[static_cast<std::size_t>(r)] > 330);
+    CHECK(trips[static_cast<std::size_t>(r)] < 470);
+  }
+  Partition a, b, c;
+  racks.layout(32, 2, 5, a);
+  RackGroups(labels, 2, 11).layout(32, 2, 5, b);
+  RackGroups(labels, 2, 12).layout(32, 2, 5, c);
+  CHECK(a.to_string() == b.to_string());
+  CHECK(a.to_string() != c.to_string());
+}
+
+TEST_CASE("RackGroups: one rack is random groups of g; the steps mix the whole world") {
+  const RackGroups one(racks_of(1, 10), 2, 3);
+  Partition p;
+  one.layout(10, 2, 0, p);
+  check_covers(p, 10);
+  CHECK(p.num_groups() == 5);
+  // 4 racks of 8, pairs, 2 envoys: one step leaves the racks apart, many
+  // steps reach the average (the rack means mix only through the envoys).
+  const auto labels = racks_of(4, 8);
+  ShapeOnly t{32, 0};
+  ShapeSync<NoShuffle, RackGroups> sync(t, {.group_size = 2}, {}, {}, RackGroups(labels, 2, 5));
+  const dssync::analysis::Matrix avg(32, 1.0 / 32);
+  CHECK(dssync::analysis::mixing_product(sync, 0, 1).max_abs_difference(avg) > 0.1);
+  const double after_80 = dssync::analysis::mixing_product(sync, 0, 80).max_abs_difference(avg);
+  CAPTURE(after_80);
+  CHECK(after_80 < 1e-3);
+}
+
+TEST_CASE("RackGroups: bad worlds and envoy counts are configuration errors; real ranks agree bitwise") {
+  Partition p;
+  CHECK_THROWS_AS(RackGroups(racks_of(2, 4), 2).layout(9, 2, 0, p), dssync::configuration_error);
+  CHECK_THROWS_AS(RackGroups(racks_of(2, 4), 0), dssync::configuration_error);
+  CHECK_THROWS_AS(RackGroups{}.layout(4, 2, 0, p), dssync::configuration_error);
+  // 16 in-process ranks in 4 racks of 4, one envoy: homes of 3, envoys in
+  // pairs. A step averages inside groups, so the world's sum stays (up to the
+  // rounding of thirds) and every group agrees bitwise.
+  const auto labels = racks_of(4, 4);
+  std::vector<std::vector<float>> after(16);
+  make_world(16).run([&](InProcTransport& rt) {
+    DSSync<InProcTransport, NoShuffle, RingReduce, RackGroups> sync(rt, {.group_size = 2}, {}, {},
+                                                                     RackGroups(labels, 1, 9));
+    std::vector<float> x(37, static_cast<float>(rt.rank() * 4));
+    sync.step(x);
+    after[static_cast<std::size_t>(rt.rank())] = x;
+  });
+  Partition first;
+  RackGroups(labels, 1, 9).layout(16, 2, 0, first);
+  double sum = 0;
+  for (int r = 0; r < 16; ++r) sum += after[static_cast<std::size_t>(r)][0];
+  CHECK(sum == doctest::Approx(4.0 * (15 * 16 / 2)).epsilon(1e-6));
+  CHECK(first.num_groups() == 4 + 2);
+  for (int gi = 0; gi < first.num_groups(); ++gi) {
+    const auto group = first.group(gi);
+    double mean = 0;
+    for (int r : group) mean += r * 4.0;
+    mean /= group.size();
+    for (int r : group) {
+      CHECK(after[static_cast<std::size_t>(r)] == after[static_cast<std::size_t>(group[0])]);
+      CHECK(after[static_cast<std::size_t>(r)][0] == doctest::Approx(mean));
+    }
+  }
 }
 
 TEST_CASE("TopologyAwareGroups: two DSSync steps give the exact global average") {

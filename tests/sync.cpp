@@ -1165,8 +1165,8 @@ TEST_CASE("Steady state: a step allocates nothing once warm") {
   }
   constexpr int n = 8;
   struct Result {
-    std::uint64_t ds, ds_checked, ds_tensors, ds_tensors_checked, ds_tensors_default, bsp, bsp_tensors,
-        gossip, gossip_tensors;
+    std::uint64_t ds, ds_checked, ds_tensors, ds_tensors_checked, ds_tensors_default, ds_racks, bsp,
+        bsp_tensors, gossip, gossip_tensors;
   };
   std::vector<Result> results(n);
   make_world(n).run([&](InProcTransport& t) {
@@ -1198,6 +1198,12 @@ TEST_CASE("Steady state: a step allocates nothing once warm") {
       DS sync(t, {.group_size = 3, .seed = 11});
       res.ds_tensors_default = allocations_in_steady_state(sync, many);
     }
+    {  // racks of 3, 3 and 2, one envoy each: homes of 2, 2 and 1, the envoys a group of 3
+      const std::vector<std::string> racks = {"a", "a", "a", "b", "b", "b", "c", "c"};
+      DSSync<InProcTransport, dssync::NoShuffle, RingReduce, dssync::RackGroups> sync(
+          t, {.group_size = 2}, {}, {}, dssync::RackGroups(racks, 1, 4));
+      res.ds_racks = allocations_in_steady_state(sync, std::span(x));
+    }
     {
       AllReduceSync<InProcTransport> sync(t);
       res.bsp = allocations_in_steady_state(sync, std::span(x));
@@ -1223,6 +1229,7 @@ TEST_CASE("Steady state: a step allocates nothing once warm") {
     CHECK(res.ds_tensors == 0);
     CHECK(res.ds_tensors_checked == 0);
     CHECK(res.ds_tensors_default == 0);
+    CHECK(res.ds_racks == 0);
     CHECK(res.bsp == 0);
     CHECK(res.bsp_tensors == 0);
     CHECK(res.gossip == 0);

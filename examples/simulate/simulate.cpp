@@ -49,6 +49,7 @@ struct Config {
   int steps = 20;
   std::uint64_t seed = 1;
   bool scalar = false;  // one N(0,1) value per rank (Moshpit SGD's consensus protocol)
+  int envoys = 1;       // dssync-racks: members per rack that cross the uplink each step
 };
 
 // One step's figures over all ranks.
@@ -172,11 +173,15 @@ std::vector<StepRecord> run_named(const std::string& spec, const Config& c) {
       return DSSync<SimTransport, NoShuffle, RingReduce, TopologyAwareGroups>(t, ds, {}, {},
                                                                               TopologyAwareGroups(labels(c)));
     });
+  if (name == "dssync-racks")
+    return simulate(c, [&](SimTransport& t) {
+      return DSSync<SimTransport, NoShuffle, RingReduce, RackGroups>(t, ds, {}, {}, RackGroups(labels(c), c.envoys, c.seed));
+    });
   if (name == "gossip") return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, RingTopology>(t); });
   if (name == "onepeer")
     return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, OnePeerExponentialTopology>(t); });
   throw std::invalid_argument("unknown synchronizer '" + name +
-                              "' (ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer)");
+                              "' (ring, hd, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer)");
 }
 
 std::string label(const std::string& spec, const Config& c) {
@@ -206,9 +211,13 @@ int main(int argc, char** argv) {
   app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
   app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
   app.add_option("--sync", syncs,
-                 "ring, hd, dssync, dssync-butterfly, dssync-topo, gossip, onepeer; dssync:4 sets the group size")
+                 "ring, hd, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer; dssync:4 sets the "
+                 "group size")
       ->capture_default_str();
   app.add_option("--group-size", c.group_size)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--envoys", c.envoys, "dssync-racks: members per rack that cross the uplink each step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--steps", c.steps)->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", c.seed)->capture_default_str();
   app.add_option("--csv", csv)->capture_default_str();

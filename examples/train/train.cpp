@@ -160,9 +160,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--shuffle", c.shuffle,
-                 "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over --shuffle-racks)")
+                 "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over "
+                 "--shuffle-racks), racks (RackGroups over --shuffle-racks with --envoys)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"random", "butterfly", "none", "topology"}));
+      ->check(CLI::IsMember({"random", "butterfly", "none", "topology", "racks"}));
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (threads) with --transport inproc")
       ->capture_default_str()
@@ -198,7 +199,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--sim-oversubscription", sim_oversubscription, "sim: rack uplink = rack bandwidth / this")
       ->capture_default_str();
-  app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology")->capture_default_str();
+  app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology or racks")
+      ->capture_default_str();
+  app.add_option("--envoys", c.envoys, "--shuffle racks: members per rack that cross the uplink each step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--data", data_dir, "directory with the four Fashion-MNIST IDX .gz files")
       ->capture_default_str();
   app.add_option("--csv", csv, "where to write every epoch of every run")->capture_default_str();

@@ -48,11 +48,13 @@ struct Config {
   bool checked = false;
   bool evaluate_workers = true;  // each worker's own test accuracy (for the worst)
   int evals_per_epoch = 1;       // evaluations (records) per epoch, at even steps
-  int rack_size = 0;             // ranks per rack, for --shuffle topology (0: one per rank)
+  int rack_size = 0;             // ranks per rack, for --shuffle topology|racks (0: one per rank)
+  int envoys = 2;                // --shuffle racks: members per rack that cross the uplink each step
 
   // A short name for tables, logs and plot legends.
   std::string label() const {
     if (sync == "dssync" && shuffle == "topology") return "dssync topology-aware";
+    if (sync == "dssync" && shuffle == "racks") return "dssync racks e=" + std::to_string(envoys);
     if (sync == "dssync")
       return "dssync g=" + std::to_string(group_size) + " " + shuffle;
     if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
@@ -122,14 +124,17 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
       return std::make_unique<detail::SyncOf<DSSync<T, ButterflyShuffle, RingReduce>>>(false, t, ds);
     if (c.shuffle == "none")
       return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce>>>(false, t, ds);
-    if (c.shuffle == "topology") {  // TopologyAwareGroups over racks of rack_size ranks
-      std::vector<std::string> racks;
-      for (int r = 0; r < t.size(); ++r)
-        racks.push_back("rack" + std::to_string(c.rack_size > 0 ? r / c.rack_size : r));
+    // Racks of rack_size consecutive ranks, for the two rack-aware groupings.
+    std::vector<std::string> racks;
+    for (int r = 0; r < t.size(); ++r)
+      racks.push_back("rack" + std::to_string(c.rack_size > 0 ? r / c.rack_size : r));
+    if (c.shuffle == "topology")
       return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce, TopologyAwareGroups>>>(
           false, t, ds, NoShuffle{}, RingReduce{}, TopologyAwareGroups(racks));
-    }
-    throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none, topology)");
+    if (c.shuffle == "racks")
+      return std::make_unique<detail::SyncOf<DSSync<T, NoShuffle, RingReduce, RackGroups>>>(
+          false, t, ds, NoShuffle{}, RingReduce{}, RackGroups(racks, c.envoys, c.seed));
+    throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none, topology, racks)");
   }
   if (c.sync == "allreduce")
     return std::make_unique<detail::SyncOf<AllReduceSync<T, RingReduce>>>(

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/random.hpp"
 
 namespace dssync {
 
@@ -125,6 +127,88 @@ class TopologyAwareGroups {
   std::vector<std::vector<int>> hosts_;  // ranks of each host, in rank order
   int world_ = 0;
   int widest_ = 0;
+};
+
+// Groups for racks behind oversubscribed uplinks (or hosts behind slow
+// links): a rack label per rank, as for TopologyAwareGroups. At every
+// iteration each rack sends e of its members, its envoys, across its uplink
+// and keeps the others at home:
+//  - the envoys of each rack are drawn at random among its members (all of
+//    them when the rack has no more than e); the envoys of all racks, in a
+//    random order, form groups of g (sizes as FixedSizeGroups);
+//  - the other members of each rack, in a random order, form groups of g
+//    inside the rack (sizes as FixedSizeGroups).
+// So each uplink carries e members' traffic per step, whatever the rack's
+// size: with e = (rack bandwidth / uplink bandwidth) no more than the uplink
+// carries at full rate, and a step costs about what a step of random groups
+// costs on a flat network. Choose e so that the rest of a rack divides into
+// groups of g (racks of 8, g = 2: e = 2), or the odd group of g + 1 sets the
+// pace. The racks mix only through the envoys, so agreement across racks
+// takes more steps than with RandomShuffle.
+// With one rack it is random groups of g. Draws from (seed, iteration) with
+// the library's generator: the synchronizer's seed does not reach a grouping,
+// so this one takes its own. Use it with NoShuffle.
+class RackGroups {
+ public:
+  RackGroups() = default;
+  explicit RackGroups(const std::vector<std::string>& rack_of_rank, int envoys = 1, std::uint64_t seed = 1)
+      : envoys_(envoys), seed_(seed) {
+    if (envoys < 1) throw configuration_error("RackGroups needs at least one envoy per rack, got " + std::to_string(envoys));
+    std::map<std::string, int> index;
+    for (std::size_t r = 0; r < rack_of_rank.size(); ++r) {
+      auto [it, fresh] = index.try_emplace(rack_of_rank[r], static_cast<int>(racks_.size()));
+      if (fresh) racks_.emplace_back();
+      racks_[static_cast<std::size_t>(it->second)].push_back(static_cast<int>(r));
+    }
+    world_ = static_cast<int>(rack_of_rank.size());
+  }
+
+  int racks() const noexcept { return static_cast<int>(racks_.size()); }
+
+  void layout(int n, int group_size, std::uint64_t iteration, Partition& out) const {
+    if (n != world_)
+      throw configuration_error("RackGroups has rack labels for " + std::to_string(world_) +
+                                " ranks, the world has " + std::to_string(n));
+    auto& scratch = detail::policy_scratch();
+    auto& order = scratch.order;
+    auto& sizes = scratch.sizes;
+    auto& envoys = scratch.lone;
+    auto& cut = scratch.lone_sizes;
+    order.clear();
+    sizes.clear();
+    envoys.clear();
+    CounterRng rng(seed_, iteration);
+    const bool travel = racks_.size() > 1;
+    for (const auto& rack : racks_) {
+      const std::size_t start = order.size();
+      order.insert(order.end(), rack.begin(), rack.end());
+      const std::span<int> home(order.data() + start, rack.size());
+      random_permute(home, rng);
+      if (travel) {  // the first e after the permutation travel: a uniform draw
+        const auto e = std::min(rack.size(), static_cast<std::size_t>(envoys_));
+        envoys.insert(envoys.end(), home.begin(), home.begin() + static_cast<std::ptrdiff_t>(e));
+        order.erase(order.begin() + static_cast<std::ptrdiff_t>(start),
+                    order.begin() + static_cast<std::ptrdiff_t>(start + e));
+      }
+      const int stay = static_cast<int>(order.size() - start);
+      if (stay == 0) continue;
+      FixedSizeGroups::sizes(stay, group_size, cut);
+      sizes.insert(sizes.end(), cut.begin(), cut.end());
+    }
+    if (travel) {
+      random_permute(std::span<int>(envoys), rng);
+      order.insert(order.end(), envoys.begin(), envoys.end());
+      FixedSizeGroups::sizes(static_cast<int>(envoys.size()), group_size, cut);
+      sizes.insert(sizes.end(), cut.begin(), cut.end());
+    }
+    out.assign(n, order, sizes);
+  }
+
+ private:
+  std::vector<std::vector<int>> racks_;  // ranks of each rack, in rank order
+  int world_ = 0;
+  int envoys_ = 1;
+  std::uint64_t seed_ = 1;
 };
 
 }  // namespace dssync
