@@ -32,6 +32,19 @@ inline PolicyScratch& policy_scratch() {
   thread_local PolicyScratch s;
   return s;
 }
+
+// The ranks of each label (host, rack), labels in order of first appearance,
+// ranks in rank order.
+inline std::vector<std::vector<int>> ranks_by_label(const std::vector<std::string>& label_of_rank) {
+  std::vector<std::vector<int>> groups;
+  std::map<std::string, int> index;
+  for (std::size_t r = 0; r < label_of_rank.size(); ++r) {
+    auto [it, fresh] = index.try_emplace(label_of_rank[r], static_cast<int>(groups.size()));
+    if (fresh) groups.emplace_back();
+    groups[static_cast<std::size_t>(it->second)].push_back(static_cast<int>(r));
+  }
+  return groups;
+}
 }  // namespace detail
 
 // Groups of the option's size g. When g does not divide n there are
@@ -76,12 +89,7 @@ class TopologyAwareGroups {
  public:
   TopologyAwareGroups() = default;
   explicit TopologyAwareGroups(std::vector<std::string> host_of_rank) {
-    std::map<std::string, int> index;
-    for (std::size_t r = 0; r < host_of_rank.size(); ++r) {
-      auto [it, fresh] = index.try_emplace(host_of_rank[r], static_cast<int>(hosts_.size()));
-      if (fresh) hosts_.emplace_back();
-      hosts_[static_cast<std::size_t>(it->second)].push_back(static_cast<int>(r));
-    }
+    hosts_ = detail::ranks_by_label(host_of_rank);
     world_ = static_cast<int>(host_of_rank.size());
     for (const auto& h : hosts_) widest_ = std::max(widest_, static_cast<int>(h.size()));
   }
@@ -153,13 +161,9 @@ class RackGroups {
   RackGroups() = default;
   explicit RackGroups(const std::vector<std::string>& rack_of_rank, int envoys = 1, std::uint64_t seed = 1)
       : envoys_(envoys), seed_(seed) {
-    if (envoys < 1) throw configuration_error("RackGroups needs at least one envoy per rack, got " + std::to_string(envoys));
-    std::map<std::string, int> index;
-    for (std::size_t r = 0; r < rack_of_rank.size(); ++r) {
-      auto [it, fresh] = index.try_emplace(rack_of_rank[r], static_cast<int>(racks_.size()));
-      if (fresh) racks_.emplace_back();
-      racks_[static_cast<std::size_t>(it->second)].push_back(static_cast<int>(r));
-    }
+    if (envoys < 1)
+      throw configuration_error("RackGroups needs at least one envoy per rack, got " + std::to_string(envoys));
+    racks_ = detail::ranks_by_label(rack_of_rank);
     world_ = static_cast<int>(rack_of_rank.size());
   }
 
