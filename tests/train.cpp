@@ -16,6 +16,9 @@
 #include <vector>
 
 #include <dssync/dssync.hpp>
+#if DSSYNC_TEST_SIM
+#include <dssync/transport/sim.hpp>
+#endif
 
 #include "data.hpp"
 #include "mlp.hpp"
@@ -216,6 +219,45 @@ TEST_CASE("train: a short DS-Sync run learns, and repeats bit for bit") {
   // Two workers in a group of two end every step identical.
   CHECK(std::memcmp(first[0].data(), first[1].data(), first[0].size() * sizeof(float)) == 0);
 }
+
+#if DSSYNC_TEST_SIM
+TEST_CASE("train: on the simulator, a fixed compute time gives virtual times that repeat and follow the model") {
+  // --sim-compute: every step spends exactly this long computing in virtual
+  // time, so an epoch's virtual seconds are steps x (compute + exchange), the
+  // exchange being DS-Sync's pair step on SimTransport: a ring of two, two
+  // messages of half the parameters each, alpha + bytes / B apiece.
+  const train::Dataset data = synthetic(256, 20);
+  train::Config c;
+  c.sync = "dssync";
+  c.group_size = 2;
+  c.epochs = 2;
+  c.batch = 16;
+  c.seed = 3;
+  c.sim_compute = 0.01;
+  const dssync::SimOptions o{.alpha = 1e-4, .bandwidth = 1e6};
+  auto run = [&] {
+    std::vector<train::EpochRecord> epochs;
+    std::size_t params = 0;
+    dssync::SimWorld(2, o).run([&](dssync::SimTransport& t) {
+      const auto p = train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
+      if (t.rank() == 0) params = p.size();
+    });
+    return std::pair(epochs, params);
+  };
+  const auto [first, params] = run();
+  const auto [second, _] = run();
+  REQUIRE(first.size() == 3);
+  REQUIRE(second.size() == 3);
+  const double steps = 256.0 / (2 * 16);
+  const double half = static_cast<double>((params + 1) / 2) * sizeof(float);
+  const double expected = steps * (c.sim_compute + 2 * (o.alpha + half / o.bandwidth));
+  for (std::size_t e = 1; e < 3; ++e) {
+    CAPTURE(e);
+    CHECK(first[e].seconds == second[e].seconds);  // bit for bit
+    CHECK(first[e].seconds == doctest::Approx(expected).epsilon(1e-9));
+  }
+}
+#endif
 
 TEST_CASE("train: BSP over n workers matches one worker stepping on the union of their batches") {
   const train::Dataset data = synthetic(256, 20);

@@ -199,6 +199,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--sim-oversubscription", sim_oversubscription, "sim: rack uplink = rack bandwidth / this")
       ->capture_default_str();
+  app.add_option("--sim-compute", c.sim_compute,
+                 "sim: compute seconds per step in virtual time (0: each step's measured time)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology or racks")
       ->capture_default_str();
   app.add_option("--envoys", c.envoys, "--shuffle racks: members per rack that cross the uplink each step")

@@ -50,6 +50,7 @@ struct Config {
   int evals_per_epoch = 1;       // evaluations (records) per epoch, at even steps
   int rack_size = 0;             // ranks per rack, for --shuffle topology|racks (0: one per rank)
   int envoys = 2;                // --shuffle racks: members per rack that cross the uplink each step
+  double sim_compute = 0;        // sim: compute seconds per step in virtual time (0: the measured time)
 
   // A short name for tables, logs and plot legends.
   std::string label() const {
@@ -245,10 +246,12 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
         loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
         const float lr = lr_at(global_step++);
         // On a simulated network the step's real compute time (the gradient and
-        // the update) is spent in virtual time before the synchronization.
+        // the update) is spent in virtual time before the synchronization, or
+        // a fixed time, which makes every virtual time reproducible to the bit.
         auto spend = [&] {
           if constexpr (requires { t.compute(1.0); })
-            t.compute(std::chrono::duration<double>(clock::now() - computing).count());
+            t.compute(c.sim_compute > 0 ? c.sim_compute
+                                        : std::chrono::duration<double>(clock::now() - computing).count());
         };
         if (sync->on_gradients()) {
           spend();
