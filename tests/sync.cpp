@@ -578,6 +578,9 @@ TEST_CASE("Const queries are safe beside a running step and from several threads
   InProcWorld world(n, {.timeout = 60s});
   std::vector<std::unique_ptr<DSSync<InProcTransport, ButterflyShuffle, RingReduce>>> syncs(n);
   std::vector<std::unique_ptr<DSSync<InProcTransport, RandomShuffle, RingReduce>>> randoms(n);
+  using RackSync = DSSync<InProcTransport, dssync::NoShuffle, RingReduce, dssync::RackGroups>;
+  std::vector<std::unique_ptr<RackSync>> racked(n);
+  const std::vector<std::string> racks = {"a", "a", "a", "b", "b", "b"};
   std::atomic<int> ready{0}, finished{0};
   std::atomic<bool> stopped{false};
   world.run([&](InProcTransport& t) {
@@ -586,6 +589,8 @@ TEST_CASE("Const queries are safe beside a running step and from several threads
         t, DSSyncOptions{.group_size = 2});
     randoms[r] = std::make_unique<DSSync<InProcTransport, RandomShuffle, RingReduce>>(
         t, DSSyncOptions{.group_size = 3, .seed = 9});
+    racked[r] = std::make_unique<RackSync>(t, DSSyncOptions{.group_size = 2}, dssync::NoShuffle{}, RingReduce{},
+                                           dssync::RackGroups(racks, 1, 5));
     ++ready;
     auto wait_for = [](auto&& cond) {
       while (!cond()) std::this_thread::sleep_for(1ms);
@@ -599,6 +604,8 @@ TEST_CASE("Const queries are safe beside a running step and from several threads
           const Partition a = syncs[0]->partition(t0);
           const Partition b = randoms[0]->partition(t0);
           const auto w = dssync::analysis::mixing_matrix(*randoms[0], t0 + 1);
+          const Partition c = racked[0]->partition(t0);
+          CHECK(c.num_groups() == 3);  // homes of 2 in each rack, the two envoys
           CHECK(a.world_size() == n);
           CHECK(b.num_groups() == 2);
           CHECK(w.size() == n);
@@ -611,10 +618,13 @@ TEST_CASE("Const queries are safe beside a running step and from several threads
     for (int it = 0; it < 40; ++it) {
       syncs[r]->step(x);
       randoms[r]->step(x);
+      racked[r]->step(x);
       // Each rank also asks for partitions itself, concurrently with the
       // other ranks and with the monitor.
       CHECK(syncs[r]->partition(static_cast<std::uint64_t>(it)) ==
             syncs[(r + 1) % n]->partition(static_cast<std::uint64_t>(it)));
+      CHECK(racked[r]->partition(static_cast<std::uint64_t>(it)) ==
+            racked[(r + 1) % n]->partition(static_cast<std::uint64_t>(it)));
     }
     // The synchronizers point at the ranks' transports: every rank stays
     // until the monitor has stopped.
