@@ -277,7 +277,7 @@ void make_cases() {
         [](T& t) {
           return AllReduceSync<T, MPINativeReduce>(t, {}, MPINativeReduce({.finish_piece_bytes = 0}));
         },
-          /*counts_traffic=*/false);
+        /*counts_traffic=*/false);
   }
 }
 

@@ -644,10 +644,12 @@ std::vector<int> check_rack_layout(const Partition& p, const std::vector<std::st
   const bool travel = size_of.size() > 1;
   // Home groups come first, rack by rack, then the envoys' groups.
   int home_groups = 0, envoys_total = 0;
+  std::map<std::string, int> home_of;  // members that stay, per rack
   std::vector<int> cut;
   for (const auto& [label, c] : size_of) {
     const int e = travel ? std::min(c, envoys) : 0;
     envoys_total += e;
+    home_of[label] = c - e;
     if (c - e > 0) {
       FixedSizeGroups::sizes(c - e, g, cut);
       home_groups += static_cast<int>(cut.size());
@@ -658,14 +660,16 @@ std::vector<int> check_rack_layout(const Partition& p, const std::vector<std::st
   for (int gi = 0; gi < p.num_groups(); ++gi) {
     const auto group = p.group(gi);
     if (gi < home_groups) {
-      for (int r : group) CHECK(labels[static_cast<std::size_t>(r)] == labels[static_cast<std::size_t>(group[0])]);
+      const std::string& rack = labels[static_cast<std::size_t>(group[0])];
+      for (int r : group) CHECK(labels[static_cast<std::size_t>(r)] == rack);
+      CHECK(group.size() >= std::min(g, home_of[rack]));  // no one alone who could have a partner
     } else {
       for (int r : group) {
         travelled[static_cast<std::size_t>(r)] = 1;
         ++sent[labels[static_cast<std::size_t>(r)]];
       }
+      CHECK(group.size() >= std::min(g, envoys_total));
     }
-    CHECK(group.size() >= std::min(g, travel && gi >= home_groups ? envoys_total : 1));
   }
   // Exactly min(e, c) members of each rack cross its uplink, none with one rack.
   for (const auto& [label, c] : size_of) CHECK(sent[label] == (travel ? std::min(c, envoys) : 0));

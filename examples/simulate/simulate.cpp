@@ -271,7 +271,7 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < names.size(); ++i) {
           const std::string l = label(names[i], c);
           const std::string y = logscale ? "($" + std::to_string(col) + " < 1e-12 ? 1e-12 : $" + std::to_string(col) + ")"
-                                         : "" + std::to_string(col);
+                                         : std::to_string(col);
           gp << (i ? ", " : "") << "'" << csv << "' skip 1 using (strcol(1) eq '" << l << "' ? $"
              << (col == 3 ? 2 : 3) << " : NaN):" << y << " with linespoints title '" << l << "'";
         }

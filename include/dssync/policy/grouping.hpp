@@ -5,9 +5,9 @@
 // their working vectors are per thread (detail::policy_scratch).
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <map>
-#include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
