@@ -1,6 +1,8 @@
 #pragma once
-// What the measuring programs share: a comma-separated list from the command line.
+// What the measuring programs share: their command lines, "--key value" pairs
+// and comma-separated lists.
 
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +15,24 @@ inline std::vector<std::string> split(const std::string& s) {
   for (std::string item; std::getline(in, item, ',');)
     if (!item.empty()) out.push_back(item);
   return out;
+}
+
+// Reads the "--key value" pairs of argv[first..]. take(key, value) stores a
+// value and returns false for a key it does not know. A key it does not know,
+// or one without a value, is reported on stderr and the result is false.
+template <class Take>
+bool options(int argc, char** argv, int first, Take take) {
+  for (int i = first; i < argc; i += 2) {
+    if (i + 1 == argc) {
+      std::fprintf(stderr, "%s needs a value\n", argv[i]);
+      return false;
+    }
+    if (!take(std::string(argv[i]), std::string(argv[i + 1]))) {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace bench

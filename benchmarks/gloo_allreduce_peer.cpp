@@ -53,7 +53,6 @@
 #include <cstring>
 #include <exception>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -69,18 +68,14 @@
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include "cli.hpp"
+
 namespace {
 
 using Context = std::shared_ptr<gloo::Context>;
 using ReduceFn = void (*)(void*, const void*, const void*, std::size_t);
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split;
 
 // The same calls per trial as bench_tcp_allreduce: about 256 MiB of buffer per
 // trial, between 5 and 50 calls.
@@ -244,24 +239,17 @@ int run(int argc, char** argv) {
   std::string store_dir = env_or("TMPDIR", "/tmp") + "/dssync-gloo-store";
   std::string hostname;
   std::string iface;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string key = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s needs a value\n", argv[i]);
-      return 2;
-    }
-    const std::string value = argv[i + 1];
+  const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
     if (key == "--sizes") sizes = split(value);
     else if (key == "--algo") algos = split(value);
     else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
     else if (key == "--store") store_dir = value;
     else if (key == "--hostname") hostname = value;
     else if (key == "--iface") iface = value;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+    else return false;
+    return true;
+  });
+  if (!ok) return 2;
   for (const auto& a : algos)
     if (a != "ring" && a != "hd" && a != "ring_chunked" && a != "bcube") {
       std::fprintf(stderr, "unknown algorithm %s (ring, hd, ring_chunked, bcube)\n", a.c_str());

@@ -84,15 +84,13 @@ void exchange(int to, const std::byte* out, int from, std::byte* in, std::size_t
 int main(int argc, char** argv) {
   std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
   int trials = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key == "--sizes") sizes = split(argv[i + 1]);
-    else if (key == "--trials") trials = std::max(1, std::atoi(argv[i + 1]));
-    else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+  const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
+    if (key == "--sizes") sizes = split(value);
+    else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
+    else return false;
+    return true;
+  });
+  if (!ok) return 2;
   try {
     dssync::TcpTransport t;  // DSSYNC_* from the launcher
     const int n = t.size(), me = t.rank();

@@ -71,17 +71,15 @@ int main(int argc, char** argv) {
   std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
   std::vector<std::string> syncs = {"ring", "dssync", "gossip"};
   int steps = 10, trials = 5;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key == "--sizes") sizes = split(argv[i + 1]);
-    else if (key == "--sync") syncs = split(argv[i + 1]);
-    else if (key == "--steps") steps = std::max(1, std::atoi(argv[i + 1]));
-    else if (key == "--trials") trials = std::max(1, std::atoi(argv[i + 1]));
-    else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+  const bool ok = bench::options(argc, argv, 2, [&](const std::string& key, const std::string& value) {
+    if (key == "--sizes") sizes = split(value);
+    else if (key == "--sync") syncs = split(value);
+    else if (key == "--steps") steps = std::max(1, std::atoi(value.c_str()));
+    else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
+    else return false;
+    return true;
+  });
+  if (!ok) return 2;
   try {
     dssync::TcpTransport t;
     if (mode == "pingpong") {
