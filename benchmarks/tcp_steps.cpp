@@ -3,14 +3,16 @@
 // network (scripts/validate-sim), started as n processes by the launcher.
 //
 //   dssync-run -n 8 bench_tcp_steps steps [--sizes B,...] [--sync ring,dssync,gossip] [--steps K] [--trials T]
+//     (also dssync-fixed: DSSync g=2 with NoShuffle, the same pairs every step)
 //   dssync-run -n 2 bench_tcp_steps pingpong [--sizes B,...] [--trials T]
 //
 // steps: for each size and synchronizer, 2 warm-up steps, then T trials of K
 // steps, each trial started after a barrier; a trial's time is the slowest
 // rank's. Rank 0 prints "<sync> <bytes> <median ms per step>".
 // pingpong: ranks 0 and 1 bounce a message T times per size; rank 0 prints
-// "pingpong <bytes> <median one-way us>", then "exchange <bytes> <median us>"
-// for a sendrecv of that size both ways at once.
+// "pingpong <bytes> <median one-way us> <min> <max>", then
+// "exchange <bytes> <median us> <min> <max>" for a sendrecv of that size both
+// ways at once.
 
 #include <algorithm>
 #include <chrono>
@@ -99,7 +101,8 @@ int main(int argc, char** argv) {
           if (i > 0) times.push_back(seconds_since(start) / 2 * 1e6);  // the first one warms up
         }
         std::sort(times.begin(), times.end());
-        if (t.rank() == 0) std::printf("pingpong %s %.2f\n", s.c_str(), times[times.size() / 2]);
+        if (t.rank() == 0)
+          std::printf("pingpong %s %.2f %.2f %.2f\n", s.c_str(), times[times.size() / 2], times.front(), times.back());
         // Both ways at once (a sendrecv between the two): what a DS-Sync pair does.
         std::vector<std::byte> in(buf.size());
         times.clear();
@@ -109,7 +112,8 @@ int main(int argc, char** argv) {
           if (i > 0) times.push_back(seconds_since(start) * 1e6);
         }
         std::sort(times.begin(), times.end());
-        if (t.rank() == 0) std::printf("exchange %s %.2f\n", s.c_str(), times[times.size() / 2]);
+        if (t.rank() == 0)
+          std::printf("exchange %s %.2f %.2f %.2f\n", s.c_str(), times[times.size() / 2], times.front(), times.back());
         std::fflush(stdout);
       }
       return 0;
@@ -124,11 +128,14 @@ int main(int argc, char** argv) {
         } else if (name == "dssync") {
           dssync::DSSync<dssync::TcpTransport> sync(t, {.group_size = 2, .seed = 1});
           ms = ms_per_step(t, sync, x, steps, trials);
+        } else if (name == "dssync-fixed") {  // the same pairs every step: no shuffle
+          dssync::DSSync<dssync::TcpTransport, dssync::NoShuffle> sync(t, {.group_size = 2, .seed = 1});
+          ms = ms_per_step(t, sync, x, steps, trials);
         } else if (name == "gossip") {
           dssync::GossipSync<dssync::TcpTransport> sync(t);
           ms = ms_per_step(t, sync, x, steps, trials);
         } else {
-          throw dssync::configuration_error("unknown synchronizer " + name + " (ring, dssync, gossip)");
+          throw dssync::configuration_error("unknown synchronizer " + name + " (ring, dssync, dssync-fixed, gossip)");
         }
         if (t.rank() == 0) std::printf("%s %s %.3f\n", name.c_str(), s.c_str(), ms);
         std::fflush(stdout);
