@@ -2,6 +2,8 @@
 // What the measuring programs share: their command lines, "--key value" pairs
 // and comma-separated lists.
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -15,6 +17,11 @@ inline std::vector<std::string> split(const std::string& s) {
   for (std::string item; std::getline(in, item, ',');)
     if (!item.empty()) out.push_back(item);
   return out;
+}
+
+// Calls per trial: about 256 MiB of buffer per trial, at least 5, at most `most`.
+inline int reps_for(std::size_t bytes, int most) {
+  return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, static_cast<std::size_t>(most)));
 }
 
 // Reads the "--key value" pairs of argv[first..]. take(key, value) stores a

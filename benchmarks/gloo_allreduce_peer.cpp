@@ -77,12 +77,6 @@ using ReduceFn = void (*)(void*, const void*, const void*, std::size_t);
 
 using bench::split;
 
-// The same calls per trial as bench_tcp_allreduce: about 256 MiB of buffer per
-// trial, between 5 and 50 calls.
-int reps_for(std::size_t bytes) {
-  return std::min(static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000)), 50);
-}
-
 int env_int(const char* name) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') throw std::runtime_error(std::string(name) + " is not set");
@@ -211,7 +205,7 @@ void measure(const std::string& algo, const Context& ctx, std::size_t bytes, int
 
   // Zeros: repeated sums stay finite.
   std::fill(data.begin(), data.end(), 0.0f);
-  const int reps = reps_for(bytes);
+  const int reps = bench::reps_for(bytes, 50);  // as bench_tcp_allreduce
   runner->call();
   runner->call();
   std::vector<double> times;

@@ -30,10 +30,6 @@ namespace {
 
 using bench::split;
 
-int reps_for(std::size_t bytes) {
-  return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000));
-}
-
 template <class Reduce>
 double trial_time(dssync::TcpTransport& t, const dssync::Group& world, Reduce& reduce,
                   std::vector<float>& data, int reps) {
@@ -61,7 +57,7 @@ void measure(const char* label, dssync::TcpTransport& t, const dssync::Group& wo
   }
   // Zeros: repeated sums stay finite.
   std::fill(data.begin(), data.end(), 0.0f);
-  const int reps = std::min(reps_for(bytes), 50);
+  const int reps = bench::reps_for(bytes, 50);
   for (int w = 0; w < 2; ++w) reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
   std::vector<double> times;
   for (int i = 0; i < trials; ++i) times.push_back(trial_time(t, world, reduce, data, reps));

@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
           exchange(next, data.data() + b, prev, in.data(), block);
         }
       };
-      const int reps = static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 50));
+      const int reps = bench::reps_for(bytes, 50);
       call();
       call();
       std::vector<double> times;
