@@ -12,11 +12,9 @@
 //   <label> <bytes> <R> <median time per call, us> <algbw GB/s> <busbw GB/s>
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
-#include <numeric>
 #include <span>
 #include <sstream>
 #include <string>
@@ -25,23 +23,11 @@
 #include "dssync/tcp.hpp"
 
 #include "cli.hpp"
+#include "tcp_trials.hpp"
 
 namespace {
 
 using bench::split;
-
-template <class Reduce>
-double trial_time(dssync::TcpTransport& t, const dssync::Group& world, Reduce& reduce,
-                  std::vector<float>& data, int reps) {
-  dssync::RecursiveDoublingReduce small;
-  float token[1] = {0};
-  small.all_reduce(t, world, std::span<float>(token), dssync::Sum{}, 1);  // barrier
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
-  double seconds[1] = {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
-  small.all_reduce(t, world, std::span<double>(seconds), dssync::Max{}, 3);
-  return seconds[0];
-}
 
 template <class Reduce>
 void measure(const char* label, dssync::TcpTransport& t, const dssync::Group& world, std::size_t bytes,
@@ -59,10 +45,10 @@ void measure(const char* label, dssync::TcpTransport& t, const dssync::Group& wo
   std::fill(data.begin(), data.end(), 0.0f);
   const int reps = bench::reps_for(bytes, 50);
   for (int w = 0; w < 2; ++w) reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
-  std::vector<double> times;
-  for (int i = 0; i < trials; ++i) times.push_back(trial_time(t, world, reduce, data, reps));
-  std::sort(times.begin(), times.end());
-  const double per_call = times[times.size() / 2] / reps;
+  const double per_call = bench::median_trial_seconds(t, world, trials, [&] {
+                             for (int i = 0; i < reps; ++i)
+                               reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
+                           }) / reps;
   const double algbw = static_cast<double>(bytes) / per_call / 1e9;
   if (t.rank() == 0) {
     std::printf("%s %zu %d %.2f %.3f %.3f\n", label, bytes, reps, per_call * 1e6, algbw,
@@ -87,8 +73,7 @@ int main(int argc, char** argv) {
   if (!ok) return 2;
   try {
     dssync::TcpTransport t;  // DSSYNC_* from the launcher
-    std::vector<int> ranks(static_cast<std::size_t>(t.size()));
-    std::iota(ranks.begin(), ranks.end(), 0);
+    const std::vector<int> ranks = bench::every_rank(t);
     const dssync::Group world(ranks);
     if (t.rank() == 0)
       std::printf("# dssync TcpTransport all-reduce, float sum, %d ranks; median of %d trials, "

@@ -29,12 +29,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <numeric>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,6 +40,7 @@
 #include "dssync/tcp.hpp"
 
 #include "cli.hpp"
+#include "tcp_trials.hpp"
 
 namespace {
 
@@ -94,8 +93,7 @@ int main(int argc, char** argv) {
   try {
     dssync::TcpTransport t;  // DSSYNC_* from the launcher
     const int n = t.size(), me = t.rank();
-    std::vector<int> ranks(static_cast<std::size_t>(n));
-    std::iota(ranks.begin(), ranks.end(), 0);
+    const std::vector<int> ranks = bench::every_rank(t);
     const dssync::Group world(ranks);
     dssync::RecursiveDoublingReduce small;
     const char* host = std::getenv("DSSYNC_MASTER_ADDR");  // one machine: every rank's address
@@ -138,18 +136,9 @@ int main(int argc, char** argv) {
       const int reps = bench::reps_for(bytes, 50);
       call();
       call();
-      std::vector<double> times;
-      for (int i = 0; i < trials; ++i) {
-        float token[1] = {0};
-        small.all_reduce(t, world, std::span<float>(token), dssync::Sum{}, 2);  // barrier
-        const auto start = std::chrono::steady_clock::now();
-        for (int r = 0; r < reps; ++r) call();
-        double seconds[1] = {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
-        small.all_reduce(t, world, std::span<double>(seconds), dssync::Max{}, 3);
-        times.push_back(seconds[0]);
-      }
-      std::sort(times.begin(), times.end());
-      const double per_call = times[times.size() / 2] / reps;
+      const double per_call = bench::median_trial_seconds(t, world, trials, [&] {
+                                for (int r = 0; r < reps; ++r) call();
+                              }) / reps;
       const double algbw = static_cast<double>(bytes) / per_call / 1e9;
       if (me == 0) {
         std::printf("tcp_ring_traffic %zu %d %.2f %.3f %.3f\n", bytes, reps, per_call * 1e6, algbw,

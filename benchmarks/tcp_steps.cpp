@@ -18,7 +18,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <numeric>
 #include <span>
 #include <sstream>
 #include <string>
@@ -27,6 +26,7 @@
 #include "dssync/tcp.hpp"
 
 #include "cli.hpp"
+#include "tcp_trials.hpp"
 
 namespace {
 
@@ -38,28 +38,13 @@ double seconds_since(clock_type::time_point t) {
   return std::chrono::duration<double>(clock_type::now() - t).count();
 }
 
-// The slowest rank's value (a max all-reduce), and a barrier before it.
-double slowest(dssync::TcpTransport& t, double v) {
-  std::vector<int> ranks(static_cast<std::size_t>(t.size()));
-  std::iota(ranks.begin(), ranks.end(), 0);
-  double x[1] = {v};
-  dssync::RecursiveDoublingReduce().all_reduce(t, dssync::Group(ranks), std::span<double>(x), dssync::Max{},
-                                               dssync::make_tag(0, 126));
-  return x[0];
-}
-
 template <class Sync>
-double ms_per_step(dssync::TcpTransport& t, Sync& sync, std::vector<float>& x, int steps, int trials) {
+double ms_per_step(dssync::TcpTransport& t, const dssync::Group& world, Sync& sync, std::vector<float>& x,
+                   int steps, int trials) {
   for (int w = 0; w < 2; ++w) sync.step(x);
-  std::vector<double> times;
-  for (int i = 0; i < trials; ++i) {
-    slowest(t, 0);  // barrier
-    const auto start = clock_type::now();
-    for (int s = 0; s < steps; ++s) sync.step(x);
-    times.push_back(slowest(t, seconds_since(start)) / steps * 1e3);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return bench::median_trial_seconds(t, world, trials, [&] {
+           for (int s = 0; s < steps; ++s) sync.step(x);
+         }) / steps * 1e3;
 }
 
 }  // namespace
@@ -118,22 +103,24 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    const std::vector<int> ranks = bench::every_rank(t);
+    const dssync::Group world(ranks);
     for (const auto& s : sizes) {
       std::vector<float> x(std::stoull(s) / sizeof(float), static_cast<float>(t.rank()));
       for (const auto& name : syncs) {
         double ms = 0;
         if (name == "ring") {
           dssync::AllReduceSync<dssync::TcpTransport, dssync::RingReduce> sync(t);
-          ms = ms_per_step(t, sync, x, steps, trials);
+          ms = ms_per_step(t, world, sync, x, steps, trials);
         } else if (name == "dssync") {
           dssync::DSSync<dssync::TcpTransport> sync(t, {.group_size = 2, .seed = 1});
-          ms = ms_per_step(t, sync, x, steps, trials);
+          ms = ms_per_step(t, world, sync, x, steps, trials);
         } else if (name == "dssync-fixed") {  // the same pairs every step: no shuffle
           dssync::DSSync<dssync::TcpTransport, dssync::NoShuffle> sync(t, {.group_size = 2, .seed = 1});
-          ms = ms_per_step(t, sync, x, steps, trials);
+          ms = ms_per_step(t, world, sync, x, steps, trials);
         } else if (name == "gossip") {
           dssync::GossipSync<dssync::TcpTransport> sync(t);
-          ms = ms_per_step(t, sync, x, steps, trials);
+          ms = ms_per_step(t, world, sync, x, steps, trials);
         } else {
           throw dssync::configuration_error("unknown synchronizer " + name + " (ring, dssync, dssync-fixed, gossip)");
         }
