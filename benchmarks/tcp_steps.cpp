@@ -3,7 +3,12 @@
 // network (scripts/validate-sim), started as n processes by the launcher.
 //
 //   dssync-run -n 8 bench_tcp_steps steps [--sizes B,...] [--sync ring,dssync,gossip] [--steps K] [--trials T]
-//     (also dssync-fixed: DSSync g=2 with NoShuffle, the same pairs every step)
+//     (also dssync-fixed: DSSync g=2 with NoShuffle, the same pairs every step;
+//     shifts: gossip's traffic alone, the whole buffer to the right neighbour
+//     while receiving from the left, then the other way round, no averaging;
+//     shifts-same: two shifts to the right; --trace 1 prints every shift of
+//     these two on stderr as "trace <rank> <exchange> <dst> <src> <start s>
+//     <end s>", steady-clock times, comparable between ranks of one machine)
 //   dssync-run -n 2 bench_tcp_steps pingpong [--sizes B,...] [--trials T]
 //
 // steps: for each size and synchronizer, 2 warm-up steps, then T trials of K
@@ -47,6 +52,31 @@ double ms_per_step(dssync::TcpTransport& t, const dssync::Group& world, Sync& sy
          }) / steps * 1e3;
 }
 
+// Two ring shifts of the whole buffer per step, as GossipSync's exchanges,
+// without the averaging: to the right and back (alternate), or twice to the
+// right, so that each connection carries data one way only.
+struct Shifts {
+  dssync::TcpTransport& t;
+  bool alternate;
+  bool trace;
+  std::vector<float> in{};
+  unsigned exchange = 0;
+
+  void step(std::vector<float>& x) {
+    const int n = t.size(), me = t.rank();
+    in.resize(x.size());
+    for (int e = 0; e < 2; ++e, ++exchange) {
+      const bool left = alternate && e == 1;
+      const int dst = (me + (left ? n - 1 : 1)) % n, src = (me + (left ? 1 : n - 1)) % n;
+      const double start = std::chrono::duration<double>(clock_type::now().time_since_epoch()).count();
+      t.sendrecv(dst, std::span<const float>(x), src, std::span<float>(in), dssync::make_tag(exchange / 2, e));
+      if (trace)
+        std::fprintf(stderr, "trace %d %u %d %d %.6f %.6f\n", me, exchange, dst, src, start,
+                     std::chrono::duration<double>(clock_type::now().time_since_epoch()).count());
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,11 +88,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
   std::vector<std::string> syncs = {"ring", "dssync", "gossip"};
   int steps = 10, trials = 5;
+  bool trace = false;
   const bool ok = bench::options(argc, argv, 2, [&](const std::string& key, const std::string& value) {
     if (key == "--sizes") sizes = split(value);
     else if (key == "--sync") syncs = split(value);
     else if (key == "--steps") steps = std::max(1, std::atoi(value.c_str()));
     else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
+    else if (key == "--trace") trace = value != "0";
     else return false;
     return true;
   });
@@ -121,8 +153,12 @@ int main(int argc, char** argv) {
         } else if (name == "gossip") {
           dssync::GossipSync<dssync::TcpTransport> sync(t);
           ms = ms_per_step(t, world, sync, x, steps, trials);
+        } else if (name == "shifts" || name == "shifts-same") {
+          Shifts sync{t, name == "shifts", trace};
+          ms = ms_per_step(t, world, sync, x, steps, trials);
         } else {
-          throw dssync::configuration_error("unknown synchronizer " + name + " (ring, dssync, dssync-fixed, gossip)");
+          throw dssync::configuration_error("unknown synchronizer " + name +
+                                            " (ring, dssync, dssync-fixed, gossip, shifts, shifts-same)");
         }
         if (t.rank() == 0) std::printf("%s %s %.3f\n", name.c_str(), s.c_str(), ms);
         std::fflush(stdout);

@@ -128,6 +128,30 @@ TEST_CASE("TcpTransport: sendrecv around the ring, sizes from 0 to 12 MiB, two e
   }));
 }
 
+TEST_CASE("TcpTransport: with a small unsent limit, large messages to alternating peers arrive whole") {
+  // A 4 KiB TCP_NOTSENT_LOWAT makes the socket thread write each 3 MiB
+  // message in many pieces, between which it waits for the socket.
+  const int n = 4;
+  check_all_fine(run_world(
+      n,
+      [&](TcpTransport& t) {
+        const int r = t.rank(), right = (r + 1) % n, left = (r + n - 1) % n;
+        std::vector<std::uint32_t> out(std::size_t{3} << 18), in(out.size());
+        for (int round = 0; round < 3; ++round) {
+          for (const int dst : {right, left}) {
+            const int src = dst == right ? left : right;
+            for (std::size_t i = 0; i < out.size(); ++i) out[i] = std::uint32_t(r * 7919 + round * 131 + int(i));
+            t.sendrecv(dst, std::span<const std::uint32_t>(out), src, std::span<std::uint32_t>(in),
+                       dssync::tag_t(1 + round * 2 + (dst == left)));
+            std::size_t wrong = 0;
+            for (std::size_t i = 0; i < in.size(); ++i) wrong += in[i] != std::uint32_t(src * 7919 + round * 131 + int(i));
+            CHECK(wrong == 0);
+          }
+        }
+      },
+      [](int, TcpOptions& o) { o.unsent_limit = 4096; }));
+}
+
 TEST_CASE("TcpTransport: messages received in another order than sent, small and large") {
   check_all_fine(run_world(2, [&](TcpTransport& t) {
     std::vector<float> small(10), large(std::size_t{1} << 18), tiny(3);
@@ -456,7 +480,13 @@ TEST_CASE("TcpOptions::from_env names a missing or malformed variable") {
   CHECK(o.world_size == 4);
   CHECK(o.master_port == 29500);
   CHECK(o.job_token == "abc");
-  for (const char* v : {"DSSYNC_RANK", "DSSYNC_WORLD_SIZE", "DSSYNC_MASTER_PORT", "DSSYNC_JOB_TOKEN"}) ::unsetenv(v);
+  CHECK(o.unsent_limit == 0);
+  ::setenv("DSSYNC_UNSENT_LIMIT", "131072", 1);
+  CHECK(TcpOptions::from_env().unsent_limit == 131072);
+  ::setenv("DSSYNC_UNSENT_LIMIT", "128k", 1);
+  CHECK_THROWS_WITH_AS(TcpOptions::from_env(), doctest::Contains("DSSYNC_UNSENT_LIMIT"), dssync::configuration_error);
+  for (const char* v : {"DSSYNC_RANK", "DSSYNC_WORLD_SIZE", "DSSYNC_MASTER_PORT", "DSSYNC_JOB_TOKEN", "DSSYNC_UNSENT_LIMIT"})
+    ::unsetenv(v);
 }
 
 }  // namespace
