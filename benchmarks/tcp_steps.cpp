@@ -43,6 +43,9 @@ double seconds_since(clock_type::time_point t) {
   return std::chrono::duration<double>(clock_type::now() - t).count();
 }
 
+// The steady clock in seconds: one clock for every process of this machine.
+double clock_seconds() { return seconds_since(clock_type::time_point{}); }
+
 template <class Sync>
 double ms_per_step(dssync::TcpTransport& t, const dssync::Group& world, Sync& sync, std::vector<float>& x,
                    int steps, int trials) {
@@ -68,11 +71,10 @@ struct Shifts {
     for (int e = 0; e < 2; ++e, ++exchange) {
       const bool left = alternate && e == 1;
       const int dst = (me + (left ? n - 1 : 1)) % n, src = (me + (left ? 1 : n - 1)) % n;
-      const double start = std::chrono::duration<double>(clock_type::now().time_since_epoch()).count();
+      const double start = clock_seconds();
       t.sendrecv(dst, std::span<const float>(x), src, std::span<float>(in), dssync::make_tag(exchange / 2, e));
       if (trace)
-        std::fprintf(stderr, "trace %d %u %d %d %.6f %.6f\n", me, exchange, dst, src, start,
-                     std::chrono::duration<double>(clock_type::now().time_since_epoch()).count());
+        std::fprintf(stderr, "trace %d %u %d %d %.6f %.6f\n", me, exchange, dst, src, start, clock_seconds());
     }
   }
 };

@@ -16,6 +16,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -24,6 +25,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "dssync/dssync.hpp"
 #include "dssync/transport/tcp.hpp"
@@ -128,14 +133,38 @@ TEST_CASE("TcpTransport: sendrecv around the ring, sizes from 0 to 12 MiB, two e
   }));
 }
 
+// The TCP sockets of this process whose TCP_NOTSENT_LOWAT is `limit`.
+int sockets_with_unsent_limit(int limit) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &value, &len) == 0 && value == limit) ++count;
+  }
+  return count;
+}
+
 TEST_CASE("TcpTransport: with a small unsent limit, large messages to alternating peers arrive whole") {
-  // A 4 KiB TCP_NOTSENT_LOWAT makes the socket thread write each 3 MiB
-  // message in many pieces, between which it waits for the socket.
+  // A 4 KiB TCP_NOTSENT_LOWAT on every connection between ranks makes the
+  // socket thread write each 3 MiB message in many pieces, between which it
+  // waits for the socket.
   const int n = 4;
+  const std::vector<int> all = iota_ranks(n);
   check_all_fine(run_world(
       n,
       [&](TcpTransport& t) {
         const int r = t.rank(), right = (r + 1) % n, left = (r + n - 1) % n;
+        // Once every rank is here, every rank's n - 1 connections are open:
+        // the ranks are threads of this process, so it holds n (n - 1) of them.
+        float token[1] = {0};
+        dssync::RecursiveDoublingReduce().all_reduce(t, dssync::Group(all), std::span<float>(token), dssync::Sum{}, 99);
+        if (r == 0) CHECK(sockets_with_unsent_limit(4096) == n * (n - 1));
         std::vector<std::uint32_t> out(std::size_t{3} << 18), in(out.size());
         for (int round = 0; round < 3; ++round) {
           for (const int dst : {right, left}) {
