@@ -1,0 +1,164 @@
+// dssync's all-reduce over TcpTransport and Gloo's over Gloo's TCP device in
+// the same processes, their trials interleaved: the comparison of
+// scripts/bench-tcp with the machine's drift taken out. A measuring tool,
+// started as n processes by the launcher.
+//
+//   scripts/dssync-run -n 8 bench_tcp_interleaved [--sizes B,B,...] [--trials T]
+//       [--store DIR] [--hostname ADDR | --iface NAME]
+//
+// On a shared machine, separate runs of separate programs see different
+// machines: minutes apart, the same program's time moves by 20 % and more. Here
+// every rank holds a TcpTransport and a Gloo context (gloo_runner.hpp) side by
+// side, and each trial runs every method once, in an order drawn afresh for
+// the trial (the same on every rank), so that a slow phase falls on all
+// methods alike. The methods: dssync_ring, dssync_halving_doubling, gloo_ring,
+// gloo_halving_doubling, on one buffer. A method's trial is R calls after a
+// barrier, timed as the slowest rank's; each method is checked first (rank r
+// contributes r + 1; every element must be n(n+1)/2 exactly) and warmed up
+// twice. Rank 0 prints one line per method and size in the format of the
+// other programs, with the median over the trials:
+//   <label> <bytes> <R> <median time per call, us> <algbw GB/s> <busbw GB/s>
+// and a comment with the paired ratio: per trial, Gloo's better time over
+// ours, and the median, lowest and highest of it over the trials.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/tcp.hpp"
+
+#include "cli.hpp"
+#include "gloo_runner.hpp"
+#include "tcp_trials.hpp"
+
+namespace {
+
+struct Method {
+  std::string label;
+  std::function<void()> call;
+  std::vector<double> seconds;  // per trial, per call
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> sizes = {"16777216"};
+  int trials = 15;
+  std::string store_dir = bench::default_gloo_store();
+  std::string hostname;
+  std::string iface;
+  const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
+    if (key == "--sizes") sizes = bench::split(value);
+    else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
+    else if (key == "--store") store_dir = value;
+    else if (key == "--hostname") hostname = value;
+    else if (key == "--iface") iface = value;
+    else return false;
+    return true;
+  });
+  if (!ok) return 2;
+
+  dssync::TcpTransport t;  // DSSYNC_* from the launcher
+  const int n = t.size(), me = t.rank();
+  const std::vector<int> ranks = bench::every_rank(t);
+  const dssync::Group world(ranks);
+  const bench::GlooWorld gloo = bench::connect_gloo(me, n, store_dir, hostname, iface);
+  if (me == 0) {
+    std::printf("# dssync TcpTransport and Gloo %d.%d.%d (tcp device %s) in the same %d processes, "
+                "float sum; per trial every method once, in a fresh random order; median of %d trials, "
+                "each the slowest rank's time for R calls\n",
+                GLOO_VERSION_MAJOR, GLOO_VERSION_MINOR, GLOO_VERSION_PATCH, gloo.device.c_str(), n,
+                trials);
+    std::fflush(stdout);
+  }
+
+  for (const auto& s : sizes) {
+    const std::size_t bytes = std::stoull(s);
+    if (bytes == 0 || bytes % sizeof(float) != 0)
+      throw dssync::configuration_error("size " + s + " is not a positive multiple of 4");
+    std::vector<float> data(bytes / sizeof(float));
+    const std::span<float> span(data);
+    dssync::RingReduce ring;
+    dssync::HalvingDoublingReduce hd;
+    const auto gloo_ring = bench::make_runner("ring", gloo.ctx, data);
+    const auto gloo_hd = bench::make_runner("hd", gloo.ctx, data);
+    std::vector<Method> methods;
+    methods.push_back({"dssync_ring", [&] { ring.all_reduce(t, world, span, dssync::Sum{}, 2); }, {}});
+    methods.push_back({"dssync_halving_doubling", [&] { hd.all_reduce(t, world, span, dssync::Sum{}, 2); }, {}});
+    methods.push_back({"gloo_ring", [&] { gloo_ring->call(); }, {}});
+    methods.push_back({"gloo_halving_doubling", [&] { gloo_hd->call(); }, {}});
+
+    const float want = static_cast<float>(n * (n + 1) / 2);
+    for (auto& m : methods) {
+      std::fill(data.begin(), data.end(), static_cast<float>(me + 1));
+      m.call();
+      const bool right = std::all_of(data.begin(), data.end(), [want](float x) { return x == want; });
+      if (bench::slowest(t, world, right ? 0.0 : 1.0) != 0.0) {
+        if (me == 0) std::fprintf(stderr, "%s gave a wrong sum at %zu bytes\n", m.label.c_str(), bytes);
+        return 1;
+      }
+    }
+    std::fill(data.begin(), data.end(), 0.0f);  // zeros: repeated sums stay finite
+    for (auto& m : methods) {
+      m.call();
+      m.call();
+    }
+
+    const int reps = bench::reps_for(bytes, 50);
+    std::mt19937 order_rng(static_cast<std::uint32_t>(bytes));  // the same order on every rank
+    std::vector<std::size_t> order(methods.size());
+    for (int trial = 0; trial < trials; ++trial) {
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), order_rng);
+      for (std::size_t i : order) {
+        Method& m = methods[i];
+        m.seconds.push_back(bench::median_trial_seconds(t, world, 1, [&] {
+                              for (int r = 0; r < reps; ++r) m.call();
+                            }) / reps);
+      }
+    }
+
+    if (me != 0) continue;
+    for (const auto& m : methods) {
+      const double per_call = median(m.seconds);
+      const double algbw = static_cast<double>(bytes) / per_call / 1e9;
+      std::printf("%s %zu %d %.2f %.3f %.3f\n", m.label.c_str(), bytes, reps, per_call * 1e6, algbw,
+                  algbw * 2.0 * (n - 1) / n);
+    }
+    std::vector<double> ratio;
+    for (int trial = 0; trial < trials; ++trial) {
+      const auto i = static_cast<std::size_t>(trial);
+      const double ours = std::min(methods[0].seconds[i], methods[1].seconds[i]);
+      const double theirs = std::min(methods[2].seconds[i], methods[3].seconds[i]);
+      ratio.push_back(theirs / ours);
+    }
+    std::printf("# %zu bytes, per trial Gloo's better time over ours: median %.3f, lowest %.3f, highest %.3f\n",
+                bytes, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
+                *std::max_element(ratio.begin(), ratio.end()));
+    std::fflush(stdout);
+  }
+  bench::barrier(gloo.ctx, bench::kBarrierTag);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_tcp_interleaved: %s\n", e.what());
+    return 1;
+  }
+}
