@@ -18,8 +18,9 @@
 // twice. Rank 0 prints one line per method and size in the format of the
 // other programs, with the median over the trials:
 //   <label> <bytes> <R> <median time per call, us> <algbw GB/s> <busbw GB/s>
-// and a comment with the paired ratio: per trial, Gloo's better time over
-// ours, and the median, lowest and highest of it over the trials.
+// and two comments with the paired ratio: per trial, Gloo's better time over
+// ours; the median, lowest and highest of it, then every trial's
+// ("# paired <bytes> <ratio> <ratio> ...", which scripts/bench-tcp pools).
 
 #include <algorithm>
 #include <chrono>
@@ -146,6 +147,9 @@ int run(int argc, char** argv) {
     std::printf("# %zu bytes, per trial Gloo's better time over ours: median %.3f, lowest %.3f, highest %.3f\n",
                 bytes, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
                 *std::max_element(ratio.begin(), ratio.end()));
+    std::printf("# paired %zu", bytes);
+    for (double r : ratio) std::printf(" %.4f", r);
+    std::printf("\n");
     std::fflush(stdout);
   }
   bench::barrier(gloo.ctx, bench::kBarrierTag);
