@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,6 +41,18 @@ bool options(int argc, char** argv, int first, Take take) {
     }
   }
   return true;
+}
+
+// The main() of a measuring program: run(argc, argv), and any exception
+// reported on stderr under the program's name (exit status 1).
+template <class Run>
+int run_main(const char* name, Run run, int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 }  // namespace bench

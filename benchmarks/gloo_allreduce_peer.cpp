@@ -96,17 +96,12 @@ int run(int argc, char** argv) {
   std::vector<std::string> sizes = {"1048576", "4194304", "16777216"};
   std::vector<std::string> algos = {"ring", "hd"};
   int trials = 5;
-  std::string store_dir = default_gloo_store();
-  std::string hostname;
-  std::string iface;
+  bench::GlooPlace place;
   const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
     if (key == "--sizes") sizes = split(value);
     else if (key == "--algo") algos = split(value);
     else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
-    else if (key == "--store") store_dir = value;
-    else if (key == "--hostname") hostname = value;
-    else if (key == "--iface") iface = value;
-    else return false;
+    else return place.take(key, value);
     return true;
   });
   if (!ok) return 2;
@@ -121,13 +116,13 @@ int run(int argc, char** argv) {
   if (n < 1 || rank < 0 || rank >= n)
     throw std::runtime_error("DSSYNC_RANK / DSSYNC_WORLD_SIZE out of range");
 
-  const GlooWorld gloo = connect_gloo(rank, n, store_dir, hostname, iface);
+  const GlooWorld gloo = connect_gloo(rank, n, place);
   const Context& ctx = gloo.ctx;
 
   if (rank == 0) {
     std::printf("# Gloo %d.%d.%d (Debian libgloo-dev), tcp device %s, FileStore %s\n",
                 GLOO_VERSION_MAJOR, GLOO_VERSION_MINOR, GLOO_VERSION_PATCH,
-                gloo.device.c_str(), store_dir.c_str());
+                gloo.device.c_str(), place.store_dir.c_str());
     std::printf("# Gloo all-reduce, float sum, in place, %d ranks; median of %d trials, each the "
                 "slowest rank's time for R calls\n",
                 n, trials);
@@ -147,11 +142,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_gloo_allreduce_peer: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench::run_main("bench_gloo_allreduce_peer", run, argc, argv); }

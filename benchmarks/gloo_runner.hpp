@@ -156,18 +156,38 @@ inline std::string label_for(const std::string& algo) {
   return algo == "hd" ? "gloo_halving_doubling" : "gloo_" + algo;
 }
 
+// The default store directory: $TMPDIR or /tmp, plus /dssync-gloo-store.
+inline std::string default_gloo_store() { return env_or("TMPDIR", "/tmp") + "/dssync-gloo-store"; }
+
+// Where Gloo's processes meet and which address they use: the options
+// --store DIR, --hostname ADDR and --iface NAME of the programs.
+struct GlooPlace {
+  std::string store_dir = default_gloo_store();
+  std::string hostname;
+  std::string iface;
+
+  // Takes one of the options above; false for any other key.
+  bool take(const std::string& key, const std::string& value) {
+    if (key == "--store") store_dir = value;
+    else if (key == "--hostname") hostname = value;
+    else if (key == "--iface") iface = value;
+    else return false;
+    return true;
+  }
+};
+
 // A Gloo context of every rank, connected as a full mesh over Gloo's TCP
 // device; `device` describes the device for the programs' headers.
 struct GlooWorld {
   Context ctx;
   std::string device;
 };
-inline GlooWorld connect_gloo(int rank, int n, const std::string& store_dir, const std::string& hostname,
-                              const std::string& iface) {
+inline GlooWorld connect_gloo(int rank, int n, const GlooPlace& place) {
+  const std::string& store_dir = place.store_dir;
   gloo::transport::tcp::attr attr;
-  if (!iface.empty()) attr.iface = iface;
-  else attr.hostname =
-      hostname.empty() ? local_address_towards(env_or("DSSYNC_MASTER_ADDR", "127.0.0.1")) : hostname;
+  if (!place.iface.empty()) attr.iface = place.iface;
+  else attr.hostname = place.hostname.empty() ? local_address_towards(env_or("DSSYNC_MASTER_ADDR", "127.0.0.1"))
+                                              : place.hostname;
   auto device = gloo::transport::tcp::CreateDevice(attr);
 
   if (mkdir(store_dir.c_str(), 0700) != 0 && errno != EEXIST)
@@ -183,8 +203,5 @@ inline GlooWorld connect_gloo(int rank, int n, const std::string& store_dir, con
   for (const auto& path : files.getAllKeyFilePaths()) std::remove(path.c_str());
   return {ctx, device->str()};
 }
-
-// The default store directory: $TMPDIR or /tmp, plus /dssync-gloo-store.
-inline std::string default_gloo_store() { return env_or("TMPDIR", "/tmp") + "/dssync-gloo-store"; }
 
 }  // namespace bench

@@ -56,16 +56,11 @@ double median(std::vector<double> v) {
 int run(int argc, char** argv) {
   std::vector<std::string> sizes = {"16777216"};
   int trials = 15;
-  std::string store_dir = bench::default_gloo_store();
-  std::string hostname;
-  std::string iface;
+  bench::GlooPlace place;
   const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
     if (key == "--sizes") sizes = bench::split(value);
     else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
-    else if (key == "--store") store_dir = value;
-    else if (key == "--hostname") hostname = value;
-    else if (key == "--iface") iface = value;
-    else return false;
+    else return place.take(key, value);
     return true;
   });
   if (!ok) return 2;
@@ -74,7 +69,7 @@ int run(int argc, char** argv) {
   const int n = t.size(), me = t.rank();
   const std::vector<int> ranks = bench::every_rank(t);
   const dssync::Group world(ranks);
-  const bench::GlooWorld gloo = bench::connect_gloo(me, n, store_dir, hostname, iface);
+  const bench::GlooWorld gloo = bench::connect_gloo(me, n, place);
   if (me == 0) {
     std::printf("# dssync TcpTransport and Gloo %d.%d.%d (tcp device %s) in the same %d processes, "
                 "float sum; per trial every method once, in a fresh random order; median of %d trials, "
@@ -158,11 +153,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_tcp_interleaved: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench::run_main("bench_tcp_interleaved", run, argc, argv); }
