@@ -20,6 +20,12 @@ inline std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+// The median of v (the upper one of an even count), as the programs report.
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 // Calls per trial: about 256 MiB of buffer per trial, at least 5, at most `most`.
 inline int reps_for(std::size_t bytes, int most) {
   return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, static_cast<std::size_t>(most)));

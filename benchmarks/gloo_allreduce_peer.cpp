@@ -82,8 +82,7 @@ void measure(const std::string& algo, const Context& ctx, std::size_t bytes, int
     const double local = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     times.push_back(reduce_scalar(ctx, local, static_cast<ReduceFn>(&gloo::max<double>), kScalarTag));
   }
-  std::sort(times.begin(), times.end());
-  const double per_call = times[times.size() / 2] / reps;
+  const double per_call = median(std::move(times)) / reps;
   const double algbw = static_cast<double>(bytes) / per_call / 1e9;
   if (ctx->rank == 0) {
     std::printf("%s %zu %d %.2f %.3f %.3f\n", label.c_str(), bytes, reps, per_call * 1e6, algbw,

@@ -4,13 +4,15 @@
 // slowest rank's time, since a collective is done when its last rank is; a
 // measurement is the median of its trials.
 
-#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "dssync/tcp.hpp"
+
+#include "cli.hpp"
 
 namespace bench {
 
@@ -41,8 +43,7 @@ double median_trial_seconds(dssync::TcpTransport& t, const dssync::Group& world,
     body();
     times.push_back(slowest(t, world, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median(std::move(times));
 }
 
 }  // namespace bench
