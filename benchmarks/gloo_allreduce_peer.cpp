@@ -3,7 +3,7 @@
 // bench_mpi_allreduce_peer are. A measuring tool, not a test; Gloo's C++ API
 // only, no dssync.
 //
-//   scripts/dssync-run -n 8 bench_gloo_allreduce_peer [--sizes B,B,...]
+//   scripts/tools/dssync-run -n 8 bench_gloo_allreduce_peer [--sizes B,B,...]
 //       [--trials T] [--algo ring,hd] [--store DIR] [--hostname ADDR | --iface NAME]
 //
 // Every process reads DSSYNC_RANK and DSSYNC_WORLD_SIZE, as the launcher sets

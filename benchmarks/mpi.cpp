@@ -1,7 +1,7 @@
 // The collectives and synchronizers over MPITransport, as real processes under
 // mpirun, beside the MPI library's own MPI_Allreduce measured in the same run.
 //
-//   mpirun -np N bench_mpi [--benchmark_* flags]      (scripts/bench-mpi)
+//   mpirun -np N bench_mpi [--benchmark_* flags]      (scripts/bench/mpi)
 //
 // Rows, grouped by buffer size (N is the world size, every group is the whole
 // world in rank order unless stated; floats, Sum):

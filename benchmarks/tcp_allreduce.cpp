@@ -2,7 +2,7 @@
 // peers are (benchmarks/gloo_allreduce_peer.cpp, mpi_allreduce_peer.cpp): a
 // measuring tool, started as n processes by the launcher.
 //
-//   scripts/dssync-run -n 8 bench_tcp_allreduce [--sizes B,B,...] [--trials T]
+//   scripts/tools/dssync-run -n 8 bench_tcp_allreduce [--sizes B,B,...] [--trials T]
 //                                               [--algo ring,hd]
 //
 // For each size and algorithm: one checked all-reduce (rank r contributes

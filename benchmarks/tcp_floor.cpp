@@ -1,8 +1,8 @@
 // The floor under any ring all-reduce over TCP on this machine: the ring's
 // traffic alone, over plain sockets, with nothing else. A measuring tool for
-// scripts/bench-tcp, started as n processes by the launcher.
+// scripts/bench/tcp, started as n processes by the launcher.
 //
-//   scripts/dssync-run -n 8 bench_tcp_floor [--sizes B,B,...] [--trials T]
+//   scripts/tools/dssync-run -n 8 bench_tcp_floor [--sizes B,B,...] [--trials T]
 //
 // One "call" is what a ring all-reduce of B bytes sends and receives on each
 // rank: 2(n-1) steps, each a block of B/n bytes to the next rank while a block

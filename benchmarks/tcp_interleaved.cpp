@@ -1,9 +1,9 @@
 // dssync's all-reduce over TcpTransport and Gloo's over Gloo's TCP device in
 // the same processes, their trials interleaved: the comparison of
-// scripts/bench-tcp with the machine's drift taken out. A measuring tool,
+// scripts/bench/tcp with the machine's drift taken out. A measuring tool,
 // started as n processes by the launcher.
 //
-//   scripts/dssync-run -n 8 bench_tcp_interleaved [--sizes B,B,...] [--trials T]
+//   scripts/tools/dssync-run -n 8 bench_tcp_interleaved [--sizes B,B,...] [--trials T]
 //       [--store DIR] [--hostname ADDR | --iface NAME]
 //
 // On a shared machine, separate runs of separate programs see different
@@ -20,7 +20,7 @@
 //   <label> <bytes> <R> <median time per call, us> <algbw GB/s> <busbw GB/s>
 // and two comments with the paired ratio: per trial, Gloo's better time over
 // ours; the median, lowest and highest of it, then every trial's
-// ("# paired <bytes> <ratio> <ratio> ...", which scripts/bench-tcp pools).
+// ("# paired <bytes> <ratio> <ratio> ...", which scripts/bench/tcp pools).
 
 #include <algorithm>
 #include <cstddef>

@@ -1,6 +1,6 @@
 // Per-step times of synchronizers over TcpTransport, and a ping-pong to fit
 // the alpha-beta model: what SIMULATION.md's validation measures on the shaped
-// network (scripts/validate-sim), started as n processes by the launcher.
+// network (scripts/studies/sim-validate), started as n processes by the launcher.
 //
 //   dssync-run -n 8 bench_tcp_steps steps [--sizes B,...] [--sync ring,dssync,gossip] [--steps K] [--trials T]
 //     (also dssync-fixed: DSSync g=2 with NoShuffle, the same pairs every step;

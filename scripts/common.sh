@@ -1,5 +1,8 @@
 # shellcheck shell=bash
-# Shared by scripts/test and scripts/demo; sourced, not run.
+# Shared by the scripts that build or run dssync (scripts/test, demo and fuzz,
+# scripts/bench/* and scripts/studies/*); sourced, not run: from scripts/ as
+# "$(dirname "${BASH_SOURCE[0]}")/common.sh", from its subdirectories as
+# "$(dirname "${BASH_SOURCE[0]}")/../common.sh".
 # Expects `set -euo pipefail` in the caller.
 
 DSSYNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # the ranks' scripts, in single quotes, expand their own variables
-# What scripts/dssync-run promises, checked with real processes (bash ranks).
+# What scripts/tools/dssync-run promises, checked with real processes (bash ranks).
 #
 #   launcher.sh PATH/TO/dssync-run
 #

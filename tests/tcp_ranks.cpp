@@ -1,5 +1,5 @@
 // TcpTransport as real processes on loopback, one per rank, started by
-// scripts/dssync-run (or tests/tcp_kill.sh), configured from DSSYNC_*.
+// scripts/tools/dssync-run (or tests/tcp_kill.sh), configured from DSSYNC_*.
 //
 //   tcp_ranks check   every collective's closed-form sum, and every
 //                     synchronizer bitwise equal to the same run in an

@@ -2,7 +2,7 @@
 // SimTransport, over a transport made of plain MPI calls, so that the two
 // simulators time the same sequence of messages. Prints the slowest rank's
 // simulated seconds per step (MPI_Wtime is virtual under SMPI).
-// scripts/sim-vs-smpi builds it with smpicxx and runs it beside dssync_simulate.
+// scripts/studies/sim-vs-smpi builds it with smpicxx and runs it beside dssync_simulate.
 //
 //   smpirun -np P -platform PLATFORM.xml -hostfile HOSTS ./smpi_dssync_steps SYNC BYTES STEPS [RACK]
 //

@@ -2,7 +2,7 @@
 // (reduce-scatter then all-gather, one MPI_Sendrecv of a 1/p block per step),
 // written in plain MPI and run under SimGrid's smpirun, which simulates it.
 // Prints rank 0's simulated time of one all-reduce (MPI_Wtime is virtual
-// under SMPI). scripts/bench-sim builds and runs it.
+// under SMPI). scripts/bench/sim builds and runs it.
 //
 //   smpirun -np P -platform ring.xml -hostfile hosts ./smpi_ring_allreduce BYTES
 

@@ -3,7 +3,7 @@
 //
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
-//   scripts/dssync-run -n 8 train --transport tcp       # 8 processes over TCP
+//   scripts/tools/dssync-run -n 8 train --transport tcp # 8 processes over TCP
 //
 // Prints a line per epoch and a closing table; writes every epoch of every run
 // to a CSV file and, with gnuplot installed, draws test accuracy and training
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
   app.add_option("--transport", transport,
-                 "inproc (threads), mpi (under mpirun), tcp (under scripts/dssync-run) or sim "
+                 "inproc (threads), mpi (under mpirun), tcp (under scripts/tools/dssync-run) or sim "
                  "(a simulated network: times are virtual)")
       ->capture_default_str()
       ->check(CLI::IsMember({"inproc", "mpi", "tcp", "sim"}));

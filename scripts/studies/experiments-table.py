@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Aggregates the runs of scripts/experiments: the markdown table of
+"""Aggregates the runs of scripts/studies/experiments: the markdown table of
 EXPERIMENTS.md (mean and spread over seeds) and its plots (gnuplot).
 
-    python3 scripts/experiments_table.py <out dir>
+    python3 scripts/studies/experiments-table.py <out dir>
 """
 import csv
 import glob
