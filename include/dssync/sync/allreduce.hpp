@@ -31,7 +31,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   explicit AllReduceSync(Transport& t, Options options = {}, Reduce reduce = {}, Op op = {})
       : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
         world_(Partition::whole(t.size())), check_(t.size()),
-        ordinal_(options.checked ? detail::next_checked_ordinal() : 0) {}
+        ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {}
 
   // step(params) (from StepOverloads: one buffer, a container or a set of
   // tensors) lands here: one all-reduce over the world per fusion bucket.

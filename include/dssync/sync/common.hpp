@@ -198,12 +198,22 @@ constexpr std::uint64_t type_hash() noexcept {
   return mix64(h ^ sizeof(T));
 }
 
-// Numbers the checked synchronizers a thread makes, in order: a rank's k-th
+// Numbers the checked synchronizers a rank makes, in order: a rank's k-th
 // checked synchronizer must meet the other ranks' k-th, or two synchronizers
-// stepped in different orders on different ranks would mix their buffers.
-inline std::uint64_t next_checked_ordinal() noexcept {
-  thread_local std::uint64_t next = 0;
-  return next++;
+// stepped in different orders on different ranks would mix their buffers. A
+// rank is an OS thread on the threaded and multi-process transports; a
+// transport that runs several ranks on one thread (the simulator's fibers)
+// keeps the count per rank itself, in next_checked_ordinal().
+template <class Transport>
+std::uint64_t next_checked_ordinal(Transport& t) noexcept {
+  if constexpr (requires { { t.next_checked_ordinal() } -> std::convertible_to<std::uint64_t>; }) {
+    return t.next_checked_ordinal();
+  } else if constexpr (requires { t.base(); }) {
+    return next_checked_ordinal(t.base());
+  } else {
+    thread_local std::uint64_t next = 0;
+    return next++;
+  }
 }
 
 // What the checked mode compares across ranks before a step moves a byte.

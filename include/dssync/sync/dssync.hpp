@@ -31,7 +31,7 @@ struct DSSyncOptions {
   // Before averaging, all ranks compare what they are about to do and fail
   // with configuration_error naming the first rank that disagrees, instead of
   // mixing garbage or waiting forever: the synchronizer (its type and its place
-  // among the checked synchronizers this thread made), seed, group size,
+  // among the checked synchronizers this rank made), seed, group size,
   // shuffle, op, iteration and partition; the element type; the number, order
   // and lengths of the tensors. Costs one small all-reduce over the world per
   // step (README: "Checked mode" gives the measured cost).
@@ -53,7 +53,7 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
                   Grouping grouping = {}, Op op = {})
       : transport_(t), options_(options), shuffle_(std::move(shuffle)), reduce_(std::move(reduce)),
         grouping_(std::move(grouping)), op_(std::move(op)), check_(t.size()),
-        ordinal_(options.checked ? detail::next_checked_ordinal() : 0) {
+        ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     if (options_.group_size < 1)
       throw configuration_error("group size must be at least 1, got " +
                                     std::to_string(options_.group_size),

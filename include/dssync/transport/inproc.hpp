@@ -5,10 +5,12 @@
 // staging) and releases the sender. Waiting is on condition variables, never by
 // spinning: 16 ranks on 2 cores is an ordinary configuration.
 //
-// Failure: when a rank's function throws, every blocked operation of every
-// other rank ends with peer_error, and run() rethrows the first exception. A
-// rank waiting on a peer that has already returned fails at once, and every
-// wait ends with timeout_error after the world's timeout.
+// Failure (the contract of transport/contract.hpp): when a rank's function
+// throws, every blocked operation of every other rank ends with peer_error
+// naming it, and run() rethrows the first exception. A rank waiting on a peer
+// that has already returned fails at once, and every operation ends with
+// timeout_error once InProcOptions::timeout has passed since it began (zero:
+// no deadline).
 
 #include <chrono>
 #include <condition_variable>
@@ -28,13 +30,14 @@
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/contract.hpp"
 
 namespace dssync {
 
 struct InProcOptions {
-  // How long any blocking operation may wait for its peer before it fails with
-  // timeout_error.
-  std::chrono::milliseconds timeout = std::chrono::minutes(2);
+  // How long one operation (send, recv, sendrecv) may take from its start
+  // before it fails with timeout_error; zero waits without a deadline.
+  std::chrono::milliseconds timeout = default_timeout;
 };
 
 namespace detail {
@@ -74,9 +77,7 @@ struct InProcShared {
   // last left a wait: a timeout can then name the rank that holds everyone up.
   std::vector<int> waiting_on;
   std::vector<std::chrono::steady_clock::time_point> left_wait;
-  bool failed = false;
-  int failed_rank = -1;
-  std::string failure;
+  StickyFailure failure;
 
   void notify(int r) { wake[static_cast<std::size_t>(r)].notify_one(); }
   void notify_all_ranks() {
@@ -94,41 +95,37 @@ class InProcTransport {
   template <class T>
     requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
-    check_peer(dst, tag);
-    if (dst == rank_)
-      throw configuration_error("a blocking send to the sending rank itself can never complete",
-                                where(dst, tag));
+    detail::check_send(rank_, size(), dst, tag);
+    const detail::Deadline deadline(shared_->options.timeout);
     detail::InProcMessage m = make_message(dst, std::as_bytes(data), tag);
     post(m);
-    wait_sent(m);
+    wait_sent(m, deadline);
   }
 
   template <class T>
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
-    check_peer(src, tag);
-    if (src == rank_)
-      throw configuration_error("a blocking receive from the receiving rank itself can never complete",
-                                where(src, tag));
-    receive(src, std::as_writable_bytes(data), tag);
+    detail::check_recv(rank_, size(), src, tag);
+    receive(src, std::as_writable_bytes(data), tag, detail::Deadline(shared_->options.timeout));
   }
 
   // Sends to dst and receives from src at once; dst and src may be the same
-  // rank, or this rank.
+  // rank, or both this rank (a copy). One deadline covers both directions.
   template <class T, class U>
     requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    check_peer(dst, tag);
-    check_peer(src, tag);
+    if (detail::check_sendrecv(rank_, size(), dst, src, tag))
+      return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank_, tag);
+    const detail::Deadline deadline(shared_->options.timeout);
     detail::InProcMessage m = make_message(dst, std::as_bytes(out), tag);
     post(m);
     try {
-      receive(src, std::as_writable_bytes(in), tag);
+      receive(src, std::as_writable_bytes(in), tag, deadline);
     } catch (...) {
       retract(m);
       throw;
     }
-    wait_sent(m);
+    wait_sent(m, deadline);
   }
 
   // sendrecv without the receive copy: `use` gets a read-only view of the
@@ -140,19 +137,24 @@ class InProcTransport {
     requires std::invocable<Use&, std::span<const T>>
   void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
                      tag_t tag) {
-    check_peer(dst, tag);
-    check_peer(src, tag);
+    if (detail::check_sendrecv(rank_, size(), dst, src, tag)) {
+      if (out.size() != count)
+        throw detail::size_mismatch(count * sizeof(T), out.size_bytes(), rank_, where(src, tag));
+      if (count) use(out);
+      return;
+    }
+    const detail::Deadline deadline(shared_->options.timeout);
     detail::InProcMessage m = make_message(dst, std::as_bytes(out), tag);
     post(m);
     try {
-      receive(src, count * sizeof(T), tag, [&](const std::byte* data) {
+      receive(src, count * sizeof(T), tag, deadline, [&](const std::byte* data) {
         use(std::span<const T>(reinterpret_cast<const T*>(data), count));
       });
     } catch (...) {
       retract(m);
       throw;
     }
-    wait_sent(m);
+    wait_sent(m, deadline);
   }
 
  private:
@@ -162,9 +164,7 @@ class InProcTransport {
   using clock = std::chrono::steady_clock;
   using lock = std::unique_lock<std::mutex>;
 
-
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank_, peer, tag); }
-  void check_peer(int peer, tag_t tag) const { detail::check_peer_and_tag(rank_, size(), peer, tag); }
 
   detail::InProcMessage make_message(int dst, std::span<const std::byte> data, tag_t tag) const {
     detail::InProcMessage m;
@@ -178,9 +178,7 @@ class InProcTransport {
 
   // Throws if the world has failed; called with the lock held.
   void check_failed(int peer, tag_t tag) const {
-    if (shared_->failed)
-      throw peer_error("rank " + std::to_string(shared_->failed_rank) + " failed: " + shared_->failure,
-                       where(peer, tag));
+    if (shared_->failure.failed()) throw shared_->failure.during(where(peer, tag));
   }
 
   // Marks this rank as blocked on `peer` for the lifetime of the guard, or
@@ -271,15 +269,14 @@ class InProcTransport {
   }
 
   // Blocks until the receiver has taken m.
-  void wait_sent(detail::InProcMessage& m) {
+  void wait_sent(detail::InProcMessage& m, const detail::Deadline& deadline) {
     using S = detail::InProcMessage::State;
-    const auto deadline = clock::now() + shared_->options.timeout;
     lock lk(shared_->mu);
     WaitMark mark(shared_, rank_, m.dst);
     auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
     while (m.state == S::posted || m.state == S::copying) {
       if (m.state == S::posted) {
-        if (shared_->failed) {
+        if (shared_->failure.failed()) {
           unlink_locked(lk, m);
           check_failed(m.dst, m.tag);
         }
@@ -288,33 +285,30 @@ class InProcTransport {
           throw peer_error("the peer returned without receiving a message sent to it",
                            where(m.dst, m.tag));
         }
-        if (clock::now() >= deadline) {
+        if (deadline.passed()) {
           unlink_locked(lk, m);
-          throw timeout_error("no receive matched a send within " + timeout_text() +
-                                  stall_report(m.dst),
-                              where(m.dst, m.tag));
+          throw detail::timed_out(detail::send_text(m.dst), deadline, m.dst, where(m.dst, m.tag),
+                                  "; no receive matched it" + stall_report(m.dst));
         }
       }
-      wake.wait_until(lk, deadline);
+      deadline.wait_once(wake, lk);
     }
     if (m.state == S::mismatched)
-      throw size_mismatch_error("sent " + std::to_string(m.bytes) + " bytes, the peer expected " +
-                                    std::to_string(m.receiver_bytes),
-                                where(m.dst, m.tag));
+      throw detail::size_mismatch_sent(m.bytes, m.receiver_bytes, m.dst, where(m.dst, m.tag));
   }
 
   // Waits for the first message from src with this tag, checks that it has
   // `bytes` bytes, and hands the sender's buffer to use(const std::byte*)
   // while the sender stays blocked.
   template <class Use>
-  void receive(int src, std::size_t bytes, tag_t tag, Use&& use) {
+  void receive(int src, std::size_t bytes, tag_t tag, const detail::Deadline& deadline, Use&& use) {
     using S = detail::InProcMessage::State;
-    const auto deadline = clock::now() + shared_->options.timeout;
     lock lk(shared_->mu);
     auto& q = shared_->inbox[static_cast<std::size_t>(rank_)];
     auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
     detail::InProcMessage* prev = nullptr;
     detail::InProcMessage* m = nullptr;
+    check_failed(src, tag);  // a failed world fails every later operation at once
     WaitMark mark(shared_, rank_, src);
     for (;;) {
       prev = nullptr;
@@ -325,11 +319,10 @@ class InProcTransport {
       if (shared_->exited[static_cast<std::size_t>(src)])
         throw peer_error("the peer returned without sending the message waited for",
                          where(src, tag));
-      if (clock::now() >= deadline)
-        throw timeout_error("no message arrived within " + timeout_text() + pending_from(src) +
-                                stall_report(src),
-                            where(src, tag));
-      wake.wait_until(lk, deadline);
+      if (deadline.passed())
+        throw detail::timed_out(detail::receive_text(src), deadline, src, where(src, tag),
+                                pending_from(src) + stall_report(src));
+      deadline.wait_once(wake, lk);
     }
     mark.clear();
     (prev ? prev->next : q.head) = m->next;
@@ -341,9 +334,7 @@ class InProcTransport {
       const std::size_t sent = m->bytes;
       lk.unlock();
       shared_->notify(src);
-      throw size_mismatch_error("expected " + std::to_string(bytes) + " bytes, the peer sent " +
-                                    std::to_string(sent),
-                                where(src, tag));
+      throw detail::size_mismatch(bytes, sent, src, where(src, tag));
     }
     m->state = S::copying;
     lk.unlock();
@@ -362,13 +353,9 @@ class InProcTransport {
     if (bytes) use(m->data);
   }
 
-  void receive(int src, std::span<std::byte> out, tag_t tag) {
-    receive(src, out.size(), tag,
+  void receive(int src, std::span<std::byte> out, tag_t tag, const detail::Deadline& deadline) {
+    receive(src, out.size(), tag, deadline,
             [&](const std::byte* data) { std::memcpy(out.data(), data, out.size()); });
-  }
-
-  std::string timeout_text() const {
-    return std::to_string(shared_->options.timeout.count()) + " ms";
   }
 
   // For a timeout message: the tags that did arrive from src, which shows a
@@ -414,12 +401,8 @@ class InProcWorld {
           shared.exited[static_cast<std::size_t>(r)] = true;
         } catch (...) {
           std::lock_guard lk(shared.mu);
-          if (!shared.failed) {
-            shared.failed = true;
-            shared.failed_rank = r;
-            shared.failure = detail::describe_exception(std::current_exception());
+          if (shared.failure.record(r, detail::describe_exception(std::current_exception())))
             first = std::current_exception();
-          }
         }
         shared.notify_all_ranks();
       });

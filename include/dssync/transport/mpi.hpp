@@ -56,6 +56,7 @@
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/contract.hpp"
 
 namespace dssync {
 
@@ -116,7 +117,7 @@ struct MPINotice {
   std::uint64_t transport = 0;
   std::int32_t rank = -1;
   std::int32_t length = 0;
-  char text[240] = {};
+  char text[max_failure_text] = {};
 };
 inline constexpr int mpi_notice_tag = 1;
 
@@ -129,9 +130,7 @@ struct MPIControl {
   MPI_Request incoming_request = MPI_REQUEST_NULL;
   std::unique_ptr<MPINotice> outgoing;
   std::vector<MPI_Request> outgoing_requests;
-  bool failed = false;
-  int failed_rank = -1;
-  std::string failure;
+  StickyFailure failure;
 
   MPIControl() = default;
   MPIControl(const MPIControl&) = delete;
@@ -158,7 +157,7 @@ struct MPIControl {
                   MPI_STATUSES_IGNORE);
       if (!done) {
         // A receiver that never polls again leaves the send pending; MPI may
-        // still read the buffer, so it stays allocated (a few hundred bytes).
+        // still read the buffer, so it stays allocated (about a kilobyte).
         for (auto& r : outgoing_requests)
           if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
         (void)outgoing.release();
@@ -168,18 +167,13 @@ struct MPIControl {
   }
 };
 
-inline long long whole_ms(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
 }  // namespace detail
 
 struct MPIOptions {
   // How long one operation (send, recv, sendrecv, or a native collective) may
-  // take from its start before it fails with timeout_error, the same default
-  // as InProcOptions. Zero waits forever; failure notices from other ranks
-  // still end the wait.
-  std::chrono::milliseconds timeout = std::chrono::minutes(2);
+  // take from its start before it fails with timeout_error. Zero waits
+  // without a deadline; failure notices from other ranks still end the wait.
+  std::chrono::milliseconds timeout = default_timeout;
   // How a waiting operation polls its requests: without pause (as
   // MPI_Waitall does) for `spin` plus the time its bytes could take at a
   // pessimistic 125 MB/s, then with sleeps between tests, 20 us at first and
@@ -235,7 +229,7 @@ class MPITransport {
 
   // Whether this transport timed out, heard a failure notice, or was fail()ed;
   // then every operation throws peer_error.
-  bool failed() const noexcept { return control_->failed; }
+  bool failed() const noexcept { return control_->failure.failed(); }
 
   // For a program that catches an error of its own (or a size_mismatch_error,
   // which does not fail the transport) and cannot go on: tells every other
@@ -243,15 +237,15 @@ class MPITransport {
   // and `reason`, and fails this transport. Never blocks; a second call does
   // nothing.
   void fail(std::string_view reason) {
-    if (control_->failed) return;
+    if (control_->failure.failed()) return;
     notify_others(reason);
-    mark_failed(rank(), std::string(reason));
+    control_->failure.record(rank(), std::string(detail::failure_text(reason)));
   }
 
   template <class T>
     requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
-    check(dst, tag);
+    detail::check_send(rank(), size(), dst, tag);
     const auto start = clock::now();
     check_usable(where(dst, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
@@ -269,7 +263,7 @@ class MPITransport {
   template <class T>
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
-    check(src, tag);
+    detail::check_recv(rank(), size(), src, tag);
     const auto start = clock::now();
     check_usable(where(src, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
@@ -285,11 +279,12 @@ class MPITransport {
   }
 
   // Full duplex: both directions are posted before either is waited for.
+  // With this rank on both sides, a copy.
   template <class T, class U>
     requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    check(dst, tag);
-    check(src, tag);
+    if (detail::check_sendrecv(rank(), size(), dst, src, tag))
+      return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
     const auto start = clock::now();
     check_usable(where(src, tag));
     const std::size_t pieces = std::max(piece_count(out.size()), piece_count(in.size()));
@@ -348,15 +343,8 @@ class MPITransport {
   // native collective calls before it posts anything.
   void check_usable(const error_context& where) {
     auto& c = *control_;
-    if (!c.failed) notice_arrived();
-    if (!c.failed) return;
-    if (c.failed_rank == rank())
-      throw peer_error("this transport failed earlier (" + c.failure +
-                           "); make a new transport to go on",
-                       where);
-    throw peer_error("rank " + std::to_string(c.failed_rank) + " failed: " + c.failure +
-                         " (the transport stays failed; make a new one to go on)",
-                     where);
+    if (!c.failure.failed()) notice_arrived();
+    c.failure.throw_if_failed(rank(), where);
   }
 
  private:
@@ -387,6 +375,7 @@ class MPITransport {
     const auto spin_end = clock::now() + options_.spin +
                           std::chrono::nanoseconds(static_cast<std::int64_t>(8 * p.bytes));
     auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
+    const detail::Deadline deadline(options_.timeout, p.start);
     for (unsigned round = 0;; ++round) {
       // Testing also drives Open MPI's progress engine, which moves the data.
       int done = 0;
@@ -402,45 +391,39 @@ class MPITransport {
       // 32nd round, so that the data's polling rate stays that of MPI_Waitall.
       if ((!spinning || round % 32 == 0) && notice_arrived()) {
         abandon(p);
-        const auto& c = *control_;
-        throw peer_error("rank " + std::to_string(c.failed_rank) + " failed: " + c.failure,
-                         p.at.with_peer(c.failed_rank));
+        throw control_->failure.during(p.at);
       }
-      const bool limited = options_.timeout.count() > 0;
-      const auto deadline = p.start + options_.timeout;
-      if (limited && now >= deadline) time_out(p, now);
+      if (deadline.passed(now)) time_out(p, deadline, now);
       if (!spinning) {
-        std::this_thread::sleep_for(limited ? std::min<clock::duration>(nap, deadline - now) : nap);
+        std::this_thread::sleep_for(deadline.limited() ? std::min(nap, deadline.left(now)) : nap);
         nap = std::min<clock::duration>(2 * nap, options_.max_sleep);
       }
     }
   }
 
-  [[noreturn]] void time_out(const Pending& p, clock::time_point now) {
+  [[noreturn]] void time_out(const Pending& p, const detail::Deadline& deadline,
+                             clock::time_point now) {
     // Name the first request still pending (receives come first): with a
     // sendrecv whose receive arrived, it is the send's peer that is missing.
-    error_context at = p.at;
-    std::string what = p.collective ? "the collective" : "the operation";
+    // A collective names no peer.
+    std::string what = "the collective";
+    int peer = -1;
     for (std::size_t i = 0; i < p.peers.size(); ++i) {
       int done = 0;
       MPI_Request_get_status(p.requests[i], &done, MPI_STATUS_IGNORE);
       if (done) continue;
-      const bool receive = static_cast<int>(i) < p.receives;
-      at = at.with_peer(p.peers[i]);
-      what = receive ? "a receive from rank " + std::to_string(p.peers[i])
-                     : "a send to rank " + std::to_string(p.peers[i]);
+      peer = p.peers[i];
+      what = static_cast<int>(i) < p.receives ? detail::receive_text(peer) : detail::send_text(peer);
       break;
     }
     abandon(p);
-    const timeout_error e(what + " did not complete within " +
-                              std::to_string(options_.timeout.count()) + " ms (waited " +
-                              std::to_string(detail::whole_ms(now - p.start)) + " ms)",
-                          at);
+    const timeout_error e = peer >= 0 ? detail::timed_out(what, deadline, peer, p.at, {}, now)
+                                      : timeout_error(what + " " + deadline.overdue_text(now), p.at);
     // The others learn what this rank saw, in its own words without the prefix.
     std::string_view text(e.what());
     if (text.starts_with("dssync: ")) text.remove_prefix(8);
     notify_others(text);
-    mark_failed(rank(), std::string(text));
+    control_->failure.record(rank(), std::string(detail::failure_text(text)));
     throw e;
   }
 
@@ -491,7 +474,7 @@ class MPITransport {
       if (c.incoming.transport == c.id) {
         const auto len = static_cast<std::size_t>(
             std::clamp<std::int32_t>(c.incoming.length, 0, sizeof(c.incoming.text)));
-        mark_failed(c.incoming.rank, std::string(c.incoming.text, len));
+        c.failure.record(c.incoming.rank, std::string(c.incoming.text, len));
         return true;
       }
       post_notice_receive();
@@ -508,8 +491,9 @@ class MPITransport {
     auto& n = *c.outgoing;
     n.transport = c.id;
     n.rank = rank();
-    const std::size_t len = std::min(text.size(), sizeof(n.text));
-    std::memcpy(n.text, text.data(), len);
+    const std::string_view cut = detail::failure_text(text);
+    const std::size_t len = cut.size();
+    std::memcpy(n.text, cut.data(), len);
     n.length = static_cast<std::int32_t>(len);
     c.outgoing_requests.reserve(static_cast<std::size_t>(size()));
     for (int r = 0; r < size(); ++r) {
@@ -520,16 +504,7 @@ class MPITransport {
     }
   }
 
-  void mark_failed(int failed_rank, std::string text) {
-    auto& c = *control_;
-    if (c.failed) return;
-    c.failed = true;
-    c.failed_rank = failed_rank;
-    c.failure = std::move(text);
-  }
-
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
-  void check(int peer, tag_t tag) const { detail::check_peer_and_tag(rank(), size(), peer, tag); }
 
   void call(int rc, const char* what, int peer, tag_t tag) const {
     if (rc != MPI_SUCCESS)
@@ -546,20 +521,18 @@ class MPITransport {
     const std::size_t elem_bytes = sizeof(T);
     int error_class = MPI_SUCCESS;
     if (rc != MPI_SUCCESS) MPI_Error_class(rc, &error_class);
-    if (error_class == MPI_ERR_TRUNCATE)
-      throw size_mismatch_error("the peer sent more than the " +
+    if (error_class == MPI_ERR_TRUNCATE)  // MPI does not say how much more
+      throw size_mismatch_error("expected " +
                                     std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
-                                    " bytes expected",
+                                    " bytes, the peer sent more",
                                 where(src, tag));
     call(rc, "MPI_Irecv", src, tag);
     int received = 0;
     MPI_Get_count(&status, detail::mpi_datatype<T>(), &received);
     if (received != expected)
-      throw size_mismatch_error("expected " +
-                                    std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
-                                    " bytes, the peer sent " +
-                                    std::to_string(static_cast<std::size_t>(received) * elem_bytes),
-                                where(src, tag));
+      throw detail::size_mismatch(static_cast<std::size_t>(expected) * elem_bytes,
+                                  static_cast<std::size_t>(received) * elem_bytes, src,
+                                  where(src, tag));
   }
 
   // A buffer of n elements goes as ceil(n / 2^30) messages (one when empty).

@@ -30,7 +30,9 @@
 //   factor).
 // When every rank waits and nothing moves, the program has deadlocked in
 // virtual time: every waiting rank throws timeout_error naming what it waits
-// for (or peer_error naming a rank that failed).
+// for (or peer_error naming a rank that failed). There is no wall-clock
+// timeout: virtual time has no hung peer, only a deadlock, which is found at
+// once. Otherwise the contract is transport/contract.hpp's.
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
@@ -64,6 +66,7 @@
 #include "dssync/core/ops.hpp"
 #include "dssync/core/random.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/contract.hpp"
 
 namespace dssync {
 
@@ -114,7 +117,8 @@ struct SimRecv {
   std::size_t bytes = 0;
   bool claimed = false;  // a message is on its way into it
   bool done = false;
-  std::string error;     // a size mismatch, found when it arrived
+  bool mismatch = false;        // the message that arrived had another length:
+  std::size_t sent_bytes = 0;   // this one
 };
 
 }  // namespace detail
@@ -129,6 +133,9 @@ class SimTransport {
   void compute(double seconds);
   // Whether this rank is one of the stragglers.
   bool straggler() const noexcept;
+  // Every rank is a fiber of one thread, so the checked synchronizers are
+  // numbered per rank here rather than per thread (sync/common.hpp).
+  std::uint64_t next_checked_ordinal() noexcept { return checked_ordinals_++; }
 
   // A simulated network: collectives send a block as one message, so that a
   // ring step costs one latency, as in the closed forms.
@@ -149,6 +156,7 @@ class SimTransport {
   SimTransport(SimWorld* w, int rank) : world_(w), rank_(rank) {}
   SimWorld* world_;
   int rank_;
+  std::uint64_t checked_ordinals_ = 0;
 };
 
 class SimWorld {
@@ -200,11 +208,8 @@ class SimWorld {
         } catch (const boost::context::detail::forced_unwind&) {
           throw;  // the fiber is being destroyed: let it unwind
         } catch (...) {
-          if (!first) first = std::current_exception();
-          if (failed_rank_ < 0) {
-            failed_rank_ = r;
-            failure_ = detail::describe_exception(std::current_exception());
-          }
+          if (failure_.record(r, detail::describe_exception(std::current_exception())))
+            first = std::current_exception();
         }
         rk.done = true;
         rk.finish = now_;
@@ -332,8 +337,7 @@ class SimWorld {
     seq_ = 0;
     messages_ = 0;
     virtual_bytes_ = 0;
-    failed_rank_ = -1;
-    failure_.clear();
+    failure_ = {};
     flows_changed_ = false;
   }
 
@@ -382,7 +386,7 @@ class SimWorld {
     for (int r = 0; r < n_; ++r) {
       Rank& rk = ranks_[static_cast<std::size_t>(r)];
       if (rk.done || !rk.waiting) continue;
-      rk.woken = failed_rank_ >= 0 ? Rank::Woken::failure : Rank::Woken::deadlock;
+      rk.woken = failure_.failed() ? Rank::Woken::failure : Rank::Woken::deadlock;
       wake(r);
     }
   }
@@ -553,10 +557,12 @@ class SimWorld {
     return nullptr;
   }
   void deliver(const Message& m, detail::SimRecv& r) {
-    if (r.bytes != m.bytes)
-      r.error = "expected " + std::to_string(r.bytes) + " bytes, the peer sent " + std::to_string(m.bytes);
-    else if (m.bytes)
+    if (r.bytes != m.bytes) {
+      r.mismatch = true;
+      r.sent_bytes = m.bytes;
+    } else if (m.bytes) {
       std::memcpy(r.into, m.staged.data(), m.bytes);
+    }
   }
   void finish_recv(Rank& d, detail::SimRecv& r, int rank) {
     r.done = true;
@@ -602,17 +608,14 @@ class SimWorld {
     if (it != rk.posted.end()) rk.posted.erase(it);
   }
 
-  [[noreturn]] void throw_failed(int r, tag_t tag) const {
-    throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
-                     detail::p2p_context(r, failed_rank_, tag));
-  }
 
   // One operation of rank r: an optional send and an optional receive,
   // waited for together.
   void operate(int r, int dst, std::span<const std::byte> out, int src, std::span<std::byte> in, tag_t tag,
                bool do_send, bool do_recv) {
     Rank& rk = ranks_[static_cast<std::size_t>(r)];
-    if (failed_rank_ >= 0 && failed_rank_ != r) throw_failed(r, tag);
+    const error_context at = detail::p2p_context(r, do_recv ? src : dst, tag);
+    if (failure_.failed() && failure_.rank() != r) throw failure_.during(at);
     detail::SimRecv rv;
     bool sent = !do_send;
     if (do_recv) {
@@ -638,15 +641,16 @@ class SimWorld {
       if (rk.woken != Rank::Woken::progress && !(sent && (!do_recv || rv.done))) {
         // Deadlock, or a failed rank: nothing will ever complete this.
         if (do_recv && !rv.done) cancel(r, rv);
-        const int peer = do_recv && !rv.done ? src : dst;
-        if (rk.woken == Rank::Woken::failure) throw_failed(r, tag);
-        throw timeout_error(std::string(do_recv && !rv.done ? "waits for a message from" : "waits to send to") +
-                                " rank " + std::to_string(peer) + " at virtual time " + std::to_string(now_) +
-                                " s, and every rank waits: the program deadlocks",
-                            detail::p2p_context(r, peer, tag));
+        if (rk.woken == Rank::Woken::failure) throw failure_.during(at);
+        const bool receiving = do_recv && !rv.done;
+        const int peer = receiving ? src : dst;
+        throw timeout_error((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
+                                " cannot complete: at virtual time " + std::to_string(now_) +
+                                " s every rank waits, so the program deadlocks",
+                            at.with_peer(peer));
       }
     }
-    if (!rv.error.empty()) throw size_mismatch_error(rv.error, detail::p2p_context(r, src, tag));
+    if (rv.mismatch) throw detail::size_mismatch(rv.bytes, rv.sent_bytes, src, at);
   }
 
   int n_;
@@ -661,8 +665,7 @@ class SimWorld {
   std::uint64_t seq_ = 0;
   std::uint64_t messages_ = 0;
   double virtual_bytes_ = 0;
-  int failed_rank_ = -1;
-  std::string failure_;
+  detail::StickyFailure failure_;
   bool flows_changed_ = false;
   std::vector<std::unique_ptr<Message>> owned_;
   const void* sched_bottom_ = nullptr;  // the scheduler's stack, for AddressSanitizer
@@ -689,41 +692,24 @@ inline void SimTransport::compute(double seconds) {
 template <class T>
   requires element<std::remove_const_t<T>>
 void SimTransport::send(int dst, std::span<T> data, tag_t tag) {
-  detail::check_peer_and_tag(rank_, size(), dst, tag);
-  if (dst == rank_)
-    throw configuration_error("a blocking send to the sending rank itself can never complete",
-                              detail::p2p_context(rank_, dst, tag));
+  detail::check_send(rank_, size(), dst, tag);
   world_->operate(rank_, dst, std::as_bytes(data), -1, {}, tag, true, false);
 }
 
 template <class T>
   requires element<T>
 void SimTransport::recv(int src, std::span<T> data, tag_t tag) {
-  detail::check_peer_and_tag(rank_, size(), src, tag);
-  if (src == rank_)
-    throw configuration_error("a blocking receive from the receiving rank itself can never complete",
-                              detail::p2p_context(rank_, src, tag));
+  detail::check_recv(rank_, size(), src, tag);
   world_->operate(rank_, -1, {}, src, std::as_writable_bytes(data), tag, false, true);
 }
 
 template <class T, class U>
   requires element<std::remove_const_t<T>> && element<U>
 void SimTransport::sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-  detail::check_peer_and_tag(rank_, size(), dst, tag);
-  detail::check_peer_and_tag(rank_, size(), src, tag);
   const auto ob = std::as_bytes(out);
   const auto ib = std::as_writable_bytes(in);
-  if (dst == rank_ && src == rank_) {  // with itself: a copy, no time
-    if (ob.size() != ib.size())
-      throw size_mismatch_error("expected " + std::to_string(ib.size()) + " bytes, the peer sent " +
-                                    std::to_string(ob.size()),
-                                detail::p2p_context(rank_, src, tag));
-    if (!ob.empty()) std::memmove(ib.data(), ob.data(), ob.size());
-    return;
-  }
-  if (dst == rank_ || src == rank_)
-    throw configuration_error("sendrecv with itself on one side only can never complete",
-                              detail::p2p_context(rank_, dst == rank_ ? dst : src, tag));
+  if (detail::check_sendrecv(rank_, size(), dst, src, tag))  // with itself: a copy, no time
+    return detail::self_exchange(ob, ib, rank_, tag);
   world_->operate(rank_, dst, ob, src, ib, tag, true, true);
 }
 

@@ -25,8 +25,9 @@
 // until its receive is posted, and is then read into the buffer directly.
 //
 // Failures. Nothing waits forever:
-// - every operation ends within TcpOptions::timeout (timeout_error naming the
-//   peer it waited on, and what that peer sent instead if anything);
+// - every operation ends within TcpOptions::timeout from its start (zero: no
+//   deadline), with timeout_error naming the peer it waited on, and what that
+//   peer sent instead if anything (the contract: transport/contract.hpp);
 // - a peer whose connection closes or resets without a goodbye, or that sends
 //   nothing for peer_timeout (not even a heartbeat: it is stopped or cut off),
 //   or that breaks the protocol, is dead: the transport fails, and every rank
@@ -76,6 +77,7 @@
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/contract.hpp"
 #include "dssync/transport/tcp_options.hpp"
 #include "dssync/transport/tcp_wire.hpp"
 
@@ -185,13 +187,13 @@ class TcpCore {
   std::uint16_t listen_port() const noexcept { return me_.port(); }
   bool failed() const {
     std::lock_guard lk(mu_);
-    return failed_;
+    return failure_.failed();
   }
 
   void fail(std::string_view reason) {
     asio::post(io_, [this, text = std::string(reason)] { fail_transport(rank_, text, true); });
     std::unique_lock lk(mu_);
-    cv_.wait_for(lk, std::chrono::seconds(1), [&] { return failed_; });
+    cv_.wait_for(lk, std::chrono::seconds(1), [&] { return failure_.failed(); });
   }
 
   // Runs the operations to completion, or throws. The thread that owns the
@@ -199,7 +201,7 @@ class TcpCore {
   // Nothing here allocates: the operations live on the caller's stack, and
   // the socket thread is woken through an eventfd.
   void run(TcpOp* first, TcpOp* second, const error_context& at) {
-    const auto start = clock::now();
+    const Deadline deadline(options_.timeout);
     check_usable(at);
     const std::array<TcpOp*, 2> list{first, second};
     const std::span<TcpOp* const> ops(list.data(), second ? 2 : 1);
@@ -213,50 +215,33 @@ class TcpCore {
       return std::all_of(ops.begin(), ops.end(),
                          [](const TcpOp* op) { return op->result != TcpOp::Result::pending; });
     };
-    const bool limited = options_.timeout.count() > 0;
-    const auto deadline = start + options_.timeout;
-    bool timed_out = false;
-    while (!done() && !failed_) {
-      if (!limited) {
-        cv_.wait(lk);
-      } else if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && !done() && !failed_) {
-        timed_out = true;
-        break;
-      }
-    }
+    const bool finished = deadline.wait(cv_, lk, [&] { return done() || failure_.failed(); });
     if (!done()) {
       lk.unlock();
-      const std::string why = abandon(ops, timed_out);
-      if (timed_out) throw timeout_error(why, at);
+      if (!finished) {
+        const Overdue late = abandon(ops, &deadline);
+        throw timeout_error(late.text, at.with_peer(late.peer));
+      }
+      abandon(ops, nullptr);
       lk.lock();
-      throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
-                       at.with_peer(failed_rank_));
+      throw failure_.during(at);
     }
     for (const TcpOp* op : ops) {
       if (op->result == TcpOp::Result::mismatch)
-        throw size_mismatch_error("expected " + std::to_string(op->bytes) + " bytes, the peer sent " +
-                                      std::to_string(op->peer_bytes),
-                                  at.with_peer(op->peer));
+        throw size_mismatch(op->bytes, op->peer_bytes, op->peer, at);
     }
     for (const TcpOp* op : ops) {
       if (op->result != TcpOp::Result::failed) continue;
       // The first failure the transport heard of is the cause (a notice
       // naming the dead rank comes before the notifier's own connection ends).
-      if (failed_)
-        throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_,
-                         at.with_peer(failed_rank_));
+      if (failure_.failed()) throw failure_.during(at);
       throw peer_error(op->what, at.with_peer(op->peer));
     }
   }
 
   void check_usable(const error_context& at) {
     std::lock_guard lk(mu_);
-    if (!failed_) return;
-    if (failed_rank_ == rank_)
-      throw peer_error("this transport failed earlier (" + failure_ + "); make a new one to go on", at);
-    throw peer_error("rank " + std::to_string(failed_rank_) + " failed: " + failure_ +
-                         " (the transport stays failed; make a new one to go on)",
-                     at.with_peer(failed_rank_));
+    failure_.throw_if_failed(rank_, at);
   }
 
   error_context where() const { return error_context{}.with_rank(rank_); }
@@ -1069,10 +1054,7 @@ class TcpCore {
   void fail_transport(int who, const std::string& text, bool tell) {
     {
       std::lock_guard lk(mu_);
-      if (failed_) return;
-      failed_ = true;
-      failed_rank_ = who;
-      failure_ = text;
+      if (!failure_.record(who, std::string(failure_text(text)))) return;
     }
     cv_.notify_all();
     if (!tell) return;
@@ -1084,13 +1066,20 @@ class TcpCore {
   // failed): the socket thread lets go of their buffers (copying the rest of
   // a half-written send, so that the stream stays whole, and reading the rest
   // of a half-read receive into nothing) and answers once nothing touches the
-  // caller's memory any more. On a timeout it says why, and fails the
-  // transport. Returns the timeout's message.
-  std::string abandon(std::span<TcpOp* const> span, bool timed_out) {
+  // caller's memory any more. On a timeout (`overdue`: the deadline that
+  // passed) it says why, and fails the transport.
+  struct Overdue {
+    std::string text;  // the timeout's message
+    int peer = -1;     // the peer of the first operation still pending
+  };
+  Overdue abandon(std::span<TcpOp* const> span, const Deadline* overdue) {
     auto answered = std::make_shared<bool>(false);
-    auto why = std::make_shared<std::string>();
+    auto why = std::make_shared<Overdue>();
     std::vector<TcpOp*> ops(span.begin(), span.end());
-    asio::post(io_, [this, ops, timed_out, answered, why] {
+    const bool timed_out = overdue != nullptr;
+    std::optional<Deadline> deadline;
+    if (overdue) deadline = *overdue;
+    asio::post(io_, [this, ops, timed_out, deadline, answered, why] {
       // Operations the caller handed over whose doorbell has not been
       // answered yet are taken first, so that they are let go of like the rest.
       take_submissions();
@@ -1098,7 +1087,7 @@ class TcpCore {
       for (TcpOp* op : ops) {
         if (op->result != TcpOp::Result::pending) continue;
         auto& p = *peers_[std::size_t(op->peer)];
-        if (timed_out && why->empty()) *why = timeout_text(*op, p);
+        if (timed_out && why->peer < 0) *why = {timeout_text(*op, p, *deadline), op->peer};
         if (op->receive) {
           if (p.posted == op) p.posted = nullptr;
           if (p.target == op) {
@@ -1129,7 +1118,7 @@ class TcpCore {
         boost::system::error_code ec;
         if (p->user_io) p->sock.cancel(ec);
       }
-      if (timed_out) fail_transport(rank_, *why, true);
+      if (timed_out) fail_transport(rank_, why->text, true);
       answer_when_released(touched, answered);
     });
     std::unique_lock lk(mu_);
@@ -1150,9 +1139,9 @@ class TcpCore {
     cv_.notify_all();
   }
 
-  std::string timeout_text(const TcpOp& op, const Peer& p) const {
-    std::string s = std::string(op.receive ? "a receive from rank " : "a send to rank ") + std::to_string(op.peer) +
-                    " did not complete within " + std::to_string(options_.timeout.count()) + " ms";
+  std::string timeout_text(const TcpOp& op, const Peer& p, const Deadline& deadline) const {
+    std::string s = (op.receive ? receive_text(op.peer) : send_text(op.peer)) + " " +
+                    deadline.overdue_text();
     if (op.receive && p.mode == Peer::Mode::paused && p.frame.tag != op.tag)
       s += "; rank " + std::to_string(op.peer) + "'s next message has tag " + std::to_string(p.frame.tag) +
            " (expected " + std::to_string(op.tag) + ") and " + std::to_string(p.frame.length) +
@@ -1218,7 +1207,7 @@ class TcpCore {
       bool failed;
       {
         std::lock_guard lk(mu_);
-        failed = failed_;
+        failed = failure_.failed();
       }
       for (auto& q : peers_) {
         auto& p = *q;
@@ -1307,9 +1296,7 @@ class TcpCore {
   bool setup_done_ = false;
   std::exception_ptr setup_error_;
   bool stopped_ = false;
-  bool failed_ = false;
-  int failed_rank_ = -1;
-  std::string failure_;
+  StickyFailure failure_;  // the first failure; under mu_
 };
 
 }  // namespace detail
@@ -1348,8 +1335,7 @@ class TcpTransport {
   template <class T>
     requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
-    check(dst, tag);
-    if (dst == rank()) throw configuration_error("a blocking send to the sending rank itself can never complete", where(dst, tag));
+    detail::check_send(rank(), size(), dst, tag);
     detail::TcpOp op = make(false, dst, tag, std::as_bytes(data));
     core_->run(&op, nullptr, where(dst, tag));
   }
@@ -1357,9 +1343,7 @@ class TcpTransport {
   template <class T>
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
-    check(src, tag);
-    if (src == rank())
-      throw configuration_error("a blocking receive from the receiving rank itself can never complete", where(src, tag));
+    detail::check_recv(rank(), size(), src, tag);
     detail::TcpOp op = make_receive(src, tag, std::as_writable_bytes(data));
     core_->run(&op, nullptr, where(src, tag));
   }
@@ -1368,18 +1352,8 @@ class TcpTransport {
   template <class T, class U>
     requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    check(dst, tag);
-    check(src, tag);
-    if (dst == rank() || src == rank()) {
-      if (dst != src)
-        throw configuration_error("a sendrecv with this rank on one side only can never complete", where(src, tag));
-      if (out.size_bytes() != in.size_bytes())
-        throw size_mismatch_error("expected " + std::to_string(in.size_bytes()) + " bytes, the peer sent " +
-                                      std::to_string(out.size_bytes()),
-                                  where(src, tag));
-      if (!in.empty()) std::memmove(in.data(), out.data(), in.size_bytes());
-      return;
-    }
+    if (detail::check_sendrecv(rank(), size(), dst, src, tag))
+      return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
     detail::TcpOp r = make_receive(src, tag, std::as_writable_bytes(in));
     detail::TcpOp s = make(false, dst, tag, std::as_bytes(out));
     core_->run(&r, &s, where(src, tag));
@@ -1402,7 +1376,6 @@ class TcpTransport {
     return op;
   }
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
-  void check(int peer, tag_t tag) const { detail::check_peer_and_tag(rank(), size(), peer, tag); }
 
   std::unique_ptr<detail::TcpCore> core_;
 };

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "dssync/core/error.hpp"
+#include "dssync/transport/contract.hpp"
 
 namespace dssync {
 
@@ -27,7 +28,7 @@ struct TcpOptions {
   std::uint16_t listen_port = 0;
   // How long one operation may take from its start (zero: forever; a dead
   // peer still ends the wait).
-  std::chrono::milliseconds timeout = std::chrono::minutes(2);
+  std::chrono::milliseconds timeout = default_timeout;
   // A peer that sends nothing for this long is dead. Idle connections carry a
   // heartbeat every peer_timeout / 5.
   std::chrono::milliseconds peer_timeout = std::chrono::seconds(10);

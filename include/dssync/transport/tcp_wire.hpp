@@ -33,6 +33,8 @@
 #include <string>
 #include <string_view>
 
+#include "dssync/transport/contract.hpp"
+
 namespace dssync::detail::wire {
 
 inline constexpr std::uint32_t magic = 0x4e595344;  // "DSYN" as little-endian bytes
@@ -41,7 +43,7 @@ inline constexpr std::size_t hello_size = 48;
 inline constexpr std::size_t reply_size = 16;
 inline constexpr std::size_t entry_size = 20;
 inline constexpr std::size_t header_size = 16;
-inline constexpr std::size_t max_text = 1024;  // refusals and notices
+inline constexpr std::size_t max_text = max_failure_text;  // refusals and notices
 inline constexpr std::size_t max_notice = 4 + max_text;
 
 // ------------------------------------------------------------ integers --
