@@ -68,6 +68,22 @@ concept reduce_policy =
       r.all_reduce(t, g, data, Max{}, tag);
     };
 
+// A broadcast: broadcast(transport, group, data, root, tag) leaves the
+// root's `data` (root a global rank, a member of the group) bitwise on every
+// member.
+template <class B, class Transport, class T = float>
+concept broadcast_policy = transport<Transport> && element<T> &&
+                           requires(B& b, Transport& t, const Group& g, std::span<T> data, int root,
+                                    tag_t tag) { b.broadcast(t, g, data, root, tag); };
+
+// An all-gather of equal lengths: all_gather(transport, group, mine, out, tag)
+// leaves every member's `mine` in `out`, in group position order.
+template <class A, class Transport, class T = float>
+concept all_gather_policy =
+    transport<Transport> && element<T> &&
+    requires(A& a, Transport& t, const Group& g, std::span<const T> mine, std::span<T> out,
+             tag_t tag) { a.all_gather(t, g, mine, out, tag); };
+
 // Lays out the canonical groups of a world of n ranks at an iteration, before
 // any shuffle: how many, of which sizes, and which ranks share one. The group
 // size is the synchronizer's option; a grouping may read it as a target (fixed

@@ -1,0 +1,80 @@
+#pragma once
+// All-gather of contributions whose lengths differ between members, where no
+// member knows the others' lengths beforehand: first the lengths (one
+// std::uint64_t per member, by Bruck's all-gather in ceil(log2 g) rounds), then
+// the data around the ring of group positions, every step sending and
+// receiving a contribution whose length both ends now know. Because the
+// lengths are agreed first, no member can receive a length it did not expect.
+//
+// The output is a std::vector the call resizes to the total: its capacity is
+// kept from call to call, so once it is large enough nothing is allocated.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/collective/bruck_all_gather.hpp"
+#include "dssync/collective/gather_common.hpp"
+#include "dssync/core/scratch.hpp"
+
+namespace dssync {
+
+class RingAllGatherV {
+ public:
+  struct Options {};
+
+  RingAllGatherV() = default;
+  explicit RingAllGatherV(Options) {}
+
+  // counts[p] becomes the length of the contribution of the member at position
+  // p, and `out` (resized to their sum) the contributions concatenated in
+  // position order. counts.size() must be g.size() (configuration_error
+  // otherwise). `mine` must not point into `out`, which may move when it grows.
+  template <transport Transport, element T>
+  void all_gather_v(Transport& t, const Group& g, std::span<const T> mine,
+                    std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    const int n = m.size;
+    const int p = m.position;
+    if (counts.size() != static_cast<std::size_t>(n))
+      throw configuration_error("all_gather_v's counts have " + std::to_string(counts.size()) +
+                                    " entries for a group of " + std::to_string(n) + " members",
+                                detail::call_context(t, g, tag));
+    // The lengths, as 64-bit integers whatever size_t is on the peer.
+    const auto lengths = lengths_.get<std::uint64_t>(static_cast<std::size_t>(n));
+    const std::uint64_t own = mine.size();
+    bruck_.all_gather(t, g, std::span<const std::uint64_t>(&own, 1), lengths, tag);
+    const auto offsets = offsets_.get<std::size_t>(static_cast<std::size_t>(n) + 1);
+    offsets[0] = 0;
+    for (int q = 0; q < n; ++q) {
+      counts[static_cast<std::size_t>(q)] =
+          static_cast<std::size_t>(lengths[static_cast<std::size_t>(q)]);
+      offsets[static_cast<std::size_t>(q) + 1] =
+          offsets[static_cast<std::size_t>(q)] + counts[static_cast<std::size_t>(q)];
+    }
+    out.resize(offsets[static_cast<std::size_t>(n)]);
+    const std::span<T> all(out);
+    auto block = [&](int q) {
+      const auto b = offsets[static_cast<std::size_t>(q)];
+      return all.subspan(b, offsets[static_cast<std::size_t>(q) + 1] - b);
+    };
+    std::copy(mine.begin(), mine.end(), block(p).begin());
+    const int right = g[(p + 1) % n];
+    const int left = g[(p + n - 1) % n];
+    // At step s pass on the contribution of position p-s and receive that of
+    // position p-s-1, each as long as its owner said.
+    for (int s = 0; s + 1 < n; ++s)
+      t.sendrecv(right, std::span<const T>(block((p - s + n) % n)), left,
+                 block((p - s - 1 + 2 * n) % n), tag);
+  }
+
+ private:
+  BruckAllGather bruck_;
+  detail::Scratch lengths_;
+  detail::Scratch offsets_;
+};
+
+}  // namespace dssync

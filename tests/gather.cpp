@@ -1,0 +1,444 @@
+// Broadcasts, all-gathers and the barrier over InProcTransport: the closed
+// forms of tests/gather_cases.hpp on worlds of 1 to 9 ranks and on concurrent
+// sub-groups, a barrier that holds everyone for a slow member, the errors
+// (lengths that differ, a root outside the group, outputs of the wrong size),
+// and no allocation once the scratch memory has grown.
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dssync/core/concepts.hpp"
+#include "dssync/transport/inproc.hpp"
+#include "gather_cases.hpp"
+
+// ------------------------------------------------------ allocation counter --
+// A thread counts its own allocations while counting is on: the steady state
+// of every collective here must allocate nothing.
+
+namespace {
+thread_local bool counting_allocations = false;
+thread_local std::size_t allocations = 0;
+
+void* allocate(std::size_t n, std::size_t alignment) {
+  if (counting_allocations) ++allocations;
+  if (n == 0) n = 1;
+  void* p = nullptr;
+  if (alignment <= alignof(std::max_align_t))
+    p = std::malloc(n);
+  else if (posix_memalign(&p, alignment, n) != 0)
+    p = nullptr;
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+// Out of line, so that GCC does not pair an inlined free() with operator new.
+[[gnu::noinline]] void release(void* p) noexcept {
+  std::free(p);
+}
+}  // namespace
+
+// The standard library's array, nothrow and sized forms call these.
+void* operator new(std::size_t n) {
+  return allocate(n, 0);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return allocate(n, static_cast<std::size_t>(a));
+}
+void operator delete(void* p) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  release(p);
+}
+
+namespace {
+
+using dssync::Group;
+using dssync::InProcTransport;
+using dssync::InProcWorld;
+using gather_cases::Report;
+using namespace std::chrono_literals;
+
+constexpr dssync::InProcOptions options{.timeout = std::chrono::seconds(20)};
+
+static_assert(dssync::broadcast_policy<dssync::TreeBroadcast, InProcTransport>);
+static_assert(dssync::broadcast_policy<dssync::ScatterAllgatherBroadcast, InProcTransport, double>);
+static_assert(dssync::broadcast_policy<dssync::AutoBroadcast, InProcTransport, std::int32_t>);
+static_assert(dssync::all_gather_policy<dssync::RingAllGather, InProcTransport>);
+static_assert(dssync::all_gather_policy<dssync::BruckAllGather, InProcTransport, double>);
+static_assert(dssync::all_gather_policy<dssync::AutoAllGather, InProcTransport, std::int32_t>);
+
+std::vector<int> iota_group(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+  return v;
+}
+
+void check_reports(const std::vector<Report>& reports, std::size_t min_calls) {
+  for (std::size_t r = 0; r < reports.size(); ++r) {
+    CAPTURE(r);
+    CHECK(reports[r].calls >= min_calls);
+    for (const std::string& f : reports[r].failures) FAIL_CHECK(f);
+  }
+}
+
+// ------------------------------------------------------------ closed forms --
+
+TEST_CASE("gather: every algorithm, type, size and root on worlds of 1 to 9 ranks") {
+  const gather_cases::Plan plan;
+  for (int n = 1; n <= 9; ++n) {
+    CAPTURE(n);
+    const std::vector<int> members = iota_group(n);
+    std::vector<Report> reports(static_cast<std::size_t>(n));
+    InProcWorld(n, options).run([&](InProcTransport& t) {
+      reports[static_cast<std::size_t>(t.rank())] =
+          gather_cases::run_all(t, Group(members), plan, 0);
+    });
+    check_reports(reports, 100);
+  }
+}
+
+TEST_CASE("gather: a group in another order, beside another group running at once") {
+  // Group [5 2 7] of a world of 8 with tag 3, and the others as [6 0 4 1 3]
+  // with tag 4, concurrently: roots and positions are the groups' own.
+  const std::vector<int> a{5, 2, 7};
+  const std::vector<int> b{6, 0, 4, 1, 3};
+  gather_cases::Plan plan;
+  plan.sizes = {0, 1, 3, 1000, 100003};
+  plan.v_scales = {0, 1, 1000, 50000};
+  std::vector<Report> reports(8);
+  InProcWorld(8, options).run([&](InProcTransport& t) {
+    const bool in_a = Group(a).contains(t.rank());
+    reports[static_cast<std::size_t>(t.rank())] =
+        gather_cases::run_all(t, Group(in_a ? a : b), plan, in_a ? 3 : 4);
+  });
+  check_reports(reports, 100);
+}
+
+TEST_CASE("gather: a member that computes slowly holds everyone at the barrier") {
+  // Each round another member sleeps before it arrives; nobody may leave the
+  // barrier before every member has counted its arrival.
+  for (int n = 1; n <= 9; ++n) {
+    CAPTURE(n);
+    const std::vector<int> members = iota_group(n);
+    std::vector<std::atomic<int>> arrived(static_cast<std::size_t>(n) + 2);
+    std::vector<Report> reports(static_cast<std::size_t>(n));
+    InProcWorld(n, options).run([&](InProcTransport& t) {
+      gather_cases::barrier_rounds(
+          t, Group(members), std::span<std::atomic<int>>(arrived),
+          [] { std::this_thread::sleep_for(20ms); }, 0,
+          reports[static_cast<std::size_t>(t.rank())]);
+    });
+    check_reports(reports, arrived.size());
+  }
+  // And two sub-groups at once, each with its own counters and tag.
+  const std::vector<int> a{5, 2, 7};
+  const std::vector<int> b{6, 0, 4, 1, 3};
+  std::vector<std::atomic<int>> arrived_a(4), arrived_b(6);
+  std::vector<Report> reports(8);
+  InProcWorld(8, options).run([&](InProcTransport& t) {
+    const bool in_a = Group(a).contains(t.rank());
+    gather_cases::barrier_rounds(
+        t, Group(in_a ? a : b), std::span<std::atomic<int>>(in_a ? arrived_a : arrived_b),
+        [] { std::this_thread::sleep_for(20ms); }, in_a ? 3 : 4,
+        reports[static_cast<std::size_t>(t.rank())]);
+  });
+  check_reports(reports, 4);
+}
+
+// ------------------------------------------------------------------ errors --
+
+std::string kind_of(const std::exception_ptr& e) {
+  if (!e) return "none";
+  try {
+    std::rethrow_exception(e);
+  } catch (const dssync::timeout_error&) {
+    return "timeout";
+  } catch (const dssync::size_mismatch_error&) {
+    return "size_mismatch";
+  } catch (const dssync::configuration_error&) {
+    return "configuration";
+  } catch (const dssync::peer_error&) {
+    return "peer";
+  } catch (const dssync::error&) {
+    return "error";
+  } catch (...) {
+    return "other";
+  }
+}
+
+// Runs f on every rank of a world of n; returns what run() threw and what each
+// rank threw.
+template <class F>
+std::pair<std::string, std::vector<std::string>> run_kinds(int n, F&& f) {
+  std::vector<std::string> kinds(static_cast<std::size_t>(n), "none");
+  std::string first = "none";
+  try {
+    InProcWorld(n, options).run([&](InProcTransport& t) {
+      try {
+        f(t);
+      } catch (...) {
+        kinds[static_cast<std::size_t>(t.rank())] = kind_of(std::current_exception());
+        throw;
+      }
+    });
+  } catch (...) {
+    first = kind_of(std::current_exception());
+  }
+  return {first, kinds};
+}
+
+// A detected mismatch first; the others learn of the failure as peer_error or
+// a mismatch of their own, never a timeout.
+void check_mismatch(const std::pair<std::string, std::vector<std::string>>& got) {
+  CHECK(got.first == "size_mismatch");
+  for (const std::string& k : got.second) {
+    CAPTURE(k);
+    CHECK((k == "size_mismatch" || k == "peer" || k == "none"));
+  }
+}
+
+template <class Algo>
+void broadcast_mismatch(const char* name) {
+  struct Case {
+    std::size_t root_len, other_len;
+  };
+  for (const Case c : {Case{10, 11}, Case{11, 10}, Case{0, 5}, Case{5, 0}, Case{1000, 999}}) {
+    for (int n : {2, 3, 5, 8}) {
+      for (int root : {0, n - 1}) {
+        // One member (the last, or the first when the root is last) differs.
+        const int odd = root == n - 1 ? 0 : n - 1;
+        CAPTURE(name);
+        CAPTURE(c.root_len);
+        CAPTURE(c.other_len);
+        CAPTURE(n);
+        CAPTURE(root);
+        const std::vector<int> members = iota_group(n);
+        check_mismatch(run_kinds(n, [&](InProcTransport& t) {
+          std::vector<float> d(t.rank() == odd ? c.other_len : c.root_len, 1.0f);
+          Algo algo;
+          algo.broadcast(t, Group(members), std::span<float>(d), root);
+        }));
+      }
+    }
+  }
+}
+
+TEST_CASE("gather: a broadcast whose members pass different lengths fails, without hanging") {
+  broadcast_mismatch<dssync::TreeBroadcast>("TreeBroadcast");
+  broadcast_mismatch<dssync::ScatterAllgatherBroadcast>("ScatterAllgatherBroadcast");
+  broadcast_mismatch<dssync::AutoBroadcast>("AutoBroadcast");
+}
+
+template <class Algo>
+void all_gather_mismatch(const char* name) {
+  for (const std::size_t odd_len :
+       {std::size_t{0}, std::size_t{4}, std::size_t{6}, std::size_t{3000}}) {
+    for (int n : {2, 3, 5, 8}) {
+      for (int odd : {0, n / 2}) {
+        CAPTURE(name);
+        CAPTURE(odd_len);
+        CAPTURE(n);
+        CAPTURE(odd);
+        const std::vector<int> members = iota_group(n);
+        check_mismatch(run_kinds(n, [&](InProcTransport& t) {
+          const std::size_t len = t.rank() == odd ? odd_len : 5;
+          std::vector<float> mine(len, 1.0f), out(static_cast<std::size_t>(n) * len);
+          Algo algo;
+          algo.all_gather(t, Group(members), std::span<const float>(mine), std::span<float>(out));
+        }));
+      }
+    }
+  }
+}
+
+TEST_CASE("gather: an all-gather whose members pass different lengths fails, without hanging") {
+  all_gather_mismatch<dssync::RingAllGather>("RingAllGather");
+  all_gather_mismatch<dssync::BruckAllGather>("BruckAllGather");
+  all_gather_mismatch<dssync::AutoAllGather>("AutoAllGather");
+}
+
+// Each case is wrong on every rank, so every rank must throw
+// configuration_error before it moves a byte.
+template <class F>
+void check_configuration_everywhere(int n, F&& f) {
+  const auto got = run_kinds(n, f);
+  CHECK(got.first == "configuration");
+  CHECK(got.second == std::vector<std::string>(static_cast<std::size_t>(n), "configuration"));
+}
+
+TEST_CASE("gather: a root outside the group is a configuration_error on every member") {
+  const std::vector<int> members{0, 2, 3};
+  for (int root : {1, 4, -1, 99}) {
+    CAPTURE(root);
+    std::string message;
+    check_configuration_everywhere(4, [&](InProcTransport& t) {
+      if (t.rank() == 1) throw dssync::configuration_error("not a member");  // stands aside
+      std::vector<double> d(7);
+      dssync::TreeBroadcast tree;
+      dssync::ScatterAllgatherBroadcast sag;
+      dssync::AutoBroadcast automatic;
+      auto expect = [&](auto& algo) {
+        try {
+          algo.broadcast(t, Group(members), std::span<double>(d), root, 5);
+        } catch (const dssync::configuration_error& e) {
+          if (t.rank() == 0) message = e.what();
+          return;
+        }
+        throw std::runtime_error("no configuration_error");
+      };
+      expect(tree);
+      expect(sag);
+      expect(automatic);
+      throw dssync::configuration_error("as expected");
+    });
+    CHECK(message.find("root, rank " + std::to_string(root)) != std::string::npos);
+    CHECK(message.find("group [0 2 3]") != std::string::npos);
+  }
+}
+
+TEST_CASE("gather: an output of the wrong size is a configuration_error naming the sizes") {
+  const std::vector<int> members = iota_group(3);
+  std::string message;
+  check_configuration_everywhere(3, [&](InProcTransport& t) {
+    std::vector<float> mine(4), out(11);
+    try {
+      dssync::RingAllGather().all_gather(t, Group(members), std::span<const float>(mine),
+                                         std::span<float>(out));
+    } catch (const dssync::configuration_error& e) {
+      if (t.rank() == 0) message = e.what();
+    }
+    // Every algorithm checks, and the counts of all_gather_v too.
+    std::vector<float> longer(13);
+    auto expect = [&](auto&& call) {
+      try {
+        call();
+      } catch (const dssync::configuration_error&) {
+        return;
+      }
+      throw std::runtime_error("no configuration_error");
+    };
+    expect([&] {
+      dssync::BruckAllGather().all_gather(t, Group(members), std::span<const float>(mine),
+                                          std::span<float>(longer));
+    });
+    expect([&] {
+      dssync::AutoAllGather().all_gather(t, Group(members), std::span<const float>(mine),
+                                         std::span<float>(out));
+    });
+    expect([&] {
+      std::vector<std::size_t> counts(2);
+      std::vector<float> all;
+      dssync::RingAllGatherV().all_gather_v(t, Group(members), std::span<const float>(mine),
+                                            std::span<std::size_t>(counts), all);
+    });
+    throw dssync::configuration_error("as expected");
+  });
+  CHECK(message.find("11 elements") != std::string::npos);
+  CHECK(message.find("needs 12") != std::string::npos);
+}
+
+TEST_CASE("gather: a group the caller cannot run with, or a bad tag, is a configuration_error") {
+  const std::vector<int> not_me_groups[] = {{}, {0, 1, 2, 3}, {0, 1, 1}};
+  for (const auto& members : not_me_groups) {
+    CAPTURE(Group(members).to_string());
+    check_configuration_everywhere(3, [&](InProcTransport& t) {
+      std::vector<float> d(3), out(9);
+      auto expect = [&](auto&& call) {
+        try {
+          call();
+        } catch (const dssync::configuration_error&) {
+          return;
+        }
+        throw std::runtime_error("no configuration_error");
+      };
+      expect([&] { dssync::TreeBroadcast().broadcast(t, Group(members), std::span<float>(d), 0); });
+      expect([&] {
+        dssync::RingAllGather().all_gather(t, Group(members), std::span<const float>(d),
+                                           std::span<float>(out));
+      });
+      expect([&] { dssync::DisseminationBarrier().barrier(t, Group(members)); });
+      throw dssync::configuration_error("as expected");
+    });
+  }
+  const std::vector<int> members = iota_group(3);
+  for (dssync::tag_t tag : {-1, dssync::max_tag + 1}) {
+    CAPTURE(tag);
+    check_configuration_everywhere(3, [&](InProcTransport& t) {
+      dssync::DisseminationBarrier().barrier(t, Group(members), tag);
+    });
+  }
+}
+
+// ----------------------------------------------------------------- scratch --
+
+std::size_t allocations_in(const auto& call) {
+  allocations = 0;
+  counting_allocations = true;
+  call();
+  counting_allocations = false;
+  return allocations;
+}
+
+TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
+  for (int n : {1, 2, 3, 5, 8}) {
+    CAPTURE(n);
+    const std::vector<int> members = iota_group(n);
+    const std::vector<int> reversed(members.rbegin(), members.rend());
+    std::vector<std::size_t> counted(static_cast<std::size_t>(n));
+    std::vector<Report> reports(static_cast<std::size_t>(n));
+    InProcWorld(n, options).run([&](InProcTransport& t) {
+      const auto me = static_cast<std::size_t>(t.rank());
+      dssync::AutoBroadcast broadcast({.scatter_allgather_from = 4096});
+      dssync::AutoAllGather all_gather({.ring_from = 4096});
+      dssync::RingAllGatherV all_gather_v;
+      dssync::DisseminationBarrier barrier;
+      std::vector<float> data(5000), mine(700), out(700 * static_cast<std::size_t>(n));
+      std::vector<std::size_t> counts(static_cast<std::size_t>(n));
+      std::vector<float> v_out;
+      auto round = [&](const Group& g) {
+        for (std::size_t len : {std::size_t{3}, std::size_t{5000}})
+          broadcast.broadcast(t, g, std::span<float>(data).first(len), g[n - 1], 2);
+        for (std::size_t len : {std::size_t{3}, std::size_t{700}})
+          all_gather.all_gather(t, g, std::span<const float>(mine).first(len),
+                                std::span<float>(out).first(len * static_cast<std::size_t>(n)), 2);
+        all_gather_v.all_gather_v(t, g, std::span<const float>(mine).first(100 * me),
+                                  std::span<std::size_t>(counts), v_out, 2);
+        barrier.barrier(t, g, 2);
+      };
+      round(Group(members));  // may allocate: the lengths' scratch, the output vector
+      counted[me] = allocations_in([&] {
+        round(Group(members));
+        round(Group(reversed));  // every member's role changes
+      });
+      for (int p = 0; p < n; ++p)
+        if (counts[static_cast<std::size_t>(p)] !=
+            100 * static_cast<std::size_t>(reversed[static_cast<std::size_t>(p)]))
+          reports[me].fail("counts after the reversed round");
+    });
+    for (std::size_t r = 0; r < counted.size(); ++r) {
+      CAPTURE(r);
+      CHECK(counted[r] == 0u);
+    }
+    check_reports(reports, 0);
+  }
+}
+
+}  // namespace
