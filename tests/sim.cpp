@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include "dssync/dssync.hpp"
 #include "dssync/transport/sim.hpp"
+#include "gather_cases.hpp"
 
 using dssync::SimOptions;
 using dssync::SimTransport;
@@ -225,4 +227,60 @@ TEST_CASE("Bad options are configuration errors") {
   CHECK_THROWS_AS(SimWorld(4, {.bandwidth = 0}), dssync::configuration_error);
   CHECK_THROWS_AS(SimWorld(4, {.alpha = -1}), dssync::configuration_error);
   CHECK_THROWS_AS(SimWorld(4, {.byte_scale = 0}), dssync::configuration_error);
+}
+
+// Broadcasts, all-gathers and the barrier on the simulator: the closed forms of
+// tests/gather_cases.hpp (the in-process world's, so the same bits), on worlds
+// of 1 to 9 ranks and on two groups of one world at once.
+TEST_CASE("Broadcast, all-gather and barrier give their closed forms on the simulator") {
+  gather_cases::Plan plan;
+  for (int n = 1; n <= 9; ++n) {
+    CAPTURE(n);
+    std::vector<int> members(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r) members[static_cast<std::size_t>(r)] = r;
+    std::vector<gather_cases::Report> reports(static_cast<std::size_t>(n));
+    SimWorld(n, {.alpha = alpha, .bandwidth = bw}).run([&](SimTransport& t) {
+      reports[static_cast<std::size_t>(t.rank())] =
+          gather_cases::run_all(t, dssync::Group(members), plan, 0);
+    });
+    for (const auto& r : reports) {
+      CHECK(r.calls >= 100u);
+      for (const std::string& f : r.failures) FAIL_CHECK(f);
+    }
+  }
+  // [5 2 7] and [6 0 4 1 3] of a world of 8 at once, with their own tags, and
+  // a barrier whose slow member computes in virtual time.
+  const std::vector<int> a{5, 2, 7};
+  const std::vector<int> b{6, 0, 4, 1, 3};
+  plan.sizes = {0, 1, 3, 1000, 100003};
+  plan.v_scales = {0, 1, 1000, 50000};
+  std::vector<gather_cases::Report> reports(8);
+  std::vector<std::atomic<int>> arrived_a(4), arrived_b(6);
+  SimWorld(8, {.alpha = alpha, .bandwidth = bw}).run([&](SimTransport& t) {
+    const bool in_a = dssync::Group(a).contains(t.rank());
+    const dssync::Group g(in_a ? a : b);
+    auto& r = reports[static_cast<std::size_t>(t.rank())];
+    r = gather_cases::run_all(t, g, plan, in_a ? 3 : 4);
+    gather_cases::barrier_rounds(t, g, std::span<std::atomic<int>>(in_a ? arrived_a : arrived_b),
+                                 [&] { t.compute(0.01); }, in_a ? 3 : 4, r);
+  });
+  for (const auto& r : reports) {
+    CHECK(r.calls >= 100u);
+    for (const std::string& f : r.failures) FAIL_CHECK(f);
+  }
+}
+
+TEST_CASE("A broadcast whose members pass different lengths is a size mismatch on the simulator") {
+  CHECK_THROWS_AS(SimWorld(5).run([](SimTransport& t) {
+    std::vector<float> x(t.rank() == 3 ? 11 : 10);
+    dssync::ScatterAllgatherBroadcast().broadcast(t, dssync::Partition::whole(5).group(0),
+                                                  std::span<float>(x), 1);
+  }),
+                  dssync::size_mismatch_error);
+  CHECK_THROWS_AS(SimWorld(4).run([](SimTransport& t) {
+    std::vector<float> mine(t.rank() == 2 ? 4 : 5), out(4 * mine.size());
+    dssync::BruckAllGather().all_gather(t, dssync::Partition::whole(4).group(0),
+                                        std::span<const float>(mine), std::span<float>(out));
+  }),
+                  dssync::size_mismatch_error);
 }

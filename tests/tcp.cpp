@@ -32,6 +32,7 @@
 
 #include "dssync/dssync.hpp"
 #include "dssync/transport/tcp.hpp"
+#include "gather_cases.hpp"
 
 // A network transport sends a ring block as one message, also through the
 // counting adapter the synchronizers put around it; memory transports keep
@@ -259,6 +260,30 @@ TEST_CASE("DSSync over TCP computes bitwise the same numbers as the in-process w
     inproc[std::size_t(t.rank())] = x;
   });
   for (int r = 0; r < n; ++r) CHECK(std::memcmp(tcp[std::size_t(r)].data(), inproc[std::size_t(r)].data(), count * 4) == 0);
+}
+
+TEST_CASE("broadcast, all-gather and barrier over TCP: the in-process closed forms, n = 1, 2, 3, 5") {
+  // tests/gather_cases.hpp: every algorithm, type, size and root (the two ends
+  // of the group for 2^20 + 3 elements), all_gather_v with empty contributions,
+  // and a barrier that holds everyone for a slow member.
+  const gather_cases::Plan plan;
+  for (const int n : {1, 2, 3, 5}) {
+    CAPTURE(n);
+    std::vector<int> members(static_cast<std::size_t>(n));
+    std::iota(members.begin(), members.end(), 0);
+    std::vector<gather_cases::Report> reports(static_cast<std::size_t>(n));
+    std::vector<std::atomic<int>> arrived(static_cast<std::size_t>(n) + 1);
+    check_all_fine(run_world(n, [&](TcpTransport& t) {
+      auto& r = reports[std::size_t(t.rank())];
+      r = gather_cases::run_all(t, dssync::Group(members), plan, 3);
+      gather_cases::barrier_rounds(t, dssync::Group(members), std::span<std::atomic<int>>(arrived),
+                                   [] { std::this_thread::sleep_for(20ms); }, 4, r);
+    }));
+    for (const auto& r : reports) {
+      CHECK(r.calls >= 100u);
+      for (const std::string& f : r.failures) FAIL_CHECK(f);
+    }
+  }
 }
 
 TEST_CASE("TcpTransport: a length mismatch is a size_mismatch_error, and the transport goes on") {
