@@ -46,6 +46,8 @@
 
 #include <dssync/dssync.hpp>
 
+#include "report.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -70,7 +72,7 @@ void barrier(Transport& t) {
 void set_bandwidth(benchmark::State& state, std::size_t bytes, double seconds) {
   const double per_op = seconds / static_cast<double>(state.iterations());
   state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["algbw_GBps"] = static_cast<double>(bytes) / per_op / 1e9;
+  state.counters["algbw_GBps"] = bench::algbw(static_cast<double>(bytes), per_op);
 }
 
 // What an all_reduce of (rank + 1) over n ranks leaves in every element.
@@ -123,7 +125,7 @@ void bm_all_reduce(benchmark::State& state, int n, std::size_t bytes) {
   if (!correct || state.iterations() == 0) return;
   set_bandwidth(state, bytes, seconds);
   state.counters["busbw_GBps"] =
-      state.counters["algbw_GBps"].value * 2.0 * (n - 1) / static_cast<double>(n);
+      bench::busbw(bench::Collective::all_reduce, state.counters["algbw_GBps"].value, n);
 }
 
 void bm_memcpy(benchmark::State& state, std::size_t bytes) {

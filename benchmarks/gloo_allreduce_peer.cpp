@@ -43,6 +43,7 @@
 
 #include "cli.hpp"
 #include "gloo_runner.hpp"
+#include "report.hpp"
 
 namespace {
 
@@ -83,12 +84,7 @@ void measure(const std::string& algo, const Context& ctx, std::size_t bytes, int
     times.push_back(reduce_scalar(ctx, local, static_cast<ReduceFn>(&gloo::max<double>), kScalarTag));
   }
   const double per_call = median(std::move(times)) / reps;
-  const double algbw = static_cast<double>(bytes) / per_call / 1e9;
-  if (ctx->rank == 0) {
-    std::printf("%s %zu %d %.2f %.3f %.3f\n", label.c_str(), bytes, reps, per_call * 1e6, algbw,
-                algbw * 2.0 * (n - 1) / n);
-    std::fflush(stdout);
-  }
+  if (ctx->rank == 0) Row{label, bytes, reps, per_call}.print(Collective::all_reduce, n);
 }
 
 int run(int argc, char** argv) {

@@ -79,6 +79,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "report.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -333,14 +335,14 @@ void lead(benchmark::State& state, int id) {
   counters["max_rank_ms"] = per_op * 1e3;
   if (c.kind != Kind::sync) {
     counters["bytes"] = bytes;
-    counters["algbw_GBps"] = bytes / per_op / 1e9;
+    counters["algbw_GBps"] = bench::algbw(bytes, per_op);
   }
   if (c.kind == Kind::memcpy) {
     counters["mem_GBps"] = 2.0 * bytes / per_op / 1e9;
     return;
   }
   if (c.kind == Kind::collective) {
-    counters["busbw_GBps"] = bytes / per_op / 1e9 * 2.0 * (n - 1) / n;
+    counters["busbw_GBps"] = bench::busbw(bench::Collective::all_reduce, bench::algbw(bytes, per_op), world_size);
     if (c.name.rfind("mpi_allreduce/", 0) == 0) peer_seconds[c.bytes] = per_op;
   } else if (c.counts_traffic) {
     counters["sent_MB_per_rank"] = out.sent_per_step / 1e6;

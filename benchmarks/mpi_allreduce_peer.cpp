@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "report.hpp"
+
 namespace {
 
 constexpr std::size_t sizes[] = {4u << 10, 256u << 10, 1u << 20, 16u << 20, 64u << 20};
@@ -27,14 +29,9 @@ int reps_for(std::size_t bytes) {
   return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000));
 }
 
-struct Result {
-  double seconds_per_op;
-  double algbw;
-  double busbw;
-};
-
-Result measure(bool in_place, std::vector<float>& send, std::vector<float>& recv, int reps,
-               int trials, int n) {
+// The median trial's time per call, in one mode (out of place or in place).
+bench::Row measure(bool in_place, std::vector<float>& send, std::vector<float>& recv, int reps,
+                   int trials) {
   const int count = static_cast<int>(recv.size());
   // Zeros: an in-place sum repeated many times stays finite.
   std::fill(send.begin(), send.end(), 0.0f);
@@ -57,9 +54,7 @@ Result measure(bool in_place, std::vector<float>& send, std::vector<float>& recv
   }
   std::sort(times.begin(), times.end());
   const double per_op = times[times.size() / 2] / reps;
-  const double bytes = static_cast<double>(recv.size() * sizeof(float));
-  const double algbw = bytes / per_op / 1e9;
-  return {per_op, algbw, algbw * 2.0 * (n - 1) / n};
+  return {in_place ? "in_place" : "out_of_place", recv.size() * sizeof(float), reps, per_op};
 }
 
 }  // namespace
@@ -83,10 +78,7 @@ int main(int argc, char** argv) {
         "slowest rank's time for R calls\n",
         n, trials);
     std::printf("# GB/s = 10^9 bytes/s; busbw = algbw * 2(n-1)/n\n");
-    std::printf("#%11s %6s   %12s %9s %9s   %12s %9s %9s\n", "", "", "out-of-place", "", "",
-                "in-place", "", "");
-    std::printf("#%11s %6s   %12s %9s %9s   %12s %9s %9s\n", "bytes", "R", "time_us", "algbw",
-                "busbw", "time_us", "algbw", "busbw");
+    bench::print_modes_header();
   }
 
   for (const std::size_t bytes : sizes) {
@@ -104,14 +96,9 @@ int main(int argc, char** argv) {
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
     const int reps = reps_for(bytes);
-    const Result out = measure(false, send, recv, reps, trials, n);
-    const Result in = measure(true, send, recv, reps, trials, n);
-    if (rank == 0) {
-      std::printf(" %11zu %6d   %12.2f %9.3f %9.3f   %12.2f %9.3f %9.3f\n", bytes, reps,
-                  out.seconds_per_op * 1e6, out.algbw, out.busbw, in.seconds_per_op * 1e6, in.algbw,
-                  in.busbw);
-      std::fflush(stdout);
-    }
+    const bench::Row out = measure(false, send, recv, reps, trials);
+    const bench::Row in = measure(true, send, recv, reps, trials);
+    if (rank == 0) bench::print_modes(out, in, bench::Collective::all_reduce, n);
   }
   MPI_Finalize();
   return 0;

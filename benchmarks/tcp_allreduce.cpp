@@ -23,6 +23,7 @@
 #include "dssync/tcp.hpp"
 
 #include "cli.hpp"
+#include "report.hpp"
 #include "tcp_trials.hpp"
 
 namespace {
@@ -49,12 +50,7 @@ void measure(const char* label, dssync::TcpTransport& t, const dssync::Group& wo
                              for (int i = 0; i < reps; ++i)
                                reduce.all_reduce(t, world, std::span<float>(data), dssync::Sum{}, 2);
                            }) / reps;
-  const double algbw = static_cast<double>(bytes) / per_call / 1e9;
-  if (t.rank() == 0) {
-    std::printf("%s %zu %d %.2f %.3f %.3f\n", label, bytes, reps, per_call * 1e6, algbw,
-                algbw * 2.0 * (n - 1) / n);
-    std::fflush(stdout);
-  }
+  if (t.rank() == 0) bench::Row{label, bytes, reps, per_call}.print(bench::Collective::all_reduce, n);
 }
 
 }  // namespace

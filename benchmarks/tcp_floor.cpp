@@ -40,6 +40,7 @@
 #include "dssync/tcp.hpp"
 
 #include "cli.hpp"
+#include "report.hpp"
 #include "tcp_trials.hpp"
 
 namespace {
@@ -139,12 +140,8 @@ int main(int argc, char** argv) {
       const double per_call = bench::median_trial_seconds(t, world, trials, [&] {
                                 for (int r = 0; r < reps; ++r) call();
                               }) / reps;
-      const double algbw = static_cast<double>(bytes) / per_call / 1e9;
-      if (me == 0) {
-        std::printf("tcp_ring_traffic %zu %d %.2f %.3f %.3f\n", bytes, reps, per_call * 1e6, algbw,
-                    algbw * 2.0 * (n - 1) / n);
-        std::fflush(stdout);
-      }
+      // The ring's bytes are an all-reduce's: its busbw.
+      if (me == 0) bench::Row{"tcp_ring_traffic", bytes, reps, per_call}.print(bench::Collective::all_reduce, n);
     }
     ::close(next);
     ::close(prev);

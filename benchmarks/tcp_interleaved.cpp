@@ -37,6 +37,7 @@
 
 #include "cli.hpp"
 #include "gloo_runner.hpp"
+#include "report.hpp"
 #include "tcp_trials.hpp"
 
 namespace {
@@ -120,12 +121,8 @@ int run(int argc, char** argv) {
     }
 
     if (me != 0) continue;
-    for (const auto& m : methods) {
-      const double per_call = bench::median(m.seconds);
-      const double algbw = static_cast<double>(bytes) / per_call / 1e9;
-      std::printf("%s %zu %d %.2f %.3f %.3f\n", m.label.c_str(), bytes, reps, per_call * 1e6, algbw,
-                  algbw * 2.0 * (n - 1) / n);
-    }
+    for (const auto& m : methods)
+      bench::Row{m.label, bytes, reps, bench::median(m.seconds)}.print(bench::Collective::all_reduce, n);
     // A trial's best time among the methods whose label starts with `family`.
     auto best = [&](std::size_t trial, std::string_view family) {
       double t_best = 0;
