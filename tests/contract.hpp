@@ -1,0 +1,456 @@
+#pragma once
+// The transport contract suite (transport/contract.hpp says the contract): each
+// case is written once against a Runner and runs on every transport, as Gloo's
+// base test runs each test over every transport. tests/contract.cpp runs the
+// cases on the in-process world, the simulator and TCP ranks as threads;
+// tests/contract_ranks.cpp runs them as separate processes, under mpirun
+// (MPITransport) and under the launcher (TcpTransport).
+//
+// A Runner has
+//   static constexpr const char* name;
+//   static constexpr bool wall_clock;  // deadlines in real time (the simulator
+//                                      // has virtual time and finds deadlocks)
+//   std::vector<End> run(int n, std::chrono::milliseconds timeout, F f);
+//     f(auto& transport) on every rank of a world of n. A rank whose function
+//     throws fails the transport (the in-process worlds do it themselves, the
+//     others call fail()). Each rank's End; ranks of other processes: unknown.
+//   static void pause(auto& t, std::chrono::milliseconds d);
+//     a rank busy in its own code (the simulator: computing in virtual time).
+// A case reports through a Report, so the same case runs under doctest and in
+// a plain multi-process program.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dssync/dssync.hpp"
+
+namespace contract {
+
+using ms = std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+// How a rank's function ended.
+struct End {
+  bool known = true;  // false: a rank of another process
+  std::string kind = "none";
+  std::string what;
+  std::optional<int> peer;  // where().peer of a dssync::error
+};
+
+inline End end_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const dssync::timeout_error& x) {
+    return {true, "timeout", x.what(), x.where().peer};
+  } catch (const dssync::size_mismatch_error& x) {
+    return {true, "size_mismatch", x.what(), x.where().peer};
+  } catch (const dssync::configuration_error& x) {
+    return {true, "configuration", x.what(), x.where().peer};
+  } catch (const dssync::peer_error& x) {
+    return {true, "peer", x.what(), x.where().peer};
+  } catch (const dssync::error& x) {
+    return {true, "error", x.what(), x.where().peer};
+  } catch (const std::exception& x) {
+    return {true, "std", x.what(), {}};
+  } catch (...) {
+    return {true, "other", "", {}};
+  }
+}
+
+// Runs one operation and tells how it ended.
+template <class F>
+End attempt(F&& f) {
+  try {
+    f();
+    return {};
+  } catch (...) {
+    return end_of(std::current_exception());
+  }
+}
+
+struct Report {
+  std::function<void(bool, const std::string&)> check;
+  std::function<void(const std::string&)> skip;
+};
+
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+// Checks a rank's End where it is known: its kind, its peer, words in its text.
+inline void expect_end(Report& rep, const std::vector<End>& ends, int rank, const std::string& kind,
+                       std::optional<int> peer = {}, const std::string& words = {}) {
+  const End& e = ends[static_cast<std::size_t>(rank)];
+  if (!e.known) return;
+  const std::string who = "rank " + std::to_string(rank) + ": ";
+  rep.check(e.kind == kind, who + "ended with " + e.kind + " (" + e.what + "), expected " + kind);
+  if (peer)
+    rep.check(e.peer == peer, who + "where().peer is " +
+                                  (e.peer ? std::to_string(*e.peer) : std::string("empty")) +
+                                  ", expected " + std::to_string(*peer) + " (" + e.what + ")");
+  if (!words.empty())
+    rep.check(contains(e.what, words), who + "\"" + e.what + "\" does not say \"" + words + "\"");
+}
+
+// Every case names the rank it checks from; a rank records what it saw into
+// these slots (one per rank), and the case checks them after the run.
+template <class T>
+std::vector<T> slots(int n) {
+  return std::vector<T>(static_cast<std::size_t>(n));
+}
+
+// ---------------------------------------------------------------- cases --
+
+// Messages between one pair with one tag arrive in the order sent; a receive
+// from one source does not take another source's message.
+template <class R>
+void ordering_per_source_and_tag(R& runner, Report& rep) {
+  auto got = slots<std::vector<int>>(3);
+  const auto ends = runner.run(3, ms(20000), [&](auto& t) {
+    if (t.rank() == 0) {
+      for (int k = 1; k <= 3; ++k) {
+        const std::vector<int> m(static_cast<std::size_t>(k), k);
+        t.send(2, std::span<const int>(m), 5);
+      }
+    } else if (t.rank() == 1) {
+      const std::vector<int> m{-6, -6};
+      t.send(2, std::span<const int>(m), 5);
+    } else {
+      std::vector<int> all;
+      std::vector<int> from1(2);
+      t.recv(1, std::span<int>(from1), 5);
+      all.insert(all.end(), from1.begin(), from1.end());
+      for (int k = 1; k <= 3; ++k) {
+        std::vector<int> m(static_cast<std::size_t>(k));
+        t.recv(0, std::span<int>(m), 5);
+        all.insert(all.end(), m.begin(), m.end());
+      }
+      got[2] = all;
+    }
+  });
+  for (int r = 0; r < 3; ++r) expect_end(rep, ends, r, "none");
+  if (ends[2].known)
+    rep.check(got[2] == std::vector<int>({-6, -6, 1, 2, 2, 3, 3, 3}),
+              "rank 2 received the messages out of order or mixed up");
+}
+
+// A receive with another tag never takes a message: it fails (no match, no
+// size mismatch) and leaves the buffer alone.
+template <class R>
+void tags_do_not_see_each_other(R& runner, Report& rep) {
+  auto untouched = slots<bool>(2);
+  const auto ends = runner.run(2, ms(500), [&](auto& t) {
+    if (t.rank() == 0) {
+      const std::vector<int> m{7};
+      t.send(1, std::span<const int>(m), 1);
+      R::pause(t, ms(1500));
+    } else {
+      std::vector<int> buf{-1, -1};  // another length: taking tag 1 would be a mismatch
+      const End e = attempt([&] { t.recv(0, std::span<int>(buf), 2); });
+      untouched[1] = buf == std::vector<int>{-1, -1};
+      if (e.kind != "none") throw std::runtime_error("tag 2: " + e.kind + ": " + e.what);
+    }
+  });
+  if (!ends[1].known) return;
+  rep.check(untouched[1], "a receive with tag 2 wrote the tag-1 message into its buffer");
+  rep.check(ends[1].kind == "std" && contains(ends[1].what, "tag 2: timeout"),
+            "rank 1's receive with tag 2 ended with " + ends[1].what + ", expected a timeout");
+}
+
+// A length mismatch is size_mismatch_error naming the peer, on the receiver
+// (shorter and longer), and the transport goes on.
+template <class R>
+void size_mismatch_both_sides(R& runner, Report& rep) {
+  auto short_end = slots<End>(2), long_end = slots<End>(2);
+  auto after = slots<std::vector<float>>(2);
+  const auto ends = runner.run(2, ms(20000), [&](auto& t) {
+    const int other = 1 - t.rank();
+    const std::vector<float> four{1, 2, 3, 4};
+    if (t.rank() == 0) {
+      short_end[0] = attempt([&] { t.send(1, std::span<const float>(four), 1); });
+      long_end[0] = attempt([&] { t.send(1, std::span<const float>(four), 2); });
+    } else {
+      std::vector<float> three(3), five(5);
+      short_end[1] = attempt([&] { t.recv(0, std::span<float>(three), 1); });
+      long_end[1] = attempt([&] { t.recv(0, std::span<float>(five), 2); });
+    }
+    std::vector<float> mine(1000, float(t.rank() + 1)), theirs(1000);
+    t.sendrecv(other, std::span<const float>(mine), other, std::span<float>(theirs), 3);
+    after[static_cast<std::size_t>(t.rank())] = theirs;
+  });
+  for (int r = 0; r < 2; ++r) expect_end(rep, ends, r, "none");
+  if (ends[1].known) {
+    std::vector<End> s{short_end[1]}, l{long_end[1]};
+    expect_end(rep, s, 0, "size_mismatch", 0, "expected 12 bytes, the peer sent ");
+    expect_end(rep, l, 0, "size_mismatch", 0, "expected 20 bytes, the peer sent 16");
+    rep.check(after[1] == std::vector<float>(1000, 1.0f), "rank 1: the exchange after the mismatch");
+  }
+  if (ends[0].known) {
+    // The sender learns of it only where the transport tells it (in-process).
+    for (const End* e : {&short_end[0], &long_end[0]})
+      rep.check(e->kind == "none" || (e->kind == "size_mismatch" && e->peer == 1 &&
+                                      contains(e->what, "sent 16 bytes, the peer expected ")),
+                "rank 0's send ended with " + e->what);
+    rep.check(after[0] == std::vector<float>(1000, 2.0f), "rank 0: the exchange after the mismatch");
+  }
+}
+
+// A send to or a receive from oneself is refused at once; a sendrecv with
+// oneself on both sides is a copy, on one side only refused at once. The
+// deadline is long: a transport that waited it out would end with a timeout.
+template <class R>
+void self_rules(R& runner, Report& rep) {
+  auto seen = slots<std::vector<End>>(2);
+  auto copied = slots<bool>(2);
+  const auto ends = runner.run(2, ms(20000), [&](auto& t) {
+    const int me = t.rank(), other = 1 - me;
+    const std::vector<float> out{1, 2, 3};
+    std::vector<float> in(3), two(2);
+    auto& s = seen[static_cast<std::size_t>(me)];
+    s.push_back(attempt([&] { t.send(me, std::span<const float>(out), 1); }));
+    s.push_back(attempt([&] { t.recv(me, std::span<float>(in), 1); }));
+    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), other, std::span<float>(in), 1); }));
+    s.push_back(attempt([&] { t.sendrecv(other, std::span<const float>(out), me, std::span<float>(in), 1); }));
+    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(two), 1); }));
+    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(in), 1); }));
+    copied[static_cast<std::size_t>(me)] = in == out;
+    // Still usable.
+    std::vector<float> theirs(3);
+    t.sendrecv(other, std::span<const float>(out), other, std::span<float>(theirs), 2);
+  });
+  for (int r = 0; r < 2; ++r) {
+    expect_end(rep, ends, r, "none");
+    if (!ends[static_cast<std::size_t>(r)].known) continue;
+    const auto& s = seen[static_cast<std::size_t>(r)];
+    expect_end(rep, s, 0, "configuration", r, "send to the sending rank itself");
+    expect_end(rep, s, 1, "configuration", r, "receive from the receiving rank itself");
+    expect_end(rep, s, 2, "configuration", {}, "one side only");
+    expect_end(rep, s, 3, "configuration", {}, "one side only");
+    expect_end(rep, s, 4, "size_mismatch", r, "expected 8 bytes, the peer sent 12");
+    expect_end(rep, s, 5, "none");
+    rep.check(copied[static_cast<std::size_t>(r)], "a sendrecv with itself did not copy");
+  }
+}
+
+// A receive that nothing matches ends with timeout_error naming the peer and
+// the operation; so does a send nothing receives (a large one: small sends may
+// be buffered, and the simulator buffers every send at the receiver).
+template <class R>
+void timeout_names_peer_and_operation(R& runner, Report& rep) {
+  auto ends = runner.run(2, ms(300), [&](auto& t) {
+    if (t.rank() == 0) {
+      R::pause(t, ms(1500));
+    } else {
+      std::vector<float> in(4);
+      t.recv(0, std::span<float>(in), 4);
+    }
+  });
+  expect_end(rep, ends, 0, "none");
+  expect_end(rep, ends, 1, "timeout", 0, "a receive from rank 0 ");
+  if (R::wall_clock) {
+    expect_end(rep, ends, 1, "timeout", 0, "did not complete within 300 ms");
+    ends = runner.run(2, ms(300), [&](auto& t) {
+      if (t.rank() == 0) {
+        const std::vector<float> big(std::size_t{8} << 20);  // 32 MiB
+        t.send(1, std::span<const float>(big), 4);
+      } else {
+        R::pause(t, ms(1500));
+      }
+    });
+    expect_end(rep, ends, 0, "timeout", 1, "a send to rank 1 did not complete within 300 ms");
+  }
+}
+
+// A rank that fails is named, with its reason, by every rank waiting on
+// anything (here: on each other, in a cycle), and a failed transport throws
+// peer_error at once on every later call.
+template <class R>
+void failed_peer_named_everywhere(R& runner, Report& rep) {
+  auto later = slots<End>(4);
+  const auto ends = runner.run(4, ms(20000), [&](auto& t) {
+    const int r = t.rank();
+    if (r == 3) {
+      R::pause(t, ms(200));
+      throw std::runtime_error("rank 3 gives up");
+    }
+    std::vector<float> in(8);
+    const End waiting = attempt([&] { t.recv((r + 1) % 3, std::span<float>(in), 6); });
+    const std::vector<float> out(8, 1.0f);
+    later[static_cast<std::size_t>(r)] =
+        attempt([&] { t.send((r + 2) % 3, std::span<const float>(out), 7); });
+    if (waiting.kind != "none") std::rethrow_exception(std::make_exception_ptr(
+        dssync::peer_error(waiting.what, dssync::error_context{}.with_peer(waiting.peer.value_or(-1)))));
+  });
+  for (int r = 0; r < 3; ++r) {
+    expect_end(rep, ends, r, "peer", 3, "rank 3 gives up");
+    if (!ends[static_cast<std::size_t>(r)].known) continue;
+    std::vector<End> l{later[static_cast<std::size_t>(r)]};
+    expect_end(rep, l, 0, "peer", 3, "rank 3 failed");
+  }
+}
+
+// One deadline per operation, from its start: a sendrecv whose receive comes
+// late and whose send is never taken fails one timeout after it began, not
+// one timeout after the receive (the in-process world waited twice).
+template <class R>
+void deadline_from_operation_start(R& runner, Report& rep) {
+  if (!R::wall_clock) return rep.skip("virtual time has no deadlines");
+  auto took = slots<double>(2);
+  const auto ends = runner.run(2, ms(1000), [&](auto& t) {
+    if (t.rank() == 0) {
+      const std::vector<float> big(std::size_t{8} << 20);  // never received
+      std::vector<float> in(1);
+      const auto start = steady::now();
+      const End e = attempt(
+          [&] { t.sendrecv(1, std::span<const float>(big), 1, std::span<float>(in), 9); });
+      took[0] = std::chrono::duration<double>(steady::now() - start).count();
+      if (e.kind != "none")
+        throw dssync::timeout_error(e.what, dssync::error_context{}.with_peer(e.peer.value_or(-1)));
+    } else {
+      R::pause(t, ms(700));
+      const std::vector<float> one{5};
+      t.send(0, std::span<const float>(one), 9);
+      R::pause(t, ms(3000));
+    }
+  });
+  expect_end(rep, ends, 0, "timeout", 1, "a send to rank 1 did not complete within 1000 ms");
+  // Generous: the old behaviour took 1.7 s at least.
+  if (ends[0].known)
+    rep.check(took[0] < 1.55, "the sendrecv took " + std::to_string(took[0]) +
+                                  " s: its deadline did not start with it");
+}
+
+// timeout = 0 is no deadline (the in-process world used to fail at once).
+template <class R>
+void zero_timeout_waits(R& runner, Report& rep) {
+  if (!R::wall_clock) return rep.skip("virtual time has no deadlines");
+  auto got = slots<float>(2);
+  const auto ends = runner.run(2, ms(0), [&](auto& t) {
+    std::vector<float> v{float(t.rank() + 10)};
+    if (t.rank() == 0) {
+      t.recv(1, std::span<float>(v), 3);
+      got[0] = v[0];
+    } else {
+      R::pause(t, ms(600));
+      t.send(0, std::span<const float>(v), 3);
+    }
+  });
+  expect_end(rep, ends, 0, "none");
+  expect_end(rep, ends, 1, "none");
+  if (ends[0].known) rep.check(got[0] == 11.0f, "rank 0 received the wrong value");
+}
+
+// ----------------------------------------- synchronizers on every transport --
+
+// Start values of a rank: reproducible and different per rank and tensor.
+inline std::vector<float> start_values(int rank, int tensor, std::size_t count) {
+  std::vector<float> v(count);
+  std::uint64_t x = 0x9e3779b97f4a7c15ULL * std::uint64_t(rank * 7 + tensor + 1);
+  for (auto& e : v) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    e = float(std::int64_t(x % 2001) - 1000) / 1000.0f;
+  }
+  return v;
+}
+
+// What each rank holds after a few steps of three synchronizers, with or
+// without the checked mode: two tensors of odd lengths, the checked
+// synchronizers made in the same order on every rank.
+struct Steps {
+  std::vector<float> a, b;
+  bool operator==(const Steps& o) const {
+    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    return same(a, o.a) && same(b, o.b);
+  }
+};
+template <class T>
+Steps run_steps(T& t, bool checked, std::uint64_t seed) {
+  Steps s{start_values(t.rank(), 0, 1001), start_values(t.rank(), 1, 37)};
+  std::span<float> tensors[] = {std::span<float>(s.a), std::span<float>(s.b)};
+  dssync::DSSync<T> ds(t, {.group_size = 2, .seed = seed, .checked = checked});
+  dssync::AllReduceSync<T, dssync::RingReduce> all(t, {.checked = checked});
+  dssync::DSSync<T, dssync::ButterflyShuffle, dssync::HalvingDoublingReduce> bf(
+      t, {.group_size = 2, .seed = seed, .checked = checked});
+  for (int k = 0; k < 3; ++k) {
+    ds.step(std::span<const std::span<float>>(tensors));
+    bf.step(std::span<const std::span<float>>(tensors));
+  }
+  all.step(std::span<const std::span<float>>(tensors));
+  ds.step(std::span<const std::span<float>>(tensors));
+  return s;
+}
+
+// The same synchronizer runs give bitwise the same parameters on every
+// transport (the reference: the in-process world), checked or not; the checked
+// mode works on every transport (the simulator's fibers included) and stops
+// every rank when one rank's seed differs.
+template <class R>
+void synchronizers_agree_bitwise(R& runner, Report& rep) {
+  const int n = 5;
+  auto want = slots<Steps>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_steps(t, false, 7);
+  });
+  for (bool checked : {false, true}) {
+    auto got = slots<Steps>(n);
+    const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+      got[static_cast<std::size_t>(t.rank())] = run_steps(t, checked, 7);
+    });
+    for (int r = 0; r < n; ++r) {
+      expect_end(rep, ends, r, "none");
+      if (ends[static_cast<std::size_t>(r)].known)
+        rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                  "rank " + std::to_string(r) + (checked ? " (checked)" : "") +
+                      ": the parameters differ from the in-process world's");
+    }
+  }
+  const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+    run_steps(t, true, t.rank() == 2 ? 8 : 7);
+  });
+  for (int r = 0; r < n; ++r)
+    if (ends[static_cast<std::size_t>(r)].known)
+      rep.check(ends[static_cast<std::size_t>(r)].kind == "configuration" ||
+                    ends[static_cast<std::size_t>(r)].kind == "peer",
+                "rank " + std::to_string(r) + " with one rank's seed different ended with " +
+                    ends[static_cast<std::size_t>(r)].what);
+  if (ends[2].known) expect_end(rep, ends, 2, "configuration", {}, "ranks disagree");
+}
+
+// Every case, by name, for the programs that run one case at a time.
+template <class R>
+using Case = void (*)(R&, Report&);
+template <class R>
+struct Named {
+  const char* name;
+  Case<R> run;
+  int ranks;
+};
+template <class R>
+std::vector<Named<R>> all_cases() {
+  return {
+      {"ordering", &ordering_per_source_and_tag<R>, 3},
+      {"tags", &tags_do_not_see_each_other<R>, 2},
+      {"size-mismatch", &size_mismatch_both_sides<R>, 2},
+      {"self", &self_rules<R>, 2},
+      {"timeout", &timeout_names_peer_and_operation<R>, 2},
+      {"failed-peer", &failed_peer_named_everywhere<R>, 4},
+      {"deadline", &deadline_from_operation_start<R>, 2},
+      {"zero-timeout", &zero_timeout_waits<R>, 2},
+      {"synchronizers", &synchronizers_agree_bitwise<R>, 5},
+  };
+}
+
+}  // namespace contract
