@@ -137,9 +137,9 @@ void all_gather_case(Transport& t, const Group& g, Algo& algo, const char* name,
 
 // One all_gather_v at each scale into the same output vector (its capacity
 // is reused): counts and data against the closed form.
-template <class T, class Transport>
-void all_gather_v_cases(Transport& t, const Group& g, const Plan& plan, tag_t tag, Report& r) {
-  dssync::RingAllGatherV algo;
+template <class T, class Algo, class Transport>
+void all_gather_v_cases(Transport& t, const Group& g, Algo& algo, const char* name,
+                        const Plan& plan, tag_t tag, Report& r) {
   std::vector<T> out;
   std::vector<std::size_t> counts(static_cast<std::size_t>(g.size()));
   for (const std::size_t scale : plan.v_scales) {
@@ -147,7 +147,7 @@ void all_gather_v_cases(Transport& t, const Group& g, const Plan& plan, tag_t ta
     for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = value<T>(t.rank(), i);
     std::fill(counts.begin(), counts.end(), std::size_t(12345));
     algo.all_gather_v(t, g, std::span<const T>(mine), std::span<std::size_t>(counts), out, tag);
-    const std::string what = std::string("RingAllGatherV ") + type_name<T>() +
+    const std::string what = std::string(name) + " " + type_name<T>() +
                              " scale=" + std::to_string(scale) +
                              " rank=" + std::to_string(t.rank());
     std::vector<int> owner;  // which position each output element came from
@@ -194,6 +194,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::BruckAllGather bruck;
   dssync::AutoAllGather auto_all_gather;
   dssync::AutoAllGather auto_all_gather_small({.ring_from = 64});
+  dssync::RingAllGatherV all_gather_v;
   dssync::DisseminationBarrier barrier;
   for_each_type([&](auto type) {
     using T = decltype(type);
@@ -212,7 +213,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
         all_gather_case<T>(t, g, auto_all_gather_small, "AutoAllGather(64)", len, in_place, tag, r);
       }
     }
-    all_gather_v_cases<T>(t, g, plan, tag, r);
+    all_gather_v_cases<T>(t, g, all_gather_v, "RingAllGatherV", plan, tag, r);
     barrier.barrier(t, g, tag);
   });
   return r;

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "asan.hpp"
+#include "gather_cases.hpp"
 #ifdef DSSYNC_TEST_ASAN
 // Open MPI's libraries have no frame pointers: the fast unwinder records one or
 // two frames inside them, and LeakSanitizer cannot tell Open MPI's own
@@ -314,6 +315,8 @@ static_assert(dssync::reduce_policy<MPINativeReduce, MPITransport>);
 static_assert(
     dssync::reduce_policy<MPINativeReduce, dssync::CountingTransport<MPITransport>, double>);
 static_assert(dssync::reduce_policy<dssync::RingReduce, MPITransport, std::int64_t>);
+static_assert(dssync::broadcast_policy<dssync::MPINativeBroadcast, MPITransport, double>);
+static_assert(dssync::all_gather_policy<dssync::MPINativeAllGather, dssync::CountingTransport<MPITransport>>);
 
 // ------------------------------------------------------------ transport --
 
@@ -701,6 +704,100 @@ TEST_CASE("collectives over MPI: a group in another order than the world's, and 
   for (int k = 0; k < Algorithms::count; ++k)
     CHECK_THROWS_AS(algos.run(k, t, Group(others), std::span<float>(buf), dssync::Sum{}, 0),
                     dssync::configuration_error);
+}
+
+// ------------------------------------------------ broadcasts and all-gathers --
+// The closed forms of tests/gather_cases.hpp, the in-process world's: every
+// rank checks its own results, so the same bits as there follow.
+
+void check_report(const gather_cases::Report& r) {
+  CHECK(r.calls > 0);
+  for (const std::string& f : r.failures) FAIL_CHECK(f);
+}
+
+TEST_CASE("broadcast and all-gather over MPI: the in-process closed forms on the whole world") {
+  RANK_INFO;
+  MPITransport t;
+  check_report(gather_cases::run_all(t, Group(iota_ranks(t.size())), gather_cases::Plan{}, 11));
+}
+
+TEST_CASE("broadcast and all-gather over MPI: two groups at once, one in reverse order") {
+  RANK_INFO;
+  MPITransport t;
+  const auto groups = halves(t.size());
+  const std::vector<int>* mine = group_holding(groups, t.rank());
+  gather_cases::Plan plan;
+  plan.sizes = {0, 1, 3, 1000, 100003};
+  plan.v_scales = {0, 1, 1000, 50000};
+  check_report(gather_cases::run_all(t, Group(*mine), plan, mine == &groups[0] ? 12 : 13));
+}
+
+TEST_CASE("MPINativeBroadcast and MPINativeAllGather: closed forms, blocking and nonblocking") {
+  RANK_INFO;
+  MPITransport t;
+  const std::vector<int> world = iota_ranks(t.size());
+  const Group g(world);
+  const gather_cases::Plan plan;
+  gather_cases::Report r;
+  for (const bool nonblocking : {false, true}) {
+    dssync::MPINativeBroadcast broadcast({.nonblocking = nonblocking});
+    dssync::MPINativeAllGather all_gather({.nonblocking = nonblocking});
+    const char* b_name = nonblocking ? "MPINativeBroadcast(nonblocking)" : "MPINativeBroadcast";
+    const char* a_name = nonblocking ? "MPINativeAllGather(nonblocking)" : "MPINativeAllGather";
+    gather_cases::for_each_type([&](auto type) {
+      using T = decltype(type);
+      for (const std::size_t len : plan.sizes) {
+        for (const int root : gather_cases::roots_for(g, len, plan))
+          gather_cases::broadcast_case<T>(t, g, broadcast, b_name, len, root, 21, r);
+        for (const bool in_place : {false, true})
+          gather_cases::all_gather_case<T>(t, g, all_gather, a_name, len, in_place, 22, r);
+      }
+      gather_cases::all_gather_v_cases<T>(t, g, all_gather, a_name, plan, 23, r);
+    });
+  }
+  check_report(r);
+}
+
+TEST_CASE("MPINativeBroadcast and MPINativeAllGather: unequal lengths are a size_mismatch_error "
+          "on every rank; a sub-group or an outside root is a configuration_error") {
+  RANK_INFO;
+  MPITransport t;
+  const int n = t.size();
+  const std::vector<int> world = iota_ranks(n);
+  dssync::MPINativeBroadcast broadcast;
+  dssync::MPINativeAllGather all_gather;
+  if (n >= 2) {
+    // The last rank passes one element more: every rank learns it in the check.
+    const std::size_t len = t.rank() == n - 1 ? 11 : 10;
+    std::vector<float> d(len), out(len * static_cast<std::size_t>(n));
+    CHECK_THROWS_AS(broadcast.broadcast(t, Group(world), std::span<float>(d), 0),
+                    dssync::size_mismatch_error);
+    CHECK_THROWS_AS(all_gather.all_gather(t, Group(world), std::span<const float>(d),
+                                          std::span<float>(out)),
+                    dssync::size_mismatch_error);
+    // The transport goes on.
+    gather_cases::Report r;
+    gather_cases::broadcast_case<double>(t, Group(world), broadcast, "after", 5, n - 1, 0, r);
+    check_report(r);
+  }
+  std::vector<float> d(4);
+  CHECK_THROWS_AS(broadcast.broadcast(t, Group(world), std::span<float>(d), n),
+                  dssync::configuration_error);
+  const std::vector<int> alone{t.rank()};
+  if (n >= 2) {
+    CHECK_THROWS_AS(broadcast.broadcast(t, Group(alone), std::span<float>(d), t.rank()),
+                    dssync::configuration_error);
+    std::vector<float> out(4);
+    CHECK_THROWS_AS(all_gather.all_gather(t, Group(alone), std::span<const float>(d),
+                                          std::span<float>(out)),
+                    dssync::configuration_error);
+    const std::vector<int> reversed(world.rbegin(), world.rend());
+    std::vector<std::size_t> counts(static_cast<std::size_t>(n));
+    std::vector<float> all;
+    CHECK_THROWS_AS(all_gather.all_gather_v(t, Group(reversed), std::span<const float>(d),
+                                            std::span<std::size_t>(counts), all),
+                    dssync::configuration_error);
+  }
 }
 
 // ----------------------------------------------------------- MPINativeReduce --
