@@ -198,13 +198,19 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
   Mlp model(Shape{}, std::max(c.batch, 250));
   if (static_cast<std::size_t>(model.shape().in) != data.train.features)
     throw std::invalid_argument("the model takes 784 features per sample");
-  model.init(c.seed);  // the same start on every worker
   auto sync = make_sync(t, c);
 
   // Outside the synchronizer: the averaged model and the figures, over the
   // whole world. Channel 127 of the tag space is one no synchronizer uses.
   const dssync::Partition world = dssync::Partition::whole(n);
   const dssync::tag_t tag = dssync::make_tag(0, 127);
+
+  // Every worker starts from rank 0's parameters, sent to it: a worker that
+  // initialized differently (another seed, another library's generator, a
+  // checkpoint only rank 0 read) still starts from the same point. Momentum
+  // starts at zero on every worker.
+  if (me == 0) model.init(c.seed);
+  dssync::AutoBroadcast().broadcast(t, world.group(0), model.params(), 0, tag);
   dssync::RingReduce ring;
   dssync::RecursiveDoublingReduce small;
   std::vector<float> averaged(model.params().size());
