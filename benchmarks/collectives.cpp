@@ -1,5 +1,5 @@
 // All-reduce algorithms on the in-process world, beside the memory-bandwidth
-// rows that bound them on one machine.
+// rows that bound them on one machine; and the broadcasts and all-gathers.
 //
 // Rows, grouped by buffer size:
 //   memcpy/bytes:B            one std::memcpy of B bytes on one thread
@@ -8,10 +8,14 @@
 //                             limit of an all-reduce whose ranks share a machine
 //   combine_sum/bytes:B       dssync::detail::combine_right(Sum) over B bytes
 //   <algorithm>/n:N/bytes:B   one all_reduce of B bytes over the group of all N ranks
+//   broadcast_<algorithm>/n:N/bytes:B   one broadcast of B bytes from rank 0
+//   all_gather_<algorithm>/n:N/bytes:B  one all_gather whose output is B bytes
+//                                       (B / N from each rank)
 //
 // Counters, as nccl-tests reports them, in 10^9 bytes/s:
 //   algbw_GBps = bytes / time per op
-//   busbw_GBps = algbw * 2(n-1)/n (collectives only)
+//   busbw_GBps = algbw * 2(n-1)/n for an all-reduce, (n-1)/n for an
+//                all-gather, 1 for a broadcast (collectives only)
 //   mem_GBps   = bytes touched / time per op: 2 x bytes for memcpy (read, write),
 //                3 x bytes for combine (read two, write one)
 //
@@ -128,6 +132,105 @@ void bm_all_reduce(benchmark::State& state, int n, std::size_t bytes) {
       bench::busbw(bench::Collective::all_reduce, state.counters["algbw_GBps"].value, n);
 }
 
+// Times any collective as bm_all_reduce times its all_reduce: every rank
+// builds its Rank (make(t): buffers and policy object), runs one checked
+// warm-up (rank.run(), then rank.check()), meets the others at a barrier and
+// runs state.max_iterations more, rank 0 driving the timer. Returns rank 0's
+// seconds, or a negative number after SkipWithError.
+template <class Make>
+double time_collective(benchmark::State& state, int n, Make&& make) {
+  std::atomic<bool> correct{true};
+  double seconds = -1;
+  dssync::InProcWorld world(n);
+  try {
+    world.run([&](dssync::InProcTransport& t) {
+      auto rank = make(t);
+      rank.run();
+      if (!rank.check()) correct = false;
+      barrier(t);
+      if (!correct) {
+        if (t.rank() == 0) state.SkipWithError("the collective gave a wrong result in the warm-up");
+        return;
+      }
+      if (t.rank() == 0) {
+        const auto t0 = clock_type::now();
+        for (auto _ : state) rank.run();
+        seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+      } else {
+        for (benchmark::IterationCount i = 0; i < state.max_iterations; ++i) rank.run();
+      }
+    });
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return -1;
+  }
+  return correct ? seconds : -1;
+}
+
+std::vector<int> whole_world(int n) {
+  std::vector<int> ranks(static_cast<std::size_t>(n));
+  std::iota(ranks.begin(), ranks.end(), 0);
+  return ranks;
+}
+
+// A broadcast of `bytes` from rank 0 (busbw = algbw, as nccl-tests).
+template <class Broadcast>
+void bm_broadcast(benchmark::State& state, int n, std::size_t bytes) {
+  const std::vector<int> ranks = whole_world(n);
+  const dssync::Group group(ranks);
+  struct Rank {
+    dssync::InProcTransport* t;
+    const dssync::Group* g;
+    Broadcast algo;
+    std::vector<float> data;
+    void run() { algo.broadcast(*t, *g, std::span<float>(data), 0, op_tag); }
+    bool check() const {
+      return std::all_of(data.begin(), data.end(), [](float x) { return x == 1.0f; });
+    }
+  };
+  const double seconds = time_collective(state, n, [&](dssync::InProcTransport& t) {
+    return Rank{&t, &group, Broadcast{},
+                std::vector<float>(bytes / sizeof(float), t.rank() == 0 ? 1.0f : 0.0f)};
+  });
+  if (seconds < 0 || state.iterations() == 0) return;
+  set_bandwidth(state, bytes, seconds);
+  state.counters["busbw_GBps"] =
+      bench::busbw(bench::Collective::broadcast, state.counters["algbw_GBps"].value, n);
+}
+
+// An all-gather whose output is `bytes` (each rank gives bytes / n), as
+// nccl-tests counts it (busbw = algbw (n-1)/n).
+template <class AllGather>
+void bm_all_gather(benchmark::State& state, int n, std::size_t bytes) {
+  const std::vector<int> ranks = whole_world(n);
+  const dssync::Group group(ranks);
+  const std::size_t len = bytes / sizeof(float) / static_cast<std::size_t>(n);
+  struct Rank {
+    dssync::InProcTransport* t;
+    const dssync::Group* g;
+    AllGather algo;
+    std::vector<float> mine, out;
+    void run() {
+      algo.all_gather(*t, *g, std::span<const float>(mine), std::span<float>(out), op_tag);
+    }
+    bool check() const {
+      const std::size_t len = mine.size();
+      for (std::size_t i = 0; i < out.size(); ++i)
+        if (out[i] != static_cast<float>(i / len + 1)) return false;
+      return true;
+    }
+  };
+  const double seconds = time_collective(state, n, [&](dssync::InProcTransport& t) {
+    return Rank{&t, &group, AllGather{}, std::vector<float>(len, static_cast<float>(t.rank() + 1)),
+                std::vector<float>(len * static_cast<std::size_t>(n), 0.0f)};
+  });
+  if (seconds < 0 || state.iterations() == 0) return;
+  const std::size_t gathered = len * static_cast<std::size_t>(n) * sizeof(float);
+  set_bandwidth(state, gathered, seconds);
+  state.counters["busbw_GBps"] =
+      bench::busbw(bench::Collective::all_gather, state.counters["algbw_GBps"].value, n);
+}
+
 void bm_memcpy(benchmark::State& state, std::size_t bytes) {
   std::vector<std::byte> src(bytes, std::byte{1});  // both written once: pre-faulted
   std::vector<std::byte> dst(bytes, std::byte{0});
@@ -218,6 +321,30 @@ void register_all_reduce(const std::string& name, int n, std::size_t bytes) {
       ->Unit(benchmark::kMicrosecond);
 }
 
+template <class Broadcast>
+void register_broadcast(const std::string& name, int n, std::size_t bytes) {
+  benchmark::RegisterBenchmark(
+      ("broadcast_" + name + "/n:" + std::to_string(n) + size_suffix(bytes)).c_str(),
+      [n, bytes](benchmark::State& s) { bm_broadcast<Broadcast>(s, n, bytes); })
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+template <class AllGather>
+void register_all_gather(const std::string& name, int n, std::size_t bytes) {
+  benchmark::RegisterBenchmark(
+      ("all_gather_" + name + "/n:" + std::to_string(n) + size_suffix(bytes)).c_str(),
+      [n, bytes](benchmark::State& s) { bm_all_gather<AllGather>(s, n, bytes); })
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+// Broadcasts and all-gathers at more sizes and an odd world too: the sweep
+// behind AutoBroadcast's and AutoAllGather's thresholds.
+constexpr std::size_t gather_sizes[] = {4 * 1024,    64 * 1024,       256 * 1024,
+                                        1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024};
+constexpr int gather_world_sizes[] = {2, 5, 8};
+
 void register_all() {
   for (const std::size_t bytes : sizes) {
     benchmark::RegisterBenchmark(("memcpy" + size_suffix(bytes)).c_str(),
@@ -240,6 +367,16 @@ void register_all() {
       register_all_reduce<dssync::AutoReduce>("auto", n, bytes);
       if (bytes == sizes[std::size(sizes) - 1])
         register_all_reduce<dssync::RingReduce, dssync::Average>("ring_average", n, bytes);
+    }
+  }
+  for (const std::size_t bytes : gather_sizes) {
+    for (const int n : gather_world_sizes) {
+      register_broadcast<dssync::TreeBroadcast>("tree", n, bytes);
+      register_broadcast<dssync::ScatterAllgatherBroadcast>("scatter_allgather", n, bytes);
+      register_broadcast<dssync::AutoBroadcast>("auto", n, bytes);
+      register_all_gather<dssync::RingAllGather>("ring", n, bytes);
+      register_all_gather<dssync::BruckAllGather>("bruck", n, bytes);
+      register_all_gather<dssync::AutoAllGather>("auto", n, bytes);
     }
   }
 }

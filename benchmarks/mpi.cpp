@@ -12,6 +12,13 @@
 //   ring, halving_doubling, auto  dssync::RingReduce, HalvingDoublingReduce,
 //                                 AutoReduce over MPITransport
 //   mpi_native                    dssync::MPINativeReduce over MPITransport
+//   mpi_bcast                     MPI_Bcast from rank 0 on MPI_COMM_WORLD: the peer of
+//   broadcast_tree, _scatter_allgather, _auto, _mpi_native (MPI_Bcast after the
+//                                 length check), _mpi_native_nb (MPI_Ibcast waited
+//                                 through the transport): one broadcast from rank 0
+//   mpi_allgather                 MPI_Allgather on MPI_COMM_WORLD: the peer of
+//   all_gather_ring, _bruck, _auto, _mpi_native, _mpi_native_nb: one all-gather
+//                                 whose output is B bytes (B / N from each rank)
 // and at 1 MiB and 16 MiB, one step() of a synchronizer (Average):
 //   dssync_g2, dssync_g4          DSSync<MPITransport, RandomShuffle, RingReduce>
 //                                 with groups of 2 and 4
@@ -25,11 +32,14 @@
 //   max_rank_ms       per op (or step): the maximum over the ranks of each
 //                     rank's own timed loop, divided by the iterations
 //   algbw_GBps        bytes / max_rank time
-//   busbw_GBps        algbw * 2(n-1)/n (collectives only)
+//   busbw_GBps        algbw * 2(n-1)/n for an all-reduce, (n-1)/n for an
+//                     all-gather, 1 for a broadcast (collectives only)
 //   vs_mpi_allreduce  max_rank time / mpi_allreduce's max_rank time at the same
 //                     size in this run (> 1: slower than MPI). mpi_allreduce
 //                     rows come first at each size; a filter that leaves them
 //                     out leaves this counter out.
+//   vs_mpi_bcast, vs_mpi_allgather  the same against MPI_Bcast's and
+//                     MPI_Allgather's rows at the size
 //   mem_GBps          memcpy: 2 x bytes / time, per rank (read and write)
 //   sent_MB_per_rank  synchronizers: bytes one rank sends per step, from the
 //                     synchronizer's stats(), the most any rank sent, 10^6 bytes
@@ -103,6 +113,8 @@ bool failed = false;
 
 // Rank 0: MPI_Allreduce's max_rank time per op in this run, by buffer size.
 std::map<std::size_t, double> peer_seconds;
+// Rank 0: MPI_Bcast's and MPI_Allgather's, by buffer size.
+std::map<std::size_t, double> bcast_seconds, allgather_seconds;
 
 // What a case body returns; on rank 0 the maxima over all ranks, elsewhere
 // nothing of use.
@@ -123,6 +135,7 @@ struct Case {
   Kind kind;
   bool counts_traffic;  // sync rows whose stats() see the bytes (not MPINativeReduce)
   Body body;
+  bench::Collective collective = bench::Collective::all_reduce;  // collective rows
 };
 
 std::vector<Case> cases;  // the same list, in the same order, on every rank
@@ -185,6 +198,65 @@ Outcome bm_mpi_allreduce(benchmark::State* state, std::int64_t iterations, std::
   });
 }
 
+// One broadcast of `bytes` from rank 0 per iteration; broadcast(span) is the
+// op under test. Every rank ends with rank 0's ones.
+template <class Broadcast>
+Outcome bm_broadcast(benchmark::State* state, std::int64_t iterations, std::size_t bytes,
+                     Broadcast broadcast) {
+  std::vector<float> data(bytes / sizeof(float), world_rank == 0 ? 1.0f : 0.0f);  // pre-faulted
+  broadcast(std::span<float>(data));
+  const bool ok = std::all_of(data.begin(), data.end(), [](float x) { return x == 1.0f; });
+  return timed_loop(state, iterations, ok, [&] { broadcast(std::span<float>(data)); });
+}
+
+template <class Policy>
+Outcome bm_broadcast_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
+  Policy policy;
+  const dssync::Group group = world_partition().group(0);
+  return bm_broadcast(state, iterations, bytes, [&](std::span<float> data) {
+    policy.broadcast(*transport, group, data, 0, op_tag);
+  });
+}
+
+Outcome bm_mpi_bcast(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
+  return bm_broadcast(state, iterations, bytes, [](std::span<float> data) {
+    MPI_Bcast(data.data(), static_cast<int>(data.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  });
+}
+
+// One all-gather per iteration whose output is `bytes` (bytes / n from each
+// rank); all_gather(mine, out) is the op under test.
+template <class AllGather>
+Outcome bm_all_gather(benchmark::State* state, std::int64_t iterations, std::size_t bytes,
+                      AllGather all_gather) {
+  const std::size_t len = bytes / sizeof(float) / static_cast<std::size_t>(world_size);
+  const std::vector<float> mine(len, static_cast<float>(world_rank + 1));
+  std::vector<float> out(len * static_cast<std::size_t>(world_size), 0.0f);  // pre-faulted
+  all_gather(std::span<const float>(mine), std::span<float>(out));
+  bool ok = true;
+  for (std::size_t i = 0; i < out.size(); ++i) ok = ok && out[i] == static_cast<float>(i / len + 1);
+  return timed_loop(state, iterations, ok,
+                    [&] { all_gather(std::span<const float>(mine), std::span<float>(out)); });
+}
+
+template <class Policy>
+Outcome bm_all_gather_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
+  Policy policy;
+  const dssync::Group group = world_partition().group(0);
+  return bm_all_gather(state, iterations, bytes,
+                       [&](std::span<const float> mine, std::span<float> out) {
+                         policy.all_gather(*transport, group, mine, out, op_tag);
+                       });
+}
+
+Outcome bm_mpi_allgather(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
+  return bm_all_gather(
+      state, iterations, bytes, [](std::span<const float> mine, std::span<float> out) {
+        MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, out.data(),
+                      static_cast<int>(mine.size()), MPI_FLOAT, MPI_COMM_WORLD);
+      });
+}
+
 Outcome bm_memcpy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
   std::vector<std::byte> src(bytes, std::byte{1});  // both written once: pre-faulted
   std::vector<std::byte> dst(bytes, std::byte{0});
@@ -226,8 +298,70 @@ std::string row_name(const std::string& name, std::size_t bytes) {
 }
 
 void add(const std::string& name, std::size_t bytes, Kind kind, Body body,
-         bool counts_traffic = true) {
-  cases.push_back({row_name(name, bytes), bytes, kind, counts_traffic, std::move(body)});
+         bool counts_traffic = true, bench::Collective collective = bench::Collective::all_reduce) {
+  cases.push_back(
+      {row_name(name, bytes), bytes, kind, counts_traffic, std::move(body), collective});
+}
+
+// Broadcast rows at `bytes`, MPI_Bcast's first (the others divide by it).
+void add_broadcasts(std::size_t bytes) {
+  using namespace dssync;
+  const auto b = bench::Collective::broadcast;
+  auto add_b = [&](const std::string& name, Body body) {
+    add(name, bytes, Kind::collective, std::move(body), true, b);
+  };
+  add_b("mpi_bcast",
+        [bytes](benchmark::State* s, std::int64_t i) { return bm_mpi_bcast(s, i, bytes); });
+  add_b("broadcast_tree", [bytes](benchmark::State* s, std::int64_t i) {
+    return bm_broadcast_policy<TreeBroadcast>(s, i, bytes);
+  });
+  add_b("broadcast_scatter_allgather", [bytes](benchmark::State* s, std::int64_t i) {
+    return bm_broadcast_policy<ScatterAllgatherBroadcast>(s, i, bytes);
+  });
+  add_b("broadcast_auto", [bytes](benchmark::State* s, std::int64_t i) {
+    return bm_broadcast_policy<AutoBroadcast>(s, i, bytes);
+  });
+  add_b("broadcast_mpi_native", [bytes](benchmark::State* s, std::int64_t i) {
+    return bm_broadcast_policy<MPINativeBroadcast>(s, i, bytes);
+  });
+  add_b("broadcast_mpi_native_nb", [bytes](benchmark::State* s, std::int64_t i) {
+    struct Nonblocking : MPINativeBroadcast {
+      Nonblocking() : MPINativeBroadcast({.nonblocking = true}) {}
+    };
+    return bm_broadcast_policy<Nonblocking>(s, i, bytes);
+  });
+}
+
+// All-gather rows whose output is about `bytes` (a multiple of the world
+// size's floats), MPI_Allgather's first.
+void add_all_gathers(std::size_t bytes) {
+  using namespace dssync;
+  const std::size_t n = static_cast<std::size_t>(world_size);
+  const std::size_t out = bytes / sizeof(float) / n * n * sizeof(float);
+  const auto g = bench::Collective::all_gather;
+  auto add_g = [&](const std::string& name, Body body) {
+    add(name, out, Kind::collective, std::move(body), true, g);
+  };
+  add_g("mpi_allgather",
+        [out](benchmark::State* s, std::int64_t i) { return bm_mpi_allgather(s, i, out); });
+  add_g("all_gather_ring", [out](benchmark::State* s, std::int64_t i) {
+    return bm_all_gather_policy<RingAllGather>(s, i, out);
+  });
+  add_g("all_gather_bruck", [out](benchmark::State* s, std::int64_t i) {
+    return bm_all_gather_policy<BruckAllGather>(s, i, out);
+  });
+  add_g("all_gather_auto", [out](benchmark::State* s, std::int64_t i) {
+    return bm_all_gather_policy<AutoAllGather>(s, i, out);
+  });
+  add_g("all_gather_mpi_native", [out](benchmark::State* s, std::int64_t i) {
+    return bm_all_gather_policy<MPINativeAllGather>(s, i, out);
+  });
+  add_g("all_gather_mpi_native_nb", [out](benchmark::State* s, std::int64_t i) {
+    struct Nonblocking : MPINativeAllGather {
+      Nonblocking() : MPINativeAllGather({.nonblocking = true}) {}
+    };
+    return bm_all_gather_policy<Nonblocking>(s, i, out);
+  });
 }
 
 template <class Reduce>
@@ -257,6 +391,8 @@ void make_cases() {
     add_policy<HalvingDoublingReduce>("halving_doubling", bytes);
     add_policy<AutoReduce>("auto", bytes);
     add_policy<MPINativeReduce>("mpi_native", bytes);
+    add_broadcasts(bytes);
+    add_all_gathers(bytes);
     if (std::find(std::begin(sync_sizes), std::end(sync_sizes), bytes) == std::end(sync_sizes))
       continue;
     add_sync("dssync_g2", bytes, [](T& t) {
@@ -277,7 +413,8 @@ void make_cases() {
     add_sync(
         "allreduce_native_whole", bytes,
         [](T& t) {
-          return AllReduceSync<T, MPINativeReduce>(t, {}, MPINativeReduce({.finish_piece_bytes = 0}));
+          return AllReduceSync<T, MPINativeReduce>(t, {},
+                                                   MPINativeReduce({.finish_piece_bytes = 0}));
         },
         /*counts_traffic=*/false);
   }
@@ -341,8 +478,18 @@ void lead(benchmark::State& state, int id) {
     counters["mem_GBps"] = 2.0 * bytes / per_op / 1e9;
     return;
   }
+  if (c.kind == Kind::collective && c.collective != bench::Collective::all_reduce) {
+    counters["busbw_GBps"] = bench::busbw(c.collective, bench::algbw(bytes, per_op), world_size);
+    const bool broadcast = c.collective == bench::Collective::broadcast;
+    auto& peers = broadcast ? bcast_seconds : allgather_seconds;
+    if (c.name.rfind(broadcast ? "mpi_bcast/" : "mpi_allgather/", 0) == 0) peers[c.bytes] = per_op;
+    if (const auto peer = peers.find(c.bytes); peer != peers.end())
+      counters[broadcast ? "vs_mpi_bcast" : "vs_mpi_allgather"] = per_op / peer->second;
+    return;
+  }
   if (c.kind == Kind::collective) {
-    counters["busbw_GBps"] = bench::busbw(bench::Collective::all_reduce, bench::algbw(bytes, per_op), world_size);
+    counters["busbw_GBps"] =
+        bench::busbw(bench::Collective::all_reduce, bench::algbw(bytes, per_op), world_size);
     if (c.name.rfind("mpi_allreduce/", 0) == 0) peer_seconds[c.bytes] = per_op;
   } else if (c.counts_traffic) {
     counters["sent_MB_per_rank"] = out.sent_per_step / 1e6;
@@ -372,10 +519,12 @@ std::string mpi_library() {
 
 dssync::MPIOptions transport_options() {
   dssync::MPIOptions o;
-  if (const char* v = std::getenv("DSSYNC_MPI_SPIN_US")) o.spin = std::chrono::microseconds(std::atol(v));
+  if (const char* v = std::getenv("DSSYNC_MPI_SPIN_US"))
+    o.spin = std::chrono::microseconds(std::atol(v));
   if (const char* v = std::getenv("DSSYNC_MPI_MAX_SLEEP_US"))
     o.max_sleep = std::chrono::microseconds(std::atol(v));
-  if (const char* v = std::getenv("DSSYNC_MPI_TIMEOUT_MS")) o.timeout = std::chrono::milliseconds(std::atol(v));
+  if (const char* v = std::getenv("DSSYNC_MPI_TIMEOUT_MS"))
+    o.timeout = std::chrono::milliseconds(std::atol(v));
   return o;
 }
 
