@@ -163,6 +163,24 @@ TEST_CASE("gather: a member that computes slowly holds everyone at the barrier")
   check_reports(reports, 4);
 }
 
+TEST_CASE("gather: AutoBroadcast and AutoAllGather choose by size and group size") {
+  using B = dssync::AutoBroadcast::Choice;
+  const dssync::AutoBroadcast broadcast;
+  CHECK(broadcast.choose(0, 8) == B::tree);
+  CHECK(broadcast.choose(16 * 1024 * 1024 - 1, 8) == B::tree);
+  CHECK(broadcast.choose(16 * 1024 * 1024, 8) == B::scatter_allgather);
+  CHECK(broadcast.choose(16 * 1024 * 1024, 7) == B::tree);
+  // Two members never scatter, whatever the options say.
+  const dssync::AutoBroadcast eager(
+      {.scatter_allgather_from = 0, .scatter_allgather_min_group = 0});
+  CHECK(eager.choose(0, 3) == B::scatter_allgather);
+  CHECK(eager.choose(1 << 30, 2) == B::tree);
+  using A = dssync::AutoAllGather::Choice;
+  const dssync::AutoAllGather all_gather;
+  CHECK(all_gather.choose(4 * 1024 * 1024 - 1) == A::bruck);
+  CHECK(all_gather.choose(4 * 1024 * 1024) == A::ring);
+}
+
 // ------------------------------------------------------------------ errors --
 
 std::string kind_of(const std::exception_ptr& e) {
@@ -406,7 +424,8 @@ TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
     std::vector<Report> reports(static_cast<std::size_t>(n));
     InProcWorld(n, options).run([&](InProcTransport& t) {
       const auto me = static_cast<std::size_t>(t.rank());
-      dssync::AutoBroadcast broadcast({.scatter_allgather_from = 4096});
+      dssync::AutoBroadcast broadcast(
+          {.scatter_allgather_from = 4096, .scatter_allgather_min_group = 3});
       dssync::AutoAllGather all_gather({.ring_from = 4096});
       dssync::RingAllGatherV all_gather_v;
       dssync::DisseminationBarrier barrier;

@@ -189,7 +189,8 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::TreeBroadcast tree;
   dssync::ScatterAllgatherBroadcast scatter_allgather;
   dssync::AutoBroadcast auto_broadcast;
-  dssync::AutoBroadcast auto_broadcast_small({.scatter_allgather_from = 64});
+  dssync::AutoBroadcast auto_broadcast_small(
+      {.scatter_allgather_from = 64, .scatter_allgather_min_group = 3});
   dssync::RingAllGather ring;
   dssync::BruckAllGather bruck;
   dssync::AutoAllGather auto_all_gather;

@@ -1,12 +1,16 @@
 #pragma once
 // Chooses the all-gather by the size of the output: Bruck's ceil(log2 g)
 // rounds while latency dominates, the ring beyond (the same bytes, but each
-// member talks only to its two neighbours, which suits a real network and
-// keeps every step's message one contribution long). Every member sees the
-// same lengths and group, so all choose alike.
-// The threshold comes from a quick sweep on the in-process world at n = 8 and
-// n = 5 (docs/experiments/collectives-2026-12-04); pass your own for another
-// network.
+// member talks only to its two neighbours and every step's message is one
+// contribution long, where Bruck's last rounds move half the output at once).
+// Every member sees the same lengths and group, so all choose alike.
+// The threshold comes from a quick sweep on the in-process world (n = 2, 5, 8,
+// 4 KiB to 16 MiB of output, 2 cores; docs/experiments/collectives-2026-12-04):
+// at n = 8 Bruck was 1.3-2x faster up to 1 MiB (at n = 5 the same up to
+// 64 KiB, 1.3-1.5x faster at 256 KiB and 1 MiB), the ring 9-15 % faster at
+// 4 MiB and mostly at 16 MiB (and 1.27x faster over MPITransport at 16 MiB,
+// n = 8).
+// Pass your own for another network.
 
 #include <cstddef>
 #include <span>
@@ -19,7 +23,7 @@ namespace dssync {
 class AutoAllGather {
  public:
   struct Options {
-    std::size_t ring_from = 1024 * 1024;  // bytes of the whole output
+    std::size_t ring_from = 4 * 1024 * 1024;  // bytes of the whole output
   };
 
   AutoAllGather() = default;

@@ -1,12 +1,18 @@
 #pragma once
 // Chooses the broadcast by buffer size and group size: the binomial tree while
-// latency dominates (small buffers, and groups of two, where scattering gains
-// nothing), van de Geijn's scatter and ring all-gather beyond. Every member
-// sees the same length and group, so all choose alike.
-// The threshold comes from a quick sweep on the in-process world at n = 8 and
-// n = 5 (docs/experiments/collectives-2026-12-04); pass your own for another
-// network.
+// latency dominates (small buffers, small groups), van de Geijn's scatter and
+// ring all-gather for large buffers in large groups. Every member sees the
+// same length and group, so all choose alike.
+// The thresholds come from a quick sweep on the in-process world (n = 2, 5, 8,
+// 4 KiB to 16 MiB, 2 cores; docs/experiments/collectives-2026-12-04): there
+// the tree was 1.5-6x faster up to 4 MiB at every n and 16 % faster at 16 MiB
+// for n = 5, while at 16 MiB for n = 8 the two were within 7 % of each other
+// (either way round in two runs), and over MPITransport the scatter was 7 %
+// faster. On a network, where the tree's root sends log2(g) whole copies one
+// after the other, the scatter pays off much earlier: pass your own
+// thresholds there.
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 
@@ -18,7 +24,8 @@ namespace dssync {
 class AutoBroadcast {
  public:
   struct Options {
-    std::size_t scatter_allgather_from = 512 * 1024;  // bytes, groups of three or more
+    std::size_t scatter_allgather_from = 16 * 1024 * 1024;  // bytes
+    int scatter_allgather_min_group = 8;                    // members
   };
 
   AutoBroadcast() = default;
@@ -27,7 +34,9 @@ class AutoBroadcast {
   enum class Choice { tree, scatter_allgather };
 
   Choice choose(std::size_t bytes, int group_size) const noexcept {
-    if (group_size < 3 || bytes < options_.scatter_allgather_from) return Choice::tree;
+    if (group_size < std::max(3, options_.scatter_allgather_min_group) ||
+        bytes < options_.scatter_allgather_from)
+      return Choice::tree;
     return Choice::scatter_allgather;
   }
 
