@@ -17,8 +17,18 @@ namespace dssync {
 // full-duplex sendrecv (a ring step must send and receive at once, or it
 // deadlocks on large buffers and halves its bandwidth). Messages between one
 // pair of ranks with one tag arrive in the order they were sent, as in MPI.
-// A receive whose length differs from the matching send's throws
-// size_mismatch_error; a blocking call never waits forever.
+// The rest of the contract, the same on every transport and written once in
+// transport/contract.hpp (a transport calls it, tests/contract.hpp checks it):
+// - one deadline per operation from its start, zero meaning none, two minutes
+//   (default_timeout) unless the transport's options say otherwise; a
+//   blocking call never waits forever;
+// - a receive whose length differs from the matching send's throws
+//   size_mismatch_error naming the peer, and the transport goes on;
+// - a send to or receive from oneself is a configuration_error at once; a
+//   sendrecv with oneself on both sides is a copy, on one side only refused;
+// - the first failure sticks: every later call throws peer_error, whose
+//   where().peer is the rank that failed (a timeout_error's: the peer waited
+//   on).
 template <class T>
 concept transport = requires(T& t, const T& ct, int peer, tag_t tag, std::span<const float> out,
                              std::span<float> in, std::span<const std::byte> bytes_out,
