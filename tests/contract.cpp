@@ -132,11 +132,11 @@ struct TcpThreadsRunner {
 
 }  // namespace
 
-#define DSSYNC_CONTRACT_CASE(Runner, label, fn)      \
-  TEST_CASE(label) {                                 \
-    Runner runner;                                   \
-    contract::Report rep = doctest_report();         \
-    contract::fn<Runner>(runner, rep);               \
+#define DSSYNC_CONTRACT_CASE(Runner, label, fn) \
+  TEST_CASE(label) {                            \
+    Runner runner;                              \
+    contract::Report rep = doctest_report();    \
+    contract::fn<Runner>(runner, rep);          \
   }
 #define DSSYNC_CONTRACT_CASES(Runner, prefix)                                                    \
   DSSYNC_CONTRACT_CASE(Runner, prefix "ordering per (source, tag)", ordering_per_source_and_tag) \

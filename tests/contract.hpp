@@ -194,7 +194,8 @@ void size_mismatch_both_sides(R& runner, Report& rep) {
     std::vector<End> s{short_end[1]}, l{long_end[1]};
     expect_end(rep, s, 0, "size_mismatch", 0, "expected 12 bytes, the peer sent ");
     expect_end(rep, l, 0, "size_mismatch", 0, "expected 20 bytes, the peer sent 16");
-    rep.check(after[1] == std::vector<float>(1000, 1.0f), "rank 1: the exchange after the mismatch");
+    rep.check(after[1] == std::vector<float>(1000, 1.0f),
+              "rank 1: the exchange after the mismatch");
   }
   if (ends[0].known) {
     // The sender learns of it only where the transport tells it (in-process).
@@ -202,7 +203,8 @@ void size_mismatch_both_sides(R& runner, Report& rep) {
       rep.check(e->kind == "none" || (e->kind == "size_mismatch" && e->peer == 1 &&
                                       contains(e->what, "sent 16 bytes, the peer expected ")),
                 "rank 0's send ended with " + e->what);
-    rep.check(after[0] == std::vector<float>(1000, 2.0f), "rank 0: the exchange after the mismatch");
+    rep.check(after[0] == std::vector<float>(1000, 2.0f),
+              "rank 0: the exchange after the mismatch");
   }
 }
 
@@ -220,10 +222,14 @@ void self_rules(R& runner, Report& rep) {
     auto& s = seen[static_cast<std::size_t>(me)];
     s.push_back(attempt([&] { t.send(me, std::span<const float>(out), 1); }));
     s.push_back(attempt([&] { t.recv(me, std::span<float>(in), 1); }));
-    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), other, std::span<float>(in), 1); }));
-    s.push_back(attempt([&] { t.sendrecv(other, std::span<const float>(out), me, std::span<float>(in), 1); }));
-    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(two), 1); }));
-    s.push_back(attempt([&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(in), 1); }));
+    s.push_back(attempt(
+        [&] { t.sendrecv(me, std::span<const float>(out), other, std::span<float>(in), 1); }));
+    s.push_back(attempt(
+        [&] { t.sendrecv(other, std::span<const float>(out), me, std::span<float>(in), 1); }));
+    s.push_back(attempt(
+        [&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(two), 1); }));
+    s.push_back(
+        attempt([&] { t.sendrecv(me, std::span<const float>(out), me, std::span<float>(in), 1); }));
     copied[static_cast<std::size_t>(me)] = in == out;
     // Still usable.
     std::vector<float> theirs(3);
@@ -289,8 +295,9 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
     const std::vector<float> out(8, 1.0f);
     later[static_cast<std::size_t>(r)] =
         attempt([&] { t.send((r + 2) % 3, std::span<const float>(out), 7); });
-    if (waiting.kind != "none") std::rethrow_exception(std::make_exception_ptr(
-        dssync::peer_error(waiting.what, dssync::error_context{}.with_peer(waiting.peer.value_or(-1)))));
+    if (waiting.kind != "none")
+      std::rethrow_exception(std::make_exception_ptr(dssync::peer_error(
+          waiting.what, dssync::error_context{}.with_peer(waiting.peer.value_or(-1)))));
   });
   for (int r = 0; r < 3; ++r) {
     expect_end(rep, ends, r, "peer", 3, "rank 3 gives up");
@@ -312,8 +319,8 @@ void deadline_from_operation_start(R& runner, Report& rep) {
       const std::vector<float> big(std::size_t{8} << 20);  // never received
       std::vector<float> in(1);
       const auto start = steady::now();
-      const End e = attempt(
-          [&] { t.sendrecv(1, std::span<const float>(big), 1, std::span<float>(in), 9); });
+      const End e =
+          attempt([&] { t.sendrecv(1, std::span<const float>(big), 1, std::span<float>(in), 9); });
       took[0] = std::chrono::duration<double>(steady::now() - start).count();
       if (e.kind != "none")
         throw dssync::timeout_error(e.what, dssync::error_context{}.with_peer(e.peer.value_or(-1)));
@@ -417,9 +424,8 @@ void synchronizers_agree_bitwise(R& runner, Report& rep) {
                       ": the parameters differ from the in-process world's");
     }
   }
-  const auto ends = runner.run(n, ms(20000), [&](auto& t) {
-    run_steps(t, true, t.rank() == 2 ? 8 : 7);
-  });
+  const auto ends =
+      runner.run(n, ms(20000), [&](auto& t) { run_steps(t, true, t.rank() == 2 ? 8 : 7); });
   for (int r = 0; r < n; ++r)
     if (ends[static_cast<std::size_t>(r)].known)
       rep.check(ends[static_cast<std::size_t>(r)].kind == "configuration" ||

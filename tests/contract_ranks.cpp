@@ -93,7 +93,8 @@ class FileBarrier {
  public:
   FileBarrier(const std::string& token, int rank, int n)
       : dir_(std::filesystem::temp_directory_path() / ("dssync-contract-" + token)),
-        rank_(rank), n_(n) {
+        rank_(rank),
+        n_(n) {
     std::filesystem::create_directories(dir_);
   }
   void wait(int round) { meet(std::to_string(round) + "-"); }
@@ -112,7 +113,8 @@ class FileBarrier {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     for (;;) {
       int here = 0;
-      for (int r = 0; r < n_; ++r) here += std::filesystem::exists(dir_ / (prefix + std::to_string(r)));
+      for (int r = 0; r < n_; ++r)
+        here += std::filesystem::exists(dir_ / (prefix + std::to_string(r)));
       if (here == n_) return;
       if (std::chrono::steady_clock::now() > give_up) {
         std::printf("rank %d: FAILED the ranks did not meet between runs\n", rank_);
@@ -128,13 +130,14 @@ class FileBarrier {
 struct TcpRunner {
   static constexpr const char* name = "tcp";
   static constexpr bool wall_clock = true;
-  TcpRunner() : base(dssync::TcpOptions::from_env()), barrier(base.job_token, base.rank, base.world_size) {}
+  TcpRunner()
+      : base(dssync::TcpOptions::from_env()), barrier(base.job_token, base.rank, base.world_size) {}
   ~TcpRunner() { barrier.leave(); }
   template <class F>
   std::vector<End> run(int n, ms timeout, F&& f) {
     if (base.world_size != n) {
-      std::printf("rank %d: FAILED the case needs %d ranks, the launcher started %d\n", my_rank,
-                  n, base.world_size);
+      std::printf("rank %d: FAILED the case needs %d ranks, the launcher started %d\n", my_rank, n,
+                  base.world_size);
       ++failures;
       return std::vector<End>(static_cast<std::size_t>(n), End{false});
     }

@@ -94,7 +94,8 @@ class Deadline {
   // "did not complete within 100 ms (waited 102 ms)"
   std::string overdue_text(clock::time_point now = clock::now()) const {
     return "did not complete within " + std::to_string(timeout_.count()) + " ms (waited " +
-           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count()) +
+           std::to_string(
+               std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count()) +
            " ms)";
   }
 
@@ -105,8 +106,12 @@ class Deadline {
 
 // What one side of an operation was doing, for the texts: "a send to rank 3",
 // "a receive from rank 1".
-inline std::string send_text(int peer) { return "a send to rank " + std::to_string(peer); }
-inline std::string receive_text(int peer) { return "a receive from rank " + std::to_string(peer); }
+inline std::string send_text(int peer) {
+  return "a send to rank " + std::to_string(peer);
+}
+inline std::string receive_text(int peer) {
+  return "a receive from rank " + std::to_string(peer);
+}
 
 // A timeout: "<what> did not complete within T ms (waited W ms)<; detail>",
 // with the peer waited on in where().peer.
@@ -119,16 +124,16 @@ inline timeout_error timed_out(const std::string& what, const Deadline& d, int p
 // A message whose length differs from its receive's, seen by the receiver.
 inline size_mismatch_error size_mismatch(std::size_t expected, std::size_t sent, int peer,
                                          const error_context& at) {
-  return size_mismatch_error("expected " + std::to_string(expected) + " bytes, the peer sent " +
-                                 std::to_string(sent),
-                             at.with_peer(peer));
+  return size_mismatch_error(
+      "expected " + std::to_string(expected) + " bytes, the peer sent " + std::to_string(sent),
+      at.with_peer(peer));
 }
 // The same, seen by the sender (a transport whose sender learns of it).
 inline size_mismatch_error size_mismatch_sent(std::size_t sent, std::size_t expected, int peer,
                                               const error_context& at) {
-  return size_mismatch_error("sent " + std::to_string(sent) + " bytes, the peer expected " +
-                                 std::to_string(expected),
-                             at.with_peer(peer));
+  return size_mismatch_error(
+      "sent " + std::to_string(sent) + " bytes, the peer expected " + std::to_string(expected),
+      at.with_peer(peer));
 }
 
 // Cuts a failure text to what crosses the network.
