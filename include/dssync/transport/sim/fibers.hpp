@@ -1,0 +1,142 @@
+#pragma once
+// The simulator's ranks as fibers: one OS thread runs them all, one at a time,
+// and switches only when a rank blocks. FiberScheduler owns the fibers, their
+// stacks, the queue of ranks ready to run and the switches (announced to
+// AddressSanitizer, or an exception thrown on a rank's stack looks like a
+// stack error). What a rank waits for and who wakes it is the world's.
+
+#include <boost/context/fiber.hpp>
+#include <boost/context/protected_fixedsize_stack.hpp>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define DSSYNC_SIM_ASAN 1
+#else
+#define DSSYNC_SIM_ASAN 0
+#endif
+
+namespace dssync::detail {
+
+class FiberScheduler {
+ public:
+  // Forgets every fiber (destroying one unwinds its stack) and makes room for n.
+  void reset(int n) {
+    fibers_.clear();
+    fibers_.resize(static_cast<std::size_t>(n));
+    ready_.clear();
+  }
+
+  // Makes rank r's fiber, ready to run body(r) on a stack of stack_bytes. The
+  // body must let boost::context::detail::forced_unwind pass: it is how a
+  // fiber that never finished is unwound when it is destroyed.
+  template <class Body>
+  void spawn(int r, std::size_t stack_bytes, Body body) {
+    namespace ctx = boost::context;
+    Fiber& me = at(r);
+    me.self =
+        ctx::fiber(std::allocator_arg, Stack{ctx::protected_fixedsize_stack(stack_bytes), &me},
+                   [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
+                     Fiber& f = at(r);
+#if DSSYNC_SIM_ASAN
+                     __sanitizer_finish_switch_fiber(nullptr, &sched_bottom_, &sched_size_);
+#endif
+                     f.sched = std::move(sched);
+                     body(r);
+                     f.done = true;
+#if DSSYNC_SIM_ASAN
+                     __sanitizer_start_switch_fiber(nullptr, sched_bottom_, sched_size_);
+#endif
+                     return std::move(f.sched);
+                   });
+    ready_.push_back(r);
+  }
+
+  // Called on rank r's fiber: sleeps until wake(r).
+  void block(int r) {
+    Fiber& f = at(r);
+    f.waiting = true;
+#if DSSYNC_SIM_ASAN
+    __sanitizer_start_switch_fiber(&f.fake_stack, sched_bottom_, sched_size_);
+#endif
+    f.sched = std::move(f.sched).resume();
+#if DSSYNC_SIM_ASAN
+    __sanitizer_finish_switch_fiber(f.fake_stack, &sched_bottom_, &sched_size_);
+#endif
+  }
+
+  // Makes a blocked rank ready; a rank that is running or ready already stays as it is.
+  void wake(int r) {
+    Fiber& f = at(r);
+    if (f.waiting) {
+      f.waiting = false;
+      ready_.push_back(r);
+    }
+  }
+
+  bool waiting(int r) const {
+    return fibers_[static_cast<std::size_t>(r)].waiting;
+  }
+  bool done(int r) const {
+    return fibers_[static_cast<std::size_t>(r)].done;
+  }
+  bool all_done() const {
+    for (const Fiber& f : fibers_)
+      if (!f.done) return false;
+    return true;
+  }
+
+  // Runs the ready ranks, in the order they became ready, until none is.
+  void run_ready() {
+    while (!ready_.empty()) {
+      const int r = ready_.front();
+      ready_.pop_front();
+      Fiber& f = at(r);
+#if DSSYNC_SIM_ASAN
+      __sanitizer_start_switch_fiber(&sched_fake_stack_, f.stack_bottom, f.stack_size);
+#endif
+      f.self = std::move(f.self).resume();
+#if DSSYNC_SIM_ASAN
+      __sanitizer_finish_switch_fiber(sched_fake_stack_, nullptr, nullptr);
+#endif
+    }
+  }
+
+ private:
+  struct Fiber {
+    boost::context::fiber self, sched;
+    const void* stack_bottom = nullptr;  // for AddressSanitizer's fiber switches
+    std::size_t stack_size = 0;
+    void* fake_stack = nullptr;
+    bool done = false;
+    bool waiting = false;
+  };
+  // A rank's stack, remembered for AddressSanitizer.
+  struct Stack {
+    boost::context::protected_fixedsize_stack inner;
+    Fiber* fiber;
+    boost::context::stack_context allocate() {
+      boost::context::stack_context sc = inner.allocate();
+      fiber->stack_bottom = static_cast<const char*>(sc.sp) - sc.size;
+      fiber->stack_size = sc.size;
+      return sc;
+    }
+    void deallocate(boost::context::stack_context& sc) noexcept { inner.deallocate(sc); }
+  };
+
+  Fiber& at(int r) {
+    return fibers_[static_cast<std::size_t>(r)];
+  }
+
+  std::vector<Fiber> fibers_;
+  std::deque<int> ready_;
+  const void* sched_bottom_ = nullptr;  // the scheduler's stack, for AddressSanitizer
+  std::size_t sched_size_ = 0;
+  void* sched_fake_stack_ = nullptr;
+};
+
+}  // namespace dssync::detail

@@ -1,0 +1,40 @@
+#pragma once
+// A message of the simulated network, from its send to its receive, and a
+// posted receive waiting for one.
+
+#include <cstddef>
+#include <vector>
+
+#include "dssync/core/tag.hpp"
+
+namespace dssync::detail {
+
+struct SimRecv;
+
+struct SimMessage {
+  int src = 0, dst = 0;
+  tag_t tag = 0;
+  const std::byte* data = nullptr;  // the sender's buffer, valid until it is sent
+  std::size_t bytes = 0;
+  std::vector<std::byte> staged;  // a copy, when it arrives before its receive
+  // While it moves, a flow of the network (FlowNetwork):
+  double remaining = 0;             // virtual bytes still to move
+  double rate = 0;                  // bytes/s now
+  double since = 0;                 // when remaining was last brought up to date
+  int links[4] = {-1, -1, -1, -1};  // the links of its path; -1: none
+  bool* sent_flag = nullptr;        // the sender's completion flag
+  SimRecv* target = nullptr;        // the receive it was copied into (direct)
+};
+
+struct SimRecv {
+  int src = -1;
+  tag_t tag = 0;
+  std::byte* into = nullptr;
+  std::size_t bytes = 0;
+  bool claimed = false;  // a message is on its way into it
+  bool done = false;
+  bool mismatch = false;       // the message that arrived had another length:
+  std::size_t sent_bytes = 0;  // this one
+};
+
+}  // namespace dssync::detail

@@ -1,0 +1,65 @@
+#pragma once
+// SimOptions: the simulated network a SimWorld runs on (sim.hpp says what it
+// does with them), and SimResult, what a run returns.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dssync/core/error.hpp"
+
+namespace dssync {
+
+struct SimOptions {
+  double alpha = 5e-6;                   // seconds of latency per message
+  double bandwidth = 1.25e9;             // bytes/s of a host's link, each direction
+  int ranks_per_host = 1;                // ranks 0..k-1 on host 0, and so on
+  double local_bandwidth = 2e10;         // bytes/s between two ranks of one host
+  int hosts_per_rack = 0;                // 0: one rack, no uplinks
+  double uplink_bandwidth = 0;           // bytes/s of a rack's uplink each direction (0: unlimited)
+  double byte_scale = 1.0;               // virtual bytes on the wire per real byte
+  double straggler_fraction = 0;         // share of ranks whose compute is slower
+  double straggler_slowdown = 2.0;       // their compute time factor
+  std::uint64_t seed = 1;                // who straggles
+  std::size_t stack_bytes = 256 * 1024;  // per rank fiber
+};
+
+struct SimResult {
+  std::vector<double> finish;  // each rank's virtual time when its function returned
+  double makespan = 0;         // the latest of them
+  std::uint64_t messages = 0;
+  double virtual_bytes = 0;  // on the wire, all ranks
+};
+
+namespace detail {
+
+// Throws configuration_error naming the first option out of its range.
+inline void validate(int n, const SimOptions& o) {
+  if (n < 1)
+    throw configuration_error("a simulated world needs at least one rank, got " +
+                              std::to_string(n));
+  auto positive = [](double v, const char* what) {
+    if (!(v > 0) || !std::isfinite(v))
+      throw configuration_error(std::string("SimOptions::") + what +
+                                " must be positive and finite, got " + std::to_string(v));
+  };
+  positive(o.bandwidth, "bandwidth");
+  positive(o.local_bandwidth, "local_bandwidth");
+  positive(o.byte_scale, "byte_scale");
+  if (!(o.alpha >= 0) || !std::isfinite(o.alpha))
+    throw configuration_error("SimOptions::alpha must be at least 0, got " +
+                              std::to_string(o.alpha));
+  if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
+    throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
+  if (o.ranks_per_host < 1 || o.hosts_per_rack < 0)
+    throw configuration_error(
+        "SimOptions: ranks_per_host must be at least 1 and hosts_per_rack at least 0");
+  if (o.straggler_fraction < 0 || o.straggler_fraction > 1 || !(o.straggler_slowdown > 0))
+    throw configuration_error(
+        "SimOptions: straggler_fraction in [0, 1] and straggler_slowdown > 0");
+}
+
+}  // namespace detail
+}  // namespace dssync
