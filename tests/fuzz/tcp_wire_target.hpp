@@ -1,5 +1,5 @@
 #pragma once
-// One fuzz input against TcpTransport's wire decoders (transport/tcp_wire.hpp):
+// One fuzz input against TcpTransport's wire decoders (transport/tcp/wire.hpp):
 // the hello and its admission, the reply head, a table entry, the text length,
 // and a stream of frames read the way the socket thread reads them (header,
 // then a notice's payload decoded or a data payload skipped by its length).
@@ -14,7 +14,7 @@
 #include <span>
 #include <string>
 
-#include "dssync/transport/tcp_wire.hpp"
+#include "dssync/transport/tcp/wire.hpp"
 
 namespace dssync_fuzz {
 

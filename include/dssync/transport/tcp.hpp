@@ -78,77 +78,29 @@
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
 #include "dssync/transport/contract.hpp"
-#include "dssync/transport/tcp_options.hpp"
-#include "dssync/transport/tcp_wire.hpp"
+#include "dssync/transport/tcp/connection.hpp"
+#include "dssync/transport/tcp/endpoint.hpp"
+#include "dssync/transport/tcp/liveness.hpp"
+#include "dssync/transport/tcp/op.hpp"
+#include "dssync/transport/tcp/options.hpp"
+#include "dssync/transport/tcp/tuning.hpp"
+#include "dssync/transport/tcp/wire.hpp"
 
 namespace dssync {
 
 namespace detail {
 
-namespace asio = boost::asio;
-using asio::ip::tcp;
-
-// One blocking call's share of work for the socket thread: a send or a
-// receive of `bytes` bytes with one peer. The fields below `bytes` are written
-// by the socket thread under TcpCore::mu once the operation ends.
-struct TcpOp {
-  bool receive = false;
-  int peer = 0;
-  std::uint16_t tag = 0;
-  std::byte* in = nullptr;
-  const std::byte* out = nullptr;
-  std::size_t bytes = 0;
-
-  enum class Result { pending, ok, mismatch, failed };
-  Result result = Result::pending;
-  std::uint64_t peer_bytes = 0;  // mismatch: what the peer sent
-  std::string what;              // failed: why
-};
-
-inline wire::Address to_wire(const asio::ip::address& a) {
-  wire::Address w;
-  if (a.is_v4()) {
-    w.family = 4;
-    const auto b = a.to_v4().to_bytes();
-    std::copy(b.begin(), b.end(), w.bytes.begin());
-  } else {
-    w.family = 6;
-    const auto b = a.to_v6().to_bytes();
-    std::copy(b.begin(), b.end(), w.bytes.begin());
-  }
-  return w;
-}
-inline asio::ip::address from_wire(const wire::Address& w) {
-  if (w.family == 4) {
-    asio::ip::address_v4::bytes_type b;
-    std::copy_n(w.bytes.begin(), 4, b.begin());
-    return asio::ip::address_v4(b);
-  }
-  asio::ip::address_v6::bytes_type b;
-  std::copy_n(w.bytes.begin(), 16, b.begin());
-  return asio::ip::address_v6(b);
-}
-inline std::string endpoint_text(const tcp::endpoint& e) {
-  return e.address().to_string() + ":" + std::to_string(e.port());
-}
-
 // Everything the socket thread owns, and the little it shares with the
 // calling thread (under mu). It does not move: handlers point into it.
-class TcpCore {
+class TcpCore final : ConnectionHost {
   using clock = std::chrono::steady_clock;
-  static constexpr std::size_t eager_limit = 64 << 10;
-  // Reading into a caller's buffer, the socket thread is woken per this many
-  // bytes (SO_RCVLOWAT), or the message's end. Against 256 KiB, 1 MiB made the
-  // 8-process all-reduce of 16 MiB on loopback 1.5-8.6 % faster (ring and
-  // halving-doubling, 4 runs of 12 interleaved pairs), 2 MiB and 4 MiB no faster
-  // than 1 MiB, 64 KiB 7 % slower.
-  static constexpr std::size_t read_piece = 1 << 20;
 
  public:
   explicit TcpCore(TcpOptions o)
       : options_(std::move(o)), rank_(options_.rank), size_(options_.world_size),
-        token_(wire::token_hash(options_.job_token)), listener_(io_), heartbeat_(io_),
-        setup_deadline_(io_), waker_(io_), work_(io_.get_executor()) {
+        token_(wire::token_hash(options_.job_token)), listener_(io_),
+        setup_deadline_(io_), waker_(io_), work_(io_.get_executor()), budget_(options_.max_unexpected),
+        liveness_(io_, peers_, *this, options_.peer_timeout, rank_) {
     if (size_ < 1) throw configuration_error("the world size must be at least 1");
     if (rank_ < 0 || rank_ >= size_)
       throw configuration_error("rank " + std::to_string(rank_) + " is outside a world of " +
@@ -156,7 +108,8 @@ class TcpCore {
     if (options_.peer_timeout.count() <= 0)
       throw configuration_error("peer_timeout must be positive", where());
     peers_.reserve(std::size_t(size_));
-    for (int r = 0; r < size_; ++r) peers_.push_back(std::make_unique<Peer>(io_, r));
+    const ConnectionContext context{*this, budget_, options_, rank_, size_};
+    for (int r = 0; r < size_; ++r) peers_.push_back(std::make_unique<Connection>(io_, r, context));
     master_ = resolve(options_.master_addr, options_.master_port, "the master address");
     const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) throw configuration_error("eventfd failed", where());
@@ -193,7 +146,7 @@ class TcpCore {
   void fail(std::string_view reason) {
     asio::post(io_, [this, text = std::string(reason)] { fail_transport(rank_, text, true); });
     std::unique_lock lk(mu_);
-    cv_.wait_for(lk, std::chrono::seconds(1), [&] { return failure_.failed(); });
+    cv_.wait_for(lk, tcp_tuning::fail_wait, [&] { return failure_.failed(); });
   }
 
   // Runs the operations to completion, or throws. The thread that owns the
@@ -247,53 +200,6 @@ class TcpCore {
   error_context where() const { return error_context{}.with_rank(rank_); }
 
  private:
-  struct Stashed {
-    std::uint16_t tag;
-    std::vector<std::byte> data;
-  };
-  struct Out {
-    std::array<std::byte, wire::header_size> head{};
-    const std::byte* data = nullptr;
-    std::size_t bytes = 0;
-    TcpOp* op = nullptr;           // a caller's send, or none (control frames)
-    std::vector<std::byte> owned;  // the payload when the frame owns it
-    bool end = false;              // not a frame: shut the sending side after what is queued
-  };
-  struct Peer {
-    Peer(asio::io_context& io, int r) : rank(r), sock(io) {
-      // At most one data frame of the caller, one abandoned half-written
-      // frame and a few control frames are ever queued, and a message or two
-      // kept: no allocation once running.
-      out.reserve(16);
-      stash.reserve(8);
-    }
-    int rank;
-    tcp::socket sock;
-    enum class State { none, open, left, dead } state = State::none;
-    // Reading: a frame header, then its payload into one of several places.
-    enum class Mode { header, user, stash, notice, discard, paused } mode = Mode::header;
-    bool reading = false;
-    int user_io = 0;  // pending reads or writes on a caller's memory
-    std::array<std::byte, wire::header_size> head{};
-    std::size_t head_got = 0;
-    wire::Header frame;
-    std::uint64_t got = 0;
-    TcpOp* posted = nullptr;  // the receive waiting for this peer's next message
-    TcpOp* target = nullptr;  // the receive the payload is going into
-    std::vector<std::byte> buf;
-    std::vector<Stashed> stash;
-    // Writing, one frame at a time.
-    std::vector<Out> out;  // a queue; its front may be in flight and never moves
-    bool writing = false;
-    std::size_t sent = 0;
-    clock::time_point last_heard;
-    bool claimed = false;  // a connection for this rank is in its handshake
-    bool closing = false;  // this side said goodbye
-    bool eof = false;
-    int lowat = 1;  // SO_RCVLOWAT now set on the socket
-    int queued_seen = 0;  // bytes waiting in the socket at the last heartbeat tick
-  };
-
   // ------------------------------------------------------------ set-up --
 
   tcp::endpoint resolve(const std::string& host, std::uint16_t port, const char* what) {
@@ -362,7 +268,10 @@ class TcpCore {
       n = std::exchange(submitted_count_, 0);
       std::copy_n(submitted_.begin(), n, ops.begin());
     }
-    for (std::size_t i = 0; i < n; ++i) ops[i]->receive ? post_receive(*ops[i]) : post_send(*ops[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+      Connection& c = *peers_[std::size_t(ops[i]->peer)];
+      ops[i]->receive ? c.post_receive(*ops[i]) : c.post_send(*ops[i]);
+    }
   }
 
   void start() {
@@ -392,7 +301,7 @@ class TcpCore {
       if (ec) {
         // Rank 0 may not listen yet: try again shortly, until the deadline.
         last_setup_error_ = ec.message();
-        auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+        auto retry = std::make_shared<asio::steady_timer>(io_, tcp_tuning::master_retry);
         retry->async_wait([this, retry](boost::system::error_code e) {
           if (!e && !setup_over()) connect_to_master();
         });
@@ -459,13 +368,11 @@ class TcpCore {
                        if (setup_over()) return;
                        if (ec) return setup_failed("the rendezvous closed before sending the table: " + ec.message());
                        for (int r = 0; r < size_; ++r) {
-                         auto& p = *peers_[std::size_t(r)];
                          wire::Address a;
                          std::uint16_t port = 0;
                          if (auto e = wire::decode(std::span<const std::byte, wire::entry_size>(table->data() + std::size_t(r) * wire::entry_size, wire::entry_size), a, port))
                            return setup_failed("the rendezvous sent a bad table: " + *e);
                          addresses_.emplace_back(from_wire(a), port);
-                         (void)p;
                        }
                        got_table_ = true;
                        for (int r = 0; r < rank_; ++r) connect_to_peer(r);
@@ -509,12 +416,12 @@ class TcpCore {
     boost::system::error_code ec;
     const auto remote = sock->remote_endpoint(ec);
     const std::string from = ec ? std::string("an unknown address") : endpoint_text(remote);
-    if (handshakes_ >= 32) return refuse_silently(*sock, from, "too many connections in their handshake");
+    if (handshakes_ >= tcp_tuning::max_handshakes) return refuse_silently(*sock, from, "too many connections in their handshake");
     ++handshakes_;
     sock->set_option(tcp::no_delay(true), ec);
     auto hello = std::make_shared<std::array<std::byte, wire::hello_size>>();
     auto timer = std::make_shared<asio::steady_timer>(
-        io_, std::min<clock::duration>(std::chrono::seconds(5), options_.rendezvous_timeout));
+        io_, std::min<clock::duration>(tcp_tuning::greeting_time, options_.rendezvous_timeout));
     auto finished = std::make_shared<bool>(false);
     timer->async_wait([this, sock, from, finished](boost::system::error_code e) {
       if (e || *finished) return;
@@ -535,16 +442,16 @@ class TcpCore {
                         purpose == wire::Purpose::rendezvous ? 1u : std::uint32_t(rank_ + 1)};
       auto taken = [&](std::uint32_t r) {
         if (purpose == wire::Purpose::rendezvous) return setup_sent_ || registered_[r].arrived;
-        return peers_[r]->claimed || peers_[r]->state != Peer::State::none;
+        return !peers_[r]->vacant();
       };
       if (auto p = wire::admit(h, a, taken)) return refuse(sock, from, *p);
       if (purpose == wire::Purpose::rendezvous) return register_rank(sock, h, remote_address(*sock));
       auto reply = std::make_shared<std::array<std::byte, wire::reply_size>>(
           wire::encode(wire::Reply{wire::Status::accepted, token_}));
       const int r = int(h.rank);
-      peers_[std::size_t(r)]->claimed = true;
+      peers_[std::size_t(r)]->claim(true);
       asio::async_write(*sock, asio::buffer(*reply), [this, sock, reply, r](boost::system::error_code e2, std::size_t) {
-        peers_[std::size_t(r)]->claimed = false;
+        peers_[std::size_t(r)]->claim(false);
         if (!e2 && !stopping_) open_peer(r, std::move(*sock));
       });
     });
@@ -613,21 +520,8 @@ class TcpCore {
   }
 
   void open_peer(int r, tcp::socket s) {
-    auto& p = *peers_[std::size_t(r)];
-    p.sock = std::move(s);
-    if (options_.socket_buffer > 0) {
-      boost::system::error_code ec;
-      p.sock.set_option(asio::socket_base::send_buffer_size(int(options_.socket_buffer)), ec);
-      p.sock.set_option(asio::socket_base::receive_buffer_size(int(options_.socket_buffer)), ec);
-    }
-    if (options_.unsent_limit > 0) {  // best effort, as the buffer sizes: a kernel without it sends anyway
-      const int unsent = static_cast<int>(std::min<std::size_t>(options_.unsent_limit, 1u << 30));
-      (void)setsockopt(p.sock.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent, sizeof unsent);
-    }
-    p.state = Peer::State::open;
-    p.last_heard = clock::now();
+    peers_[std::size_t(r)]->open(std::move(s));
     ++open_peers_;
-    read_more(p);
     maybe_complete();
   }
 
@@ -638,7 +532,7 @@ class TcpCore {
 
   void setup_complete() {
     setup_deadline_.cancel();
-    schedule_heartbeat();
+    liveness_.start();
     std::lock_guard lk(mu_);
     setup_done_ = true;
     cv_.notify_all();
@@ -673,7 +567,7 @@ class TcpCore {
       // Rank 0 knows who is missing and says so to everyone registered: give
       // its answer two more seconds to arrive.
       waited_for_verdict_ = true;
-      setup_deadline_.expires_after(std::chrono::seconds(2));
+      setup_deadline_.expires_after(tcp_tuning::verdict_wait);
       setup_deadline_.async_wait([this](boost::system::error_code ec) {
         if (!ec) setup_timed_out();
       });
@@ -684,7 +578,7 @@ class TcpCore {
     } else {
       std::vector<int> missing;
       for (int r = 0; r < size_; ++r)
-        if (r != rank_ && peers_[std::size_t(r)]->state != Peer::State::open) missing.push_back(r);
+        if (r != rank_ && !peers_[std::size_t(r)]->is_open()) missing.push_back(r);
       what = "the connections to " + list_ranks(missing) + " were not made within " + limit;
     }
     setup_failed(what, true);
@@ -696,289 +590,11 @@ class TcpCore {
     return s;
   }
 
-  // ------------------------------------------------------------ reading --
-
-  // Issues the next read of a peer's stream, if none is pending.
-  void read_more(Peer& p) {
-    if (p.reading || p.state != Peer::State::open || p.eof) return;
-    asio::mutable_buffer b;
-    bool user = false;
-    switch (p.mode) {
-      case Peer::Mode::header:
-        b = asio::buffer(p.head.data() + p.head_got, p.head.size() - p.head_got);
-        break;
-      case Peer::Mode::user:
-        b = asio::buffer(p.target->in + p.got, p.target->bytes - p.got);
-        user = true;
-        break;
-      case Peer::Mode::stash:
-      case Peer::Mode::notice:
-        b = asio::buffer(p.buf.data() + p.got, p.buf.size() - p.got);
-        break;
-      case Peer::Mode::discard:
-        b = asio::buffer(discard_.data(), std::min<std::uint64_t>(discard_.size(), p.frame.length - p.got));
-        break;
-      case Peer::Mode::paused:
-        return;
-    }
-    // Into a caller's buffer, the socket wakes this thread only when a good
-    // piece has arrived (or the message's end), not for every segment.
-    const int lowat = user ? static_cast<int>(std::min<std::uint64_t>(p.target->bytes - p.got, read_piece)) : 1;
-    if (lowat != p.lowat) {
-      if (setsockopt(p.sock.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0) p.lowat = lowat;
-    }
-    p.reading = true;
-    p.user_io += user;
-    p.sock.async_read_some(b, [this, &p, user](boost::system::error_code ec, std::size_t n) {
-      p.reading = false;
-      p.user_io -= user;
-      on_read(p, ec, n);
-    });
-  }
-
-  void on_read(Peer& p, boost::system::error_code ec, std::size_t n) {
-    if (p.state != Peer::State::open) return;
-    if (ec == asio::error::operation_aborted) return read_more(p);  // cancelled to take a buffer back
-    if (ec) return lost(p, ec);
-    p.last_heard = clock::now();
-    switch (p.mode) {
-      case Peer::Mode::header:
-        p.head_got += n;
-        if (p.head_got == p.head.size()) {
-          p.head_got = 0;
-          if (auto problem = wire::decode(std::span<const std::byte, wire::header_size>(p.head), p.frame,
-                                          options_.max_message))
-            return violated(p, *problem);
-          if (!on_header(p)) return;
-        }
-        break;
-      case Peer::Mode::user:
-        p.got += n;
-        if (p.got == p.target->bytes) {
-          TcpOp* op = std::exchange(p.target, nullptr);
-          p.mode = Peer::Mode::header;
-          complete(*op, TcpOp::Result::ok);
-        }
-        break;
-      case Peer::Mode::stash:
-        p.got += n;
-        if (p.got == p.buf.size()) {
-          p.stash.push_back({p.frame.tag, std::move(p.buf)});
-          p.buf = {};
-          p.mode = Peer::Mode::header;
-          if (p.posted) deliver_from_stash(p);
-        }
-        break;
-      case Peer::Mode::notice:
-        p.got += n;
-        if (p.got == p.buf.size()) {
-          p.mode = Peer::Mode::header;
-          std::uint32_t who = 0;
-          std::string text;
-          if (auto problem = wire::decode_notice(p.buf, std::uint32_t(size_), who, text))
-            return violated(p, *problem);
-          // Passed on: this rank's own connections may end before the
-          // others hear of the cause, and they must blame the cause, not us.
-          fail_transport(int(who), text, true);
-        }
-        break;
-      case Peer::Mode::discard:
-        p.got += n;
-        if (p.got == p.frame.length) p.mode = Peer::Mode::header;
-        break;
-      case Peer::Mode::paused:
-        break;
-    }
-    read_more(p);
-  }
-
-  // A frame header has arrived; returns false when the peer is gone.
-  bool on_header(Peer& p) {
-    p.got = 0;
-    switch (p.frame.kind) {
-      case wire::Kind::heartbeat:
-        return true;
-      case wire::Kind::bye:
-        left(p);
-        return false;
-      case wire::Kind::notice:
-        p.buf.resize(std::size_t(p.frame.length));  // at most wire::max_notice
-        p.mode = Peer::Mode::notice;
-        return true;
-      case wire::Kind::data:
-        place_frame(p);
-        return true;
-    }
-    return true;
-  }
-
-  // Decides where the payload of p.frame goes.
-  void place_frame(Peer& p) {
-    if (p.closing) {
-      p.mode = p.frame.length ? Peer::Mode::discard : Peer::Mode::header;
-      return;
-    }
-    if (p.posted && p.posted->tag == p.frame.tag) {
-      TcpOp* op = std::exchange(p.posted, nullptr);
-      if (p.frame.length != op->bytes) {
-        p.mode = p.frame.length ? Peer::Mode::discard : Peer::Mode::header;
-        complete(*op, TcpOp::Result::mismatch, {}, p.frame.length);
-      } else if (op->bytes == 0) {
-        p.mode = Peer::Mode::header;
-        complete(*op, TcpOp::Result::ok);
-      } else {
-        p.target = op;
-        p.mode = Peer::Mode::user;
-      }
-      return;
-    }
-    const bool may_keep = stash_bytes_ + p.frame.length <= options_.max_unexpected;
-    if (may_keep && (p.frame.length <= eager_limit || p.posted)) {
-      // Small, or standing in the way of a receive that is posted: keep it.
-      stash_bytes_ += std::size_t(p.frame.length);
-      p.buf = take_buffer(std::size_t(p.frame.length));
-      if (p.frame.length == 0) {
-        p.stash.push_back({p.frame.tag, std::move(p.buf)});
-        p.buf = {};
-        p.mode = Peer::Mode::header;
-      } else {
-        p.mode = Peer::Mode::stash;
-      }
-      return;
-    }
-    p.mode = Peer::Mode::paused;  // waits in the socket for its receive
-  }
-
-  void deliver_from_stash(Peer& p) {
-    TcpOp& op = *p.posted;
-    const auto it = std::find_if(p.stash.begin(), p.stash.end(), [&](const Stashed& s) { return s.tag == op.tag; });
-    if (it == p.stash.end()) return;
-    p.posted = nullptr;
-    const std::size_t n = it->data.size();
-    if (n == op.bytes) {
-      if (n) std::memcpy(op.in, it->data.data(), n);
-      complete(op, TcpOp::Result::ok);
-    } else {
-      complete(op, TcpOp::Result::mismatch, {}, n);
-    }
-    stash_bytes_ -= n;
-    give_buffer(std::move(it->data));
-    p.stash.erase(it);
-  }
-
-  std::vector<std::byte> take_buffer(std::size_t n) {
-    std::vector<std::byte> b;
-    const auto it = std::find_if(pool_.begin(), pool_.end(), [&](const auto& v) { return v.capacity() >= n; });
-    if (it != pool_.end()) {
-      b = std::move(*it);
-      pool_.erase(it);
-    }
-    b.resize(n);
-    return b;
-  }
-  void give_buffer(std::vector<std::byte> b) {
-    if (pool_.size() < 64) pool_.push_back(std::move(b));
-  }
-
-  void post_receive(TcpOp& op) {
-    auto& p = *peers_[std::size_t(op.peer)];
-    p.posted = &op;
-    deliver_from_stash(p);
-    if (p.posted && p.state != Peer::State::open) {
-      p.posted = nullptr;
-      return complete(op, TcpOp::Result::failed, gone_text(p));
-    }
-    if (p.posted && p.mode == Peer::Mode::paused) {
-      place_frame(p);
-      read_more(p);
-    }
-  }
-
-  // ------------------------------------------------------------ writing --
-
-  void post_send(TcpOp& op) {
-    auto& p = *peers_[std::size_t(op.peer)];
-    if (p.state != Peer::State::open) return complete(op, TcpOp::Result::failed, gone_text(p));
-    Out& o = p.out.emplace_back();
-    o.head = wire::encode(wire::Header{wire::Kind::data, op.tag, op.bytes});
-    o.data = op.out;
-    o.bytes = op.bytes;
-    o.op = &op;
-    write_more(p);
-  }
-
-  void queue_control(Peer& p, wire::Kind kind) {
-    Out& o = p.out.emplace_back();
-    o.head = wire::encode(wire::Header{kind, 0, 0});
-    o.end = false;
-    write_more(p);
-    if (kind == wire::Kind::bye) queue_end(p);
-  }
-
-  void queue_end(Peer& p) {
-    p.out.emplace_back().end = true;
-    write_more(p);
-  }
-
-  void queue_notice(Peer& p, int who, const std::string& text) {
-    Out& o = p.out.emplace_back();
-    const std::string frame = wire::encode_notice(std::uint32_t(who), text);
-    std::memcpy(o.head.data(), frame.data(), wire::header_size);
-    o.owned.assign(reinterpret_cast<const std::byte*>(frame.data()) + wire::header_size,
-                   reinterpret_cast<const std::byte*>(frame.data()) + frame.size());
-    o.data = o.owned.data();
-    o.bytes = o.owned.size();
-    write_more(p);
-  }
-
-  void write_more(Peer& p) {
-    if (p.writing || p.state != Peer::State::open || p.out.empty()) return;
-    Out& o = p.out.front();
-    if (o.end) {
-      // Everything before it is written: no more frames from here; the
-      // peer's stream is read until it closes.
-      p.out.erase(p.out.begin());
-      boost::system::error_code ec;
-      p.sock.shutdown(tcp::socket::shutdown_send, ec);
-      return;
-    }
-    std::array<asio::const_buffer, 2> b;
-    if (p.sent < wire::header_size) {
-      b = {asio::buffer(o.head.data() + p.sent, wire::header_size - p.sent), asio::buffer(o.data, o.bytes)};
-    } else {
-      const std::size_t off = p.sent - wire::header_size;
-      b = {asio::buffer(o.data + off, o.bytes - off), asio::const_buffer()};
-    }
-    const bool user = o.op != nullptr;
-    p.writing = true;
-    p.user_io += user;
-    // async_write_some, not async_write: the composed write hands the socket
-    // at most 64 KiB a call, which made six times the system calls and
-    // wake-ups of one write of all that is left (on_written goes on).
-    p.sock.async_write_some(b, [this, &p, user](boost::system::error_code ec, std::size_t n) {
-      p.writing = false;
-      p.user_io -= user;
-      on_written(p, ec, n);
-    });
-  }
-
-  void on_written(Peer& p, boost::system::error_code ec, std::size_t n) {
-    if (p.state != Peer::State::open) return;
-    p.sent += n;
-    if (ec == asio::error::operation_aborted) return write_more(p);
-    if (ec) return lost(p, ec);
-    Out& o = p.out.front();
-    if (p.sent < wire::header_size + o.bytes) return write_more(p);
-    p.sent = 0;
-    TcpOp* op = o.op;
-    p.out.erase(p.out.begin());
-    if (op) complete(*op, TcpOp::Result::ok);
-    write_more(p);
-  }
-
   // ----------------------------------------------------------- failures --
 
-  void complete(TcpOp& op, TcpOp::Result r, std::string what = {}, std::uint64_t peer_bytes = 0) {
+  // ConnectionHost
+  void complete(TcpOp& op, TcpOp::Result r, std::string what = {},
+                std::uint64_t peer_bytes = 0) override {
     {
       std::lock_guard lk(mu_);
       op.result = r;
@@ -988,66 +604,13 @@ class TcpCore {
     cv_.notify_all();
   }
 
-  std::string gone_text(const Peer& p) const {
-    if (p.state == Peer::State::left)
-      return "rank " + std::to_string(p.rank) + " has closed its transport (left the job)";
-    return "rank " + std::to_string(p.rank) + " is dead";
+  void fail_transport(int who, const std::string& text) override {
+    fail_transport(who, text, true);
   }
-
-  // Ends everything a peer's operations wait for. Messages it sent before a
-  // goodbye stay receivable.
-  void drop(Peer& p, const std::string& why, bool keep_stash = false) {
-    boost::system::error_code ec;
-    p.sock.close(ec);
-    if (p.posted) complete(*std::exchange(p.posted, nullptr), TcpOp::Result::failed, why);
-    if (p.target) complete(*std::exchange(p.target, nullptr), TcpOp::Result::failed, why);
-    for (auto& o : p.out)
-      if (o.op) complete(*o.op, TcpOp::Result::failed, why);
-    p.out.clear();
-    if (keep_stash) return;
-    for (auto& s : p.stash) stash_bytes_ -= s.data.size();
-    p.stash.clear();
-    if (p.mode == Peer::Mode::stash) stash_bytes_ -= p.buf.size();
-    p.buf = {};
+  void closed_one() override {
+    if (--closing_ == 0) finish_stop();
   }
-
-  // The connection ended or broke.
-  void lost(Peer& p, boost::system::error_code ec) {
-    if (p.closing) {
-      // After our goodbye the peer closing is the expected end.
-      p.eof = true;
-      p.state = Peer::State::left;
-      drop(p, gone_text(p));
-      return closed_one();
-    }
-    p.state = Peer::State::dead;
-    const std::string what = ec == asio::error::eof
-                                 ? "its connection closed without a goodbye (the process ended or was killed)"
-                                 : "its connection broke (" + ec.message() + ")";
-    const std::string text = "rank " + std::to_string(p.rank) + " is dead: " + what + " (seen by rank " +
-                             std::to_string(rank_) + ")";
-    drop(p, text);
-    fail_transport(p.rank, text, true);
-  }
-
-  void violated(Peer& p, const std::string& problem) {
-    p.state = Peer::State::dead;
-    const std::string text = "rank " + std::to_string(p.rank) + " broke the protocol: " + problem +
-                             " (seen by rank " + std::to_string(rank_) + ")";
-    drop(p, text);
-    fail_transport(p.rank, text, true);
-  }
-
-  // The peer said goodbye. Operations that still needed it fail, and so does
-  // the transport then: the ranks are out of step.
-  void left(Peer& p) {
-    p.state = Peer::State::left;
-    const bool needed = p.posted || p.target || std::any_of(p.out.begin(), p.out.end(), [](const Out& o) { return o.op; });
-    const std::string text = gone_text(p);
-    drop(p, text, true);
-    if (needed) fail_transport(p.rank, text + " while rank " + std::to_string(rank_) + " still needed it", true);
-    if (stopping_) closed_one();
-  }
+  bool stopping() const override { return stopping_; }
 
   // Fails the transport for good: `who` failed, for the reason `text`. The
   // first failure sticks. With `tell`, every other open peer gets a notice.
@@ -1059,7 +622,7 @@ class TcpCore {
     cv_.notify_all();
     if (!tell) return;
     for (auto& q : peers_)
-      if (q->state == Peer::State::open && q->rank != who && !q->closing) queue_notice(*q, who, text);
+      if (q->is_open() && q->rank() != who && !q->closing()) q->queue_notice(who, text);
   }
 
   // The caller gives up on `ops` (its deadline passed, or the transport
@@ -1083,51 +646,27 @@ class TcpCore {
       // Operations the caller handed over whose doorbell has not been
       // answered yet are taken first, so that they are let go of like the rest.
       take_submissions();
-      std::vector<Peer*> touched;
+      std::vector<Connection*> touched;
       for (TcpOp* op : ops) {
         if (op->result != TcpOp::Result::pending) continue;
-        auto& p = *peers_[std::size_t(op->peer)];
-        if (timed_out && why->peer < 0) *why = {timeout_text(*op, p, *deadline), op->peer};
-        if (op->receive) {
-          if (p.posted == op) p.posted = nullptr;
-          if (p.target == op) {
-            p.target = nullptr;
-            p.mode = Peer::Mode::discard;
-          }
-        } else {
-          for (std::size_t i = 0; i < p.out.size(); ++i) {
-            Out& o = p.out[i];
-            if (o.op != op) continue;
-            if (i == 0 && p.writing) {
-              // Half written: the frame must go on whole, or the stream is
-              // lost. It goes on from a copy; p.sent still counts from the
-              // frame's start once the cancelled write has reported.
-              o.owned.assign(o.data, o.data + o.bytes);
-              o.data = o.owned.data();
-              o.op = nullptr;
-            } else {
-              p.out.erase(p.out.begin() + std::ptrdiff_t(i));
-            }
-            break;
-          }
-        }
-        touched.push_back(&p);
+        Connection& c = *peers_[std::size_t(op->peer)];
+        if (timed_out && why->peer < 0) *why = {c.timeout_text(*op, *deadline), op->peer};
+        c.let_go(*op);
+        touched.push_back(&c);
         complete(*op, TcpOp::Result::failed, "abandoned");
       }
-      for (Peer* p : touched) {
-        boost::system::error_code ec;
-        if (p->user_io) p->sock.cancel(ec);
-      }
+      for (Connection* c : touched) c->cancel_caller_io();
       if (timed_out) fail_transport(rank_, why->text, true);
       answer_when_released(touched, answered);
     });
     std::unique_lock lk(mu_);
-    cv_.wait_for(lk, std::chrono::seconds(10), [&] { return *answered; });
+    cv_.wait_for(lk, tcp_tuning::abandon_bound, [&] { return *answered; });
     return *why;
   }
 
-  void answer_when_released(std::vector<Peer*> touched, std::shared_ptr<bool> answered) {
-    const bool busy = std::any_of(touched.begin(), touched.end(), [](const Peer* p) { return p->user_io > 0; });
+  void answer_when_released(std::vector<Connection*> touched, std::shared_ptr<bool> answered) {
+    const bool busy = std::any_of(touched.begin(), touched.end(),
+                                  [](const Connection* c) { return c->on_caller_memory(); });
     if (busy) {
       asio::post(io_, [this, touched, answered] { answer_when_released(touched, answered); });
       return;
@@ -1137,58 +676,6 @@ class TcpCore {
       *answered = true;
     }
     cv_.notify_all();
-  }
-
-  std::string timeout_text(const TcpOp& op, const Peer& p, const Deadline& deadline) const {
-    std::string s = (op.receive ? receive_text(op.peer) : send_text(op.peer)) + " " +
-                    deadline.overdue_text();
-    if (op.receive && p.mode == Peer::Mode::paused && p.frame.tag != op.tag)
-      s += "; rank " + std::to_string(op.peer) + "'s next message has tag " + std::to_string(p.frame.tag) +
-           " (expected " + std::to_string(op.tag) + ") and " + std::to_string(p.frame.length) +
-           " bytes: the ranks are out of step";
-    else if (op.receive)
-      for (const auto& st : p.stash)
-        if (st.tag != op.tag) {
-          s += "; rank " + std::to_string(op.peer) + " sent a message with tag " + std::to_string(st.tag) +
-               " (expected " + std::to_string(op.tag) + "): the ranks are out of step";
-          break;
-        }
-    return s;
-  }
-
-  // ---------------------------------------------------------- heartbeat --
-
-  void schedule_heartbeat() {
-    heartbeat_.expires_after(std::max<clock::duration>(options_.peer_timeout / 5, std::chrono::milliseconds(1)));
-    heartbeat_.async_wait([this](boost::system::error_code ec) {
-      if (ec || stopping_) return;
-      const auto now = clock::now();
-      for (auto& q : peers_) {
-        auto& p = *q;
-        if (p.state != Peer::State::open || p.closing) continue;
-        if (p.lowat > 1) {
-          // Woken only per piece of a message: bytes that arrived below the
-          // mark are signs of life too (a slow link is not a dead peer).
-          int queued = 0;
-          if (ioctl(p.sock.native_handle(), FIONREAD, &queued) == 0 && queued != p.queued_seen) {
-            p.queued_seen = queued;
-            p.last_heard = now;
-          }
-        }
-        if (p.mode != Peer::Mode::paused && now - p.last_heard > options_.peer_timeout) {
-          p.state = Peer::State::dead;
-          const std::string text =
-              "rank " + std::to_string(p.rank) + " is dead: it sent nothing, not even a heartbeat, for " +
-              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_heard).count()) +
-              " ms (it is stopped or cut off; seen by rank " + std::to_string(rank_) + ")";
-          drop(p, text);
-          fail_transport(p.rank, text, true);
-          continue;
-        }
-        if (!p.writing && p.out.empty()) queue_control(p, wire::Kind::heartbeat);
-      }
-      schedule_heartbeat();
-    });
   }
 
   // ----------------------------------------------------------- shutdown --
@@ -1202,7 +689,7 @@ class TcpCore {
       boost::system::error_code ec;
       listener_.close(ec);
       if (master_acceptor_) master_acceptor_->close(ec);
-      heartbeat_.cancel();
+      liveness_.stop();
       setup_deadline_.cancel();
       bool failed;
       {
@@ -1210,35 +697,27 @@ class TcpCore {
         failed = failure_.failed();
       }
       for (auto& q : peers_) {
-        auto& p = *q;
-        if (p.state != Peer::State::open) continue;
+        if (!q->is_open()) continue;
         ++closing_;
-        p.closing = true;
-        if (p.mode == Peer::Mode::paused) p.mode = Peer::Mode::discard;
-        if (goodbye && !failed) queue_control(p, wire::Kind::bye);
-        else queue_end(p);  // after the notices still queued
+        q->begin_close(goodbye && !failed);  // without a goodbye: after the notices still queued
       }
       if (closing_ == 0) return finish_stop();
       // A failed transport's peers are failing too: they close at once.
       auto grace = std::make_shared<asio::steady_timer>(
-          io_, failed ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000));
+          io_, failed ? tcp_tuning::failed_grace : tcp_tuning::goodbye_grace);
       grace->async_wait([this, grace](boost::system::error_code) { finish_stop(); });
     });
     {
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, std::chrono::seconds(3), [&] { return stopped_; });
+      cv_.wait_for(lk, tcp_tuning::stop_bound, [&] { return stopped_; });
     }
     io_.stop();
     thread_.join();
   }
 
-  void closed_one() {
-    if (--closing_ == 0) finish_stop();
-  }
-
   void finish_stop() {
     boost::system::error_code ec;
-    for (auto& q : peers_) q->sock.close(ec);
+    for (auto& q : peers_) q->close_socket();
     {
       std::lock_guard lk(mu_);
       stopped_ = true;
@@ -1261,7 +740,6 @@ class TcpCore {
   asio::io_context io_;
   tcp::acceptor listener_;
   std::optional<tcp::acceptor> master_acceptor_;
-  asio::steady_timer heartbeat_;
   asio::steady_timer setup_deadline_;
   asio::posix::stream_descriptor waker_;
   // Keeps run() going while nothing is pending (before start() is posted).
@@ -1271,7 +749,9 @@ class TcpCore {
   std::thread thread_;
 
   // Socket thread only.
-  std::vector<std::unique_ptr<Peer>> peers_;
+  std::vector<std::unique_ptr<Connection>> peers_;
+  StashBudget budget_;
+  Liveness liveness_;
   std::vector<Registration> registered_;
   std::vector<tcp::endpoint> addresses_;
   int open_peers_ = 0;
@@ -1283,9 +763,6 @@ class TcpCore {
   bool setup_sent_ = false;
   bool stopping_ = false;
   std::string last_setup_error_ = "none";
-  std::size_t stash_bytes_ = 0;
-  std::vector<std::vector<std::byte>> pool_;
-  std::array<std::byte, 64 << 10> discard_{};
   std::atomic<std::size_t> refused_{0};
 
   // Shared with the calling thread.
@@ -1314,8 +791,8 @@ class TcpTransport {
   TcpTransport& operator=(TcpTransport&&) noexcept = default;
 
   // Collectives send a block as one message (transport_segment_bytes): every
-  // message is a hand-off to the socket thread and a wait, and cutting a
-  // 2 MiB ring block into 256 KiB pieces made the 8-rank ring 1.3x slower.
+  // message is a hand-off to the socket thread and a wait (docs/benchmarks.md:
+  // TCP segments).
   static constexpr std::size_t segment_bytes = SIZE_MAX;
 
   int rank() const noexcept { return core_->rank(); }
@@ -1336,7 +813,7 @@ class TcpTransport {
     requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
     detail::check_send(rank(), size(), dst, tag);
-    detail::TcpOp op = make(false, dst, tag, std::as_bytes(data));
+    auto op = detail::TcpOp::send_of(dst, tag, std::as_bytes(data));
     core_->run(&op, nullptr, where(dst, tag));
   }
 
@@ -1344,7 +821,7 @@ class TcpTransport {
     requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
     detail::check_recv(rank(), size(), src, tag);
-    detail::TcpOp op = make_receive(src, tag, std::as_writable_bytes(data));
+    auto op = detail::TcpOp::receive_into(src, tag, std::as_writable_bytes(data));
     core_->run(&op, nullptr, where(src, tag));
   }
 
@@ -1354,27 +831,12 @@ class TcpTransport {
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
     if (detail::check_sendrecv(rank(), size(), dst, src, tag))
       return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
-    detail::TcpOp r = make_receive(src, tag, std::as_writable_bytes(in));
-    detail::TcpOp s = make(false, dst, tag, std::as_bytes(out));
+    auto r = detail::TcpOp::receive_into(src, tag, std::as_writable_bytes(in));
+    auto s = detail::TcpOp::send_of(dst, tag, std::as_bytes(out));
     core_->run(&r, &s, where(src, tag));
   }
 
  private:
-  static detail::TcpOp make(bool receive, int peer, tag_t tag, std::span<const std::byte> out) {
-    detail::TcpOp op;
-    op.receive = receive;
-    op.peer = peer;
-    op.tag = static_cast<std::uint16_t>(tag);
-    op.out = out.data();
-    op.bytes = out.size();
-    return op;
-  }
-  static detail::TcpOp make_receive(int peer, tag_t tag, std::span<std::byte> in) {
-    detail::TcpOp op = make(true, peer, tag, {});
-    op.in = in.data();
-    op.bytes = in.size();
-    return op;
-  }
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
 
   std::unique_ptr<detail::TcpCore> core_;

@@ -1,5 +1,5 @@
 #pragma once
-// TcpOptions: how a TcpTransport starts and what it tolerates (tcp.hpp says
+// TcpOptions: how a TcpTransport starts and what it tolerates (transport/tcp.hpp says
 // what it does with them): the rendezvous, the timeouts that end every wait,
 // the bounds on what a peer may send, and the socket settings; from code or
 // from the DSSYNC_* environment variables.
@@ -49,9 +49,8 @@ struct TcpOptions {
   // its last byte is in the kernel, so without a limit the next message, to
   // another peer, starts while megabytes of this one still wait for a slow
   // link, and the two share it: the message a peer waits for arrives late.
-  // On a 100 Mbit/s link, where 4 MB are a third of a second, 128 KiB made
-  // gossip's alternating exchanges up to a sixth faster (SIMULATION.md); on
-  // loopback, where nothing waits for the wire, it costs extra wake-ups.
+  // Worth setting on slow links, not on loopback, where it costs wake-ups
+  // (docs/benchmarks.md: TCP unsent limit).
   std::size_t unsent_limit = 0;
   // Where refused connections are reported; empty: one line on stderr.
   std::function<void(const std::string&)> log;

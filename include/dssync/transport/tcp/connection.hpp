@@ -1,0 +1,610 @@
+#pragma once
+// Connection: the socket thread's side of one connection to one peer: the
+// framing, where each payload is read to, the messages kept before their
+// receive, and the queue of frames to write.
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <vector>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "dssync/transport/contract.hpp"
+#include "dssync/transport/tcp/endpoint.hpp"
+#include "dssync/transport/tcp/op.hpp"
+#include "dssync/transport/tcp/options.hpp"
+#include "dssync/transport/tcp/tuning.hpp"
+#include "dssync/transport/tcp/wire.hpp"
+
+namespace dssync::detail {
+
+// What the connections of one transport share, on the socket thread: the
+// bound on the bytes they keep, the buffers they keep them in, and a sink.
+class StashBudget {
+ public:
+  explicit StashBudget(std::size_t limit) : limit_(limit) {}
+  bool allows(std::uint64_t n) const { return bytes_ + n <= limit_; }
+  void add(std::size_t n) { bytes_ += n; }
+  void release(std::size_t n) { bytes_ -= n; }
+
+  std::vector<std::byte> take_buffer(std::size_t n) {
+    std::vector<std::byte> b;
+    const auto it = std::find_if(pool_.begin(), pool_.end(),
+                                 [&](const auto& v) { return v.capacity() >= n; });
+    if (it != pool_.end()) {
+      b = std::move(*it);
+      pool_.erase(it);
+    }
+    b.resize(n);
+    return b;
+  }
+  void give_buffer(std::vector<std::byte> b) {
+    if (pool_.size() < tcp_tuning::pooled_buffers) pool_.push_back(std::move(b));
+  }
+  // Where the payloads nobody waits for go; its contents are never read.
+  std::span<std::byte> sink() { return discard_; }
+
+ private:
+  std::size_t limit_;
+  std::size_t bytes_ = 0;
+  std::vector<std::vector<std::byte>> pool_;
+  std::array<std::byte, tcp_tuning::discard_piece> discard_{};
+};
+
+// What a connection needs from the transport it belongs to.
+class ConnectionHost {
+ public:
+  // Ends a caller's operation, under the mutex it waits on.
+  virtual void complete(TcpOp& op, TcpOp::Result r, std::string what = {},
+                        std::uint64_t peer_bytes = 0) = 0;
+  // Fails the whole transport: `who` failed for `text`; the others are told.
+  virtual void fail_transport(int who, const std::string& text) = 0;
+  // A connection that was closing has closed.
+  virtual void closed_one() = 0;
+  virtual bool stopping() const = 0;
+
+ protected:
+  ~ConnectionHost() = default;
+};
+
+// Everything a connection is given; it outlives the connection.
+struct ConnectionContext {
+  ConnectionHost& host;
+  StashBudget& budget;
+  const TcpOptions& options;
+  int self;  // this rank
+  int world;
+};
+
+class Connection {
+ public:
+  using clock = std::chrono::steady_clock;
+  enum class State { none, open, left, dead };
+
+  Connection(asio::io_context& io, int rank, ConnectionContext context)
+      : rank_(rank), sock_(io), cx_(context) {
+    // At most one data frame of the caller, one abandoned half-written
+    // frame and a few control frames are ever queued, and a message or two
+    // kept: no allocation once running.
+    out_.reserve(16);
+    stash_.reserve(8);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  int rank() const noexcept { return rank_; }
+  State state() const noexcept { return state_; }
+  bool is_open() const noexcept { return state_ == State::open; }
+  bool closing() const noexcept { return closing_; }
+  // Whether a connection from this rank may be admitted.
+  bool vacant() const noexcept { return !claimed_ && state_ == State::none; }
+  // A connection for this rank is in its handshake.
+  void claim(bool claimed) noexcept { claimed_ = claimed; }
+
+  // Takes over an admitted socket and starts reading.
+  void open(tcp::socket s) {
+    sock_ = std::move(s);
+    const TcpOptions& o = cx_.options;
+    if (o.socket_buffer > 0) {
+      boost::system::error_code ec;
+      sock_.set_option(asio::socket_base::send_buffer_size(int(o.socket_buffer)), ec);
+      sock_.set_option(asio::socket_base::receive_buffer_size(int(o.socket_buffer)), ec);
+    }
+    if (o.unsent_limit > 0) {  // best effort, as the buffer sizes: a kernel without it sends anyway
+      const int unsent = static_cast<int>(std::min<std::size_t>(o.unsent_limit, 1u << 30));
+      (void)setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent,
+                       sizeof unsent);
+    }
+    state_ = State::open;
+    last_heard_ = clock::now();
+    read_more();
+  }
+
+  void post_receive(TcpOp& op) {
+    posted_ = &op;
+    deliver_from_stash();
+    if (posted_ && state_ != State::open) {
+      posted_ = nullptr;
+      return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
+    }
+    if (posted_ && mode_ == Mode::paused) {
+      place_frame();
+      read_more();
+    }
+  }
+
+  void post_send(TcpOp& op) {
+    if (state_ != State::open) return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
+    Out& o = out_.emplace_back();
+    o.head = wire::encode(wire::Header{wire::Kind::data, op.tag, op.bytes});
+    o.data = op.out;
+    o.bytes = op.bytes;
+    o.op = &op;
+    write_more();
+  }
+
+  void queue_heartbeat() { queue_control(wire::Kind::heartbeat); }
+
+  void queue_notice(int who, const std::string& text) {
+    Out& o = out_.emplace_back();
+    const std::string frame = wire::encode_notice(std::uint32_t(who), text);
+    std::memcpy(o.head.data(), frame.data(), wire::header_size);
+    o.owned.assign(reinterpret_cast<const std::byte*>(frame.data()) + wire::header_size,
+                   reinterpret_cast<const std::byte*>(frame.data()) + frame.size());
+    o.data = o.owned.data();
+    o.bytes = o.owned.size();
+    write_more();
+  }
+
+  // The caller gives up on `op`: from now on nothing here touches its
+  // buffer once the reads and writes in flight have reported.
+  void let_go(const TcpOp& op) {
+    if (op.receive) {
+      if (posted_ == &op) posted_ = nullptr;
+      if (target_ == &op) {
+        target_ = nullptr;
+        mode_ = Mode::discard;
+      }
+      return;
+    }
+    for (std::size_t i = 0; i < out_.size(); ++i) {
+      Out& o = out_[i];
+      if (o.op != &op) continue;
+      if (i == 0 && writing_) {
+        // Half written: the frame must go on whole, or the stream is lost.
+        // It goes on from a copy; sent_ still counts from the frame's start
+        // once the cancelled write has reported.
+        o.owned.assign(o.data, o.data + o.bytes);
+        o.data = o.owned.data();
+        o.op = nullptr;
+      } else {
+        out_.erase(out_.begin() + std::ptrdiff_t(i));
+      }
+      break;
+    }
+  }
+  // Reads or writes in flight on a caller's memory.
+  bool on_caller_memory() const noexcept { return caller_io_ > 0; }
+  void cancel_caller_io() {
+    boost::system::error_code ec;
+    if (caller_io_) sock_.cancel(ec);
+  }
+
+  // Why `op`, a call with this peer, is overdue, and what the peer sent
+  // instead if anything.
+  std::string timeout_text(const TcpOp& op, const Deadline& deadline) const {
+    std::string s =
+        (op.receive ? receive_text(op.peer) : send_text(op.peer)) + " " + deadline.overdue_text();
+    if (op.receive && mode_ == Mode::paused && frame_.tag != op.tag)
+      s += "; rank " + std::to_string(op.peer) + "'s next message has tag " +
+           std::to_string(frame_.tag) + " (expected " + std::to_string(op.tag) + ") and " +
+           std::to_string(frame_.length) + " bytes: the ranks are out of step";
+    else if (op.receive)
+      for (const auto& st : stash_)
+        if (st.tag != op.tag) {
+          s += "; rank " + std::to_string(op.peer) + " sent a message with tag " +
+               std::to_string(st.tag) + " (expected " + std::to_string(op.tag) +
+               "): the ranks are out of step";
+          break;
+        }
+    return s;
+  }
+
+  // For the liveness check.
+  clock::time_point last_heard() const noexcept { return last_heard_; }
+  // A message waiting in the socket for its receive is not silence.
+  bool waiting_for_receive() const noexcept { return mode_ == Mode::paused; }
+  bool idle() const noexcept { return !writing_ && out_.empty(); }
+  // Woken only per piece of a message: bytes that arrived below the mark
+  // are signs of life too (a slow link is not a dead peer).
+  void note_bytes_below_mark(clock::time_point now) {
+    if (lowat_ <= 1) return;
+    int queued = 0;
+    if (ioctl(sock_.native_handle(), FIONREAD, &queued) == 0 && queued != queued_seen_) {
+      queued_seen_ = queued;
+      last_heard_ = now;
+    }
+  }
+  // The peer is dead for `why`; its operations fail with it.
+  void declare_dead(const std::string& why) {
+    state_ = State::dead;
+    drop(why);
+  }
+
+  // The transport closes: a goodbye (or, `goodbye` false, just the end of
+  // the stream after the notices still queued); the peer's stream is read
+  // until it closes.
+  void begin_close(bool goodbye) {
+    closing_ = true;
+    if (mode_ == Mode::paused) mode_ = Mode::discard;
+    if (goodbye) queue_control(wire::Kind::bye);
+    else queue_end();
+  }
+  void close_socket() {
+    boost::system::error_code ec;
+    sock_.close(ec);
+  }
+
+ private:
+  struct Stashed {
+    std::uint16_t tag;
+    std::vector<std::byte> data;
+  };
+  struct Out {
+    std::array<std::byte, wire::header_size> head{};
+    const std::byte* data = nullptr;
+    std::size_t bytes = 0;
+    TcpOp* op = nullptr;           // a caller's send, or none (control frames)
+    std::vector<std::byte> owned;  // the payload when the frame owns it
+    bool end = false;  // not a frame: shut the sending side after what is queued
+  };
+  // Reading: a frame header, then its payload into one of several places.
+  enum class Mode { header, into_caller, stash, notice, discard, paused };
+
+  // ------------------------------------------------------------ reading --
+
+  // Issues the next read of the peer's stream, if none is pending.
+  void read_more() {
+    if (reading_ || state_ != State::open || eof_) return;
+    asio::mutable_buffer b;
+    bool caller = false;
+    switch (mode_) {
+      case Mode::header:
+        b = asio::buffer(head_.data() + head_got_, head_.size() - head_got_);
+        break;
+      case Mode::into_caller:
+        b = asio::buffer(target_->in + got_, target_->bytes - got_);
+        caller = true;
+        break;
+      case Mode::stash:
+      case Mode::notice:
+        b = asio::buffer(buf_.data() + got_, buf_.size() - got_);
+        break;
+      case Mode::discard: {
+        const auto sink = cx_.budget.sink();
+        b = asio::buffer(sink.data(), std::min<std::uint64_t>(sink.size(), frame_.length - got_));
+        break;
+      }
+      case Mode::paused:
+        return;
+    }
+    // Into a caller's buffer, the socket wakes this thread only when a good
+    // piece has arrived (or the message's end), not for every segment.
+    const int lowat =
+        caller ? static_cast<int>(
+                     std::min<std::uint64_t>(target_->bytes - got_, tcp_tuning::read_piece))
+               : 1;
+    if (lowat != lowat_) {
+      if (setsockopt(sock_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
+        lowat_ = lowat;
+    }
+    reading_ = true;
+    caller_io_ += caller;
+    sock_.async_read_some(b, [this, caller](boost::system::error_code ec, std::size_t n) {
+      reading_ = false;
+      caller_io_ -= caller;
+      on_read(ec, n);
+    });
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    if (state_ != State::open) return;
+    if (ec == asio::error::operation_aborted) return read_more();  // cancelled to take a buffer back
+    if (ec) return lost(ec);
+    last_heard_ = clock::now();
+    switch (mode_) {
+      case Mode::header:
+        head_got_ += n;
+        if (head_got_ == head_.size()) {
+          head_got_ = 0;
+          if (auto problem = wire::decode(std::span<const std::byte, wire::header_size>(head_),
+                                          frame_, cx_.options.max_message))
+            return violated(*problem);
+          if (!on_header()) return;
+        }
+        break;
+      case Mode::into_caller:
+        got_ += n;
+        if (got_ == target_->bytes) {
+          TcpOp* op = std::exchange(target_, nullptr);
+          mode_ = Mode::header;
+          cx_.host.complete(*op, TcpOp::Result::ok);
+        }
+        break;
+      case Mode::stash:
+        got_ += n;
+        if (got_ == buf_.size()) {
+          stash_.push_back({frame_.tag, std::move(buf_)});
+          buf_ = {};
+          mode_ = Mode::header;
+          if (posted_) deliver_from_stash();
+        }
+        break;
+      case Mode::notice:
+        got_ += n;
+        if (got_ == buf_.size()) {
+          mode_ = Mode::header;
+          std::uint32_t who = 0;
+          std::string text;
+          if (auto problem = wire::decode_notice(buf_, std::uint32_t(cx_.world), who, text))
+            return violated(*problem);
+          // Passed on: this rank's own connections may end before the
+          // others hear of the cause, and they must blame the cause, not us.
+          cx_.host.fail_transport(int(who), text);
+        }
+        break;
+      case Mode::discard:
+        got_ += n;
+        if (got_ == frame_.length) mode_ = Mode::header;
+        break;
+      case Mode::paused:
+        break;
+    }
+    read_more();
+  }
+
+  // A frame header has arrived; returns false when the peer is gone.
+  bool on_header() {
+    got_ = 0;
+    switch (frame_.kind) {
+      case wire::Kind::heartbeat:
+        return true;
+      case wire::Kind::bye:
+        left();
+        return false;
+      case wire::Kind::notice:
+        buf_.resize(std::size_t(frame_.length));  // at most wire::max_notice
+        mode_ = Mode::notice;
+        return true;
+      case wire::Kind::data:
+        place_frame();
+        return true;
+    }
+    return true;
+  }
+
+  // Decides where the payload of frame_ goes.
+  void place_frame() {
+    if (closing_) {
+      mode_ = frame_.length ? Mode::discard : Mode::header;
+      return;
+    }
+    if (posted_ && posted_->tag == frame_.tag) {
+      TcpOp* op = std::exchange(posted_, nullptr);
+      if (frame_.length != op->bytes) {
+        mode_ = frame_.length ? Mode::discard : Mode::header;
+        cx_.host.complete(*op, TcpOp::Result::mismatch, {}, frame_.length);
+      } else if (op->bytes == 0) {
+        mode_ = Mode::header;
+        cx_.host.complete(*op, TcpOp::Result::ok);
+      } else {
+        target_ = op;
+        mode_ = Mode::into_caller;
+      }
+      return;
+    }
+    const bool may_keep = cx_.budget.allows(frame_.length);
+    if (may_keep && (frame_.length <= tcp_tuning::eager_limit || posted_)) {
+      // Small, or standing in the way of a receive that is posted: keep it.
+      cx_.budget.add(std::size_t(frame_.length));
+      buf_ = cx_.budget.take_buffer(std::size_t(frame_.length));
+      if (frame_.length == 0) {
+        stash_.push_back({frame_.tag, std::move(buf_)});
+        buf_ = {};
+        mode_ = Mode::header;
+      } else {
+        mode_ = Mode::stash;
+      }
+      return;
+    }
+    mode_ = Mode::paused;  // waits in the socket for its receive
+  }
+
+  void deliver_from_stash() {
+    TcpOp& op = *posted_;
+    const auto it = std::find_if(stash_.begin(), stash_.end(),
+                                 [&](const Stashed& s) { return s.tag == op.tag; });
+    if (it == stash_.end()) return;
+    posted_ = nullptr;
+    const std::size_t n = it->data.size();
+    if (n == op.bytes) {
+      if (n) std::memcpy(op.in, it->data.data(), n);
+      cx_.host.complete(op, TcpOp::Result::ok);
+    } else {
+      cx_.host.complete(op, TcpOp::Result::mismatch, {}, n);
+    }
+    cx_.budget.release(n);
+    cx_.budget.give_buffer(std::move(it->data));
+    stash_.erase(it);
+  }
+
+  // ------------------------------------------------------------ writing --
+
+  void queue_control(wire::Kind kind) {
+    Out& o = out_.emplace_back();
+    o.head = wire::encode(wire::Header{kind, 0, 0});
+    o.end = false;
+    write_more();
+    if (kind == wire::Kind::bye) queue_end();
+  }
+
+  void queue_end() {
+    out_.emplace_back().end = true;
+    write_more();
+  }
+
+  void write_more() {
+    if (writing_ || state_ != State::open || out_.empty()) return;
+    Out& o = out_.front();
+    if (o.end) {
+      // Everything before it is written: no more frames from here; the
+      // peer's stream is read until it closes.
+      out_.erase(out_.begin());
+      boost::system::error_code ec;
+      sock_.shutdown(tcp::socket::shutdown_send, ec);
+      return;
+    }
+    std::array<asio::const_buffer, 2> b;
+    if (sent_ < wire::header_size) {
+      b = {asio::buffer(o.head.data() + sent_, wire::header_size - sent_),
+           asio::buffer(o.data, o.bytes)};
+    } else {
+      const std::size_t off = sent_ - wire::header_size;
+      b = {asio::buffer(o.data + off, o.bytes - off), asio::const_buffer()};
+    }
+    const bool caller = o.op != nullptr;
+    writing_ = true;
+    caller_io_ += caller;
+    // async_write_some, not async_write: the composed write hands the socket
+    // at most 64 KiB a call, many more system calls and wake-ups than one
+    // write of all that is left (on_written goes on; docs/benchmarks.md: TCP
+    // writes).
+    sock_.async_write_some(b, [this, caller](boost::system::error_code ec, std::size_t n) {
+      writing_ = false;
+      caller_io_ -= caller;
+      on_written(ec, n);
+    });
+  }
+
+  void on_written(boost::system::error_code ec, std::size_t n) {
+    if (state_ != State::open) return;
+    sent_ += n;
+    if (ec == asio::error::operation_aborted) return write_more();
+    if (ec) return lost(ec);
+    Out& o = out_.front();
+    if (sent_ < wire::header_size + o.bytes) return write_more();
+    sent_ = 0;
+    TcpOp* op = o.op;
+    out_.erase(out_.begin());
+    if (op) cx_.host.complete(*op, TcpOp::Result::ok);
+    write_more();
+  }
+
+  // ----------------------------------------------------------- the end --
+
+  std::string gone_text() const {
+    if (state_ == State::left)
+      return "rank " + std::to_string(rank_) + " has closed its transport (left the job)";
+    return "rank " + std::to_string(rank_) + " is dead";
+  }
+
+  // Ends everything the peer's operations wait for. Messages it sent before
+  // a goodbye stay receivable.
+  void drop(const std::string& why, bool keep_stash = false) {
+    boost::system::error_code ec;
+    sock_.close(ec);
+    ConnectionHost& host = cx_.host;
+    if (posted_) host.complete(*std::exchange(posted_, nullptr), TcpOp::Result::failed, why);
+    if (target_) host.complete(*std::exchange(target_, nullptr), TcpOp::Result::failed, why);
+    for (auto& o : out_)
+      if (o.op) host.complete(*o.op, TcpOp::Result::failed, why);
+    out_.clear();
+    if (keep_stash) return;
+    for (auto& s : stash_) cx_.budget.release(s.data.size());
+    stash_.clear();
+    if (mode_ == Mode::stash) cx_.budget.release(buf_.size());
+    buf_ = {};
+  }
+
+  // The connection ended or broke.
+  void lost(boost::system::error_code ec) {
+    if (closing_) {
+      // After our goodbye the peer closing is the expected end.
+      eof_ = true;
+      state_ = State::left;
+      drop(gone_text());
+      return cx_.host.closed_one();
+    }
+    const std::string what =
+        ec == asio::error::eof
+            ? "its connection closed without a goodbye (the process ended or was killed)"
+            : "its connection broke (" + ec.message() + ")";
+    const std::string text = "rank " + std::to_string(rank_) + " is dead: " + what +
+                             " (seen by rank " + std::to_string(cx_.self) + ")";
+    declare_dead(text);
+    cx_.host.fail_transport(rank_, text);
+  }
+
+  void violated(const std::string& problem) {
+    const std::string text = "rank " + std::to_string(rank_) + " broke the protocol: " + problem +
+                             " (seen by rank " + std::to_string(cx_.self) + ")";
+    declare_dead(text);
+    cx_.host.fail_transport(rank_, text);
+  }
+
+  // The peer said goodbye. Operations that still needed it fail, and so does
+  // the transport then: the ranks are out of step.
+  void left() {
+    state_ = State::left;
+    const bool needed = posted_ || target_ ||
+                        std::any_of(out_.begin(), out_.end(), [](const Out& o) { return o.op; });
+    const std::string text = gone_text();
+    drop(text, true);
+    if (needed)
+      cx_.host.fail_transport(
+          rank_, text + " while rank " + std::to_string(cx_.self) + " still needed it");
+    if (cx_.host.stopping()) cx_.host.closed_one();
+  }
+
+  const int rank_;
+  tcp::socket sock_;
+  ConnectionContext cx_;
+  State state_ = State::none;
+  bool claimed_ = false;
+  bool closing_ = false;  // this side said goodbye
+  bool eof_ = false;
+  clock::time_point last_heard_;
+  int lowat_ = 1;        // SO_RCVLOWAT now set on the socket
+  int queued_seen_ = 0;  // bytes waiting in the socket at the last liveness check
+
+  Mode mode_ = Mode::header;
+  bool reading_ = false;
+  int caller_io_ = 0;  // pending reads or writes on a caller's memory
+  std::array<std::byte, wire::header_size> head_{};
+  std::size_t head_got_ = 0;
+  wire::Header frame_;
+  std::uint64_t got_ = 0;
+  TcpOp* posted_ = nullptr;  // the receive waiting for this peer's next message
+  TcpOp* target_ = nullptr;  // the receive the payload is going into
+  std::vector<std::byte> buf_;
+  std::vector<Stashed> stash_;
+
+  std::vector<Out> out_;  // a queue; its front may be in flight and never moves
+  bool writing_ = false;
+  std::size_t sent_ = 0;
+};
+
+}  // namespace dssync::detail
