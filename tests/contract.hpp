@@ -152,6 +152,9 @@ void tags_do_not_see_each_other(R& runner, Report& rep) {
   auto untouched = slots<bool>(2);
   const auto ends = runner.run(2, ms(500), [&](auto& t) {
     if (t.rank() == 0) {
+      // Late, so that rank 1's receive is first to reach its deadline: where
+      // sends wait for their receive (in-process), this one times out too.
+      R::pause(t, ms(250));
       const std::vector<int> m{7};
       t.send(1, std::span<const int>(m), 1);
       R::pause(t, ms(1500));
