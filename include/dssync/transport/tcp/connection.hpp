@@ -18,6 +18,7 @@
 #include <string>
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <vector>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -42,8 +43,8 @@ class StashBudget {
 
   std::vector<std::byte> take_buffer(std::size_t n) {
     std::vector<std::byte> b;
-    const auto it = std::find_if(pool_.begin(), pool_.end(),
-                                 [&](const auto& v) { return v.capacity() >= n; });
+    const auto it =
+        std::find_if(pool_.begin(), pool_.end(), [&](const auto& v) { return v.capacity() >= n; });
     if (it != pool_.end()) {
       b = std::move(*it);
       pool_.erase(it);
@@ -250,8 +251,10 @@ class Connection {
   void begin_close(bool goodbye) {
     closing_ = true;
     if (mode_ == Mode::paused) mode_ = Mode::discard;
-    if (goodbye) queue_control(wire::Kind::bye);
-    else queue_end();
+    if (goodbye)
+      queue_control(wire::Kind::bye);
+    else
+      queue_end();
   }
   void close_socket() {
     boost::system::error_code ec;
@@ -269,7 +272,7 @@ class Connection {
     std::size_t bytes = 0;
     TcpOp* op = nullptr;           // a caller's send, or none (control frames)
     std::vector<std::byte> owned;  // the payload when the frame owns it
-    bool end = false;  // not a frame: shut the sending side after what is queued
+    bool end = false;              // not a frame: shut the sending side after what is queued
   };
   // Reading: a frame header, then its payload into one of several places.
   enum class Mode { header, into_caller, stash, notice, discard, paused };
@@ -303,10 +306,9 @@ class Connection {
     }
     // Into a caller's buffer, the socket wakes this thread only when a good
     // piece has arrived (or the message's end), not for every segment.
-    const int lowat =
-        caller ? static_cast<int>(
-                     std::min<std::uint64_t>(target_->bytes - got_, tcp_tuning::read_piece))
-               : 1;
+    const int lowat = caller ? static_cast<int>(std::min<std::uint64_t>(target_->bytes - got_,
+                                                                        tcp_tuning::read_piece))
+                             : 1;
     if (lowat != lowat_) {
       if (setsockopt(sock_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
         lowat_ = lowat;
@@ -322,7 +324,8 @@ class Connection {
 
   void on_read(boost::system::error_code ec, std::size_t n) {
     if (state_ != State::open) return;
-    if (ec == asio::error::operation_aborted) return read_more();  // cancelled to take a buffer back
+    if (ec == asio::error::operation_aborted)
+      return read_more();  // cancelled to take a buffer back
     if (ec) return lost(ec);
     last_heard_ = clock::now();
     switch (mode_) {

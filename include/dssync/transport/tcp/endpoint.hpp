@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <vector>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -24,7 +25,10 @@ class Liveness {
  public:
   Liveness(asio::io_context& io, std::vector<std::unique_ptr<Connection>>& connections,
            ConnectionHost& host, std::chrono::milliseconds peer_timeout, int self)
-      : timer_(io), connections_(connections), host_(host), peer_timeout_(peer_timeout),
+      : timer_(io),
+        connections_(connections),
+        host_(host),
+        peer_timeout_(peer_timeout),
         self_(self) {}
 
   void start() {

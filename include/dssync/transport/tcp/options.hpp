@@ -83,7 +83,8 @@ struct TcpOptions {
   }
 
  private:
-  static std::int64_t env_number(const char* name, bool required, std::int64_t lo, std::int64_t hi) {
+  static std::int64_t env_number(const char* name, bool required, std::int64_t lo,
+                                 std::int64_t hi) {
     const char* v = std::getenv(name);
     if (!v || !*v) {
       if (required) throw configuration_error(std::string(name) + " is not set");

@@ -64,7 +64,8 @@ U get(const std::byte* p) noexcept {
 // read the traffic.
 inline std::uint64_t token_hash(std::string_view token) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const char c : std::string_view("dssync job token:")) h = (h ^ std::uint8_t(c)) * 0x100000001b3ull;
+  for (const char c : std::string_view("dssync job token:"))
+    h = (h ^ std::uint8_t(c)) * 0x100000001b3ull;
   for (const char c : token) h = (h ^ std::uint8_t(c)) * 0x100000001b3ull;
   return h;
 }
@@ -189,7 +190,8 @@ inline std::string encode_text(std::string_view text) {
 }
 inline Problem decode_text_length(std::span<const std::byte, 2> b, std::size_t& n) {
   n = get<std::uint16_t>(b.data());
-  if (n > max_text) return "a text of " + std::to_string(n) + " bytes (at most " + std::to_string(max_text) + ")";
+  if (n > max_text)
+    return "a text of " + std::to_string(n) + " bytes (at most " + std::to_string(max_text) + ")";
   return std::nullopt;
 }
 
@@ -201,7 +203,8 @@ inline void encode(const Address& a, std::uint16_t port, std::byte* b) noexcept 
 }
 inline Problem decode(std::span<const std::byte, entry_size> b, Address& a, std::uint16_t& port) {
   const auto family = std::to_integer<std::uint8_t>(b[0]);
-  if (family != 4 && family != 6) return "a table entry with address family " + std::to_string(family);
+  if (family != 4 && family != 6)
+    return "a table entry with address family " + std::to_string(family);
   a.family = family;
   port = get<std::uint16_t>(&b[2]);
   if (port == 0) return std::string("a table entry with port 0");
@@ -250,7 +253,8 @@ inline Problem decode(std::span<const std::byte, header_size> b, Header& h,
       break;
     case std::uint16_t(Kind::heartbeat):
     case std::uint16_t(Kind::bye):
-      if (length != 0) return "a control frame with a payload of " + std::to_string(length) + " bytes";
+      if (length != 0)
+        return "a control frame with a payload of " + std::to_string(length) + " bytes";
       break;
     default:
       return "a frame of unknown kind " + std::to_string(kind);
@@ -275,9 +279,11 @@ inline std::string encode_notice(std::uint32_t failed, std::string_view text) {
 }
 inline Problem decode_notice(std::span<const std::byte> payload, std::uint32_t world,
                              std::uint32_t& failed, std::string& text) {
-  if (payload.size() < 4 || payload.size() > max_notice) return std::string("a notice of bad length");
+  if (payload.size() < 4 || payload.size() > max_notice)
+    return std::string("a notice of bad length");
   failed = get<std::uint32_t>(payload.data());
-  if (failed >= world) return "a notice about rank " + std::to_string(failed) + " outside the world";
+  if (failed >= world)
+    return "a notice about rank " + std::to_string(failed) + " outside the world";
   text.assign(reinterpret_cast<const char*>(payload.data()) + 4, payload.size() - 4);
   return std::nullopt;
 }

@@ -1,0 +1,338 @@
+#pragma once
+// TcpCore: the parts of a TcpTransport put together, and the little the
+// socket thread shares with the calling thread: the operations, the set-up's
+// outcome, and the transport's failure, all under one mutex. It does not
+// move: handlers point into it.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "dssync/core/error.hpp"
+#include "dssync/transport/contract.hpp"
+#include "dssync/transport/tcp/admission.hpp"
+#include "dssync/transport/tcp/connection.hpp"
+#include "dssync/transport/tcp/liveness.hpp"
+#include "dssync/transport/tcp/op.hpp"
+#include "dssync/transport/tcp/options.hpp"
+#include "dssync/transport/tcp/rendezvous.hpp"
+#include "dssync/transport/tcp/socket_thread.hpp"
+#include "dssync/transport/tcp/tuning.hpp"
+#include "dssync/transport/tcp/wire.hpp"
+
+namespace dssync::detail {
+
+class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
+ public:
+  explicit TcpCore(TcpOptions o)
+      : options_(std::move(o)),
+        rank_(options_.rank),
+        size_(options_.world_size),
+        thread_(mu_),
+        budget_(options_.max_unexpected),
+        liveness_(thread_.io(), peers_, *this, options_.peer_timeout, rank_),
+        gatekeeper_(thread_.io(), options_, wire::token_hash(options_.job_token), *this),
+        rendezvous_(thread_.io(), options_, wire::token_hash(options_.job_token), peers_,
+                    gatekeeper_, *this) {
+    if (size_ < 1) throw configuration_error("the world size must be at least 1");
+    if (rank_ < 0 || rank_ >= size_)
+      throw configuration_error("rank " + std::to_string(rank_) + " is outside a world of " +
+                                std::to_string(size_) + " ranks");
+    if (options_.peer_timeout.count() <= 0)
+      throw configuration_error("peer_timeout must be positive", where());
+    peers_.reserve(std::size_t(size_));
+    const ConnectionContext context{*this, budget_, options_, rank_, size_};
+    for (int r = 0; r < size_; ++r)
+      peers_.push_back(std::make_unique<Connection>(thread_.io(), r, context));
+    rendezvous_.resolve_master();
+    if (!thread_.open_doorbell()) throw configuration_error("eventfd failed", where());
+    rendezvous_.bind_master();
+    thread_.start(
+        [this] {
+          thread_.listen();
+          rendezvous_.start();
+        },
+        [this] { take_submissions(); });
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return setup_outcome_.has_value(); });
+    if (const auto e = *setup_outcome_) {
+      lk.unlock();
+      stop(false);
+      std::rethrow_exception(e);
+    }
+  }
+
+  TcpCore(const TcpCore&) = delete;
+  TcpCore& operator=(const TcpCore&) = delete;
+  ~TcpCore() { stop(true); }
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  const TcpOptions& options() const noexcept { return options_; }
+  std::size_t refused() const noexcept { return gatekeeper_.refused(); }
+  std::uint16_t listen_port() const noexcept { return rendezvous_.listen_port(); }
+  bool failed() const {
+    std::lock_guard lk(mu_);
+    return failure_.failed();
+  }
+
+  void fail(std::string_view reason) {
+    asio::post(thread_.io(),
+               [this, text = std::string(reason)] { fail_transport(rank_, text, true); });
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, tcp_tuning::fail_wait, [&] { return failure_.failed(); });
+  }
+
+  // Runs the operations to completion, or throws. The thread that owns the
+  // transport calls this; it sleeps until the socket thread is done.
+  // Nothing here allocates: the operations live on the caller's stack, and
+  // the socket thread is woken through an eventfd.
+  void run(TcpOp* first, TcpOp* second, const error_context& at) {
+    const Deadline deadline(options_.timeout);
+    check_usable(at);
+    const std::array<TcpOp*, 2> list{first, second};
+    const std::span<TcpOp* const> ops(list.data(), second ? 2 : 1);
+    {
+      std::lock_guard lk(mu_);
+      for (TcpOp* op : ops) thread_.submit(op);
+    }
+    thread_.ring();
+    std::unique_lock lk(mu_);
+    auto done = [&] {
+      return std::all_of(ops.begin(), ops.end(),
+                         [](const TcpOp* op) { return op->result != TcpOp::Result::pending; });
+    };
+    const bool finished = deadline.wait(cv_, lk, [&] { return done() || failure_.failed(); });
+    if (!done()) {
+      lk.unlock();
+      if (!finished) {
+        const Overdue late = abandon(ops, &deadline);
+        throw timeout_error(late.text, at.with_peer(late.peer));
+      }
+      abandon(ops, nullptr);
+      lk.lock();
+      throw failure_.during(at);
+    }
+    for (const TcpOp* op : ops) {
+      if (op->result == TcpOp::Result::mismatch)
+        throw size_mismatch(op->bytes, op->peer_bytes, op->peer, at);
+    }
+    for (const TcpOp* op : ops) {
+      if (op->result != TcpOp::Result::failed) continue;
+      // The first failure the transport heard of is the cause (a notice
+      // naming the dead rank comes before the notifier's own connection ends).
+      if (failure_.failed()) throw failure_.during(at);
+      throw peer_error(op->what, at.with_peer(op->peer));
+    }
+  }
+
+  void check_usable(const error_context& at) {
+    std::lock_guard lk(mu_);
+    failure_.throw_if_failed(rank_, at);
+  }
+
+  error_context where() const { return error_context{}.with_rank(rank_); }
+
+ private:
+  void take_submissions() {
+    SocketThread::Batch ops{};
+    const std::size_t n = thread_.take(ops);
+    for (std::size_t i = 0; i < n; ++i) {
+      Connection& c = *peers_[std::size_t(ops[i]->peer)];
+      ops[i]->receive ? c.post_receive(*ops[i]) : c.post_send(*ops[i]);
+    }
+  }
+
+  // ------------------------------------------------------ for the parts --
+
+  void complete(TcpOp& op, TcpOp::Result r, std::string what = {},
+                std::uint64_t peer_bytes = 0) override {
+    {
+      std::lock_guard lk(mu_);
+      op.result = r;
+      op.what = std::move(what);
+      op.peer_bytes = peer_bytes;
+    }
+    cv_.notify_all();
+  }
+  void fail_transport(int who, const std::string& text) override {
+    fail_transport(who, text, true);
+  }
+  void closed_one() override {
+    if (--closing_ == 0) finish_stop();
+  }
+  bool stopping() const override { return stopping_; }
+
+  bool taken(wire::Purpose purpose, std::uint32_t rank) const override {
+    if (purpose == wire::Purpose::rendezvous) return rendezvous_.registration_taken(rank);
+    return !peers_[rank]->vacant();
+  }
+  void register_rank(std::shared_ptr<tcp::socket> sock, const wire::Hello& h,
+                     const asio::ip::address& seen) override {
+    rendezvous_.register_rank(std::move(sock), h, seen);
+  }
+  void claim(int rank, bool claimed) override { peers_[std::size_t(rank)]->claim(claimed); }
+  void open_peer(int rank, tcp::socket s) override { rendezvous_.open_peer(rank, std::move(s)); }
+
+  void setup_complete() override {
+    liveness_.start();
+    std::lock_guard lk(mu_);
+    setup_outcome_ = std::exception_ptr();
+    cv_.notify_all();
+  }
+  void setup_failed(std::exception_ptr e) override {
+    std::lock_guard lk(mu_);
+    setup_outcome_ = e;
+    cv_.notify_all();
+  }
+
+  // ----------------------------------------------------------- failures --
+
+  // Fails the transport for good: `who` failed, for the reason `text`. The
+  // first failure sticks. With `tell`, every other open peer gets a notice.
+  void fail_transport(int who, const std::string& text, bool tell) {
+    {
+      std::lock_guard lk(mu_);
+      if (!failure_.record(who, std::string(failure_text(text)))) return;
+    }
+    cv_.notify_all();
+    if (!tell) return;
+    for (auto& q : peers_)
+      if (q->is_open() && q->rank() != who && !q->closing()) q->queue_notice(who, text);
+  }
+
+  // The caller gives up on `ops` (its deadline passed, or the transport
+  // failed): the socket thread lets go of their buffers (copying the rest of
+  // a half-written send, so that the stream stays whole, and reading the rest
+  // of a half-read receive into nothing) and answers once nothing touches the
+  // caller's memory any more. On a timeout (`overdue`: the deadline that
+  // passed) it says why, and fails the transport.
+  struct Overdue {
+    std::string text;  // the timeout's message
+    int peer = -1;     // the peer of the first operation still pending
+  };
+  Overdue abandon(std::span<TcpOp* const> span, const Deadline* overdue) {
+    auto answered = std::make_shared<bool>(false);
+    auto why = std::make_shared<Overdue>();
+    std::vector<TcpOp*> ops(span.begin(), span.end());
+    const bool timed_out = overdue != nullptr;
+    std::optional<Deadline> deadline;
+    if (overdue) deadline = *overdue;
+    asio::post(thread_.io(), [this, ops, timed_out, deadline, answered, why] {
+      // Operations the caller handed over whose doorbell has not been
+      // answered yet are taken first, so that they are let go of like the rest.
+      take_submissions();
+      std::vector<Connection*> touched;
+      for (TcpOp* op : ops) {
+        if (op->result != TcpOp::Result::pending) continue;
+        Connection& c = *peers_[std::size_t(op->peer)];
+        if (timed_out && why->peer < 0) *why = {c.timeout_text(*op, *deadline), op->peer};
+        c.let_go(*op);
+        touched.push_back(&c);
+        complete(*op, TcpOp::Result::failed, "abandoned");
+      }
+      for (Connection* c : touched) c->cancel_caller_io();
+      if (timed_out) fail_transport(rank_, why->text, true);
+      answer_when_released(touched, answered);
+    });
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, tcp_tuning::abandon_bound, [&] { return *answered; });
+    return *why;
+  }
+
+  void answer_when_released(std::vector<Connection*> touched, std::shared_ptr<bool> answered) {
+    const bool busy = std::any_of(touched.begin(), touched.end(),
+                                  [](const Connection* c) { return c->on_caller_memory(); });
+    if (busy) {
+      asio::post(thread_.io(),
+                 [this, touched, answered] { answer_when_released(touched, answered); });
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      *answered = true;
+    }
+    cv_.notify_all();
+  }
+
+  // ----------------------------------------------------------- shutdown --
+
+  // Says goodbye to every peer (unless the transport failed: the peers know),
+  // waits a moment for them to close, and stops the socket thread.
+  void stop(bool goodbye) {
+    if (!thread_.running()) return;
+    asio::post(thread_.io(), [this, goodbye] {
+      stopping_ = true;
+      rendezvous_.close();
+      liveness_.stop();
+      bool failed;
+      {
+        std::lock_guard lk(mu_);
+        failed = failure_.failed();
+      }
+      for (auto& q : peers_) {
+        if (!q->is_open()) continue;
+        ++closing_;
+        q->begin_close(goodbye && !failed);  // without a goodbye: after the notices still queued
+      }
+      if (closing_ == 0) return finish_stop();
+      auto grace = std::make_shared<asio::steady_timer>(
+          thread_.io(), failed ? tcp_tuning::failed_grace : tcp_tuning::goodbye_grace);
+      grace->async_wait([this, grace](boost::system::error_code) { finish_stop(); });
+    });
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, tcp_tuning::stop_bound, [&] { return stopped_; });
+    }
+    thread_.join();
+  }
+
+  void finish_stop() {
+    for (auto& q : peers_) q->close_socket();
+    {
+      std::lock_guard lk(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  const TcpOptions options_;
+  const int rank_;
+  const int size_;
+
+  // Shared with the calling thread.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  // Empty while the set-up is under way; then null, or why it failed.
+  std::optional<std::exception_ptr> setup_outcome_;
+  bool stopped_ = false;
+  StickyFailure failure_;  // the first failure
+
+  // The socket thread's io_context outlives every socket and timer below.
+  SocketThread thread_;
+  // Socket thread only.
+  std::vector<std::unique_ptr<Connection>> peers_;
+  StashBudget budget_;
+  Liveness liveness_;
+  Gatekeeper gatekeeper_;
+  Rendezvous rendezvous_;
+  int closing_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace dssync::detail
