@@ -24,6 +24,13 @@
 #include <boost/mpi/environment.hpp>
 
 #include "dssync/mpi.hpp"
+
+#include "asan.hpp"
+#ifdef DSSYNC_TEST_ASAN
+// As in tests/mpi.cpp: Open MPI's libraries have no frame pointers, and only
+// the slow unwinder lets LeakSanitizer's suppressions tell its allocations.
+extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
+#endif
 #else
 #include "dssync/tcp.hpp"
 #endif
