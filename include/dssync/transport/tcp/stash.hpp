@@ -1,0 +1,51 @@
+#pragma once
+// StashBudget: what the connections of one transport share for messages
+// that arrive before their receive: a bound on the bytes kept, the buffers
+// they are kept in (reused, so that a running job allocates none), and a
+// sink for payloads nobody waits for any more.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "dssync/transport/tcp/tuning.hpp"
+
+namespace dssync::detail {
+
+// On the socket thread only.
+class StashBudget {
+ public:
+  explicit StashBudget(std::size_t limit) : limit_(limit) {}
+  bool allows(std::uint64_t n) const { return bytes_ + n <= limit_; }
+  void add(std::size_t n) { bytes_ += n; }
+  void release(std::size_t n) { bytes_ -= n; }
+
+  std::vector<std::byte> take_buffer(std::size_t n) {
+    std::vector<std::byte> b;
+    const auto it =
+        std::find_if(pool_.begin(), pool_.end(), [&](const auto& v) { return v.capacity() >= n; });
+    if (it != pool_.end()) {
+      b = std::move(*it);
+      pool_.erase(it);
+    }
+    b.resize(n);
+    return b;
+  }
+  void give_buffer(std::vector<std::byte> b) {
+    if (pool_.size() < tcp_tuning::pooled_buffers) pool_.push_back(std::move(b));
+  }
+  // Where the payloads nobody waits for go; its contents are never read.
+  std::span<std::byte> sink() { return discard_; }
+
+ private:
+  std::size_t limit_;
+  std::size_t bytes_ = 0;
+  std::vector<std::vector<std::byte>> pool_;
+  std::array<std::byte, tcp_tuning::discard_piece> discard_{};
+};
+
+}  // namespace dssync::detail
