@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -30,6 +31,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "dssync/dssync.hpp"
@@ -105,8 +107,10 @@ inline void expect_end(Report& rep, const std::vector<End>& ends, int rank, cons
 
 // Every case names the rank it checks from; a rank records what it saw into
 // these slots (one per rank), and the case checks them after the run.
+// (Not bool: std::vector<bool>'s elements share words, and ranks write at once.)
 template <class T>
 std::vector<T> slots(int n) {
+  static_assert(!std::is_same_v<T, bool>, "use char: the ranks write their slots at once");
   return std::vector<T>(static_cast<std::size_t>(n));
 }
 
@@ -149,7 +153,7 @@ void ordering_per_source_and_tag(R& runner, Report& rep) {
 // size mismatch) and leaves the buffer alone.
 template <class R>
 void tags_do_not_see_each_other(R& runner, Report& rep) {
-  auto untouched = slots<bool>(2);
+  auto untouched = slots<char>(2);
   const auto ends = runner.run(2, ms(500), [&](auto& t) {
     if (t.rank() == 0) {
       // Late, so that rank 1's receive is first to reach its deadline: where
@@ -217,7 +221,7 @@ void size_mismatch_both_sides(R& runner, Report& rep) {
 template <class R>
 void self_rules(R& runner, Report& rep) {
   auto seen = slots<std::vector<End>>(2);
-  auto copied = slots<bool>(2);
+  auto copied = slots<char>(2);
   const auto ends = runner.run(2, ms(20000), [&](auto& t) {
     const int me = t.rank(), other = 1 - me;
     const std::vector<float> out{1, 2, 3};
@@ -312,19 +316,19 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
 
 // One deadline per operation, from its start: a sendrecv whose receive comes
 // late and whose send is never taken fails one timeout after it began, not
-// one timeout after the receive (the in-process world waited twice).
+// one timeout after the receive (the in-process world waited twice). The time
+// checked is the one the timeout reports ("waited W ms"), taken when the
+// deadline was seen: letting go of a 32 MiB send afterwards is slow under the
+// sanitizers.
 template <class R>
 void deadline_from_operation_start(R& runner, Report& rep) {
   if (!R::wall_clock) return rep.skip("virtual time has no deadlines");
-  auto took = slots<double>(2);
   const auto ends = runner.run(2, ms(1000), [&](auto& t) {
     if (t.rank() == 0) {
       const std::vector<float> big(std::size_t{8} << 20);  // never received
       std::vector<float> in(1);
-      const auto start = steady::now();
       const End e =
           attempt([&] { t.sendrecv(1, std::span<const float>(big), 1, std::span<float>(in), 9); });
-      took[0] = std::chrono::duration<double>(steady::now() - start).count();
       if (e.kind != "none")
         throw dssync::timeout_error(e.what, dssync::error_context{}.with_peer(e.peer.value_or(-1)));
     } else {
@@ -335,10 +339,13 @@ void deadline_from_operation_start(R& runner, Report& rep) {
     }
   });
   expect_end(rep, ends, 0, "timeout", 1, "a send to rank 1 did not complete within 1000 ms");
-  // Generous: the old behaviour took 1.7 s at least.
-  if (ends[0].known)
-    rep.check(took[0] < 1.55, "the sendrecv took " + std::to_string(took[0]) +
-                                  " s: its deadline did not start with it");
+  if (!ends[0].known) return;
+  // A deadline restarted by the receive would be seen at 1,700 ms at the earliest.
+  const std::string& what = ends[0].what;
+  const auto at = what.find("(waited ");
+  const long waited = at == std::string::npos ? -1 : std::atol(what.c_str() + at + 8);
+  rep.check(waited >= 1000 && waited < 1600,
+            "the timeout was seen after " + std::to_string(waited) + " ms: " + what);
 }
 
 // timeout = 0 is no deadline (the in-process world used to fail at once).
@@ -427,15 +434,17 @@ void synchronizers_agree_bitwise(R& runner, Report& rep) {
                       ": the parameters differ from the in-process world's");
     }
   }
+  // Every rank stops: with the checked mode's configuration_error, or, when
+  // another rank's came first and failed the transport, with the peer_error
+  // that carries it.
   const auto ends =
       runner.run(n, ms(20000), [&](auto& t) { run_steps(t, true, t.rank() == 2 ? 8 : 7); });
-  for (int r = 0; r < n; ++r)
-    if (ends[static_cast<std::size_t>(r)].known)
-      rep.check(ends[static_cast<std::size_t>(r)].kind == "configuration" ||
-                    ends[static_cast<std::size_t>(r)].kind == "peer",
-                "rank " + std::to_string(r) + " with one rank's seed different ended with " +
-                    ends[static_cast<std::size_t>(r)].what);
-  if (ends[2].known) expect_end(rep, ends, 2, "configuration", {}, "ranks disagree");
+  for (int r = 0; r < n; ++r) {
+    const End& e = ends[static_cast<std::size_t>(r)];
+    if (!e.known) continue;
+    rep.check((e.kind == "configuration" || e.kind == "peer") && contains(e.what, "ranks disagree"),
+              "rank " + std::to_string(r) + " with one rank's seed different ended with " + e.what);
+  }
 }
 
 // Every case, by name, for the programs that run one case at a time.
