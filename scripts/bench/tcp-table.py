@@ -4,7 +4,7 @@
     tcp-table.py RUNS_FILE NP
 
 RUNS_FILE holds the rounds ("## round <k> <program>" before each run's lines)
-with rows "<label> <bytes> <R> <time_us> <algbw> <busbw>" (benchmarks/report.hpp)
+with rows "<label> <bytes> <R> <time_us> <algbw> <busbw>" (benchmarks/common/report.hpp)
 and bench_tcp_interleaved's "# paired <bytes> <ratio> ..." comments; NP is the
 number of processes (for busbw). Prints, per program family, the median over
 the rounds of each label and size, its range and its ratio to the best Gloo

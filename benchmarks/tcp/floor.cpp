@@ -39,9 +39,9 @@
 
 #include "dssync/tcp.hpp"
 
-#include "cli.hpp"
-#include "report.hpp"
-#include "tcp_trials.hpp"
+#include "common/cli.hpp"
+#include "common/report.hpp"
+#include "tcp/trials.hpp"
 
 namespace {
 

@@ -89,7 +89,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "report.hpp"
+#include "common/report.hpp"
 
 namespace {
 

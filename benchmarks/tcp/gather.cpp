@@ -32,10 +32,10 @@
 
 #include "dssync/tcp.hpp"
 
-#include "cli.hpp"
-#include "gloo_runner.hpp"
-#include "report.hpp"
-#include "tcp_trials.hpp"
+#include "common/cli.hpp"
+#include "peers/gloo_runner.hpp"
+#include "common/report.hpp"
+#include "tcp/trials.hpp"
 
 namespace {
 

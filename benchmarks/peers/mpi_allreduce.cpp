@@ -18,7 +18,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "report.hpp"
+#include "common/report.hpp"
 
 namespace {
 

@@ -41,9 +41,9 @@
 #include <string>
 #include <vector>
 
-#include "cli.hpp"
-#include "gloo_runner.hpp"
-#include "report.hpp"
+#include "common/cli.hpp"
+#include "peers/gloo_runner.hpp"
+#include "common/report.hpp"
 
 namespace {
 

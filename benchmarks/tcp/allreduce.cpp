@@ -1,5 +1,5 @@
 // dssync's full all-reduce over TcpTransport, timed the way the Gloo and MPI
-// peers are (benchmarks/gloo_allreduce_peer.cpp, mpi_allreduce_peer.cpp): a
+// peers are (benchmarks/peers/gloo_allreduce.cpp, peers/mpi_allreduce.cpp): a
 // measuring tool, started as n processes by the launcher.
 //
 //   scripts/tools/dssync-run -n 8 bench_tcp_allreduce [--sizes B,B,...] [--trials T]
@@ -22,9 +22,9 @@
 
 #include "dssync/tcp.hpp"
 
-#include "cli.hpp"
-#include "report.hpp"
-#include "tcp_trials.hpp"
+#include "common/cli.hpp"
+#include "common/report.hpp"
+#include "tcp/trials.hpp"
 
 namespace {
 

@@ -30,8 +30,8 @@
 
 #include "dssync/tcp.hpp"
 
-#include "cli.hpp"
-#include "tcp_trials.hpp"
+#include "common/cli.hpp"
+#include "tcp/trials.hpp"
 
 namespace {
 

@@ -12,7 +12,7 @@
 
 #include "dssync/tcp.hpp"
 
-#include "cli.hpp"
+#include "common/cli.hpp"
 
 namespace bench {
 

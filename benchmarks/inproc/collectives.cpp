@@ -50,7 +50,7 @@
 
 #include <dssync/dssync.hpp>
 
-#include "report.hpp"
+#include "common/report.hpp"
 
 namespace {
 

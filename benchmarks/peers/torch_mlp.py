@@ -3,7 +3,7 @@
 (784-256-128-10, ReLU, softmax cross-entropy, SGD with momentum 0.9) over the
 same 60,000 Fashion-MNIST training images in PyTorch on the CPU, one process.
 
-    python3 benchmarks/torch_mlp.py [--batch 32 256] [--epochs 2] [--threads 2]
+    python3 benchmarks/peers/torch_mlp.py [--batch 32 256] [--epochs 2] [--threads 2]
 
 Prints seconds per epoch (the median over epochs after the first) and the test
 accuracy after the last epoch, one line per batch size. Reads the IDX files
