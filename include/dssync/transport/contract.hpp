@@ -45,9 +45,11 @@ inline constexpr std::chrono::milliseconds default_timeout = std::chrono::minute
 
 namespace detail {
 
-// Failure texts that cross the network (MPI's notices, TCP's notice and
-// refusal frames) are cut to this many bytes.
-inline constexpr std::size_t max_failure_text = 1024;
+// Failure texts that cross the network (MPI's and TCP's notices) are cut to
+// this many bytes: MPI's notice is a fixed struct, and one this small leaves
+// at once through Open MPI's shared-memory fast path, so that a transport
+// destroyed right after failing has no send left pending.
+inline constexpr std::size_t max_failure_text = 240;
 
 // The deadline of one operation: from its start, none when the timeout is 0.
 class Deadline {

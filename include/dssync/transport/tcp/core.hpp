@@ -206,14 +206,15 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   // Fails the transport for good: `who` failed, for the reason `text`. The
   // first failure sticks. With `tell`, every other open peer gets a notice.
   void fail_transport(int who, const std::string& text, bool tell) {
+    const std::string cut(failure_text(text));
     {
       std::lock_guard lk(mu_);
-      if (!failure_.record(who, std::string(failure_text(text)))) return;
+      if (!failure_.record(who, cut)) return;
     }
     cv_.notify_all();
     if (!tell) return;
     for (auto& q : peers_)
-      if (q->is_open() && q->rank() != who && !q->closing()) q->queue_notice(who, text);
+      if (q->is_open() && q->rank() != who && !q->closing()) q->queue_notice(who, cut);
   }
 
   // The caller gives up on `ops` (its deadline passed, or the transport

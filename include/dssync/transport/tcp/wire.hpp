@@ -43,7 +43,8 @@ inline constexpr std::size_t hello_size = 48;
 inline constexpr std::size_t reply_size = 16;
 inline constexpr std::size_t entry_size = 20;
 inline constexpr std::size_t header_size = 16;
-inline constexpr std::size_t max_text = max_failure_text;  // refusals and notices
+inline constexpr std::size_t max_text = 1024;  // refusals and notices (notices: at most
+                                               // max_failure_text, cut by the sender)
 inline constexpr std::size_t max_notice = 4 + max_text;
 
 // ------------------------------------------------------------ integers --
