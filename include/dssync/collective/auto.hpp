@@ -5,7 +5,7 @@
 // thread hand-off or a network round), ring beyond that and for other group
 // sizes (where halving-doubling pays for its fold). Every member of a group
 // sees the same size and group, so all choose alike.
-// The thresholds come from a sweep on the in-process world (README, "Choosing
+// The thresholds come from a sweep on the in-process world (docs/benchmarks.md, "Choosing
 // an algorithm"); pass your own for another network.
 
 #include <bit>

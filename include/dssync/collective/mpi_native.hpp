@@ -211,7 +211,7 @@ class MPINativeReduce {
   // completes every member is inside this call and will enter MPI_Allreduce.
   //
   // Why not the data itself as MPI_Iallreduce: measured with bench_mpi at
-  // n = 8 (README), Open MPI 4.1's nonblocking all-reduce (libnbc) took 2.7x
+  // n = 8 (docs/benchmarks.md), Open MPI 4.1's nonblocking all-reduce (libnbc) took 2.7x
   // as long as MPI_Allreduce at 16 MiB even when polled without pause, and
   // 10-20x with the transport's backoff, because libnbc moves data only while
   // the caller polls. It would also leave the caller's buffer in MPI's hands

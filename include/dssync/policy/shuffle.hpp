@@ -51,7 +51,7 @@ struct RandomShuffle {
 // grouped among themselves the way FixedSizeGroups cuts a world of that many
 // ranks; a single such rank joins the last group (the one with the highest
 // leader). So no rank sits out, and no group exceeds 2g - 1. The k-step product
-// is then not the exact average; README ("ButterflyShuffle when n is not a
+// is then not the exact average; docs/benchmarks.md ("ButterflyShuffle when n is not a
 // power of g") gives, measured, how many steps it takes to reach it within
 // 1e-6. A group size above n is clamped to n (one group), as FixedSizeGroups
 // does; the seed and the layout are not used.

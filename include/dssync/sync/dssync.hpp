@@ -34,7 +34,7 @@ struct DSSyncOptions {
   // among the checked synchronizers this rank made), seed, group size,
   // shuffle, op, iteration and partition; the element type; the number, order
   // and lengths of the tensors. Costs one small all-reduce over the world per
-  // step (README: "Checked mode" gives the measured cost).
+  // step (docs/benchmarks.md: "Checked mode" gives the measured cost).
   bool checked = false;
   std::size_t bucket_bytes = default_bucket_bytes;
 };
