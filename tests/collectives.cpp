@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "outcome.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -906,31 +908,12 @@ TEST_CASE_TEMPLATE("collectives: any valid tag works", Algo, ALL_ALGORITHMS) {
 
 // ------------------------------------------------------------------ errors --
 
-std::string kind_of(const std::exception_ptr& e) {
-  if (!e) return "none";
-  try {
-    std::rethrow_exception(e);
-  } catch (const dssync::timeout_error&) {
-    return "timeout";
-  } catch (const dssync::size_mismatch_error&) {
-    return "size_mismatch";
-  } catch (const dssync::configuration_error&) {
-    return "configuration";
-  } catch (const dssync::peer_error&) {
-    return "peer";
-  } catch (const dssync::error&) {
-    return "error";
-  } catch (...) {
-    return "other";
-  }
-}
-
 template <class F>
 std::string run_kind(InProcWorld& world, F&& f) {
   try {
     world.run(std::forward<F>(f));
   } catch (...) {
-    return kind_of(std::current_exception());
+    return dssync_test::classify(std::current_exception()).kind;
   }
   return "none";
 }
@@ -956,7 +939,7 @@ TEST_CASE_TEMPLATE("collectives: members passing different lengths fail, without
           Algo algo;
           algo.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{});
         } catch (...) {
-          kinds[sz(t.rank())] = kind_of(std::current_exception());
+          kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
           throw;
         }
       });
@@ -1018,7 +1001,7 @@ TEST_CASE_TEMPLATE("collectives: a group the caller cannot run with is a configu
         Algo algo;
         algo.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{}, c.tag);
       } catch (...) {
-        kinds[sz(t.rank())] = kind_of(std::current_exception());
+        kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
         throw;
       }
     });

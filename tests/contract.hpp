@@ -35,39 +35,28 @@
 #include <vector>
 
 #include "dssync/dssync.hpp"
+#include "outcome.hpp"
 
 namespace contract {
 
 using ms = std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-// How a rank's function ended.
-struct End {
-  bool known = true;  // false: a rank of another process
-  std::string kind = "none";
-  std::string what;
-  std::optional<int> peer;  // where().peer of a dssync::error
+// How a rank's function ended (tests/outcome.hpp), or unknown: a rank of
+// another process.
+struct End : dssync_test::Outcome {
+  bool known = true;
 };
+inline End unknown() {
+  End e;
+  e.known = false;
+  return e;
+}
 
 inline End end_of(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const dssync::timeout_error& x) {
-    return {true, "timeout", x.what(), x.where().peer};
-  } catch (const dssync::size_mismatch_error& x) {
-    return {true, "size_mismatch", x.what(), x.where().peer};
-  } catch (const dssync::configuration_error& x) {
-    return {true, "configuration", x.what(), x.where().peer};
-  } catch (const dssync::peer_error& x) {
-    return {true, "peer", x.what(), x.where().peer};
-  } catch (const dssync::error& x) {
-    return {true, "error", x.what(), x.where().peer};
-  } catch (const std::exception& x) {
-    return {true, "std", x.what(), {}};
-  } catch (...) {
-    return {true, "other", "", {}};
-  }
+  End end;
+  static_cast<dssync_test::Outcome&>(end) = dssync_test::classify(e);
+  return end;
 }
 
 // Runs one operation and tells how it ended.

@@ -57,7 +57,7 @@ contract::Report print_report() {
 // Runs f on this process's rank; the other ranks' ends are unknown.
 template <class Transport, class F>
 std::vector<End> run_here(Transport& t, int n, F& f) {
-  std::vector<End> ends(static_cast<std::size_t>(n), End{false});
+  std::vector<End> ends(static_cast<std::size_t>(n), contract::unknown());
   End& mine = ends[static_cast<std::size_t>(t.rank())];
   mine = End{};
   try {
@@ -80,7 +80,7 @@ struct MpiRunner {
       std::printf("rank %d: FAILED the case needs %d ranks, mpirun started %d\n", my_rank, n,
                   world.size());
       ++failures;
-      return std::vector<End>(static_cast<std::size_t>(n), End{false});
+      return std::vector<End>(static_cast<std::size_t>(n), contract::unknown());
     }
     // Collective: every rank has left the run before.
     dssync::MPITransport t(world, {.timeout = timeout});
@@ -146,13 +146,13 @@ struct TcpRunner {
       std::printf("rank %d: FAILED the case needs %d ranks, the launcher started %d\n", my_rank, n,
                   base.world_size);
       ++failures;
-      return std::vector<End>(static_cast<std::size_t>(n), End{false});
+      return std::vector<End>(static_cast<std::size_t>(n), contract::unknown());
     }
     barrier.wait(runs);
     dssync::TcpOptions o = base;
     o.timeout = timeout;
     o.job_token = base.job_token + "-" + std::to_string(runs++);
-    std::vector<End> ends(static_cast<std::size_t>(n), End{false});
+    std::vector<End> ends(static_cast<std::size_t>(n), contract::unknown());
     try {
       dssync::TcpTransport t(o);
       ends = run_here(t, n, f);

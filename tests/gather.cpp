@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "outcome.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -183,25 +185,6 @@ TEST_CASE("gather: AutoBroadcast and AutoAllGather choose by size and group size
 
 // ------------------------------------------------------------------ errors --
 
-std::string kind_of(const std::exception_ptr& e) {
-  if (!e) return "none";
-  try {
-    std::rethrow_exception(e);
-  } catch (const dssync::timeout_error&) {
-    return "timeout";
-  } catch (const dssync::size_mismatch_error&) {
-    return "size_mismatch";
-  } catch (const dssync::configuration_error&) {
-    return "configuration";
-  } catch (const dssync::peer_error&) {
-    return "peer";
-  } catch (const dssync::error&) {
-    return "error";
-  } catch (...) {
-    return "other";
-  }
-}
-
 // Runs f on every rank of a world of n; returns what run() threw and what each
 // rank threw.
 template <class F>
@@ -213,12 +196,12 @@ std::pair<std::string, std::vector<std::string>> run_kinds(int n, F&& f) {
       try {
         f(t);
       } catch (...) {
-        kinds[static_cast<std::size_t>(t.rank())] = kind_of(std::current_exception());
+        kinds[static_cast<std::size_t>(t.rank())] = dssync_test::classify(std::current_exception()).kind;
         throw;
       }
     });
   } catch (...) {
-    first = kind_of(std::current_exception());
+    first = dssync_test::classify(std::current_exception()).kind;
   }
   return {first, kinds};
 }

@@ -1,8 +1,9 @@
 #pragma once
-// What a rank's function ended with, by kind of dssync error: the tests of the
-// in-process and TCP transports compare these.
+// What a rank's function ended with, by kind of dssync error, and the peer its
+// context names: the transports' tests and the contract suite compare these.
 
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -13,6 +14,7 @@ namespace dssync_test {
 struct Outcome {
   std::string kind = "none";
   std::string what;
+  std::optional<int> peer;  // where().peer of a dssync::error
 };
 
 inline Outcome classify(const std::exception_ptr& e) {
@@ -20,15 +22,15 @@ inline Outcome classify(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const dssync::timeout_error& x) {
-    return {"timeout", x.what()};
+    return {"timeout", x.what(), x.where().peer};
   } catch (const dssync::size_mismatch_error& x) {
-    return {"size_mismatch", x.what()};
+    return {"size_mismatch", x.what(), x.where().peer};
   } catch (const dssync::configuration_error& x) {
-    return {"configuration", x.what()};
+    return {"configuration", x.what(), x.where().peer};
   } catch (const dssync::peer_error& x) {
-    return {"peer", x.what()};
+    return {"peer", x.what(), x.where().peer};
   } catch (const dssync::error& x) {
-    return {"error", x.what()};
+    return {"error", x.what(), x.where().peer};
   } catch (const std::exception& x) {
     return {"std", x.what()};
   } catch (...) {

@@ -48,8 +48,9 @@ MPITransport& mpi_transport_of(Transport& t) {
   else if constexpr (requires { t.base(); })
     return mpi_transport_of(t.base());
   else
-    static_assert(requires { t.base(); },
-                  "MPINativeReduce runs over an MPITransport (or an adapter with base())");
+    static_assert(
+        requires { t.base(); },
+        "MPINativeReduce runs over an MPITransport (or an adapter with base())");
 }
 
 // A user op as an MPI op: MPI computes inout[i] = in[i] op inout[i], with `in`
@@ -80,6 +81,45 @@ MPI_Op mpi_op() {
     return o;
   }();
   return op;
+}
+
+// Every member's length n on `comm`, MAX of (n, -n): equal everywhere or a
+// size_mismatch_error. With a deadline this is also the arrival check that
+// keeps a blocking collective after it from hanging: it runs as
+// MPI_Iallreduce in the transport's wait loop, so a member that never comes
+// is a timeout_error (and a notice to the others), and once it completes
+// every member is inside the call and will enter the blocking collective.
+// `storage` holds two words that a nonblocking request owns until it
+// completes: on a failure they are left to MPI and replaced.
+inline void agree_on_count(MPITransport& mt, MPI_Comm comm, std::unique_ptr<long long[]>& storage,
+                           std::size_t n, const error_context& where,
+                           std::chrono::steady_clock::time_point start) {
+  long long* v = storage.get();
+  v[0] = static_cast<long long>(n);
+  v[1] = -static_cast<long long>(n);
+  if (mt.options().timeout.count() == 0) {
+    const int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
+    if (rc != MPI_SUCCESS) throw peer_error("MPI_Allreduce failed: " + mpi_error_text(rc), where);
+  } else {
+    MPI_Request request = MPI_REQUEST_NULL;
+    const int rc = MPI_Iallreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm, &request);
+    if (rc != MPI_SUCCESS) throw peer_error("MPI_Iallreduce failed: " + mpi_error_text(rc), where);
+    try {
+      mt.wait(std::span(&request, 1), where, start);
+    } catch (...) {
+      (void)storage.release();  // still MPI's
+      storage = std::make_unique<long long[]>(2);
+      throw;
+    }
+    // A member that timed out told everyone before it gave up; a notice behind
+    // a completed check must not lead into the blocking call without it.
+    mt.check_usable(where);
+  }
+  if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
+    throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
+                                  std::to_string(v[0]) + " elements, this rank " +
+                                  std::to_string(n),
+                              where);
 }
 
 }  // namespace detail
@@ -122,10 +162,17 @@ class MPINativeReduce {
       const error_context where =
           error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag);
       mt.check_usable(where);
-      const MPI_Comm comm =
-          communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
+      const MPI_Comm comm = communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
       const bool deadline = mt.options().timeout.count() > 0;
-      if (deadline || options_.check_lengths) agree_on_length(mt, comm, where, start, data.size());
+      // The lengths first, under the deadline; the data then by the blocking
+      // MPI_Allreduce. Not the data itself as MPI_Iallreduce: Open MPI 4.1's
+      // nonblocking all-reduce (libnbc) moves data only while the caller
+      // polls, and took 2.7x as long at 16 MiB polled without pause, 10-20x
+      // with the transport's backoff (docs/benchmarks.md); it would also leave
+      // the buffer MPI's after a timeout, since a collective cannot be
+      // cancelled. The check costs one small all-reduce per call.
+      if (deadline || options_.check_lengths)
+        detail::agree_on_count(mt, comm, lengths_, data.size(), where, start);
       // An op with a finishing step (Average's division) finishes each piece
       // right after MPI returns it, while it is still in cache, instead of in
       // one more pass over the whole buffer from memory.
@@ -184,8 +231,9 @@ class MPINativeReduce {
     if (cache_.size() >= std::max<std::size_t>(1, options_.cache_size)) {
       // Evicting is local: a member that still holds this group later finds
       // that the others do not, and it is remade.
-      auto lru = std::min_element(cache_.begin(), cache_.end(),
-                                  [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; });
+      auto lru = std::min_element(cache_.begin(), cache_.end(), [](const Entry& a, const Entry& b) {
+        return a.last_use < b.last_use;
+      });
       MPI_Comm_free(&lru->comm);
       cache_.erase(lru);
     }
@@ -202,54 +250,6 @@ class MPINativeReduce {
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
     cache_.push_back({std::vector<int>(g.begin(), g.end()), comm, clock_});
     return comm;
-  }
-
-  // Every member's length, MAX of (n, -n). With a deadline this is also the
-  // arrival check that keeps the blocking MPI_Allreduce after it from hanging:
-  // it runs as MPI_Iallreduce in the transport's wait loop, so a member that
-  // never comes is a timeout_error (and a notice to the others), and once it
-  // completes every member is inside this call and will enter MPI_Allreduce.
-  //
-  // Why not the data itself as MPI_Iallreduce: measured with bench_mpi at
-  // n = 8 (docs/benchmarks.md), Open MPI 4.1's nonblocking all-reduce (libnbc) took 2.7x
-  // as long as MPI_Allreduce at 16 MiB even when polled without pause, and
-  // 10-20x with the transport's backoff, because libnbc moves data only while
-  // the caller polls. It would also leave the caller's buffer in MPI's hands
-  // after a timeout, since MPI forbids cancelling a collective. The check
-  // costs one small all-reduce per call.
-  void agree_on_length(MPITransport& mt, MPI_Comm comm, const error_context& where,
-                       std::chrono::steady_clock::time_point start, std::size_t n) {
-    long long* v = lengths_.get();
-    v[0] = static_cast<long long>(n);
-    v[1] = -static_cast<long long>(n);
-    if (mt.options().timeout.count() == 0) {
-      const int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
-      if (rc != MPI_SUCCESS)
-        throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
-    } else {
-      MPI_Request request = MPI_REQUEST_NULL;
-      const int rc = MPI_Iallreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm, &request);
-      if (rc != MPI_SUCCESS)
-        throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), where);
-      try {
-        mt.wait(std::span(&request, 1), where, start);
-      } catch (...) {
-        // The request stays pending (MPI forbids freeing it) and may still
-        // write these 16 bytes: they are left to it.
-        (void)lengths_.release();
-        lengths_ = std::make_unique<long long[]>(2);
-        throw;
-      }
-      // A member that timed out told everyone before it gave up; its notice
-      // arrives ahead of anything it sends later, so a completed check with a
-      // notice behind it must not lead into MPI_Allreduce without that member.
-      mt.check_usable(where);
-    }
-    if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
-      throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
-                                    std::to_string(v[0]) + " elements, this rank " +
-                                    std::to_string(n),
-                                where);
   }
 
   Options options_;

@@ -51,41 +51,6 @@ void require_whole_world(const Transport& t, const Group& g, const char* who, ta
                               call_context(t, g, tag));
 }
 
-// The members' lengths compared under the transport's deadline (see the top
-// of this file). `storage` holds two words that a nonblocking request owns
-// until it completes: on a failure it is left to MPI and replaced.
-inline void agree_on_count(MPITransport& mt, std::unique_ptr<long long[]>& storage, std::size_t n,
-                           const error_context& where,
-                           std::chrono::steady_clock::time_point start) {
-  const MPI_Comm comm = static_cast<MPI_Comm>(mt.communicator());
-  long long* v = storage.get();
-  v[0] = static_cast<long long>(n);
-  v[1] = -static_cast<long long>(n);
-  if (mt.options().timeout.count() == 0) {
-    const int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm);
-    if (rc != MPI_SUCCESS) throw peer_error("MPI_Allreduce failed: " + mpi_error_text(rc), where);
-  } else {
-    MPI_Request request = MPI_REQUEST_NULL;
-    const int rc = MPI_Iallreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_MAX, comm, &request);
-    if (rc != MPI_SUCCESS) throw peer_error("MPI_Iallreduce failed: " + mpi_error_text(rc), where);
-    try {
-      mt.wait(std::span(&request, 1), where, start);
-    } catch (...) {
-      (void)storage.release();  // still MPI's
-      storage = std::make_unique<long long[]>(2);
-      throw;
-    }
-    // A member that timed out told everyone before it gave up; a notice behind
-    // a completed check must not lead into the blocking call without it.
-    mt.check_usable(where);
-  }
-  if (v[0] != static_cast<long long>(n) || -v[1] != static_cast<long long>(n))
-    throw size_mismatch_error("members pass between " + std::to_string(-v[1]) + " and " +
-                                  std::to_string(v[0]) + " elements, this rank " +
-                                  std::to_string(n),
-                              where);
-}
-
 // Waits for a nonblocking data collective under the transport's deadline. On a
 // failure the request (and the caller's buffer) stays MPI's until it completes.
 inline void wait_native(MPITransport& mt, MPI_Request& request, int rc, const char* what,
@@ -131,7 +96,8 @@ class MPINativeBroadcast {
     const error_context where = detail::call_context(t, g, tag);
     mt.check_usable(where);
     if (mt.options().timeout.count() > 0 || options_.check_lengths)
-      detail::agree_on_count(mt, lengths_, data.size(), where, start);
+      detail::agree_on_count(mt, static_cast<MPI_Comm>(mt.communicator()), lengths_, data.size(),
+                             where, start);
     const MPI_Comm comm = static_cast<MPI_Comm>(mt.communicator());
     // Counts are ints: a longer buffer goes in pieces.
     for (std::size_t off = 0; off < data.size(); off += detail::mpi_max_count) {
@@ -190,7 +156,8 @@ class MPINativeAllGather {
     const auto start = std::chrono::steady_clock::now();
     mt.check_usable(where);
     if (mt.options().timeout.count() > 0 || options_.check_lengths)
-      detail::agree_on_count(mt, lengths_, len, where, start);
+      detail::agree_on_count(mt, static_cast<MPI_Comm>(mt.communicator()), lengths_, len, where,
+                             start);
     const MPI_Comm comm = static_cast<MPI_Comm>(mt.communicator());
     const int count = static_cast<int>(len);
     // In place: this member's block of `out` is already its contribution.
