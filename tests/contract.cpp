@@ -12,11 +12,10 @@
 #include <numeric>
 #include <thread>
 
-#ifndef DSSYNC_CONTRACT_CASES_ONLY
 #include "dssync/transport/contract.hpp"
-#endif
 #ifdef DSSYNC_TEST_TCP
 #include "dssync/tcp.hpp"
+#include "free_port.hpp"
 #endif
 #ifdef DSSYNC_TEST_SIM
 #include "dssync/transport/sim.hpp"
@@ -85,13 +84,7 @@ struct SimRunner {
 #endif
 
 #ifdef DSSYNC_TEST_TCP
-// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
-std::uint16_t free_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(
-      io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using dssync_test::free_port;
 
 struct TcpThreadsRunner {
   static constexpr const char* name = "tcp";
@@ -161,7 +154,6 @@ DSSYNC_CONTRACT_CASES(SimRunner, "sim: ")
 DSSYNC_CONTRACT_CASES(TcpThreadsRunner, "tcp: ")
 #endif
 
-#ifndef DSSYNC_CONTRACT_CASES_ONLY  // (to run the cases against an older library)
 TEST_CASE("Deadline: zero is none, and one deadline runs from the start it was given") {
   using dssync::detail::Deadline;
   const auto t0 = Deadline::clock::now();
@@ -205,4 +197,3 @@ TEST_CASE("StickyFailure: the first failure sticks, and where().peer names the f
   CHECK(self.earlier(0, at).where().peer == 0);
   CHECK(contract::contains(self.earlier(0, at).what(), "this transport failed earlier"));
 }
-#endif

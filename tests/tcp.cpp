@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include "free_port.hpp"
 #include "outcome.hpp"
 
 #include <algorithm>
@@ -53,12 +54,7 @@ using asio::ip::tcp;
 using dssync_test::classify;
 using dssync_test::Outcome;
 
-// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using dssync_test::free_port;
 
 TcpOptions options_for(int rank, int n, std::uint16_t port) {
   TcpOptions o;

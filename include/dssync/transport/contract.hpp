@@ -63,10 +63,8 @@ class Deadline {
   bool passed(clock::time_point now = clock::now()) const noexcept {
     return limited() && now >= start_ + timeout_;
   }
-  clock::time_point start() const noexcept { return start_; }
   // The moment it passes; only meaningful when limited().
   clock::time_point at() const noexcept { return start_ + timeout_; }
-  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
   // What is left of it (zero once passed), for a bounded sleep.
   clock::duration left(clock::time_point now = clock::now()) const noexcept {
     return now >= at() ? clock::duration::zero() : at() - now;
