@@ -137,18 +137,7 @@ int run(int argc, char** argv) {
     }
 
     const int reps = bench::reps_for(bytes, 50);
-    std::mt19937 order_rng(static_cast<std::uint32_t>(bytes));  // the same order on every rank
-    std::vector<std::size_t> order(methods.size());
-    for (int trial = 0; trial < trials; ++trial) {
-      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-      std::shuffle(order.begin(), order.end(), order_rng);
-      for (std::size_t i : order) {
-        Method& m = methods[i];
-        m.seconds.push_back(bench::median_trial_seconds(t, world, 1, [&] {
-                              for (int r = 0; r < reps; ++r) m.call();
-                            }) / reps);
-      }
-    }
+    bench::interleaved_trials(t, world, methods, trials, reps, static_cast<std::uint32_t>(bytes));
 
     if (me != 0) continue;
     for (const auto& m : methods) {

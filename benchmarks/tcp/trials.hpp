@@ -4,8 +4,11 @@
 // slowest rank's time, since a collective is done when its last rank is; a
 // measurement is the median of its trials.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <numeric>
+#include <random>
 #include <span>
 #include <utility>
 #include <vector>
@@ -44,6 +47,28 @@ double median_trial_seconds(dssync::TcpTransport& t, const dssync::Group& world,
     times.push_back(slowest(t, world, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   }
   return median(std::move(times));
+}
+
+// Interleaved trials, so that a slow phase of a shared machine falls on every
+// method alike: each trial runs every method once (reps calls, timed as the
+// slowest rank's), in an order drawn afresh from `seed` for the trial, the
+// same on every rank. A method has call() and a vector `seconds`, to which
+// each trial appends its time per call.
+template <class Method>
+void interleaved_trials(dssync::TcpTransport& t, const dssync::Group& world,
+                        std::vector<Method>& methods, int trials, int reps, std::uint32_t seed) {
+  std::mt19937 order_rng(seed);
+  std::vector<std::size_t> order(methods.size());
+  for (int trial = 0; trial < trials; ++trial) {
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::shuffle(order.begin(), order.end(), order_rng);
+    for (std::size_t i : order) {
+      Method& m = methods[i];
+      m.seconds.push_back(median_trial_seconds(t, world, 1, [&] {
+                            for (int r = 0; r < reps; ++r) m.call();
+                          }) / reps);
+    }
+  }
 }
 
 }  // namespace bench
