@@ -34,7 +34,8 @@ struct DSSyncOptions {
   // among the checked synchronizers this rank made), seed, group size,
   // shuffle, op, iteration and partition; the element type; the number, order
   // and lengths of the tensors. Costs one small all-reduce over the world per
-  // step (docs/benchmarks.md: "Checked mode" gives the measured cost).
+  // step (its measured cost: docs/benchmarks.md, "Synchronizers on 8
+  // in-process ranks").
   bool checked = false;
   std::size_t bucket_bytes = default_bucket_bytes;
 };
