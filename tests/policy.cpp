@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -471,27 +473,48 @@ TEST_CASE("ButterflyShuffle: runs in base g, the option's group size, whatever t
   CHECK(wide.partition(5).num_groups() == 1);
 }
 
-TEST_CASE("ButterflyShuffle when n is not a power of g: steps to the average, as the README says") {
-  // Steps s after which the product of the mixing matrices of steps 0..s-1
-  // holds every rank's share within 1e-6 / n of the exact 1/n (every rank holds
-  // the global average to about 1e-6 of the spread): the table in README.md.
-  struct Case {
-    int g, n, steps;
-  };
-  for (const Case c : {Case{2, 8, 3}, Case{2, 6, 33}, Case{2, 7, 14}, Case{2, 10, 64},
-                       Case{2, 12, 44}, Case{2, 24, 55}, Case{2, 100, 83}, Case{3, 9, 2},
-                       Case{3, 10, 13}, Case{3, 12, 42}, Case{4, 10, 18}, Case{4, 24, 33}}) {
-    CAPTURE(c.g);
-    CAPTURE(c.n);
-    ShapeOnly t{c.n, 0};
-    ShapeSync<ButterflyShuffle> sync(t, {.group_size = c.g});
-    const dssync::analysis::Matrix avg(c.n, 1.0 / c.n);
-    auto prod = dssync::analysis::Matrix::identity(c.n);
-    int steps = 0;
-    while (prod.max_abs_difference(avg) > 1e-6 / c.n && steps < 1000)
-      prod = dssync::analysis::mixing_matrix(sync.partition(static_cast<std::uint64_t>(steps++))) * prod;
-    CHECK(steps == c.steps);
+// Steps s after which the product of the mixing matrices of steps 0..s-1 holds
+// every rank's share within 1e-6 / n of the exact 1/n (every rank holds the
+// global average to about 1e-6 of the spread).
+template <class Shuffle>
+int steps_to_average(int g, int n, std::uint64_t seed) {
+  ShapeOnly t{n, 0};
+  ShapeSync<Shuffle> sync(t, {.group_size = g, .seed = seed});
+  const dssync::analysis::Matrix avg(n, 1.0 / n);
+  auto prod = dssync::analysis::Matrix::identity(n);
+  int steps = 0;
+  while (prod.max_abs_difference(avg) > 1e-6 / n && steps < 1000)
+    prod = dssync::analysis::mixing_matrix(sync.partition(static_cast<std::uint64_t>(steps++))) * prod;
+  return steps;
+}
+
+TEST_CASE("ButterflyShuffle when n is not a power of g: the record of docs/benchmarks.md") {
+  // Every row of docs/experiments/mixing/butterfly.csv, the table's record:
+  // g, n, k = ceil(log_g n), the butterfly's steps, and RandomShuffle's median,
+  // minimum and maximum over seeds 1 to 5.
+  std::ifstream in(DSSYNC_SOURCE_DIR "/docs/experiments/mixing/butterfly.csv");
+  REQUIRE(in);
+  std::string line;
+  std::getline(in, line);
+  int rows = 0;
+  while (std::getline(in, line)) {
+    int g = 0, n = 0, k = 0, butterfly = 0, median = 0, lo = 0, hi = 0;
+    REQUIRE(std::sscanf(line.c_str(), "%d,%d,%d,%d,%d,%d,%d", &g, &n, &k, &butterfly, &median, &lo,
+                        &hi) == 7);
+    CAPTURE(line);
+    int power = 1, log = 0;
+    while (power < n) power *= g, ++log;
+    CHECK(k == log);
+    CHECK(steps_to_average<ButterflyShuffle>(g, n, 0) == butterfly);
+    std::vector<int> random;
+    for (std::uint64_t seed = 1; seed <= 5; ++seed) random.push_back(steps_to_average<RandomShuffle>(g, n, seed));
+    std::ranges::sort(random);
+    CHECK(random[2] == median);
+    CHECK(random.front() == lo);
+    CHECK(random.back() == hi);
+    ++rows;
   }
+  CHECK(rows == 12);
 }
 
 // --------------------------------------------------------- TopologyAwareGroups --

@@ -1,0 +1,116 @@
+"""docs/benchmarks.md: the tables whose records live under docs/experiments/."""
+import re
+
+from figures.lib import claim, path, read_csv, table
+
+DOC = "docs/benchmarks.md"
+BUTTERFLY = "docs/experiments/mixing/butterfly.csv"
+
+
+@table("butterfly", [BUTTERFLY])
+def butterfly(records):
+    rows = [["g", "n", "k = ceil(log_g n)", "`ButterflyShuffle`", "`RandomShuffle`"]]
+    for r in read_csv(records[0]):
+        exact = " (exact)" if int(r["g"]) ** int(r["k"]) == int(r["n"]) else ""
+        rows.append([r["g"], r["n"], r["k"], r["butterfly_steps"] + exact,
+                     f"{r['random_median']} ({r['random_min']} to {r['random_max']})"])
+    return rows
+
+
+# bench-tcp: scripts/bench/tcp's table (tcp-table.py), a section per way of running.
+TCP = "docs/experiments/bench-tcp/2026-12-03-table.txt"
+SIZES = [1048576, 4194304, 16777216]
+SIZE_NAMES = ["1 MiB", "4 MiB", "16 MiB"]
+
+
+def tcp_sections(record):
+    """[{(label, bytes): time_us}, ...] for the separate programs, then the interleaved run."""
+    sections, paired = [{}], {}
+    with open(path(record)) as f:
+        for line in f:
+            if line.startswith("# bench_tcp_interleaved"):
+                sections.append({})
+            m = re.match(r"# (\d+) bytes, Gloo's better time over ours per trial, (\d+) trials: "
+                         r"median ([\d.]+), quartiles ([\d.]+) and ([\d.]+)", line)
+            if m:
+                paired[int(m.group(1))] = (int(m.group(2)), float(m.group(3)), float(m.group(4)),
+                                           float(m.group(5)))
+            fields = line.split()
+            if len(fields) == 10 and fields[1].isdigit():
+                sections[-1][(fields[0], int(fields[1]))] = float(fields[4])
+    return sections[0], sections[1], paired
+
+
+def ms(us):
+    v = us / 1000
+    return f"{v:.2f} ms" if v < 10 else f"{v:.1f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+LABELS = [("dssync_halving_doubling", "dssync `HalvingDoublingReduce` over `TcpTransport`"),
+          ("dssync_ring", "dssync `RingReduce` over `TcpTransport`"),
+          ("gloo_halving_doubling", "Gloo halving-doubling"), ("gloo_ring", "Gloo ring"),
+          ("mpi_tcp", "Open MPI `MPI_Allreduce`, tcp btl"),
+          ("tcp_ring_traffic", "the ring's traffic alone, plain sockets (`bench_tcp_floor`)")]
+
+
+def tcp_rows(times, labels, header):
+    rows = [[header] + SIZE_NAMES]
+    for key, name in labels:
+        rows.append([name] + [ms(times[(key, b)]) if (key, b) in times else "-" for b in SIZES])
+    return rows
+
+
+@table("tcp-separate", [TCP])
+def tcp_separate(records):
+    separate, _, _ = tcp_sections(records[0])
+    return tcp_rows(separate, LABELS, "all-reduce")
+
+
+@table("tcp-interleaved", [TCP])
+def tcp_interleaved(records):
+    _, interleaved, paired = tcp_sections(records[0])
+    names = [("dssync_halving_doubling", "dssync `HalvingDoublingReduce`"),
+             ("dssync_ring", "dssync `RingReduce`")] + LABELS[2:4]
+    rows = tcp_rows(interleaved, names, "all-reduce, in the same processes")
+    trials = {p[0] for p in paired.values()}
+    rows.append([f"Gloo's best over ours, per trial: median of {max(trials)} (quartiles)"] +
+                [f"{paired[b][1]:.2f} ({paired[b][2]:.2f}-{paired[b][3]:.2f})" for b in SIZES])
+    return rows
+
+
+def _tcp_claims():
+    separate, _, _ = tcp_sections(TCP)
+
+    def best(prefix, b):
+        return min(t for (k, size), t in separate.items() if k.startswith(prefix) and size == b)
+    ratios = [best("gloo", b) / best("dssync", b) for b in SIZES]
+    claim(DOC, f"Our best is {ratios[0]:.2f}x faster than Gloo's best at 1 MiB, {ratios[1]:.2f}x "
+          f"at 4 MiB and {ratios[2]:.2f}x at 16 MiB", [TCP])
+    mpi = [separate[("mpi_tcp", b)] / best("dssync", b) for b in (SIZES[0], SIZES[2])]
+    claim(DOC, f"{mpi[0]:.2f}x and {mpi[1]:.2f}x faster than Open MPI's tcp at 1 and 16 MiB", [TCP])
+
+
+_tcp_claims()
+
+TCP16 = "docs/experiments/bench-tcp/2026-12-03-16mib-table.txt"
+
+
+def _tcp16_claims():
+    full, _, _ = tcp_sections(TCP)
+    alone, _, paired = tcp_sections(TCP16)
+    b = SIZES[2]
+
+    def best(times, prefix):
+        return min(t for (k, size), t in times.items() if k.startswith(prefix) and size == b)
+    ours, gloo, floor = best(alone, "dssync"), alone[("gloo_ring", b)], alone[("tcp_ring_traffic", b)]
+    claim(DOC, f"gave ours {ours / 1000:.1f} ms, Gloo's ring {gloo / 1000:.1f} ms and the floor "
+          f"{floor / 1000:.1f} ms as separate programs ({best(alone, 'gloo') / ours:.2f}x), and a "
+          f"paired median of {paired[b][1]:.2f} (quartiles {paired[b][2]:.2f}-{paired[b][3]:.2f})",
+          [TCP16])
+    floors = sorted([best(alone, "dssync") / floor, best(full, "dssync") / full[("tcp_ring_traffic", b)]])
+    glooring = sorted([gloo / floor, full[("gloo_ring", b)] / full[("tcp_ring_traffic", b)]])
+    claim(DOC, f"ours ran at {floors[0]:.2f}x and {floors[1]:.2f}x of it in the two runs. Gloo's ring "
+          f"ran at {glooring[0]:.2f}x and {glooring[1]:.2f}x", [TCP, TCP16])
+
+
+_tcp16_claims()

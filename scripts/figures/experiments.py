@@ -1,0 +1,113 @@
+"""EXPERIMENTS.md: the Fashion-MNIST study and time to accuracy on the shaped network."""
+import glob
+import math
+import os
+import statistics
+
+from figures.lib import claim, path, read_csv, table
+
+STUDY = "docs/experiments/fashion-mnist-2026-12-04/runs"
+ORDER = ["bsp", "dssync_g2_random", "dssync_g2_butterfly", "dssync_g4_random",
+         "dssync_g2_noshuffle", "gossip_ring", "localsgd_h8"]
+NAMES = {"bsp": "BSP (all-reduce of gradients)", "dssync_g2_random": "DS-Sync g=2, random",
+         "dssync_g2_butterfly": "DS-Sync g=2, butterfly", "dssync_g4_random": "DS-Sync g=4, random",
+         "dssync_g2_noshuffle": "DS-Sync g=2, no shuffle", "gossip_ring": "gossip, ring",
+         "localsgd_h8": "local SGD, H=8 (all-reduce every 8 steps)"}
+
+
+def study_runs(record):
+    """{configuration: [rows of one seed's run]} from scripts/studies/experiments' runs."""
+    runs = {}
+    for p in sorted(glob.glob(os.path.join(path(record), "*_seed*.csv"))):
+        name = os.path.basename(p).rsplit("_seed", 1)[0]
+        runs.setdefault(name, []).append(read_csv(os.path.relpath(p, path(""))))
+    return runs
+
+
+def half_range(values):
+    return (max(values) - min(values)) / 2
+
+
+@table("fashion-mnist", [STUDY])
+def fashion_mnist(records):
+    runs = study_runs(records[0])
+    rows = [["synchronizer", "test acc, averaged model", "test acc, worst worker",
+             "MB sent / worker / epoch", "vs BSP bytes", "consensus distance at the end"]]
+    bsp = None
+    for name in ORDER:
+        finals = [r[-1] for r in runs[name]]
+        acc = [float(r["test_acc_avg"]) for r in finals]
+        worst = [float(r["test_acc_worst"]) for r in finals]
+        mb = statistics.mean(statistics.mean(float(x["bytes_per_worker"]) for x in r[1:]) / 1e6
+                             for r in runs[name])
+        bsp = mb if name == "bsp" else bsp
+        cons = statistics.mean(float(r["consensus"]) for r in finals)
+        rows.append([NAMES[name], f"{statistics.mean(acc):.4f} ± {half_range(acc):.4f}",
+                     f"{statistics.mean(worst):.4f} ± {half_range(worst):.4f}", f"{mb:.1f}",
+                     f"{mb / bsp:.3f}", f"{cons:.2g}".replace("e-0", "e-").replace("e+0", "e")])
+    return rows
+
+
+# Time to accuracy on the bed: one CSV per seed, each holding DS-Sync's and
+# BSP's runs (`label` column), one row per evaluation.
+DSSYNC, BSP = "dssync g=2 random", "bsp allreduce"
+TARGETS = [0.84, 0.845, 0.85, 0.855, 0.86, 0.865]
+
+
+def bed_runs(record):
+    """[(seed, {label: rows})] of one bed directory."""
+    seeds = []
+    for p in sorted(glob.glob(os.path.join(path(record), "seed*.csv"))):
+        by_label = {}
+        for row in read_csv(os.path.relpath(p, path(""))):
+            by_label.setdefault(row["label"], []).append(row)
+        seeds.append((os.path.basename(p)[4:-4], by_label))
+    return seeds
+
+
+def time_to(rows, target):
+    """Training seconds until the averaged model first reached target (inf: never)."""
+    for r in rows:
+        if float(r["test_acc_avg"]) >= target:
+            return float(r["wall_seconds"])
+    return math.inf
+
+
+def per_epoch(rows):
+    return float(rows[-1]["wall_seconds"]) / float(rows[-1]["epoch"])
+
+
+def spread(values, digits, unit=""):
+    """'median (min-max)' over seeds; a seed that never got there counts as infinite."""
+    def f(v):
+        return "never" if math.isinf(v) else f"{v:.{digits}f}"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{f(med)}{unit}"
+    return f"{f(med)}{unit} ({f(min(values))}-{f(max(values))})"
+
+
+def bed_table(record):
+    seeds = bed_runs(record)
+    rows = [["target accuracy", "DS-Sync g=2, random", "BSP", "BSP / DS-Sync"]]
+
+    def line(label, ds, bsp):
+        ratio = [b / d if not math.isinf(d) else 0.0 for d, b in zip(ds, bsp)]
+        rows.append([label, spread(ds, 1, " s"), spread(bsp, 1, " s"), spread(ratio, 2)])
+
+    for t in TARGETS:
+        line(f"{t:.3f}", [time_to(s[DSSYNC], t) for _, s in seeds],
+             [time_to(s[BSP], t) for _, s in seeds])
+    finals = [float(s[BSP][-1]["test_acc_avg"]) - 0.005 for _, s in seeds]
+    line("BSP's final - 0.005", [time_to(s[DSSYNC], f) for (_, s), f in zip(seeds, finals)],
+         [time_to(s[BSP], f) for (_, s), f in zip(seeds, finals)])
+    line("one epoch", [per_epoch(s[DSSYNC]) for _, s in seeds], [per_epoch(s[BSP]) for _, s in seeds])
+    rows.append(["final accuracy", spread([float(s[DSSYNC][-1]["test_acc_avg"]) for _, s in seeds], 4),
+                 spread([float(s[BSP][-1]["test_acc_avg"]) for _, s in seeds], 4), ""])
+    return rows
+
+
+for _rate in ("100mbit", "25mbit"):
+    _record = f"docs/experiments/bed-{_rate}-2026-12-04"
+    if os.path.isdir(path(_record)) and glob.glob(os.path.join(path(_record), "seed*.csv")):
+        table(f"bed-{_rate}", [_record])(lambda records: bed_table(records[0]))
