@@ -1,45 +1,30 @@
 #pragma once
 // One report for the measuring programs, as nccl-tests reports a collective:
 // the time of one call, the algorithm bandwidth and the bus bandwidth, in
-// 10^9 bytes/s.
-//
-//   algbw = bytes / time
-//   busbw = algbw * factor, the factor by collective (nccl-tests'
-//           doc/PERFORMANCE.md), so that busbw is comparable across
-//           collectives and world sizes and reaches the hardware's bandwidth:
-//             all-reduce  2(n-1)/n
-//             all-gather  (n-1)/n  (bytes: the whole gathered buffer, n blocks)
-//             broadcast   1
+// 10^9 bytes/s. The bandwidths' definitions are the installed
+// dssync/benchmark/bandwidth.hpp's (dssync::bench::algbw, busbw), which the
+// Google Benchmark counters of dssync/benchmark.hpp use too; here they are
+// also bench::algbw, bench::busbw.
 //
 // Row prints the line scripts/bench/tcp reads:
 //   <label> <bytes> <R> <time per call, us> <algbw GB/s> <busbw GB/s>
 // and print_modes the out-of-place and in-place columns of an nccl-tests table
 // (bench_mpi_allreduce_peer). The Google Benchmark suites take their algbw
-// and busbw counters from the same functions. Standard library only: the
-// peers built without dssync (Gloo's, MPI's) include it too.
+// and busbw counters from the same functions. Standard library and
+// bandwidth.hpp only (itself standard library only): the peers built without
+// dssync's transports (Gloo's, MPI's) include it too.
 
 #include <cstddef>
 #include <cstdio>
 #include <string_view>
 
+#include "dssync/benchmark/bandwidth.hpp"
+
 namespace bench {
 
-enum class Collective { all_reduce, all_gather, broadcast };
-
-// 10^9 bytes/s for `bytes` in `seconds`.
-inline double algbw(double bytes, double seconds) { return bytes / seconds / 1e9; }
-
-// The bus bandwidth of `collective` over n ranks for an algorithm bandwidth
-// (written out per collective, in one order, so that every program rounds the
-// same way).
-inline double busbw(Collective collective, double algbw_gbps, int n) {
-  switch (collective) {
-    case Collective::all_reduce: return algbw_gbps * 2.0 * (n - 1) / n;
-    case Collective::all_gather: return algbw_gbps * (n - 1) / n;
-    case Collective::broadcast: return algbw_gbps;
-  }
-  return algbw_gbps;
-}
+using dssync::bench::algbw;
+using dssync::bench::busbw;
+using dssync::bench::Collective;
 
 // One measurement: `reps` calls per trial, `seconds` the time of one call (the
 // median trial's time over reps).
