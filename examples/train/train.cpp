@@ -55,6 +55,15 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// An accuracy to 4 places, or "-" when it was not measured (NaN: the workers'
+// own evaluations skipped with --no-worst).
+std::string accuracy(double a) {
+  if (std::isnan(a)) return "-";
+  char s[32];
+  std::snprintf(s, sizeof s, "%.4f", a);
+  return s;
+}
+
 void print_epoch(const std::string& label, int epochs, const train::EpochRecord& r) {
   if (r.epoch == 0) {
     std::printf("%-22s start          test acc %.4f\n", label.c_str(), r.test_acc_avg);
@@ -65,9 +74,9 @@ void print_epoch(const std::string& label, int epochs, const train::EpochRecord&
     std::snprintf(when, sizeof when, "%2d/%d", static_cast<int>(r.epoch), epochs);
   else
     std::snprintf(when, sizeof when, "%.2f/%d", r.epoch, epochs);
-  std::printf("%-22s epoch %s  loss %.4f  test acc %.4f (worst worker %.4f)  consensus %.3g  "
+  std::printf("%-22s epoch %s  loss %.4f  test acc %.4f (worst worker %s)  consensus %.3g  "
               "%6.2f MB/worker  %5.2f s\n",
-              label.c_str(), when, r.train_loss, r.test_acc_avg, r.test_acc_worst,
+              label.c_str(), when, r.train_loss, r.test_acc_avg, accuracy(r.test_acc_worst).c_str(),
               r.consensus, r.bytes_per_worker / 1e6, r.seconds);
   std::fflush(stdout);
 }
@@ -85,15 +94,19 @@ void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) 
 }
 
 // Two PNGs: test accuracy and training loss against epoch, and against the
-// cumulative training time; one line per run.
-bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
-          const std::vector<Run>& runs, const std::string& title) {
+// cumulative training time; one line per run, and a dashed line at each target
+// accuracy (the accuracy axis starts a little below the lowest target, where
+// the runs differ).
+bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix, const std::vector<Run>& runs,
+          const std::string& title, const std::string& time_label, const std::vector<double>& targets) {
   const auto script = prefix.string() + ".gp";
   std::ofstream gp(script);
   gp << "set datafile separator ','\n"
         "set terminal pngcairo size 1200,480 font 'sans,11'\n"
         "set key bottom right\n"
         "set grid\n";
+  const double floor_acc =
+      targets.empty() ? 0.0 : std::max(0.0, std::floor((*std::ranges::min_element(targets) - 0.15) * 20) / 20);
   auto panels = [&](const std::string& png, int x_column, const std::string& x_label) {
     gp << "set output '" << png << "'\n"
        << "set multiplot layout 1,2 title '" << title << "'\n"
@@ -101,7 +114,17 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
     for (const auto& [column, y_label, key] :
          {std::tuple{4, "test accuracy (averaged model)", "bottom right"},
           std::tuple{3, "training loss", "top right"}}) {
-      gp << "set ylabel '" << y_label << "'\nset key " << key << "\nplot ";
+      const bool accuracy = column == 4;
+      gp << "set ylabel '" << y_label << "'\nset key " << key << "\n";
+      if (accuracy) {
+        gp << "set yrange [" << floor_acc << ":*]\n";
+        for (const double target : targets)
+          gp << "set arrow from graph 0, first " << target << " to graph 1, first " << target
+             << " nohead dashtype 2 lc rgb 'gray40'\n";
+      } else {
+        gp << "set autoscale y\nunset arrow\n";
+      }
+      gp << "plot ";
       for (std::size_t i = 0; i < runs.size(); ++i)
         gp << (i ? ", " : "") << "'" << csv.string() << "' skip 1 using (strcol(1) eq '"
            << runs[i].label << "' ? $" << x_column << " : NaN):" << column
@@ -111,7 +134,7 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
     gp << "unset multiplot\n";
   };
   panels(prefix.string() + "_epoch.png", 2, "epoch");
-  panels(prefix.string() + "_time.png", 10, "training time (s)");
+  panels(prefix.string() + "_time.png", 10, time_label);
   gp.close();
   const std::string cmd = "gnuplot '" + script + "' 2>&1";
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
@@ -123,23 +146,31 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
 }
 
 // The closing table. "s to X": training time until the averaged model first
-// reached test accuracy X at a record (-: never).
-void print_table(const std::vector<Run>& runs, double target) {
-  char to[32];
-  std::snprintf(to, sizeof to, "s to %.2f", target);
-  std::printf("\n%-22s %10s %12s %10s %14s %12s %10s\n", "synchronizer", "test acc", "worst worker",
-              "s/epoch", "MB/worker/ep", "consensus", to);
+// reached test accuracy X at a record (-: never), one column per target.
+void print_table(const std::vector<Run>& runs, const std::vector<double>& targets) {
+  std::printf("\n%-22s %10s %12s %10s %14s %12s", "synchronizer", "test acc", "worst worker", "s/epoch",
+              "MB/worker/ep", "consensus");
+  for (const double target : targets) {
+    char to[32];
+    std::snprintf(to, sizeof to, "s to %.2f", target);
+    std::printf(" %10s", to);
+  }
+  std::printf("\n");
   for (const auto& run : runs) {
     const auto& last = run.epochs.back();
     double seconds = 0, bytes = 0;
     for (const auto& r : run.epochs) seconds += r.seconds, bytes += r.bytes_per_worker;
     const double e = last.epoch > 0 ? last.epoch : 1.0;
-    const auto hit = std::find_if(run.epochs.begin(), run.epochs.end(),
-                                  [target](const train::EpochRecord& r) { return r.test_acc_avg >= target; });
-    char reached[32] = "-";
-    if (hit != run.epochs.end()) std::snprintf(reached, sizeof reached, "%.2f", hit->wall);
-    std::printf("%-22s %10.4f %12.4f %10.2f %14.2f %12.3g %10s\n", run.label.c_str(), last.test_acc_avg,
-                last.test_acc_worst, seconds / e, bytes / e / 1e6, last.consensus, reached);
+    std::printf("%-22s %10.4f %12s %10.2f %14.2f %12.3g", run.label.c_str(), last.test_acc_avg,
+                accuracy(last.test_acc_worst).c_str(), seconds / e, bytes / e / 1e6, last.consensus);
+    for (const double target : targets) {
+      const auto hit = std::find_if(run.epochs.begin(), run.epochs.end(),
+                                    [target](const train::EpochRecord& r) { return r.test_acc_avg >= target; });
+      char reached[32] = "-";
+      if (hit != run.epochs.end()) std::snprintf(reached, sizeof reached, "%.2f", hit->wall);
+      std::printf(" %10s", reached);
+    }
+    std::printf("\n");
   }
 }
 
@@ -182,9 +213,14 @@ int main(int argc, char** argv) {
                  "records (averaged model evaluated, not timed) per epoch, at even steps")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  double target = 0.85;
-  app.add_option("--target", target, "test accuracy whose time to reach the closing table gives")
-      ->capture_default_str();
+  std::vector<double> targets{0.85};
+  app.add_option("--target,--targets", targets,
+                 "test accuracies, comma-separated, whose times to reach the closing table gives")
+      ->capture_default_str()
+      ->delimiter(',');
+  bool no_worst = false;
+  app.add_flag("--no-worst", no_worst, "skip each worker's own test evaluation (the worst worker column): it costs "
+               "a pass over the test set per worker per record, most of a many-worker simulated run");
   app.add_flag("--checked", c.checked, "checked mode: ranks compare what they synchronize");
   app.add_option("--transport", transport,
                  "inproc (threads), mpi (under mpirun), tcp (under scripts/tools/dssync-run) or sim "
@@ -214,11 +250,13 @@ int main(int argc, char** argv) {
   app.add_option("--plot", plot_prefix, "PNG files <prefix>_epoch.png and <prefix>_time.png ('' for none)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  c.evaluate_workers = !no_worst;
 
   try {
     std::vector<Run> runs;
     bool leader = true;
     int world = workers;
+    std::string network;  // the simulated network, for the plots' title
     const auto record = [&](const train::EpochRecord& r) {
       runs.back().epochs.push_back(r);
       print_epoch(runs.back().label, c.epochs, r);
@@ -251,6 +289,13 @@ int main(int argc, char** argv) {
           .uplink_bandwidth = sim_hosts_per_rack > 0 ? sim_hosts_per_rack * sim_gbit * 1e9 / 8 / sim_oversubscription : 0,
           .stack_bytes = 1 << 20,  // Eigen keeps GEMM blocks on the stack
       };
+      char setting[128];
+      if (sim_hosts_per_rack > 0)
+        std::snprintf(setting, sizeof setting, ", simulated: %g Gbit/s links, racks of %d, %g:1 uplinks", sim_gbit,
+                      sim_hosts_per_rack, sim_oversubscription);
+      else
+        std::snprintf(setting, sizeof setting, ", simulated: %g Gbit/s links", sim_gbit);
+      network = setting;
       std::printf("%d workers on a simulated network (%g Gbit/s, %g s, %d hosts per rack, uplinks %g:1), "
                   "%zu training and %zu test images, batch %d per worker; times are virtual\n",
                   workers, sim_gbit, sim_alpha, sim_hosts_per_rack, sim_oversubscription, data.train.size(),
@@ -300,13 +345,14 @@ int main(int argc, char** argv) {
     }
     if (!leader) return 0;
     (void)world;
-    print_table(runs, target);
+    print_table(runs, targets);
     write_csv(csv, runs);
     std::printf("\nevery epoch: %s\n", std::filesystem::absolute(csv).c_str());
     if (!plot_prefix.empty() &&
         plot(csv, plot_prefix, runs,
              std::to_string(world) + " workers, batch " + std::to_string(c.batch) + " each, lr " +
-                 std::to_string(c.lr).substr(0, 5)))
+                 std::to_string(c.lr).substr(0, 5) + network,
+             transport == "sim" ? "virtual training time (s)" : "training time (s)", targets))
       std::printf("plots: %s_epoch.png %s_time.png\n",
                   std::filesystem::absolute(plot_prefix).c_str(),
                   std::filesystem::absolute(plot_prefix).c_str());

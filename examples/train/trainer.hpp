@@ -71,7 +71,7 @@ struct EpochRecord {
   double train_loss = 0;      // mean over the epoch's samples of all workers
   double test_acc_avg = 0;    // the averaged model's test accuracy
   double test_loss_avg = 0;   // and its test loss
-  double test_acc_worst = 0;  // the worst worker's own test accuracy
+  double test_acc_worst = 0;  // the worst worker's own test accuracy (NaN when not evaluated)
   double consensus = 0;       // mean over workers of ||x_i - mean||^2
   double bytes_per_worker = 0;  // sent by the synchronizer since the last record, the most of any worker
   double seconds = 0;         // training time since the last record, the slowest worker's
@@ -302,7 +302,7 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
         r.consensus = sums[1] / n;
         r.test_loss_avg = sums[2] / static_cast<double>(data.test.size());
         r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
-        r.test_acc_worst = c.evaluate_workers ? minima[0] : r.test_acc_avg;
+        r.test_acc_worst = c.evaluate_workers ? minima[0] : std::numeric_limits<double>::quiet_NaN();
         r.seconds = maxima[0];
         r.bytes_per_worker = maxima[1];
         r.wall = wall;
