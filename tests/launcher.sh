@@ -146,6 +146,20 @@ run -n 3 --master-addr 192.0.2.1 --rank-prefix 'env PREFIXED_RANK={rank}' bash -
 msg=$(check_env 3 192.0.2.1 29500 yes) || fail "remote address: $msg"
 pass "--master-addr that is not local: port 29500; --rank-prefix with {rank}"
 
+# A prefix that does not pass the environment on (as ssh does not): env -i
+# clears it, so the ranks' variables must come as arguments behind the prefix,
+# the launcher's own and the DSSYNC_* set where it runs (here a value that
+# needs quoting for ssh's shell, which no shell takes away here: a number).
+DSSYNC_TIMEOUT_MS=4321 run -n 3 --rank-prefix 'env -i PREFIXED_RANK={rank}' \
+  bash -c "$ENV_SCRIPT"'; echo "extra $DSSYNC_RANK ${DSSYNC_TIMEOUT_MS:-none} ${FAILED_AT:-cleared}"' "$MARK"
+((rc == 0)) || fail "a prefix that clears the environment: exited $rc"
+msg=$(check_env 3 127.0.0.1 local yes) || fail "a prefix that clears the environment: $msg"
+for ((r = 0; r < 3; r++)); do
+  grep -qxF "[$r] extra $r 4321 cleared" "$WORK/out" ||
+    fail "a prefix that clears the environment: rank $r did not get DSSYNC_TIMEOUT_MS, or got more than DSSYNC_*"
+done
+pass "--rank-prefix 'env -i ...' (drops the environment, as ssh does): every rank still gets its DSSYNC_* variables"
+
 # 4 ranks print 400 lines of 5000 characters each at once; awk writes them in
 # blocks that cut lines, so the launcher must join them again.
 LINES=400
