@@ -306,7 +306,7 @@ void add(const std::string& name, std::size_t bytes, Kind kind, Body body,
 // Broadcast rows at `bytes`, MPI_Bcast's first (the others divide by it).
 void add_broadcasts(std::size_t bytes) {
   using namespace dssync;
-  const auto b = bench::Collective::broadcast;
+  const auto b = ::bench::Collective::broadcast;  // not dssync::bench
   auto add_b = [&](const std::string& name, Body body) {
     add(name, bytes, Kind::collective, std::move(body), true, b);
   };
@@ -338,7 +338,7 @@ void add_all_gathers(std::size_t bytes) {
   using namespace dssync;
   const std::size_t n = static_cast<std::size_t>(world_size);
   const std::size_t out = bytes / sizeof(float) / n * n * sizeof(float);
-  const auto g = bench::Collective::all_gather;
+  const auto g = ::bench::Collective::all_gather;  // not dssync::bench
   auto add_g = [&](const std::string& name, Body body) {
     add(name, out, Kind::collective, std::move(body), true, g);
   };
