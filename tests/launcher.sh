@@ -147,9 +147,8 @@ msg=$(check_env 3 192.0.2.1 29500 yes) || fail "remote address: $msg"
 pass "--master-addr that is not local: port 29500; --rank-prefix with {rank}"
 
 # A prefix that does not pass the environment on (as ssh does not): env -i
-# clears it, so the ranks' variables must come as arguments behind the prefix,
-# the launcher's own and the DSSYNC_* set where it runs (here a value that
-# needs quoting for ssh's shell, which no shell takes away here: a number).
+# clears it, so the ranks' variables must come as arguments behind the prefix:
+# the launcher's own, and any DSSYNC_* set where it runs; nothing else.
 DSSYNC_TIMEOUT_MS=4321 run -n 3 --rank-prefix 'env -i PREFIXED_RANK={rank}' \
   bash -c "$ENV_SCRIPT"'; echo "extra $DSSYNC_RANK ${DSSYNC_TIMEOUT_MS:-none} ${FAILED_AT:-cleared}"' "$MARK"
 ((rc == 0)) || fail "a prefix that clears the environment: exited $rc"
@@ -159,6 +158,24 @@ for ((r = 0; r < 3; r++)); do
     fail "a prefix that clears the environment: rank $r did not get DSSYNC_TIMEOUT_MS, or got more than DSSYNC_*"
 done
 pass "--rank-prefix 'env -i ...' (drops the environment, as ssh does): every rank still gets its DSSYNC_* variables"
+
+# A stand-in for ssh: it drops the host argument, joins the rest with spaces
+# and hands them to a shell with an empty environment, as ssh does on the
+# remote host. A DSSYNC_* value with blanks and a dollar must arrive as it is.
+cat >"$WORK/fake-ssh" <<'SSH'
+#!/usr/bin/env bash
+shift
+exec env -i PATH="$PATH" bash -c "$*"
+SSH
+chmod +x "$WORK/fake-ssh"
+printf '%s\n' "$ENV_SCRIPT" 'echo "quoted $DSSYNC_RANK [$DSSYNC_TEST_QUOTED]"' >"$WORK/rank.sh"
+DSSYNC_TEST_QUOTED='a  b $HOME' run -n 2 --rank-prefix "$WORK/fake-ssh host{rank}" bash "$WORK/rank.sh" "$MARK"
+((rc == 0)) || fail "a prefix like ssh: exited $rc"
+msg=$(check_env 2 127.0.0.1 local no) || fail "a prefix like ssh: $msg"
+for ((r = 0; r < 2; r++)); do
+  grep -qxF "[$r] quoted $r [a  b \$HOME]" "$WORK/out" || fail "a prefix like ssh: rank $r got DSSYNC_TEST_QUOTED wrong"
+done
+pass "--rank-prefix like ssh (a shell on the joined words, no environment): the variables arrive, quoted"
 
 # 4 ranks print 400 lines of 5000 characters each at once; awk writes them in
 # blocks that cut lines, so the launcher must join them again.
