@@ -13,8 +13,7 @@
 //  - DS-Sync's parameters on the simulator are bitwise those the same program
 //    gives with ranks as threads (InProcWorld): only the clock is simulated.
 // The ctest "examples: sim_dssync" runs it.
-#include <dssync/dssync.hpp>
-#include <dssync/transport/sim.hpp>
+#include <dssync/sim.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -13,8 +13,6 @@
 // that the averaged model is the closed form, and that every rank holds the
 // very same bits (a hash of the parameters, all-gathered), and exits 1
 // otherwise. The ctest "examples: tcp_dssync under dssync-run, 4 ranks" runs it.
-#include <utility>  // before Boost.Asio with Boost 1.74
-
 #include <dssync/tcp.hpp>
 
 #include <algorithm>
