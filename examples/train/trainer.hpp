@@ -3,8 +3,8 @@
 // shard of the training set, reshuffled every epoch with its own seed; its own
 // SGD with momentum; and the synchronizer chosen by name. The transport is a
 // template parameter and the only thing that differs between threads in one
-// process (InProcTransport), processes under mpirun (MPITransport) and, later,
-// plain TCP.
+// process (InProcTransport), processes under mpirun (MPITransport) or over
+// plain TCP (TcpTransport), and ranks on the simulated network (SimTransport).
 //
 // The order of a step follows the methods being compared:
 //  - DS-Sync, gossip, local SGD and "none" take the local step, then
