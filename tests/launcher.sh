@@ -44,7 +44,7 @@ run() {
   local t0
   t0=$(now_ms)
   rc=0
-  timeout -k 5 20 "$RUN" "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  timeout -k 5 60 "$RUN" "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
   end_ms=$(now_ms)
   took_ms=$((end_ms - t0))
 }
@@ -57,17 +57,20 @@ after_failure_ms() {
   echo $((end_ms - $(<"$FAILED_AT") / 1000000))
 }
 
+# The upper bounds on how long something takes are loose (seconds where the
+# launcher needs milliseconds) so that a loaded machine passes; what they
+# catch, a launcher that does not end a run, would show as tens of seconds.
 # Nothing of the run is left (SIGKILLed processes may take a moment to go).
 no_leftovers() {
   local i
-  for ((i = 0; i < 25; i++)); do
+  for ((i = 0; i < 250; i++)); do
     [[ -z $(leftovers) ]] && return 0
     sleep 0.02
   done
   fail "$1: processes of the run remain: $(leftovers | tr '\n' ' ')"
 }
 
-# bg ARGS...: dssync-run in the background (bounded by 20 s); sets $tpid (the
+# bg ARGS...: dssync-run in the background (bounded by 60 s); sets $tpid (the
 # subshell around timeout) and $dpid (dssync-run) once $2 lines say "ready".
 bg() {
   local want=$1 i
@@ -75,11 +78,11 @@ bg() {
   # In a subshell that exits normally: no "Killed" notice from this shell when
   # timeout re-raises the signal that ended dssync-run.
   (
-    timeout -k 5 20 "$RUN" "$@" >"$WORK/out" 2>"$WORK/err"
+    timeout -k 5 60 "$RUN" "$@" >"$WORK/out" 2>"$WORK/err"
     exit $?
   ) 2>/dev/null &
   tpid=$!
-  for ((i = 0; i < 500; i++)); do
+  for ((i = 0; i < 2000; i++)); do
     (($(grep -c 'ready$' "$WORK/out" || true) >= want)) && break
     sleep 0.02
   done
@@ -220,7 +223,7 @@ grep -qxF "dssync-run: rank 1 exited with code 3" "$WORK/err" || fail "no 'rank 
 (($(grep -c '^dssync-run: rank' "$WORK/err") == 1)) || fail "more than one rank reported as failed"
 grep -qxF "[1] going" "$WORK/out" || fail "the failing rank's output is lost"
 after=$(after_failure_ms)
-((after < 1000)) || fail "a rank exiting 3 with obedient peers: the run went on $after ms after it (--grace 10 not needed)"
+((after < 4000)) || fail "a rank exiting 3 with obedient peers: the run went on $after ms after it (--grace 10 not needed)"
 no_leftovers "rank exit 3, obedient peers"
 pass "rank 1 exits 3: exit 3, $after ms after the failure, peers ended by SIGTERM, nothing left"
 
@@ -236,7 +239,7 @@ grep -qxF "dssync-run: rank 1 exited with code 3" "$WORK/err" || fail "no 'rank 
 grep -q "^dssync-run: rank 2 still running .*SIGKILL" "$WORK/err" || fail "no word of the SIGKILL to rank 2"
 after=$(after_failure_ms)
 ((after >= 900)) || fail "the rank ignoring SIGTERM was killed $after ms after the failure, before --grace 1"
-((after < 2000)) || fail "the rank ignoring SIGTERM was still running $after ms after the failure (bound --grace 1 + 1 s)"
+((after < 6000)) || fail "the rank ignoring SIGTERM was still running $after ms after the failure (bound --grace 1 + 5 s)"
 no_leftovers "rank exit 3, a peer ignoring SIGTERM"
 pass "rank 1 exits 3, rank 2 ignores SIGTERM: exit 3, $after ms after the failure (SIGKILL after --grace 1), nothing left"
 
@@ -247,7 +250,7 @@ run -n 3 bash -c 'if ((DSSYNC_RANK == 2)); then sleep 0.3; date +%s%N >"$FAILED_
 ((rc == 137)) || fail "a rank killed by SIGKILL: dssync-run exited $rc, not 137"
 grep -qxF "dssync-run: rank 2 was killed by SIGKILL" "$WORK/err" || fail "no 'rank 2 was killed by SIGKILL' line"
 after=$(after_failure_ms)
-((after < 1000)) || fail "a rank killed by SIGKILL: the run went on $after ms after it"
+((after < 4000)) || fail "a rank killed by SIGKILL: the run went on $after ms after it"
 no_leftovers "rank killed"
 pass "rank 2 killed by SIGKILL: exit 137, $after ms after the kill, nothing left"
 
@@ -267,7 +270,7 @@ rc=0
 wait "$tpid" || rc=$?
 took_ms=$(($(now_ms) - t0))
 ((rc == 130)) || fail "SIGINT: dssync-run exited $rc, not 130"
-((took_ms < 1500)) || fail "SIGINT: the run ended $took_ms ms after it"
+((took_ms < 5000)) || fail "SIGINT: the run ended $took_ms ms after it"
 no_leftovers "SIGINT"
 pass "SIGINT to dssync-run: exit 130 after $took_ms ms, nothing left"
 
@@ -292,7 +295,7 @@ rc=0
 wait "$tpid" || rc=$?
 took_ms=$(($(now_ms) - t0))
 ((rc == 130)) || fail "second SIGINT: dssync-run exited $rc, not 130"
-((took_ms < 1000)) || fail "second SIGINT: the run ended $took_ms ms after it"
+((took_ms < 4000)) || fail "second SIGINT: the run ended $took_ms ms after it"
 no_leftovers "second SIGINT"
 pass "a second SIGINT kills ranks that ignore signals: ended $took_ms ms after it, nothing left"
 
@@ -308,7 +311,7 @@ pass "dssync-run SIGKILLed: its ranks went with it"
 run -n 3 --timeout 0.5 --grace 5 bash -c '(exec -a "$0-sleep" sleep 100) & wait' "$MARK"
 ((rc == 124)) || fail "--timeout 0.5: dssync-run exited $rc, not 124"
 grep -q "^dssync-run: timeout" "$WORK/err" || fail "--timeout 0.5: no message"
-((took_ms >= 500 && took_ms < 3000)) || fail "--timeout 0.5: the run took $took_ms ms (bound 0.5 s + 1 s + 1.5 s to start)"
+((took_ms >= 500 && took_ms < 8000)) || fail "--timeout 0.5: the run took $took_ms ms (bound 0.5 s + 7.5 s for starting and ending on a loaded machine)"
 no_leftovers "--timeout"
 pass "--timeout 0.5: exit 124 after $took_ms ms, nothing left"
 
