@@ -4,12 +4,9 @@
 // member talks only to its two neighbours and every step's message is one
 // contribution long, where Bruck's last rounds move half the output at once).
 // Every member sees the same lengths and group, so all choose alike.
-// The threshold comes from a quick sweep on the in-process world (n = 2, 5, 8,
-// 4 KiB to 16 MiB of output, 2 cores; docs/experiments/collectives-2026-12-04):
-// at n = 8 Bruck was 1.3-2x faster up to 1 MiB (at n = 5 the same up to
-// 64 KiB, 1.3-1.5x faster at 256 KiB and 1 MiB), the ring 9-15 % faster at
-// 4 MiB and mostly at 16 MiB (and 1.27x faster over MPITransport at 16 MiB,
-// n = 8).
+// The threshold comes from a sweep on the in-process world on 2 cores
+// (docs/design.md, "Broadcast, all-gather, barrier"; the measurements and their
+// records: docs/experiments/collectives-2026-12-04/README.md).
 // Pass your own for another network.
 
 #include <cstddef>

@@ -3,14 +3,12 @@
 // latency dominates (small buffers, small groups), van de Geijn's scatter and
 // ring all-gather for large buffers in large groups. Every member sees the
 // same length and group, so all choose alike.
-// The thresholds come from a quick sweep on the in-process world (n = 2, 5, 8,
-// 4 KiB to 16 MiB, 2 cores; docs/experiments/collectives-2026-12-04): there
-// the tree was 1.5-6x faster up to 4 MiB at every n and 16 % faster at 16 MiB
-// for n = 5, while at 16 MiB for n = 8 the two were within 7 % of each other
-// (either way round in two runs), and over MPITransport the scatter was 7 %
-// faster. On a network, where the tree's root sends log2(g) whole copies one
-// after the other, the scatter pays off much earlier: pass your own
-// thresholds there.
+// The thresholds come from a sweep on the in-process world on 2 cores, where
+// copies are cheap and hand-offs are not, so the tree wins up to large buffers
+// (docs/design.md, "Broadcast, all-gather, barrier"; the measurements and their
+// records: docs/experiments/collectives-2026-12-04/README.md). On a network,
+// where the tree's root sends log2(g) whole copies one after the other, the
+// scatter should pay off at smaller sizes: pass your own thresholds there.
 
 #include <algorithm>
 #include <cstddef>

@@ -167,10 +167,12 @@ class MPINativeReduce {
       // The lengths first, under the deadline; the data then by the blocking
       // MPI_Allreduce. Not the data itself as MPI_Iallreduce: Open MPI 4.1's
       // nonblocking all-reduce (libnbc) moves data only while the caller
-      // polls, and took 2.7x as long at 16 MiB polled without pause, 10-20x
-      // with the transport's backoff (docs/benchmarks.md); it would also leave
-      // the buffer MPI's after a timeout, since a collective cannot be
-      // cancelled. The check costs one small all-reduce per call.
+      // polls: polling without pause starves the other ranks on an
+      // oversubscribed machine, and the transport's wait soon sleeps with a
+      // backoff, during which nothing moves. It would also leave the buffer
+      // MPI's after a timeout, since a collective cannot be cancelled
+      // (docs/design.md, "MPINativeReduce"). The check costs one small
+      // all-reduce per call.
       if (deadline || options_.check_lengths)
         detail::agree_on_count(mt, comm, lengths_, data.size(), where, start);
       // An op with a finishing step (Average's division) finishes each piece

@@ -17,8 +17,9 @@
 // inside this call. The data then go by the blocking collective, or, with
 // Options::nonblocking, by MPI_Ibcast or MPI_Iallgather(v) waited for through
 // the transport too (Open MPI's nonblocking collectives move data only while
-// polled, and MPINativeReduce measured its nonblocking all-reduce at 2.7x the
-// blocking one's time, so blocking is the default). With MPIOptions::timeout
+// polled, and the transport's wait sleeps between polls, so blocking is the
+// default; the measurements and their records:
+// docs/experiments/collectives-2026-12-04/README.md). With MPIOptions::timeout
 // 0 and no check asked for, the lengths are not compared.
 
 #include "dssync/transport/mpi.hpp"  // first: it sets up <mpi.h>

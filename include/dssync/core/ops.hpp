@@ -49,7 +49,7 @@ concept reduce_op = element<T> && std::copy_constructible<Op> &&
 namespace detail {
 // A sum divided by n, as the division x / n would round it. For n a power of
 // two the reciprocal is exact and x * (1/n) is the same correctly rounded
-// value as x / n, so it multiplies (several times faster than dividing).
+// value as x / n, so it multiplies (a multiplication is cheaper than a division).
 template <std::floating_point T>
 struct Divide {
   explicit Divide(int n) noexcept

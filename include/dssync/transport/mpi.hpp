@@ -180,10 +180,8 @@ struct MPIOptions {
   // doubling up to `max_sleep`. Open MPI's shared memory (without CMA) moves a
   // large message only while both sides call into MPI, so sleeping during a
   // transfer stalls it, while polling for a peer that is late costs a core.
-  // Measured with bench_mpi at n = 8 on 2 cores (docs/benchmarks.md): yielding the core
-  // between tests (sched_yield) made the ring 1.4x slower at 16 MiB, plain
-  // polling costs 0-25 %; with these defaults a rank that waits 3 s for a peer
-  // uses 1-2 % of a core instead of 100 %.
+  // What this costs the ring, and what a waiting rank uses of a core:
+  // docs/benchmarks.md, "Under MPI".
   std::chrono::microseconds spin{5000};
   std::chrono::microseconds max_sleep{1000};
 };

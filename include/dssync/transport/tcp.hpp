@@ -69,8 +69,8 @@ class TcpTransport {
   TcpTransport& operator=(TcpTransport&&) noexcept = default;
 
   // Collectives send a block as one message (transport_segment_bytes): every
-  // message is a hand-off to the socket thread and a wait (docs/benchmarks.md:
-  // TCP segments).
+  // message is a hand-off to the socket thread and a wait (docs/benchmarks.md,
+  // "TCP segments").
   static constexpr std::size_t segment_bytes = SIZE_MAX;
 
   int rank() const noexcept { return core_->rank(); }

@@ -461,8 +461,8 @@ class Connection {
     caller_io_ += caller;
     // async_write_some, not async_write: the composed write hands the socket
     // at most 64 KiB a call, many more system calls and wake-ups than one
-    // write of all that is left (on_written goes on; docs/benchmarks.md: TCP
-    // writes).
+    // write of all that is left (on_written goes on; docs/benchmarks.md, "TCP
+    // writes").
     sock_.async_write_some(b, [this, caller](boost::system::error_code ec, std::size_t n) {
       writing_ = false;
       caller_io_ -= caller;

@@ -50,7 +50,7 @@ struct TcpOptions {
   // another peer, starts while megabytes of this one still wait for a slow
   // link, and the two share it: the message a peer waits for arrives late.
   // Worth setting on slow links, not on loopback, where it costs wake-ups
-  // (docs/benchmarks.md: TCP unsent limit).
+  // (docs/benchmarks.md, "TCP unsent limit").
   std::size_t unsent_limit = 0;
   // Where refused connections are reported; empty: one line on stderr.
   std::function<void(const std::string&)> log;

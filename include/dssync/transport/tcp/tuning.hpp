@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 inline constexpr std::size_t eager_limit = 64 << 10;
 // Reading into a caller's buffer, the socket thread is woken per this many
 // bytes (SO_RCVLOWAT), or the message's end: fewer wake-ups without a stall
-// (docs/benchmarks.md: TCP read pieces).
+// (docs/benchmarks.md, "TCP read pieces").
 inline constexpr std::size_t read_piece = 1 << 20;
 // The payload of a message nobody waits for any more is read into this
 // much scratch at a time.
