@@ -114,3 +114,94 @@ def _tcp16_claims():
 
 
 _tcp16_claims()
+
+
+# In-process: scripts/bench/inproc's Google Benchmark JSON (medians of
+# interleaved repetitions).
+INPROC = "docs/experiments/bench-inproc-2026-12-04"
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def gbench(record):
+    """{run_name: median aggregate row} of a Google Benchmark JSON."""
+    from figures.lib import read_json
+    rows = {}
+    for b in read_json(record)["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median":
+            rows[b["run_name"]] = b
+    return rows
+
+
+def seconds(row):
+    return row["real_time"] * UNIT[row.get("time_unit", "ns")]
+
+
+def three(v):
+    """Three significant digits, trailing zeros kept (1.30, 22.0, 243)."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def duration(s):
+    return f"{three(s * 1e6)} us" if s < 1e-3 else f"{three(s * 1e3)} ms"
+
+
+INPROC_SIZES = [(4096, "4 KiB"), (262144, "256 KiB"), (16777216, "16 MiB")]
+ALGORITHMS = [("ring", "`RingReduce`"), ("halving_doubling", "`HalvingDoublingReduce`"),
+              ("recursive_doubling", "`RecursiveDoublingReduce`"), ("tree", "`TreeReduce`"),
+              ("auto", "`AutoReduce`")]
+
+
+def _collectives_exist():
+    import os
+    return os.path.exists(path(INPROC + "/collectives.json"))
+
+
+if _collectives_exist():
+    @table("inproc-allreduce", [INPROC + "/collectives.json"])
+    def inproc_allreduce(records):
+        rows_ = gbench(records[0])
+        out = [["8 ranks"] + [name for _, name in INPROC_SIZES]]
+        for key, name in ALGORITHMS:
+            out.append([name] + [duration(seconds(rows_[f"{key}/n:8/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
+        out.append(["memcpy of the buffer, one thread"] +
+                   [duration(seconds(rows_[f"memcpy/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
+        out.append(["memcpy on both cores at once"] +
+                   [duration(seconds(rows_[f"memcpy_all_cores/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
+        return out
+
+
+SYNC_ROWS = [("dssync_g2", "`DSSync` g = 2 (RandomShuffle, Ring)"),
+             ("dssync_g2_checked", "`DSSync` g = 2, checked mode"),
+             ("dssync_g2_auto", "`DSSync` g = 2 (Auto)"), ("dssync_g4", "`DSSync` g = 4"),
+             ("allreduce_ring", "`AllReduceSync` (Ring)"), ("allreduce_auto", "`AllReduceSync` (Auto)"),
+             ("gossip_ring", "`GossipSync` (ring)")]
+SYNC_SIZES = [(65536, "64 KiB"), (1048576, "1 MiB"), (16777216, "16 MiB")]
+
+
+def _sync_exists():
+    import os
+    return os.path.exists(path(INPROC + "/sync.json"))
+
+
+if _sync_exists():
+    @table("inproc-sync", [INPROC + "/sync.json"])
+    def inproc_sync(records):
+        rows_ = gbench(records[0])
+        out = [["per step"] + [n for _, n in SYNC_SIZES] +
+               ["MB sent per rank per step (16 MiB)", "bytes vs full ring"]]
+        for key, name in SYNC_ROWS:
+            cells = []
+            for b, _ in SYNC_SIZES:
+                r = rows_.get(f"{key}/n:8/bytes:{b}/manual_time")
+                cells.append(duration(seconds(r)) if r else "")
+            big = rows_[f"{key}/n:8/bytes:16777216/manual_time"]
+            out.append([name] + cells + [f"{big['sent_MB_per_rank']:.1f}", f"{big['vs_allreduce_model']:.3f}"])
+        return out
+
+    def _sync_claims():
+        rows_ = gbench(INPROC + "/sync.json")
+        ratio = seconds(rows_["allreduce_ring/n:8/bytes:16777216/manual_time"]) / \
+            seconds(rows_["dssync_g2/n:8/bytes:16777216/manual_time"])
+        claim(DOC, f"At 16 MiB `DSSync` g = 2 takes a step {ratio:.2f}x faster than `AllReduceSync` "
+              "with the ring", [INPROC + "/sync.json"])
+    _sync_claims()
