@@ -205,3 +205,48 @@ if _sync_exists():
         claim(DOC, f"At 16 MiB `DSSync` g = 2 takes a step {ratio:.2f}x faster than `AllReduceSync` "
               "with the ring", [INPROC + "/sync.json"])
     _sync_claims()
+
+
+# Under MPI: n = 8, 16 MiB, in one run beside Open MPI's own calls.
+MPI16 = "docs/experiments/collectives-2026-12-04/mpi_n8_16mib.json"
+MPI_ROWS = [("mpi_allreduce", "`MPI_Allreduce`", "mpi_allreduce"),
+            ("ring", "`RingReduce` over `MPITransport`", "mpi_allreduce"),
+            ("mpi_bcast", "`MPI_Bcast`", "mpi_bcast"),
+            ("broadcast_tree", "`TreeBroadcast`", "mpi_bcast"),
+            ("broadcast_scatter_allgather", "`ScatterAllgatherBroadcast`", "mpi_bcast"),
+            ("broadcast_auto", "`AutoBroadcast`", "mpi_bcast"),
+            ("broadcast_mpi_native", "`MPINativeBroadcast`", "mpi_bcast"),
+            ("mpi_allgather", "`MPI_Allgather`", "mpi_allgather"),
+            ("all_gather_ring", "`RingAllGather`", "mpi_allgather"),
+            ("all_gather_bruck", "`BruckAllGather`", "mpi_allgather"),
+            ("all_gather_auto", "`AutoAllGather`", "mpi_allgather"),
+            ("all_gather_mpi_native", "`MPINativeAllGather`", "mpi_allgather")]
+
+
+@table("mpi-n8-16mib", [MPI16])
+def mpi_n8(records):
+    rows_ = gbench(records[0])
+
+    def t(key):
+        return seconds(rows_[f"{key}/n:8/bytes:16777216/real_time"])
+    out = [["n = 8, 16 MiB", "median", "over Open MPI's own call"]]
+    for key, name, peer in MPI_ROWS:
+        out.append([name, duration(t(key)), f"{t(key) / t(peer):.2f}"])
+    return out
+
+
+WAIT = "docs/experiments/mpi-wait-cpu-2026-12-04/runs.txt"
+
+
+def _wait_claim():
+    shares = []
+    with open(path(WAIT)) as f:
+        for line in f:
+            m = re.search(r"CPU [\d.]+ s: ([\d.]+) % of the wall time", line)
+            if m:
+                shares.append(float(m.group(1)))
+    claim(DOC, f"used {min(shares):.1f} to {max(shares):.1f} % of a core over 3 s in {len(shares)} runs",
+          [WAIT])
+
+
+_wait_claim()
