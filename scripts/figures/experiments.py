@@ -111,3 +111,71 @@ for _rate in ("100mbit", "25mbit"):
     _record = f"docs/experiments/bed-{_rate}-2026-12-04"
     if os.path.isdir(path(_record)) and glob.glob(os.path.join(path(_record), "seed*.csv")):
         table(f"bed-{_rate}", [_record])(lambda records: bed_table(records[0]))
+
+
+# The training example's epoch beside PyTorch's: scripts/bench/train's rounds.
+SPEED = "docs/experiments/train-speed-2026-12-04"
+SPEED_NAMES = {"dssync g=2 random": "`dssync_train`, 8 workers, DS-Sync g=2",
+               "bsp allreduce": "`dssync_train`, 8 workers, BSP",
+               "none": "`dssync_train`, 8 workers, no synchronization"}
+
+
+def speed_rows(record):
+    """[(label, [seconds per epoch, one per round])]: ours from the rounds' CSVs, PyTorch's from rounds.txt."""
+    import re
+    ours = {}
+    for p in sorted(glob.glob(os.path.join(path(record), "round*.csv"))):
+        for row in read_csv(os.path.relpath(p, path(""))):
+            if row["epoch"] != "0":
+                ours.setdefault(row["label"], []).append(float(row["seconds"]))
+    out = [(SPEED_NAMES.get(k, k), v) for k, v in ours.items()]
+    torch = {}
+    with open(os.path.join(path(record), "rounds.txt")) as f:
+        for line in f:
+            m = re.match(r"pytorch (\S+) cpu, (\d+) threads, batch (\d+): ([\d.]+) s per epoch", line)
+            if m:
+                key = f"PyTorch {m.group(1).split('+')[0]} on the CPU, one process, {m.group(2)} threads, batch {m.group(3)}"
+                torch.setdefault(key, []).append(float(m.group(4)))
+    return out + list(torch.items())
+
+
+if glob.glob(os.path.join(path(SPEED), "rounds.txt")):
+    @table("train-speed", [SPEED])
+    def train_speed(records):
+        rows = [["", "seconds per epoch (60,000 images): median (lowest-highest)"]]
+        for label, v in speed_rows(records[0]):
+            rows.append([label, f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"])
+        return rows
+
+
+def _study_claims():
+    if not glob.glob(os.path.join(path(STUDY), "*_seed3.csv")):
+        return
+    runs = study_runs(STUDY)
+
+    def final(name, key):
+        return statistics.mean(float(r[-1][key]) for r in runs[name])
+
+    def spread_points(name):
+        acc = [float(r[-1]["test_acc_avg"]) for r in runs[name]]
+        return 100 * (max(acc) - min(acc))
+    ds, bsp = final("dssync_g2_random", "test_acc_avg"), final("bsp", "test_acc_avg")
+    claim("EXPERIMENTS.md", f"DS-Sync with pairs and a random shuffle ends {100 * (bsp - ds):.2f} points "
+          f"below BSP ({ds:.4f} against {bsp:.4f})", [STUDY])
+    claim("EXPERIMENTS.md", f"the three seeds' ranges ({spread_points('dssync_g2_random'):.2f} and "
+          f"{spread_points('bsp'):.2f} points)", [STUDY])
+    g4, bf = final("dssync_g4_random", "test_acc_avg"), final("dssync_g2_butterfly", "test_acc_avg")
+    claim("EXPERIMENTS.md", f"Groups of 4 end {100 * (bsp - g4):.2f} points below BSP and the butterfly "
+          f"{100 * (bsp - bf):.2f}", [STUDY])
+    ns_acc, ns_worst = final("dssync_g2_noshuffle", "test_acc_avg"), final("dssync_g2_noshuffle",
+                                                                           "test_acc_worst")
+    ns_cons = final("dssync_g2_noshuffle", "consensus")
+    claim("EXPERIMENTS.md", f"the consensus distance grows to {ns_cons:.0f} and stays there, and the "
+          f"average of the four models is a worse model ({ns_acc:.3f}) than any of them (worst "
+          f"{ns_worst:.3f})", [STUDY])
+    loc = final("localsgd_h8", "test_acc_avg")
+    claim("EXPERIMENTS.md", f"sends an eighth of the bytes and ends {100 * (bsp - loc):.2f} points below BSP",
+          [STUDY])
+
+
+_study_claims()
