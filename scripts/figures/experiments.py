@@ -107,7 +107,7 @@ def bed_table(record):
     return rows
 
 
-for _rate in ("100mbit", "25mbit"):
+for _rate in ("100mbit", "25mbit", "25mbit-fifo"):
     _record = f"docs/experiments/bed-{_rate}-2026-12-04"
     if os.path.isdir(path(_record)) and glob.glob(os.path.join(path(_record), "seed*.csv")):
         table(f"bed-{_rate}", [_record])(lambda records: bed_table(records[0]))
@@ -179,3 +179,36 @@ def _study_claims():
 
 
 _study_claims()
+
+
+# The step on the bed, split: what the link's rate allows for the bytes a
+# worker sends, and the compute of 8 workers on the 2 cores.
+MODEL_BYTES = 940584
+STEPS_PER_EPOCH = 60000 // (8 * 32)
+RATES = [("100 Mbit/s", "docs/experiments/bed-100mbit-2026-12-04", 100e6 / 8),
+         ("25 Mbit/s", "docs/experiments/bed-25mbit-2026-12-04", 25e6 / 8)]
+
+
+def step_split(records):
+    speed = dict(speed_rows(records[-1]))
+    compute = statistics.median(speed[SPEED_NAMES["none"]]) / STEPS_PER_EPOCH
+    header = ["ms per step"]
+    measured, wire, rest = ["measured (median over seeds)"], \
+        ["the bytes a worker sends, at the link's rate"], ["left: measured - bytes - compute"]
+    comp = ["compute: 8 workers on the 2 cores, no synchronization"]
+    for (rate, _, bytes_per_s), record in zip(RATES, records[:-1]):
+        seeds = bed_runs(record)
+        for label, name, sent in ((DSSYNC, "DS-Sync g=2", MODEL_BYTES),
+                                  (BSP, "BSP", 2 * 7 / 8 * MODEL_BYTES)):
+            step = statistics.median(per_epoch(s[label]) for _, s in seeds) / STEPS_PER_EPOCH
+            header.append(f"{name}, {rate}")
+            measured.append(f"{1000 * step:.0f}")
+            wire.append(f"{1000 * sent / bytes_per_s:.0f}")
+            comp.append(f"{1000 * compute:.0f}")
+            rest.append(f"{1000 * (step - sent / bytes_per_s - compute):.0f}")
+    return [header, measured, wire, comp, rest]
+
+
+if all(glob.glob(os.path.join(path(r), "seed*.csv")) for _, r, _ in RATES) and \
+        glob.glob(os.path.join(path(SPEED), "rounds.txt")):
+    table("bed-steps", [r for _, r, _ in RATES] + [SPEED])(step_split)
