@@ -73,6 +73,14 @@ def time_to(rows, target):
     return math.inf
 
 
+def epochs_to(rows, target):
+    """Epochs trained until the averaged model first reached target (inf: never)."""
+    for r in rows:
+        if float(r["test_acc_avg"]) >= target:
+            return float(r["epoch"])
+    return math.inf
+
+
 def per_epoch(rows):
     return float(rows[-1]["wall_seconds"]) / float(rows[-1]["epoch"])
 
@@ -102,6 +110,11 @@ def bed_table(record):
     line("BSP's final - 0.005", [time_to(s[DSSYNC], f) for (_, s), f in zip(seeds, finals)],
          [time_to(s[BSP], f) for (_, s), f in zip(seeds, finals)])
     line("one epoch", [per_epoch(s[DSSYNC]) for _, s in seeds], [per_epoch(s[BSP]) for _, s in seeds])
+    for t in (0.85, 0.86):
+        ds = [epochs_to(s[DSSYNC], t) for _, s in seeds]
+        bsp = [epochs_to(s[BSP], t) for _, s in seeds]
+        ratio = [b / d if not math.isinf(d) else 0.0 for d, b in zip(ds, bsp)]
+        rows.append([f"epochs to {t:.3f}", spread(ds, 3), spread(bsp, 3), spread(ratio, 2)])
     rows.append(["final accuracy", spread([float(s[DSSYNC][-1]["test_acc_avg"]) for _, s in seeds], 4),
                  spread([float(s[BSP][-1]["test_acc_avg"]) for _, s in seeds], 4), ""])
     return rows
@@ -212,3 +225,23 @@ def step_split(records):
 if all(glob.glob(os.path.join(path(r), "seed*.csv")) for _, r, _ in RATES) and \
         glob.glob(os.path.join(path(SPEED), "rounds.txt")):
     table("bed-steps", [r for _, r, _ in RATES] + [SPEED])(step_split)
+
+
+def _bed_claims():
+    """The figures of "What DS-Sync gains here", each from its bed's records."""
+    doc = "EXPERIMENTS.md"
+    for rate, record, _ in RATES:
+        seeds = bed_runs(record)
+        if len(seeds) < 3:
+            return
+
+        def med(f):
+            return statistics.median(f(s) for _, s in seeds)
+        step = med(lambda s: per_epoch(s[BSP]) / per_epoch(s[DSSYNC]))
+        at = {t: med(lambda s: time_to(s[BSP], t) / time_to(s[DSSYNC], t)) for t in TARGETS}
+        claim(doc, f"At {rate} a DS-Sync step is {step:.2f}x faster than BSP's", [record])
+        claim(doc, f"at {rate} it reaches 0.84 {at[0.84]:.2f}x, 0.85 {at[0.85]:.2f}x and 0.86 "
+              f"{at[0.86]:.2f}x sooner", [record])
+
+
+_bed_claims()
