@@ -1,7 +1,7 @@
 """docs/benchmarks.md: the tables whose records live under docs/experiments/."""
 import re
 
-from figures.lib import claim, path, read_csv, table
+from figures.lib import claim, gbench, path, read_csv, seconds, table
 
 DOC = "docs/benchmarks.md"
 BUTTERFLY = "docs/experiments/mixing/butterfly.csv"
@@ -118,22 +118,8 @@ _tcp16_claims()
 
 # In-process: scripts/bench/inproc's Google Benchmark JSON (medians of
 # interleaved repetitions).
-INPROC = "docs/experiments/bench-inproc-2026-12-04"
-UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-
-
-def gbench(record):
-    """{run_name: median aggregate row} of a Google Benchmark JSON."""
-    from figures.lib import read_json
-    rows = {}
-    for b in read_json(record)["benchmarks"]:
-        if b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median":
-            rows[b["run_name"]] = b
-    return rows
-
-
-def seconds(row):
-    return row["real_time"] * UNIT[row.get("time_unit", "ns")]
+COLLECTIVES = "docs/experiments/bench-inproc-2026-12-04/collectives.json"
+SYNC = "docs/experiments/bench-inproc-2026-12-04/sync.json"
 
 
 def three(v):
@@ -146,28 +132,20 @@ def duration(s):
 
 
 INPROC_SIZES = [(4096, "4 KiB"), (262144, "256 KiB"), (16777216, "16 MiB")]
-ALGORITHMS = [("ring", "`RingReduce`"), ("halving_doubling", "`HalvingDoublingReduce`"),
-              ("recursive_doubling", "`RecursiveDoublingReduce`"), ("tree", "`TreeReduce`"),
-              ("auto", "`AutoReduce`")]
+INPROC_ROWS = [("ring/n:8", "`RingReduce`"), ("halving_doubling/n:8", "`HalvingDoublingReduce`"),
+               ("recursive_doubling/n:8", "`RecursiveDoublingReduce`"), ("tree/n:8", "`TreeReduce`"),
+               ("auto/n:8", "`AutoReduce`"), ("memcpy", "memcpy of the buffer, one thread"),
+               ("memcpy_all_cores", "memcpy on both cores at once")]
 
 
-def _collectives_exist():
-    import os
-    return os.path.exists(path(INPROC + "/collectives.json"))
-
-
-if _collectives_exist():
-    @table("inproc-allreduce", [INPROC + "/collectives.json"])
-    def inproc_allreduce(records):
-        rows_ = gbench(records[0])
-        out = [["8 ranks"] + [name for _, name in INPROC_SIZES]]
-        for key, name in ALGORITHMS:
-            out.append([name] + [duration(seconds(rows_[f"{key}/n:8/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
-        out.append(["memcpy of the buffer, one thread"] +
-                   [duration(seconds(rows_[f"memcpy/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
-        out.append(["memcpy on both cores at once"] +
-                   [duration(seconds(rows_[f"memcpy_all_cores/bytes:{b}/real_time"])) for b, _ in INPROC_SIZES])
-        return out
+@table("inproc-allreduce", [COLLECTIVES])
+def inproc_allreduce(records):
+    rows = gbench(records[0])
+    out = [["8 ranks"] + [name for _, name in INPROC_SIZES]]
+    for key, name in INPROC_ROWS:
+        out.append([name] + [duration(seconds(rows[f"{key}/bytes:{b}/real_time"]))
+                             for b, _ in INPROC_SIZES])
+    return out
 
 
 SYNC_ROWS = [("dssync_g2", "`DSSync` g = 2 (RandomShuffle, Ring)"),
@@ -178,33 +156,30 @@ SYNC_ROWS = [("dssync_g2", "`DSSync` g = 2 (RandomShuffle, Ring)"),
 SYNC_SIZES = [(65536, "64 KiB"), (1048576, "1 MiB"), (16777216, "16 MiB")]
 
 
-def _sync_exists():
-    import os
-    return os.path.exists(path(INPROC + "/sync.json"))
+def sync_row(rows, key, size):
+    return rows.get(f"{key}/n:8/bytes:{size}/manual_time")
 
 
-if _sync_exists():
-    @table("inproc-sync", [INPROC + "/sync.json"])
-    def inproc_sync(records):
-        rows_ = gbench(records[0])
-        out = [["per step"] + [n for _, n in SYNC_SIZES] +
-               ["MB sent per rank per step (16 MiB)", "bytes vs full ring"]]
-        for key, name in SYNC_ROWS:
-            cells = []
-            for b, _ in SYNC_SIZES:
-                r = rows_.get(f"{key}/n:8/bytes:{b}/manual_time")
-                cells.append(duration(seconds(r)) if r else "")
-            big = rows_[f"{key}/n:8/bytes:16777216/manual_time"]
-            out.append([name] + cells + [f"{big['sent_MB_per_rank']:.1f}", f"{big['vs_allreduce_model']:.3f}"])
-        return out
+@table("inproc-sync", [SYNC])
+def inproc_sync(records):
+    rows = gbench(records[0])
+    out = [["per step"] + [n for _, n in SYNC_SIZES] +
+           ["MB sent per rank per step (16 MiB)", "bytes vs full ring"]]
+    for key, name in SYNC_ROWS:
+        cells = [duration(seconds(r)) if (r := sync_row(rows, key, b)) else "" for b, _ in SYNC_SIZES]
+        big = sync_row(rows, key, 16777216)
+        out.append([name] + cells + [f"{big['sent_MB_per_rank']:.1f}", f"{big['vs_allreduce_model']:.3f}"])
+    return out
 
-    def _sync_claims():
-        rows_ = gbench(INPROC + "/sync.json")
-        ratio = seconds(rows_["allreduce_ring/n:8/bytes:16777216/manual_time"]) / \
-            seconds(rows_["dssync_g2/n:8/bytes:16777216/manual_time"])
-        claim(DOC, f"At 16 MiB `DSSync` g = 2 takes a step {ratio:.2f}x faster than `AllReduceSync` "
-              "with the ring", [INPROC + "/sync.json"])
-    _sync_claims()
+
+def _sync_claims():
+    rows = gbench(SYNC)
+    ratio = seconds(sync_row(rows, "allreduce_ring", 16777216)) / seconds(sync_row(rows, "dssync_g2", 16777216))
+    claim(DOC, f"At 16 MiB `DSSync` g = 2 takes a step {ratio:.2f}x faster than `AllReduceSync` "
+          "with the ring", [SYNC])
+
+
+_sync_claims()
 
 
 # Under MPI: n = 8, 16 MiB, in one run beside Open MPI's own calls.

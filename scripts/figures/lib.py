@@ -19,9 +19,9 @@ must exist.
 """
 import csv
 import json
+import math
 import os
 import re
-import statistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,44 +56,37 @@ def read_json(record):
         return json.load(f)
 
 
-def median(values):
-    return statistics.median(values)
+# Google Benchmark's JSON.
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def fmt(value, digits):
-    """Fixed-point with `digits` decimals, as the documents print them."""
-    return f"{value:.{digits}f}"
+def gbench(record):
+    """{run_name: its median aggregate row} of a Google Benchmark JSON."""
+    return {b["run_name"]: b for b in read_json(record)["benchmarks"]
+            if b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median"}
 
 
-def sig(value, digits=3):
-    """`digits` significant digits, no exponent for the sizes we print."""
-    if value == 0:
-        return "0"
-    text = f"{value:.{digits}g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return f"{float(mantissa) * 10 ** int(exponent):.0f}"
-    return text
+def seconds(row, key="real_time"):
+    """A Google Benchmark row's time in seconds."""
+    return row[key] * UNIT[row.get("time_unit", "ns")]
 
 
-def gbench_medians(record, key="real_time"):
-    """Google Benchmark JSON -> {run_name: median of `key` over repetitions}.
+# The training example's CSV: one row per evaluation, `wall_seconds` the
+# training time so far.
+def time_to(rows, target):
+    """Training seconds until the averaged model first reached target (inf: never)."""
+    return next((float(r["wall_seconds"]) for r in rows if float(r["test_acc_avg"]) >= target),
+                math.inf)
 
-    Uses the `_median` aggregates when the run wrote them, else the median of
-    the iteration rows.
-    """
-    data = read_json(record)
-    rows = {}
-    medians = {}
-    for b in data["benchmarks"]:
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[b["run_name"]] = b[key]
-        else:
-            rows.setdefault(b.get("run_name", b["name"]), []).append(b[key])
-    out = {name: statistics.median(v) for name, v in rows.items()}
-    out.update(medians)
-    return out
+
+def epochs_to(rows, target):
+    """Epochs trained until the averaged model first reached target (inf: never)."""
+    return next((float(r["epoch"]) for r in rows if float(r["test_acc_avg"]) >= target), math.inf)
+
+
+def per_epoch(rows):
+    """Training seconds per epoch over a run."""
+    return float(rows[-1]["wall_seconds"]) / float(rows[-1]["epoch"])
 
 
 MARK = re.compile(r"^<!--\s*table:\s*(\S+)\s*-->\s*$")

@@ -1,9 +1,8 @@
 """README.md: the results table, each row from its record (the pages give the detail)."""
-import csv
 import statistics
 
 from figures import experiments
-from figures.lib import path, table
+from figures.lib import per_epoch, read_csv, table, time_to
 
 BED100 = "docs/experiments/bed-100mbit-2026-12-04"
 BED25 = "docs/experiments/bed-25mbit-2026-12-04"
@@ -18,17 +17,15 @@ def study_final(name, key="test_acc_avg"):
 
 def bed_medians(record, target):
     seeds = experiments.bed_runs(record)
-    ds = statistics.median(experiments.time_to(s[experiments.DSSYNC], target) for _, s in seeds)
-    bsp = statistics.median(experiments.time_to(s[experiments.BSP], target) for _, s in seeds)
-    epoch_ds = statistics.median(experiments.per_epoch(s[experiments.DSSYNC]) for _, s in seeds)
-    epoch_bsp = statistics.median(experiments.per_epoch(s[experiments.BSP]) for _, s in seeds)
+    ds = statistics.median(time_to(s[experiments.DSSYNC], target) for _, s in seeds)
+    bsp = statistics.median(time_to(s[experiments.BSP], target) for _, s in seeds)
+    epoch_ds = statistics.median(per_epoch(s[experiments.DSSYNC]) for _, s in seeds)
+    epoch_bsp = statistics.median(per_epoch(s[experiments.BSP]) for _, s in seeds)
     return ds, bsp, epoch_ds, epoch_bsp, len(seeds)
 
 
 def demo_time(label, target):
-    with open(path(DEMO), newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] == label]
-    return experiments.time_to(rows, target)
+    return time_to([r for r in read_csv(DEMO) if r["label"] == label], target)
 
 
 @table("readme-results", RECORDS)

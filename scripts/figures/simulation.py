@@ -9,7 +9,7 @@ Records: docs/simulation/study/*.csv and docs/simulation/consensus_time.csv
 """
 import re
 
-from figures.lib import claim, path, read_csv, read_json, table
+from figures.lib import claim, path, per_epoch, read_csv, read_json, seconds, table
 
 DOC = "SIMULATION.md"
 STUDY = "docs/simulation/study"
@@ -188,10 +188,6 @@ def training_runs(records=TRAINING):
     return {label: runs[label] for label in TRAIN_NAMES}
 
 
-def per_epoch(rows):
-    return float(rows[-1]["wall_seconds"]) / float(rows[-1]["epoch"])
-
-
 def mb_per_epoch(rows):
     return sum(float(r["bytes_per_worker"]) for r in rows) / float(rows[-1]["epoch"]) / 1e6
 
@@ -254,13 +250,9 @@ def validation(records):
 
 
 # --- figures in the prose ---------------------------------------------------------
-# TEXTS: name -> (text, records); every text is registered with claim() below.
-
-TEXTS = {}
-
-
 def prose(name, records, text):
-    TEXTS[name] = (text, list(records))
+    """A figure of the prose, registered with its records; the name says what it is."""
+    claim(DOC, text, records)
 
 
 def study_claims():
@@ -474,8 +466,7 @@ def bench_sim():
         if b["aggregate_name"] == "cv":
             r["cv"] = b["real_time"]
             continue
-        scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[b["time_unit"]]
-        r.update(seconds=b["real_time"] * scale, cpu_seconds=b["cpu_time"] * scale,
+        r.update(seconds=seconds(b), cpu_seconds=seconds(b, "cpu_time"),
                  virtual_s=b["virtual_s"], messages=b["messages"])
     return out
 
@@ -496,5 +487,3 @@ def speed(records):
 
 
 smpi_claims()
-for _name, (_text, _records) in TEXTS.items():
-    claim(DOC, _text, _records)
