@@ -10,42 +10,8 @@
 #         -P tests/install/benchmark.cmake
 cmake_minimum_required(VERSION 3.25)
 
-foreach(_var SOURCE_DIR WORK_DIR)
-  if(NOT ${_var})
-    message(FATAL_ERROR "benchmark.cmake: pass -D${_var}=...")
-  endif()
-endforeach()
-get_filename_component(SOURCE_DIR "${SOURCE_DIR}" ABSOLUTE)
-get_filename_component(WORK_DIR "${WORK_DIR}" ABSOLUTE)
-set(HERE "${CMAKE_CURRENT_LIST_DIR}")
-set(PREFIX "${WORK_DIR}/prefix")
-
 set(COMMON_ARGS -DCMAKE_BUILD_TYPE=Release)
-if(CXX)
-  list(APPEND COMMON_ARGS "-DCMAKE_CXX_COMPILER=${CXX}")
-endif()
-find_program(NINJA NAMES ninja ninja-build)
-if(NINJA)
-  list(APPEND COMMON_ARGS -G Ninja "-DCMAKE_MAKE_PROGRAM=${NINJA}")
-endif()
-
-# step(<what> <command...>): as in run.cmake; the output is kept in STEP_OUTPUT.
-function(step what)
-  execute_process(COMMAND ${ARGN}
-                  WORKING_DIRECTORY "${WORK_DIR}"
-                  RESULT_VARIABLE rc
-                  OUTPUT_VARIABLE out
-                  ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    list(JOIN ARGN " " cmd)
-    message(FATAL_ERROR "install test: ${what} failed (${rc})\n  command: ${cmd}\n${out}")
-  endif()
-  message(STATUS "ok: ${what}")
-  set(STEP_OUTPUT "${out}" PARENT_SCOPE)
-endfunction()
-
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 
 # 1. Install the library alone; Google Benchmark is found, so the component is.
 step("dssync: configure" ${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" ${COMMON_ARGS}
@@ -103,22 +69,17 @@ foreach(_i RANGE ${_last})
       message(FATAL_ERROR "install test: ${_name} has no positive ${_counter} ('${_value}'):\n${_json}")
     endif()
   endforeach()
+  # The ring all-reduce sends exactly the ring's bytes (_value: the last
+  # counter read, vs_allreduce_model).
+  if(_name MATCHES "^inproc/allreduce_ring/" AND NOT _value EQUAL 1)
+    message(FATAL_ERROR "install test: ${_name}: vs_allreduce_model = ${_value}, not 1")
+  endif()
 endforeach()
 foreach(_row IN LISTS rows)
   set(_want "${_row}/n:")
   string(FIND "${medians}" "${_want}" _at)
   if(_at EQUAL -1)
     message(FATAL_ERROR "install test: no median row of ${_row} in ${json}; rows: ${medians}")
-  endif()
-endforeach()
-# The ring all-reduce sends exactly the ring's bytes.
-foreach(_i RANGE ${_last})
-  string(JSON _name GET "${_json}" benchmarks ${_i} name)
-  if(_name MATCHES "^inproc/allreduce_ring/.*_median$")
-    string(JSON _ratio GET "${_json}" benchmarks ${_i} vs_allreduce_model)
-    if(NOT _ratio EQUAL 1)
-      message(FATAL_ERROR "install test: ${_name}: vs_allreduce_model = ${_ratio}, not 1")
-    endif()
   endif()
 endforeach()
 

@@ -9,41 +9,8 @@
 #         -P tests/install/run.cmake
 cmake_minimum_required(VERSION 3.25)
 
-foreach(_var SOURCE_DIR WORK_DIR)
-  if(NOT ${_var})
-    message(FATAL_ERROR "run.cmake: pass -D${_var}=...")
-  endif()
-endforeach()
-get_filename_component(SOURCE_DIR "${SOURCE_DIR}" ABSOLUTE)
-get_filename_component(WORK_DIR "${WORK_DIR}" ABSOLUTE)
-set(HERE "${CMAKE_CURRENT_LIST_DIR}")
-set(PREFIX "${WORK_DIR}/prefix")
-
-# Same compiler and generator for every project; Ninja when there is one.
 set(COMMON_ARGS)
-if(CXX)
-  list(APPEND COMMON_ARGS "-DCMAKE_CXX_COMPILER=${CXX}")
-endif()
-find_program(NINJA NAMES ninja ninja-build)
-if(NINJA)
-  list(APPEND COMMON_ARGS -G Ninja "-DCMAKE_MAKE_PROGRAM=${NINJA}")
-endif()
-
-# step(<what> <command...>): runs the command in WORK_DIR and stops everything
-# with its output when it fails. Its output is kept in STEP_OUTPUT.
-function(step what)
-  execute_process(COMMAND ${ARGN}
-                  WORKING_DIRECTORY "${WORK_DIR}"
-                  RESULT_VARIABLE rc
-                  OUTPUT_VARIABLE out
-                  ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    list(JOIN ARGN " " cmd)
-    message(FATAL_ERROR "install test: ${what} failed (${rc})\n  command: ${cmd}\n${out}")
-  endif()
-  message(STATUS "ok: ${what}")
-  set(STEP_OUTPUT "${out}" PARENT_SCOPE)
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 
 # consumer(<name> <source dir> <launcher> <cmake args...>): configures, builds
 # and runs one consumer project and checks what it printed, and that its
@@ -64,9 +31,6 @@ function(consumer name source launcher)
   endif()
   set(CONSUMER_BIN "${bin}" PARENT_SCOPE)
 endfunction()
-
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
 
 # 1. Install as the README says, with the default options, on a machine that
 # lacks the test and benchmark frameworks (hidden from find_package here): the
