@@ -200,6 +200,27 @@ bool shape_of(benchmark::State& state, const std::string& name, int& n, std::siz
   return true;
 }
 
+// One call of a registered benchmark: its shape, a fresh world of n ranks
+// (world(n), an InProcWorld or a SimWorld), every rank's run_rank on its clock
+// now(t), then the counters, with bytes as the network sees them (x byte_scale).
+template <class T, class Transport, class Make, class World, class Now>
+void measure(benchmark::State& state, const std::string& name, Make& make, World world, Now now,
+             double byte_scale) {
+  int ranks = 0;
+  std::size_t count = 0;
+  if (!shape_of<T>(state, name, ranks, count)) return;
+  RunRecord record(ranks);
+  try {
+    world(ranks).run(
+        [&](Transport& t) { run_rank<T>(state, t, make, count, record, now); });
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  set_counters(state, ranks, static_cast<double>(count * sizeof(T)) * byte_scale, byte_scale,
+               record);
+}
+
 // The wall clock of the in-process world, in seconds.
 inline double wall_seconds(const InProcTransport&) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -217,19 +238,8 @@ template <element T = float, class Make>
 benchmark::internal::Benchmark* register_inproc(const std::string& name, Make make, int n,
                                                 std::size_t bytes) {
   return detail::register_shape<T>(name, n, bytes, [name, make](benchmark::State& state) mutable {
-    int ranks = 0;
-    std::size_t count = 0;
-    if (!detail::shape_of<T>(state, name, ranks, count)) return;
-    detail::RunRecord record(ranks);
-    try {
-      InProcWorld(ranks).run([&](InProcTransport& t) {
-        detail::run_rank<T>(state, t, make, count, record, detail::wall_seconds);
-      });
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-      return;
-    }
-    detail::set_counters(state, ranks, static_cast<double>(count * sizeof(T)), 1.0, record);
+    detail::measure<T, InProcTransport>(
+        state, name, make, [](int ranks) { return InProcWorld(ranks); }, detail::wall_seconds, 1.0);
   });
 }
 

@@ -16,7 +16,6 @@
 // all-reduce's bytes, sent bytes x byte_scale for sent_MB_per_rank.
 
 #include <cstddef>
-#include <exception>
 #include <string>
 
 #include "dssync/benchmark.hpp"
@@ -32,26 +31,12 @@ template <element T = float, class Make>
   requires synchronizer_maker<Make, SimTransport, T>
 benchmark::internal::Benchmark* register_sim(const std::string& name, Make make, int n,
                                              std::size_t bytes, SimOptions network = {}) {
-  detail::check_shape<T>(name, n, static_cast<long long>(bytes));
   SimWorld{n, network};  // throws configuration_error for a bad network
   return detail::register_shape<T>(
       name, n, bytes, [name, make, network](benchmark::State& state) mutable {
-        int ranks = 0;
-        std::size_t count = 0;
-        if (!detail::shape_of<T>(state, name, ranks, count)) return;
-        detail::RunRecord record(ranks);
-        try {
-          SimWorld(ranks, network).run([&](SimTransport& t) {
-            detail::run_rank<T>(state, t, make, count, record,
-                                [](const SimTransport& rank) { return rank.now(); });
-          });
-        } catch (const std::exception& e) {
-          state.SkipWithError(e.what());
-          return;
-        }
-        detail::set_counters(state, ranks,
-                             static_cast<double>(count * sizeof(T)) * network.byte_scale,
-                             network.byte_scale, record);
+        detail::measure<T, SimTransport>(
+            state, name, make, [&network](int ranks) { return SimWorld(ranks, network); },
+            [](const SimTransport& rank) { return rank.now(); }, network.byte_scale);
       });
 }
 
