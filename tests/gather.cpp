@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dssync/core/concepts.hpp"
+#include "dssync/transport/counting.hpp"
 #include "dssync/transport/inproc.hpp"
 #include "gather_cases.hpp"
 
@@ -82,6 +83,7 @@ constexpr dssync::InProcOptions options{.timeout = std::chrono::seconds(20)};
 
 static_assert(dssync::broadcast_policy<dssync::TreeBroadcast, InProcTransport>);
 static_assert(dssync::broadcast_policy<dssync::ScatterAllgatherBroadcast, InProcTransport, double>);
+static_assert(dssync::broadcast_policy<dssync::PipelineBroadcast, InProcTransport, float>);
 static_assert(dssync::broadcast_policy<dssync::AutoBroadcast, InProcTransport, std::int32_t>);
 static_assert(dssync::all_gather_policy<dssync::RingAllGather, InProcTransport>);
 static_assert(dssync::all_gather_policy<dssync::BruckAllGather, InProcTransport, double>);
@@ -170,17 +172,58 @@ TEST_CASE("gather: a member that computes slowly holds everyone at the barrier")
   check_reports(reports, 4);
 }
 
+TEST_CASE("gather: PipelineBroadcast sends each member's buffer once, in the closed form's segments") {
+  // Segments of 64 bytes: 16 floats. Every member but the chain's last sends
+  // the whole buffer once, in len / 16 full segments and the remainder (an
+  // empty message when len is a multiple of 16); the last sends nothing.
+  const dssync::PipelineBroadcast pipeline({.segment_bytes = 64});
+  for (int n : {2, 3, 5}) {
+    for (const std::size_t len : {std::size_t{0}, std::size_t{7}, std::size_t{32},
+                                  std::size_t{40}}) {
+      const int root = n / 2;
+      CAPTURE(n);
+      CAPTURE(len);
+      const std::vector<int> members = iota_group(n);
+      std::vector<dssync::TrafficCount> counts(static_cast<std::size_t>(n));
+      std::vector<int> right(static_cast<std::size_t>(n));
+      InProcWorld(n, options).run([&](InProcTransport& base) {
+        dssync::CountingTransport<InProcTransport> t(base);
+        std::vector<float> d(len);
+        for (std::size_t i = 0; i < len; ++i)
+          d[i] = t.rank() == root ? static_cast<float>(i) + 0.5f : -1.0f;
+        dssync::PipelineBroadcast copy = pipeline;
+        copy.broadcast(t, Group(members), std::span<float>(d), root, 1);
+        counts[static_cast<std::size_t>(t.rank())] = t.count();
+        bool ok = true;
+        for (std::size_t i = 0; i < len; ++i) ok = ok && d[i] == static_cast<float>(i) + 0.5f;
+        right[static_cast<std::size_t>(t.rank())] = ok;
+      });
+      const std::uint64_t segments = len / 16 + 1;
+      CHECK(pipeline.segments<float>(len) == segments);
+      const int last = (root + n - 1) % n;  // the chain runs up from the root
+      for (int r = 0; r < n; ++r) {
+        CAPTURE(r);
+        CHECK(right[static_cast<std::size_t>(r)]);
+        const auto& c = counts[static_cast<std::size_t>(r)];
+        CHECK(c.bytes_sent == (r == last ? 0 : 4 * len));
+        CHECK(c.messages_sent == (r == last ? 0 : segments));
+      }
+    }
+  }
+}
+
 TEST_CASE("gather: AutoBroadcast and AutoAllGather choose by size and group size") {
   using B = dssync::AutoBroadcast::Choice;
   const dssync::AutoBroadcast broadcast;
   CHECK(broadcast.choose(0, 8) == B::tree);
   CHECK(broadcast.choose(16 * 1024 * 1024 - 1, 8) == B::tree);
-  CHECK(broadcast.choose(16 * 1024 * 1024, 8) == B::scatter_allgather);
-  CHECK(broadcast.choose(16 * 1024 * 1024, 7) == B::tree);
-  // Two members never scatter, whatever the options say.
+  CHECK(broadcast.choose(16 * 1024 * 1024, 8) == B::pipeline);
+  CHECK(broadcast.choose(16 * 1024 * 1024, 3) == B::pipeline);
+  CHECK(broadcast.choose(16 * 1024 * 1024, 2) == B::tree);
+  // Two members never take the chain, whatever the options say.
   const dssync::AutoBroadcast eager(
-      {.scatter_allgather_from = 0, .scatter_allgather_min_group = 0});
-  CHECK(eager.choose(0, 3) == B::scatter_allgather);
+      {.pipeline_from = 0, .pipeline_min_group = 0});
+  CHECK(eager.choose(0, 3) == B::pipeline);
   CHECK(eager.choose(1 << 30, 2) == B::tree);
   using A = dssync::AutoAllGather::Choice;
   const dssync::AutoAllGather all_gather;
@@ -221,12 +264,19 @@ void check_mismatch(const std::pair<std::string, std::vector<std::string>>& got)
   }
 }
 
+// Segments of four floats, so that the mismatch cases span several segments
+// (including lengths that are whole multiples of the segment).
+struct SmallSegments : dssync::PipelineBroadcast {
+  SmallSegments() : PipelineBroadcast({.segment_bytes = 16}) {}
+};
+
 template <class Algo>
 void broadcast_mismatch(const char* name) {
   struct Case {
     std::size_t root_len, other_len;
   };
-  for (const Case c : {Case{10, 11}, Case{11, 10}, Case{0, 5}, Case{5, 0}, Case{1000, 999}}) {
+  for (const Case c : {Case{10, 11}, Case{11, 10}, Case{0, 5}, Case{5, 0}, Case{1000, 999},
+                        Case{8, 12}, Case{12, 8}, Case{4, 0}, Case{0, 4}}) {
     for (int n : {2, 3, 5, 8}) {
       for (int root : {0, n - 1}) {
         // One member (the last, or the first when the root is last) differs.
@@ -250,6 +300,8 @@ void broadcast_mismatch(const char* name) {
 TEST_CASE("gather: a broadcast whose members pass different lengths fails, without hanging") {
   broadcast_mismatch<dssync::TreeBroadcast>("TreeBroadcast");
   broadcast_mismatch<dssync::ScatterAllgatherBroadcast>("ScatterAllgatherBroadcast");
+  broadcast_mismatch<dssync::PipelineBroadcast>("PipelineBroadcast");
+  broadcast_mismatch<SmallSegments>("PipelineBroadcast(16)");
   broadcast_mismatch<dssync::AutoBroadcast>("AutoBroadcast");
 }
 
@@ -300,6 +352,7 @@ TEST_CASE("gather: a root outside the group is a configuration_error on every me
       std::vector<double> d(7);
       dssync::TreeBroadcast tree;
       dssync::ScatterAllgatherBroadcast sag;
+      dssync::PipelineBroadcast pipeline;
       dssync::AutoBroadcast automatic;
       auto expect = [&](auto& algo) {
         try {
@@ -312,6 +365,7 @@ TEST_CASE("gather: a root outside the group is a configuration_error on every me
       };
       expect(tree);
       expect(sag);
+      expect(pipeline);
       expect(automatic);
       throw dssync::configuration_error("as expected");
     });
@@ -413,7 +467,7 @@ TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
     InProcWorld(n, options).run([&](InProcTransport& t) {
       const auto me = static_cast<std::size_t>(t.rank());
       dssync::AutoBroadcast broadcast(
-          {.scatter_allgather_from = 4096, .scatter_allgather_min_group = 3});
+          {.pipeline_from = 4096, .pipeline_min_group = 3, .segment_bytes = 4096});
       dssync::AutoAllGather all_gather({.ring_from = 4096});
       dssync::RingAllGatherV all_gather_v;
       dssync::DisseminationBarrier barrier;

@@ -25,6 +25,7 @@
 #include "dssync/collective/auto_broadcast.hpp"
 #include "dssync/collective/barrier.hpp"
 #include "dssync/collective/bruck_all_gather.hpp"
+#include "dssync/collective/pipeline_broadcast.hpp"
 #include "dssync/collective/ring_all_gather.hpp"
 #include "dssync/collective/scatter_allgather_broadcast.hpp"
 #include "dssync/collective/tree_broadcast.hpp"
@@ -188,9 +189,11 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   Report r;
   dssync::TreeBroadcast tree;
   dssync::ScatterAllgatherBroadcast scatter_allgather;
+  dssync::PipelineBroadcast pipeline;
+  dssync::PipelineBroadcast pipeline_small({.segment_bytes = 4000});
   dssync::AutoBroadcast auto_broadcast;
   dssync::AutoBroadcast auto_broadcast_small(
-      {.scatter_allgather_from = 64, .scatter_allgather_min_group = 3});
+      {.pipeline_from = 64, .pipeline_min_group = 3, .segment_bytes = 256});
   dssync::RingAllGather ring;
   dssync::BruckAllGather bruck;
   dssync::AutoAllGather auto_all_gather;
@@ -203,6 +206,8 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
       for (const int root : roots_for(g, len, plan)) {
         broadcast_case<T>(t, g, tree, "TreeBroadcast", len, root, tag, r);
         broadcast_case<T>(t, g, scatter_allgather, "ScatterAllgatherBroadcast", len, root, tag, r);
+        broadcast_case<T>(t, g, pipeline, "PipelineBroadcast", len, root, tag, r);
+        broadcast_case<T>(t, g, pipeline_small, "PipelineBroadcast(4000)", len, root, tag, r);
         broadcast_case<T>(t, g, auto_broadcast, "AutoBroadcast", len, root, tag, r);
         broadcast_case<T>(t, g, auto_broadcast_small, "AutoBroadcast(64)", len, root, tag, r);
       }

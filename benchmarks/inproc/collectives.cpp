@@ -373,6 +373,7 @@ void register_all() {
     for (const int n : gather_world_sizes) {
       register_broadcast<dssync::TreeBroadcast>("tree", n, bytes);
       register_broadcast<dssync::ScatterAllgatherBroadcast>("scatter_allgather", n, bytes);
+      register_broadcast<dssync::PipelineBroadcast>("pipeline", n, bytes);
       register_broadcast<dssync::AutoBroadcast>("auto", n, bytes);
       register_all_gather<dssync::RingAllGather>("ring", n, bytes);
       register_all_gather<dssync::BruckAllGather>("bruck", n, bytes);

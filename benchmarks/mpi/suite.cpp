@@ -210,8 +210,8 @@ Outcome bm_broadcast(benchmark::State* state, std::int64_t iterations, std::size
 }
 
 template <class Policy>
-Outcome bm_broadcast_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
-  Policy policy;
+Outcome bm_broadcast_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes,
+                            Policy policy = {}) {
   const dssync::Group group = world_partition().group(0);
   return bm_broadcast(state, iterations, bytes, [&](std::span<float> data) {
     policy.broadcast(*transport, group, data, 0, op_tag);
@@ -318,6 +318,14 @@ void add_broadcasts(std::size_t bytes) {
   add_b("broadcast_scatter_allgather", [bytes](benchmark::State* s, std::int64_t i) {
     return bm_broadcast_policy<ScatterAllgatherBroadcast>(s, i, bytes);
   });
+  for (const std::size_t segment : {std::size_t{512} << 10, std::size_t{1} << 20, std::size_t{2} << 20}) {
+    const std::string name = segment == (std::size_t{1} << 20)
+                                 ? "broadcast_pipeline"
+                                 : "broadcast_pipeline_" + std::to_string(segment >> 10) + "k";
+    add_b(name, [bytes, segment](benchmark::State* s, std::int64_t i) {
+      return bm_broadcast_policy(s, i, bytes, PipelineBroadcast({.segment_bytes = segment}));
+    });
+  }
   add_b("broadcast_auto", [bytes](benchmark::State* s, std::int64_t i) {
     return bm_broadcast_policy<AutoBroadcast>(s, i, bytes);
   });

@@ -83,6 +83,7 @@ int run(int argc, char** argv) {
     const std::span<float> span(data);
     dssync::TreeBroadcast tree;
     dssync::ScatterAllgatherBroadcast scatter;
+    dssync::PipelineBroadcast pipeline;
     dssync::RingAllGather ring;
     dssync::BruckAllGather bruck;
     auto broadcast_ok = [&] {
@@ -103,6 +104,8 @@ int run(int argc, char** argv) {
     const auto g = bench::Collective::all_gather;
     methods.push_back({"dssync_broadcast_tree", b, [&] { tree.broadcast(t, world, span, 0, 2); }, broadcast_ok, {}});
     methods.push_back({"dssync_broadcast_scatter_allgather", b, [&] { scatter.broadcast(t, world, span, 0, 2); },
+                       broadcast_ok, {}});
+    methods.push_back({"dssync_broadcast_pipeline", b, [&] { pipeline.broadcast(t, world, span, 0, 2); },
                        broadcast_ok, {}});
     methods.push_back({"gloo_broadcast", b,
                        [&] {

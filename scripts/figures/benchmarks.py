@@ -183,13 +183,14 @@ _sync_claims()
 
 
 # Under MPI: n = 8, 16 MiB, in one run beside Open MPI's own calls.
-MPI16 = "docs/experiments/collectives-2026-12-04/mpi_n8_16mib.json"
+MPI16 = "docs/experiments/broadcast-pipeline-2026-12-04/mpi_n8_16mib.json"
 MPI_ROWS = [("mpi_allreduce", "`MPI_Allreduce`", "mpi_allreduce"),
             ("ring", "`RingReduce` over `MPITransport`", "mpi_allreduce"),
             ("mpi_bcast", "`MPI_Bcast`", "mpi_bcast"),
             ("broadcast_tree", "`TreeBroadcast`", "mpi_bcast"),
             ("broadcast_scatter_allgather", "`ScatterAllgatherBroadcast`", "mpi_bcast"),
-            ("broadcast_auto", "`AutoBroadcast`", "mpi_bcast"),
+            ("broadcast_pipeline", "`PipelineBroadcast`", "mpi_bcast"),
+            ("broadcast_auto", "`AutoBroadcast` (the chain here)", "mpi_bcast"),
             ("broadcast_mpi_native", "`MPINativeBroadcast`", "mpi_bcast"),
             ("mpi_allgather", "`MPI_Allgather`", "mpi_allgather"),
             ("all_gather_ring", "`RingAllGather`", "mpi_allgather"),

@@ -1,20 +1,21 @@
 #pragma once
 // Chooses the broadcast by buffer size and group size: the binomial tree while
-// latency dominates (small buffers, small groups), van de Geijn's scatter and
-// ring all-gather for large buffers in large groups. Every member sees the
-// same length and group, so all choose alike.
-// The thresholds come from a sweep on the in-process world on 2 cores, where
-// copies are cheap and hand-offs are not, so the tree wins up to large buffers
-// (docs/design.md, "Broadcast, all-gather, barrier"; the measurements and their
-// records: docs/experiments/collectives-2026-12-04/README.md). On a network,
-// where the tree's root sends log2(g) whole copies one after the other, the
-// scatter should pay off at smaller sizes: pass your own thresholds there.
+// latency dominates (small buffers, small groups), the pipelined chain for
+// large buffers, where the tree's root sends log2(g) whole copies one after the
+// other and the chain moves each byte once per member with every link busy.
+// Every member sees the same length and group, so all choose alike.
+// The threshold comes from sweeps on 2 cores: in process the tree wins up to
+// 4 MiB and the chain from 16 MiB; over MPITransport at 16 MiB the chain is the
+// fastest of ours, the tree the slowest (docs/design.md, "Broadcast,
+// all-gather, barrier"; the records: docs/experiments/collectives-2026-12-04/).
+// On a network, where every hop costs the whole buffer's time on the wire, the
+// chain pays off at smaller sizes: pass your own threshold there.
 
 #include <algorithm>
 #include <cstddef>
 #include <span>
 
-#include "dssync/collective/scatter_allgather_broadcast.hpp"
+#include "dssync/collective/pipeline_broadcast.hpp"
 #include "dssync/collective/tree_broadcast.hpp"
 
 namespace dssync {
@@ -22,33 +23,34 @@ namespace dssync {
 class AutoBroadcast {
  public:
   struct Options {
-    std::size_t scatter_allgather_from = 16 * 1024 * 1024;  // bytes
-    int scatter_allgather_min_group = 8;                    // members
+    std::size_t pipeline_from = 16 * 1024 * 1024;  // bytes
+    int pipeline_min_group = 3;                    // members; two always take the tree
+    std::size_t segment_bytes = PipelineBroadcast::Options{}.segment_bytes;
   };
 
   AutoBroadcast() = default;
-  explicit AutoBroadcast(Options o) : options_(o) {}
+  explicit AutoBroadcast(Options o)
+      : options_(o), pipeline_({.segment_bytes = o.segment_bytes}) {}
 
-  enum class Choice { tree, scatter_allgather };
+  enum class Choice { tree, pipeline };
 
   Choice choose(std::size_t bytes, int group_size) const noexcept {
-    if (group_size < std::max(3, options_.scatter_allgather_min_group) ||
-        bytes < options_.scatter_allgather_from)
+    if (group_size < std::max(3, options_.pipeline_min_group) || bytes < options_.pipeline_from)
       return Choice::tree;
-    return Choice::scatter_allgather;
+    return Choice::pipeline;
   }
 
   template <transport Transport, element T>
   void broadcast(Transport& t, const Group& g, std::span<T> data, int root, tag_t tag = 0) {
     if (choose(data.size_bytes(), g.size()) == Choice::tree)
       return tree_.broadcast(t, g, data, root, tag);
-    return scatter_allgather_.broadcast(t, g, data, root, tag);
+    return pipeline_.broadcast(t, g, data, root, tag);
   }
 
  private:
   Options options_;
   TreeBroadcast tree_;
-  ScatterAllgatherBroadcast scatter_allgather_;
+  PipelineBroadcast pipeline_;
 };
 
 }  // namespace dssync
