@@ -27,6 +27,7 @@
 #include "dssync/collective/tree.hpp"
 #include "dssync/collective/tree_broadcast.hpp"
 
+#include "dssync/policy/delay.hpp"
 #include "dssync/policy/grouping.hpp"
 #include "dssync/policy/shuffle.hpp"
 #include "dssync/policy/topology.hpp"
@@ -35,6 +36,7 @@
 #include "dssync/sync/dssync.hpp"
 #include "dssync/sync/gossip.hpp"
 #include "dssync/sync/local_sgd.hpp"
+#include "dssync/sync/stale.hpp"
 
 #include "dssync/analysis/consensus.hpp"
 #include "dssync/analysis/matrix.hpp"
