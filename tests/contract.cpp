@@ -144,7 +144,9 @@ struct TcpThreadsRunner {
                        deadline_from_operation_start)                                            \
   DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)            \
   DSSYNC_CONTRACT_CASE(Runner, prefix "synchronizers agree bitwise, checked or not",             \
-                       synchronizers_agree_bitwise)
+                       synchronizers_agree_bitwise)                                              \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",         \
+                       stale_agrees_bitwise)
 
 DSSYNC_CONTRACT_CASES(InProcRunner, "inproc: ")
 #ifdef DSSYNC_TEST_SIM

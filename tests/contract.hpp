@@ -436,6 +436,81 @@ void synchronizers_agree_bitwise(R& runner, Report& rep) {
   }
 }
 
+// StaleSync on every transport: 20 trainer-like steps (params -= lr * the mean
+// of gradients computed at the copy view() returns) with no delay, FixedDelay{0}
+// and UniformDelay{0}, and with UniformDelay{3}, checked or not.
+struct StaleSteps {
+  std::vector<float> fixed0, uniform0, uniform3, bsp;
+  bool operator==(const StaleSteps& o) const {
+    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    return same(fixed0, o.fixed0) && same(uniform0, o.uniform0) && same(uniform3, o.uniform3) &&
+           same(bsp, o.bsp);
+  }
+};
+template <class T>
+StaleSteps run_stale_steps(T& t, bool checked) {
+  constexpr std::size_t count = 1001;
+  const int rank = t.rank();
+  auto train = [&](auto& sync) {
+    std::vector<float> x = start_values(rank, 2, count), g(count);
+    for (int k = 0; k < 20; ++k) {
+      std::span<const float> at(x);
+      if constexpr (requires { sync.view(at); }) at = sync.view(at);
+      for (std::size_t i = 0; i < count; ++i)
+        g[i] = 0.5f * at[i] * at[i] - at[i] + 0.125f * float(rank + 1) * float(i % 5);
+      sync.step(std::span<float>(g));
+      for (std::size_t i = 0; i < count; ++i) x[i] -= 0.0625f * g[i];
+    }
+    return x;
+  };
+  StaleSteps s;
+  dssync::StaleSync<T, dssync::FixedDelay> fixed0(t, count, {0}, {.checked = checked});
+  s.fixed0 = train(fixed0);
+  const dssync::StaleSyncOptions o{.seed = 9, .checked = checked};
+  dssync::StaleSync<T, dssync::UniformDelay> uniform0(t, count, {0}, o);
+  s.uniform0 = train(uniform0);
+  dssync::StaleSync<T, dssync::UniformDelay> uniform3(t, count, {3}, o);
+  s.uniform3 = train(uniform3);
+  dssync::AllReduceSync<T, dssync::RingReduce, dssync::Average> bsp(t, {.checked = checked});
+  s.bsp = train(bsp);
+  return s;
+}
+
+// The same StaleSync runs give bitwise the in-process world's parameters on
+// every transport, checked or not; with no delay they are AllReduceSync's on
+// gradients, and with UniformDelay{3} they are not.
+template <class R>
+void stale_agrees_bitwise(R& runner, Report& rep) {
+  const int n = 4;
+  auto want = slots<StaleSteps>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_stale_steps(t, false);
+  });
+  for (int r = 0; r < n; ++r) {
+    const StaleSteps& w = want[static_cast<std::size_t>(r)];
+    const std::string who = "rank " + std::to_string(r) + ": ";
+    rep.check(StaleSteps{w.bsp, w.bsp, w.uniform3, w.bsp} == w,
+              who + "StaleSync with no delay differs from AllReduceSync on gradients");
+    rep.check(!(StaleSteps{w.fixed0, w.uniform0, w.bsp, w.bsp} == w),
+              who + "StaleSync with UniformDelay{3} gave the undelayed result");
+  }
+  for (bool checked : {false, true}) {
+    auto got = slots<StaleSteps>(n);
+    const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+      got[static_cast<std::size_t>(t.rank())] = run_stale_steps(t, checked);
+    });
+    for (int r = 0; r < n; ++r) {
+      expect_end(rep, ends, r, "none");
+      if (ends[static_cast<std::size_t>(r)].known)
+        rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                  "rank " + std::to_string(r) + (checked ? " (checked)" : "") +
+                      ": StaleSync's parameters differ from the in-process world's");
+    }
+  }
+}
+
 // Every case, by name, for the programs that run one case at a time.
 template <class R>
 using Case = void (*)(R&, Report&);
@@ -457,6 +532,7 @@ std::vector<Named<R>> all_cases() {
       {"deadline", &deadline_from_operation_start<R>, 2},
       {"zero-timeout", &zero_timeout_waits<R>, 2},
       {"synchronizers", &synchronizers_agree_bitwise<R>, 5},
+      {"stale", &stale_agrees_bitwise<R>, 4},
   };
 }
 
