@@ -145,6 +145,8 @@ struct TcpThreadsRunner {
   DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)            \
   DSSYNC_CONTRACT_CASE(Runner, prefix "synchronizers agree bitwise, checked or not",             \
                        synchronizers_agree_bitwise)                                              \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "GADMM agrees bitwise, checked or not",                    \
+                       gadmm_agrees_bitwise)                                                     \
   DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",         \
                        stale_agrees_bitwise)
 

@@ -511,6 +511,72 @@ void stale_agrees_bitwise(R& runner, Report& rep) {
   }
 }
 
+// GADMM on every transport: a few iterations of a quadratic local problem per
+// rank, f_r(θ) = c_r/2 ||θ - a_r||², on the static chain and on a chain
+// redrawn every other iteration (D-GADMM), checked or not.
+struct AdmmQuadratic {
+  double c;
+  std::vector<double> a;
+  std::size_t dim() const { return a.size(); }
+  void solve(std::span<const double> mu, std::span<const double> sum, int k, double rho,
+             std::span<double> theta) const {
+    for (std::size_t i = 0; i < a.size(); ++i)
+      theta[i] = (c * a[i] - mu[i] + rho * sum[i]) / (c + k * rho);
+  }
+};
+struct AdmmResult {
+  std::vector<double> theta, mu, dynamic_theta, dynamic_mu;
+  bool operator==(const AdmmResult& o) const {
+    auto same = [](const std::vector<double>& x, const std::vector<double>& y) {
+      return x.size() == y.size() &&
+             std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
+    };
+    return same(theta, o.theta) && same(mu, o.mu) && same(dynamic_theta, o.dynamic_theta) &&
+           same(dynamic_mu, o.dynamic_mu);
+  }
+};
+template <class T>
+AdmmResult run_gadmm_iterations(T& t, bool checked) {
+  const auto start = start_values(t.rank(), 3, 37);
+  AdmmQuadratic problem{double(t.rank() + 1), std::vector<double>(start.begin(), start.end())};
+  AdmmResult out;
+  auto run = [&](auto&& g, std::vector<double>& theta, std::vector<double>& mu) {
+    theta.assign(problem.dim(), 0.0);
+    for (int k = 0; k < 7; ++k) g.iterate(problem, std::span<double>(theta));
+    mu.assign(g.dual().begin(), g.dual().end());
+  };
+  run(dssync::GADMM<T>(t, problem.dim(), {.rho = 0.7, .checked = checked}), out.theta, out.mu);
+  run(dssync::GADMM<T, dssync::RandomChain>(t, problem.dim(),
+                                            {.rho = 0.7, .seed = 11, .checked = checked},
+                                            dssync::RandomChain{2}),
+      out.dynamic_theta, out.dynamic_mu);
+  return out;
+}
+
+// The same GADMM iterations give bitwise the in-process world's models and
+// duals on every transport, checked or not.
+template <class R>
+void gadmm_agrees_bitwise(R& runner, Report& rep) {
+  const int n = 4;
+  auto want = slots<AdmmResult>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_gadmm_iterations(t, false);
+  });
+  for (bool checked : {false, true}) {
+    auto got = slots<AdmmResult>(n);
+    const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+      got[static_cast<std::size_t>(t.rank())] = run_gadmm_iterations(t, checked);
+    });
+    for (int r = 0; r < n; ++r) {
+      expect_end(rep, ends, r, "none");
+      if (ends[static_cast<std::size_t>(r)].known)
+        rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                  "rank " + std::to_string(r) + (checked ? " (checked)" : "") +
+                      ": GADMM's models or duals differ from the in-process world's");
+    }
+  }
+}
+
 // Every case, by name, for the programs that run one case at a time.
 template <class R>
 using Case = void (*)(R&, Report&);
@@ -532,6 +598,7 @@ std::vector<Named<R>> all_cases() {
       {"deadline", &deadline_from_operation_start<R>, 2},
       {"zero-timeout", &zero_timeout_waits<R>, 2},
       {"synchronizers", &synchronizers_agree_bitwise<R>, 5},
+      {"gadmm", &gadmm_agrees_bitwise<R>, 4},
       {"stale", &stale_agrees_bitwise<R>, 4},
   };
 }

@@ -27,6 +27,7 @@
 #include "dssync/collective/tree.hpp"
 #include "dssync/collective/tree_broadcast.hpp"
 
+#include "dssync/policy/chain.hpp"
 #include "dssync/policy/delay.hpp"
 #include "dssync/policy/grouping.hpp"
 #include "dssync/policy/shuffle.hpp"
@@ -34,6 +35,7 @@
 
 #include "dssync/sync/allreduce.hpp"
 #include "dssync/sync/dssync.hpp"
+#include "dssync/sync/gadmm.hpp"
 #include "dssync/sync/gossip.hpp"
 #include "dssync/sync/local_sgd.hpp"
 #include "dssync/sync/stale.hpp"

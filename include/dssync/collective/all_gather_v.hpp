@@ -8,6 +8,8 @@
 //
 // The output is a std::vector the call resizes to the total: its capacity is
 // kept from call to call, so once it is large enough nothing is allocated.
+// all_gather_known is the same ring for callers that already agreed on the
+// lengths (SFBSync exchanges them with its decision data): no second exchange.
 
 #include <algorithm>
 #include <cstddef>
@@ -38,7 +40,6 @@ class RingAllGatherV {
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     const int n = m.size;
-    const int p = m.position;
     if (counts.size() != static_cast<std::size_t>(n))
       throw configuration_error("all_gather_v's counts have " + std::to_string(counts.size()) +
                                     " entries for a group of " + std::to_string(n) + " members",
@@ -56,12 +57,48 @@ class RingAllGatherV {
           offsets[static_cast<std::size_t>(q)] + counts[static_cast<std::size_t>(q)];
     }
     out.resize(offsets[static_cast<std::size_t>(n)]);
-    const std::span<T> all(out);
+    ring(t, g, m, mine, offsets, std::span<T>(out), tag);
+  }
+
+  // The same ring when every member already knows every length (a caller that
+  // agreed on them in an exchange of its own): counts[p] elements of the
+  // member at position p land in `out` (their sum long) in position order, and
+  // nothing else is exchanged. `mine` must be counts[position] long
+  // (configuration_error otherwise); it may be this member's own block of out.
+  template <transport Transport, element T>
+  void all_gather_known(Transport& t, const Group& g, std::span<const T> mine,
+                        std::span<const std::size_t> counts, std::span<T> out, tag_t tag = 0) {
+    const detail::Member m = detail::member_of(t, g);
+    const auto n = static_cast<std::size_t>(m.size);
+    if (counts.size() != n)
+      throw configuration_error("all_gather_known's counts have " +
+                                    std::to_string(counts.size()) + " entries for a group of " +
+                                    std::to_string(n) + " members",
+                                detail::call_context(t, g, tag));
+    const auto offsets = offsets_.get<std::size_t>(n + 1);
+    offsets[0] = 0;
+    for (std::size_t q = 0; q < n; ++q) offsets[q + 1] = offsets[q] + counts[q];
+    const std::size_t own = counts[static_cast<std::size_t>(m.position)];
+    if (mine.size() != own || out.size() != offsets[n])
+      throw configuration_error(
+          "all_gather_known: this member contributes " + std::to_string(mine.size()) +
+              " elements where its count says " + std::to_string(own) + ", into an output of " +
+              std::to_string(out.size()) + " for counts summing to " + std::to_string(offsets[n]),
+          detail::call_context(t, g, tag));
+    ring(t, g, m, mine, offsets, out, tag);
+  }
+
+ private:
+  template <transport Transport, element T>
+  static void ring(Transport& t, const Group& g, detail::Member m, std::span<const T> mine,
+                   std::span<const std::size_t> offsets, std::span<T> all, tag_t tag) {
+    const int n = m.size;
+    const int p = m.position;
     auto block = [&](int q) {
       const auto b = offsets[static_cast<std::size_t>(q)];
       return all.subspan(b, offsets[static_cast<std::size_t>(q) + 1] - b);
     };
-    std::copy(mine.begin(), mine.end(), block(p).begin());
+    if (mine.data() != block(p).data()) std::copy(mine.begin(), mine.end(), block(p).begin());
     const int right = g[(p + 1) % n];
     const int left = g[(p + n - 1) % n];
     // At step s pass on the contribution of position p-s and receive that of
@@ -71,7 +108,6 @@ class RingAllGatherV {
                  block((p - s - 1 + 2 * n) % n), tag);
   }
 
- private:
   BruckAllGather bruck_;
   detail::Scratch lengths_;
   detail::Scratch offsets_;
