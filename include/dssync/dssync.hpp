@@ -38,6 +38,7 @@
 #include "dssync/sync/gadmm.hpp"
 #include "dssync/sync/gossip.hpp"
 #include "dssync/sync/local_sgd.hpp"
+#include "dssync/sync/sfb.hpp"
 #include "dssync/sync/stale.hpp"
 
 #include "dssync/analysis/consensus.hpp"
