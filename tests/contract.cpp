@@ -148,7 +148,9 @@ struct TcpThreadsRunner {
   DSSYNC_CONTRACT_CASE(Runner, prefix "GADMM agrees bitwise, checked or not",                    \
                        gadmm_agrees_bitwise)                                                     \
   DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",         \
-                       stale_agrees_bitwise)
+                       stale_agrees_bitwise)                                                     \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",             \
+                       sfb_agrees_bitwise)
 
 DSSYNC_CONTRACT_CASES(InProcRunner, "inproc: ")
 #ifdef DSSYNC_TEST_SIM

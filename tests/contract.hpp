@@ -577,6 +577,81 @@ void gadmm_agrees_bitwise(R& runner, Report& rep) {
   }
 }
 
+// SFBSync on every transport: four steps of gradients on three fully
+// connected layers and the tensors around them, in hybrid, factors and dense
+// mode, checked or not. Two ranks' k each step, then a short batch (k 1, 1, 1,
+// 0) that moves every layer as factors in the hybrid too.
+struct SfbSteps {
+  std::vector<float> hybrid, factors, dense;
+  bool operator==(const SfbSteps& o) const {
+    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    return same(hybrid, o.hybrid) && same(factors, o.factors) && same(dense, o.dense);
+  }
+};
+template <class T>
+SfbSteps run_sfb_steps(T& t, bool checked) {
+  const std::vector<dssync::SFBLayer> layers = {{16, 24, 3}, {3, 5, 387}, {12, 12, 407}};
+  constexpr std::size_t count = 555;
+  const int rank = t.rank();
+  auto train = [&](dssync::SFBMode mode) {
+    dssync::SFBSync<T> sync(t, layers, {.mode = mode, .checked = checked});
+    std::vector<float> x(count, 0.0f);
+    for (int step = 0; step < 4; ++step) {
+      const int k = step < 3 ? 2 : (rank < 3 ? 1 : 0);
+      std::vector<float> g = start_values(rank, 10 + step, count);
+      std::vector<std::vector<float>> u, v;
+      std::vector<dssync::FactorView> views;
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        const auto [rows, cols, offset] = layers[l];
+        const int tensor = 100 + 10 * step + static_cast<int>(l);
+        u.push_back(start_values(rank, tensor, static_cast<std::size_t>(rows * k)));
+        v.push_back(start_values(rank, tensor + 5, static_cast<std::size_t>(cols * k)));
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j) {
+            float e = 0.0f;
+            for (int q = 0; q < k; ++q)
+              e += u[l][static_cast<std::size_t>(i + q * rows)] *
+                   v[l][static_cast<std::size_t>(j + q * cols)];
+            g[offset + static_cast<std::size_t>(i * cols + j)] = e;
+          }
+      }
+      for (std::size_t l = 0; l < layers.size(); ++l)
+        views.push_back({layers[l].rows, layers[l].cols, k, u[l].data(), v[l].data()});
+      sync.step(std::span<float>(g), std::span<const dssync::FactorView>(views));
+      for (std::size_t i = 0; i < count; ++i) x[i] -= 0.0625f * g[i];
+    }
+    return x;
+  };
+  return {train(dssync::SFBMode::hybrid), train(dssync::SFBMode::factors),
+          train(dssync::SFBMode::dense)};
+}
+
+// The same SFBSync steps give bitwise the in-process world's parameters on
+// every transport, checked or not.
+template <class R>
+void sfb_agrees_bitwise(R& runner, Report& rep) {
+  const int n = 4;
+  auto want = slots<SfbSteps>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_sfb_steps(t, false);
+  });
+  for (bool checked : {false, true}) {
+    auto got = slots<SfbSteps>(n);
+    const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+      got[static_cast<std::size_t>(t.rank())] = run_sfb_steps(t, checked);
+    });
+    for (int r = 0; r < n; ++r) {
+      expect_end(rep, ends, r, "none");
+      if (ends[static_cast<std::size_t>(r)].known)
+        rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                  "rank " + std::to_string(r) + (checked ? " (checked)" : "") +
+                      ": SFBSync's parameters differ from the in-process world's");
+    }
+  }
+}
+
 // Every case, by name, for the programs that run one case at a time.
 template <class R>
 using Case = void (*)(R&, Report&);
@@ -600,6 +675,7 @@ std::vector<Named<R>> all_cases() {
       {"synchronizers", &synchronizers_agree_bitwise<R>, 5},
       {"gadmm", &gadmm_agrees_bitwise<R>, 4},
       {"stale", &stale_agrees_bitwise<R>, 4},
+      {"sfb", &sfb_agrees_bitwise<R>, 4},
   };
 }
 

@@ -366,7 +366,7 @@ TEST_CASE("Bytes per layer and per step are the closed forms, for the example ML
 
 // --------------------------------------------------------------- the rule --
 
-TEST_CASE("The hybrid's rule: factors iff Σk (rows + cols) < 2 rows cols; ties go dense") {
+TEST_CASE("The hybrid's rule: factors iff Σk (rows + cols) < 2 rows cols (ties go dense)") {
   // Layers whose boundary falls on an integer: n x n at Σk = n; 2 x 6 at
   // Σk (8) = 24, Σk = 3; and the MLP's, whose limits are 401407/1040 = 385,
   // 65535/384 = 170 and 2559/138 = 18.
