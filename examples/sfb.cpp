@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <random>
+#include <span>
 #include <vector>
 
 constexpr int ranks = 4, rows = 64, cols = 128, k = 4;  // W is rows x cols, batch of k
@@ -36,7 +37,7 @@ int main() {
 
     const std::vector<dssync::SFBLayer> layers = {{.rows = rows, .cols = cols, .offset = 0}};
     const dssync::FactorView mine{.rows = rows, .cols = cols, .k = k, .u = u.data(), .v = v.data()};
-    // Hybrid (the default): factors when Σk (rows + cols) < 2 rows cols, here 768 < 16384.
+    // Hybrid (the default): factors when Σk (rows + cols) < 2 rows cols: 16 x 192 < 2 x 8192.
     dssync::SFBSync<dssync::InProcTransport> sfb(t, layers);
     sfb.step(gradient, std::span(&mine, 1));  // W rebuilt from factors, the bias all-reduced
     dssync::SFBSync<dssync::InProcTransport> all_reduce(t, layers,

@@ -19,8 +19,8 @@ template <class Delay>
 std::vector<double> descend(Delay delay) {
   std::vector<double> xs;
   dssync::InProcWorld(ranks).run([&](dssync::InProcTransport& t) {
-    dssync::StaleSync<dssync::InProcTransport, Delay, dssync::RingReduce, double> sync(t, 1, delay,
-                                                                                       {.seed = 7});
+    using Sync = dssync::StaleSync<dssync::InProcTransport, Delay, dssync::RingReduce, double>;
+    Sync sync(t, 1, delay, {.seed = 7});  // one parameter, in double
     std::vector<double> x{1.0}, gradient(1);
     for (int c = 0; c < clocks; ++c) {
       if (t.rank() == 0) xs.push_back(x[0]);
@@ -41,7 +41,7 @@ int main() {
     const double want = fixed[c - 1] - k * fixed[std::max(c - 1 - 2, 0)];
     ok = ok && fixed[c] == want;
   }
-  std::printf("FixedDelay{2}:   x_60 = %.3e, the recurrence x_{t+1} = x_t - k x_{t-2}: %s\n",
+  std::printf("FixedDelay{2}:   x_59 = %.3e, the recurrence x_{t+1} = x_t - k x_{t-2}: %s\n",
               fixed.back(), ok ? "bit for bit" : "MISMATCH");
 
   // Each worker's delay drawn from {0, 1, 2} at every clock: replay the mean
@@ -56,7 +56,7 @@ int main() {
       mean += drawn[std::max<int>(c - 1 - uniform.delay(7, r, clock), 0)] / ranks;
     worst = std::max(worst, std::abs(drawn[c] - (drawn[c - 1] - k * mean)));
   }
-  std::printf("UniformDelay{2}: x_60 = %.3e, largest gap to the replayed delays: %.1e\n",
+  std::printf("UniformDelay{2}: x_59 = %.3e, largest gap to the replayed delays: %.1e\n",
               drawn.back(), worst);
   ok = ok && worst < 1e-15 && std::abs(drawn.back()) < 1e-3;
   return ok ? 0 : 1;
