@@ -4,6 +4,11 @@
 // All parameters live in one contiguous float buffer, so that a synchronizer
 // averages the whole model as one span; Eigen maps the layers onto it. The
 // GEMMs are Eigen's; a batch is a matrix with one column per sample.
+//
+// Each weight gradient is the product D Aᵀ of the layer's back-propagated error
+// D (outputs x batch, carrying the 1/batch of the mean) and its input A (inputs
+// x batch): the sufficient factors that SFBSync (dssync/sync/sfb.hpp) can send
+// instead of the matrix. factors() exposes the ones backprop computes anyway.
 
 #include <Eigen/Core>
 
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include <dssync/core/random.hpp>
+#include <dssync/sync/sfb.hpp>
 
 #include "data.hpp"
 
@@ -56,6 +62,36 @@ struct BatchResult {
   double loss_sum = 0;
   std::size_t correct = 0;
 };
+
+// Replaces the logits (one column per sample) by softmax probabilities
+// (shifted by the column's maximum for stability); returns the summed
+// cross-entropy and the hits.
+template <class Z>
+BatchResult softmax_loss(Z& z, const int* labels, int batch) {
+  BatchResult r;
+  for (int j = 0; j < batch; ++j) {
+    auto col = z.col(j);
+    Eigen::Index arg = 0;
+    const float top = col.maxCoeff(&arg);
+    col.array() = (col.array() - top).exp();
+    const float sum = col.sum();
+    col /= sum;
+    r.loss_sum -= std::log(std::max(col(labels[j]), 1e-30f));
+    if (arg == labels[j]) ++r.correct;
+  }
+  return r;
+}
+
+// A weight matrix of `outputs` x `inputs` stored column-major at `offset` is,
+// read row-major, inputs x outputs: its gradient D Aᵀ is then A Dᵀ, the
+// factors (U, V) = (A, D). Biases are left to the dense all-reduce.
+inline dssync::SFBLayer sfb_layer(int outputs, int inputs, std::size_t offset) {
+  return {inputs, outputs, offset};
+}
+inline dssync::FactorView factor_view(int outputs, int inputs, int batch, const float* a,
+                                      const float* d) {
+  return {inputs, outputs, batch, a, d};
+}
 
 class Mlp {
  public:
@@ -117,8 +153,22 @@ class Mlp {
     d1 = (a1.array() > 0.0f).select(d1, 0.0f);
     g.w1.noalias() = d1 * X.transpose();
     g.b1 = d1.rowwise().sum();
+    // The factors: column-major blocks of `batch` columns, valid until the
+    // next call (X is the caller's).
+    factors_[0] = factor_view(shape_.h1, shape_.in, batch, x, d1_.data());
+    factors_[1] = factor_view(shape_.h2, shape_.h1, batch, a1_.data(), d2_.data());
+    factors_[2] = factor_view(shape_.out, shape_.h2, batch, a2_.data(), z3_.data());
     return r;
   }
+
+  // W1, W2, W3 as SFBSync's layers, and the last batch's factors of their
+  // gradients, in the same order.
+  std::vector<dssync::SFBLayer> sfb_layers() const {
+    return {sfb_layer(shape_.h1, shape_.in, 0),
+            sfb_layer(shape_.h2, shape_.h1, Layers::off_w2(shape_)),
+            sfb_layer(shape_.out, shape_.h2, Layers::off_w3(shape_))};
+  }
+  std::span<const dssync::FactorView> factors() const { return factors_; }
 
   // SGD with momentum as PyTorch writes it: v = mu v + g; p -= lr v. The
   // velocity is this worker's own and is never synchronized.
@@ -165,24 +215,6 @@ class Mlp {
     z3.colwise() += l.b3;
   }
 
-  // Replaces the logits by softmax probabilities (shifted by the column's
-  // maximum for stability); returns the summed cross-entropy and the hits.
-  template <class Z3>
-  static BatchResult softmax_loss(Z3& z3, const int* labels, int batch) {
-    BatchResult r;
-    for (int j = 0; j < batch; ++j) {
-      auto col = z3.col(j);
-      Eigen::Index arg = 0;
-      const float top = col.maxCoeff(&arg);
-      col.array() = (col.array() - top).exp();
-      const float sum = col.sum();
-      col /= sum;
-      r.loss_sum -= std::log(std::max(col(labels[j]), 1e-30f));
-      if (arg == labels[j]) ++r.correct;
-    }
-    return r;
-  }
-
   void reserve(int batch) {
     if (a1_.cols() >= batch) return;
     a1_.resize(shape_.h1, batch);
@@ -195,6 +227,7 @@ class Mlp {
   Shape shape_;
   std::vector<float> params_, velocity_, grad_;
   Matrix a1_, a2_, z3_, d1_, d2_;  // activations and their gradients, max batch wide
+  dssync::FactorView factors_[3] = {};
 };
 
 }  // namespace train

@@ -1,5 +1,5 @@
 // Data-parallel training of an MLP on Fashion-MNIST with a dssync
-// synchronizer: DS-Sync against BSP, gossip and local SGD.
+// synchronizer: DS-Sync against BSP, SFB, gossip and local SGD.
 //
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
@@ -187,8 +187,12 @@ int main(int argc, char** argv) {
   int workers = 8;
   app.add_option("--sync", syncs,
                  "synchronizers, comma-separated, run one after the other: dssync, allreduce (BSP), "
-                 "gossip, localsgd, none")
+                 "sfb (BSP by sufficient factor broadcasting, per layer the cheaper way), "
+                 "sfb-factors (every layer as factors), gossip, localsgd, none")
       ->capture_default_str();
+  app.add_option("--model", c.model, "mlp (784-256-128-10) or softmax (multiclass logistic regression)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mlp", "softmax"}));
   app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--shuffle", c.shuffle,
                  "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over "

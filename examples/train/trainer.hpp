@@ -10,7 +10,8 @@
 //  - DS-Sync, gossip, local SGD and "none" take the local step, then
 //    synchronize the parameters (as the DS-Sync paper's workers do);
 //  - the BSP baseline all-reduces the gradients (Average), then every worker
-//    takes the same step.
+//    takes the same step; SFB (sufficient factor broadcasting) gives the same
+//    mean gradient, sending some layers as the factors backprop computed.
 
 #include <algorithm>
 #include <chrono>
@@ -30,11 +31,13 @@
 
 #include "data.hpp"
 #include "mlp.hpp"
+#include "softmax.hpp"
 
 namespace train {
 
 struct Config {
-  std::string sync = "dssync";  // dssync | allreduce | gossip | localsgd | none
+  std::string sync = "dssync";  // dssync | allreduce | sfb | sfb-factors | gossip | localsgd | none
+  std::string model = "mlp";    // mlp (784-256-128-10) | softmax (784-10)
   int group_size = 2;
   std::string shuffle = "random";  // random | butterfly | none
   int period = 8;                  // local SGD: average every H steps
@@ -60,9 +63,12 @@ struct Config {
       return "dssync g=" + std::to_string(group_size) + " " + shuffle;
     if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
     if (sync == "gossip") return "gossip ring";
-    if (sync == "allreduce") return "bsp allreduce";
+    if (sync == "allreduce") return "bsp allreduce" + model_suffix();
+    if (sync == "sfb") return "sfb hybrid" + model_suffix();
+    if (sync == "sfb-factors") return "sfb factors" + model_suffix();
     return sync;
   }
+  std::string model_suffix() const { return model == "mlp" ? "" : " " + model; }
 };
 
 // What a worker's epoch amounts to, over all workers.
@@ -86,6 +92,23 @@ class ParamSync {
   virtual dssync::SyncStats stats() const = 0;
   // True when step() is given gradients (BSP), false when parameters.
   virtual bool on_gradients() const { return false; }
+  // True when the gradients go with their factors, to step_factors (SFB).
+  virtual bool wants_factors() const { return false; }
+  virtual void step_factors(std::span<float> g, std::span<const dssync::FactorView>) { step(g); }
+};
+
+// SFBSync's reconstruction kernel: Eigen's GEMM. g is row-major rows x cols,
+// that is column-major cols x rows, and U Vᵀ read so is V Uᵀ.
+struct EigenReconstruct {
+  void operator()(int rows, int cols, int k, const float* u, const float* v, float alpha,
+                  float* g) const {
+    MatrixMap gt(g, cols, rows);
+    if (k == 0) {
+      gt.setZero();
+      return;
+    }
+    gt.noalias() = alpha * (ConstMatrixMap(v, cols, k) * ConstMatrixMap(u, rows, k).transpose());
+  }
 };
 
 namespace detail {
@@ -104,6 +127,25 @@ class SyncOf final : public ParamSync {
   bool gradients_;
 };
 
+template <class T>
+class SfbOf final : public ParamSync {
+ public:
+  SfbOf(T& t, std::vector<dssync::SFBLayer> layers, dssync::SFBOptions o)
+      : sync_(t, std::move(layers), o) {}
+  void step(std::span<float>) override {
+    throw std::logic_error("SFB synchronizes gradients with their factors: step_factors");
+  }
+  void step_factors(std::span<float> g, std::span<const dssync::FactorView> f) override {
+    sync_.step(g, f);
+  }
+  dssync::SyncStats stats() const override { return sync_.stats(); }
+  bool on_gradients() const override { return true; }
+  bool wants_factors() const override { return true; }
+
+ private:
+  dssync::SFBSync<T, dssync::RingReduce, EigenReconstruct> sync_;
+};
+
 class NoSync final : public ParamSync {
  public:
   void step(std::span<float>) override { ++stats_.steps; }
@@ -114,8 +156,10 @@ class NoSync final : public ParamSync {
 };
 }  // namespace detail
 
+// `layers`: the model's fully connected layers, for SFB.
 template <dssync::transport T>
-std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
+std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
+                                     std::vector<dssync::SFBLayer> layers = {}) {
   using namespace dssync;
   const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed, .checked = c.checked};
   if (c.sync == "dssync") {
@@ -140,6 +184,12 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
   if (c.sync == "allreduce")
     return std::make_unique<detail::SyncOf<AllReduceSync<T, RingReduce>>>(
         true, t, AllReduceSyncOptions{.checked = c.checked});
+  if (c.sync == "sfb" || c.sync == "sfb-factors")
+    return std::make_unique<detail::SfbOf<T>>(
+        t, std::move(layers),
+        SFBOptions{.mode = c.sync == "sfb" ? SFBMode::hybrid : SFBMode::factors,
+                   .checked = c.checked,
+                   .expected_k = c.batch});
   if (c.sync == "gossip")
     return std::make_unique<detail::SyncOf<GossipSync<T, RingTopology>>>(false, t);
   if (c.sync == "localsgd")
@@ -147,7 +197,7 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c) {
         false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
   throw std::invalid_argument("unknown synchronizer '" + c.sync +
-                              "' (dssync, allreduce, gossip, localsgd, none)");
+                              "' (dssync, allreduce, sfb, sfb-factors, gossip, localsgd, none)");
 }
 
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
@@ -179,6 +229,11 @@ double now_seconds(const T& t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+template <dssync::transport T, class Model>
+std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
+                               const std::function<void(const EpochRecord&)>& on_epoch,
+                               Model& model);
+
 // Runs the training on this worker; calls on_epoch (on rank 0 only) for the
 // starting point (epoch 0, no training loss) and after each record (each epoch,
 // or evals_per_epoch times an epoch) with the figures of all workers, and
@@ -187,6 +242,20 @@ double now_seconds(const T& t) {
 template <dssync::transport T>
 std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
+  if (c.model == "softmax") {
+    Softmax model(SoftmaxShape{}, std::max(c.batch, 250));
+    return train_model(t, data, c, on_epoch, model);
+  }
+  if (c.model != "mlp") throw std::invalid_argument("unknown model '" + c.model + "' (mlp, softmax)");
+  Mlp model(Shape{}, std::max(c.batch, 250));
+  return train_model(t, data, c, on_epoch, model);
+}
+
+// The loop of train_worker, for either model.
+template <dssync::transport T, class Model>
+std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
+                               const std::function<void(const EpochRecord&)>& on_epoch,
+                               Model& model) {
   using clock = std::chrono::steady_clock;
   const int n = t.size(), me = t.rank();
   if (c.batch < 1) throw std::invalid_argument("--batch must be at least 1");
@@ -195,10 +264,9 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
   const std::size_t steps = steps_per_epoch(n, samples, c.batch);
   if (steps == 0) throw std::invalid_argument("fewer training samples per worker than one batch");
 
-  Mlp model(Shape{}, std::max(c.batch, 250));
   if (static_cast<std::size_t>(model.shape().in) != data.train.features)
     throw std::invalid_argument("the model takes 784 features per sample");
-  auto sync = make_sync(t, c);
+  auto sync = make_sync(t, c, model.sfb_layers());
 
   // Outside the synchronizer: the averaged model and the figures, over the
   // whole world. Channel 127 of the tag space is one no synchronizer uses.
@@ -261,7 +329,10 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
         };
         if (sync->on_gradients()) {
           spend();
-          sync->step(model.gradient());
+          if (sync->wants_factors())
+            sync->step_factors(model.gradient(), model.factors());
+          else
+            sync->step(model.gradient());
           model.sgd_step(model.gradient(), lr, c.momentum);
         } else {
           model.sgd_step(model.gradient(), lr, c.momentum);
