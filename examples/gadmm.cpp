@@ -63,8 +63,9 @@ int main() {
   });
 
   for (int it = 0; it < iterations; ++it)
-    std::printf("iteration %2d: largest error over the workers %.2e\n", it + 1,
-                *std::max_element(&error[it * workers], &error[(it + 1) * workers]));
+    std::printf(
+        "iteration %2d: largest error over the workers %.2e\n", it + 1,
+        *std::max_element(error.begin() + it * workers, error.begin() + (it + 1) * workers));
   // Every iteration each worker sends its θ (2 doubles) to each neighbour:
   // 2(N-1) messages; the first chain costs N-1 more.
   std::uint64_t sent = 0;
