@@ -460,6 +460,45 @@ TEST_CASE("A short last batch: unequal k (one rank empty) gives the concatenated
   }
 }
 
+// ------------------------------------------- the all-gather of known counts --
+
+TEST_CASE("RingAllGatherV::all_gather_known: known counts (one 0), in place, nothing else sent") {
+  const int n = 3;
+  const std::size_t counts[] = {2, 0, 3};
+  std::vector<std::vector<float>> out(sz(n));
+  std::vector<std::uint64_t> bytes(sz(n));
+  std::vector<std::string> what(sz(n));
+  make_world(n).run([&](InProcTransport& t) {
+    dssync::CountingTransport<InProcTransport> c(t);
+    const dssync::Partition world = dssync::Partition::whole(n);  // a Group is a view of it
+    const dssync::Group g = world.group(0);
+    std::vector<float> all(5, -1.0f);
+    const std::size_t at[] = {0, 2, 2};
+    const auto me = sz(t.rank());
+    const auto mine = std::span<float>(all).subspan(at[me], counts[me]);
+    for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = float(10 * t.rank() + int(i));
+    dssync::RingAllGatherV gather;
+    gather.all_gather_known(c, g, std::span<const float>(mine), std::span<const std::size_t>(counts),
+                            std::span<float>(all));
+    out[me] = all;
+    bytes[me] = c.count().bytes_sent;
+    try {  // a contribution other than its count: refused before any message
+      gather.all_gather_known(c, g, std::span<const float>(all).first(1),
+                              std::span<const std::size_t>(counts), std::span<float>(all));
+    } catch (const dssync::configuration_error& e) {
+      what[me] = e.what();
+    }
+  });
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(out[sz(r)] == std::vector<float>{0, 1, 20, 21, 22});
+    // Everything but the right neighbour's contribution, 4 bytes a float.
+    CHECK(bytes[sz(r)] == 4 * (5 - counts[sz((r + 1) % n)]));
+    CHECK((what[sz(r)].find("contributes 1 elements where its count says") != std::string::npos) ==
+          (counts[sz(r)] != 1));
+  }
+}
+
 // ----------------------------------------------------------------- errors --
 
 TEST_CASE("Layers out of order, overlapping or empty are refused at construction") {
