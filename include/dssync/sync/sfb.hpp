@@ -338,13 +338,15 @@ class SFBSync {
     if (cursor < gradient.size()) gaps_.push_back(gradient.subspan(cursor));
 
     // Everything else, fused into buckets as AllReduceSync does (one bucket,
-    // in place, when no layer was rebuilt).
+    // in place, when no layer was rebuilt). Channels: 0 the k's, 1 the
+    // factors, 2..126 the buckets; 127 is left to the caller (the training
+    // example's own collectives use it).
     if (!gaps_.empty()) {
       const auto before = transport_.count().bytes_sent;
       detail::for_each_bucket(std::span<const std::span<float>>(gaps_), bucket_elems(), fusion_,
                               [&](std::span<float> bucket, unsigned index) {
                                 reduce_.all_reduce(transport_, everyone, bucket, Average{},
-                                                   make_tag(iteration_, 2 + index % 126));
+                                                   make_tag(iteration_, 2 + index % 125));
                               });
       stats_.dense_bytes += transport_.count().bytes_sent - before;
     }
