@@ -359,3 +359,149 @@ TEST_CASE("train: an epoch of SFB is BSP's, within 1e-5, with every worker ident
 }
 
 }  // namespace
+
+namespace {
+
+// Parameters of every worker after a run of `c` on n workers.
+std::vector<std::vector<float>> run_workers(const train::Dataset& data, const train::Config& c, int n) {
+  std::vector<std::vector<float>> params(static_cast<std::size_t>(n));
+  dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
+    params[static_cast<std::size_t>(t.rank())] = train::train_worker(t, data, c);
+  });
+  return params;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST_CASE("train: --sync stale --staleness 0 is BSP on gradients to the bit; staleness 2 is not") {
+  const train::Dataset data = synthetic(256, 20);
+  constexpr int n = 4;
+  for (const float momentum : {0.0f, 0.9f}) {
+    CAPTURE(momentum);
+    train::Config c;
+    c.epochs = 1;
+    c.batch = 8;
+    c.seed = 3;
+    c.momentum = momentum;
+    c.evaluate_workers = false;
+    c.sync = "allreduce";
+    const auto bsp = run_workers(data, c, n);
+    c.sync = "stale";
+    const auto stale = run_workers(data, c, n);
+    c.staleness = 2;
+    const auto late = run_workers(data, c, n);
+    for (int r = 0; r < n; ++r) {
+      CHECK(same_bits(stale[static_cast<std::size_t>(r)], bsp[0]));
+      // Every worker applies the same mean gradient: still identical.
+      CHECK(same_bits(late[static_cast<std::size_t>(r)], late[0]));
+    }
+    CHECK_FALSE(same_bits(late[0], bsp[0]));
+  }
+}
+
+TEST_CASE("train: the default MLP is 784-256-128-10 as the example always had it, to the bit") {
+  // The fixed three-layer model written out (init order, forward, backprop),
+  // against the general one with hidden {256, 128}: same bits.
+  const train::Dataset data = synthetic(32, 1);
+  constexpr int b = 32;
+  train::Mlp m(train::Shape{.hidden = {256, 128}}, b);
+  CHECK(m.shape().size() == train::Shape{}.size());
+  m.init(5);
+  std::vector<float> p(m.params().size());
+  dssync::CounterRng rng(5, 0x1417);
+  const std::size_t sizes[] = {256 * 784, 256, 128 * 256, 128, 10 * 128, 10};
+  const int fan_in[] = {784, 784, 256, 256, 128, 128};
+  std::size_t off[7] = {0};
+  for (int k = 0; k < 6; ++k) {
+    off[k + 1] = off[k] + sizes[k];
+    for (std::size_t i = off[k]; i < off[k + 1]; ++i)
+      p[i] = static_cast<float>((static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0) /
+                                std::sqrt(static_cast<double>(fan_in[k])));
+  }
+  REQUIRE(same_bits(p, {m.params().begin(), m.params().end()}));
+
+  m.compute_gradient(data.train.x.data(), data.train.y.data(), b);
+  using train::ConstMatrixMap, train::ConstVectorMap, train::Matrix;
+  const ConstMatrixMap X(data.train.x.data(), 784, b), w1(p.data(), 256, 784),
+      w2(p.data() + off[2], 128, 256), w3(p.data() + off[4], 10, 128);
+  const ConstVectorMap b1(p.data() + off[1], 256), b2(p.data() + off[3], 128), b3(p.data() + off[5], 10);
+  Matrix a1(256, b), a2(128, b), z(10, b), d2(128, b), d1(256, b);
+  a1.noalias() = w1 * X;
+  a1.colwise() += b1;
+  a1 = a1.cwiseMax(0.0f);
+  a2.noalias() = w2 * a1;
+  a2.colwise() += b2;
+  a2 = a2.cwiseMax(0.0f);
+  z.noalias() = w3 * a2;
+  z.colwise() += b3;
+  train::softmax_loss(z, data.train.y.data(), b);
+  for (int j = 0; j < b; ++j) z(data.train.y[static_cast<std::size_t>(j)], j) -= 1.0f;
+  z *= 1.0f / b;
+  std::vector<float> g(p.size());
+  train::MatrixMap(g.data() + off[4], 10, 128).noalias() = z * a2.transpose();
+  train::VectorMap(g.data() + off[5], 10) = z.rowwise().sum();
+  d2.noalias() = w3.transpose() * z;
+  d2 = (a2.array() > 0.0f).select(d2, 0.0f);
+  train::MatrixMap(g.data() + off[2], 128, 256).noalias() = d2 * a1.transpose();
+  train::VectorMap(g.data() + off[3], 128) = d2.rowwise().sum();
+  d1.noalias() = w2.transpose() * d2;
+  d1 = (a1.array() > 0.0f).select(d1, 0.0f);
+  train::MatrixMap(g.data(), 256, 784).noalias() = d1 * X.transpose();
+  train::VectorMap(g.data() + off[1], 256) = d1.rowwise().sum();
+  CHECK(same_bits(g, {m.gradient().begin(), m.gradient().end()}));
+}
+
+TEST_CASE("train: a 3-hidden-layer MLP's gradient is its loss's finite difference, and its factors' products") {
+  // A small net, 12-7-6-5-10, on 5 random samples: central differences of
+  // the mean loss (at shifted parameters, the path StaleSync's views take)
+  // against backprop for every parameter; then each layer's factors D Aᵀ
+  // against its weight gradient, which SFB relies on at any depth.
+  const train::Shape shape{.in = 12, .hidden = {7, 6, 5}};
+  constexpr int b = 5;
+  train::Mlp m(shape, b);
+  m.init(11);
+  dssync::CounterRng rng(4, 4);
+  std::vector<float> x(std::size_t(shape.in) * b);
+  for (auto& v : x) v = static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0);
+  const int y[b] = {3, 0, 9, 5, 3};
+  m.compute_gradient(x.data(), y, b);
+  const std::vector<float> g(m.gradient().begin(), m.gradient().end());
+  std::vector<float> p(m.params().begin(), m.params().end());
+  const float eps = 1e-2f;
+  double worst = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    const float keep = p[i];
+    p[i] = keep + eps;
+    const double up = m.compute_gradient(x.data(), y, b, p).loss_sum / b;
+    p[i] = keep - eps;
+    const double down = m.compute_gradient(x.data(), y, b, p).loss_sum / b;
+    p[i] = keep;
+    const double fd = (up - down) / (2.0 * static_cast<double>(eps));
+    worst = std::max(worst, std::abs(fd - g[i]) / (1e-3 + std::abs(fd)));
+  }
+  CAPTURE(worst);
+  CHECK(worst < 0.02);
+
+  m.compute_gradient(x.data(), y, b);
+  const auto layers = m.sfb_layers();
+  REQUIRE(layers.size() == 4);
+  REQUIRE(m.factors().size() == 4);
+  for (std::size_t l = 0; l < 4; ++l) {
+    // The layer read row-major is rows x cols = inputs x outputs: g = U Vᵀ.
+    const auto& f = m.factors()[l];
+    const auto& layer = layers[l];
+    REQUIRE(f.rows == layer.rows);
+    REQUIRE(f.cols == layer.cols);
+    for (int r = 0; r < f.rows; ++r)
+      for (int k = 0; k < f.cols; ++k) {
+        double sum = 0;
+        for (int j = 0; j < f.k; ++j)
+          sum += static_cast<double>(f.u[std::size_t(j) * f.rows + r]) * f.v[std::size_t(j) * f.cols + k];
+        CHECK(std::abs(sum - g[layer.offset + std::size_t(r) * f.cols + k]) < 1e-6);
+      }
+  }
+}
+
+}  // namespace

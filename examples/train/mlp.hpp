@@ -1,6 +1,6 @@
 #pragma once
-// The model: a multilayer perceptron 784-256-128-10 with ReLU and a softmax
-// cross-entropy loss, its gradient by backpropagation, and SGD with momentum.
+// The model: a multilayer perceptron 784-(hidden widths)-10, by default
+// 784-256-128-10, with ReLU and a softmax cross-entropy loss, its gradient by backpropagation, and SGD with momentum.
 // All parameters live in one contiguous float buffer, so that a synchronizer
 // averages the whole model as one span; Eigen maps the layers onto it. The
 // GEMMs are Eigen's; a batch is a matrix with one column per sample.
@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include <dssync/core/random.hpp>
@@ -27,11 +29,26 @@
 
 namespace train {
 
+// 784 inputs, the hidden layers' widths, 10 outputs. Layer l maps width(l)
+// inputs to width(l + 1) outputs; its weights (column-major, outputs x inputs)
+// then its biases follow layer l - 1's in the flat buffer.
 struct Shape {
-  int in = 784, h1 = 256, h2 = 128, out = 10;
-  std::size_t size() const {
-    return std::size_t(h1) * in + h1 + std::size_t(h2) * h1 + h2 + std::size_t(out) * h2 + out;
+  int in = 784;
+  std::vector<int> hidden = {256, 128};
+  int out = 10;
+  int layers() const { return static_cast<int>(hidden.size()) + 1; }
+  // The width of activation i: 0 the input, layers() the output.
+  int width(int i) const {
+    return i == 0 ? in : i == layers() ? out : hidden[static_cast<std::size_t>(i - 1)];
   }
+  std::size_t weights(int l) const { return std::size_t(width(l + 1)) * width(l); }
+  std::size_t weight_offset(int l) const {
+    std::size_t at = 0;
+    for (int k = 0; k < l; ++k) at += weights(k) + std::size_t(width(k + 1));
+    return at;
+  }
+  std::size_t bias_offset(int l) const { return weight_offset(l) + weights(l); }
+  std::size_t size() const { return weight_offset(layers()); }
 };
 
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
@@ -39,23 +56,6 @@ using MatrixMap = Eigen::Map<Matrix>;
 using ConstMatrixMap = Eigen::Map<const Matrix>;
 using VectorMap = Eigen::Map<Eigen::VectorXf>;
 using ConstVectorMap = Eigen::Map<const Eigen::VectorXf>;
-
-// Views of the layers inside one flat buffer: W1, b1, W2, b2, W3, b3.
-template <class M, class V, class Float>
-struct LayersOf {
-  M w1, w2, w3;
-  V b1, b2, b3;
-  LayersOf(Float* p, const Shape& s)
-      : w1(p, s.h1, s.in), w2(p + off_w2(s), s.h2, s.h1), w3(p + off_w3(s), s.out, s.h2),
-        b1(p + off_b1(s), s.h1), b2(p + off_b2(s), s.h2), b3(p + off_b3(s), s.out) {}
-  static std::size_t off_b1(const Shape& s) { return std::size_t(s.h1) * s.in; }
-  static std::size_t off_w2(const Shape& s) { return off_b1(s) + s.h1; }
-  static std::size_t off_b2(const Shape& s) { return off_w2(s) + std::size_t(s.h2) * s.h1; }
-  static std::size_t off_w3(const Shape& s) { return off_b2(s) + s.h2; }
-  static std::size_t off_b3(const Shape& s) { return off_w3(s) + std::size_t(s.out) * s.h2; }
-};
-using Layers = LayersOf<MatrixMap, VectorMap, float>;
-using ConstLayers = LayersOf<ConstMatrixMap, ConstVectorMap, const float>;
 
 // Loss summed over a batch and how many it classified right.
 struct BatchResult {
@@ -96,7 +96,15 @@ inline dssync::FactorView factor_view(int outputs, int inputs, int batch, const 
 class Mlp {
  public:
   explicit Mlp(Shape shape = {}, int max_batch = 256)
-      : shape_(shape), params_(shape.size()), velocity_(shape.size(), 0.0f), grad_(shape.size()) {
+      : shape_(std::move(shape)),
+        params_(shape_.size()),
+        velocity_(shape_.size(), 0.0f),
+        grad_(shape_.size()),
+        a_(static_cast<std::size_t>(shape_.layers())),
+        d_(static_cast<std::size_t>(shape_.layers() - 1)),
+        factors_(static_cast<std::size_t>(shape_.layers())) {
+    for (const int w : shape_.hidden)
+      if (w < 1) throw std::invalid_argument("every hidden layer needs at least one unit");
     reserve(max_batch);
   }
 
@@ -107,66 +115,76 @@ class Mlp {
 
   // The same on every worker for the same seed: weights and biases uniform in
   // +-1/sqrt(fan_in), as PyTorch initializes a Linear layer by default, drawn
-  // with the library's portable generator.
+  // with the library's portable generator, layer by layer in buffer order.
   void init(std::uint64_t seed) {
     dssync::CounterRng rng(seed, 0x1417);
-    Layers l(params_.data(), shape_);
     auto fill = [&](float* p, std::size_t n, int fan_in) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
       for (std::size_t i = 0; i < n; ++i)
         p[i] = static_cast<float>((static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0) * bound);
     };
-    fill(l.w1.data(), l.w1.size(), shape_.in);
-    fill(l.b1.data(), l.b1.size(), shape_.in);
-    fill(l.w2.data(), l.w2.size(), shape_.h1);
-    fill(l.b2.data(), l.b2.size(), shape_.h1);
-    fill(l.w3.data(), l.w3.size(), shape_.h2);
-    fill(l.b3.data(), l.b3.size(), shape_.h2);
+    for (int l = 0; l < shape_.layers(); ++l) {
+      fill(params_.data() + shape_.weight_offset(l), shape_.weights(l), shape_.width(l));
+      fill(params_.data() + shape_.bias_offset(l), std::size_t(shape_.width(l + 1)), shape_.width(l));
+    }
     std::fill(velocity_.begin(), velocity_.end(), 0.0f);
   }
 
   // The gradient of the mean loss over the batch (the columns of x, one per
-  // sample, with their labels) into gradient(). Returns the summed loss.
-  BatchResult compute_gradient(const float* x, const int* labels, int batch) {
+  // sample, with their labels) into gradient(), at the parameters `at` (this
+  // model's size; empty: params(), as StaleSync's view() may give older ones).
+  // Returns the summed loss.
+  BatchResult compute_gradient(const float* x, const int* labels, int batch,
+                               std::span<const float> at = {}) {
     reserve(batch);
+    const float* p = at.empty() ? params_.data() : at.data();
+    const int last = shape_.layers() - 1;
     const ConstMatrixMap X(x, shape_.in, batch);
-    const ConstLayers l(params_.data(), shape_);
-    Layers g(grad_.data(), shape_);
-    auto a1 = a1_.leftCols(batch);
-    auto a2 = a2_.leftCols(batch);
-    auto z3 = z3_.leftCols(batch);
-    forward(l, X, a1, a2, z3);
-    // z3 becomes the softmax probabilities, then dL/dz3 = (p - onehot) / batch.
-    const BatchResult r = softmax_loss(z3, labels, batch);
+    forward(p, X, batch);
+    // The logits become the softmax probabilities, then dL/dz = (p - onehot) / batch.
+    auto z = a_[static_cast<std::size_t>(last)].leftCols(batch);
+    const BatchResult r = softmax_loss(z, labels, batch);
     const float inv = 1.0f / static_cast<float>(batch);
-    for (int j = 0; j < batch; ++j) z3(labels[j], j) -= 1.0f;
-    z3 *= inv;
-    g.w3.noalias() = z3 * a2.transpose();
-    g.b3 = z3.rowwise().sum();
-    auto d2 = d2_.leftCols(batch);
-    d2.noalias() = l.w3.transpose() * z3;
-    d2 = (a2.array() > 0.0f).select(d2, 0.0f);
-    g.w2.noalias() = d2 * a1.transpose();
-    g.b2 = d2.rowwise().sum();
-    auto d1 = d1_.leftCols(batch);
-    d1.noalias() = l.w2.transpose() * d2;
-    d1 = (a1.array() > 0.0f).select(d1, 0.0f);
-    g.w1.noalias() = d1 * X.transpose();
-    g.b1 = d1.rowwise().sum();
+    for (int j = 0; j < batch; ++j) z(labels[j], j) -= 1.0f;
+    z *= inv;
+    // Back from the output: layer l's error D (the output's is z) gives its
+    // gradient D Aᵀ and, through Wᵀ and the ReLU's mask, layer l - 1's error.
+    auto layer = [&](int l, const auto& a, const auto& d) {
+      MatrixMap gw(grad_.data() + shape_.weight_offset(l), shape_.width(l + 1), shape_.width(l));
+      VectorMap gb(grad_.data() + shape_.bias_offset(l), shape_.width(l + 1));
+      gw.noalias() = d * a.transpose();
+      gb = d.rowwise().sum();
+      if (l == 0) return;
+      const ConstMatrixMap w(p + shape_.weight_offset(l), shape_.width(l + 1), shape_.width(l));
+      auto below = d_[static_cast<std::size_t>(l - 1)].leftCols(batch);
+      below.noalias() = w.transpose() * d;
+      below = (a.array() > 0.0f).select(below, 0.0f);
+    };
+    for (int l = last; l >= 0; --l) {
+      const auto& d = l == last ? a_[static_cast<std::size_t>(last)] : d_[static_cast<std::size_t>(l)];
+      if (l == 0)
+        layer(l, X, d.leftCols(batch));
+      else
+        layer(l, a_[static_cast<std::size_t>(l - 1)].leftCols(batch), d.leftCols(batch));
+    }
     // The factors: column-major blocks of `batch` columns, valid until the
     // next call (X is the caller's).
-    factors_[0] = factor_view(shape_.h1, shape_.in, batch, x, d1_.data());
-    factors_[1] = factor_view(shape_.h2, shape_.h1, batch, a1_.data(), d2_.data());
-    factors_[2] = factor_view(shape_.out, shape_.h2, batch, a2_.data(), z3_.data());
+    for (int l = 0; l <= last; ++l) {
+      const auto i = static_cast<std::size_t>(l);
+      factors_[i] = factor_view(shape_.width(l + 1), shape_.width(l), batch,
+                                l == 0 ? x : a_[i - 1].data(),
+                                l == last ? a_[i].data() : d_[i].data());
+    }
     return r;
   }
 
-  // W1, W2, W3 as SFBSync's layers, and the last batch's factors of their
-  // gradients, in the same order.
+  // The weight matrices as SFBSync's layers, and the last batch's factors of
+  // their gradients, in the same order.
   std::vector<dssync::SFBLayer> sfb_layers() const {
-    return {sfb_layer(shape_.h1, shape_.in, 0),
-            sfb_layer(shape_.h2, shape_.h1, Layers::off_w2(shape_)),
-            sfb_layer(shape_.out, shape_.h2, Layers::off_w3(shape_))};
+    std::vector<dssync::SFBLayer> layers;
+    for (int l = 0; l < shape_.layers(); ++l)
+      layers.push_back(sfb_layer(shape_.width(l + 1), shape_.width(l), shape_.weight_offset(l)));
+    return layers;
   }
   std::span<const dssync::FactorView> factors() const { return factors_; }
 
@@ -186,16 +204,13 @@ class Mlp {
   // in chunks of up to `chunk` samples.
   BatchResult evaluate(std::span<const float> p, const Split& s, int chunk = 250) {
     reserve(chunk);
-    const ConstLayers l(p.data(), shape_);
     BatchResult total;
     for (std::size_t at = 0; at < s.size(); at += static_cast<std::size_t>(chunk)) {
       const int b = static_cast<int>(std::min<std::size_t>(chunk, s.size() - at));
       const ConstMatrixMap X(s.x.data() + at * s.features, shape_.in, b);
-      auto a1 = a1_.leftCols(b);
-      auto a2 = a2_.leftCols(b);
-      auto z3 = z3_.leftCols(b);
-      forward(l, X, a1, a2, z3);
-      const BatchResult r = softmax_loss(z3, s.y.data() + at, b);
+      forward(p.data(), X, b);
+      auto z = a_.back().leftCols(b);
+      const BatchResult r = softmax_loss(z, s.y.data() + at, b);
       total.loss_sum += r.loss_sum;
       total.correct += r.correct;
     }
@@ -203,31 +218,38 @@ class Mlp {
   }
 
  private:
-  template <class X, class A1, class A2, class Z3>
-  void forward(const ConstLayers& l, const X& x, A1& a1, A2& a2, Z3& z3) {
-    a1.noalias() = l.w1 * x;
-    a1.colwise() += l.b1;
-    a1 = a1.cwiseMax(0.0f);
-    a2.noalias() = l.w2 * a1;
-    a2.colwise() += l.b2;
-    a2 = a2.cwiseMax(0.0f);
-    z3.noalias() = l.w3 * a2;
-    z3.colwise() += l.b3;
+  // a_[l] = W_l a_[l - 1] + b_l (a_[-1] the input x), through a ReLU but for
+  // the last layer, whose a_ holds the logits.
+  template <class X>
+  void forward(const float* p, const X& x, int batch) {
+    const int last = shape_.layers() - 1;
+    for (int l = 0; l <= last; ++l) {
+      const ConstMatrixMap w(p + shape_.weight_offset(l), shape_.width(l + 1), shape_.width(l));
+      const ConstVectorMap b(p + shape_.bias_offset(l), shape_.width(l + 1));
+      auto a = a_[static_cast<std::size_t>(l)].leftCols(batch);
+      if (l == 0)
+        a.noalias() = w * x;
+      else
+        a.noalias() = w * a_[static_cast<std::size_t>(l - 1)].leftCols(batch);
+      a.colwise() += b;
+      if (l < last) a = a.cwiseMax(0.0f);
+    }
   }
 
   void reserve(int batch) {
-    if (a1_.cols() >= batch) return;
-    a1_.resize(shape_.h1, batch);
-    a2_.resize(shape_.h2, batch);
-    z3_.resize(shape_.out, batch);
-    d1_.resize(shape_.h1, batch);
-    d2_.resize(shape_.h2, batch);
+    if (a_[0].cols() >= batch) return;
+    for (int l = 0; l < shape_.layers(); ++l) {
+      a_[static_cast<std::size_t>(l)].resize(shape_.width(l + 1), batch);
+      if (l + 1 < shape_.layers()) d_[static_cast<std::size_t>(l)].resize(shape_.width(l + 1), batch);
+    }
   }
 
   Shape shape_;
   std::vector<float> params_, velocity_, grad_;
-  Matrix a1_, a2_, z3_, d1_, d2_;  // activations and their gradients, max batch wide
-  dssync::FactorView factors_[3] = {};
+  // a_[l]: layer l's activations (the last: logits, then the output's error);
+  // d_[l]: the error at hidden layer l's output. Max batch wide.
+  std::vector<Matrix> a_, d_;
+  std::vector<dssync::FactorView> factors_;
 };
 
 }  // namespace train

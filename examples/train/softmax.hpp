@@ -50,12 +50,14 @@ class Softmax {
     std::fill(velocity_.begin(), velocity_.end(), 0.0f);
   }
 
-  // The gradient of the mean loss over the batch into gradient().
-  BatchResult compute_gradient(const float* x, const int* labels, int batch) {
+  // The gradient of the mean loss over the batch into gradient(), at the
+  // parameters `at` (empty: params()), as Mlp::compute_gradient.
+  BatchResult compute_gradient(const float* x, const int* labels, int batch,
+                               std::span<const float> at = {}) {
     reserve(batch);
     const ConstMatrixMap X(x, shape_.in, batch);
     auto z = z_.leftCols(batch);
-    forward(params_.data(), X, z);
+    forward(at.empty() ? params_.data() : at.data(), X, z);
     const BatchResult r = softmax_loss(z, labels, batch);
     for (int j = 0; j < batch; ++j) z(labels[j], j) -= 1.0f;
     z *= 1.0f / static_cast<float>(batch);

@@ -1,5 +1,5 @@
 // Data-parallel training of an MLP on Fashion-MNIST with a dssync
-// synchronizer: DS-Sync against BSP, SFB, gossip and local SGD.
+// synchronizer: DS-Sync against BSP, SFB, stale BSP, gossip and local SGD.
 //
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
@@ -177,7 +177,7 @@ void print_table(const std::vector<Run>& runs, const std::vector<double>& target
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Data-parallel training of an MLP 784-256-128-10 on Fashion-MNIST with dssync"};
+  CLI::App app{"Data-parallel training of an MLP (by default 784-256-128-10) on Fashion-MNIST with dssync"};
   train::Config c;
   std::string syncs = "dssync";
   std::string transport = "inproc";
@@ -188,11 +188,25 @@ int main(int argc, char** argv) {
   app.add_option("--sync", syncs,
                  "synchronizers, comma-separated, run one after the other: dssync, allreduce (BSP), "
                  "sfb (BSP by sufficient factor broadcasting, per layer the cheaper way), "
-                 "sfb-factors (every layer as factors), gossip, localsgd, none")
+                 "sfb-factors (every layer as factors), stale (BSP on gradients computed at "
+                 "parameters up to --staleness steps old: StaleSync), gossip, localsgd, none")
       ->capture_default_str();
-  app.add_option("--model", c.model, "mlp (784-256-128-10) or softmax (multiclass logistic regression)")
+  app.add_option("--model", c.model, "mlp (784-hidden-10) or softmax (multiclass logistic regression)")
       ->capture_default_str()
       ->check(CLI::IsMember({"mlp", "softmax"}));
+  app.add_option("--hidden", c.hidden, "the MLP's hidden widths, comma-separated, e.g. 128 or 256,256,128")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  app.add_option("--staleness", c.staleness, "stale: the delay bound s (steps)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--delay", c.delay, "stale: uniform (each worker's delay drawn in 0..s every step) or fixed (s)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"uniform", "fixed"}));
+  app.add_option("--stop-at", c.stop_at,
+                 "stop a run after the first record whose averaged model reaches this test accuracy (0: never)")
+      ->capture_default_str();
   app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--shuffle", c.shuffle,
                  "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over "

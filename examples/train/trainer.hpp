@@ -11,7 +11,9 @@
 //    synchronize the parameters (as the DS-Sync paper's workers do);
 //  - the BSP baseline all-reduces the gradients (Average), then every worker
 //    takes the same step; SFB (sufficient factor broadcasting) gives the same
-//    mean gradient, sending some layers as the factors backprop computed.
+//    mean gradient, sending some layers as the factors backprop computed;
+//  - StaleSync ("stale") is BSP whose workers compute their gradients at
+//    parameters up to --staleness clocks old (its view()), then take the step.
 
 #include <algorithm>
 #include <chrono>
@@ -36,8 +38,12 @@
 namespace train {
 
 struct Config {
-  std::string sync = "dssync";  // dssync | allreduce | sfb | sfb-factors | gossip | localsgd | none
-  std::string model = "mlp";    // mlp (784-256-128-10) | softmax (784-10)
+  std::string sync = "dssync";  // dssync | allreduce | sfb | sfb-factors | stale | gossip | localsgd | none
+  std::string model = "mlp";    // mlp (784-hidden-10) | softmax (784-10)
+  std::vector<int> hidden = {256, 128};  // the MLP's hidden widths
+  int staleness = 0;                     // stale: the delay bound s
+  std::string delay = "uniform";         // stale: uniform (drawn in 0..s) | fixed (always s)
+  double stop_at = 0;  // stop after the first record whose averaged model reaches this test accuracy (0: never)
   int group_size = 2;
   std::string shuffle = "random";  // random | butterfly | none
   int period = 8;                  // local SGD: average every H steps
@@ -66,9 +72,17 @@ struct Config {
     if (sync == "allreduce") return "bsp allreduce" + model_suffix();
     if (sync == "sfb") return "sfb hybrid" + model_suffix();
     if (sync == "sfb-factors") return "sfb factors" + model_suffix();
+    if (sync == "stale") return "stale s=" + std::to_string(staleness) + " " + delay + model_suffix();
     return sync;
   }
-  std::string model_suffix() const { return model == "mlp" ? "" : " " + model; }
+  // Nothing for the default MLP, so that the existing records' labels stay.
+  std::string model_suffix() const {
+    if (model != "mlp") return " " + model;
+    if (hidden == Shape{}.hidden) return "";
+    std::string widths;
+    for (const int w : hidden) widths += (widths.empty() ? "" : ",") + std::to_string(w);
+    return " mlp " + widths;
+  }
 };
 
 // What a worker's epoch amounts to, over all workers.
@@ -95,6 +109,9 @@ class ParamSync {
   // True when the gradients go with their factors, to step_factors (SFB).
   virtual bool wants_factors() const { return false; }
   virtual void step_factors(std::span<float> g, std::span<const dssync::FactorView>) { step(g); }
+  // The parameters at which to compute this step's gradient: `params` itself
+  // but for StaleSync, whose view() gives an older copy.
+  virtual std::span<const float> view(std::span<const float> params) { return params; }
 };
 
 // SFBSync's reconstruction kernel: Eigen's GEMM. g is row-major rows x cols,
@@ -121,6 +138,12 @@ class SyncOf final : public ParamSync {
   void step(std::span<float> x) override { sync_.step(x); }
   dssync::SyncStats stats() const override { return sync_.stats(); }
   bool on_gradients() const override { return gradients_; }
+  std::span<const float> view(std::span<const float> params) override {
+    if constexpr (requires { sync_.view(params); })
+      return sync_.view(params);
+    else
+      return params;
+  }
 
  private:
   Sync sync_;
@@ -156,10 +179,12 @@ class NoSync final : public ParamSync {
 };
 }  // namespace detail
 
-// `layers`: the model's fully connected layers, for SFB.
+// `layers`: the model's fully connected layers, for SFB; `parameters`: the
+// model's size, for StaleSync's history.
 template <dssync::transport T>
 std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
-                                     std::vector<dssync::SFBLayer> layers = {}) {
+                                     std::vector<dssync::SFBLayer> layers = {},
+                                     std::size_t parameters = 0) {
   using namespace dssync;
   const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed, .checked = c.checked};
   if (c.sync == "dssync") {
@@ -190,6 +215,16 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         SFBOptions{.mode = c.sync == "sfb" ? SFBMode::hybrid : SFBMode::factors,
                    .checked = c.checked,
                    .expected_k = c.batch});
+  if (c.sync == "stale") {
+    const StaleSyncOptions o{.seed = c.seed, .checked = c.checked};
+    if (c.delay == "uniform")
+      return std::make_unique<detail::SyncOf<StaleSync<T, UniformDelay>>>(
+          true, t, parameters, UniformDelay{c.staleness}, o);
+    if (c.delay == "fixed")
+      return std::make_unique<detail::SyncOf<StaleSync<T, FixedDelay>>>(
+          true, t, parameters, FixedDelay{c.staleness}, o);
+    throw std::invalid_argument("unknown delay '" + c.delay + "' (uniform, fixed)");
+  }
   if (c.sync == "gossip")
     return std::make_unique<detail::SyncOf<GossipSync<T, RingTopology>>>(false, t);
   if (c.sync == "localsgd")
@@ -197,7 +232,7 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
   throw std::invalid_argument("unknown synchronizer '" + c.sync +
-                              "' (dssync, allreduce, sfb, sfb-factors, gossip, localsgd, none)");
+                              "' (dssync, allreduce, sfb, sfb-factors, stale, gossip, localsgd, none)");
 }
 
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
@@ -247,7 +282,7 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
     return train_model(t, data, c, on_epoch, model);
   }
   if (c.model != "mlp") throw std::invalid_argument("unknown model '" + c.model + "' (mlp, softmax)");
-  Mlp model(Shape{}, std::max(c.batch, 250));
+  Mlp model(Shape{.hidden = c.hidden}, std::max(c.batch, 250));
   return train_model(t, data, c, on_epoch, model);
 }
 
@@ -266,7 +301,7 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
 
   if (static_cast<std::size_t>(model.shape().in) != data.train.features)
     throw std::invalid_argument("the model takes 784 features per sample");
-  auto sync = make_sync(t, c, model.sfb_layers());
+  auto sync = make_sync(t, c, model.sfb_layers(), model.params().size());
 
   // Outside the synchronizer: the averaged model and the figures, over the
   // whole world. Channel 127 of the tag space is one no synchronizer uses.
@@ -301,9 +336,12 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   const auto parts = static_cast<std::size_t>(c.evals_per_epoch);
   // Epoch 0 is the common starting point: evaluated, not trained. Each epoch
   // is trained in `parts` pieces of whole steps with a record after each.
-  for (int epoch = 0; epoch <= c.epochs; ++epoch) {
+  // With stop_at, every worker stops after the same record (the accuracy is
+  // all-reduced).
+  bool reached = false;
+  for (int epoch = 0; epoch <= c.epochs && !reached; ++epoch) {
     const std::vector<std::size_t> shard = epoch_order(me, n, samples, c.seed, epoch);
-    for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts; ++part) {
+    for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts && !reached; ++part) {
       const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
       const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
       const auto bytes_before = sync->stats().bytes_sent;
@@ -317,7 +355,11 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
                       batch_x.data() + static_cast<std::size_t>(j) * data.train.features);
           batch_y[static_cast<std::size_t>(j)] = data.train.y[i];
         }
-        loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch).loss_sum;
+        // At the parameters the synchronizer gives (older ones for StaleSync:
+        // the training loss is then the stale points').
+        loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch,
+                                           sync->view(model.params()))
+                        .loss_sum;
         const float lr = lr_at(global_step++);
         // On a simulated network the step's real compute time (the gradient and
         // the update) is spent in virtual time before the synchronization, or
@@ -364,6 +406,7 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
       double minima[] = {own_acc};
       small.all_reduce(t, world.group(0), std::span<double>(minima), dssync::Min{}, tag);
       wall += maxima[0];
+      reached = c.stop_at > 0 && sums[3] / static_cast<double>(data.test.size()) >= c.stop_at;
       if (me == 0 && on_epoch) {
         EpochRecord r;
         r.epoch = epoch == 0 ? 0.0 : epoch - 1 + static_cast<double>(part + 1) / static_cast<double>(parts);
