@@ -17,8 +17,8 @@
 #include <cstring>
 #include <new>
 #include <random>
-#include <stdexcept>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -40,37 +40,75 @@ void* counted_aligned(std::size_t n, std::align_val_t align) noexcept {
   void* p = nullptr;
   return posix_memalign(&p, a, n ? n : 1) == 0 ? p : nullptr;
 }
-[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void release(void* p) noexcept {
+  std::free(p);
+}
 void* or_throw(void* p) {
   if (!p) throw std::bad_alloc();
   return p;
 }
 }  // namespace
 
-void* operator new(std::size_t n) { return or_throw(counted_malloc(n)); }
-void* operator new[](std::size_t n) { return or_throw(counted_malloc(n)); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
-void* operator new(std::size_t n, std::align_val_t a) { return or_throw(counted_aligned(n, a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return or_throw(counted_aligned(n, a)); }
+void* operator new(std::size_t n) {
+  return or_throw(counted_malloc(n));
+}
+void* operator new[](std::size_t n) {
+  return or_throw(counted_malloc(n));
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_malloc(n);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_malloc(n);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return or_throw(counted_aligned(n, a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return or_throw(counted_aligned(n, a));
+}
 void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return counted_aligned(n, a);
 }
 void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return counted_aligned(n, a);
 }
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
+void operator delete(void* p) noexcept {
+  release(p);
+}
+void operator delete[](void* p) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  release(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  release(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  release(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  release(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  release(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  release(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  release(p);
+}
 
 namespace {
 
@@ -85,9 +123,13 @@ using namespace std::chrono_literals;
 using Vec = std::vector<double>;
 using Mat = std::vector<double>;  // row-major, square d x d
 
-std::size_t sz(int i) { return static_cast<std::size_t>(i); }
+std::size_t sz(int i) {
+  return static_cast<std::size_t>(i);
+}
 
-InProcWorld make_world(int n) { return InProcWorld(n, {.timeout = 60s}); }
+InProcWorld make_world(int n) {
+  return InProcWorld(n, {.timeout = 60s});
+}
 
 double uniform(std::mt19937_64& gen, double lo, double hi) {  // mt19937_64 is specified
   return lo + (hi - lo) * (static_cast<double>(gen() >> 11) * 0x1.0p-53);
@@ -164,9 +206,9 @@ std::vector<Data> classification_data(int workers, std::size_t d, std::size_t ro
 // are made on first use of each (k, ρ) and kept: solve allocates nothing after.
 struct LeastSquares {
   Data data;
-  Mat gram;                      // XᵀX
-  Vec xty;                       // Xᵀy
-  std::array<Mat, 3> factor;     // by neighbours
+  Mat gram;                   // XᵀX
+  Vec xty;                    // Xᵀy
+  std::array<Mat, 3> factor;  // by neighbours
   std::array<double, 3> rho_of{-1, -1, -1};
 
   explicit LeastSquares(Data d) : data(std::move(d)) {
@@ -176,7 +218,8 @@ struct LeastSquares {
     for (std::size_t r = 0; r < data.rows(); ++r)
       for (std::size_t i = 0; i < n; ++i) {
         xty[i] += data.x[r * n + i] * data.y[r];
-        for (std::size_t j = 0; j < n; ++j) gram[i * n + j] += data.x[r * n + i] * data.x[r * n + j];
+        for (std::size_t j = 0; j < n; ++j)
+          gram[i * n + j] += data.x[r * n + i] * data.x[r * n + j];
       }
   }
   std::size_t dim() const { return data.d; }
@@ -216,7 +259,9 @@ Vec least_squares_optimum(const std::vector<Data>& all) {
   return b;
 }
 
-double sigmoid(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
+double sigmoid(double z) {
+  return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z));
+}
 
 // f(θ) = Σ_i log(1 + exp(-y_i x_iᵀθ)) + reg/2 ||θ||²; the sum of the
 // workers' f is the centralized objective with reg · N. Newton from the warm
@@ -228,7 +273,11 @@ struct Logistic {
   Mat hess;
 
   Logistic(Data d, double r)
-      : data(std::move(d)), reg(r), grad(data.d), step(data.d), hess(data.d * data.d),
+      : data(std::move(d)),
+        reg(r),
+        grad(data.d),
+        step(data.d),
+        hess(data.d * data.d),
         lin_(data.d) {}
   std::size_t dim() const { return data.d; }
 
@@ -567,8 +616,8 @@ TEST_CASE("D-GADMM: every rank draws the same chain without a message and reache
     const auto data = regression_data(n, 6, 30, 300 + n);
     const Vec want = least_squares_optimum(data);
     const GADMMOptions options{.rho = 20, .seed = 42};
-    const auto traces =
-        trace_gadmm(n, 300, options, [&](int r) { return LeastSquares(data[sz(r)]); }, chain);
+    const auto traces = trace_gadmm(
+        n, 300, options, [&](int r) { return LeastSquares(data[sz(r)]); }, chain);
     check_traffic(traces, n, 6, chain, options.seed);
     // The chain really moves: it is redrawn every 10 iterations, and not the
     // rank order.

@@ -80,7 +80,8 @@ train::Split synthetic(std::size_t count, std::uint64_t seed) {
     s.y[i] = static_cast<int>(gen() % 10);
     for (std::size_t j = 0; j < s.features; ++j) {
       const double u = static_cast<double>(gen() >> 11) * 0x1.0p-53;
-      const double shift = (double((j * 7 + static_cast<std::size_t>(s.y[i]) * 13) % 10) - 4.5) / 20;
+      const double shift =
+          (double((j * 7 + static_cast<std::size_t>(s.y[i]) * 13) % 10) - 4.5) / 20;
       s.x[i * s.features + j] = static_cast<float>(2 * u - 1 + shift);
     }
   }
@@ -123,15 +124,20 @@ class RidgeShard {
   double rho_[3] = {-1, -1, -1};
 };
 
-double sigmoid(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
-double log1pexp(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+double sigmoid(double z) {
+  return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z));
+}
+double log1pexp(double z) {
+  return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+}
 
 // g(θ) = Σ log(1 + e^{-y xᵀθ}) + <lin, θ> + c/2 ||θ||², minimized by Newton's
 // method with the Newton step from conjugate gradients (Hessian-vector
 // products, no Hessian), a backtracking line search, warm-started.
 class LogisticShard {
  public:
-  LogisticShard(MatrixXd x, VectorXd y, double reg) : x_(std::move(x)), y_(std::move(y)), reg_(reg) {
+  LogisticShard(MatrixXd x, VectorXd y, double reg)
+      : x_(std::move(x)), y_(std::move(y)), reg_(reg) {
     const auto d = x_.cols();
     lin_ = VectorXd::Zero(d);
     for (VectorXd* v : {&grad_, &step_, &r_, &p_, &hp_, &trial_}) v->resize(d);
@@ -155,7 +161,8 @@ class LogisticShard {
   void solve(std::span<const double> mu, std::span<const double> sum, int k, double rho,
              std::span<double> theta) {
     const auto d = static_cast<Eigen::Index>(theta.size());
-    lin_ = Eigen::Map<const VectorXd>(mu.data(), d) - rho * Eigen::Map<const VectorXd>(sum.data(), d);
+    lin_ =
+        Eigen::Map<const VectorXd>(mu.data(), d) - rho * Eigen::Map<const VectorXd>(sum.data(), d);
     Eigen::Map<VectorXd> t(theta.data(), d);
     minimize(t, reg_ + k * rho);
   }
@@ -251,8 +258,8 @@ void run(const Config& c, Chain chain, Make make, Gap gap, std::vector<std::vect
   dssync::InProcWorld(c.workers).run([&](dssync::InProcTransport& t) {
     auto problem = make(t.rank());
     std::vector<double> theta(problem.dim(), 0.0);
-    dssync::GADMM<dssync::InProcTransport, Chain> g(
-        t, problem.dim(), {.rho = c.rho, .seed = c.seed}, chain);
+    dssync::GADMM<dssync::InProcTransport, Chain> g(t, problem.dim(),
+                                                    {.rho = c.rho, .seed = c.seed}, chain);
     for (int k = 0; k < c.iterations; ++k) {
       g.iterate(problem, std::span<double>(theta));
       err[std::size_t(k)][std::size_t(t.rank())] = gap(theta);
@@ -288,8 +295,10 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     // without the cancellation of F(Θ) - F*.
     const MatrixXd a = gram + c.lambda * MatrixXd::Identity(d, d);
     const MatrixXd best = a.llt().solve(xty);
-    const double fbest = 0.5 * (all.x * best - all.y).squaredNorm() + 0.5 * c.lambda * best.squaredNorm();
-    run(c, chain, [&](int r) { return shards[std::size_t(r)]; },
+    const double fbest =
+        0.5 * (all.x * best - all.y).squaredNorm() + 0.5 * c.lambda * best.squaredNorm();
+    run(
+        c, chain, [&](int r) { return shards[std::size_t(r)]; },
         [&](const std::vector<double>& theta) {
           const MatrixXd diff = ConstMap(theta.data(), d, all.y.cols()) - best;
           return 0.5 * (diff.transpose() * a * diff).trace() / fbest;
@@ -306,7 +315,8 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     VectorXd best = VectorXd::Zero(d), z;
     central.minimize(best, c.lambda);
     const double fbest = central.loss(best, z);
-    run(c, chain, [&](int r) { return shards[std::size_t(r)]; },
+    run(
+        c, chain, [&](int r) { return shards[std::size_t(r)]; },
         [&](const std::vector<double>& theta) {
           VectorXd scratch;
           const Eigen::Map<const VectorXd> t(theta.data(), d);
@@ -338,8 +348,9 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"GADMM and D-GADMM on Fashion-MNIST: ridge least squares, or sandal against "
-               "sneaker by logistic regression"};
+  CLI::App app{
+      "GADMM and D-GADMM on Fashion-MNIST: ridge least squares, or sandal against "
+      "sneaker by logistic regression"};
   Config c;
   app.add_option("--problem", c.problem, "ls or logistic")
       ->capture_default_str()

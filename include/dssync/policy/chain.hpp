@@ -20,11 +20,10 @@ namespace dssync {
 // 0..n-1: out[p] is the rank at chain position p at iteration t. Even
 // positions are heads, odd ones tails.
 template <class C>
-concept chain_policy =
-    std::copy_constructible<C> &&
+concept chain_policy = std::copy_constructible<C> &&
     requires(const C& c, int n, std::uint64_t seed, std::uint64_t t, std::span<int> out) {
-      c.order(n, seed, t, out);
-    };
+  c.order(n, seed, t, out);
+};
 
 // The chain in rank order, at every iteration: GADMM as the paper states it.
 struct StaticChain {

@@ -64,8 +64,8 @@ namespace dssync {
 // solver. dim() is the length of θ.
 template <class P>
 concept admm_problem = requires(P& p, std::span<const double> mu,
-                                std::span<const double> neighbours_sum, int neighbours,
-                                double rho, std::span<double> theta) {
+                                std::span<const double> neighbours_sum, int neighbours, double rho,
+                                std::span<double> theta) {
   { p.dim() } -> std::convertible_to<std::size_t>;
   p.solve(mu, neighbours_sum, neighbours, rho, theta);
 };
@@ -86,17 +86,26 @@ class GADMM {
   using Options = GADMMOptions;
 
   GADMM(Transport& t, std::size_t dim, Options options = {}, Chain chain = {})
-      : transport_(t), dim_(dim), options_(options), chain_(std::move(chain)), n_(t.size()),
-        me_(t.rank()), mu_(dim, 0.0), left_(dim, 0.0), right_(dim, 0.0), sum_(dim, 0.0),
-        order_(static_cast<std::size_t>(n_)), previous_(static_cast<std::size_t>(n_)),
-        seen_(static_cast<std::size_t>(n_)), check_(n_),
+      : transport_(t),
+        dim_(dim),
+        options_(options),
+        chain_(std::move(chain)),
+        n_(t.size()),
+        me_(t.rank()),
+        mu_(dim, 0.0),
+        left_(dim, 0.0),
+        right_(dim, 0.0),
+        sum_(dim, 0.0),
+        order_(static_cast<std::size_t>(n_)),
+        previous_(static_cast<std::size_t>(n_)),
+        seen_(static_cast<std::size_t>(n_)),
+        check_(n_),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     if (!(options_.rho > 0) || !std::isfinite(options_.rho)) {
       char text[64];
       std::snprintf(text, sizeof text, "%g", options_.rho);
-      throw configuration_error(
-          std::string("GADMM's rho must be positive and finite, got ") + text,
-          error_context{}.with_rank(me_));
+      throw configuration_error(std::string("GADMM's rho must be positive and finite, got ") + text,
+                                error_context{}.with_rank(me_));
     }
     draw_chain();  // a chain policy that does not fit fails here
   }
@@ -222,9 +231,9 @@ class GADMM {
       if (!std::isfinite(theta[i])) {
         char text[48];
         std::snprintf(text, sizeof text, "%g", theta[i]);
-        throw error(std::string(what) + " is not finite: element " + std::to_string(i) + " is " +
-                        text,
-                    here());
+        throw error(
+            std::string(what) + " is not finite: element " + std::to_string(i) + " is " + text,
+            here());
       }
   }
 
