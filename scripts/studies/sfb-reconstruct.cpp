@@ -1,0 +1,41 @@
+// The reconstruction's CPU time, alone: what one rank of the training example
+// spends per step rebuilding a layer's mean gradient from the gathered factors
+// with Eigen's GEMM (the kernel EigenReconstruct of examples/train/trainer.hpp,
+// the same expression). Built by scripts/studies/sfb with the Release build's
+// flags (-O3 -DNDEBUG, no -march), one thread, as dssync_train is.
+//
+//   sfb-reconstruct ROWS COLS K REPS   ->  "rows,cols,k,reps,median_ms,min_ms"
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: sfb-reconstruct ROWS COLS K REPS\n");
+    return 2;
+  }
+  const int rows = std::atoi(argv[1]), cols = std::atoi(argv[2]), k = std::atoi(argv[3]),
+            reps = std::atoi(argv[4]);
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;
+  using Map = Eigen::Map<Matrix>;
+  using ConstMap = Eigen::Map<const Matrix>;
+  std::vector<float> u(static_cast<std::size_t>(rows) * k), v(static_cast<std::size_t>(cols) * k),
+      g(static_cast<std::size_t>(rows) * cols);
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = static_cast<float>(i % 7) * 0.125f;
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 5) * 0.25f;
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    Map gt(g.data(), cols, rows);
+    gt.noalias() = 0.125f * (ConstMap(v.data(), cols, k) * ConstMap(u.data(), rows, k).transpose());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("%d,%d,%d,%d,%.4f,%.4f,%g\n", rows, cols, k, reps, ms[ms.size() / 2], ms.front(),
+              static_cast<double>(g[g.size() / 2]));
+  return 0;
+}
