@@ -32,6 +32,9 @@
 #include <vector>
 
 #include <dssync/dssync.hpp>
+#ifdef DSSYNC_CONVEX_WITH_SIM
+#include <dssync/transport/sim.hpp>
+#endif
 
 #include "data.hpp"
 
@@ -116,6 +119,14 @@ class RidgeShard {
     Map(theta.data(), features_, outputs_) = f.solve(rhs_);
   }
 
+  // ∇f(Θ) = (XᵀX + reg I) Θ - XᵀY, for the gradient methods.
+  void gradient(std::span<const double> theta, std::span<double> out) {
+    const ConstMap t(theta.data(), features_, outputs_);
+    Map g(out.data(), features_, outputs_);
+    g.noalias() = gram_ * t;
+    g += reg_ * t - xty_;
+  }
+
  private:
   Eigen::Index outputs_, features_;
   double reg_;
@@ -165,6 +176,18 @@ class LogisticShard {
         Eigen::Map<const VectorXd>(mu.data(), d) - rho * Eigen::Map<const VectorXd>(sum.data(), d);
     Eigen::Map<VectorXd> t(theta.data(), d);
     minimize(t, reg_ + k * rho);
+  }
+
+  // ∇ of the shard's loss + reg/2 ||θ||² (no linear term), for the gradient
+  // methods.
+  void gradient(std::span<const double> theta, std::span<double> out) {
+    const auto d = static_cast<Eigen::Index>(theta.size());
+    const Eigen::Map<const VectorXd> t(theta.data(), d);
+    z_.noalias() = x_ * t;
+    for (Eigen::Index i = 0; i < z_.size(); ++i) z_[i] = -y_[i] * sigmoid(-y_[i] * z_[i]);
+    Eigen::Map<VectorXd> g(out.data(), d);
+    g.noalias() = x_.transpose() * z_;
+    g += reg_ * t;
   }
 
   // The minimizer of g with c, from theta: until the gradient is 1e-10 of the
@@ -229,10 +252,12 @@ class LogisticShard {
 
 struct Config {
   std::string problem = "ls";
+  std::string method = "gadmm";
   int workers = 8;
   double rho = 0;  // 0: the problem's default
   double lambda = 1;
   int iterations = 100;
+  int every = 1;  // evaluate the objective every this many iterations
   std::string chain = "static";
   int coherence = 10;
   std::uint64_t seed = 1;
@@ -240,6 +265,9 @@ struct Config {
   std::size_t synthetic = 0;
   std::string data = train::default_data_dir;
   double expect_below = 0;  // > 0: exit 1 unless the last worst error is below it
+  std::string transport = "inproc";
+  double sim_gbit = 1, sim_alpha = 5e-6, sim_oversubscription = 4, sim_compute = 0;
+  int sim_hosts_per_rack = 8;
 };
 
 // The shards [begin, end) of `rows` for worker r of n.
@@ -247,28 +275,131 @@ std::pair<Eigen::Index, Eigen::Index> shard(Eigen::Index rows, int r, int n) {
   return {rows * r / n, rows * (r + 1) / n};
 }
 
-// Runs the iterations; err[t][r] is worker r's relative objective error
-// after iteration t. F(θ) - F* comes from objective_gap(θ).
-template <class Chain, class Make, class Gap>
-void run(const Config& c, Chain chain, Make make, Gap gap, std::vector<std::vector<double>>& err,
-         std::vector<std::uint64_t>& bytes) {
-  err.assign(static_cast<std::size_t>(c.iterations), std::vector<double>(std::size_t(c.workers)));
-  std::vector<std::vector<std::uint64_t>> sent(static_cast<std::size_t>(c.iterations),
-                                               std::vector<std::uint64_t>(std::size_t(c.workers)));
-  dssync::InProcWorld(c.workers).run([&](dssync::InProcTransport& t) {
-    auto problem = make(t.rank());
-    std::vector<double> theta(problem.dim(), 0.0);
-    dssync::GADMM<dssync::InProcTransport, Chain> g(t, problem.dim(),
-                                                    {.rho = c.rho, .seed = c.seed}, chain);
+// What the runs record at each evaluated iteration, per worker.
+struct Records {
+  std::vector<int> iteration;               // 1-based
+  std::vector<std::vector<double>> err;     // [eval][rank]: relative objective error
+  std::vector<std::vector<std::uint64_t>> sent;  // [eval][rank]: bytes this rank sent so far
+  std::vector<std::vector<double>> clock;   // [eval][rank]: virtual seconds (sim), else 0
+};
+
+template <class T>
+double clock_of(const T& t) {
+  if constexpr (requires { t.now(); })
+    return t.now();
+  else
+    return 0;
+}
+
+// One worker's iterations of the chosen method, recording into `rec` at the
+// evaluated iterations (every c.every-th and the last).
+//  gadmm, dgadmm: GADMM on a static or random chain, from θ = 0.
+//  gd:     θ ← θ - (1/L) ∇F(θ), ∇F/N by AllReduceSync's average of the
+//          workers' gradients (so the step is N/L on the average); every
+//          worker holds the same θ.
+//  dsgd:   θ_n ← θ_n - (N/L) ∇f_n(θ_n), then DS-Sync (groups of 2) averages
+//          the models: decentralized GD with a constant step.
+//  gossip: the same gradient step, then GossipSync on a ring averages each
+//          model with its two neighbours'.
+template <class Transport, class Chain, class Problem, class Gap>
+void worker(Transport& t, const Config& c, Chain chain, Problem& problem, Gap gap, double L,
+            Records& rec) {
+  const auto me = static_cast<std::size_t>(t.rank());
+  std::vector<double> theta(problem.dim(), 0.0), grad(problem.dim(), 0.0);
+  const double step = c.workers / L;
+  std::size_t e = 0;
+  auto record = [&](int k, std::uint64_t bytes) {
+    if ((k + 1) % c.every != 0 && k + 1 != c.iterations) return;
+    rec.err[e][me] = gap(theta);
+    rec.sent[e][me] = bytes;
+    rec.clock[e][me] = clock_of(t);
+    ++e;
+  };
+  auto compute = [&] {
+    if constexpr (requires { t.compute(0.0); })
+      if (c.sim_compute > 0) t.compute(c.sim_compute);
+  };
+  auto descend = [&](auto& sync) {
     for (int k = 0; k < c.iterations; ++k) {
-      g.iterate(problem, std::span<double>(theta));
-      err[std::size_t(k)][std::size_t(t.rank())] = gap(theta);
-      sent[std::size_t(k)][std::size_t(t.rank())] = g.stats().bytes_sent;
+      problem.gradient(theta, grad);
+      for (std::size_t i = 0; i < theta.size(); ++i) theta[i] -= step * grad[i];
+      compute();
+      sync.step(theta);
+      record(k, sync.stats().bytes_sent);
     }
-  });
-  bytes.assign(static_cast<std::size_t>(c.iterations), 0);
-  for (std::size_t k = 0; k < sent.size(); ++k)
-    for (auto b : sent[k]) bytes[k] += b;
+  };
+  if (c.method == "gadmm" || c.method == "dgadmm") {
+    dssync::GADMM<Transport, Chain> g(t, problem.dim(), {.rho = c.rho, .seed = c.seed}, chain);
+    for (int k = 0; k < c.iterations; ++k) {
+      compute();
+      g.iterate(problem, std::span<double>(theta));
+      record(k, g.stats().bytes_sent);
+    }
+  } else if (c.method == "gd") {
+    dssync::AllReduceSync<Transport> sync(t);
+    for (int k = 0; k < c.iterations; ++k) {
+      problem.gradient(theta, grad);
+      compute();
+      sync.step(grad);  // the average gradient, ∇F / N
+      for (std::size_t i = 0; i < theta.size(); ++i) theta[i] -= step * grad[i];
+      record(k, sync.stats().bytes_sent);
+    }
+  } else if (c.method == "dsgd") {
+    dssync::DSSync<Transport> sync(t, {.group_size = 2, .seed = c.seed});
+    descend(sync);
+  } else {
+    dssync::GossipSync<Transport> sync(t);
+    descend(sync);
+  }
+}
+
+template <class Chain, class Make, class Gap>
+void run(const Config& c, Chain chain, Make make, Gap gap, double L, Records& rec) {
+  const auto n = static_cast<std::size_t>(c.workers);
+  for (int k = 0; k < c.iterations; ++k)
+    if ((k + 1) % c.every == 0 || k + 1 == c.iterations) rec.iteration.push_back(k + 1);
+  rec.err.assign(rec.iteration.size(), std::vector<double>(n));
+  rec.sent.assign(rec.iteration.size(), std::vector<std::uint64_t>(n));
+  rec.clock.assign(rec.iteration.size(), std::vector<double>(n));
+  if (c.transport == "sim") {
+#ifdef DSSYNC_CONVEX_WITH_SIM
+    const dssync::SimOptions o{
+        .alpha = c.sim_alpha,
+        .bandwidth = c.sim_gbit * 1e9 / 8,
+        .hosts_per_rack = c.sim_hosts_per_rack,
+        .uplink_bandwidth = c.sim_hosts_per_rack > 0 ? c.sim_hosts_per_rack * c.sim_gbit * 1e9 / 8 /
+                                                           c.sim_oversubscription
+                                                     : 0,
+        .stack_bytes = 1 << 20,  // Eigen keeps GEMM blocks on the stack
+    };
+    dssync::SimWorld(c.workers, o).run([&](dssync::SimTransport& t) {
+      auto problem = make(t.rank());
+      worker(t, c, chain, problem, gap, L, rec);
+    });
+#else
+    throw dssync::configuration_error("this build has no simulated transport");
+#endif
+  } else {
+    dssync::InProcWorld(c.workers).run([&](dssync::InProcTransport& t) {
+      auto problem = make(t.rank());
+      worker(t, c, chain, problem, gap, L, rec);
+    });
+  }
+}
+
+// The largest eigenvalue of the symmetric positive semi-definite a, by power
+// iteration from a fixed start until it changes by less than 1e-12.
+double largest_eigenvalue(const MatrixXd& a) {
+  VectorXd v = VectorXd::Ones(a.rows()).normalized(), w;
+  double value = 0;
+  for (int it = 0; it < 10000; ++it) {
+    w.noalias() = a * v;
+    const double next = v.dot(w);
+    v = w.normalized();
+    if (std::abs(next - value) <= 1e-12 * next) return next;
+    value = next;
+  }
+  return value;
 }
 
 template <class Chain>
@@ -280,8 +411,7 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     return 2;
   }
   const double reg = c.lambda / c.workers;
-  std::vector<std::vector<double>> err;
-  std::vector<std::uint64_t> bytes;
+  Records rec;
   if (c.problem == "ls") {
     std::vector<RidgeShard> shards;
     MatrixXd gram = MatrixXd::Zero(d, d), xty = MatrixXd::Zero(d, all.y.cols());
@@ -297,13 +427,15 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     const MatrixXd best = a.llt().solve(xty);
     const double fbest =
         0.5 * (all.x * best - all.y).squaredNorm() + 0.5 * c.lambda * best.squaredNorm();
+    // F's Hessian is XᵀX + λI on each output's column.
+    const double L = c.method == "gadmm" || c.method == "dgadmm" ? 1 : largest_eigenvalue(a);
     run(
         c, chain, [&](int r) { return shards[std::size_t(r)]; },
         [&](const std::vector<double>& theta) {
           const MatrixXd diff = ConstMap(theta.data(), d, all.y.cols()) - best;
           return 0.5 * (diff.transpose() * a * diff).trace() / fbest;
         },
-        err, bytes);
+        L, rec);
   } else {
     std::vector<LogisticShard> shards;
     for (int r = 0; r < c.workers; ++r) {
@@ -315,6 +447,14 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     VectorXd best = VectorXd::Zero(d), z;
     central.minimize(best, c.lambda);
     const double fbest = central.loss(best, z);
+    // F's Hessian is Xᵀ W X + λI with W's entries σ(1 - σ) at most 1/4.
+    double L = 1;
+    if (c.method != "gadmm" && c.method != "dgadmm") {
+      MatrixXd gram = MatrixXd::Zero(d, d);
+      gram.selfadjointView<Eigen::Lower>().rankUpdate(all.x.transpose(), 0.25);
+      gram = gram.selfadjointView<Eigen::Lower>();
+      L = largest_eigenvalue(gram) + c.lambda;
+    }
     run(
         c, chain, [&](int r) { return shards[std::size_t(r)]; },
         [&](const std::vector<double>& theta) {
@@ -322,20 +462,27 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
           const Eigen::Map<const VectorXd> t(theta.data(), d);
           return (central.loss(t, scratch) - fbest) / fbest;
         },
-        err, bytes);
+        L, rec);
   }
-  std::printf("iteration,worst_error,mean_error,bytes\n");
-  for (std::size_t k = 0; k < err.size(); ++k) {
-    double worst = 0, mean = 0;
-    for (double e : err[k]) {
-      worst = std::max(worst, e);
-      mean += e / static_cast<double>(err[k].size());
+  const bool sim = c.transport == "sim";
+  std::printf(sim ? "iteration,worst_error,mean_error,bytes,virtual_seconds\n"
+                  : "iteration,worst_error,mean_error,bytes\n");
+  for (std::size_t k = 0; k < rec.err.size(); ++k) {
+    double worst = 0, mean = 0, clock = 0;
+    std::uint64_t bytes = 0;
+    for (std::size_t r = 0; r < rec.err[k].size(); ++r) {
+      worst = std::max(worst, rec.err[k][r]);
+      mean += rec.err[k][r] / static_cast<double>(rec.err[k].size());
+      bytes += rec.sent[k][r];
+      clock = std::max(clock, rec.clock[k][r]);
     }
-    std::printf("%zu,%.6e,%.6e,%llu\n", k + 1, worst, mean,
-                static_cast<unsigned long long>(bytes[k]));
+    std::printf("%d,%.6e,%.6e,%llu", rec.iteration[k], worst, mean,
+                static_cast<unsigned long long>(bytes));
+    if (sim) std::printf(",%.9f", clock);
+    std::printf("\n");
   }
   if (c.expect_below > 0) {
-    const double last = *std::max_element(err.back().begin(), err.back().end());
+    const double last = *std::max_element(rec.err.back().begin(), rec.err.back().end());
     if (!(last < c.expect_below)) {
       std::fprintf(stderr, "the worst error after %d iterations is %g, not below %g\n",
                    c.iterations, last, c.expect_below);
@@ -355,6 +502,27 @@ int main(int argc, char** argv) {
   app.add_option("--problem", c.problem, "ls or logistic")
       ->capture_default_str()
       ->check(CLI::IsMember({"ls", "logistic"}));
+  app.add_option("--method", c.method,
+                 "gadmm, dgadmm (GADMM on a random chain), gd (AllReduceSync), dsgd (gradient "
+                 "step then DSSync groups of 2) or gossip (gradient step then GossipSync ring)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gadmm", "dgadmm", "gd", "dsgd", "gossip"}));
+  app.add_option("--every", c.every, "evaluate the objective every this many iterations")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--transport", c.transport, "inproc (threads) or sim (virtual time)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"inproc", "sim"}));
+  app.add_option("--sim-bandwidth", c.sim_gbit, "sim: host link, Gbit/s")->capture_default_str();
+  app.add_option("--sim-alpha", c.sim_alpha, "sim: latency per message, s")->capture_default_str();
+  app.add_option("--sim-hosts-per-rack", c.sim_hosts_per_rack, "sim: hosts per rack, 0: one rack")
+      ->capture_default_str();
+  app.add_option("--sim-oversubscription", c.sim_oversubscription,
+                 "sim: rack uplink = rack bandwidth / this")
+      ->capture_default_str();
+  app.add_option("--sim-compute", c.sim_compute,
+                 "sim: virtual compute seconds per iteration (0: communication only)")
+      ->capture_default_str();
   app.add_option("--workers", c.workers, "workers (threads), the chain's length")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -381,6 +549,7 @@ int main(int argc, char** argv) {
   try {
     const train::Split split =
         c.synthetic ? synthetic(c.synthetic, c.seed) : train::load_dataset(c.data).train;
+    if (c.method == "dgadmm") c.chain = "random";
     if (c.chain == "static") return solve(c, dssync::StaticChain{}, split);
     return solve(c, dssync::RandomChain{c.coherence}, split);
   } catch (const std::exception& e) {
