@@ -261,6 +261,35 @@ def sfb_sim(records):
     return rows
 
 
+def sim_step(record, label, p, k):
+    rows = [r for r in read_csv(record) if r["label"] == label]
+    return statistics.median(1000 * float(r["seconds"]) / s
+                             for r, s in zip(rows[1:], window_steps(rows, p, k, epochs=2)))
+
+
+def _sim_claims():
+    one, tenth = f"{SIM}/P8_K32_1gbit.csv", f"{SIM}/P8_K32_0.1gbit.csv"
+    if not (os.path.exists(path(one)) and os.path.exists(path(tenth))):
+        return
+
+    def ratio(record):
+        return sim_step(record, HYBRID, 8, 32) / sim_step(record, BSP, 8, 32)
+    claim(DOC, f"at (8, 32) is {ratio(tenth):.2f}x BSP's at 100 Mbit/s and {ratio(one):.2f}x at 1 Gbit/s",
+          [SIM])
+
+
+def _inproc_claims():
+    if not os.path.isdir(path(INPROC)):
+        return
+    seeds = runs(INPROC)
+
+    def extra(label):
+        return statistics.median(m - n for _, s in seeds
+                                 for m, n in zip(ms_per_step(s[label]), ms_per_step(s["none"])))
+    claim(DOC, f"takes {extra(HYBRID):.0f} ms a step beyond the compute (median; BSP's {extra(BSP):.0f} ms",
+          [INPROC])
+
+
 def _claims():
     if not os.path.isdir(path(BED)):
         return
@@ -278,3 +307,5 @@ def _claims():
 
 
 _claims()
+_sim_claims()
+_inproc_claims()
