@@ -191,7 +191,8 @@ def sfb_steps(records):
     for label, name in ROWS:
         header.append(name)
         step = statistics.median(m for _, s in seeds for m in ms_per_step(s[label]))
-        sent = 1000 * statistics.mean(predicted(label, MLP, 8, 32, p) for p in range(8)) / (100e6 / 8)
+        mean = statistics.mean(predicted(label, MLP, 8, 32, p) for p in range(8))
+        sent = 1000 * mean / (100e6 / 8)
         rebuilt = [(r, c) for r, c in MLP if label.startswith(FACTORS) or
                    (label.startswith(HYBRID) and 8 * 32 <= limit(r, c))]
         cpu = 8 * sum(gemm[rc] for rc in rebuilt) / 2
@@ -250,12 +251,14 @@ def sfb_sim(records):
                 by_label.setdefault(row["label"], []).append(row)
 
             def ms(label):
+                rows_ = by_label[label]
                 return statistics.median(
                     1000 * float(r["seconds"]) / s
-                    for r, s in zip(by_label[label][1:], window_steps(by_label[label], p, k, epochs=2)))
+                    for r, s in zip(rows_[1:], window_steps(rows_, p, k, epochs=2)))
             for label, sync in ROWS:
                 t = time_to(by_label[label], 0.85)
-                rows.append([f"({p}, {k}), {name}", sync, f"{ms(label):.1f}", f"{ms(label) / ms(BSP):.3f}",
+                rows.append([f"({p}, {k}), {name}", sync, f"{ms(label):.1f}",
+                             f"{ms(label) / ms(BSP):.3f}",
                              "never" if math.isinf(t) else f"{t:.2f}",
                              f"{float(by_label[label][-1]['test_acc_avg']):.4f}"])
     return rows
@@ -274,7 +277,8 @@ def _sim_claims():
 
     def ratio(record):
         return sim_step(record, HYBRID, 8, 32) / sim_step(record, BSP, 8, 32)
-    claim(DOC, f"at (8, 32) is {ratio(tenth):.2f}x BSP's at 100 Mbit/s and {ratio(one):.2f}x at 1 Gbit/s",
+    claim(DOC, f"at (8, 32) is {ratio(tenth):.2f}x BSP's at 100 Mbit/s and "
+          f"{ratio(one):.2f}x at 1 Gbit/s",
           [SIM])
 
 
@@ -286,7 +290,8 @@ def _inproc_claims():
     def extra(label):
         return statistics.median(m - n for _, s in seeds
                                  for m, n in zip(ms_per_step(s[label]), ms_per_step(s["none"])))
-    claim(DOC, f"takes {extra(HYBRID):.0f} ms a step beyond the compute (median; BSP's {extra(BSP):.0f} ms",
+    claim(DOC, f"takes {extra(HYBRID):.0f} ms a step beyond the compute "
+          f"(median; BSP's {extra(BSP):.0f} ms",
           [INPROC])
 
 

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     Map gt(g.data(), cols, rows);
     gt.noalias() = 0.125f * (ConstMap(v.data(), cols, k) * ConstMap(u.data(), rows, k).transpose());
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    const auto took = std::chrono::steady_clock::now() - start;
+    ms.push_back(std::chrono::duration<double, std::milli>(took).count());
   }
   std::sort(ms.begin(), ms.end());
   std::printf("%d,%d,%d,%d,%.4f,%.4f,%g\n", rows, cols, k, reps, ms[ms.size() / 2], ms.front(),
