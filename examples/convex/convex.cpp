@@ -9,9 +9,16 @@
 //                       + λ/2 ||θ||².
 //
 // The training set is cut into --workers contiguous shards; worker n holds
-// f_n, its shard's loss plus λ/(2N) ||θ||². Every iteration prints, as CSV,
-// the objective's relative error (F(θ_n) - F*) / F* of the worst and of the
-// mean worker against the centralized optimum, and the bytes sent so far.
+// f_n, its shard's loss plus λ/(2N) ||θ||². Every --every iterations it prints,
+// as CSV, the objective's relative error (F(θ_n) - F*) / F* of the worst and
+// of the mean worker against the centralized optimum, the bytes all workers
+// sent so far and, on the simulator (--transport sim), the virtual seconds.
+//
+//   --method gadmm | dgadmm   GADMM on a static / random chain
+//   --method gd               gradient descent, gradients by AllReduceSync
+//   --method dsgd | gossip    a gradient step, then DSSync (pairs) or
+//                             GossipSync (ring) averaging of the models
+// (docs/gadmm.md compares them.)
 //
 //   dssync_convex --problem ls --workers 8 --rho 1000 --iterations 100
 //   dssync_convex --problem logistic --chain random --coherence 10
