@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"uniform", "fixed"}));
   app.add_option("--stop-at", c.stop_at,
-                 "stop a run after the first record whose averaged model reaches this test accuracy (0: never)")
+                 "stop a run after the first record whose averaged model reaches this test accuracy, or whose "
+                 "test loss is not finite (diverged) (0: never)")
       ->capture_default_str();
   app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--shuffle", c.shuffle,

@@ -43,7 +43,8 @@ struct Config {
   std::vector<int> hidden = {256, 128};  // the MLP's hidden widths
   int staleness = 0;                     // stale: the delay bound s
   std::string delay = "uniform";         // stale: uniform (drawn in 0..s) | fixed (always s)
-  double stop_at = 0;  // stop after the first record whose averaged model reaches this test accuracy (0: never)
+  double stop_at = 0;  // stop after the first record whose averaged model reaches this test accuracy,
+                       // or has diverged (0: never)
   int group_size = 2;
   std::string shuffle = "random";  // random | butterfly | none
   int period = 8;                  // local SGD: average every H steps
@@ -406,7 +407,9 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
       double minima[] = {own_acc};
       small.all_reduce(t, world.group(0), std::span<double>(minima), dssync::Min{}, tag);
       wall += maxima[0];
-      reached = c.stop_at > 0 && sums[3] / static_cast<double>(data.test.size()) >= c.stop_at;
+      // A diverged run (non-finite test loss) stops as well: it cannot come back.
+      reached = c.stop_at > 0 && (sums[3] / static_cast<double>(data.test.size()) >= c.stop_at ||
+                                  !std::isfinite(sums[2]));
       if (me == 0 && on_epoch) {
         EpochRecord r;
         r.epoch = epoch == 0 ? 0.0 : epoch - 1 + static_cast<double>(part + 1) / static_cast<double>(parts);
