@@ -262,12 +262,15 @@ void timeout_names_peer_and_operation(R& runner, Report& rep) {
   expect_end(rep, ends, 1, "timeout", 0, "a receive from rank 0 ");
   if (R::wall_clock) {
     expect_end(rep, ends, 1, "timeout", 0, "did not complete within 300 ms");
+    // The buffer is made before the ranks start, and the receiver stays away
+    // ten times the timeout: under a sanitizer, making 32 MiB inside the rank
+    // took long enough that rank 1 had left before rank 0's send timed out.
+    const std::vector<float> big(std::size_t{8} << 20);  // 32 MiB
     ends = runner.run(2, ms(300), [&](auto& t) {
       if (t.rank() == 0) {
-        const std::vector<float> big(std::size_t{8} << 20);  // 32 MiB
         t.send(1, std::span<const float>(big), 4);
       } else {
-        R::pause(t, ms(1500));
+        R::pause(t, ms(3000));
       }
     });
     expect_end(rep, ends, 0, "timeout", 1, "a send to rank 1 did not complete within 300 ms");
