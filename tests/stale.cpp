@@ -29,54 +29,7 @@
 #include "dssync/dssync.hpp"
 #include "outcome.hpp"
 
-// ------------------------------------------------------ allocation counting --
-// As tests/sync.cpp: every allocation of the process goes through these, and
-// each thread counts its own, so a rank measures what its own calls allocate.
-
-namespace {
-thread_local std::uint64_t t_allocations = 0;
-
-void* counted_malloc(std::size_t n) noexcept {
-  ++t_allocations;
-  return std::malloc(n ? n : 1);
-}
-void* counted_aligned(std::size_t n, std::align_val_t align) noexcept {
-  ++t_allocations;
-  const std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
-  void* p = nullptr;
-  return posix_memalign(&p, a, n ? n : 1) == 0 ? p : nullptr;
-}
-[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
-void* or_throw(void* p) {
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return or_throw(counted_malloc(n)); }
-void* operator new[](std::size_t n) { return or_throw(counted_malloc(n)); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
-void* operator new(std::size_t n, std::align_val_t a) { return or_throw(counted_aligned(n, a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return or_throw(counted_aligned(n, a)); }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return counted_aligned(n, a);
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return counted_aligned(n, a);
-}
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
+#include "allocations.hpp"
 
 namespace {
 
