@@ -35,96 +35,7 @@
 #include "dssync/core/tag.hpp"
 #include "dssync/transport/inproc.hpp"
 
-// ------------------------------------------------------ allocation counter --
-// Every allocation goes through these replacements; a thread counts its own
-// while it has counting switched on. This is how the tests see that a second
-// all_reduce of the same size allocates nothing.
-
-namespace {
-thread_local bool counting_allocations = false;
-thread_local std::size_t allocations = 0;
-
-void* allocate(std::size_t n, std::size_t alignment) {
-  if (counting_allocations) ++allocations;
-  if (n == 0) n = 1;
-  void* p = nullptr;
-  if (alignment <= alignof(std::max_align_t)) {
-    p = std::malloc(n);
-  } else if (posix_memalign(&p, alignment, n) != 0) {
-    p = nullptr;
-  }
-  return p;
-}
-
-// Out of line, so that GCC does not pair the inlined free() with operator new
-// (-Wmismatched-new-delete): both ends are ours and use malloc and free.
-[[gnu::noinline]] void release(void* p) noexcept {
-  std::free(p);
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (void* p = allocate(n, 0)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  return ::operator new(n);
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  if (void* p = allocate(n, static_cast<std::size_t>(a))) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return ::operator new(n, a);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  return allocate(n, 0);
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  return allocate(n, 0);
-}
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate(n, static_cast<std::size_t>(a));
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate(n, static_cast<std::size_t>(a));
-}
-void operator delete(void* p) noexcept {
-  release(p);
-}
-void operator delete[](void* p) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  release(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  release(p);
-}
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  release(p);
-}
+#include "allocations.hpp"
 
 namespace {
 
@@ -1027,13 +938,6 @@ TEST_CASE_TEMPLATE("collectives: a tag outside [0, max_tag] is a configuration_e
 
 // ----------------------------------------------------------------- scratch --
 
-std::size_t allocations_in(const auto& call) {
-  allocations = 0;
-  counting_allocations = true;
-  call();
-  counting_allocations = false;
-  return allocations;
-}
 
 TEST_CASE("collectives: the allocation counter counts") {
   CHECK(allocations_in([] { std::vector<int> v(100); }) == 1u);

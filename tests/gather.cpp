@@ -26,50 +26,7 @@
 #include "dssync/transport/inproc.hpp"
 #include "gather_cases.hpp"
 
-// ------------------------------------------------------ allocation counter --
-// A thread counts its own allocations while counting is on: the steady state
-// of every collective here must allocate nothing.
-
-namespace {
-thread_local bool counting_allocations = false;
-thread_local std::size_t allocations = 0;
-
-void* allocate(std::size_t n, std::size_t alignment) {
-  if (counting_allocations) ++allocations;
-  if (n == 0) n = 1;
-  void* p = nullptr;
-  if (alignment <= alignof(std::max_align_t))
-    p = std::malloc(n);
-  else if (posix_memalign(&p, alignment, n) != 0)
-    p = nullptr;
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-// Out of line, so that GCC does not pair an inlined free() with operator new.
-[[gnu::noinline]] void release(void* p) noexcept {
-  std::free(p);
-}
-}  // namespace
-
-// The standard library's array, nothrow and sized forms call these.
-void* operator new(std::size_t n) {
-  return allocate(n, 0);
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  return allocate(n, static_cast<std::size_t>(a));
-}
-void operator delete(void* p) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  release(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  release(p);
-}
+#include "allocations.hpp"
 
 namespace {
 
@@ -449,13 +406,6 @@ TEST_CASE("gather: a group the caller cannot run with, or a bad tag, is a config
 
 // ----------------------------------------------------------------- scratch --
 
-std::size_t allocations_in(const auto& call) {
-  allocations = 0;
-  counting_allocations = true;
-  call();
-  counting_allocations = false;
-  return allocations;
-}
 
 TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
   for (int n : {1, 2, 3, 5, 8}) {
