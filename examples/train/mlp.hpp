@@ -93,6 +93,19 @@ inline dssync::FactorView factor_view(int outputs, int inputs, int batch, const 
   return {inputs, outputs, batch, a, d};
 }
 
+// SGD with momentum as PyTorch writes it: v = mu v + g; p -= lr v. The
+// velocity is this worker's own and is never synchronized.
+inline void momentum_step(std::span<float> params, std::span<float> velocity,
+                          std::span<const float> g, float lr, float momentum) {
+  float* __restrict p = params.data();
+  float* __restrict v = velocity.data();
+  const float* __restrict d = g.data();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    v[i] = momentum * v[i] + d[i];
+    p[i] -= lr * v[i];
+  }
+}
+
 class Mlp {
  public:
   explicit Mlp(Shape shape = {}, int max_batch = 256)
@@ -188,16 +201,8 @@ class Mlp {
   }
   std::span<const dssync::FactorView> factors() const { return factors_; }
 
-  // SGD with momentum as PyTorch writes it: v = mu v + g; p -= lr v. The
-  // velocity is this worker's own and is never synchronized.
   void sgd_step(std::span<const float> g, float lr, float momentum) {
-    float* __restrict p = params_.data();
-    float* __restrict v = velocity_.data();
-    const float* __restrict d = g.data();
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      v[i] = momentum * v[i] + d[i];
-      p[i] -= lr * v[i];
-    }
+    momentum_step(params_, velocity_, g, lr, momentum);
   }
 
   // Loss and accuracy of the parameters `p` (this model's shape) on a split,

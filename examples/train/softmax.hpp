@@ -72,15 +72,8 @@ class Softmax {
   std::vector<dssync::SFBLayer> sfb_layers() const { return {sfb_layer(shape_.out, shape_.in, 0)}; }
   std::span<const dssync::FactorView> factors() const { return factors_; }
 
-  // As Mlp::sgd_step.
   void sgd_step(std::span<const float> g, float lr, float momentum) {
-    float* __restrict p = params_.data();
-    float* __restrict v = velocity_.data();
-    const float* __restrict d = g.data();
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      v[i] = momentum * v[i] + d[i];
-      p[i] -= lr * v[i];
-    }
+    momentum_step(params_, velocity_, g, lr, momentum);
   }
 
   BatchResult evaluate(std::span<const float> p, const Split& s, int chunk = 250) {
