@@ -106,6 +106,22 @@ inline void momentum_step(std::span<float> params, std::span<float> velocity,
   }
 }
 
+// Loss and accuracy on a split, in chunks of up to `chunk` samples:
+// logits(X, b) computes the chunk's logits (outputs x b) from its inputs X.
+template <class Logits>
+BatchResult evaluate_in_chunks(const Split& s, int inputs, int chunk, Logits&& logits) {
+  BatchResult total;
+  for (std::size_t at = 0; at < s.size(); at += static_cast<std::size_t>(chunk)) {
+    const int b = static_cast<int>(std::min<std::size_t>(chunk, s.size() - at));
+    const ConstMatrixMap X(s.x.data() + at * s.features, inputs, b);
+    auto z = logits(X, b);
+    const BatchResult r = softmax_loss(z, s.y.data() + at, b);
+    total.loss_sum += r.loss_sum;
+    total.correct += r.correct;
+  }
+  return total;
+}
+
 class Mlp {
  public:
   explicit Mlp(Shape shape = {}, int max_batch = 256)
@@ -209,17 +225,10 @@ class Mlp {
   // in chunks of up to `chunk` samples.
   BatchResult evaluate(std::span<const float> p, const Split& s, int chunk = 250) {
     reserve(chunk);
-    BatchResult total;
-    for (std::size_t at = 0; at < s.size(); at += static_cast<std::size_t>(chunk)) {
-      const int b = static_cast<int>(std::min<std::size_t>(chunk, s.size() - at));
-      const ConstMatrixMap X(s.x.data() + at * s.features, shape_.in, b);
+    return evaluate_in_chunks(s, shape_.in, chunk, [&](const ConstMatrixMap& X, int b) {
       forward(p.data(), X, b);
-      auto z = a_.back().leftCols(b);
-      const BatchResult r = softmax_loss(z, s.y.data() + at, b);
-      total.loss_sum += r.loss_sum;
-      total.correct += r.correct;
-    }
-    return total;
+      return a_.back().leftCols(b);
+    });
   }
 
  private:

@@ -78,17 +78,11 @@ class Softmax {
 
   BatchResult evaluate(std::span<const float> p, const Split& s, int chunk = 250) {
     reserve(chunk);
-    BatchResult total;
-    for (std::size_t at = 0; at < s.size(); at += static_cast<std::size_t>(chunk)) {
-      const int b = static_cast<int>(std::min<std::size_t>(chunk, s.size() - at));
-      const ConstMatrixMap X(s.x.data() + at * s.features, shape_.in, b);
+    return evaluate_in_chunks(s, shape_.in, chunk, [&](const ConstMatrixMap& X, int b) {
       auto z = z_.leftCols(b);
       forward(p.data(), X, z);
-      const BatchResult r = softmax_loss(z, s.y.data() + at, b);
-      total.loss_sum += r.loss_sum;
-      total.correct += r.correct;
-    }
-    return total;
+      return z;
+    });
   }
 
  private:
