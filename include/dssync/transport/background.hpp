@@ -1,0 +1,234 @@
+#pragma once
+// Channels and the background context: how a rank synchronizes beside its
+// training loop without rewriting a single collective.
+//
+// A transport with channels (the concept transport_with_channels) gives each
+// rank several channels. channel(c) is a transport of the same type, of the
+// same rank, whose messages go only to channel c of the other ranks: the
+// collectives and synchronizers run on it unchanged. Channel 0 is the
+// transport itself. Two execution contexts of one rank may use two different
+// channels at the same time (never one channel from two contexts at once). A
+// failure on any channel fails the transport on all of them, and the contract
+// of transport/contract.hpp holds on every channel.
+//
+// Background<Tr> is the second context of a rank: a thread (on the simulator,
+// a fiber of the same rank) that runs jobs on one channel while the caller
+// goes on:
+//
+//   dssync::Background bg(transport);            // channel 1
+//   bg.start([&](auto& channel) { ring.all_reduce(channel, g, data, Sum{}, 0); });
+//   ... compute ...
+//   if (bg.wait(std::chrono::seconds(5))) bg.get();  // rethrows the job's error
+//
+// One job at a time; start() while a job runs is a configuration_error. The
+// job is kept in a std::function, so a callable of at most two pointers (a
+// lambda capturing `this` or two references) is stored without allocating,
+// and a synchronizer that starts a job every step allocates nothing.
+//
+// A transport may run the second context itself by defining a nested type
+// `context` (the simulator does: a fiber, waits in virtual time); otherwise it
+// is a thread (detail::ThreadContext). A context is a monitor:
+//   context(Tr& channel);
+//   void start(Body body);                // runs body() in the new context, once
+//   void update(F f);                     // f() under the monitor, then wakes the waiters
+//   bool await(P ready, Deadline d);      // sleeps until ready() (checked under
+//                                         // the monitor) or d passes; returns ready()
+//   void join();                          // after body() has returned
+// On the simulator a wait has no wall-clock deadline; a wait nothing can end
+// is a deadlock in virtual time and ends with timeout_error, as every other
+// wait there.
+
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/transport/contract.hpp"
+
+namespace dssync {
+
+// Optional: channels. channels() is how many this transport has (its
+// options say), channel_index() which one this object is, channel(c) the
+// same rank's channel c.
+template <class T>
+concept transport_with_channels = transport<T> && requires(T& t, const T& ct, int c) {
+  { ct.channels() } -> std::convertible_to<int>;
+  { ct.channel_index() } -> std::convertible_to<int>;
+  { t.channel(c) } -> std::same_as<T>;
+};
+
+namespace detail {
+
+// Range check of channel(c), the same words on every transport.
+inline void check_channel(int rank, int channels, int c) {
+  if (c < 0 || c >= channels)
+    throw configuration_error("channel " + std::to_string(c) + " does not exist: the transport has " +
+                                  std::to_string(channels) +
+                                  " channel(s) (more are set in its options: channels)",
+                              error_context{}.with_rank(rank));
+}
+
+// The second context of a rank as an OS thread: a mutex and a condition
+// variable make the monitor. Waiting sleeps; it never spins.
+class ThreadContext {
+ public:
+  template <class Tr>
+  explicit ThreadContext(Tr&) {}
+  ThreadContext(const ThreadContext&) = delete;
+  ThreadContext& operator=(const ThreadContext&) = delete;
+
+  template <class Body>
+  void start(Body body) {
+    thread_ = std::thread(std::move(body));
+  }
+  template <class F>
+  void update(F&& f) {
+    {
+      std::lock_guard lk(mu_);
+      f();
+    }
+    cv_.notify_all();
+  }
+  template <class P>
+  bool await(P&& ready, const Deadline& d) {
+    std::unique_lock lk(mu_);
+    return d.wait(cv_, lk, ready);
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+template <class Tr>
+struct context_of {
+  using type = ThreadContext;
+};
+template <class Tr>
+  requires requires { typename Tr::context; }
+struct context_of<Tr> {
+  using type = typename Tr::context;
+};
+
+}  // namespace detail
+
+template <transport_with_channels Tr>
+class Background {
+ public:
+  using job_type = std::function<void(Tr&)>;
+
+  // Starts the second context on channel `c` (1 unless said) of `t`'s rank.
+  explicit Background(Tr& t, int c = 1)
+      : channel_(checked_channel(t, c)), rank_(t.rank()), context_(channel_) {
+    context_.start([this] { loop(); });
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  // Waits for the job that runs (its error is dropped: call get() to see
+  // it), then ends the context.
+  ~Background() {
+    context_.update([this] { stop_ = true; });
+    context_.await([this] { return ended_; }, Deadline(std::chrono::milliseconds(0)));
+    context_.join();
+  }
+
+  // The channel the jobs run on.
+  Tr& transport() noexcept { return channel_; }
+
+  // Runs job(channel) in the background. Throws configuration_error while a
+  // job runs, and rethrows the error of a finished job nobody has got().
+  template <class F>
+    requires std::invocable<F&, Tr&>
+  void start(F&& job) {
+    bool busy = false;
+    std::exception_ptr left;
+    context_.update([&] {
+      busy = state_ == State::running;
+      if (busy) return;
+      left = std::exchange(error_, nullptr);
+      job_ = std::forward<F>(job);
+      state_ = State::running;
+    });
+    if (busy)
+      throw configuration_error("a background job is still running: wait for it before starting "
+                                "the next",
+                                error_context{}.with_rank(rank_));
+    if (left) std::rethrow_exception(left);
+  }
+
+  // Whether no job is running (the last one, if any, has finished).
+  bool ready() {
+    bool r = false;
+    context_.update([&] { r = state_ != State::running; });
+    return r;
+  }
+  // Waits until the running job ends or `timeout` passes (zero: no limit);
+  // returns whether it ended.
+  bool wait(std::chrono::milliseconds timeout) {
+    return context_.await([this] { return state_ != State::running; }, Deadline(timeout));
+  }
+  // Waits for the running job and rethrows its error, once. The job's
+  // operations have their transport's deadlines, so this wait ends.
+  void get() {
+    wait(std::chrono::milliseconds(0));
+    std::exception_ptr e;
+    context_.update([&] { e = std::exchange(error_, nullptr); });
+    if (e) std::rethrow_exception(e);
+  }
+
+ private:
+  using Deadline = detail::Deadline;
+  enum class State { idle, running };
+
+  static Tr checked_channel(Tr& t, int c) {
+    if (c == t.channel_index())
+      throw configuration_error("the background needs a channel of its own, not the caller's (" +
+                                    std::to_string(c) + ")",
+                                error_context{}.with_rank(t.rank()));
+    return t.channel(c);
+  }
+
+  void loop() {
+    for (;;) {
+      context_.await([this] { return stop_ || state_ == State::running; },
+                     Deadline(std::chrono::milliseconds(0)));
+      bool stop = false;
+      context_.update([&] { stop = stop_ && state_ != State::running; });
+      if (stop) break;
+      std::exception_ptr e;
+      try {
+        job_(channel_);
+      } catch (...) {
+        e = std::current_exception();
+      }
+      context_.update([&] {
+        error_ = e;
+        state_ = State::idle;
+      });
+    }
+    context_.update([this] { ended_ = true; });
+  }
+
+  Tr channel_;
+  int rank_;
+  typename detail::context_of<Tr>::type context_;
+  job_type job_;
+  State state_ = State::idle;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  bool ended_ = false;
+};
+
+}  // namespace dssync
