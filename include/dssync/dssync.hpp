@@ -9,6 +9,7 @@
 #include "dssync/core/random.hpp"
 #include "dssync/core/tag.hpp"
 
+#include "dssync/transport/background.hpp"
 #include "dssync/transport/counting.hpp"
 #include "dssync/transport/inproc.hpp"
 

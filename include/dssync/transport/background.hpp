@@ -66,15 +66,6 @@ concept transport_with_channels = transport<T> && requires(T& t, const T& ct, in
 
 namespace detail {
 
-// Range check of channel(c), the same words on every transport.
-inline void check_channel(int rank, int channels, int c) {
-  if (c < 0 || c >= channels)
-    throw configuration_error("channel " + std::to_string(c) + " does not exist: the transport has " +
-                                  std::to_string(channels) +
-                                  " channel(s) (more are set in its options: channels)",
-                              error_context{}.with_rank(rank));
-}
-
 // The second context of a rank as an OS thread: a mutex and a condition
 // variable make the monitor. Waiting sleeps; it never spins.
 class ThreadContext {

@@ -20,6 +20,9 @@
 //   message did not fit; a timeout_error the peer the operation waited on; a
 //   peer_error the rank that failed (the cause), which is this rank itself
 //   when its own timeout or fail() failed the transport.
+// - Channels (optional; transport/background.hpp). Channel c of a rank talks
+//   only to channel c of the others, and everything above holds per channel;
+//   a failure on one channel fails them all.
 // - One wording. The texts below are the only ones the transports use for
 //   these failures, so that a log reads the same whatever the transport.
 
@@ -206,6 +209,16 @@ inline bool check_sendrecv(int rank, int size, int dst, int src, tag_t tag) {
                               p2p_context(rank, dst == rank ? src : dst, tag));
   return dst == rank;
 }
+// channel(c) of a transport with channels (transport/background.hpp): c in
+// [0, channels), the same words on every transport.
+inline void check_channel(int rank, int channels, int c) {
+  if (c < 0 || c >= channels)
+    throw configuration_error("channel " + std::to_string(c) + " does not exist: the transport has " +
+                                  std::to_string(channels) +
+                                  " channel(s) (more are set in its options: channels)",
+                              error_context{}.with_rank(rank));
+}
+
 // A sendrecv with this rank on both sides: the bytes are copied, in no time.
 inline void self_exchange(std::span<const std::byte> out, std::span<std::byte> in, int rank,
                           tag_t tag) {

@@ -11,6 +11,10 @@
 // that has already returned fails at once, and every operation ends with
 // timeout_error once InProcOptions::timeout has passed since it began (zero:
 // no deadline).
+//
+// Channels (transport/background.hpp): each rank has InProcOptions::channels
+// of them, each its own queue of posted sends and its own condition variable,
+// so a rank's trainer and its background context wait and match apart.
 
 #include <chrono>
 #include <condition_variable>
@@ -38,6 +42,10 @@ struct InProcOptions {
   // How long one operation (send, recv, sendrecv) may take from its start
   // before it fails with timeout_error; zero waits without a deadline.
   std::chrono::milliseconds timeout = default_timeout;
+  // How many channels each rank has (transport_with_channels): channel c of
+  // a rank talks only to channel c of the others. Each is a queue and a
+  // condition variable per rank; unused ones cost nothing.
+  int channels = 2;
 };
 
 namespace detail {
@@ -58,9 +66,10 @@ struct InProcMessage {
 
 struct InProcShared {
   explicit InProcShared(int n, InProcOptions o)
-      : size(n), options(o), wake(std::make_unique<std::condition_variable[]>(std::size_t(n))),
-        inbox(std::size_t(n)), exited(std::size_t(n), false), waiting_on(std::size_t(n), -1),
-        left_wait(std::size_t(n), std::chrono::steady_clock::now()) {}
+      : size(n), options(o), slots(std::size_t(n) * std::size_t(o.channels)),
+        wake(std::make_unique<std::condition_variable[]>(slots)), inbox(slots),
+        exited(std::size_t(n), false), waiting_on(slots, -1),
+        left_wait(slots, std::chrono::steady_clock::now()) {}
 
   struct Queue {  // FIFO of posted messages to one rank, linked through next
     InProcMessage* head = nullptr;
@@ -69,19 +78,25 @@ struct InProcShared {
 
   const int size;
   const InProcOptions options;
+  // Everything per rank and channel is at slot(rank, channel).
+  const std::size_t slots;
   std::mutex mu;                                     // guards everything below
-  std::unique_ptr<std::condition_variable[]> wake;   // wake[r]: only rank r waits on it
+  std::unique_ptr<std::condition_variable[]> wake;   // only that rank's channel waits on it
   std::vector<Queue> inbox;
-  std::vector<bool> exited;
-  // Who each rank is blocked on (-1: none, it runs its own code), and when it
-  // last left a wait: a timeout can then name the rank that holds everyone up.
+  std::vector<bool> exited;                          // per rank
+  // Who each rank's channel is blocked on (-1: none, it runs its own code),
+  // and when it last left a wait: a timeout can then name the rank that holds
+  // everyone up.
   std::vector<int> waiting_on;
   std::vector<std::chrono::steady_clock::time_point> left_wait;
   StickyFailure failure;
 
-  void notify(int r) { wake[static_cast<std::size_t>(r)].notify_one(); }
+  std::size_t slot(int rank, int channel) const {
+    return std::size_t(channel) * std::size_t(size) + std::size_t(rank);
+  }
+  void notify(std::size_t s) { wake[s].notify_one(); }
   void notify_all_ranks() {
-    for (int r = 0; r < size; ++r) notify(r);
+    for (std::size_t s = 0; s < slots; ++s) notify(s);
   }
 };
 
@@ -91,6 +106,14 @@ class InProcTransport {
  public:
   int rank() const noexcept { return rank_; }
   int size() const noexcept { return shared_->size; }
+
+  // Channels (transport_with_channels, transport/background.hpp).
+  int channels() const noexcept { return shared_->options.channels; }
+  int channel_index() const noexcept { return channel_; }
+  InProcTransport channel(int c) const {
+    detail::check_channel(rank_, channels(), c);
+    return InProcTransport(shared_, rank_, c);
+  }
 
   template <class T>
     requires element<std::remove_const_t<T>>
@@ -159,7 +182,13 @@ class InProcTransport {
 
  private:
   friend class InProcWorld;
-  InProcTransport(detail::InProcShared* shared, int rank) : shared_(shared), rank_(rank) {}
+  InProcTransport(detail::InProcShared* shared, int rank, int channel = 0)
+      : shared_(shared), rank_(rank), channel_(channel) {}
+
+  // This rank's (or a peer's) queue, condition variable and wait marks on
+  // this channel.
+  std::size_t slot() const { return shared_->slot(rank_, channel_); }
+  std::size_t slot(int r) const { return shared_->slot(r, channel_); }
 
   using clock = std::chrono::steady_clock;
   using lock = std::unique_lock<std::mutex>;
@@ -185,22 +214,22 @@ class InProcTransport {
   // until clear(); both with the world's lock held.
   class WaitMark {
    public:
-    WaitMark(detail::InProcShared* s, int rank, int peer) : s_(s), rank_(rank) {
-      s_->waiting_on[static_cast<std::size_t>(rank_)] = peer;
+    WaitMark(detail::InProcShared* s, std::size_t slot, int peer) : s_(s), slot_(slot) {
+      s_->waiting_on[slot_] = peer;
     }
     ~WaitMark() { clear(); }
     WaitMark(const WaitMark&) = delete;
     WaitMark& operator=(const WaitMark&) = delete;
     void clear() {
       if (!s_) return;
-      s_->waiting_on[static_cast<std::size_t>(rank_)] = -1;
-      s_->left_wait[static_cast<std::size_t>(rank_)] = clock::now();
+      s_->waiting_on[slot_] = -1;
+      s_->left_wait[slot_] = clock::now();
       s_ = nullptr;
     }
 
    private:
     detail::InProcShared* s_;
-    int rank_;
+    std::size_t slot_;
   };
 
   // For a timeout message: follows who waits on whom from `peer` to the rank
@@ -212,10 +241,10 @@ class InProcTransport {
     int q = peer;
     for (int hops = 0; hops <= size(); ++hops) {
       if (shared_->exited[static_cast<std::size_t>(q)]) return "; " + chain + " has returned";
-      const int next = waiting_on[static_cast<std::size_t>(q)];
+      const int next = waiting_on[slot(q)];
       if (next < 0) {
         const double busy = std::chrono::duration<double>(
-                                clock::now() - shared_->left_wait[static_cast<std::size_t>(q)])
+                                clock::now() - shared_->left_wait[slot(q)])
                                 .count();
         char secs[32];
         std::snprintf(secs, sizeof secs, "%.1f", busy);
@@ -235,14 +264,14 @@ class InProcTransport {
     {
       lock lk(shared_->mu);
       check_failed(m.dst, m.tag);
-      auto& q = shared_->inbox[static_cast<std::size_t>(m.dst)];
+      auto& q = shared_->inbox[slot(m.dst)];
       if (q.tail)
         q.tail->next = &m;
       else
         q.head = &m;
       q.tail = &m;
     }
-    shared_->notify(m.dst);
+    shared_->notify(slot(m.dst));
   }
 
   // Removes m from its receiver's queue; if the receiver is copying from it,
@@ -250,7 +279,7 @@ class InProcTransport {
   void unlink_locked(lock& lk, detail::InProcMessage& m) {
     using S = detail::InProcMessage::State;
     if (m.state == S::posted) {
-      auto& q = shared_->inbox[static_cast<std::size_t>(m.dst)];
+      auto& q = shared_->inbox[slot(m.dst)];
       detail::InProcMessage* prev = nullptr;
       for (auto* p = q.head; p; prev = p, p = p->next) {
         if (p != &m) continue;
@@ -260,7 +289,7 @@ class InProcTransport {
       }
       m.state = S::done;
     }
-    shared_->wake[static_cast<std::size_t>(rank_)].wait(lk, [&] { return m.state != S::copying; });
+    shared_->wake[slot()].wait(lk, [&] { return m.state != S::copying; });
   }
 
   void retract(detail::InProcMessage& m) {
@@ -272,8 +301,8 @@ class InProcTransport {
   void wait_sent(detail::InProcMessage& m, const detail::Deadline& deadline) {
     using S = detail::InProcMessage::State;
     lock lk(shared_->mu);
-    WaitMark mark(shared_, rank_, m.dst);
-    auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
+    WaitMark mark(shared_, slot(), m.dst);
+    auto& wake = shared_->wake[slot()];
     while (m.state == S::posted || m.state == S::copying) {
       if (m.state == S::posted) {
         if (shared_->failure.failed()) {
@@ -304,12 +333,12 @@ class InProcTransport {
   void receive(int src, std::size_t bytes, tag_t tag, const detail::Deadline& deadline, Use&& use) {
     using S = detail::InProcMessage::State;
     lock lk(shared_->mu);
-    auto& q = shared_->inbox[static_cast<std::size_t>(rank_)];
-    auto& wake = shared_->wake[static_cast<std::size_t>(rank_)];
+    auto& q = shared_->inbox[slot()];
+    auto& wake = shared_->wake[slot()];
     detail::InProcMessage* prev = nullptr;
     detail::InProcMessage* m = nullptr;
     check_failed(src, tag);  // a failed world fails every later operation at once
-    WaitMark mark(shared_, rank_, src);
+    WaitMark mark(shared_, slot(), src);
     for (;;) {
       prev = nullptr;
       for (m = q.head; m; prev = m, m = m->next)
@@ -333,7 +362,7 @@ class InProcTransport {
       m->receiver_bytes = bytes;
       const std::size_t sent = m->bytes;
       lk.unlock();
-      shared_->notify(src);
+      shared_->notify(slot(src));
       throw detail::size_mismatch(bytes, sent, src, where(src, tag));
     }
     m->state = S::copying;
@@ -347,7 +376,7 @@ class InProcTransport {
           lock relock(self->shared_->mu);
           m->state = detail::InProcMessage::State::done;
         }
-        self->shared_->notify(src);
+        self->shared_->notify(self->slot(src));
       }
     } release{this, m, src};
     if (bytes) use(m->data);
@@ -362,7 +391,7 @@ class InProcTransport {
   // peer that ran ahead or fell behind. Called with the lock held.
   std::string pending_from(int src) const {
     std::string tags;
-    for (auto* p = shared_->inbox[static_cast<std::size_t>(rank_)].head; p; p = p->next)
+    for (auto* p = shared_->inbox[slot()].head; p; p = p->next)
       if (p->src == src) tags += (tags.empty() ? "" : ", ") + std::to_string(p->tag);
     return tags.empty() ? std::string("; nothing from the peer is pending")
                         : "; pending from the peer: tags " + tags;
@@ -370,6 +399,7 @@ class InProcTransport {
 
   detail::InProcShared* shared_;
   int rank_;
+  int channel_;
 };
 
 // n ranks as threads. run(f) calls f(InProcTransport&) on every rank at once
@@ -381,6 +411,9 @@ class InProcWorld {
     if (n < 1)
       throw configuration_error("an in-process world needs at least one rank, got " +
                                 std::to_string(n));
+    if (options.channels < 1)
+      throw configuration_error("InProcOptions::channels must be at least 1, got " +
+                                std::to_string(options.channels));
   }
 
   int size() const noexcept { return size_; }

@@ -25,6 +25,11 @@
 //   later operation throws peer_error at once (like a revoked communicator).
 //   Make a new transport to go on. size_mismatch_error and
 //   configuration_error leave it usable.
+// - Channels (transport/background.hpp): MPIOptions::channels data
+//   communicators, each a duplicate, so channel c matches only channel c.
+//   More than one needs MPI initialized with MPI_THREAD_MULTIPLE (two
+//   threads of a rank call MPI at once); the failure state and the notices
+//   are shared by the channels under one mutex.
 
 // The MPI-2 C++ bindings are deprecated and unused here; skipping them also
 // keeps their warnings out of users' builds.
@@ -44,6 +49,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <span>
 #include <string>
@@ -131,6 +137,13 @@ struct MPIControl {
   std::unique_ptr<MPINotice> outgoing;
   std::vector<MPI_Request> outgoing_requests;
   StickyFailure failure;
+  // The data communicators of channels 1, 2, ... (channel 0's is the
+  // transport's own).
+  std::vector<boost::mpi::communicator> channels;
+  boost::mpi::communicator root;  // channel 0's, so that every handle reaches every channel
+  // Guards the notice requests and the failure: with channels, two threads
+  // of a rank use them.
+  std::mutex mu;
 
   MPIControl() = default;
   MPIControl(const MPIControl&) = delete;
@@ -184,6 +197,9 @@ struct MPIOptions {
   // docs/benchmarks.md, "Under MPI".
   std::chrono::microseconds spin{5000};
   std::chrono::microseconds max_sleep{1000};
+  // How many channels (transport_with_channels): each one more duplicate of
+  // the communicator. More than one needs MPI_THREAD_MULTIPLE.
+  int channels = 1;
 };
 
 class MPITransport {
@@ -194,13 +210,34 @@ class MPITransport {
   explicit MPITransport(MPIOptions options = {})
       : MPITransport(boost::mpi::communicator(), options) {}
 
-  // Over any communicator; collective over it (it is duplicated twice: one
-  // communicator for the data, one for failure notices).
+  // Over any communicator; collective over it (it is duplicated: one
+  // communicator for the data of each channel, one for failure notices).
   explicit MPITransport(const boost::mpi::communicator& comm, MPIOptions options = {})
       : comm_(comm, boost::mpi::comm_duplicate),
         options_(options),
-        control_(std::make_unique<detail::MPIControl>()) {
+        control_(std::make_shared<detail::MPIControl>()) {
+    if (options.channels < 1)
+      throw configuration_error("MPIOptions::channels must be at least 1, got " +
+                                    std::to_string(options.channels),
+                                error_context{}.with_rank(comm_.rank()));
+    if (options.channels > 1) {
+      int provided = MPI_THREAD_SINGLE;
+      MPI_Query_thread(&provided);
+      if (provided < MPI_THREAD_MULTIPLE)
+        throw configuration_error(
+            "MPIOptions::channels = " + std::to_string(options.channels) +
+                " needs MPI initialized with MPI_THREAD_MULTIPLE (two threads of a rank call MPI "
+                "at once): boost::mpi::environment env(argc, argv, "
+                "boost::mpi::threading::multiple), or MPI_Init_thread(..., MPI_THREAD_MULTIPLE, "
+                "...); this MPI was initialized with level " + std::to_string(provided),
+            error_context{}.with_rank(comm_.rank()));
+    }
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    control_->root = comm_;
+    for (int c = 1; c < options.channels; ++c) {
+      control_->channels.emplace_back(comm_, boost::mpi::comm_duplicate);
+      MPI_Comm_set_errhandler(control_->channels.back(), MPI_ERRORS_RETURN);
+    }
     call(MPI_Comm_dup(comm_, &control_->comm), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(control_->comm, MPI_ERRORS_RETURN);
     std::uint64_t id = 0;
@@ -214,20 +251,36 @@ class MPITransport {
     post_notice_receive();
   }
 
-  // Movable (the parts MPI points into stay put), not copyable: a copy would
-  // share the communicators but not the failure state.
+  // Movable (the parts MPI points into stay put), not copyable; channel()
+  // makes another handle of the same transport.
   MPITransport(MPITransport&&) noexcept = default;
   MPITransport& operator=(MPITransport&&) noexcept = default;
+  MPITransport(const MPITransport&) = delete;
+  MPITransport& operator=(const MPITransport&) = delete;
 
   int rank() const { return comm_.rank(); }
   int size() const { return comm_.size(); }
+
+  // Channels (transport_with_channels): channel c is the same rank on the
+  // c-th duplicate communicator, sharing this transport's failure state.
+  int channels() const noexcept { return options_.channels; }
+  int channel_index() const noexcept { return channel_; }
+  MPITransport channel(int c) const {
+    detail::check_channel(rank(), channels(), c);
+    const boost::mpi::communicator& data =
+        c == 0 ? control_->root : control_->channels[static_cast<std::size_t>(c - 1)];
+    return MPITransport(data, options_, control_, c);
+  }
   // The transport's private duplicate of the communicator it was given.
   const boost::mpi::communicator& communicator() const noexcept { return comm_; }
   const MPIOptions& options() const noexcept { return options_; }
 
   // Whether this transport timed out, heard a failure notice, or was fail()ed;
   // then every operation throws peer_error.
-  bool failed() const noexcept { return control_->failure.failed(); }
+  bool failed() const {
+    std::lock_guard lk(control_->mu);
+    return control_->failure.failed();
+  }
 
   // For a program that catches an error of its own (or a size_mismatch_error,
   // which does not fail the transport) and cannot go on: tells every other
@@ -235,6 +288,7 @@ class MPITransport {
   // and `reason`, and fails this transport. Never blocks; a second call does
   // nothing.
   void fail(std::string_view reason) {
+    std::lock_guard lk(control_->mu);
     if (control_->failure.failed()) return;
     notify_others(reason);
     control_->failure.record(rank(), std::string(detail::failure_text(reason)));
@@ -341,7 +395,8 @@ class MPITransport {
   // native collective calls before it posts anything.
   void check_usable(const error_context& where) {
     auto& c = *control_;
-    if (!c.failure.failed()) notice_arrived();
+    std::lock_guard lk(c.mu);
+    if (!c.failure.failed()) notice_arrived_locked();
     c.failure.throw_if_failed(rank(), where);
   }
 
@@ -389,6 +444,7 @@ class MPITransport {
       // 32nd round, so that the data's polling rate stays that of MPI_Waitall.
       if ((!spinning || round % 32 == 0) && notice_arrived()) {
         abandon(p);
+        std::lock_guard lk(control_->mu);
         throw control_->failure.during(p.at);
       }
       if (deadline.passed(now)) time_out(p, deadline, now);
@@ -420,6 +476,7 @@ class MPITransport {
     // The others learn what this rank saw, in its own words without the prefix.
     std::string_view text(e.what());
     if (text.starts_with("dssync: ")) text.remove_prefix(8);
+    std::lock_guard lk(control_->mu);
     notify_others(text);
     control_->failure.record(rank(), std::string(detail::failure_text(text)));
     throw e;
@@ -462,9 +519,14 @@ class MPITransport {
          "MPI_Irecv");
   }
 
-  // Whether a notice for this transport has arrived; if so, the transport is
-  // failed. Stale notices (another transport's) are dropped.
+  // Whether the transport has failed (a notice for it has arrived, or
+  // another channel failed it). Stale notices (another transport's) are
+  // dropped.
   bool notice_arrived() {
+    std::lock_guard lk(control_->mu);
+    return control_->failure.failed() || notice_arrived_locked();
+  }
+  bool notice_arrived_locked() {
     auto& c = *control_;
     while (c.incoming_request != MPI_REQUEST_NULL) {
       int got = 0;
@@ -481,7 +543,8 @@ class MPITransport {
   }
 
   // Tells every other rank that this one failed. Never blocks: the sends are
-  // small, and whatever is still pending at destruction is freed.
+  // small, and whatever is still pending at destruction is freed. With the
+  // control's lock held.
   void notify_others(std::string_view text) {
     auto& c = *control_;
     if (c.outgoing) return;
@@ -553,9 +616,15 @@ class MPITransport {
     }
   }
 
+  // Another channel's handle.
+  MPITransport(const boost::mpi::communicator& data, const MPIOptions& options,
+               std::shared_ptr<detail::MPIControl> control, int channel)
+      : comm_(data), options_(options), control_(std::move(control)), channel_(channel) {}
+
   boost::mpi::communicator comm_;
   MPIOptions options_;
-  std::unique_ptr<detail::MPIControl> control_;
+  std::shared_ptr<detail::MPIControl> control_;
+  int channel_ = 0;
 };
 
 }  // namespace dssync
