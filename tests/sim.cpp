@@ -288,3 +288,220 @@ TEST_CASE("A broadcast whose members pass different lengths is a size mismatch o
   }),
                   dssync::size_mismatch_error);
 }
+
+// ---- channels and the background fiber -------------------------------------
+
+static_assert(dssync::transport_with_channels<SimTransport>);
+
+TEST_CASE("Channels: channel(c) is range-checked, and SimOptions::channels must be at least 1") {
+  CHECK_THROWS_AS(SimWorld(2, {.channels = 0}), dssync::configuration_error);
+  try {
+    SimWorld(2, {.channels = 0});
+  } catch (const dssync::configuration_error& e) {
+    CHECK(std::string(e.what()).find("channels") != std::string::npos);
+  }
+  SimWorld(2, {.channels = 3}).run([](SimTransport& t) {
+    CHECK(t.channels() == 3);
+    CHECK(t.channel_index() == 0);
+    const SimTransport c2 = t.channel(2);
+    CHECK(c2.channel_index() == 2);
+    CHECK(c2.rank() == t.rank());
+    CHECK(t.channel(0).channel_index() == 0);
+    CHECK_THROWS_AS(t.channel(3), dssync::configuration_error);
+    CHECK_THROWS_AS(t.channel(-1), dssync::configuration_error);
+  });
+}
+
+TEST_CASE("A message on channel 1 only matches a receive on channel 1") {
+  // Rank 0 sends once, on channel 1, with tag 5. Rank 1 waits for it on both
+  // channels at once: its background fiber on channel 1 gets it, its own
+  // receive on channel 0 (same sender, same tag) never can.
+  std::vector<float> got(4, 0.0f);
+  std::string what;
+  SimWorld(2, {.alpha = alpha, .bandwidth = bw}).run([&](SimTransport& t) {
+    if (t.rank() == 0) {
+      std::vector<float> x{1, 2, 3, 4};
+      t.channel(1).send(1, std::span<float>(x), 5);
+      return;
+    }
+    dssync::Background bg(t);
+    bg.start([&](SimTransport& ch) { ch.recv(0, std::span<float>(got), 5); });
+    std::vector<float> y(4);
+    try {
+      t.recv(0, std::span<float>(y), 5);
+      FAIL("the receive on channel 0 took a message of channel 1");
+    } catch (const dssync::timeout_error& e) {
+      what = e.what();
+    }
+    bg.get();
+  });
+  CHECK(got == std::vector<float>{1, 2, 3, 4});
+  CHECK(what.find("deadlock") != std::string::npos);
+}
+
+namespace {
+
+// Every rank starts a ring all-reduce of `a` on channel 1 in the background,
+// computes for `c` seconds, then all-reduces `b` on channel 0 itself. Records
+// when each ended and checks both sums.
+struct Overlap {
+  std::vector<double> background, trainer;
+  std::vector<std::vector<float>> data;
+  dssync::SimResult result;
+};
+Overlap overlap_run(int n, std::size_t floats, double c, SimOptions o) {
+  Overlap out;
+  out.background.resize(static_cast<std::size_t>(n));
+  out.trainer.resize(static_cast<std::size_t>(n));
+  out.data.resize(static_cast<std::size_t>(n));
+  out.result = SimWorld(n, o).run([&](SimTransport& t) {
+    const auto r = static_cast<std::size_t>(t.rank());
+    const dssync::Partition whole = dssync::Partition::whole(n);
+    const auto g = whole.group(0);
+    std::vector<float> a(floats, static_cast<float>(t.rank() + 1));
+    std::vector<float> b(floats, static_cast<float>(2 * (t.rank() + 1)));
+    dssync::RingReduce background_ring, ring;
+    dssync::Background bg(t);
+    bg.start([&](SimTransport& ch) {
+      background_ring.all_reduce(ch, g, std::span<float>(a), dssync::Sum{}, 1);
+      out.background[r] = ch.now();
+    });
+    t.compute(c);
+    ring.all_reduce(t, g, std::span<float>(b), dssync::Sum{}, 1);  // the same tag: channels part them
+    out.trainer[r] = t.now();
+    bg.get();
+    const float sum = static_cast<float>(n * (n + 1) / 2);
+    CHECK(std::all_of(a.begin(), a.end(), [&](float x) { return x == sum; }));
+    CHECK(std::all_of(b.begin(), b.end(), [&](float x) { return x == 2 * sum; }));
+    out.data[r] = a;
+    out.data[r].insert(out.data[r].end(), b.begin(), b.end());
+  });
+  return out;
+}
+
+bool same_bits(const std::vector<double>& x, const std::vector<double>& y) {
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("A background all-reduce on channel 1 overlaps the trainer's compute in virtual time") {
+  const int n = 4;
+  const std::size_t floats = 1 << 16;
+  const SimOptions o{.alpha = alpha, .bandwidth = bw};
+  const double a = run_allreduce<dssync::RingReduce>(n, floats, o).makespan;  // alone
+  CHECK(close(a, 2 * (n - 1) * alpha + 2.0 * (n - 1) / n * floats * 4.0 / bw));
+
+  // Compute longer than the all-reduce: the background one runs alone on the
+  // network from 0 and ends at A (not C + A); the trainer's then runs alone
+  // from C and ends at C + A.
+  const double c = 2 * a;
+  const Overlap long_compute = overlap_run(n, floats, c, o);
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(close(long_compute.background[static_cast<std::size_t>(r)], a));
+    CHECK(close(long_compute.trainer[static_cast<std::size_t>(r)], c + a));
+  }
+  CHECK(long_compute.result.messages == static_cast<std::uint64_t>(2 * 2 * (n - 1) * n));
+
+  // Compute shorter than the all-reduce: the two share the ranks' ports for a
+  // while. The background one still ends well before C + A, and both together
+  // before the serial C + 2A; a second run gives the same bits.
+  const double short_c = a / 2;
+  const Overlap shared = overlap_run(n, floats, short_c, o);
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(shared.background[static_cast<std::size_t>(r)] >= a * (1 - 1e-9));
+    CHECK(shared.background[static_cast<std::size_t>(r)] < short_c + a);
+    CHECK(shared.trainer[static_cast<std::size_t>(r)] < short_c + 2 * a);
+  }
+  const Overlap again = overlap_run(n, floats, short_c, o);
+  CHECK(same_bits(shared.background, again.background));
+  CHECK(same_bits(shared.trainer, again.trainer));
+  CHECK(same_bits(shared.result.finish, again.result.finish));
+}
+
+TEST_CASE("Background on the simulator: get() rethrows the job's error, start() while running is refused") {
+  std::vector<int> mismatch_rank(2, -1);
+  std::vector<double> waited(2, -1);
+  SimWorld(2, {.alpha = alpha, .bandwidth = bw}).run([&](SimTransport& t) {
+    dssync::Background bg(t);
+    // Rank 0 sends 4 floats on channel 1, rank 1 expects 5.
+    bg.start([](SimTransport& ch) {
+      std::vector<float> x(ch.rank() == 0 ? 4 : 5);
+      if (ch.rank() == 0) ch.send(1, std::span<float>(x), 3);
+      else ch.recv(0, std::span<float>(x), 3);
+    });
+    try {
+      bg.get();
+    } catch (const dssync::size_mismatch_error& e) {
+      mismatch_rank[static_cast<std::size_t>(t.rank())] = e.where().rank.value_or(-2);
+    }
+    // A job that computes for a second of virtual time: a second start() is
+    // refused while it runs, and get() waits for it in virtual time.
+    const double t0 = t.now();
+    bg.start([](SimTransport& ch) { ch.compute(1.0); });
+    CHECK_THROWS_AS(bg.start([](SimTransport&) {}), dssync::configuration_error);
+    CHECK_FALSE(bg.ready());
+    bg.get();
+    CHECK(bg.ready());
+    waited[static_cast<std::size_t>(t.rank())] = t.now() - t0;
+  });
+  CHECK(mismatch_rank[0] == -1);
+  CHECK(mismatch_rank[1] == 1);
+  CHECK(waited[0] == 1.0);
+  CHECK(waited[1] == 1.0);
+}
+
+TEST_CASE("A background job that deadlocks ends with timeout_error, given to get()") {
+  std::string what;
+  SimWorld(2).run([&](SimTransport& t) {
+    if (t.rank() == 1) return;  // never sends on channel 1
+    dssync::Background bg(t);
+    bg.start([](SimTransport& ch) {
+      std::vector<float> x(4);
+      ch.recv(1, std::span<float>(x), 2);
+    });
+    try {
+      bg.get();
+    } catch (const dssync::timeout_error& e) {
+      what = e.what();
+    }
+  });
+  CHECK(what.find("from rank 1") != std::string::npos);
+  CHECK(what.find("deadlock") != std::string::npos);
+}
+
+TEST_CASE("Runs with background synchronizers are deterministic, bit for bit") {
+  // Checked DSSync on both channels of every rank at once: the checked
+  // synchronizers are numbered per channel, so the two never meet.
+  auto once = [](std::vector<std::vector<float>>& out) {
+    SimOptions o{.alpha = alpha, .bandwidth = bw, .ranks_per_host = 2, .hosts_per_rack = 2,
+                 .uplink_bandwidth = bw, .straggler_fraction = 0.25, .seed = 3};
+    out.assign(8, {});
+    return SimWorld(8, o).run([&](SimTransport& t) {
+      std::vector<float> x(2048), y(1024);
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(std::sin(0.3 * t.rank() + 0.01 * i));
+      for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(std::cos(0.7 * t.rank() + 0.02 * i));
+      dssync::Background bg(t);
+      dssync::DSSync<SimTransport> trainer(t, {.group_size = 2, .seed = 1, .checked = true});
+      dssync::DSSync<SimTransport> background(bg.transport(), {.group_size = 4, .seed = 2, .checked = true});
+      for (int s = 0; s < 4; ++s) {
+        bg.start([&](SimTransport&) { background.step(y); });
+        t.compute(2e-4);
+        trainer.step(x);
+        bg.get();
+      }
+      auto& o = out[static_cast<std::size_t>(t.rank())];
+      o = x;
+      o.insert(o.end(), y.begin(), y.end());
+    });
+  };
+  std::vector<std::vector<float>> da, db;
+  const auto a = once(da), b = once(db);
+  CHECK(same_bits(a.finish, b.finish));
+  CHECK(a.messages == b.messages);
+  CHECK(std::memcmp(&a.virtual_bytes, &b.virtual_bytes, sizeof(double)) == 0);
+  for (std::size_t r = 0; r < da.size(); ++r)
+    CHECK(std::memcmp(da[r].data(), db[r].data(), da[r].size() * sizeof(float)) == 0);
+}

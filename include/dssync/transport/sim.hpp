@@ -38,6 +38,15 @@
 // for (or peer_error naming a rank that failed). There is no wall-clock
 // timeout: virtual time has no hung peer, only a deadlock, which is found at
 // once. Otherwise the contract is transport/contract.hpp's.
+//
+// Channels and the background (transport/background.hpp): channel(c) is the
+// same rank on channel c (SimOptions::channels of them); a message matches
+// only a receive of its own channel, in order per sender, tag and channel.
+// The channels of a rank share its two ports, so their messages queue in one
+// outbox in issue order. SimTransport::context runs a Background as a second
+// fiber of the rank, on its channel: it communicates while the rank's own
+// fiber computes, so the two overlap in virtual time. Every wake-up (a send or
+// receive done, a compute timer, a deadlock) goes to the fiber that waits.
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
@@ -62,6 +71,7 @@
 #include "dssync/core/ops.hpp"
 #include "dssync/core/random.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/background.hpp"
 #include "dssync/transport/contract.hpp"
 #include "dssync/transport/sim/fibers.hpp"
 #include "dssync/transport/sim/message.hpp"
@@ -74,8 +84,18 @@ class SimWorld;
 
 class SimTransport {
  public:
+  class context;
+
   int rank() const noexcept { return rank_; }
   int size() const noexcept;
+  // Channels (transport/background.hpp): this rank on channel c, whose
+  // messages meet only channel c of the other ranks.
+  int channels() const noexcept;
+  int channel_index() const noexcept { return channel_; }
+  SimTransport channel(int c) const {
+    detail::check_channel(rank_, channels(), c);
+    return SimTransport(world_, rank_, c);
+  }
   // This rank's virtual time, in seconds.
   double now() const noexcept;
   // Spends `seconds` of virtual time computing (times the straggler factor).
@@ -83,8 +103,9 @@ class SimTransport {
   // Whether this rank is one of the stragglers.
   bool straggler() const noexcept;
   // Every rank is a fiber of one thread, so the checked synchronizers are
-  // numbered per rank here rather than per thread (sync/common.hpp).
-  std::uint64_t next_checked_ordinal() noexcept { return checked_ordinals_++; }
+  // numbered here rather than per thread (sync/common.hpp): per rank and
+  // channel, so that a background synchronizer does not shift the trainer's.
+  std::uint64_t next_checked_ordinal() noexcept;
 
   // A simulated network: collectives send a block as one message, so that a
   // ring step costs one latency, as in the closed forms.
@@ -102,10 +123,10 @@ class SimTransport {
 
  private:
   friend class SimWorld;
-  SimTransport(SimWorld* w, int rank) : world_(w), rank_(rank) {}
+  SimTransport(SimWorld* w, int rank, int channel = 0) : world_(w), rank_(rank), channel_(channel) {}
   SimWorld* world_;
   int rank_;
-  std::uint64_t checked_ordinals_ = 0;
+  int channel_;
 };
 
 class SimWorld {
@@ -123,22 +144,21 @@ class SimWorld {
   template <class F>
   requires std::invocable<F&, SimTransport&> SimResult run(F&& f) {
     reset();
-    std::exception_ptr first;
     for (int r = 0; r < size_; ++r) {
-      fibers_.spawn(r, options_.stack_bytes, [this, &f, &first](int rank) {
+      fibers_.spawn(r, options_.stack_bytes, [this, &f](int rank) {
         SimTransport t(this, rank);
         try {
           f(t);
         } catch (const boost::context::detail::forced_unwind&) {
           throw;  // the fiber is being destroyed: let it unwind
         } catch (...) {
-          if (failure_.record(rank, detail::describe_exception(std::current_exception())))
-            first = std::current_exception();
+          fail(rank, std::current_exception());
         }
         port(rank).finish = now_;
       });
     }
     loop();
+    std::exception_ptr first = std::exchange(first_, nullptr);
     SimResult res;
     res.messages = messages_;
     res.virtual_bytes = virtual_bytes_;
@@ -153,6 +173,7 @@ class SimWorld {
 
  private:
   friend class SimTransport;
+  friend class SimTransport::context;
   using Message = detail::SimMessage;
   using Recv = detail::SimRecv;
 
@@ -168,14 +189,14 @@ class SimWorld {
     std::vector<Message*> unexpected;    // arrived before their receive
     std::vector<Recv*> posted;
     std::vector<Message*> in_flight;  // copies on their way here (alpha)
-    // Why the engine woke it: progress, or nothing can complete its wait
-    // (a deadlock, or a rank that failed).
-    enum class Woken { progress, deadlock, failure } woken = Woken::progress;
   };
+  // Why the engine woke a fiber: progress, or nothing can complete its wait
+  // (a deadlock, or a rank that failed).
+  enum class Woken { progress, deadlock, failure };
   struct Event {  // a timer or an arrival
     double time;
     std::uint64_t seq;
-    int rank;          // timer: the rank to wake
+    int fiber;         // timer: the fiber to wake
     Message* message;  // arrival: the message
     bool operator>(const Event& e) const { return time != e.time ? time > e.time : seq > e.seq; }
   };
@@ -190,11 +211,24 @@ class SimWorld {
   };
 
   Port& port(int r) { return ports_[static_cast<std::size_t>(r)]; }
+  // The fibers: slot rank + channel * size. A rank's own fiber is its slot on
+  // channel 0; a background context on channel c takes slot (rank, c).
+  int slot(int rank, int channel) const noexcept { return rank + channel * size_; }
+  Woken& woken(int fiber) { return woken_[static_cast<std::size_t>(fiber)]; }
+
+  // Records that `rank` failed with e, the run's error if it is the first.
+  void fail(int rank, std::exception_ptr e) {
+    if (failure_.record(rank, detail::describe_exception(e))) first_ = e;
+  }
 
   void reset() {
     ports_.clear();
     ports_.resize(static_cast<std::size_t>(size_));
-    fibers_.reset(size_);
+    const int slots = size_ * options_.channels;
+    fibers_.reset(slots);
+    woken_.assign(static_cast<std::size_t>(slots), Woken::progress);
+    awaiting_.assign(static_cast<std::size_t>(slots), 0);
+    ordinals_.assign(static_cast<std::size_t>(slots), 0);
     network_.reset(options_, size_);
     // Stragglers: a seeded choice of round(fraction * n) ranks.
     const int slow = static_cast<int>(std::lround(options_.straggler_fraction * size_));
@@ -210,6 +244,7 @@ class SimWorld {
     messages_ = 0;
     virtual_bytes_ = 0;
     failure_ = {};
+    first_ = nullptr;
   }
 
   // ---- virtual time --------------------------------------------------------
@@ -221,12 +256,19 @@ class SimWorld {
     }
   }
 
-  // Every rank waits and nothing moves: each waiting rank is woken to throw.
+  // Every fiber waits and nothing moves: each fiber waiting in an operation
+  // is woken to throw. Their errors may end the waits of background contexts
+  // (context::await), so those are woken only when nothing else waits: then
+  // no wait can ever end.
   void deadlock() {
-    for (int r = 0; r < size_; ++r) {
-      if (fibers_.done(r) || !fibers_.waiting(r)) continue;
-      port(r).woken = failure_.failed() ? Port::Woken::failure : Port::Woken::deadlock;
-      fibers_.wake(r);
+    const Woken why = failure_.failed() ? Woken::failure : Woken::deadlock;
+    bool operations = false;
+    for (int f = 0; f < fibers_.slots(); ++f)
+      operations = operations || (fibers_.waiting(f) && !awaiting_[static_cast<std::size_t>(f)]);
+    for (int f = 0; f < fibers_.slots(); ++f) {
+      if (!fibers_.waiting(f) || (operations && awaiting_[static_cast<std::size_t>(f)])) continue;
+      woken(f) = why;
+      fibers_.wake(f);
     }
   }
 
@@ -245,7 +287,7 @@ class SimWorld {
       if (e.message)
         arrived(*e.message);
       else
-        fibers_.wake(e.rank);
+        fibers_.wake(e.fiber);
     }
     return true;
   }
@@ -282,9 +324,10 @@ class SimWorld {
     Port& s = port(m.src);
     Port& d = port(m.dst);
     // Straight into a posted receive of the same size, unless an earlier
-    // message from the same sender and tag is still on its way (in order).
+    // message from the same sender, tag and channel is still on its way (in
+    // order).
     const bool earlier = std::any_of(d.in_flight.begin(), d.in_flight.end(), [&](const Message* e) {
-      return e->src == m.src && e->tag == m.tag;
+      return e->src == m.src && e->tag == m.tag && e->channel == m.channel;
     });
     Recv* into = earlier ? nullptr : open_recv_for(d, m);
     if (into && into->bytes == m.bytes) {
@@ -297,7 +340,7 @@ class SimWorld {
     }
     m.data = nullptr;
     *m.sent_flag = true;
-    fibers_.wake(m.src);
+    fibers_.wake(m.src_fiber);
     events_.push({now_ + options_.alpha, seq_++, -1, &m});
     // The ports take their next messages.
     s.sending = false;
@@ -313,14 +356,14 @@ class SimWorld {
   void arrived(Message& m) {
     Port& d = port(m.dst);
     if (m.target) {
-      finish_recv(d, *m.target, m.dst);
+      finish_recv(d, *m.target);
       release(m);
       return;
     }
     d.in_flight.erase(std::find(d.in_flight.begin(), d.in_flight.end(), &m));
     if (Recv* r = open_recv_for(d, m)) {
       deliver(m, *r);
-      finish_recv(d, *r, m.dst);
+      finish_recv(d, *r);
       release(m);
       return;
     }
@@ -328,11 +371,11 @@ class SimWorld {
   }
 
   // ---- matching --------------------------------------------------------------
-  // The first posted receive for m's sender and tag that no message has
-  // claimed yet.
+  // The first posted receive for m's sender, tag and channel that no message
+  // has claimed yet.
   static Recv* open_recv_for(const Port& d, const Message& m) {
     for (Recv* r : d.posted)
-      if (!r->claimed && r->src == m.src && r->tag == m.tag) return r;
+      if (!r->claimed && r->src == m.src && r->tag == m.tag && r->channel == m.channel) return r;
     return nullptr;
   }
   static void deliver(const Message& m, Recv& r) {
@@ -343,17 +386,17 @@ class SimWorld {
       std::memcpy(r.into, m.staged.data(), m.bytes);
     }
   }
-  void finish_recv(Port& d, Recv& r, int rank) {
+  void finish_recv(Port& d, Recv& r) {
     r.done = true;
     d.posted.erase(std::find(d.posted.begin(), d.posted.end(), &r));
-    fibers_.wake(rank);
+    fibers_.wake(r.fiber);
   }
   // Posts a receive, or takes a message that arrived already.
   void post(int r, Recv& rv) {
     Port& p = port(r);
     for (auto it = p.unexpected.begin(); it != p.unexpected.end(); ++it) {
       Message* m = *it;
-      if (m->src != rv.src || m->tag != rv.tag) continue;
+      if (m->src != rv.src || m->tag != rv.tag || m->channel != rv.channel) continue;
       deliver(*m, rv);
       rv.done = true;
       p.unexpected.erase(it);
@@ -387,15 +430,19 @@ class SimWorld {
   }
 
   // ---- what a rank calls -------------------------------------------------------
-  // One operation of rank r: a send, a receive, or both, waited for together.
-  void operate(int r, std::optional<Outgoing> out, std::optional<Incoming> in, tag_t tag) {
-    Port& p = port(r);
+  // One operation of rank r on `channel`: a send, a receive, or both, waited
+  // for together by the fiber that calls.
+  void operate(int r, int channel, std::optional<Outgoing> out, std::optional<Incoming> in,
+               tag_t tag) {
+    const int me = fibers_.current();
     const error_context at = detail::p2p_context(r, in ? in->src : out->dst, tag);
     if (failure_.failed() && failure_.rank() != r) throw failure_.during(at);
     Recv rv;
     bool sent = !out;
     if (in) {
       rv.src = in->src;
+      rv.channel = channel;
+      rv.fiber = me;
       rv.tag = tag;
       rv.into = in->bytes.data();
       rv.bytes = in->bytes.size();
@@ -405,6 +452,8 @@ class SimWorld {
       Message& m = acquire();
       m.src = r;
       m.dst = out->dst;
+      m.channel = channel;
+      m.src_fiber = me;
       m.tag = tag;
       m.data = out->bytes.data();
       m.bytes = out->bytes.size();
@@ -413,12 +462,12 @@ class SimWorld {
     }
     auto complete = [&] { return sent && (!in || rv.done); };
     while (!complete()) {
-      p.woken = Port::Woken::progress;
-      fibers_.block(r);
-      if (p.woken != Port::Woken::progress && !complete()) {
+      woken(me) = Woken::progress;
+      fibers_.block(me);
+      if (woken(me) != Woken::progress && !complete()) {
         // Deadlock, or a failed rank: nothing will ever complete this.
         if (in && !rv.done) cancel(r, rv);
-        if (p.woken == Port::Woken::failure) throw failure_.during(at);
+        if (woken(me) == Woken::failure) throw failure_.during(at);
         const bool receiving = in && !rv.done;
         const int peer = receiving ? in->src : out->dst;
         throw timeout_error((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
@@ -441,12 +490,110 @@ class SimWorld {
   std::uint64_t messages_ = 0;
   double virtual_bytes_ = 0;
   detail::StickyFailure failure_;
+  std::exception_ptr first_;  // the run's error: the first failure's
+  std::vector<Woken> woken_;       // per fiber
+  std::vector<char> awaiting_;     // per fiber: it waits in a context's await
+  std::vector<std::uint64_t> ordinals_;  // per (rank, channel): next_checked_ordinal
   std::vector<std::unique_ptr<Message>> owned_;
   std::vector<Message*> pool_;
 };
 
+// The second context of a rank (transport/background.hpp): a fiber of the
+// rank on the context's channel, in slot (rank, channel). A monitor needs no
+// lock on one thread; update() wakes the fibers waiting in await(), which
+// sleep in virtual time. A wait that nothing can end any more (every fiber
+// waits, and none in an operation whose error could end it) is a deadlock and
+// throws timeout_error, as an operation's would.
+class SimTransport::context {
+ public:
+  explicit context(SimTransport& channel)
+      : world_(channel.world_), rank_(channel.rank_), channel_(channel.channel_) {
+    waiters_.reserve(2);  // the two fibers of the pair: no allocation later
+  }
+  context(const context&) = delete;
+  context& operator=(const context&) = delete;
+
+  // Spawns the fiber; it runs when the caller next blocks. A body that throws
+  // fails the rank, as a rank's function does (Background catches its jobs'
+  // errors itself).
+  template <class Body>
+  void start(Body body) {
+    SimWorld& w = *world_;
+    const int fiber = w.slot(rank_, channel_);
+    if (channel_ == 0)
+      throw configuration_error(
+          "on the simulator a background context needs a channel other than 0: channel 0 "
+          "is the rank's own fiber",
+          error_context{}.with_rank(rank_));
+    if (w.fibers_.live(fiber))
+      throw configuration_error("channel " + std::to_string(channel_) +
+                                    " of this rank already has a background context",
+                                error_context{}.with_rank(rank_));
+    fiber_ = fiber;
+    returned_ = false;
+    w.fibers_.spawn(fiber, w.options_.stack_bytes, [this, body = std::move(body)](int) mutable {
+      try {
+        body();
+      } catch (const boost::context::detail::forced_unwind&) {
+        throw;  // the fiber is being destroyed: let it unwind
+      } catch (...) {
+        world_->fail(rank_, std::current_exception());
+      }
+      update([this] { returned_ = true; });
+    });
+  }
+
+  template <class F>
+  void update(F&& f) {
+    f();
+    for (int w : waiters_) world_->fibers_.wake(w);
+  }
+
+  // Sleeps the calling fiber until ready(). There is no wall-clock deadline in
+  // virtual time, so d is not used.
+  template <class P>
+  bool await(P&& ready, const detail::Deadline& /*d*/) {
+    SimWorld& w = *world_;
+    const int me = w.fibers_.current();
+    while (!ready()) {
+      waiters_.push_back(me);
+      w.awaiting_[static_cast<std::size_t>(me)] = 1;
+      w.woken(me) = SimWorld::Woken::progress;
+      w.fibers_.block(me);
+      w.awaiting_[static_cast<std::size_t>(me)] = 0;
+      waiters_.erase(std::find(waiters_.begin(), waiters_.end(), me));
+      if (w.woken(me) != SimWorld::Woken::progress && !ready())
+        throw timeout_error("a wait for the background context on channel " +
+                                std::to_string(channel_) + " cannot end: at virtual time " +
+                                std::to_string(w.now_) +
+                                " s every rank waits, so the program deadlocks",
+                            error_context{}.with_rank(rank_));
+    }
+    return true;
+  }
+
+  // Waits until the body has returned.
+  void join() {
+    if (fiber_ >= 0) await([this] { return returned_; }, detail::Deadline(std::chrono::milliseconds(0)));
+  }
+
+ private:
+  SimWorld* world_;
+  int rank_;
+  int channel_;
+  int fiber_ = -1;
+  bool returned_ = false;
+  std::vector<int> waiters_;  // fibers blocked in await()
+};
+
 inline int SimTransport::size() const noexcept {
   return world_->size_;
+}
+inline int SimTransport::channels() const noexcept {
+  return world_->options_.channels;
+}
+inline std::uint64_t SimTransport::next_checked_ordinal() noexcept {
+  return world_->ordinals_[static_cast<std::size_t>(world_->slot(rank_, channel_))]++;
 }
 inline double SimTransport::now() const noexcept {
   return world_->now_;
@@ -461,8 +608,9 @@ inline void SimTransport::compute(double seconds) {
                               error_context{}.with_rank(rank_));
   SimWorld& w = *world_;
   const double t = w.now_ + seconds * w.port(rank_).factor;
-  w.events_.push({t, w.seq_++, rank_, nullptr});
-  w.fibers_.block(rank_);
+  const int me = w.fibers_.current();  // only the calling fiber computes
+  w.events_.push({t, w.seq_++, me, nullptr});
+  w.fibers_.block(me);
   if (w.now_ < t)
     throw timeout_error("woken before its compute time ended", error_context{}.with_rank(rank_));
 }
@@ -471,14 +619,16 @@ template <class T>
 requires element<std::remove_const_t<T>>
 void SimTransport::send(int dst, std::span<T> data, tag_t tag) {
   detail::check_send(rank_, size(), dst, tag);
-  world_->operate(rank_, SimWorld::Outgoing{dst, std::as_bytes(data)}, std::nullopt, tag);
+  world_->operate(rank_, channel_, SimWorld::Outgoing{dst, std::as_bytes(data)}, std::nullopt,
+                  tag);
 }
 
 template <class T>
 requires element<T>
 void SimTransport::recv(int src, std::span<T> data, tag_t tag) {
   detail::check_recv(rank_, size(), src, tag);
-  world_->operate(rank_, std::nullopt, SimWorld::Incoming{src, std::as_writable_bytes(data)}, tag);
+  world_->operate(rank_, channel_, std::nullopt,
+                  SimWorld::Incoming{src, std::as_writable_bytes(data)}, tag);
 }
 
 template <class T, class U>
@@ -488,7 +638,7 @@ void SimTransport::sendrecv(int dst, std::span<T> out, int src, std::span<U> in,
   const auto ib = std::as_writable_bytes(in);
   if (detail::check_sendrecv(rank_, size(), dst, src, tag))  // with itself: a copy, no time
     return detail::self_exchange(ob, ib, rank_, tag);
-  world_->operate(rank_, SimWorld::Outgoing{dst, ob}, SimWorld::Incoming{src, ib}, tag);
+  world_->operate(rank_, channel_, SimWorld::Outgoing{dst, ob}, SimWorld::Incoming{src, ib}, tag);
 }
 
 }  // namespace dssync

@@ -1,9 +1,11 @@
 #pragma once
 // The simulator's ranks as fibers: one OS thread runs them all, one at a time,
-// and switches only when a rank blocks. FiberScheduler owns the fibers, their
-// stacks, the queue of ranks ready to run and the switches (announced to
-// AddressSanitizer, or an exception thrown on a rank's stack looks like a
-// stack error). What a rank waits for and who wakes it is the world's.
+// and switches only when a fiber blocks. A rank has one fiber per execution
+// context (its own, and a background one per channel in use), each in a slot
+// of its own. FiberScheduler owns the fibers, their stacks, the queue of
+// fibers ready to run and the switches (announced to AddressSanitizer, or an
+// exception thrown on a fiber's stack looks like a stack error). What a fiber
+// waits for and who wakes it is the world's.
 
 #include <boost/context/fiber.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
@@ -25,20 +27,26 @@ namespace dssync::detail {
 
 class FiberScheduler {
  public:
-  // Forgets every fiber (destroying one unwinds its stack) and makes room for n.
+  // Forgets every fiber (destroying one unwinds its stack) and makes n empty
+  // slots. The slots never move, so a running fiber may keep a reference.
   void reset(int n) {
     fibers_.clear();
     fibers_.resize(static_cast<std::size_t>(n));
     ready_.clear();
+    current_ = -1;
   }
 
-  // Makes rank r's fiber, ready to run body(r) on a stack of stack_bytes. The
-  // body must let boost::context::detail::forced_unwind pass: it is how a
-  // fiber that never finished is unwound when it is destroyed.
+  // Makes the fiber of slot r, ready to run body(r) on a stack of
+  // stack_bytes; the slot must not hold a live fiber (a finished one is
+  // replaced). The body must let boost::context::detail::forced_unwind pass:
+  // it is how a fiber that never finished is unwound when it is destroyed.
   template <class Body>
   void spawn(int r, std::size_t stack_bytes, Body body) {
     namespace ctx = boost::context;
     Fiber& me = at(r);
+    me.spawned = true;
+    me.done = false;
+    me.waiting = false;
     me.self =
         ctx::fiber(std::allocator_arg, Stack{ctx::protected_fixedsize_stack(stack_bytes), &me},
                    [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
@@ -57,7 +65,7 @@ class FiberScheduler {
     ready_.push_back(r);
   }
 
-  // Called on rank r's fiber: sleeps until wake(r).
+  // Called on fiber r: sleeps until wake(r).
   void block(int r) {
     Fiber& f = at(r);
     f.waiting = true;
@@ -70,7 +78,7 @@ class FiberScheduler {
 #endif
   }
 
-  // Makes a blocked rank ready; a rank that is running or ready already stays as it is.
+  // Makes a blocked fiber ready; one that is running or ready already stays as it is.
   void wake(int r) {
     Fiber& f = at(r);
     if (f.waiting) {
@@ -82,21 +90,27 @@ class FiberScheduler {
   bool waiting(int r) const {
     return fibers_[static_cast<std::size_t>(r)].waiting;
   }
-  bool done(int r) const {
-    return fibers_[static_cast<std::size_t>(r)].done;
+  // Whether slot r holds a fiber that has not finished.
+  bool live(int r) const {
+    const Fiber& f = fibers_[static_cast<std::size_t>(r)];
+    return f.spawned && !f.done;
   }
   bool all_done() const {
     for (const Fiber& f : fibers_)
-      if (!f.done) return false;
+      if (f.spawned && !f.done) return false;
     return true;
   }
+  int slots() const noexcept { return static_cast<int>(fibers_.size()); }
+  // The fiber that runs now (-1: none, the scheduler itself).
+  int current() const noexcept { return current_; }
 
-  // Runs the ready ranks, in the order they became ready, until none is.
+  // Runs the ready fibers, in the order they became ready, until none is.
   void run_ready() {
     while (!ready_.empty()) {
       const int r = ready_.front();
       ready_.pop_front();
       Fiber& f = at(r);
+      current_ = r;
 #if DSSYNC_SIM_ASAN
       __sanitizer_start_switch_fiber(&sched_fake_stack_, f.stack_bottom, f.stack_size);
 #endif
@@ -104,6 +118,7 @@ class FiberScheduler {
 #if DSSYNC_SIM_ASAN
       __sanitizer_finish_switch_fiber(sched_fake_stack_, nullptr, nullptr);
 #endif
+      current_ = -1;
     }
   }
 
@@ -113,10 +128,11 @@ class FiberScheduler {
     const void* stack_bottom = nullptr;  // for AddressSanitizer's fiber switches
     std::size_t stack_size = 0;
     void* fake_stack = nullptr;
+    bool spawned = false;
     bool done = false;
     bool waiting = false;
   };
-  // A rank's stack, remembered for AddressSanitizer.
+  // A fiber's stack, remembered for AddressSanitizer.
   struct Stack {
     boost::context::protected_fixedsize_stack inner;
     Fiber* fiber;
@@ -143,6 +159,7 @@ class FiberScheduler {
 
   std::vector<Fiber> fibers_;
   std::deque<int> ready_;
+  int current_ = -1;
   const void* sched_bottom_ = nullptr;  // the scheduler's stack, for AddressSanitizer
   std::size_t sched_size_ = 0;
   void* sched_fake_stack_ = nullptr;

@@ -1,6 +1,7 @@
 #pragma once
 // A message of the simulated network, from its send to its receive, and a
-// posted receive waiting for one.
+// posted receive waiting for one. Both carry their channel: a message only
+// ever matches a receive of its own channel.
 
 #include <cstddef>
 #include <vector>
@@ -13,6 +14,8 @@ struct SimRecv;
 
 struct SimMessage {
   int src = 0, dst = 0;
+  int channel = 0;
+  int src_fiber = 0;  // the fiber that sent it, woken when it has left
   tag_t tag = 0;
   const std::byte* data = nullptr;  // the sender's buffer, valid until it is sent
   std::size_t bytes = 0;
@@ -28,6 +31,8 @@ struct SimMessage {
 
 struct SimRecv {
   int src = -1;
+  int channel = 0;
+  int fiber = 0;  // the fiber that waits for it
   tag_t tag = 0;
   std::byte* into = nullptr;
   std::size_t bytes = 0;

@@ -23,7 +23,8 @@ struct SimOptions {
   double straggler_fraction = 0;         // share of ranks whose compute is slower
   double straggler_slowdown = 2.0;       // their compute time factor
   std::uint64_t seed = 1;                // who straggles
-  std::size_t stack_bytes = 256 * 1024;  // per rank fiber
+  std::size_t stack_bytes = 256 * 1024;  // per fiber (a rank's, and each background one)
+  int channels = 2;                      // per rank (SimTransport::channel); they share its ports
 };
 
 struct SimResult {
@@ -53,6 +54,9 @@ inline void validate(int n, const SimOptions& o) {
                               std::to_string(o.alpha));
   if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
     throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
+  if (o.channels < 1)
+    throw configuration_error("SimOptions::channels must be at least 1, got " +
+                              std::to_string(o.channels));
   if (o.ranks_per_host < 1 || o.hosts_per_rack < 0)
     throw configuration_error(
         "SimOptions: ranks_per_host must be at least 1 and hosts_per_rack at least 0");
