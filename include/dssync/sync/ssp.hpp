@@ -1,0 +1,233 @@
+#pragma once
+// SSPSync: bounded staleness with overlap (stale synchronous parallel, as in
+// Petuum Bosen). The all-reduce of clock c's gradients runs in the background,
+// on a channel of its own (transport/background.hpp), while the trainer goes
+// on computing clocks c + 1 ... c + s; step() at clock c returns the mean of
+// clock c - s, the newest one every worker is guaranteed to have finished:
+//
+//   dssync::SSPSync<dssync::InProcTransport> ssp(t, n_params, {.staleness = 2});
+//   for each clock c:
+//     gradient = grad(params);
+//     ssp.step(gradient);            // gradient <- mean over ranks of clock c - s (zero for c < s)
+//     params -= lr * gradient;
+//   ssp.finish(rest);                // rest <- sum of the means still in flight
+//   params -= lr * rest;
+//
+// Bosen's guarantee: no worker starts clock c + 1 before every worker has
+// finished clock c - s, because the mean of clock c - s needs every worker's
+// gradient of that clock. So the fastest worker is at most s clocks ahead of
+// the slowest. With staleness 0, step() waits for its own clock: AllReduceSync
+// on gradients (Average), bit for bit.
+//
+// Timing: the background runs one all-reduce at a time, in clock order; the
+// trainer starts the next one whenever it finds the background idle (in
+// step(), and at once while it waits). With compute time C per clock and an
+// all-reduce that takes A alone, the period is C + A at s = 0 and max(C, A)
+// at s >= 1. Under jitter in C the trainer waits only when it is s clocks
+// ahead of the background; a permanent straggler still sets the pace.
+//
+// Memory: s + 1 gradient buffers, allocated at construction; a step allocates
+// nothing (the background job captures only `this`).
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/collective/ring.hpp"
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/sync/common.hpp"
+#include "dssync/transport/background.hpp"
+
+namespace dssync {
+
+struct SSPSyncOptions {
+  int staleness = 1;  // s: clock c applies the mean of clock c - s
+  int channel = 1;    // the background's channel
+  std::size_t bucket_bytes = default_bucket_bytes;
+  // Before each background all-reduce every rank compares the synchronizer,
+  // its place, the clock, the staleness and the gradient's length.
+  bool checked = false;
+};
+
+struct SSPStats : SyncStats {
+  double wait_seconds = 0;     // of seconds: the trainer waiting for a clock's mean
+  std::uint64_t reduced = 0;   // background all-reduces finished
+  std::uint64_t max_in_flight = 0;  // most clocks submitted and not yet reduced
+};
+
+template <transport_with_channels Transport, class Reduce = RingReduce, element T = float>
+  requires reduce_policy<Reduce, CountingTransport<Transport>, T> && reduce_op<Average, T>
+class SSPSync {
+ public:
+  using transport_type = Transport;
+  using op_type = Average;
+  using value_type = T;
+  using Options = SSPSyncOptions;
+
+  SSPSync(Transport& t, std::size_t parameters, Options options = {}, Reduce reduce = {})
+      : rank_(t.rank()),
+        parameters_(parameters),
+        options_(validated(options, t)),
+        reduce_(std::move(reduce)),
+        world_(Partition::whole(t.size())),
+        check_(t.size()),
+        background_(t, options_.channel),
+        channel_(background_.transport()),
+        ordinal_(options_.checked ? detail::next_checked_ordinal(background_.transport()) : 0),
+        buffers_(static_cast<std::size_t>(options_.staleness + 1) * parameters) {}
+
+  SSPSync(const SSPSync&) = delete;
+  SSPSync& operator=(const SSPSync&) = delete;
+  // A background all-reduce still running uses the buffers: it ends first
+  // (its operations have their deadlines).
+  ~SSPSync() {
+    if (running_) background_.wait(std::chrono::milliseconds(0));
+  }
+
+  // Submits this clock's gradient and replaces it with the mean over all
+  // ranks of clock c - s (zeros while c < s). Waits only for that clock.
+  void step(std::span<T> gradient) {
+    detail::StepScope scope(stats_, channel_.count());
+    check_length(gradient.size(), "step()");
+    const std::uint64_t c = clock_;
+    std::copy(gradient.begin(), gradient.end(), buffer(c).begin());
+    ++clock_;
+    stats_.max_in_flight = std::max(stats_.max_in_flight, clock_ - reduced_);
+    launch_if_idle();
+    const auto s = static_cast<std::uint64_t>(options_.staleness);
+    if (c < s) {
+      std::fill(gradient.begin(), gradient.end(), T{});
+      return;
+    }
+    wait_reduced(c - s + 1);
+    const std::span<const T> mean = buffer(c - s);
+    std::copy(mean.begin(), mean.end(), gradient.begin());
+  }
+
+  // Waits for every clock still in flight and leaves the sum of their means
+  // in `rest` (in clock order), for the trainer to apply; after it every rank
+  // has applied every clock's mean. Every rank must call it: a rank that does
+  // not leaves the others' background all-reduces to time out naming it.
+  void finish(std::span<T> rest) {
+    check_length(rest.size(), "finish()");
+    std::fill(rest.begin(), rest.end(), T{});
+    wait_reduced(clock_);
+    const auto s = static_cast<std::uint64_t>(options_.staleness);
+    for (std::uint64_t c = clock_ > s ? clock_ - s : 0; c < clock_; ++c) {
+      const std::span<const T> mean = buffer(c);
+      for (std::size_t i = 0; i < parameters_; ++i) rest[i] += mean[i];
+    }
+  }
+
+  int staleness() const noexcept { return options_.staleness; }
+  std::size_t parameters() const noexcept { return parameters_; }
+  // Clocks submitted, and clocks whose mean is known on this rank.
+  std::uint64_t iteration() const noexcept { return clock_; }
+  std::uint64_t reduced() const noexcept { return reduced_; }
+  Partition partition(std::uint64_t /*t*/) const { return world_; }
+  const SSPStats& stats() const noexcept { return stats_; }
+
+ private:
+  static Options validated(Options o, const Transport& t) {
+    const auto here = error_context{}.with_rank(t.rank());
+    if (o.staleness < 0)
+      throw configuration_error(
+          "SSPSync's staleness must be at least 0, got " + std::to_string(o.staleness), here);
+    return o;
+  }
+
+  std::span<T> buffer(std::uint64_t clock) noexcept {
+    const auto copies = static_cast<std::uint64_t>(options_.staleness) + 1;
+    return std::span<T>(buffers_).subspan(static_cast<std::size_t>(clock % copies) * parameters_,
+                                          parameters_);
+  }
+
+  // Starts the all-reduce of the next submitted clock if the background is
+  // idle (collecting the one it finished).
+  void launch_if_idle() {
+    if (running_ && background_.ready()) collect();
+    if (!running_ && reducing_ < clock_) {
+      running_ = true;
+      background_.start([this](Transport&) { reduce(reducing_); });
+    }
+  }
+  // The background's job has ended: its error, or one more clock reduced.
+  void collect() {
+    running_ = false;
+    background_.get();
+    ++reducing_;
+    reduced_ = reducing_;
+    ++stats_.reduced;
+  }
+  // Waits until clocks [0, upto) are reduced, keeping the background busy.
+  void wait_reduced(std::uint64_t upto) {
+    if (reduced_ >= upto) return;
+    const auto start = std::chrono::steady_clock::now();
+    while (reduced_ < upto) {
+      if (!running_) launch_if_idle();
+      background_.wait(std::chrono::milliseconds(0));
+      collect();
+      launch_if_idle();
+    }
+    stats_.wait_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  // On the background: clock c's mean, in its buffer.
+  void reduce(std::uint64_t c) {
+    const Group everyone = world_.group(0);
+    const std::span<T> data = buffer(c);
+    detail::with_context(c, everyone.ranks(), [&] {
+      if (options_.checked) {
+        const std::span<T> one[] = {data};
+        detail::CheckedState state = detail::tensor_layout(std::span<const std::span<T>>(one));
+        state.schedule = detail::type_hash<SSPSync>();
+        for (const std::uint64_t v :
+             {ordinal_, c, static_cast<std::uint64_t>(options_.staleness)})
+          state.schedule = detail::mix64(state.schedule ^ detail::mix64(v));
+        check_.verify(channel_, c, state);
+      }
+      const std::span<T> one[] = {data};
+      detail::for_each_bucket(std::span<const std::span<T>>(one),
+                              detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+                              [&](std::span<T> bucket, unsigned index) {
+                                reduce_.all_reduce(channel_, everyone, bucket, Average{},
+                                                   make_tag(c, index % 127));
+                              });
+    });
+  }
+
+  void check_length(std::size_t got, const char* where) const {
+    if (got != parameters_)
+      throw configuration_error(
+          std::string(where) + " got " + std::to_string(got) +
+              " elements, but this SSPSync was made for " + std::to_string(parameters_) +
+              " parameters",
+          error_context{}.with_rank(rank_).with_iteration(clock_));
+  }
+
+  int rank_;
+  std::size_t parameters_;
+  Options options_;
+  Reduce reduce_;
+  Partition world_;
+  detail::ConsistencyCheck check_;
+  Background<Transport> background_;
+  CountingTransport<Transport> channel_;
+  std::uint64_t ordinal_;
+  std::vector<T> buffers_;
+  detail::Scratch fusion_;
+  std::uint64_t clock_ = 0;     // clocks submitted
+  std::uint64_t reducing_ = 0;  // the clock the background reduces next (or now)
+  std::uint64_t reduced_ = 0;   // clocks [0, reduced_) are reduced
+  bool running_ = false;
+  SSPStats stats_;
+};
+
+}  // namespace dssync
