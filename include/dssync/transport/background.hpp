@@ -102,6 +102,15 @@ class ThreadContext {
   std::thread thread_;
 };
 
+// A context on a fiber (the simulator's) unwinds a fiber it destroys with an
+// exception of its own, which no catch may keep: the job's catch-all lets it
+// pass when the context has a static rethrow_if_unwinding(), called inside a
+// catch (...) handler.
+template <class Context>
+void rethrow_if_unwinding() {
+  if constexpr (requires { Context::rethrow_if_unwinding(); }) Context::rethrow_if_unwinding();
+}
+
 template <class Tr>
 struct context_of {
   using type = ThreadContext;
@@ -202,6 +211,7 @@ class Background {
       try {
         job_(channel_);
       } catch (...) {
+        detail::rethrow_if_unwinding<typename detail::context_of<Tr>::type>();
         e = std::current_exception();
       }
       context_.update([&] {

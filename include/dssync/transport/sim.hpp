@@ -572,6 +572,18 @@ class SimTransport::context {
     return true;
   }
 
+  // Called in a catch (...) handler (Background's): rethrows the exception
+  // with which a fiber being destroyed unwinds, which must reach the fiber's
+  // bottom.
+  static void rethrow_if_unwinding() {
+    try {
+      throw;
+    } catch (const boost::context::detail::forced_unwind&) {
+      throw;
+    } catch (...) {
+    }
+  }
+
   // Waits until the body has returned.
   void join() {
     if (fiber_ >= 0) await([this] { return returned_; }, detail::Deadline(std::chrono::milliseconds(0)));
