@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -504,4 +505,36 @@ TEST_CASE("Runs with background synchronizers are deterministic, bit for bit") {
   CHECK(std::memcmp(&a.virtual_bytes, &b.virtual_bytes, sizeof(double)) == 0);
   for (std::size_t r = 0; r < da.size(); ++r)
     CHECK(std::memcmp(da[r].data(), db[r].data(), da[r].size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("SimTransport::context: update() wakes await() in virtual time, a wait nothing can end throws") {
+  using Context = SimTransport::context;
+  const dssync::detail::Deadline none(std::chrono::milliseconds(0));
+  double woke = -1;
+  std::string what;
+  SimWorld(1).run([&](SimTransport& t) {
+    SimTransport ch = t.channel(1);
+    Context ctx(ch);
+    bool flag = false;
+    ctx.start([&] {
+      ch.compute(0.25);  // only this fiber computes
+      ctx.update([&] { flag = true; });
+    });
+    CHECK_THROWS_AS(ctx.start([] {}), dssync::configuration_error);  // one fiber a channel
+    CHECK(ctx.await([&] { return flag; }, none));
+    woke = t.now();
+    ctx.join();
+    // Nothing will ever set this: the wait is a deadlock in virtual time.
+    try {
+      ctx.await([] { return false; }, none);
+    } catch (const dssync::timeout_error& e) {
+      what = e.what();
+    }
+  });
+  CHECK(woke == 0.25);
+  CHECK(what.find("cannot end") != std::string::npos);
+  CHECK(what.find("deadlock") != std::string::npos);
+  // Channel 0 is the rank's own fiber.
+  CHECK_THROWS_AS(SimWorld(1).run([](SimTransport& t) { Context(t).start([] {}); }),
+                  dssync::configuration_error);
 }
