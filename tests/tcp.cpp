@@ -392,6 +392,7 @@ dssync::detail::wire::Hello hello(dssync::detail::wire::Purpose p, std::string_v
   h.world = world;
   h.rank = rank;
   h.port = 1;
+  h.channels = std::uint8_t(TcpOptions{}.channels);
   return h;
 }
 
@@ -402,6 +403,8 @@ TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are re
   std::uint16_t master = 0;
   std::atomic<std::uint16_t> port1{0};
   std::atomic<bool> strangers_done{false};
+  std::mutex log_mu;
+  std::vector<std::string> log0;  // rank 0's refusals
   const auto out = run_world(
       n,
       [&](TcpTransport& t) {
@@ -427,6 +430,11 @@ TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are re
       [&](int r, TcpOptions& o) {
         if (r == 0) master = o.master_port;
         o.log = [](const std::string&) {};
+        if (r == 0)
+          o.log = [&](const std::string& line) {
+            std::lock_guard lk(log_mu);
+            log0.push_back(line);
+          };
         if (r == 0 || r == 1) {
           // The strangers start once the job runs (rank 1 knows its port).
           if (r == 1)
@@ -457,13 +465,33 @@ TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are re
                   c.write(wire::encode(hello(purpose, "tests/tcp.cpp", n, 7)));
                   CHECK(c.answer().find("outside") != std::string::npos);
                 }
+                {
+                  RawClient c(p);  // another channel count
+                  auto h = hello(purpose, "tests/tcp.cpp", n, 2);
+                  h.channels = 3;
+                  c.write(wire::encode(h));
+                  CHECK(c.answer().find("3 channels (TcpOptions::channels), this job has 2") !=
+                        std::string::npos);
+                }
+                {
+                  RawClient c(p);  // a build of the first wire version
+                  auto b = wire::encode(hello(purpose, "tests/tcp.cpp", n, 2));
+                  wire::put<std::uint16_t>(&b[4], 1);
+                  c.write(b);
+                  CHECK(c.answer().find("protocol version 1, expected 2") != std::string::npos);
+                }
               }
               strangers_done = true;
             }).detach();
         }
       });
   check_all_fine(out);
-  CHECK(refused0 == 4);
+  CHECK(refused0 == 6);
+  std::lock_guard lk(log_mu);
+  CHECK(std::count_if(log0.begin(), log0.end(), [](const std::string& l) {
+          return l.find("refused a connection from") != std::string::npos &&
+                 l.find("protocol version 1, expected 2") != std::string::npos;
+        }) == 1);
 }
 
 TEST_CASE("TcpTransport: a frame announcing an absurd length is a protocol violation, not an allocation") {
@@ -512,6 +540,147 @@ TEST_CASE("TcpTransport: a frame announcing an absurd length is a protocol viola
   const auto o = classify(error);
   CHECK(o.kind == "peer");
   CHECK(o.what.find("rank 1 broke the protocol: a data frame of 1152921504606846976 bytes") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- channels --
+
+static_assert(dssync::transport_with_channels<TcpTransport>);
+
+TEST_CASE("TcpTransport channels: the count is checked, channel(c) is range-checked and shares the rank") {
+  for (const int bad : {0, 256}) {
+    TcpOptions o = options_for(0, 1, free_port());
+    o.channels = bad;
+    const std::string says = "TcpOptions::channels is " + std::to_string(bad);
+    CHECK_THROWS_WITH_AS(TcpTransport{o}, doctest::Contains(says.c_str()), dssync::configuration_error);
+  }
+  check_all_fine(run_world(
+      2,
+      [&](TcpTransport& t) {
+        CHECK(t.channels() == 3);
+        CHECK(t.channel_index() == 0);
+        CHECK_THROWS_WITH_AS(t.channel(3), doctest::Contains("channel 3 does not exist"),
+                             dssync::configuration_error);
+        CHECK_THROWS_AS(t.channel(-1), dssync::configuration_error);
+        CHECK_THROWS_AS(dssync::Background<TcpTransport>(t, 0), dssync::configuration_error);
+        TcpTransport c2 = t.channel(2);
+        CHECK(c2.channel_index() == 2);
+        CHECK(c2.rank() == t.rank());
+        CHECK(c2.channel(0).channel_index() == 0);
+        // A message on channel 2 from this thread: channels work without a second context too.
+        std::array<int, 2> out{t.rank(), 7}, in{};
+        c2.sendrecv(1 - t.rank(), std::span<const int>(out), 1 - t.rank(), std::span<int>(in), 1);
+        CHECK(in[0] == 1 - t.rank());
+      },
+      [](int, TcpOptions& o) { o.channels = 3; }));
+}
+
+TEST_CASE("TcpTransport channels: a ring all-reduce in the background beside one on channel 0, 20 times") {
+  const int n = 3;
+  check_all_fine(run_world(n, [&](TcpTransport& t) {
+    const int r = t.rank();
+    const auto ranks = iota_ranks(n);
+    const dssync::Group g(ranks);
+    dssync::RingReduce ring_bg, ring_main;
+    std::vector<float> a(std::size_t{1} << 18);  // 1 MiB
+    std::vector<float> b(100'003);
+    dssync::Background bg(t);
+    CHECK(bg.transport().channel_index() == 1);
+    for (int it = 0; it < 20; ++it) {
+      for (std::size_t i = 0; i < a.size(); ++i) a[i] = float((r + 1) * int((i + std::size_t(it)) % 1000));
+      for (std::size_t i = 0; i < b.size(); ++i) b[i] = float(r * 1000 + int(i % 500) + it);
+      // The same tag on both channels: the channels alone keep them apart.
+      bg.start([&](TcpTransport& ch) { ring_bg.all_reduce(ch, g, std::span<float>(a), dssync::Sum{}, 5); });
+      ring_main.all_reduce(t, g, std::span<float>(b), dssync::Sum{}, 5);
+      bg.get();
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) wrong += a[i] != float(6 * int((i + std::size_t(it)) % 1000));
+      for (std::size_t i = 0; i < b.size(); ++i) wrong += b[i] != float(3000 + 3 * int(i % 500) + 3 * it);
+      CHECK(wrong == 0);
+    }
+  }));
+}
+
+TEST_CASE("TcpTransport channels: messages of one tag and peer on two channels do not cross, small and large") {
+  // Rank 1 keeps almost nothing that arrives early (max_unexpected 1 KiB), so
+  // a large channel-1 message ahead of the channel-0 message its main thread
+  // waits for is read aside only by the channels' rule, not by the budget.
+  for (const std::size_t big : {std::size_t{16}, std::size_t{4} << 20}) {
+    INFO("channel-1 message of " << big << " bytes");
+    check_all_fine(run_world(
+        2,
+        [&](TcpTransport& t) {
+          std::vector<std::uint8_t> one(big), zero(1000);
+          if (t.rank() == 0) {
+            for (std::size_t i = 0; i < one.size(); ++i) one[i] = std::uint8_t(i * 7 + 1);
+            for (std::size_t i = 0; i < zero.size(); ++i) zero[i] = std::uint8_t(i * 13 + 2);
+            t.channel(1).send(1, std::span<const std::uint8_t>(one), 9);
+            t.send(1, std::span<const std::uint8_t>(zero), 9);
+            return;
+          }
+          // Channel 0's receive is posted first, from this thread; channel 1's
+          // only once it has its message, in the background.
+          t.recv(0, std::span<std::uint8_t>(zero), 9);
+          dssync::Background bg(t);
+          bg.start([&](TcpTransport& ch) { ch.recv(0, std::span<std::uint8_t>(one), 9); });
+          bg.get();
+          std::size_t wrong = 0;
+          for (std::size_t i = 0; i < one.size(); ++i) wrong += one[i] != std::uint8_t(i * 7 + 1);
+          for (std::size_t i = 0; i < zero.size(); ++i) wrong += zero[i] != std::uint8_t(i * 13 + 2);
+          CHECK(wrong == 0);
+        },
+        [](int r, TcpOptions& o) {
+          if (r == 1) o.max_unexpected = 1024;
+        }));
+  }
+}
+
+TEST_CASE("TcpTransport channels: a timeout on channel 1 fails channel 0 too") {
+  check_all_fine(run_world(2, [&](TcpTransport& t) {
+    std::vector<float> x(10);
+    if (t.rank() == 0) {
+      // Waits on channel 0 for what never comes; hears of rank 1's failure.
+      const auto o = classify([&] {
+        try {
+          t.recv(1, std::span<float>(x), 4);
+        } catch (...) {
+          return std::current_exception();
+        }
+        return std::exception_ptr();
+      }());
+      CHECK(o.kind == "peer");
+      CHECK(o.what.find("rank 1") != std::string::npos);
+      return;
+    }
+    dssync::Background bg(t);
+    // Channel 1 waits for a message rank 0 never sends, and times out...
+    bg.start([&](TcpTransport& ch) { ch.recv(0, std::span<float>(x), 3); });
+    // ...while channel 0 waits too, with a later deadline: the failure ends it.
+    std::this_thread::sleep_for(500ms);
+    std::vector<float> y(10);
+    const auto during = classify([&] {
+      try {
+        t.recv(0, std::span<float>(y), 3);
+      } catch (...) {
+        return std::current_exception();
+      }
+      return std::exception_ptr();
+    }());
+    CHECK(during.kind == "peer");
+    const auto bg_out = classify([&] {
+      try {
+        bg.get();
+      } catch (...) {
+        return std::current_exception();
+      }
+      return std::exception_ptr();
+    }());
+    CHECK(bg_out.kind == "timeout");
+    CHECK(t.failed());
+    CHECK(t.channel(1).failed());
+    CHECK_THROWS_AS(t.send(0, std::span<const float>(x), 1), dssync::peer_error);
+  }, [](int r, TcpOptions& o) {
+    if (r == 1) o.timeout = 2s;
+  }));
 }
 
 TEST_CASE("TcpOptions::from_env names a missing or malformed variable") {

@@ -30,13 +30,14 @@ inline bool run_one(const std::uint8_t* data, std::size_t size) {
       wire::Hello h2;
       if (wire::decode(std::span<const std::byte, wire::hello_size>(again), h2)) return false;
       if (h2.token != h.token || h2.rank != h.rank || h2.world != h.world || h2.port != h.port ||
-          !(h2.address == h.address) || h2.purpose != h.purpose)
+          !(h2.address == h.address) || h2.purpose != h.purpose || h2.channels != h.channels ||
+          h.channels == 0)
         return false;
-      const wire::Admission a{wire::token_hash("fuzz"), 8, wire::Purpose::mesh, 3};
+      const wire::Admission a{wire::token_hash("fuzz"), 8, wire::Purpose::mesh, 3, 2};
       const auto verdict = wire::admit(h, a, [](std::uint32_t r) { return r == 5; });
-      // Admitted means: our token, our purpose, our world, a free rank in range.
+      // Admitted means: our token, our purpose, our world and channel count, a free rank in range.
       if (!verdict && (h.token != a.token || h.purpose != a.purpose || h.world != 8 || h.rank < 3 ||
-                       h.rank >= 8 || h.rank == 5))
+                       h.rank >= 8 || h.rank == 5 || h.channels != a.channels))
         return false;
     }
   }
@@ -56,14 +57,25 @@ inline bool run_one(const std::uint8_t* data, std::size_t size) {
   }
   // A stream of frames.
   const std::uint64_t max_message = std::uint64_t{1} << 20;
+  const unsigned channels = 4;
   std::size_t at = 0;
   while (in.size() - at >= wire::header_size) {
     wire::Header h;
     if (wire::decode(std::span<const std::byte, wire::header_size>(in.data() + at, wire::header_size), h,
-                     max_message))
+                     max_message, channels))
       break;
     at += wire::header_size;
     if (h.kind == wire::Kind::data && h.length > max_message) return false;
+    if (h.channel >= channels || (h.channel != 0 && h.kind != wire::Kind::data)) return false;
+    {
+      // A header that decoded encodes back to the same header.
+      const auto again = wire::encode(h);
+      wire::Header h2;
+      if (wire::decode(std::span<const std::byte, wire::header_size>(again), h2, max_message,
+                       channels) ||
+          h2.kind != h.kind || h2.tag != h.tag || h2.length != h.length || h2.channel != h.channel)
+        return false;
+    }
     if (h.length > in.size() - at) break;  // the rest is still on its way
     const auto payload = in.subspan(at, std::size_t(h.length));
     if (h.kind == wire::Kind::notice) {

@@ -33,9 +33,20 @@
 //   or already connected, no hello within a few seconds) are refused, closed
 //   and logged (TcpOptions::log), and the job goes on (tcp/admission.hpp).
 //
-// One thread uses a transport at a time, as with the other transports. How
-// it is built: docs/design.md, "The TCP transport"; the bytes on the wire:
-// tcp/wire.hpp.
+// Channels (transport/background.hpp). channel(c) is this rank's channel c
+// (TcpOptions::channels of them, 2 unless set; channel 0 is the transport
+// itself): a TcpTransport handle that shares this one's sockets and socket
+// thread, whose messages match only receives on channel c of the other
+// ranks. One thread uses a channel at a time; threads on different channels
+// use the transport at once (dssync::Background runs a second one). Their
+// messages to one peer share its connection and take turns a whole message
+// at a time (tcp/connection.hpp says how a message that arrives early on one
+// channel is kept from blocking another). Deadlines are per operation; a
+// failure on any channel fails every channel. The last handle to go closes
+// the transport.
+//
+// How it is built: docs/design.md, "The TCP transport"; the bytes on the
+// wire: tcp/wire.hpp.
 
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +59,7 @@
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
+#include "dssync/transport/background.hpp"
 #include "dssync/transport/contract.hpp"
 #include "dssync/transport/tcp/core.hpp"
 #include "dssync/transport/tcp/op.hpp"
@@ -61,7 +73,7 @@ class TcpTransport {
   // rank is connected to all of them. Throws timeout_error naming the ranks
   // that did not arrive within rendezvous_timeout, or configuration_error.
   explicit TcpTransport(TcpOptions options)
-      : core_(std::make_unique<detail::TcpCore>(std::move(options))) {}
+      : core_(std::make_shared<detail::TcpCore>(std::move(options))) {}
   // From the DSSYNC_* environment variables (TcpOptions::from_env).
   TcpTransport() : TcpTransport(TcpOptions::from_env()) {}
 
@@ -72,6 +84,16 @@ class TcpTransport {
   // message is a hand-off to the socket thread and a wait (docs/benchmarks.md,
   // "TCP segments").
   static constexpr std::size_t segment_bytes = SIZE_MAX;
+
+  // How many channels the transport has, and which one this handle is.
+  int channels() const noexcept { return core_->options().channels; }
+  int channel_index() const noexcept { return channel_; }
+  // This rank's channel c, a handle on the same transport (see the top of
+  // this file). Throws configuration_error if there is no channel c.
+  TcpTransport channel(int c) const {
+    detail::check_channel(rank(), channels(), c);
+    return TcpTransport(core_, c);
+  }
 
   int rank() const noexcept { return core_->rank(); }
   int size() const noexcept { return core_->size(); }
@@ -91,7 +113,7 @@ class TcpTransport {
   requires element<std::remove_const_t<T>>
   void send(int dst, std::span<T> data, tag_t tag) {
     detail::check_send(rank(), size(), dst, tag);
-    auto op = detail::TcpOp::send_of(dst, tag, std::as_bytes(data));
+    auto op = detail::TcpOp::send_of(dst, channel_, tag, std::as_bytes(data));
     core_->run(&op, nullptr, where(dst, tag));
   }
 
@@ -99,7 +121,7 @@ class TcpTransport {
   requires element<T>
   void recv(int src, std::span<T> data, tag_t tag) {
     detail::check_recv(rank(), size(), src, tag);
-    auto op = detail::TcpOp::receive_into(src, tag, std::as_writable_bytes(data));
+    auto op = detail::TcpOp::receive_into(src, channel_, tag, std::as_writable_bytes(data));
     core_->run(&op, nullptr, where(src, tag));
   }
 
@@ -109,15 +131,19 @@ class TcpTransport {
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
     if (detail::check_sendrecv(rank(), size(), dst, src, tag))
       return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
-    auto r = detail::TcpOp::receive_into(src, tag, std::as_writable_bytes(in));
-    auto s = detail::TcpOp::send_of(dst, tag, std::as_bytes(out));
+    auto r = detail::TcpOp::receive_into(src, channel_, tag, std::as_writable_bytes(in));
+    auto s = detail::TcpOp::send_of(dst, channel_, tag, std::as_bytes(out));
     core_->run(&r, &s, where(src, tag));
   }
 
  private:
+  TcpTransport(std::shared_ptr<detail::TcpCore> core, int c) : core_(std::move(core)), channel_(c) {}
+
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
 
-  std::unique_ptr<detail::TcpCore> core_;
+  // Shared by the handles of every channel; the socket thread stops with the last.
+  std::shared_ptr<detail::TcpCore> core_;
+  int channel_ = 0;
 };
 
 }  // namespace dssync

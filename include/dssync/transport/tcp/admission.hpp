@@ -121,7 +121,8 @@ class Gatekeeper {
     if (auto p = wire::decode(std::span<const std::byte, wire::hello_size>(bytes), h))
       return refuse(sock, from, *p);
     wire::Admission a{token_, std::uint32_t(options_.world_size), purpose,
-                      purpose == wire::Purpose::rendezvous ? 1u : std::uint32_t(options_.rank + 1)};
+                      purpose == wire::Purpose::rendezvous ? 1u : std::uint32_t(options_.rank + 1),
+                      std::uint8_t(options_.channels)};
     auto taken = [&](std::uint32_t r) { return host_.taken(purpose, r); };
     if (auto p = wire::admit(h, a, taken)) return refuse(sock, from, *p);
     if (purpose == wire::Purpose::rendezvous)

@@ -2,6 +2,26 @@
 // Connection: the socket thread's side of one connection to one peer: the
 // framing, where each payload is read to, the messages kept before their
 // receive, and the queue of frames to write.
+//
+// Channels share the connection. Each channel has its own posted receive,
+// and a message matches only a receive of its own channel (and tag); frames
+// of all channels are written from one queue, in the order they were handed
+// over, so that two channels' sends to one peer take turns a whole message
+// at a time.
+//
+// One stream cannot pause one channel and go on reading another: a message
+// that waits in the socket for its receive blocks everything behind it. So a
+// large message that arrives before its receive waits in the socket (TCP's
+// flow control bounds the memory) only while no other channel has a receive
+// posted on this connection; once one has, the message is read into a stash
+// buffer, even beyond max_unexpected, since the message behind it may be the
+// one that receive waits for, and the other context may be waiting for this
+// rank's receive to finish before it posts its own (a deadlock). What this
+// costs is memory: messages a peer really sent, at most max_message each,
+// that the program receives later on their own channel. Within one channel
+// the rule is the one without channels: a message out of step with the
+// receive posted is kept within the budget, and otherwise waits, and the
+// receive times out naming it.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -68,8 +88,11 @@ class Connection {
     // At most one data frame of the caller, one abandoned half-written
     // frame and a few control frames are ever queued, and a message or two
     // kept: no allocation once running.
-    out_.reserve(16);
-    stash_.reserve(8);
+    // A data frame and a kept message or two per channel.
+    const auto channels = std::size_t(cx_.options.channels);
+    out_.reserve(8 + 2 * channels);
+    stash_.reserve(4 + 2 * channels);
+    posted_.assign(channels, nullptr);
   }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -103,13 +126,16 @@ class Connection {
   }
 
   void post_receive(TcpOp& op) {
-    posted_ = &op;
-    deliver_from_stash();
-    if (posted_ && state_ != State::open) {
-      posted_ = nullptr;
+    TcpOp*& slot = posted_[op.channel];
+    slot = &op;
+    deliver_from_stash(op.channel);
+    if (slot && state_ != State::open) {
+      slot = nullptr;
       return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
     }
-    if (posted_ && mode_ == Mode::paused) {
+    // A message waiting in the socket may be this receive's, or stand in its
+    // way (on another channel or with another tag): decide again.
+    if (slot && mode_ == Mode::paused) {
       place_frame();
       read_more();
     }
@@ -118,7 +144,7 @@ class Connection {
   void post_send(TcpOp& op) {
     if (state_ != State::open) return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
     Out& o = out_.emplace_back();
-    o.head = wire::encode(wire::Header{wire::Kind::data, op.tag, op.bytes});
+    o.head = wire::encode(wire::Header{wire::Kind::data, op.tag, op.bytes, op.channel});
     o.data = op.out;
     o.bytes = op.bytes;
     o.op = &op;
@@ -142,7 +168,7 @@ class Connection {
   // buffer once the reads and writes in flight have reported.
   void let_go(const TcpOp& op) {
     if (op.receive) {
-      if (posted_ == &op) posted_ = nullptr;
+      if (posted_[op.channel] == &op) posted_[op.channel] = nullptr;
       if (target_ == &op) {
         target_ = nullptr;
         mode_ = Mode::discard;
@@ -177,13 +203,14 @@ class Connection {
   std::string timeout_text(const TcpOp& op, const Deadline& deadline) const {
     std::string s =
         (op.receive ? receive_text(op.peer) : send_text(op.peer)) + " " + deadline.overdue_text();
-    if (op.receive && mode_ == Mode::paused && frame_.tag != op.tag)
+    if (op.receive && mode_ == Mode::paused && frame_.channel == op.channel &&
+        frame_.tag != op.tag)
       s += "; rank " + std::to_string(op.peer) + "'s next message has tag " +
            std::to_string(frame_.tag) + " (expected " + std::to_string(op.tag) + ") and " +
            std::to_string(frame_.length) + " bytes: the ranks are out of step";
     else if (op.receive)
       for (const auto& st : stash_)
-        if (st.tag != op.tag) {
+        if (st.channel == op.channel && st.tag != op.tag) {
           s += "; rank " + std::to_string(op.peer) + " sent a message with tag " +
                std::to_string(st.tag) + " (expected " + std::to_string(op.tag) +
                "): the ranks are out of step";
@@ -231,6 +258,7 @@ class Connection {
 
  private:
   struct Stashed {
+    std::uint8_t channel;
     std::uint16_t tag;
     std::vector<std::byte> data;
   };
@@ -302,7 +330,8 @@ class Connection {
         if (head_got_ == head_.size()) {
           head_got_ = 0;
           if (auto problem = wire::decode(std::span<const std::byte, wire::header_size>(head_),
-                                          frame_, cx_.options.max_message))
+                                          frame_, cx_.options.max_message,
+                                          unsigned(cx_.options.channels)))
             return violated(*problem);
           if (!on_header()) return;
         }
@@ -318,10 +347,10 @@ class Connection {
       case Mode::stash:
         got_ += n;
         if (got_ == buf_.size()) {
-          stash_.push_back({frame_.tag, std::move(buf_)});
+          stash_.push_back({frame_.channel, frame_.tag, std::move(buf_)});
           buf_ = {};
           mode_ = Mode::header;
-          if (posted_) deliver_from_stash();
+          deliver_from_stash(frame_.channel);
         }
         break;
       case Mode::notice:
@@ -373,8 +402,9 @@ class Connection {
       mode_ = frame_.length ? Mode::discard : Mode::header;
       return;
     }
-    if (posted_ && posted_->tag == frame_.tag) {
-      TcpOp* op = std::exchange(posted_, nullptr);
+    TcpOp*& slot = posted_[frame_.channel];
+    if (slot && slot->tag == frame_.tag) {
+      TcpOp* op = std::exchange(slot, nullptr);
       if (frame_.length != op->bytes) {
         mode_ = frame_.length ? Mode::discard : Mode::header;
         cx_.host.complete(*op, TcpOp::Result::mismatch, {}, frame_.length);
@@ -388,12 +418,17 @@ class Connection {
       return;
     }
     const bool may_keep = cx_.budget.allows(frame_.length);
-    if (may_keep && (frame_.length <= tcp_tuning::eager_limit || posted_)) {
+    // Another channel's receive is posted: this message must not stand in
+    // its way, budget or not (the top of this file says why).
+    bool other_waits = false;
+    for (std::size_t c = 0; c < posted_.size(); ++c)
+      other_waits = other_waits || (posted_[c] && c != frame_.channel);
+    if ((may_keep && (frame_.length <= tcp_tuning::eager_limit || slot)) || other_waits) {
       // Small, or standing in the way of a receive that is posted: keep it.
       cx_.budget.add(std::size_t(frame_.length));
       buf_ = cx_.budget.take_buffer(std::size_t(frame_.length));
       if (frame_.length == 0) {
-        stash_.push_back({frame_.tag, std::move(buf_)});
+        stash_.push_back({frame_.channel, frame_.tag, std::move(buf_)});
         buf_ = {};
         mode_ = Mode::header;
       } else {
@@ -404,12 +439,15 @@ class Connection {
     mode_ = Mode::paused;  // waits in the socket for its receive
   }
 
-  void deliver_from_stash() {
-    TcpOp& op = *posted_;
-    const auto it = std::find_if(stash_.begin(), stash_.end(),
-                                 [&](const Stashed& s) { return s.tag == op.tag; });
+  // Hands the receive posted on `channel`, if any, its message if it was kept.
+  void deliver_from_stash(std::uint8_t channel) {
+    if (!posted_[channel]) return;
+    TcpOp& op = *posted_[channel];
+    const auto it = std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) {
+      return s.channel == channel && s.tag == op.tag;
+    });
     if (it == stash_.end()) return;
-    posted_ = nullptr;
+    posted_[channel] = nullptr;
     const std::size_t n = it->data.size();
     if (n == op.bytes) {
       if (n) std::memcpy(op.in, it->data.data(), n);
@@ -498,7 +536,8 @@ class Connection {
     boost::system::error_code ec;
     sock_.close(ec);
     ConnectionHost& host = cx_.host;
-    if (posted_) host.complete(*std::exchange(posted_, nullptr), TcpOp::Result::failed, why);
+    for (TcpOp*& p : posted_)
+      if (p) host.complete(*std::exchange(p, nullptr), TcpOp::Result::failed, why);
     if (target_) host.complete(*std::exchange(target_, nullptr), TcpOp::Result::failed, why);
     for (auto& o : out_)
       if (o.op) host.complete(*o.op, TcpOp::Result::failed, why);
@@ -540,7 +579,9 @@ class Connection {
   // the transport then: the ranks are out of step.
   void left() {
     state_ = State::left;
-    const bool needed = posted_ || target_ ||
+    const bool needed = std::any_of(posted_.begin(), posted_.end(),
+                                    [](const TcpOp* p) { return p != nullptr; }) ||
+                        target_ ||
                         std::any_of(out_.begin(), out_.end(), [](const Out& o) { return o.op; });
     const std::string text = gone_text();
     drop(text, true);
@@ -568,7 +609,7 @@ class Connection {
   std::size_t head_got_ = 0;
   wire::Header frame_;
   std::uint64_t got_ = 0;
-  TcpOp* posted_ = nullptr;  // the receive waiting for this peer's next message
+  std::vector<TcpOp*> posted_;  // per channel, the receive waiting for this peer's message
   TcpOp* target_ = nullptr;  // the receive the payload is going into
   std::vector<std::byte> buf_;
   std::vector<Stashed> stash_;

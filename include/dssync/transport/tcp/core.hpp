@@ -1,8 +1,10 @@
 #pragma once
 // TcpCore: the parts of a TcpTransport put together, and the little the
-// socket thread shares with the calling thread: the operations, the set-up's
-// outcome, and the transport's failure, all under one mutex. It does not
-// move: handlers point into it.
+// socket thread shares with the calling threads (one per channel): the
+// operations, the set-up's outcome, and the transport's failure, all under
+// one mutex. It does not move: handlers point into it. The channels of a
+// transport share it (TcpTransport holds it by shared_ptr), and with it the
+// deadlines' options and the one sticky failure.
 
 #include <algorithm>
 #include <array>
@@ -43,7 +45,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
       : options_(std::move(o)),
         rank_(options_.rank),
         size_(options_.world_size),
-        thread_(mu_),
+        thread_(mu_, options_.channels),
         budget_(options_.max_unexpected),
         liveness_(thread_.io(), peers_, *this, options_.peer_timeout, rank_),
         gatekeeper_(thread_.io(), options_, wire::token_hash(options_.job_token), *this),
@@ -55,6 +57,11 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
                                 std::to_string(size_) + " ranks");
     if (options_.peer_timeout.count() <= 0)
       throw configuration_error("peer_timeout must be positive", where());
+    if (options_.channels < 1 || options_.channels > int(wire::max_channels))
+      throw configuration_error("TcpOptions::channels is " + std::to_string(options_.channels) +
+                                    ": it must be in 1.." + std::to_string(wire::max_channels),
+                                where());
+    batch_ = thread_.batch();
     peers_.reserve(std::size_t(size_));
     const ConnectionContext context{*this, budget_, options_, rank_, size_};
     for (int r = 0; r < size_; ++r)
@@ -98,8 +105,12 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
     cv_.wait_for(lk, tcp_tuning::fail_wait, [&] { return failure_.failed(); });
   }
 
-  // Runs the operations to completion, or throws. The thread that owns the
-  // transport calls this; it sleeps until the socket thread is done.
+  // Runs the operations to completion, or throws. The thread that uses a
+  // channel calls this; it sleeps until the socket thread is done. Threads
+  // of different channels call it at once: each waits on the one condition
+  // variable for its own operations (the socket thread wakes them all at
+  // every completion, and each checks its own), or for the transport's
+  // failure, which ends every channel's wait.
   // Nothing here allocates: the operations live on the caller's stack, and
   // the socket thread is woken through an eventfd.
   void run(TcpOp* first, TcpOp* second, const error_context& at) {
@@ -150,7 +161,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
 
  private:
   void take_submissions() {
-    SocketThread::Batch ops{};
+    SocketThread::Batch& ops = batch_;
     const std::size_t n = thread_.take(ops);
     for (std::size_t i = 0; i < n; ++i) {
       Connection& c = *peers_[std::size_t(ops[i]->peer)];
@@ -328,6 +339,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   SocketThread thread_;
   // Socket thread only.
   std::vector<std::unique_ptr<Connection>> peers_;
+  SocketThread::Batch batch_;  // what take_submissions() takes
   StashBudget budget_;
   Liveness liveness_;
   Gatekeeper gatekeeper_;

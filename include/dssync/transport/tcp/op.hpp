@@ -17,6 +17,7 @@ namespace dssync::detail {
 struct TcpOp {
   bool receive = false;
   int peer = 0;
+  std::uint8_t channel = 0;
   std::uint16_t tag = 0;
   std::byte* in = nullptr;
   const std::byte* out = nullptr;
@@ -27,18 +28,20 @@ struct TcpOp {
   std::uint64_t peer_bytes = 0;  // mismatch: what the peer sent
   std::string what;              // failed: why
 
-  static TcpOp send_of(int peer, tag_t tag, std::span<const std::byte> out) {
+  static TcpOp send_of(int peer, int channel, tag_t tag, std::span<const std::byte> out) {
     TcpOp op;
     op.peer = peer;
+    op.channel = static_cast<std::uint8_t>(channel);
     op.tag = static_cast<std::uint16_t>(tag);
     op.out = out.data();
     op.bytes = out.size();
     return op;
   }
-  static TcpOp receive_into(int peer, tag_t tag, std::span<std::byte> in) {
+  static TcpOp receive_into(int peer, int channel, tag_t tag, std::span<std::byte> in) {
     TcpOp op;
     op.receive = true;
     op.peer = peer;
+    op.channel = static_cast<std::uint8_t>(channel);
     op.tag = static_cast<std::uint16_t>(tag);
     op.in = in.data();
     op.bytes = in.size();

@@ -52,6 +52,12 @@ struct TcpOptions {
   // Worth setting on slow links, not on loopback, where it costs wake-ups
   // (docs/benchmarks.md, "TCP unsent limit").
   std::size_t unsent_limit = 0;
+  // How many channels the transport has (1..255; TcpTransport::channel(c),
+  // transport/background.hpp): independent streams of messages between the
+  // same ranks, one per execution context of a rank, over the same
+  // connections. Every rank of a job must have the same count: a rank with
+  // another is refused at its hello.
+  int channels = 2;
   // Where refused connections are reported; empty: one line on stderr.
   std::function<void(const std::string&)> log;
 
@@ -59,7 +65,7 @@ struct TcpOptions {
   // DSSYNC_MASTER_PORT (required), DSSYNC_MASTER_ADDR (default 127.0.0.1),
   // DSSYNC_JOB_TOKEN (default empty), and optionally DSSYNC_TIMEOUT_MS,
   // DSSYNC_PEER_TIMEOUT_MS, DSSYNC_RENDEZVOUS_TIMEOUT_MS, DSSYNC_SOCKET_BUFFER
-  // and DSSYNC_UNSENT_LIMIT (bytes). Throws configuration_error naming a
+  // and DSSYNC_UNSENT_LIMIT (bytes), DSSYNC_CHANNELS. Throws configuration_error naming a
   // variable that is missing or malformed.
   static TcpOptions from_env() {
     TcpOptions o;
@@ -79,6 +85,8 @@ struct TcpOptions {
       o.socket_buffer = std::size_t(env_number("DSSYNC_SOCKET_BUFFER", false, 0, 1 << 30));
     if (std::getenv("DSSYNC_UNSENT_LIMIT"))
       o.unsent_limit = std::size_t(env_number("DSSYNC_UNSENT_LIMIT", false, 0, 1 << 30));
+    if (std::getenv("DSSYNC_CHANNELS"))
+      o.channels = static_cast<int>(env_number("DSSYNC_CHANNELS", false, 1, 255));
     return o;
   }
 

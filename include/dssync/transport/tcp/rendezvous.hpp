@@ -242,7 +242,8 @@ class Rendezvous {
                        std::uint32_t(size_),
                        std::uint32_t(rank_),
                        me_.port(),
-                       to_wire(me_.address())};
+                       to_wire(me_.address()),
+                       std::uint8_t(options_.channels)};
   }
 
   // Reads a reply head; on acceptance calls `next`, on refusal reads the

@@ -1,7 +1,7 @@
 #pragma once
 // SocketThread: the background thread that runs every socket of one
 // transport (one io_context), and the doorbell through which the calling
-// thread hands it operations: a few slots under the transport's mutex and an
+// threads hand it operations: a few slots under the transport's mutex and an
 // eventfd, so that handing over allocates nothing.
 
 #include <sys/eventfd.h>
@@ -15,7 +15,8 @@
 #include <mutex>
 #include <span>
 #include <thread>
-#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
+#include <utility>
+#include <vector>  // before Asio: Boost 1.74 uses std::exchange without it
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,13 +31,18 @@ namespace dssync::detail {
 class SocketThread {
  public:
   // A blocking call hands over at most two operations (sendrecv); an
-  // abandoned call's may still wait beside the next call's.
-  static constexpr std::size_t slots = 4;
-  using Batch = std::array<TcpOp*, slots>;
+  // abandoned call's may still wait beside the next call's; one call runs
+  // per channel at a time.
+  static constexpr std::size_t slots_per_channel = 4;
+  using Batch = std::vector<TcpOp*>;
 
   // `mu` guards the slots; it is the transport's mutex, under which the
-  // calling thread also waits for its operations.
-  explicit SocketThread(std::mutex& mu) : mu_(mu), doorbell_(io_), work_(io_.get_executor()) {}
+  // calling threads also wait for their operations.
+  SocketThread(std::mutex& mu, int channels)
+      : mu_(mu),
+        doorbell_(io_),
+        work_(io_.get_executor()),
+        submitted_(slots_per_channel * std::size_t(std::max(channels, 1))) {}
   SocketThread(const SocketThread&) = delete;
   SocketThread& operator=(const SocketThread&) = delete;
 
@@ -74,13 +80,15 @@ class SocketThread {
 
   // ------------------------------------------------- the socket thread --
 
-  // Takes what was handed over; returns how many.
+  // Takes what was handed over into `ops` (as large as the slots: see
+  // batch()); returns how many.
   std::size_t take(Batch& ops) {
     std::lock_guard lk(mu_);
     const std::size_t n = std::exchange(submitted_count_, 0);
     std::copy_n(submitted_.begin(), n, ops.begin());
     return n;
   }
+  Batch batch() const { return Batch(submitted_.size()); }
 
   // Waits for the doorbell, for as long as the thread runs.
   void listen() {

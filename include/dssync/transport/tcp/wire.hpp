@@ -10,8 +10,8 @@
 //
 //   hello (48 bytes)        magic u32 | version u16 | purpose u16 | token hash u64
 //                           | world size u32 | rank u32 | listen port u16
-//                           | address family u8 (0 none, 4, 6) | 0 u8 | address 16 bytes
-//                           | 0 u32
+//                           | address family u8 (0 none, 4, 6) | channels u8 (1..255)
+//                           | address 16 bytes | 0 u32
 //   reply head (16 bytes)   magic u32 | status u16 | 0 u16 | token hash u64
 //
 // After an accepting reply to a rendezvous hello comes the table: one 20-byte
@@ -19,10 +19,18 @@
 // or failure reply is followed by a text: its length as a u16, then at most
 // max_text bytes. Between the ranks of a running job every message is a frame:
 //
-//   frame header (16 bytes) magic u32 | kind u16 | tag u16 | payload length u64
+//   frame header (16 bytes) magic u32 | kind u8 | channel u8 | tag u16
+//                           | payload length u64
 //
 // followed by the payload: a data message's bytes, a notice (failed rank u32,
-// then text), or nothing (heartbeat, bye).
+// then text), or nothing (heartbeat, bye). A data frame belongs to one of the
+// job's channels (TcpOptions::channels); control frames are on channel 0.
+// Every rank of a job has the same number of channels: a hello with another
+// count is refused.
+//
+// Version 2 added the channels (version 1 had no channel count in the hello
+// and a u16 kind in the frame header); a rank of another version is refused at
+// its hello, so that builds of two versions never share a job.
 
 #include <array>
 #include <cstddef>
@@ -38,7 +46,8 @@
 namespace dssync::detail::wire {
 
 inline constexpr std::uint32_t magic = 0x4e595344;  // "DSYN" as little-endian bytes
-inline constexpr std::uint16_t version = 1;
+inline constexpr std::uint16_t version = 2;
+inline constexpr unsigned max_channels = 255;
 inline constexpr std::size_t hello_size = 48;
 inline constexpr std::size_t reply_size = 16;
 inline constexpr std::size_t entry_size = 20;
@@ -89,6 +98,7 @@ struct Hello {
   std::uint32_t rank = 0;
   std::uint16_t port = 0;
   Address address;  // where the rank listens; none: where it connected from
+  std::uint8_t channels = 1;
 };
 
 inline std::array<std::byte, hello_size> encode(const Hello& h) noexcept {
@@ -101,6 +111,7 @@ inline std::array<std::byte, hello_size> encode(const Hello& h) noexcept {
   put<std::uint32_t>(&b[20], h.rank);
   put<std::uint16_t>(&b[24], h.port);
   b[26] = std::byte(h.address.family);
+  b[27] = std::byte(h.channels);
   std::memcpy(&b[28], h.address.bytes.data(), 16);
   return b;
 }
@@ -120,12 +131,15 @@ inline Problem decode(std::span<const std::byte, hello_size> b, Hello& h) {
   const auto family = std::to_integer<std::uint8_t>(b[26]);
   if (family != 0 && family != 4 && family != 6)
     return "unknown address family " + std::to_string(family);
+  const auto channels = std::to_integer<std::uint8_t>(b[27]);
+  if (channels == 0) return std::string("a hello with 0 channels");
   h.purpose = Purpose(purpose);
   h.token = get<std::uint64_t>(&b[8]);
   h.world = get<std::uint32_t>(&b[16]);
   h.rank = get<std::uint32_t>(&b[20]);
   h.port = get<std::uint16_t>(&b[24]);
   h.address.family = family;
+  h.channels = channels;
   std::memcpy(h.address.bytes.data(), &b[28], 16);
   return std::nullopt;
 }
@@ -137,6 +151,7 @@ struct Admission {
   std::uint32_t world = 0;
   Purpose purpose = Purpose::mesh;
   std::uint32_t lowest = 0;
+  std::uint8_t channels = 1;
 };
 
 // Why a decoded hello may not join, or nothing. `taken(rank)` says whether a
@@ -149,6 +164,9 @@ Problem admit(const Hello& h, const Admission& a, Taken&& taken) {
                                                         : "a rank's hello sent to the rendezvous");
   if (h.world != a.world)
     return "world size " + std::to_string(h.world) + ", this job has " + std::to_string(a.world);
+  if (h.channels != a.channels)
+    return std::to_string(h.channels) + " channels (TcpOptions::channels), this job has " +
+           std::to_string(a.channels);
   if (h.rank < a.lowest || h.rank >= a.world)
     return "rank " + std::to_string(h.rank) + " is outside " + std::to_string(a.lowest) + ".." +
            std::to_string(a.world - 1);
@@ -215,45 +233,52 @@ inline Problem decode(std::span<const std::byte, entry_size> b, Address& a, std:
 
 // ---------------------------------------------------------------- frames --
 
-enum class Kind : std::uint16_t { data = 1, heartbeat = 2, notice = 3, bye = 4 };
+enum class Kind : std::uint8_t { data = 1, heartbeat = 2, notice = 3, bye = 4 };
 
 struct Header {
   Kind kind = Kind::data;
   std::uint16_t tag = 0;
   std::uint64_t length = 0;
+  std::uint8_t channel = 0;
 };
 
 inline std::array<std::byte, header_size> encode(const Header& h) noexcept {
   std::array<std::byte, header_size> b{};
   put<std::uint32_t>(&b[0], magic);
-  put<std::uint16_t>(&b[4], std::uint16_t(h.kind));
+  b[4] = std::byte(h.kind);
+  b[5] = std::byte(h.channel);
   put<std::uint16_t>(&b[6], h.tag);
   put<std::uint64_t>(&b[8], h.length);
   return b;
 }
 
 // Decodes a frame header and bounds its length: a data payload by
-// `max_message`, a notice by max_notice, heartbeats and byes carry nothing.
-// A stream that fails here is out of step or not ours, and is dropped.
+// `max_message`, a notice by max_notice, heartbeats and byes carry nothing;
+// a data frame's channel by `channels`, the others are on channel 0. A
+// stream that fails here is out of step or not ours, and is dropped.
 inline Problem decode(std::span<const std::byte, header_size> b, Header& h,
-                      std::uint64_t max_message) {
+                      std::uint64_t max_message, unsigned channels = 1) {
   if (get<std::uint32_t>(&b[0]) != magic) return std::string("a frame without the magic number");
-  const auto kind = get<std::uint16_t>(&b[4]);
+  const auto kind = std::to_integer<std::uint8_t>(b[4]);
+  const auto channel = std::to_integer<std::uint8_t>(b[5]);
+  if (channel != 0 && (kind != std::uint8_t(Kind::data) || channel >= channels))
+    return "a frame on channel " + std::to_string(channel) + " (the job has " +
+           std::to_string(channels) + ")";
   const auto tag = get<std::uint16_t>(&b[6]);
   const auto length = get<std::uint64_t>(&b[8]);
   switch (kind) {
-    case std::uint16_t(Kind::data):
+    case std::uint8_t(Kind::data):
       if (tag > 32767) return "a data frame with tag " + std::to_string(tag);
       if (length > max_message)
         return "a data frame of " + std::to_string(length) + " bytes (the limit is " +
                std::to_string(max_message) + ")";
       break;
-    case std::uint16_t(Kind::notice):
+    case std::uint8_t(Kind::notice):
       if (length < 4 || length > max_notice)
         return "a notice of " + std::to_string(length) + " bytes";
       break;
-    case std::uint16_t(Kind::heartbeat):
-    case std::uint16_t(Kind::bye):
+    case std::uint8_t(Kind::heartbeat):
+    case std::uint8_t(Kind::bye):
       if (length != 0)
         return "a control frame with a payload of " + std::to_string(length) + " bytes";
       break;
@@ -263,6 +288,7 @@ inline Problem decode(std::span<const std::byte, header_size> b, Header& h,
   h.kind = Kind(kind);
   h.tag = tag;
   h.length = length;
+  h.channel = channel;
   return std::nullopt;
 }
 
