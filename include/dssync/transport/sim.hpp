@@ -123,7 +123,8 @@ class SimTransport {
 
  private:
   friend class SimWorld;
-  SimTransport(SimWorld* w, int rank, int channel = 0) : world_(w), rank_(rank), channel_(channel) {}
+  SimTransport(SimWorld* w, int rank, int channel = 0)
+      : world_(w), rank_(rank), channel_(channel) {}
   SimWorld* world_;
   int rank_;
   int channel_;
@@ -490,9 +491,9 @@ class SimWorld {
   std::uint64_t messages_ = 0;
   double virtual_bytes_ = 0;
   detail::StickyFailure failure_;
-  std::exception_ptr first_;  // the run's error: the first failure's
-  std::vector<Woken> woken_;       // per fiber
-  std::vector<char> awaiting_;     // per fiber: it waits in a context's await
+  std::exception_ptr first_;             // the run's error: the first failure's
+  std::vector<Woken> woken_;             // per fiber
+  std::vector<char> awaiting_;           // per fiber: it waits in a context's await
   std::vector<std::uint64_t> ordinals_;  // per (rank, channel): next_checked_ordinal
   std::vector<std::unique_ptr<Message>> owned_;
   std::vector<Message*> pool_;
@@ -526,9 +527,9 @@ class SimTransport::context {
           "is the rank's own fiber",
           error_context{}.with_rank(rank_));
     if (w.fibers_.live(fiber))
-      throw configuration_error("channel " + std::to_string(channel_) +
-                                    " of this rank already has a background context",
-                                error_context{}.with_rank(rank_));
+      throw configuration_error(
+          "channel " + std::to_string(channel_) + " of this rank already has a background context",
+          error_context{}.with_rank(rank_));
     fiber_ = fiber;
     returned_ = false;
     w.fibers_.spawn(fiber, w.options_.stack_bytes, [this, body = std::move(body)](int) mutable {
@@ -586,7 +587,8 @@ class SimTransport::context {
 
   // Waits until the body has returned.
   void join() {
-    if (fiber_ >= 0) await([this] { return returned_; }, detail::Deadline(std::chrono::milliseconds(0)));
+    if (fiber_ >= 0)
+      await([this] { return returned_; }, detail::Deadline(std::chrono::milliseconds(0)));
   }
 
  private:
@@ -631,8 +633,7 @@ template <class T>
 requires element<std::remove_const_t<T>>
 void SimTransport::send(int dst, std::span<T> data, tag_t tag) {
   detail::check_send(rank_, size(), dst, tag);
-  world_->operate(rank_, channel_, SimWorld::Outgoing{dst, std::as_bytes(data)}, std::nullopt,
-                  tag);
+  world_->operate(rank_, channel_, SimWorld::Outgoing{dst, std::as_bytes(data)}, std::nullopt, tag);
 }
 
 template <class T>

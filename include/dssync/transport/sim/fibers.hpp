@@ -100,9 +100,13 @@ class FiberScheduler {
       if (f.spawned && !f.done) return false;
     return true;
   }
-  int slots() const noexcept { return static_cast<int>(fibers_.size()); }
+  int slots() const noexcept {
+    return static_cast<int>(fibers_.size());
+  }
   // The fiber that runs now (-1: none, the scheduler itself).
-  int current() const noexcept { return current_; }
+  int current() const noexcept {
+    return current_;
+  }
 
   // Runs the ready fibers, in the order they became ready, until none is.
   void run_ready() {
