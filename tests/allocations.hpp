@@ -6,6 +6,7 @@
 // definitions: include this header from one source file of a test program.
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -14,14 +15,19 @@
 namespace {
 thread_local std::uint64_t t_allocations = 0;
 thread_local std::uint64_t t_allocated_bytes = 0;
+// Every thread's, for code that allocates on threads of its own (a
+// background context).
+std::atomic<std::uint64_t> g_allocations{0};
 
 void* counted_malloc(std::size_t n) noexcept {
   ++t_allocations;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
   t_allocated_bytes += n;
   return std::malloc(n ? n : 1);
 }
 void* counted_aligned(std::size_t n, std::align_val_t align) noexcept {
   ++t_allocations;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
   t_allocated_bytes += n;
   const std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void*));
   void* p = nullptr;
