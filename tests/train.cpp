@@ -401,6 +401,58 @@ TEST_CASE("train: --sync stale --staleness 0 is BSP on gradients to the bit; sta
   }
 }
 
+TEST_CASE("train: --sync ssp --staleness 0 is BSP on gradients to the bit; staleness 2 ends with equal workers") {
+  // SSPSync at s = 0 waits for its own step's mean: the allreduce run's steps,
+  // and finish() has nothing left to apply. At s = 2 every worker still applies
+  // the same means (two zero steps first, the last two after the loop), so
+  // the workers stay identical, on other parameters than BSP's.
+  const train::Dataset data = synthetic(256, 20);
+  constexpr int n = 4;
+  train::Config c;
+  c.epochs = 1;
+  c.batch = 8;
+  c.seed = 3;
+  c.evaluate_workers = false;
+  c.sync = "allreduce";
+  const auto bsp = run_workers(data, c, n);
+  c.sync = "ssp";
+  const auto ssp = run_workers(data, c, n);
+  c.staleness = 2;
+  const auto late = run_workers(data, c, n);
+  for (int r = 0; r < n; ++r) {
+    CHECK(same_bits(ssp[static_cast<std::size_t>(r)], bsp[0]));
+    CHECK(same_bits(late[static_cast<std::size_t>(r)], late[0]));
+  }
+  CHECK_FALSE(same_bits(late[0], bsp[0]));
+}
+
+TEST_CASE("train: every --sync shadow-* run ends with all workers on the same bits, and learns") {
+  // finish() before the last record: the record's consensus is exactly zero,
+  // and the parameters returned are the same on every worker.
+  const train::Dataset data = synthetic(384, 100);
+  constexpr int n = 4;
+  for (const char* sync : {"shadow-ma", "shadow-bmuf", "shadow-easgd", "shadow-ds"}) {
+    CAPTURE(sync);
+    train::Config c;
+    c.sync = sync;
+    c.epochs = 2;
+    c.batch = 8;
+    c.seed = 5;
+    c.evaluate_workers = false;
+    std::vector<std::vector<float>> params(n);
+    std::vector<train::EpochRecord> epochs;
+    dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
+      params[static_cast<std::size_t>(t.rank())] =
+          train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
+    });
+    REQUIRE(epochs.size() == 3);
+    for (int r = 1; r < n; ++r) CHECK(same_bits(params[static_cast<std::size_t>(r)], params[0]));
+    CHECK(epochs[2].consensus == 0.0);
+    CHECK(epochs[2].rounds >= 1.0);
+    CHECK(epochs[2].test_acc_avg > epochs[0].test_acc_avg + 0.3);
+  }
+}
+
 TEST_CASE("train: the default MLP is 784-256-128-10 as the example always had it, to the bit") {
   // The fixed three-layer model written out (init order, forward, backprop),
   // against the general one with hidden {256, 128}: same bits.

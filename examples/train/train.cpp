@@ -1,5 +1,6 @@
 // Data-parallel training of an MLP on Fashion-MNIST with a dssync
-// synchronizer: DS-Sync against BSP, SFB, stale BSP, gossip and local SGD.
+// synchronizer: DS-Sync against BSP, SFB, stale BSP, SSP, ShadowSync, gossip
+// and local SGD.
 //
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -84,12 +86,13 @@ void print_epoch(const std::string& label, int epochs, const train::EpochRecord&
 void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) {
   std::ofstream out(file);
   out << "label,epoch,train_loss,test_acc_avg,test_acc_worst,test_loss_avg,consensus,"
-         "bytes_per_worker,seconds,wall_seconds\n";
+         "bytes_per_worker,seconds,wall_seconds,sync_seconds,rounds,merge_lag\n";
   for (const auto& run : runs)
     for (const auto& r : run.epochs)
       out << '"' << run.label << '"' << ',' << r.epoch << ',' << r.train_loss << ',' << r.test_acc_avg
           << ',' << r.test_acc_worst << ',' << r.test_loss_avg << ',' << r.consensus << ','
-          << r.bytes_per_worker << ',' << r.seconds << ',' << r.wall << '\n';
+          << r.bytes_per_worker << ',' << r.seconds << ',' << r.wall << ',' << r.sync_seconds << ','
+          << r.rounds << ',' << r.merge_lag << '\n';
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
@@ -161,8 +164,10 @@ void print_table(const std::vector<Run>& runs, const std::vector<double>& target
     double seconds = 0, bytes = 0;
     for (const auto& r : run.epochs) seconds += r.seconds, bytes += r.bytes_per_worker;
     const double e = last.epoch > 0 ? last.epoch : 1.0;
-    std::printf("%-22s %10.4f %12s %10.2f %14.2f %12.3g", run.label.c_str(), last.test_acc_avg,
-                accuracy(last.test_acc_worst).c_str(), seconds / e, bytes / e / 1e6, last.consensus);
+    char mb[32] = "-";
+    if (!std::isnan(bytes)) std::snprintf(mb, sizeof mb, "%.2f", bytes / e / 1e6);
+    std::printf("%-22s %10.4f %12s %10.2f %14s %12.3g", run.label.c_str(), last.test_acc_avg,
+                accuracy(last.test_acc_worst).c_str(), seconds / e, mb, last.consensus);
     for (const double target : targets) {
       const auto hit = std::find_if(run.epochs.begin(), run.epochs.end(),
                                     [target](const train::EpochRecord& r) { return r.test_acc_avg >= target; });
@@ -172,6 +177,29 @@ void print_table(const std::vector<Run>& runs, const std::vector<double>& target
     }
     std::printf("\n");
   }
+  // The background synchronizers' own figures, under the table.
+  for (const auto& run : runs) {
+    const bool ssp = run.label.starts_with("ssp");
+    const bool shadow = run.label.starts_with("shadow");
+    if (!ssp && !shadow) continue;
+    double in_sync = 0, seconds = 0;
+    for (const auto& r : run.epochs) in_sync += r.sync_seconds, seconds += r.seconds;
+    const auto& last = run.epochs.back();
+    if (ssp)
+      std::printf("%-22s trainer waiting for means %.3f s a worker (%.1f%% of the training time)\n",
+                  run.label.c_str(), in_sync, seconds > 0 ? 100 * in_sync / seconds : 0.0);
+    else
+      std::printf("%-22s %.0f rounds a worker (%.2f per epoch), mean merge lag %.2f steps, %.3f s a worker "
+                  "in step() and finish()\n",
+                  run.label.c_str(), last.rounds, last.epoch > 0 ? last.rounds / last.epoch : 0.0,
+                  last.merge_lag, in_sync);
+  }
+}
+
+bool background_sync(const std::string& syncs) {
+  for (const auto& s : split_list(syncs))
+    if (s == "ssp" || s.starts_with("shadow-")) return true;
+  return false;
 }
 
 }  // namespace
@@ -189,7 +217,10 @@ int main(int argc, char** argv) {
                  "synchronizers, comma-separated, run one after the other: dssync, allreduce (BSP), "
                  "sfb (BSP by sufficient factor broadcasting, per layer the cheaper way), "
                  "sfb-factors (every layer as factors), stale (BSP on gradients computed at "
-                 "parameters up to --staleness steps old: StaleSync), gossip, localsgd, none")
+                 "parameters up to --staleness steps old: StaleSync), ssp (SSPSync: gradients all-reduced "
+                 "in the background, step c applies the mean of step c - --staleness), shadow-ma, "
+                 "shadow-bmuf, shadow-easgd, shadow-ds (ShadowSync: model averaging, BMUF, EASGD or a "
+                 "DS-Sync step in background rounds beside local SGD), gossip, localsgd, none")
       ->capture_default_str();
   app.add_option("--model", c.model, "mlp (784-hidden-10) or softmax (multiclass logistic regression)")
       ->capture_default_str()
@@ -198,7 +229,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
-  app.add_option("--staleness", c.staleness, "stale: the delay bound s (steps)")
+  app.add_option("--staleness", c.staleness, "stale, ssp: the delay bound s (steps)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--delay", c.delay, "stale: uniform (each worker's delay drawn in 0..s every step) or fixed (s)")
@@ -214,6 +245,13 @@ int main(int argc, char** argv) {
                  "--shuffle-racks), racks (RackGroups over --shuffle-racks with --envoys)")
       ->capture_default_str()
       ->check(CLI::IsMember({"random", "butterfly", "none", "topology", "racks"}));
+  app.add_option("--max-lag", c.max_lag,
+                 "shadow-*: steps a background round may stay in flight before step() waits for it "
+                 "(default: no bound)");
+  app.add_option("--block-momentum", c.block_momentum,
+                 "shadow-bmuf: block momentum eta in [0, 1) (default: 1 - 1/n, the BMUF paper's rule)");
+  app.add_option("--easgd-alpha", c.easgd_alpha,
+                 "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (threads) with --transport inproc")
       ->capture_default_str()
@@ -258,6 +296,13 @@ int main(int argc, char** argv) {
                  "sim: compute seconds per step in virtual time (0: each step's measured time)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--sim-jitter", c.sim_jitter,
+                 "sim: each step's compute is C (1 + X J), J ~ Exp(1) drawn from (seed, rank, step)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--sim-straggler", c.sim_straggler, "sim: rank 0 computes this many times slower, every step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology or racks")
       ->capture_default_str();
   app.add_option("--envoys", c.envoys, "--shuffle racks: members per rack that cross the uplink each step")
@@ -343,8 +388,15 @@ int main(int argc, char** argv) {
 #endif
     } else {
 #ifdef DSSYNC_TRAIN_WITH_MPI
-      boost::mpi::environment env(argc, argv);
-      dssync::MPITransport t;
+      // SSP and ShadowSync talk on a second channel from a second thread:
+      // MPI_THREAD_MULTIPLE and two channels, only when such a run is asked for.
+      const bool background = background_sync(syncs);
+      std::optional<boost::mpi::environment> env;
+      if (background)
+        env.emplace(argc, argv, boost::mpi::threading::multiple);
+      else
+        env.emplace(argc, argv);
+      dssync::MPITransport t(dssync::MPIOptions{.channels = background ? 2 : 1});
       leader = t.rank() == 0;
       world = t.size();
       if (leader)

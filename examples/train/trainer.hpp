@@ -13,7 +13,13 @@
 //    takes the same step; SFB (sufficient factor broadcasting) gives the same
 //    mean gradient, sending some layers as the factors backprop computed;
 //  - StaleSync ("stale") is BSP whose workers compute their gradients at
-//    parameters up to --staleness clocks old (its view()), then take the step.
+//    parameters up to --staleness clocks old (its view()), then take the step;
+//  - SSPSync ("ssp") all-reduces the gradients in the background: step c gets
+//    the mean of step c - s and every worker takes the same step with it;
+//  - ShadowSync ("shadow-ma", "shadow-bmuf", "shadow-easgd", "shadow-ds")
+//    takes the local step, then merges the last finished background round.
+// The two background synchronizers end a run with finish(): SSP's means still
+// in flight are applied, and ShadowSync's workers end on the same bits.
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +36,8 @@
 #include <vector>
 
 #include <dssync/dssync.hpp>
+#include <dssync/sync/shadow.hpp>
+#include <dssync/sync/ssp.hpp>
 
 #include "data.hpp"
 #include "mlp.hpp"
@@ -61,6 +69,11 @@ struct Config {
   int rack_size = 0;             // ranks per rack, for --shuffle topology|racks (0: one per rank)
   int envoys = 2;                // --shuffle racks: members per rack that cross the uplink each step
   double sim_compute = 0;        // sim: compute seconds per step in virtual time (0: the measured time)
+  double sim_jitter = 0;         // sim: a step's compute is C (1 + X J), J ~ Exp(1) from (seed, rank, step)
+  double sim_straggler = 1;      // sim: rank 0's compute is this many times the others'
+  std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
+  double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
+  double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
 
   // A short name for tables, logs and plot legends.
   std::string label() const {
@@ -74,6 +87,13 @@ struct Config {
     if (sync == "sfb") return "sfb hybrid" + model_suffix();
     if (sync == "sfb-factors") return "sfb factors" + model_suffix();
     if (sync == "stale") return "stale s=" + std::to_string(staleness) + " " + delay + model_suffix();
+    if (sync == "ssp") return "ssp s=" + std::to_string(staleness) + model_suffix();
+    if (sync.starts_with("shadow-")) {
+      std::string l = sync;
+      if (sync == "shadow-ds") l += " g=" + std::to_string(group_size);
+      if (max_lag != std::numeric_limits<std::uint64_t>::max()) l += " lag<=" + std::to_string(max_lag);
+      return l;
+    }
     return sync;
   }
   // Nothing for the default MLP, so that the existing records' labels stay.
@@ -95,8 +115,22 @@ struct EpochRecord {
   double test_acc_worst = 0;  // the worst worker's own test accuracy (NaN when not evaluated)
   double consensus = 0;       // mean over workers of ||x_i - mean||^2
   double bytes_per_worker = 0;  // sent by the synchronizer since the last record, the most of any worker
+                                // (NaN when the synchronizer does not count its bytes: ShadowSync)
   double seconds = 0;         // training time since the last record, the slowest worker's
   double wall = 0;            // cumulative training time
+  // Seconds since the last record spent inside the synchronizer's step() and
+  // finish(), the mean over workers (virtual on the simulator): for SSP the
+  // trainer's waiting for a step's mean, for BSP the exchange.
+  double sync_seconds = 0;
+  // ShadowSync: rounds started so far (mean over workers) and the mean over
+  // all merges so far of the steps between a round's snapshot and its merge.
+  double rounds = 0;
+  double merge_lag = 0;
+};
+
+// A background synchronizer's own counts, for the records.
+struct RoundCounts {
+  double rounds = 0, merges = 0, lag_steps = 0;
 };
 
 // The synchronizer behind a name, with one face for the training loop.
@@ -113,6 +147,14 @@ class ParamSync {
   // The parameters at which to compute this step's gradient: `params` itself
   // but for StaleSync, whose view() gives an older copy.
   virtual std::span<const float> view(std::span<const float> params) { return params; }
+  // The end of a run, on every worker; `lr` is the last step's learning rate.
+  // SSPSync applies the means still in flight, ShadowSync ends on equal bits.
+  virtual void finish(std::span<float> /*params*/, float /*lr*/) {}
+  virtual RoundCounts rounds() const { return {}; }
+  // False when stats().bytes_sent does not count what the synchronizer sends:
+  // ShadowSync counts none of its rounds' traffic, and SSPSync only what its
+  // background happens to send while the trainer is inside step().
+  virtual bool counts_bytes() const { return true; }
 };
 
 // SFBSync's reconstruction kernel: Eigen's GEMM. g is row-major rows x cols,
@@ -168,6 +210,48 @@ class SfbOf final : public ParamSync {
 
  private:
   dssync::SFBSync<T, dssync::RingReduce, EigenReconstruct> sync_;
+};
+
+// SSPSync on gradients. The means still in flight at the end are applied as
+// the header shows, params -= lr * rest, with the last learning rate: no
+// momentum step, so that staleness 0 (rest = 0) leaves BSP's parameters as
+// they are, to the bit.
+template <class T>
+class SspOf final : public ParamSync {
+ public:
+  SspOf(T& t, std::size_t parameters, dssync::SSPSyncOptions o)
+      : sync_(t, parameters, o), rest_(parameters) {}
+  void step(std::span<float> g) override { sync_.step(g); }
+  void finish(std::span<float> params, float lr) override {
+    sync_.finish(std::span<float>(rest_));
+    for (std::size_t i = 0; i < rest_.size(); ++i) params[i] -= lr * rest_[i];
+  }
+  dssync::SyncStats stats() const override { return sync_.stats(); }
+  bool on_gradients() const override { return true; }
+  bool counts_bytes() const override { return false; }
+
+ private:
+  dssync::SSPSync<T> sync_;
+  std::vector<float> rest_;
+};
+
+// ShadowSync on parameters, after the local step.
+template <class T, template <class, class> class Round>
+class ShadowOf final : public ParamSync {
+ public:
+  template <class... Args>
+  explicit ShadowOf(Args&&... args) : sync_(std::forward<Args>(args)...) {}
+  void step(std::span<float> x) override { sync_.step(x); }
+  void finish(std::span<float> params, float) override { sync_.finish(params); }
+  dssync::SyncStats stats() const override { return sync_.stats(); }
+  RoundCounts rounds() const override {
+    const auto& s = sync_.stats();
+    return {static_cast<double>(s.rounds), static_cast<double>(s.merges), static_cast<double>(s.lag_steps)};
+  }
+  bool counts_bytes() const override { return false; }
+
+ private:
+  dssync::ShadowSync<T, Round> sync_;
 };
 
 class NoSync final : public ParamSync {
@@ -226,6 +310,32 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
           true, t, parameters, FixedDelay{c.staleness}, o);
     throw std::invalid_argument("unknown delay '" + c.delay + "' (uniform, fixed)");
   }
+  if (c.sync == "ssp" || c.sync.starts_with("shadow-")) {
+    if constexpr (transport_with_channels<T>) {
+      if (c.sync == "ssp")
+        return std::make_unique<detail::SspOf<T>>(
+            t, parameters, SSPSyncOptions{.staleness = c.staleness, .checked = c.checked});
+      const ShadowSyncOptions so{.max_lag = c.max_lag};
+      if (c.sync == "shadow-ma")
+        return std::make_unique<detail::ShadowOf<T, ShadowAverage>>(
+            t, parameters, so, AllReduceSyncOptions{.checked = c.checked});
+      if (c.sync == "shadow-bmuf")
+        return std::make_unique<detail::ShadowOf<T, ShadowBMUF>>(
+            t, parameters, so,
+            ShadowBMUFOptions{.block_momentum =
+                                  c.block_momentum >= 0 ? c.block_momentum : 1.0 - 1.0 / t.size()});
+      if (c.sync == "shadow-easgd")
+        return std::make_unique<detail::ShadowOf<T, ShadowEASGD>>(
+            t, parameters, so, ShadowEASGDOptions{.alpha = c.easgd_alpha > 0 ? c.easgd_alpha : 0.9 / t.size()});
+      if (c.sync == "shadow-ds")
+        return std::make_unique<detail::ShadowOf<T, ShadowDS>>(t, parameters, so, ds);
+      throw std::invalid_argument("unknown synchronizer '" + c.sync +
+                                  "' (shadow-ma, shadow-bmuf, shadow-easgd, shadow-ds)");
+    } else {
+      throw std::invalid_argument("--sync " + c.sync +
+                                  " runs in the background on a second channel: this transport has no channels");
+    }
+  }
   if (c.sync == "gossip")
     return std::make_unique<detail::SyncOf<GossipSync<T, RingTopology>>>(false, t);
   if (c.sync == "localsgd")
@@ -233,7 +343,8 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
   throw std::invalid_argument("unknown synchronizer '" + c.sync +
-                              "' (dssync, allreduce, sfb, sfb-factors, stale, gossip, localsgd, none)");
+                              "' (dssync, allreduce, sfb, sfb-factors, stale, ssp, shadow-ma, shadow-bmuf, "
+                              "shadow-easgd, shadow-ds, gossip, localsgd, none)");
 }
 
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
@@ -332,6 +443,24 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
     return static_cast<float>(0.5 * c.lr * (1.0 + std::cos(std::numbers::pi * static_cast<double>(k) / total)));
   };
   std::size_t global_step = 0;
+  float last_lr = c.lr;
+  bool finished = false;
+  // A step's compute time on the simulator: C, times (1 + X J) with J ~ Exp(1)
+  // drawn from (seed, rank, step) by a counter-based generator (the same on
+  // every run and independent of the order the ranks run in), times the
+  // straggler factor on rank 0.
+  if (!(c.sim_jitter >= 0) || !(c.sim_straggler > 0))
+    throw std::invalid_argument("--sim-jitter must be at least 0 and --sim-straggler positive");
+  auto compute_time = [&](double base, std::size_t step) {
+    double f = me == 0 ? c.sim_straggler : 1.0;
+    if (c.sim_jitter > 0) {
+      dssync::CounterRng rng(dssync::detail::mix64(c.seed ^ 0x6a177e5ULL),
+                             (static_cast<std::uint64_t>(me) << 40) + step);
+      const double u = static_cast<double>(rng.next() >> 11) * 0x1p-53;  // in [0, 1)
+      f *= 1.0 + c.sim_jitter * -std::log1p(-u);
+    }
+    return base * f;
+  };
   double wall = 0;
   if (c.evals_per_epoch < 1) throw std::invalid_argument("--evals-per-epoch must be at least 1");
   const auto parts = static_cast<std::size_t>(c.evals_per_epoch);
@@ -346,7 +475,13 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
       const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
       const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
       const auto bytes_before = sync->stats().bytes_sent;
-      double loss_sum = 0;
+      double loss_sum = 0, in_sync = 0;
+      // Time inside the synchronizer (virtual on the simulator).
+      const auto sync_step = [&](auto&& f) {
+        const double before = now_seconds(t);
+        f();
+        in_sync += now_seconds(t) - before;
+      };
       const double start = now_seconds(t);
       for (std::size_t s = first; s < last; ++s) {
         [[maybe_unused]] const auto computing = clock::now();
@@ -361,27 +496,40 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         loss_sum += model.compute_gradient(batch_x.data(), batch_y.data(), c.batch,
                                            sync->view(model.params()))
                         .loss_sum;
-        const float lr = lr_at(global_step++);
+        const std::size_t k = global_step++;
+        const float lr = lr_at(k);
+        last_lr = lr;
         // On a simulated network the step's real compute time (the gradient and
         // the update) is spent in virtual time before the synchronization, or
         // a fixed time, which makes every virtual time reproducible to the bit.
         auto spend = [&] {
           if constexpr (requires { t.compute(1.0); })
-            t.compute(c.sim_compute > 0 ? c.sim_compute
-                                        : std::chrono::duration<double>(clock::now() - computing).count());
+            t.compute(compute_time(
+                c.sim_compute > 0 ? c.sim_compute
+                                  : std::chrono::duration<double>(clock::now() - computing).count(),
+                k));
         };
         if (sync->on_gradients()) {
           spend();
-          if (sync->wants_factors())
-            sync->step_factors(model.gradient(), model.factors());
-          else
-            sync->step(model.gradient());
+          sync_step([&] {
+            if (sync->wants_factors())
+              sync->step_factors(model.gradient(), model.factors());
+            else
+              sync->step(model.gradient());
+          });
           model.sgd_step(model.gradient(), lr, c.momentum);
         } else {
           model.sgd_step(model.gradient(), lr, c.momentum);
           spend();
-          sync->step(model.params());
+          sync_step([&] { sync->step(model.params()); });
         }
+      }
+      // The run's last record: the background synchronizers end first, so
+      // that it shows every worker's final parameters (and the time finishing
+      // took). A run stopped early by stop_at finishes after the loop.
+      if (epoch == c.epochs && part + 1 == parts) {
+        sync_step([&] { sync->finish(model.params(), last_lr); });
+        finished = true;
       }
       const double seconds = now_seconds(t) - start;
 
@@ -400,7 +548,9 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
       BatchResult avg;
       if (me == 0) avg = model.evaluate(averaged, data.test);
 
-      double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct)};
+      const RoundCounts counts = sync->rounds();
+      double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct), in_sync,
+                       counts.rounds, counts.merges, counts.lag_steps};
       small.all_reduce(t, world.group(0), std::span<double>(sums), dssync::Sum{}, tag);
       double maxima[] = {seconds, static_cast<double>(sync->stats().bytes_sent - bytes_before)};
       small.all_reduce(t, world.group(0), std::span<double>(maxima), dssync::Max{}, tag);
@@ -421,12 +571,16 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         r.test_acc_avg = sums[3] / static_cast<double>(data.test.size());
         r.test_acc_worst = c.evaluate_workers ? minima[0] : std::numeric_limits<double>::quiet_NaN();
         r.seconds = maxima[0];
-        r.bytes_per_worker = maxima[1];
+        r.bytes_per_worker = sync->counts_bytes() ? maxima[1] : std::numeric_limits<double>::quiet_NaN();
         r.wall = wall;
+        r.sync_seconds = sums[4] / n;
+        r.rounds = sums[5] / n;
+        r.merge_lag = sums[6] > 0 ? sums[7] / sums[6] : 0.0;
         on_epoch(r);
       }
     }
   }
+  if (!finished) sync->finish(model.params(), last_lr);
   return {model.params().begin(), model.params().end()};
 }
 
