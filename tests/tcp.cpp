@@ -634,6 +634,58 @@ TEST_CASE("TcpTransport channels: messages of one tag and peer on two channels d
   }
 }
 
+TEST_CASE("TcpTransport channels: a large early message on channel 1 does not hold up channel 0 through a third rank") {
+  // Rank 0 sends 32 MiB on channel 1 to rank 1 (more than the kernel buffers
+  // hold), then on channel 0 a small message to rank 1 (queued behind the
+  // large one on the same connection) and one to rank 2. Rank 2 passes a
+  // message to rank 1 only once it has rank 0's; rank 1 receives from rank 2
+  // first, then rank 0's small message, and only then starts the channel-1
+  // receive. Rank 1 keeps almost nothing early (max_unexpected 1 KiB): it
+  // must read the large message aside because a receive of another channel
+  // waits (from rank 2), or rank 0's small message never leaves.
+  const std::size_t big = std::size_t{32} << 20;
+  check_all_fine(run_world(
+      3,
+      [&](TcpTransport& t) {
+        std::vector<std::uint8_t> large(t.rank() == 2 ? 0 : big);
+        std::array<int, 4> m{};
+        switch (t.rank()) {
+          case 0: {
+            for (std::size_t i = 0; i < large.size(); ++i) large[i] = std::uint8_t(i * 5 + 3);
+            dssync::Background bg(t);
+            bg.start([&](TcpTransport& ch) { ch.send(1, std::span<const std::uint8_t>(large), 2); });
+            std::this_thread::sleep_for(50ms);  // so that the large message is queued first (not checked)
+            m = {1, 2, 3, 4};
+            t.send(1, std::span<const int>(m), 2);
+            t.send(2, std::span<const int>(m), 2);
+            bg.get();
+            break;
+          }
+          case 2:
+            t.recv(0, std::span<int>(m), 2);
+            t.send(1, std::span<const int>(m), 2);
+            break;
+          case 1: {
+            std::array<int, 4> from0{};
+            t.recv(2, std::span<int>(m), 2);
+            t.recv(0, std::span<int>(from0), 2);
+            CHECK(m == std::array<int, 4>{1, 2, 3, 4});
+            CHECK(from0 == std::array<int, 4>{1, 2, 3, 4});
+            dssync::Background bg(t);
+            bg.start([&](TcpTransport& ch) { ch.recv(0, std::span<std::uint8_t>(large), 2); });
+            bg.get();
+            std::size_t wrong = 0;
+            for (std::size_t i = 0; i < large.size(); ++i) wrong += large[i] != std::uint8_t(i * 5 + 3);
+            CHECK(wrong == 0);
+            break;
+          }
+        }
+      },
+      [](int r, TcpOptions& o) {
+        if (r == 1) o.max_unexpected = 1024;
+      }));
+}
+
 TEST_CASE("TcpTransport channels: a timeout on channel 1 fails channel 0 too") {
   check_all_fine(run_world(2, [&](TcpTransport& t) {
     std::vector<float> x(10);
@@ -675,6 +727,8 @@ TEST_CASE("TcpTransport channels: a timeout on channel 1 fails channel 0 too") {
       return std::exception_ptr();
     }());
     CHECK(bg_out.kind == "timeout");
+    CHECK(bg_out.what.find("a receive from rank 0 did not complete") != std::string::npos);
+    CHECK(bg_out.what.find("on channel 1") != std::string::npos);
     CHECK(t.failed());
     CHECK(t.channel(1).failed());
     CHECK_THROWS_AS(t.send(0, std::span<const float>(x), 1), dssync::peer_error);

@@ -10,18 +10,20 @@
 // at a time.
 //
 // One stream cannot pause one channel and go on reading another: a message
-// that waits in the socket for its receive blocks everything behind it. So a
-// large message that arrives before its receive waits in the socket (TCP's
-// flow control bounds the memory) only while no other channel has a receive
-// posted on this connection; once one has, the message is read into a stash
-// buffer, even beyond max_unexpected, since the message behind it may be the
-// one that receive waits for, and the other context may be waiting for this
-// rank's receive to finish before it posts its own (a deadlock). What this
-// costs is memory: messages a peer really sent, at most max_message each,
-// that the program receives later on their own channel. Within one channel
-// the rule is the one without channels: a message out of step with the
-// receive posted is kept within the budget, and otherwise waits, and the
-// receive times out naming it.
+// that waits in the socket for its receive blocks everything behind it, and
+// the sender's queue behind that. So a large message that arrives before its
+// receive waits in the socket (TCP's flow control bounds the memory) only
+// while this rank has no receive posted, with any peer, on another channel
+// than the message's; once it has, the message is read into a stash buffer,
+// even beyond max_unexpected. The message behind it may be the one that
+// receive waits for, or one its peer must send before it can send that one
+// (a small send of another channel queued behind the large message), while
+// the context that will receive the large message may be waiting for that
+// receive to end: a deadlock. What this costs is memory: messages a peer
+// really sent, at most max_message each, that the program receives later on
+// their own channel. Within one channel the rule is the one without channels:
+// a message out of step with the receive posted is kept within the budget,
+// and otherwise waits, and the receive times out naming it.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -69,9 +71,20 @@ class ConnectionHost {
   ~ConnectionHost() = default;
 };
 
+// How many receives are posted, per channel, on all connections of a
+// transport (socket thread only): a connection pauses a message only while
+// none waits on another channel (the top of this file).
+struct PostedReceives {
+  explicit PostedReceives(int channels) : per_channel(std::size_t(channels), 0) {}
+  bool other_than(std::uint8_t channel) const { return total > per_channel[channel]; }
+  std::vector<int> per_channel;
+  int total = 0;
+};
+
 // Everything a connection is given; it outlives the connection.
 struct ConnectionContext {
   ConnectionHost& host;
+  PostedReceives& posted;
   StashBudget& budget;
   const TcpOptions& options;
   int self;  // this rank
@@ -126,19 +139,29 @@ class Connection {
   }
 
   void post_receive(TcpOp& op) {
-    TcpOp*& slot = posted_[op.channel];
-    slot = &op;
-    deliver_from_stash(op.channel);
-    if (slot && state_ != State::open) {
-      slot = nullptr;
+    // Once completed, `op` belongs to its caller again: not a field of it is
+    // read after that.
+    const std::uint8_t channel = op.channel;
+    set_posted(op);
+    deliver_from_stash(channel);
+    if (posted_[channel] && state_ != State::open) {
+      take_posted(channel);
       return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
     }
     // A message waiting in the socket may be this receive's, or stand in its
     // way (on another channel or with another tag): decide again.
-    if (slot && mode_ == Mode::paused) {
+    if (posted_[channel] && mode_ == Mode::paused) {
       place_frame();
       read_more();
     }
+  }
+
+  // A receive was posted somewhere on this rank: a message paused here goes
+  // on if it may now stand in that receive's way (the top of this file).
+  void reconsider() {
+    if (mode_ != Mode::paused || !cx_.posted.other_than(frame_.channel)) return;
+    place_frame();
+    read_more();
   }
 
   void post_send(TcpOp& op) {
@@ -168,7 +191,7 @@ class Connection {
   // buffer once the reads and writes in flight have reported.
   void let_go(const TcpOp& op) {
     if (op.receive) {
-      if (posted_[op.channel] == &op) posted_[op.channel] = nullptr;
+      if (posted_[op.channel] == &op) take_posted(op.channel);
       if (target_ == &op) {
         target_ = nullptr;
         mode_ = Mode::discard;
@@ -203,6 +226,7 @@ class Connection {
   std::string timeout_text(const TcpOp& op, const Deadline& deadline) const {
     std::string s =
         (op.receive ? receive_text(op.peer) : send_text(op.peer)) + " " + deadline.overdue_text();
+    if (op.channel) s += ", on channel " + std::to_string(op.channel);
     if (op.receive && mode_ == Mode::paused && frame_.channel == op.channel &&
         frame_.tag != op.tag)
       s += "; rank " + std::to_string(op.peer) + "'s next message has tag " +
@@ -402,9 +426,9 @@ class Connection {
       mode_ = frame_.length ? Mode::discard : Mode::header;
       return;
     }
-    TcpOp*& slot = posted_[frame_.channel];
+    const TcpOp* const slot = posted_[frame_.channel];
     if (slot && slot->tag == frame_.tag) {
-      TcpOp* op = std::exchange(slot, nullptr);
+      TcpOp* op = take_posted(frame_.channel);
       if (frame_.length != op->bytes) {
         mode_ = frame_.length ? Mode::discard : Mode::header;
         cx_.host.complete(*op, TcpOp::Result::mismatch, {}, frame_.length);
@@ -418,11 +442,9 @@ class Connection {
       return;
     }
     const bool may_keep = cx_.budget.allows(frame_.length);
-    // Another channel's receive is posted: this message must not stand in
-    // its way, budget or not (the top of this file says why).
-    bool other_waits = false;
-    for (std::size_t c = 0; c < posted_.size(); ++c)
-      other_waits = other_waits || (posted_[c] && c != frame_.channel);
+    // A receive on another channel is posted: this message must not stand
+    // in its way, budget or not (the top of this file says why).
+    const bool other_waits = cx_.posted.other_than(frame_.channel);
     if ((may_keep && (frame_.length <= tcp_tuning::eager_limit || slot)) || other_waits) {
       // Small, or standing in the way of a receive that is posted: keep it.
       cx_.budget.add(std::size_t(frame_.length));
@@ -439,6 +461,23 @@ class Connection {
     mode_ = Mode::paused;  // waits in the socket for its receive
   }
 
+  // The receive posted on a channel, counted rank-wide.
+  void set_posted(TcpOp& op) {
+    if (!posted_[op.channel]) {
+      ++cx_.posted.per_channel[op.channel];
+      ++cx_.posted.total;
+    }
+    posted_[op.channel] = &op;
+  }
+  TcpOp* take_posted(std::uint8_t channel) {
+    TcpOp* op = std::exchange(posted_[channel], nullptr);
+    if (op) {
+      --cx_.posted.per_channel[channel];
+      --cx_.posted.total;
+    }
+    return op;
+  }
+
   // Hands the receive posted on `channel`, if any, its message if it was kept.
   void deliver_from_stash(std::uint8_t channel) {
     if (!posted_[channel]) return;
@@ -447,7 +486,7 @@ class Connection {
       return s.channel == channel && s.tag == op.tag;
     });
     if (it == stash_.end()) return;
-    posted_[channel] = nullptr;
+    take_posted(channel);
     const std::size_t n = it->data.size();
     if (n == op.bytes) {
       if (n) std::memcpy(op.in, it->data.data(), n);
@@ -536,8 +575,9 @@ class Connection {
     boost::system::error_code ec;
     sock_.close(ec);
     ConnectionHost& host = cx_.host;
-    for (TcpOp*& p : posted_)
-      if (p) host.complete(*std::exchange(p, nullptr), TcpOp::Result::failed, why);
+    for (std::size_t c = 0; c < posted_.size(); ++c)
+      if (posted_[c])
+        host.complete(*take_posted(std::uint8_t(c)), TcpOp::Result::failed, why);
     if (target_) host.complete(*std::exchange(target_, nullptr), TcpOp::Result::failed, why);
     for (auto& o : out_)
       if (o.op) host.complete(*o.op, TcpOp::Result::failed, why);

@@ -62,8 +62,9 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
                                     ": it must be in 1.." + std::to_string(wire::max_channels),
                                 where());
     batch_ = thread_.batch();
+    posted_.per_channel.assign(std::size_t(options_.channels), 0);
     peers_.reserve(std::size_t(size_));
-    const ConnectionContext context{*this, budget_, options_, rank_, size_};
+    const ConnectionContext context{*this, posted_, budget_, options_, rank_, size_};
     for (int r = 0; r < size_; ++r)
       peers_.push_back(std::make_unique<Connection>(thread_.io(), r, context));
     rendezvous_.resolve_master();
@@ -163,10 +164,18 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   void take_submissions() {
     SocketThread::Batch& ops = batch_;
     const std::size_t n = thread_.take(ops);
+    bool receives = false;
     for (std::size_t i = 0; i < n; ++i) {
+      // Read before posting: a posted operation may complete, and its caller return, at once.
       Connection& c = *peers_[std::size_t(ops[i]->peer)];
-      ops[i]->receive ? c.post_receive(*ops[i]) : c.post_send(*ops[i]);
+      const bool receive = ops[i]->receive;
+      receive ? c.post_receive(*ops[i]) : c.post_send(*ops[i]);
+      receives = receives || receive;
     }
+    // With channels, a message paused on one connection may stand in the way
+    // of a receive just posted on another channel (tcp/connection.hpp).
+    if (receives && options_.channels > 1)
+      for (auto& q : peers_) q->reconsider();
   }
 
   // ------------------------------------------------------ for the parts --
@@ -340,6 +349,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   // Socket thread only.
   std::vector<std::unique_ptr<Connection>> peers_;
   SocketThread::Batch batch_;  // what take_submissions() takes
+  PostedReceives posted_{1};   // sized to the channels once they are checked
   StashBudget budget_;
   Liveness liveness_;
   Gatekeeper gatekeeper_;
