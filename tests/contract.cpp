@@ -131,7 +131,7 @@ struct TcpThreadsRunner {
     contract::Report rep = doctest_report();    \
     contract::fn<Runner>(runner, rep);          \
   }
-#define DSSYNC_CONTRACT_CASES(Runner, prefix)                                                    \
+#define DSSYNC_CONTRACT_P2P_CASES(Runner, prefix)                                                \
   DSSYNC_CONTRACT_CASE(Runner, prefix "ordering per (source, tag)", ordering_per_source_and_tag) \
   DSSYNC_CONTRACT_CASE(Runner, prefix "tags do not see each other", tags_do_not_see_each_other)  \
   DSSYNC_CONTRACT_CASE(Runner, prefix "size mismatch on both sides", size_mismatch_both_sides)   \
@@ -142,7 +142,9 @@ struct TcpThreadsRunner {
                        failed_peer_named_everywhere)                                             \
   DSSYNC_CONTRACT_CASE(Runner, prefix "the deadline runs from the operation's start",            \
                        deadline_from_operation_start)                                            \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)            \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)
+#define DSSYNC_CONTRACT_CASES(Runner, prefix)                                                    \
+  DSSYNC_CONTRACT_P2P_CASES(Runner, prefix)                                                      \
   DSSYNC_CONTRACT_CASE(Runner, prefix "synchronizers agree bitwise, checked or not",             \
                        synchronizers_agree_bitwise)                                              \
   DSSYNC_CONTRACT_CASE(Runner, prefix "GADMM agrees bitwise, checked or not",                    \
@@ -150,14 +152,21 @@ struct TcpThreadsRunner {
   DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",         \
                        stale_agrees_bitwise)                                                     \
   DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",             \
-                       sfb_agrees_bitwise)
+                       sfb_agrees_bitwise)                                                       \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: two contexts, two channels, no crossing",       \
+                       channels_apart)                                                           \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: a failure on one channel fails all",            \
+                       channel_failure_fails_all)
 
 DSSYNC_CONTRACT_CASES(InProcRunner, "inproc: ")
+DSSYNC_CONTRACT_P2P_CASES(contract::OnChannel<InProcRunner>, "inproc: channel 1: ")
 #ifdef DSSYNC_TEST_SIM
 DSSYNC_CONTRACT_CASES(SimRunner, "sim: ")
+DSSYNC_CONTRACT_P2P_CASES(contract::OnChannel<SimRunner>, "sim: channel 1: ")
 #endif
 #ifdef DSSYNC_TEST_TCP
 DSSYNC_CONTRACT_CASES(TcpThreadsRunner, "tcp: ")
+DSSYNC_CONTRACT_P2P_CASES(contract::OnChannel<TcpThreadsRunner>, "tcp: channel 1: ")
 #endif
 
 TEST_CASE("Deadline: zero is none, and one deadline runs from the start it was given") {

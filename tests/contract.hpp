@@ -655,7 +655,138 @@ void sfb_agrees_bitwise(R& runner, Report& rep) {
   }
 }
 
-// Every case, by name, for the programs that run one case at a time.
+// ------------------------------------------------------------- channels --
+// (transport/background.hpp) A transport with channels runs the cases above
+// on channel 1 too (OnChannel below); these cases use two
+// channels at once, from two contexts of each rank.
+
+// Two contexts of every rank talk at once, with the same tags and peers, one
+// on each channel: a ring all-reduce in the background on channel 1 beside
+// one on channel 0, five rounds with one Background; every sum exact. Then a
+// message on channel 1 and one on channel 0 with the same peer and tag, sent
+// at once from two contexts, each received on its own channel.
+template <class R>
+void channels_apart(R& runner, Report& rep) {
+  constexpr int n = 3;
+  constexpr std::size_t len = 5003;  // odd: uneven ring blocks
+  auto wrong = slots<int>(n);
+  auto crossed = slots<int>(n);
+  const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+    using Tr = std::remove_cvref_t<decltype(t)>;
+    const int r = t.rank();
+    const auto value = [](int rank, int round, int channel, std::size_t i) {
+      return float((rank + 1) * (channel ? 1000 : 1) + round + int(i % 7));
+    };
+    std::vector<float> fg(len), bgv(len);
+    // One collective object per context: a collective keeps its scratch.
+    dssync::RingReduce ring, background_ring;
+    const std::vector<int> all{0, 1, 2};
+    {
+      dssync::Background<Tr> bg(t);
+      for (int round = 0; round < 5; ++round) {
+        for (std::size_t i = 0; i < len; ++i) {
+          fg[i] = value(r, round, 0, i);
+          bgv[i] = value(r, round, 1, i);
+        }
+        bg.start([&](Tr& ch) {
+          background_ring.all_reduce(ch, dssync::Group(all), std::span<float>(bgv), dssync::Sum{}, 4);
+        });
+        ring.all_reduce(t, dssync::Group(all), std::span<float>(fg), dssync::Sum{}, 4);
+        bg.get();
+        for (std::size_t i = 0; i < len; ++i) {
+          float f = 0, b = 0;
+          for (int q = 0; q < n; ++q) {
+            f += value(q, round, 0, i);
+            b += value(q, round, 1, i);
+          }
+          if (fg[i] != f || bgv[i] != b) ++wrong[static_cast<std::size_t>(r)];
+        }
+      }
+      // The same peer and tag on both channels at once.
+      std::vector<float> one(3), zero(3);
+      if (r == 0) {
+        const std::vector<float> x(3, 11.0f), y(3, 22.0f);
+        bg.start([&](Tr& ch) { ch.send(1, std::span<const float>(x), 9); });
+        t.send(1, std::span<const float>(y), 9);
+        bg.get();
+      } else if (r == 1) {
+        bg.start([&](Tr& ch) { ch.recv(0, std::span<float>(one), 9); });
+        t.recv(0, std::span<float>(zero), 9);
+        bg.get();
+        crossed[1] = (zero[0] != 22.0f) + (one[0] != 11.0f);
+      }
+    }
+  });
+  for (int r = 0; r < n; ++r) {
+    expect_end(rep, ends, r, "none");
+    if (!ends[static_cast<std::size_t>(r)].known) continue;
+    rep.check(wrong[static_cast<std::size_t>(r)] == 0,
+              "rank " + std::to_string(r) + ": " + std::to_string(wrong[static_cast<std::size_t>(r)]) +
+                  " elements of the two all-reduces differ from their sums");
+  }
+  if (ends[1].known) rep.check(crossed[1] == 0, "rank 1: the two channels' messages crossed");
+}
+
+// A failure on one channel fails the rank on all of them: rank 0's background
+// job waits on channel 1 for a message that never comes and times out;
+// get() rethrows it on rank 0's trainer, which fails; rank 1, waiting on
+// channel 0, hears that rank 0 failed and why. A background job that throws
+// an error of its own is rethrown by get() with its context.
+template <class R>
+void channel_failure_fails_all(R& runner, Report& rep) {
+  auto own = slots<End>(2);
+  const auto ends = runner.run(2, ms(1000), [&](auto& t) {
+    using Tr = std::remove_cvref_t<decltype(t)>;
+    dssync::Background<Tr> bg(t);
+    own[static_cast<std::size_t>(t.rank())] = attempt([&] {
+      bg.start([](Tr& ch) {
+        throw dssync::configuration_error("the job's own error",
+                                          dssync::error_context{}.with_rank(ch.rank()).with_iteration(7));
+      });
+      bg.get();
+    });
+    std::vector<float> v(4);
+    if (t.rank() == 0) {
+      bg.start([&](Tr& ch) { ch.recv(1, std::span<float>(v), 3); });
+      bg.get();
+    } else {
+      // Waits from 500 ms on, so that its own deadline is 500 ms after rank 0's.
+      R::pause(t, ms(500));
+      t.recv(0, std::span<float>(v), 3);
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    if (!ends[static_cast<std::size_t>(r)].known) continue;
+    std::vector<End> o{own[static_cast<std::size_t>(r)]};
+    expect_end(rep, o, 0, "configuration", {}, "the job's own error");
+    if (o[0].known)
+      rep.check(contains(o[0].what, "rank " + std::to_string(r)) && contains(o[0].what, "iteration 7"),
+                "the background error lost its context: " + o[0].what);
+  }
+  expect_end(rep, ends, 0, "timeout", 1, "a receive from rank 1");
+  // Virtual time finds the deadlock on both ranks at once.
+  if (R::wall_clock)
+    expect_end(rep, ends, 1, "peer", 0, "a receive from rank 1");
+  else
+    expect_end(rep, ends, 1, "timeout", 0);
+}
+
+// Any runner, with every rank's function on channel 1 of its transport
+// instead of channel 0 (transport/background.hpp): the contract holds per
+// channel.
+template <class R>
+struct OnChannel : R {
+  template <class F>
+  std::vector<End> run(int n, ms timeout, F&& f) {
+    return R::run(n, timeout, [&f](auto& t) {
+      auto channel = t.channel(1);
+      f(channel);
+    });
+  }
+};
+
+// Every case, by name, for the programs that run one case at a time
+// ("channel-1/NAME" runs NAME through OnChannel).
 template <class R>
 using Case = void (*)(R&, Report&);
 template <class R>
@@ -679,6 +810,8 @@ std::vector<Named<R>> all_cases() {
       {"gadmm", &gadmm_agrees_bitwise<R>, 4},
       {"stale", &stale_agrees_bitwise<R>, 4},
       {"sfb", &sfb_agrees_bitwise<R>, 4},
+      {"channels", &channels_apart<R>, 3},
+      {"channel-failure", &channel_failure_fails_all<R>, 2},
   };
 }
 

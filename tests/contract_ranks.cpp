@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #ifdef DSSYNC_CONTRACT_MPI
@@ -83,7 +84,8 @@ struct MpiRunner {
       return std::vector<End>(static_cast<std::size_t>(n), contract::unknown());
     }
     // Collective: every rank has left the run before.
-    dssync::MPITransport t(world, {.timeout = timeout});
+    // Two channels (the channel cases), which needs MPI_THREAD_MULTIPLE (main).
+    dssync::MPITransport t(world, {.timeout = timeout, .channels = 2});
     return run_here(t, n, f);
   }
   template <class T>
@@ -172,27 +174,36 @@ struct TcpRunner {
 using Runner = TcpRunner;
 #endif
 
-int run_case(const std::string& which) {
-  for (const auto& c : contract::all_cases<Runner>()) {
+template <class R>
+int run_case_on(const std::string& which, const char* prefix) {
+  for (const auto& c : contract::all_cases<R>()) {
     if (which != c.name) continue;
     contract::Report rep = print_report();
     {
-      Runner runner;
+      R runner;
       c.run(runner, rep);
     }
     if (failures == 0 && my_rank == 0)
-      std::printf("%s %s: passed on %d ranks\n", Runner::name, c.name, c.ranks);
+      std::printf("%s %s%s: passed on %d ranks\n", R::name, prefix, c.name, c.ranks);
     return failures ? 1 : 0;
   }
   std::printf("no case named \"%s\" (--list lists them)\n", which.c_str());
   return 2;
 }
 
+// "NAME" runs a case on channel 0, "channel-1/NAME" on channel 1.
+int run_case(const std::string& which) {
+  constexpr std::string_view on_channel = "channel-1/";
+  if (which.starts_with(on_channel))
+    return run_case_on<contract::OnChannel<Runner>>(which.substr(on_channel.size()), "channel-1/");
+  return run_case_on<Runner>(which, "");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
 #ifdef DSSYNC_CONTRACT_MPI
-  boost::mpi::environment env(argc, argv);
+  boost::mpi::environment env(argc, argv, boost::mpi::threading::multiple);
   my_rank = boost::mpi::communicator().rank();
 #else
   if (const char* r = std::getenv("DSSYNC_RANK")) my_rank = std::atoi(r);
