@@ -758,7 +758,14 @@ TEST_CASE("TcpOptions::from_env names a missing or malformed variable") {
   CHECK(TcpOptions::from_env().unsent_limit == 131072);
   ::setenv("DSSYNC_UNSENT_LIMIT", "128k", 1);
   CHECK_THROWS_WITH_AS(TcpOptions::from_env(), doctest::Contains("DSSYNC_UNSENT_LIMIT"), dssync::configuration_error);
-  for (const char* v : {"DSSYNC_RANK", "DSSYNC_WORLD_SIZE", "DSSYNC_MASTER_PORT", "DSSYNC_JOB_TOKEN", "DSSYNC_UNSENT_LIMIT"})
+  ::setenv("DSSYNC_UNSENT_LIMIT", "0", 1);
+  CHECK(TcpOptions::from_env().channels == 2);
+  ::setenv("DSSYNC_CHANNELS", "4", 1);
+  CHECK(TcpOptions::from_env().channels == 4);
+  ::setenv("DSSYNC_CHANNELS", "0", 1);
+  CHECK_THROWS_WITH_AS(TcpOptions::from_env(), doctest::Contains("DSSYNC_CHANNELS"), dssync::configuration_error);
+  for (const char* v : {"DSSYNC_RANK", "DSSYNC_WORLD_SIZE", "DSSYNC_MASTER_PORT", "DSSYNC_JOB_TOKEN", "DSSYNC_UNSENT_LIMIT",
+                        "DSSYNC_CHANNELS"})
     ::unsetenv(v);
 }
 
