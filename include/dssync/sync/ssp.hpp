@@ -93,7 +93,7 @@ class SSPSync {
   // Submits this clock's gradient and replaces it with the mean over all
   // ranks of clock c - s (zeros while c < s). Waits only for that clock.
   void step(std::span<T> gradient) {
-    detail::StepScope scope(stats_, channel_.count());
+    detail::StepScope scope(stats_, traffic_);
     check_length(gradient.size(), "step()");
     const std::uint64_t c = clock_;
     std::copy(gradient.begin(), gradient.end(), buffer(c).begin());
@@ -160,6 +160,8 @@ class SSPSync {
   // The background's job has ended: its error, or one more clock reduced.
   void collect() {
     running_ = false;
+    // The job has ended (get() synchronizes with it): its traffic can be read.
+    traffic_ = channel_.count();
     background_.get();
     ++reducing_;
     reduced_ = reducing_;
@@ -228,6 +230,9 @@ class SSPSync {
   std::uint64_t reduced_ = 0;   // clocks [0, reduced_) are reduced
   bool running_ = false;
   SSPStats stats_;
+  // The channel's traffic as of the last finished job: the trainer's copy,
+  // since the channel's own count moves while a job runs.
+  TrafficCount traffic_;
 };
 
 }  // namespace dssync
