@@ -257,6 +257,38 @@ TEST_CASE("train: on the simulator, a fixed compute time gives virtual times tha
     CHECK(first[e].seconds == doctest::Approx(expected).epsilon(1e-9));
   }
 }
+
+TEST_CASE("train: --sim-straggler and --sim-jitter set each step's virtual compute, the same on every run") {
+  // Without synchronization a record's seconds are the slowest worker's
+  // compute alone: with rank 0 F times slower, steps x F x C exactly; with
+  // jitter, C (1 + X J) a step, J ~ Exp(1) drawn from (seed, rank, step), so
+  // longer than steps x C and the same on every run.
+  const train::Dataset data = synthetic(256, 20);
+  train::Config c;
+  c.sync = "none";
+  c.epochs = 1;
+  c.batch = 16;
+  c.seed = 3;
+  c.sim_compute = 0.01;
+  c.evaluate_workers = false;
+  auto seconds = [&] {
+    double s = 0;
+    dssync::SimWorld(4).run([&](dssync::SimTransport& t) {
+      train::train_worker(t, data, c, [&](const train::EpochRecord& r) { s += r.seconds; });
+    });
+    return s;
+  };
+  const double steps = 256.0 / (4 * 16);
+  c.sim_straggler = 3;
+  CHECK(seconds() == doctest::Approx(steps * 3 * c.sim_compute).epsilon(1e-12));
+  c.sim_straggler = 1;
+  c.sim_jitter = 1;
+  const double first = seconds();
+  CHECK(first == seconds());  // bit for bit
+  CHECK(first > steps * c.sim_compute * 1.1);
+  c.seed = 4;  // other draws
+  CHECK(seconds() != first);
+}
 #endif
 
 TEST_CASE("train: BSP over n workers matches one worker stepping on the union of their batches") {

@@ -76,10 +76,12 @@ void print_epoch(const std::string& label, int epochs, const train::EpochRecord&
     std::snprintf(when, sizeof when, "%2d/%d", static_cast<int>(r.epoch), epochs);
   else
     std::snprintf(when, sizeof when, "%.2f/%d", r.epoch, epochs);
+  char mb[32] = "     -";  // not counted (SSP, ShadowSync)
+  if (!std::isnan(r.bytes_per_worker)) std::snprintf(mb, sizeof mb, "%6.2f", r.bytes_per_worker / 1e6);
   std::printf("%-22s epoch %s  loss %.4f  test acc %.4f (worst worker %s)  consensus %.3g  "
-              "%6.2f MB/worker  %5.2f s\n",
+              "%s MB/worker  %5.2f s\n",
               label.c_str(), when, r.train_loss, r.test_acc_avg, accuracy(r.test_acc_worst).c_str(),
-              r.consensus, r.bytes_per_worker / 1e6, r.seconds);
+              r.consensus, mb, r.seconds);
   std::fflush(stdout);
 }
 
