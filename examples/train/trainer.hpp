@@ -115,7 +115,7 @@ struct EpochRecord {
   double test_acc_worst = 0;  // the worst worker's own test accuracy (NaN when not evaluated)
   double consensus = 0;       // mean over workers of ||x_i - mean||^2
   double bytes_per_worker = 0;  // sent by the synchronizer since the last record, the most of any worker
-                                // (NaN when the synchronizer does not count its bytes: ShadowSync)
+                                // (NaN when the synchronizer does not count its bytes: SSP, ShadowSync)
   double seconds = 0;         // training time since the last record, the slowest worker's
   double wall = 0;            // cumulative training time
   // Seconds since the last record spent inside the synchronizer's step() and
