@@ -75,6 +75,22 @@ TEST_CASE("ShadowSync: lag bound 0 with model averaging is AllReduceSync on para
   for (const auto& p : shadow) CHECK(p == shadow[0]);
 }
 
+TEST_CASE("ShadowSync: stats() counts the rounds' bytes and the final average's") {
+  // A ring all-reduce of 1000 floats on 4 ranks: each sends 2 (n - 1) blocks of 250.
+  constexpr int n = 4;
+  std::vector<std::uint64_t> sent(n), rounds(n);
+  InProcWorld(n).run([&](InProcTransport& t) {
+    dssync::ShadowSync<InProcTransport> shadow(t, 1000, {.max_lag = 0});
+    std::vector<float> x(1000, 1.0f);
+    for (int s = 0; s < 5; ++s) shadow.step(std::span<float>(x));
+    shadow.finish(std::span<float>(x));
+    sent[static_cast<std::size_t>(t.rank())] = shadow.stats().bytes_sent;
+    rounds[static_cast<std::size_t>(t.rank())] = shadow.stats().rounds;
+  });
+  CHECK(rounds == std::vector<std::uint64_t>(n, 5));
+  CHECK(sent == std::vector<std::uint64_t>(n, (5 + 1) * 6 * 1000));
+}
+
 TEST_CASE("ShadowSync: BMUF with zero block momentum and block_lr 1 is model averaging, bit for bit") {
   const auto bmuf = train(4, 10, [](InProcTransport& t) {
     return std::make_unique<dssync::ShadowSync<InProcTransport, dssync::ShadowBMUF>>(

@@ -78,6 +78,20 @@ TEST_CASE("SSPSync: step(c) returns the exact mean of clock c - s (zeros before)
   }
 }
 
+TEST_CASE("SSPSync: stats() counts every background all-reduce's bytes, finish() included") {
+  // A ring all-reduce of 1000 floats on 4 ranks: each sends 2 (n - 1) blocks of 250.
+  constexpr int n = 4;
+  std::vector<std::uint64_t> sent(n);
+  InProcWorld(n).run([&](InProcTransport& t) {
+    dssync::SSPSync<InProcTransport> ssp(t, 1000, {.staleness = 2});
+    std::vector<float> g(1000, 1.0f), rest(1000);
+    for (int c = 0; c < 9; ++c) ssp.step(g);
+    ssp.finish(rest);
+    sent[static_cast<std::size_t>(t.rank())] = ssp.stats().bytes_sent;
+  });
+  CHECK(sent == std::vector<std::uint64_t>(n, 9 * 6 * 1000));
+}
+
 TEST_CASE("SSPSync: staleness 0 is AllReduceSync on gradients (Average), bit for bit") {
   constexpr int n = 5;
   constexpr std::size_t len = 3001;

@@ -5,7 +5,9 @@
 //   Round(Channel& channel, std::size_t parameters, Options options);
 //   void round(std::span<T> work, std::uint64_t index);
 // round() runs on the background context, on the channel it was made with,
-// and turns this rank's snapshot (`work`) into the round's target in place.
+// and turns this rank's snapshot (`work`) into the round's target in place;
+//   const SyncStats& stats() const;
+// is the traffic of the rounds so far (read between rounds only).
 // Every rank runs the same rounds in the same order, so a round's state (a
 // global model, a centre) is replicated bit for bit on every rank. Rounds
 // allocate only in their first call.
@@ -40,6 +42,7 @@ class ShadowAverage {
   ShadowAverage(Channel& channel, std::size_t /*parameters*/, Options options = {})
       : sync_(channel, options) {}
   void round(std::span<T> work, std::uint64_t /*index*/) { sync_.step(work); }
+  const SyncStats& stats() const noexcept { return sync_.stats(); }
 
  private:
   AllReduceSync<Channel, RingReduce, Average> sync_;
@@ -81,6 +84,7 @@ class ShadowBMUF {
       work[i] = w;
     }
   }
+  const SyncStats& stats() const noexcept { return average_.stats(); }
 
  private:
   static Options checked(Options o, int rank) {
@@ -136,6 +140,7 @@ class ShadowEASGD {
     }
   }
   std::span<const T> centre() const noexcept { return centre_; }
+  const SyncStats& stats() const noexcept { return sum_.stats(); }
 
  private:
   static Options checked(Options o, int rank, int n) {
@@ -164,6 +169,7 @@ class ShadowDS {
   ShadowDS(Channel& channel, std::size_t /*parameters*/, Options options = {})
       : sync_(channel, options) {}
   void round(std::span<T> work, std::uint64_t /*index*/) { sync_.step(work); }
+  const SyncStats& stats() const noexcept { return sync_.stats(); }
 
  private:
   DSSync<Channel> sync_;

@@ -52,6 +52,9 @@ struct ShadowSyncOptions {
   int channel = 1;  // the background's channel
 };
 
+// bytes_sent and messages_sent: the rounds' and finish()'s final average's,
+// as of the last merge (the count of the agreement in finish() is left out:
+// one value).
 struct ShadowStats : SyncStats {
   std::uint64_t rounds = 0;     // rounds started
   std::uint64_t merges = 0;     // rounds merged
@@ -112,6 +115,8 @@ class ShadowSync {
       merge(params);
     }
     final_.step(params);
+    stats_.bytes_sent = round_.stats().bytes_sent + final_.stats().bytes_sent;
+    stats_.messages_sent = round_.stats().messages_sent + final_.stats().messages_sent;
   }
 
   std::size_t parameters() const noexcept { return parameters_; }
@@ -145,6 +150,9 @@ class ShadowSync {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     running_ = false;
+    // The round has ended: its traffic can be read.
+    stats_.bytes_sent = round_.stats().bytes_sent;
+    stats_.messages_sent = round_.stats().messages_sent;
     background_.get();
     for (std::size_t i = 0; i < parameters_; ++i)
       params[i] = work_[i] + (params[i] - snapshot_[i]);

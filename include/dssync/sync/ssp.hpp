@@ -93,7 +93,9 @@ class SSPSync {
   // Submits this clock's gradient and replaces it with the mean over all
   // ranks of clock c - s (zeros while c < s). Waits only for that clock.
   void step(std::span<T> gradient) {
-    detail::StepScope scope(stats_, traffic_);
+    // Times the step; the traffic is the background's, counted as its jobs
+    // end (collect()).
+    detail::StepScope scope(stats_, no_traffic_);
     check_length(gradient.size(), "step()");
     const std::uint64_t c = clock_;
     std::copy(gradient.begin(), gradient.end(), buffer(c).begin());
@@ -160,8 +162,10 @@ class SSPSync {
   // The background's job has ended: its error, or one more clock reduced.
   void collect() {
     running_ = false;
-    // The job has ended (get() synchronizes with it): its traffic can be read.
-    traffic_ = channel_.count();
+    // The job has ended (ready() or wait() synchronized with it): the
+    // channel's count can be read, and holds every job's traffic so far.
+    stats_.bytes_sent = channel_.count().bytes_sent;
+    stats_.messages_sent = channel_.count().messages_sent;
     background_.get();
     ++reducing_;
     reduced_ = reducing_;
@@ -230,9 +234,7 @@ class SSPSync {
   std::uint64_t reduced_ = 0;   // clocks [0, reduced_) are reduced
   bool running_ = false;
   SSPStats stats_;
-  // The channel's traffic as of the last finished job: the trainer's copy,
-  // since the channel's own count moves while a job runs.
-  TrafficCount traffic_;
+  TrafficCount no_traffic_;
 };
 
 }  // namespace dssync
