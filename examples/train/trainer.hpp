@@ -151,9 +151,9 @@ class ParamSync {
   // SSPSync applies the means still in flight, ShadowSync ends on equal bits.
   virtual void finish(std::span<float> /*params*/, float /*lr*/) {}
   virtual RoundCounts rounds() const { return {}; }
-  // False when stats().bytes_sent does not count what the synchronizer sends:
-  // ShadowSync counts none of its rounds' traffic, and SSPSync only what its
-  // background happens to send while the trainer is inside step().
+  // False when stats().bytes_sent does not count what the synchronizer sends
+  // (every synchronizer here counts; SSPSync and ShadowSync as their
+  // background jobs end, so a record holds the jobs finished by then).
   virtual bool counts_bytes() const { return true; }
 };
 
@@ -228,7 +228,6 @@ class SspOf final : public ParamSync {
   }
   dssync::SyncStats stats() const override { return sync_.stats(); }
   bool on_gradients() const override { return true; }
-  bool counts_bytes() const override { return false; }
 
  private:
   dssync::SSPSync<T> sync_;
@@ -248,7 +247,6 @@ class ShadowOf final : public ParamSync {
     const auto& s = sync_.stats();
     return {static_cast<double>(s.rounds), static_cast<double>(s.merges), static_cast<double>(s.lag_steps)};
   }
-  bool counts_bytes() const override { return false; }
 
  private:
   dssync::ShadowSync<T, Round> sync_;
