@@ -407,55 +407,37 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-TEST_CASE("train: --sync stale --staleness 0 is BSP on gradients to the bit; staleness 2 is not") {
+TEST_CASE("train: --sync stale and ssp at staleness 0 are BSP on gradients to the bit; at 2 they are not") {
+  // StaleSync at s = 0 computes at the current parameters; SSPSync at s = 0
+  // waits for its own step's mean, and finish() has nothing left to apply.
+  // At s = 2 every worker still applies the same means (SSP: two zero steps
+  // first, the last two after the loop), so the workers stay identical, on
+  // other parameters than BSP's.
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
-  for (const float momentum : {0.0f, 0.9f}) {
-    CAPTURE(momentum);
-    train::Config c;
-    c.epochs = 1;
-    c.batch = 8;
-    c.seed = 3;
-    c.momentum = momentum;
-    c.evaluate_workers = false;
-    c.sync = "allreduce";
-    const auto bsp = run_workers(data, c, n);
-    c.sync = "stale";
-    const auto stale = run_workers(data, c, n);
-    c.staleness = 2;
-    const auto late = run_workers(data, c, n);
-    for (int r = 0; r < n; ++r) {
-      CHECK(same_bits(stale[static_cast<std::size_t>(r)], bsp[0]));
-      // Every worker applies the same mean gradient: still identical.
-      CHECK(same_bits(late[static_cast<std::size_t>(r)], late[0]));
+  for (const char* sync : {"stale", "ssp"}) {
+    for (const float momentum : {0.0f, 0.9f}) {
+      CAPTURE(sync);
+      CAPTURE(momentum);
+      train::Config c;
+      c.epochs = 1;
+      c.batch = 8;
+      c.seed = 3;
+      c.momentum = momentum;
+      c.evaluate_workers = false;
+      c.sync = "allreduce";
+      const auto bsp = run_workers(data, c, n);
+      c.sync = sync;
+      const auto fresh = run_workers(data, c, n);
+      c.staleness = 2;
+      const auto late = run_workers(data, c, n);
+      for (int r = 0; r < n; ++r) {
+        CHECK(same_bits(fresh[static_cast<std::size_t>(r)], bsp[0]));
+        CHECK(same_bits(late[static_cast<std::size_t>(r)], late[0]));
+      }
+      CHECK_FALSE(same_bits(late[0], bsp[0]));
     }
-    CHECK_FALSE(same_bits(late[0], bsp[0]));
   }
-}
-
-TEST_CASE("train: --sync ssp --staleness 0 is BSP on gradients to the bit; staleness 2 ends with equal workers") {
-  // SSPSync at s = 0 waits for its own step's mean: the allreduce run's steps,
-  // and finish() has nothing left to apply. At s = 2 every worker still applies
-  // the same means (two zero steps first, the last two after the loop), so
-  // the workers stay identical, on other parameters than BSP's.
-  const train::Dataset data = synthetic(256, 20);
-  constexpr int n = 4;
-  train::Config c;
-  c.epochs = 1;
-  c.batch = 8;
-  c.seed = 3;
-  c.evaluate_workers = false;
-  c.sync = "allreduce";
-  const auto bsp = run_workers(data, c, n);
-  c.sync = "ssp";
-  const auto ssp = run_workers(data, c, n);
-  c.staleness = 2;
-  const auto late = run_workers(data, c, n);
-  for (int r = 0; r < n; ++r) {
-    CHECK(same_bits(ssp[static_cast<std::size_t>(r)], bsp[0]));
-    CHECK(same_bits(late[static_cast<std::size_t>(r)], late[0]));
-  }
-  CHECK_FALSE(same_bits(late[0], bsp[0]));
 }
 
 TEST_CASE("train: every --sync shadow-* run ends with all workers on the same bits, and learns") {
