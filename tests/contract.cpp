@@ -153,6 +153,8 @@ struct TcpThreadsRunner {
                        stale_agrees_bitwise)                                                     \
   DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",             \
                        sfb_agrees_bitwise)                                                       \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "beside: SSPSync and ShadowSync agree bitwise",           \
+                       beside_agrees_bitwise)                                                    \
   DSSYNC_CONTRACT_CASE(Runner, prefix "channels: two contexts, two channels, no crossing",       \
                        channels_apart)                                                           \
   DSSYNC_CONTRACT_CASE(Runner, prefix "channels: a failure on one channel fails all",            \

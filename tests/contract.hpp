@@ -514,6 +514,109 @@ void stale_agrees_bitwise(R& runner, Report& rep) {
   }
 }
 
+// SSPSync and ShadowSync on every transport (their rounds in the background,
+// on channel 1): SSPSync at s = 0 and s = 2 (checked) for 20 steps and
+// finish(); ShadowSync with model averaging and with DS-Sync rounds at lag
+// bound 0 for 10 steps and finish(); AllReduceSync on gradients and on
+// parameters beside them.
+struct BesideSteps {
+  std::vector<float> ssp0, ssp2, bsp_gradients, shadow_ma, shadow_ds, bsp_params;
+  bool operator==(const BesideSteps& o) const {
+    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+      return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+    };
+    return same(ssp0, o.ssp0) && same(ssp2, o.ssp2) && same(bsp_gradients, o.bsp_gradients) &&
+           same(shadow_ma, o.shadow_ma) && same(shadow_ds, o.shadow_ds) &&
+           same(bsp_params, o.bsp_params);
+  }
+};
+template <class T>
+BesideSteps run_beside_steps(T& t) {
+  constexpr std::size_t count = 1001;
+  const int rank = t.rank();
+  auto gradient = [&](const std::vector<float>& x, std::vector<float>& g) {
+    for (std::size_t i = 0; i < count; ++i)
+      g[i] = 0.5f * x[i] * x[i] - x[i] + 0.125f * float(rank + 1) * float(i % 5);
+  };
+  auto on_gradients = [&](auto& sync) {
+    std::vector<float> x = start_values(rank, 3, count), g(count);
+    for (int k = 0; k < 20; ++k) {
+      gradient(x, g);
+      sync.step(std::span<float>(g));
+      for (std::size_t i = 0; i < count; ++i) x[i] -= 0.0625f * g[i];
+    }
+    if constexpr (requires { sync.finish(std::span<float>(g)); }) {
+      sync.finish(std::span<float>(g));
+      for (std::size_t i = 0; i < count; ++i) x[i] -= 0.0625f * g[i];
+    }
+    return x;
+  };
+  auto on_params = [&](auto& sync) {
+    std::vector<float> x = start_values(rank, 4, count), g(count);
+    for (int k = 0; k < 10; ++k) {
+      gradient(x, g);
+      for (std::size_t i = 0; i < count; ++i) x[i] -= 0.0625f * g[i];
+      sync.step(std::span<float>(x));
+    }
+    if constexpr (requires { sync.finish(std::span<float>(x)); }) sync.finish(std::span<float>(x));
+    return x;
+  };
+  BesideSteps s;
+  {
+    dssync::SSPSync<T> ssp(t, count, {.staleness = 0});
+    s.ssp0 = on_gradients(ssp);
+  }
+  {
+    dssync::SSPSync<T> ssp(t, count, {.staleness = 2, .checked = true});
+    s.ssp2 = on_gradients(ssp);
+  }
+  dssync::AllReduceSync<T, dssync::RingReduce, dssync::Average> bsp(t);
+  s.bsp_gradients = on_gradients(bsp);
+  {
+    dssync::ShadowSync<T> shadow(t, count, {.max_lag = 0});
+    s.shadow_ma = on_params(shadow);
+  }
+  {
+    dssync::ShadowSync<T, dssync::ShadowDS> shadow(t, count, {.max_lag = 0}, {.seed = 5});
+    s.shadow_ds = on_params(shadow);
+  }
+  dssync::AllReduceSync<T> params(t);
+  s.bsp_params = on_params(params);
+  return s;
+}
+
+// The same SSPSync and ShadowSync runs give bitwise the in-process world's
+// parameters on every transport; SSPSync at s = 0 is AllReduceSync on
+// gradients, and ShadowSync at lag bound 0 with model averaging is
+// AllReduceSync on parameters followed by one more average.
+template <class R>
+void beside_agrees_bitwise(R& runner, Report& rep) {
+  const int n = 4;
+  auto want = slots<BesideSteps>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_beside_steps(t);
+  });
+  for (int r = 0; r < n; ++r) {
+    const BesideSteps& w = want[static_cast<std::size_t>(r)];
+    const std::string who = "rank " + std::to_string(r) + ": ";
+    rep.check(w.ssp0 == w.bsp_gradients, who + "SSPSync at s = 0 differs from AllReduceSync");
+    rep.check(w.ssp2 != w.ssp0, who + "SSPSync at s = 2 gave the s = 0 result");
+    rep.check(w.shadow_ma == want[0].shadow_ma && w.shadow_ds == want[0].shadow_ds,
+              who + "ShadowSync's finish() left the ranks apart");
+  }
+  auto got = slots<BesideSteps>(n);
+  const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+    got[static_cast<std::size_t>(t.rank())] = run_beside_steps(t);
+  });
+  for (int r = 0; r < n; ++r) {
+    expect_end(rep, ends, r, "none");
+    if (ends[static_cast<std::size_t>(r)].known)
+      rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                "rank " + std::to_string(r) +
+                    ": SSPSync's or ShadowSync's parameters differ from the in-process world's");
+  }
+}
+
 // GADMM on every transport: a few iterations of a quadratic local problem per
 // rank, f_r(θ) = c_r/2 ||θ - a_r||², on the static chain and on a chain
 // redrawn every other iteration (D-GADMM), checked or not.
@@ -810,6 +913,7 @@ std::vector<Named<R>> all_cases() {
       {"gadmm", &gadmm_agrees_bitwise<R>, 4},
       {"stale", &stale_agrees_bitwise<R>, 4},
       {"sfb", &sfb_agrees_bitwise<R>, 4},
+      {"beside", &beside_agrees_bitwise<R>, 4},
       {"channels", &channels_apart<R>, 3},
       {"channel-failure", &channel_failure_fails_all<R>, 2},
   };

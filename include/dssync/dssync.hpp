@@ -31,6 +31,7 @@
 #include "dssync/policy/chain.hpp"
 #include "dssync/policy/delay.hpp"
 #include "dssync/policy/grouping.hpp"
+#include "dssync/policy/round.hpp"
 #include "dssync/policy/shuffle.hpp"
 #include "dssync/policy/topology.hpp"
 
@@ -40,6 +41,8 @@
 #include "dssync/sync/gossip.hpp"
 #include "dssync/sync/local_sgd.hpp"
 #include "dssync/sync/sfb.hpp"
+#include "dssync/sync/shadow.hpp"
+#include "dssync/sync/ssp.hpp"
 #include "dssync/sync/stale.hpp"
 
 #include "dssync/analysis/consensus.hpp"
