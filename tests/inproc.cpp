@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dssync/core/concepts.hpp"
+#include "dssync/transport/background.hpp"
 #include "dssync/transport/inproc.hpp"
 
 namespace {
@@ -705,3 +706,21 @@ TEST_CASE("inproc: run() can be called again, also after a failed run") {
 }
 
 }  // namespace
+
+TEST_CASE("Background: an error nobody got is rethrown by the next start(), which then starts nothing") {
+  dssync::InProcWorld(2).run([](dssync::InProcTransport& t) {
+    dssync::Background<dssync::InProcTransport> bg(t);
+    CHECK(bg.transport().channel_index() == 1);
+    bg.start([](dssync::InProcTransport&) { throw std::runtime_error("first job failed"); });
+    CHECK(bg.wait(std::chrono::milliseconds(0)));
+    bool ran = false;
+    CHECK_THROWS_WITH(bg.start([&](dssync::InProcTransport&) { ran = true; }),
+                      doctest::Contains("first job failed"));
+    CHECK(bg.ready());
+    CHECK_NOTHROW(bg.get());  // consumed by start()
+    CHECK_FALSE(ran);
+    bg.start([&](dssync::InProcTransport&) { ran = true; });
+    bg.get();
+    CHECK(ran);
+  });
+}

@@ -38,6 +38,7 @@
 #include "dssync/collective/ring.hpp"
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
 #include "dssync/policy/round.hpp"
 #include "dssync/sync/allreduce.hpp"
 #include "dssync/sync/common.hpp"
@@ -79,6 +80,7 @@ class ShadowSync {
         background_(t, options.channel),
         round_(background_.transport(), parameters, round_options),
         final_(t),
+        world_(Partition::whole(t.size())),
         snapshot_(parameters),
         work_(parameters) {}
 
@@ -107,7 +109,7 @@ class ShadowSync {
     check_length(params.size(), "finish()");
     // The number of rounds: the most any rank started.
     double most = static_cast<double>(stats_.rounds);
-    RingReduce{}.all_reduce(trainer_, Group(world()), std::span<double>(&most, 1), Max{},
+    RingReduce{}.all_reduce(trainer_, world_.group(0), std::span<double>(&most, 1), Max{},
                             make_tag(0, 126));
     if (running_) merge(params);
     while (stats_.rounds < static_cast<std::uint64_t>(most)) {
@@ -126,12 +128,6 @@ class ShadowSync {
   const ShadowStats& stats() const noexcept { return stats_; }
 
  private:
-  const std::vector<int>& world() {
-    if (everyone_.empty())
-      for (int r = 0; r < trainer_.size(); ++r) everyone_.push_back(r);
-    return everyone_;
-  }
-
   void start(std::span<const T> params) {
     std::copy(params.begin(), params.end(), snapshot_.begin());
     std::copy(params.begin(), params.end(), work_.begin());
@@ -174,8 +170,8 @@ class ShadowSync {
   Background<Transport> background_;
   round_type round_;
   AllReduceSync<Transport, RingReduce, Average> final_;
+  Partition world_;
   std::vector<T> snapshot_, work_;
-  std::vector<int> everyone_;
   bool running_ = false;
   std::uint64_t since_ = 0;
   ShadowStats stats_;

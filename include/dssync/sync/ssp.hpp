@@ -154,9 +154,9 @@ class SSPSync {
   // idle (collecting the one it finished).
   void launch_if_idle() {
     if (running_ && background_.ready()) collect();
-    if (!running_ && reducing_ < clock_) {
+    if (!running_ && reduced_ < clock_) {
       running_ = true;
-      background_.start([this](Transport&) { reduce(reducing_); });
+      background_.start([this](Transport&) { reduce(reduced_); });
     }
   }
   // The background's job has ended: its error, or one more clock reduced.
@@ -167,20 +167,18 @@ class SSPSync {
     stats_.bytes_sent = channel_.count().bytes_sent;
     stats_.messages_sent = channel_.count().messages_sent;
     background_.get();
-    ++reducing_;
-    reduced_ = reducing_;
-    ++stats_.reduced;
+    stats_.reduced = ++reduced_;
   }
   // Waits until clocks [0, upto) are reduced, keeping the background busy.
   void wait_reduced(std::uint64_t upto) {
     if (reduced_ >= upto) return;
     const auto start = std::chrono::steady_clock::now();
     while (reduced_ < upto) {
-      if (!running_) launch_if_idle();
+      launch_if_idle();
       background_.wait(std::chrono::milliseconds(0));
       collect();
-      launch_if_idle();
     }
+    launch_if_idle();
     stats_.wait_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -229,9 +227,8 @@ class SSPSync {
   std::uint64_t ordinal_;
   std::vector<T> buffers_;
   detail::Scratch fusion_;
-  std::uint64_t clock_ = 0;     // clocks submitted
-  std::uint64_t reducing_ = 0;  // the clock the background reduces next (or now)
-  std::uint64_t reduced_ = 0;   // clocks [0, reduced_) are reduced
+  std::uint64_t clock_ = 0;    // clocks submitted
+  std::uint64_t reduced_ = 0;  // clocks [0, reduced_) are reduced; a job reduces clock reduced_
   bool running_ = false;
   SSPStats stats_;
   TrafficCount no_traffic_;

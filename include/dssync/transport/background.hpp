@@ -148,7 +148,8 @@ class Background {
   Tr& transport() noexcept { return channel_; }
 
   // Runs job(channel) in the background. Throws configuration_error while a
-  // job runs, and rethrows the error of a finished job nobody has got().
+  // job runs; rethrows, instead of starting, the error of a finished job
+  // nobody has got().
   template <class F>
     requires std::invocable<F&, Tr&>
   void start(F&& job) {
@@ -158,6 +159,7 @@ class Background {
       busy = state_ == State::running;
       if (busy) return;
       left = std::exchange(error_, nullptr);
+      if (left) return;
       job_ = std::forward<F>(job);
       state_ = State::running;
     });
