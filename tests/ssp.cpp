@@ -92,6 +92,34 @@ TEST_CASE("SSPSync: stats() counts every background all-reduce's bytes, finish()
   CHECK(sent == std::vector<std::uint64_t>(n, 9 * 6 * 1000));
 }
 
+TEST_CASE("SSPSync: a job that ended while the trainer was away is collected once") {
+  // The trainer sleeps between clocks, so each background all-reduce has
+  // ended before the next step() and before finish() look at it: counting
+  // it twice would leave a clock unreduced on this rank (and the others
+  // waiting for it).
+  constexpr int n = 3;
+  std::vector<std::uint64_t> reduced(n), counted(n);
+  std::vector<int> wrong(n, 0);
+  InProcWorld(n).run([&](InProcTransport& t) {
+    dssync::SSPSync<InProcTransport> ssp(t, 64, {.staleness = 1});
+    std::vector<float> g(64), rest(64);
+    for (std::uint64_t c = 0; c < 6; ++c) {
+      fill_gradient(g, t.rank(), c);
+      ssp.step(g);
+      if (c >= 1)
+        for (std::size_t i = 0; i < g.size(); ++i)
+          wrong[static_cast<std::size_t>(t.rank())] += g[i] != mean_over(n, c - 1, i);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ssp.finish(rest);
+    reduced[static_cast<std::size_t>(t.rank())] = ssp.reduced();
+    counted[static_cast<std::size_t>(t.rank())] = ssp.stats().reduced;
+  });
+  CHECK(reduced == std::vector<std::uint64_t>(n, 6));
+  CHECK(counted == std::vector<std::uint64_t>(n, 6));
+  CHECK(wrong == std::vector<int>(n, 0));
+}
+
 TEST_CASE("SSPSync: staleness 0 is AllReduceSync on gradients (Average), bit for bit") {
   constexpr int n = 5;
   constexpr std::size_t len = 3001;

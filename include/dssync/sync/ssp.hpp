@@ -174,7 +174,9 @@ class SSPSync {
     if (reduced_ >= upto) return;
     const auto start = std::chrono::steady_clock::now();
     while (reduced_ < upto) {
-      launch_if_idle();
+      launch_if_idle();  // collects a job that has ended, starts the next
+      if (reduced_ >= upto) break;
+      // reduced_ < upto <= clock_: a job runs now.
       background_.wait(std::chrono::milliseconds(0));
       collect();
     }
