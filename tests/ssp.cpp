@@ -202,13 +202,21 @@ TEST_CASE("SSPSync: a rank that stops stepping is named by the others within the
     });
   } catch (const dssync::error&) {
   }
+  // The first rank to time out names rank 2; a rank still waiting on that one may hear of
+  // its failure before its own deadline passes, and then ends in a peer_error whose text
+  // carries the first rank's timeout. Either way rank 2 and the clock are named.
+  int timed_out = 0;
   for (int r = 0; r < 2; ++r) {
     CAPTURE(r);
     CAPTURE(ends[static_cast<std::size_t>(r)].what);
-    CHECK(ends[static_cast<std::size_t>(r)].kind == "timeout");
+    const auto& kind = ends[static_cast<std::size_t>(r)].kind;
+    CHECK((kind == "timeout" || kind == "peer"));
+    timed_out += kind == "timeout" ? 1 : 0;
+    CHECK(ends[static_cast<std::size_t>(r)].what.find("timeout") != std::string::npos);
     CHECK(ends[static_cast<std::size_t>(r)].what.find("rank 2") != std::string::npos);
     CHECK(ends[static_cast<std::size_t>(r)].what.find("iteration 2") != std::string::npos);
   }
+  CHECK(timed_out >= 1);
   CHECK(ends[2].kind == "none");
 }
 
