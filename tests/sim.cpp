@@ -102,6 +102,83 @@ TEST_CASE("k flows across one uplink each get B/k, inside the rack they run at B
   }
 }
 
+TEST_CASE("uplink_alpha: a message that leaves its rack pays it once, one inside its rack does not") {
+  // Two racks of two hosts. Rank 0 sends B bytes to rank 1 (same rack) or to
+  // rank 2 (the other rack); nothing else moves. The uplink either does not
+  // limit bandwidth (0) or is slower than a host's link: the wide-area delay
+  // is paid either way.
+  const double wan = 0.05;
+  const std::size_t bytes = 1 << 20;
+  for (double uplink : {0.0, bw / 4, 2 * bw}) {
+    CAPTURE(uplink);
+    SimOptions o{.alpha = alpha, .bandwidth = bw, .hosts_per_rack = 2, .uplink_bandwidth = uplink,
+                 .uplink_alpha = wan};
+    const double slowest = uplink > 0 ? std::min(bw, uplink) : bw;
+    for (int dst : {1, 2}) {
+      CAPTURE(dst);
+      const auto r = SimWorld(4, o).run([&](SimTransport& t) {
+        std::vector<std::byte> buf(bytes, std::byte{5});
+        if (t.rank() == 0) t.send(dst, std::span<std::byte>(buf), 4);
+        if (t.rank() == dst) t.recv(0, std::span<std::byte>(buf), 4);
+      });
+      const double want = dst == 1 ? alpha + bytes / bw : alpha + wan + bytes / slowest;
+      CHECK(std::abs(r.finish[static_cast<std::size_t>(dst)] - want) <= 1e-9);
+      CHECK(close(r.finish[static_cast<std::size_t>(dst)], want));
+    }
+  }
+  // Without racks (hosts_per_rack = 0) no message leaves its rack.
+  const auto r = SimWorld(2, {.alpha = alpha, .bandwidth = bw, .uplink_alpha = wan}).run([&](SimTransport& t) {
+    std::vector<std::byte> buf(bytes);
+    if (t.rank() == 0) t.send(1, std::span<std::byte>(buf), 4);
+    else t.recv(0, std::span<std::byte>(buf), 4);
+  });
+  CHECK(close(r.finish[1], alpha + bytes / bw));
+}
+
+TEST_CASE("uplink_alpha: a ring all-reduce over two racks of four pays it on every rack crossing of its chain") {
+  // Ranks 0-3 in rack 0, 4-7 in rack 1: edges 3 -> 4 and 7 -> 0 of the ring
+  // cross racks, and every one of the 2(n-1) steps has one. The steps are not
+  // barriers, though: rank p ends step k when its own send has left and the
+  // block from p-1 has arrived, so with b = M/(n B) the time to take a block,
+  //   F(p, k) = b + max(F(p, k-1), F(p-1, k-1) + L(p-1 -> p)),  F(p, -1) = 0,
+  // where L is alpha, plus uplink_alpha on a crossing edge (the receiver's
+  // port is free: the last message it took came from p as well). Every
+  // L >= 0, so the longest path takes an edge at every step:
+  //   F(p, 2n-3) = 2(n-1)(b + alpha) + uplink_alpha * c(p),
+  // c(p) the crossing edges among the 2(n-1) edges that end at p walking back
+  // around the ring: 14 edges on a ring of 8 hold both crossings once, and
+  // the last 6 hold one or two more. The makespan pays uplink_alpha 4 times,
+  // not 14: the delays of one step's two crossings overlap with the steps
+  // that follow.
+  const int n = 8;
+  const double wan = 0.05;
+  const std::size_t floats = 1 << 16;
+  const double b = floats * 4.0 / n / bw;
+  auto crossings = [&](int p) {
+    int c = 0;
+    for (int i = 1; i <= 2 * (n - 1); ++i) {
+      const int from = ((p - i) % n + n) % n;  // edge from -> from + 1
+      c += (from / 4) != (((from + 1) % n) / 4);
+    }
+    return c;
+  };
+  // The uplinks unlimited, or as fast as a host's link: each carries one flow
+  // each way at a time, so the bandwidth terms are the same.
+  for (double uplink : {0.0, bw}) {
+    CAPTURE(uplink);
+    const auto r = run_allreduce<dssync::RingReduce>(
+        n, floats,
+        {.alpha = alpha, .bandwidth = bw, .hosts_per_rack = 4, .uplink_bandwidth = uplink, .uplink_alpha = wan});
+    for (int p = 0; p < n; ++p) {
+      CAPTURE(p);
+      CHECK(close(r.finish[static_cast<std::size_t>(p)], 2 * (n - 1) * (b + alpha) + wan * crossings(p)));
+    }
+    CHECK(crossings(0) == 4);  // its last six edges walking back, 7 -> 0 to 2 -> 3, hold both
+    CHECK(crossings(3) == 3);  // 2 -> 3 back to 5 -> 6 hold only 7 -> 0
+    CHECK(close(r.makespan, 2 * (n - 1) * (b + alpha) + 4 * wan));
+  }
+}
+
 TEST_CASE("Two flows into one host share its link, a third elsewhere does not slow") {
   // Ranks 0 and 1 send to 2 at once: its receive port takes one at a time, so
   // they go one after the other at B. Rank 3 sends to 4 meanwhile at B.
@@ -228,6 +305,16 @@ TEST_CASE("Bad options are configuration errors") {
   CHECK_THROWS_AS(SimWorld(4, {.bandwidth = 0}), dssync::configuration_error);
   CHECK_THROWS_AS(SimWorld(4, {.alpha = -1}), dssync::configuration_error);
   CHECK_THROWS_AS(SimWorld(4, {.byte_scale = 0}), dssync::configuration_error);
+  for (double bad : {-1e-3, std::nan(""), HUGE_VAL}) {
+    CAPTURE(bad);
+    try {
+      SimWorld(4, {.hosts_per_rack = 2, .uplink_alpha = bad});
+      FAIL("no error");
+    } catch (const dssync::configuration_error& e) {
+      CHECK(std::string(e.what()).find("uplink_alpha") != std::string::npos);
+    }
+  }
+  CHECK_NOTHROW(SimWorld(4, {.hosts_per_rack = 2, .uplink_alpha = 0.05}));
 }
 
 // Broadcasts, all-gathers and the barrier on the simulator: the closed forms of

@@ -30,7 +30,8 @@
 // - The sender's send is done when the last byte has left; the receiver has
 //   the message alpha seconds later. So a message alone on its links takes
 //   alpha + size / bandwidth, and a rank that sends several in a row pays
-//   alpha once.
+//   alpha once. A message between two racks (hosts_per_rack > 0) arrives
+//   alpha + uplink_alpha after its last byte left: the wide-area delay.
 // - compute(s) advances the rank's clock by s seconds (times its straggler
 //   factor).
 // When every rank waits and nothing moves, the program has deadlocked in
@@ -342,7 +343,11 @@ class SimWorld {
     m.data = nullptr;
     *m.sent_flag = true;
     fibers_.wake(m.src_fiber);
-    events_.push({now_ + options_.alpha, seq_++, -1, &m});
+    // A message that leaves its rack also pays the wide-area delay. Every
+    // message between two ranks pays the same latency, so they still arrive in
+    // the order they were sent.
+    const double latency = options_.alpha + (m.leaves_rack ? options_.uplink_alpha : 0.0);
+    events_.push({now_ + latency, seq_++, -1, &m});
     // The ports take their next messages.
     s.sending = false;
     d.receiving = false;
@@ -424,6 +429,7 @@ class SimWorld {
   }
   void release(Message& m) {
     m.target = nullptr;
+    m.leaves_rack = false;
     m.data = nullptr;
     m.sent_flag = nullptr;
     for (int& l : m.links) l = -1;

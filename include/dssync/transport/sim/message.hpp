@@ -25,6 +25,7 @@ struct SimMessage {
   double rate = 0;                  // bytes/s now
   double since = 0;                 // when remaining was last brought up to date
   int links[4] = {-1, -1, -1, -1};  // the links of its path; -1: none
+  bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
   bool* sent_flag = nullptr;        // the sender's completion flag
   SimRecv* target = nullptr;        // the receive it was copied into (direct)
 };

@@ -42,9 +42,12 @@ class FlowNetwork {
 
   // The links of m's path: the sender host's link up, the rack uplinks up and
   // down when it leaves its rack, the receiver host's link down; two ranks on
-  // one host use the host's local link instead.
+  // one host use the host's local link instead. Whether it leaves its rack is
+  // recorded whether or not the uplinks limit bandwidth: the wide-area latency
+  // (uplink_alpha) applies either way.
   void route(SimMessage& m) const {
     const int a = host_of(m.src), b = host_of(m.dst);
+    m.leaves_rack = rack_of_host(a) != rack_of_host(b);
     if (a == b) {
       m.links[0] = host_local(a);
       return;

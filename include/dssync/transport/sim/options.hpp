@@ -19,6 +19,7 @@ struct SimOptions {
   double local_bandwidth = 2e10;         // bytes/s between two ranks of one host
   int hosts_per_rack = 0;                // 0: one rack, no uplinks
   double uplink_bandwidth = 0;           // bytes/s of a rack's uplink each direction (0: unlimited)
+  double uplink_alpha = 0;               // s more latency for a message that leaves its rack
   double byte_scale = 1.0;               // virtual bytes on the wire per real byte
   double straggler_fraction = 0;         // share of ranks whose compute is slower
   double straggler_slowdown = 2.0;       // their compute time factor
@@ -52,6 +53,9 @@ inline void validate(int n, const SimOptions& o) {
   if (!(o.alpha >= 0) || !std::isfinite(o.alpha))
     throw configuration_error("SimOptions::alpha must be at least 0, got " +
                               std::to_string(o.alpha));
+  if (!(o.uplink_alpha >= 0) || !std::isfinite(o.uplink_alpha))
+    throw configuration_error("SimOptions::uplink_alpha must be at least 0, got " +
+                              std::to_string(o.uplink_alpha));
   if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
     throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
   if (o.channels < 1)
