@@ -33,10 +33,12 @@
 #include "dssync/policy/grouping.hpp"
 #include "dssync/policy/round.hpp"
 #include "dssync/policy/shuffle.hpp"
+#include "dssync/policy/significance.hpp"
 #include "dssync/policy/topology.hpp"
 
 #include "dssync/sync/allreduce.hpp"
 #include "dssync/sync/dssync.hpp"
+#include "dssync/sync/gaia.hpp"
 #include "dssync/sync/gadmm.hpp"
 #include "dssync/sync/gossip.hpp"
 #include "dssync/sync/local_sgd.hpp"

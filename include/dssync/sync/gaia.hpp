@@ -1,0 +1,431 @@
+#pragma once
+// GaiaSync: training across data centers whose wide-area links are the
+// bottleneck, after Gaia (Hsieh et al., NSDI'17). Inside a data center the
+// workers average their parameters every step, as BSP on parameters would;
+// across data centers only the updates that have become significant travel,
+// and the rest wait in an accumulator until they are:
+//
+//   dssync::GaiaSync<dssync::InProcTransport> gaia(t, initial, dc_of_rank, {.threshold = 0.01});
+//   for each step:
+//     local SGD step on params;
+//     gaia.step(params);           // params <- this data center's model
+//
+// Per step c, in data center d with m_d members of a world of n, whose model
+// was x_ref after the last step:
+//  1. x_bar = the mean of the members' parameters (an all-reduce inside d);
+//  2. u = x_bar - x_ref, this data center's update; it is applied at home at
+//     once with weight w (y = x_ref + w u) and added to the accumulator of
+//     what the others have not yet received (acc += w u). w = m_d / n with
+//     GaiaCombine::mean (so with threshold 0 every data center holds the
+//     world's mean, and the learning rate means what it means for BSP), 1
+//     with GaiaCombine::sum (Gaia's parameter-server semantics: every data
+//     center's update counts fully);
+//  3. the model is cut into m_min shards (m_min: the smallest data center's
+//     size); member j < m_min of every data center owns shard j. The owner
+//     keeps shard j's accumulator, picks the entries whose accumulated update
+//     is significant beside y (the Filter, under this clock's threshold),
+//     sends them to shard j's owners in the other data centers, as (index,
+//     value) pairs or as the dense shard, whichever is smaller, and zeroes
+//     them in its accumulator;
+//  4. each owner sums what the other data centers sent, in data-center order,
+//     into r (dense); an all-gather inside d gives every member all of r;
+//     x = y + r, and x becomes x_ref.
+// So the sum of what has been applied somewhere and what waits in the
+// accumulators is always the sum of every update: nothing is lost, only
+// delayed. One data center is AllReduceSync on parameters, bit for bit.
+//
+// The threshold of clock c is GaiaOptions::threshold (the knob, T0) times the
+// trainer's learning-rate scale (GaiaSchedule::follow_lr, Gaia's default:
+// set_lr_scale(lr(c) / lr(0)) each step), or T0 itself (constant), or T0
+// moving linearly to `lower` over `iterations` clocks (linear).
+//
+// Every rank must pass the same initial model: it is every data center's
+// first x_ref (Gaia's replicas start equal).
+//
+// Left out, and why: Gaia's selective barrier (it blocks reads of parameters
+// whose significant updates are still on the wire when the wide-area network
+// is saturated; here every significant update of clock c is applied at clock
+// c, so there is nothing to block) and its bandwidth controller of the
+// threshold (SkewScout's knob is the general form).
+//
+// Memory: the reference model, the received updates r and, on shard owners,
+// the shard's accumulator and message buffers, all allocated at construction;
+// a step allocates nothing.
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/collective/all_gather_v.hpp"
+#include "dssync/collective/common.hpp"
+#include "dssync/collective/ring.hpp"
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/policy/grouping.hpp"
+#include "dssync/policy/significance.hpp"
+#include "dssync/sync/common.hpp"
+
+namespace dssync {
+
+enum class GaiaSchedule { constant, follow_lr, linear };
+enum class GaiaCombine { mean, sum };
+
+struct GaiaOptions {
+  double threshold = 0.01;  // T0, the knob: Gaia's default initial 1 %
+  GaiaSchedule schedule = GaiaSchedule::follow_lr;
+  double lower = 0;              // linear: where the threshold ends
+  std::uint64_t iterations = 0;  // linear: clocks to get there
+  GaiaCombine combine = GaiaCombine::mean;
+  bool sparse = true;  // (index, value) pairs when smaller than the dense shard
+  std::size_t bucket_bytes = default_bucket_bytes;  // the all-reduce inside a data center
+  // Before each step every rank compares the synchronizer, its place, the
+  // clock, the options and the data centers, and a NaN in this rank's update
+  // is a configuration_error naming the element.
+  bool checked = false;
+};
+
+struct GaiaStats : SyncStats {
+  std::uint64_t wan_bytes = 0;    // of bytes_sent: to ranks in other data centers
+  std::uint64_t lan_bytes = 0;    // of bytes_sent: inside this rank's data center
+  std::uint64_t significant = 0;  // entries this rank sent across (as an owner)
+  std::uint64_t considered = 0;   // entries this rank's filter looked at
+  double threshold = 0;           // the last step's
+
+  double significant_fraction() const noexcept {
+    return considered == 0 ? 0.0 : static_cast<double>(significant) / static_cast<double>(considered);
+  }
+};
+
+template <transport Transport, significance_filter Filter = RelativeSignificance,
+          class Reduce = RingReduce, std::floating_point T = float>
+  requires reduce_policy<Reduce, CountingTransport<Transport>, T>
+class GaiaSync {
+ public:
+  using transport_type = Transport;
+  using op_type = Average;
+  using value_type = T;
+  using Options = GaiaOptions;
+
+  GaiaSync(Transport& t, std::span<const T> initial, const std::vector<std::string>& dc_of_rank,
+           Options options = {}, Filter filter = {}, Reduce reduce = {})
+      : transport_(t),
+        options_(validated(options, t.rank())),
+        filter_(std::move(filter)),
+        reduce_(std::move(reduce)),
+        check_(t.size()),
+        ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0),
+        ref_(initial.begin(), initial.end()) {
+    const int n = t.size(), me = t.rank();
+    const auto here = error_context{}.with_rank(me);
+    if (dc_of_rank.size() != static_cast<std::size_t>(n))
+      throw configuration_error("GaiaSync has data-center labels for " +
+                                    std::to_string(dc_of_rank.size()) + " ranks in a world of " +
+                                    std::to_string(n),
+                                here);
+    if (initial.size() > std::numeric_limits<std::uint32_t>::max())
+      throw configuration_error("GaiaSync indexes a shard with 32 bits; " +
+                                    std::to_string(initial.size()) + " parameters are too many",
+                                here);
+    dcs_ = detail::ranks_by_label(dc_of_rank);
+    std::uint64_t layout = 0;
+    m_min_ = n;
+    for (std::size_t d = 0; d < dcs_.size(); ++d) {
+      m_min_ = std::min(m_min_, static_cast<int>(dcs_[d].size()));
+      for (int r : dcs_[d]) layout = detail::mix64(layout ^ (d * detail::golden_gamma + r));
+      if (Group(dcs_[d]).contains(me)) dc_ = static_cast<int>(d);
+    }
+    layout_ = layout;
+    const auto& mine = dcs_[static_cast<std::size_t>(dc_)];
+    position_ = Group(mine).position_of(me);
+    weight_ = options_.combine == GaiaCombine::sum || static_cast<int>(mine.size()) == n
+                  ? 1.0
+                  : static_cast<double>(mine.size()) / n;
+    // Shard j's owners, one per data center in data-center order.
+    const std::size_t len = initial.size();
+    if (position_ < m_min_) {
+      shard_ = detail::block(len, static_cast<std::size_t>(m_min_), static_cast<std::size_t>(position_));
+      for (const auto& dc : dcs_) owners_.push_back(dc[static_cast<std::size_t>(position_)]);
+      acc_.assign(shard_.length, T{});
+      words_.resize(dense_words(shard_.length));
+      gathered_.reserve(dcs_.size() * dense_words(shard_.length));
+      counts_.resize(dcs_.size());
+    }
+    for (int p = 0; p < static_cast<int>(mine.size()); ++p)
+      dc_counts_.push_back(p < m_min_ ? detail::block(len, static_cast<std::size_t>(m_min_),
+                                                      static_cast<std::size_t>(p))
+                                            .length
+                                      : 0);
+    received_.assign(len, T{});
+  }
+
+  // Averages inside the data center and exchanges the significant updates
+  // with the others (above); `params` becomes this data center's model.
+  void step(std::span<T> params) {
+    detail::StepScope scope(stats_, transport_.count());
+    if (params.size() != ref_.size())
+      throw configuration_error("step() got " + std::to_string(params.size()) +
+                                    " elements, but this GaiaSync was made for " +
+                                    std::to_string(ref_.size()) + " parameters",
+                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+    const Group dc(dcs_[static_cast<std::size_t>(dc_)]);
+    const double threshold = current_threshold();
+    stats_.threshold = threshold;
+    if (options_.checked) check(params);
+    const TrafficCount start = transport_.count();
+    detail::with_context(clock_, dc.ranks(), [&] {
+      const std::span<T> one[] = {params};
+      detail::for_each_bucket(std::span<const std::span<T>>(one),
+                              detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
+                              [&](std::span<T> bucket, unsigned index) {
+                                reduce_.all_reduce(transport_, dc, bucket, Average{},
+                                                   make_tag(clock_, index % 125));
+                              });
+    });
+    apply_at_home(params);
+    const TrafficCount lan1 = transport_.count();
+    // An infinite threshold keeps every data center to itself: it is the same
+    // on every rank, so no owner expects a message and none is sent. One
+    // data center has no one to send to.
+    const bool across = dcs_.size() > 1 && !std::isinf(threshold);
+    if (across && position_ < m_min_) {
+      pack(params, threshold);
+      detail::with_context(clock_, std::span<const int>(owners_), [&] { exchange(); });
+    }
+    const TrafficCount wan = transport_.count();
+    if (across) {
+      detail::with_context(clock_, dc.ranks(), [&] {
+        const std::span<T> mine = detail::sub(std::span<T>(received_), own_block());
+        gather_.all_gather_known(transport_, dc, std::span<const T>(mine),
+                                 std::span<const std::size_t>(dc_counts_), std::span<T>(received_),
+                                 make_tag(clock_, 126));
+      });
+      for (std::size_t i = 0; i < params.size(); ++i) params[i] += received_[i];
+    }
+    std::copy(params.begin(), params.end(), ref_.begin());
+    const TrafficCount end = transport_.count();
+    stats_.wan_bytes += wan.bytes_sent - lan1.bytes_sent;
+    stats_.lan_bytes += (lan1.bytes_sent - start.bytes_sent) + (end.bytes_sent - wan.bytes_sent);
+    ++clock_;
+  }
+  template <std::ranges::contiguous_range R>
+  void step(R& params) {
+    step(std::span<T>(params));
+  }
+
+  // The trainer's learning rate of this clock over its first one
+  // (GaiaSchedule::follow_lr). The same on every rank.
+  void set_lr_scale(double scale) {
+    if (!(scale >= 0) || !std::isfinite(scale))
+      throw configuration_error("GaiaSync's learning-rate scale must be at least 0 and finite, got " +
+                                    std::to_string(scale),
+                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+    lr_scale_ = scale;
+  }
+  // The communication knob (T0), for a controller such as SkewScout. Every
+  // rank must set the same value before the same step.
+  double knob() const noexcept { return options_.threshold; }
+  void set_knob(double threshold) {
+    check_threshold(threshold, "threshold", transport_.rank());
+    options_.threshold = threshold;
+  }
+
+  // The data centers (ranks in rank order, in order of the labels' first
+  // appearance) and this rank's.
+  const std::vector<std::vector<int>>& data_centers() const noexcept { return dcs_; }
+  int data_center() const noexcept { return dc_; }
+  // The updates this rank owns and has not yet sent (empty on non-owners).
+  std::span<const T> pending() const noexcept { return acc_; }
+  // Where they lie in the model.
+  std::size_t pending_offset() const noexcept { return shard_.offset; }
+
+  std::uint64_t iteration() const noexcept { return clock_; }
+  const GaiaStats& stats() const noexcept { return stats_; }
+  const Options& options() const noexcept { return options_; }
+
+ private:
+  static void check_threshold(double v, const char* what, int rank) {
+    if (!(v >= 0))  // also NaN
+      throw configuration_error(std::string("GaiaOptions::") + what + " must be at least 0, got " +
+                                    std::to_string(v),
+                                error_context{}.with_rank(rank));
+  }
+  static Options validated(Options o, int rank) {
+    check_threshold(o.threshold, "threshold", rank);
+    if (o.schedule == GaiaSchedule::linear) check_threshold(o.lower, "lower", rank);
+    return o;
+  }
+
+  double current_threshold() const noexcept {
+    switch (options_.schedule) {
+      case GaiaSchedule::follow_lr:
+        return options_.threshold * lr_scale_;
+      case GaiaSchedule::linear:
+        if (clock_ >= options_.iterations) return options_.lower;
+        return options_.threshold + (options_.lower - options_.threshold) *
+                                        (static_cast<double>(clock_) / options_.iterations);
+      case GaiaSchedule::constant:
+        break;
+    }
+    return options_.threshold;
+  }
+
+  // A value of T in 32-bit words, and a shard's dense form in words.
+  static constexpr std::size_t value_words = sizeof(T) / sizeof(std::uint32_t);
+  static constexpr std::size_t dense_words(std::size_t elements) noexcept {
+    return elements * value_words;
+  }
+
+  detail::Block own_block() const noexcept {
+    return position_ < m_min_ ? shard_ : detail::Block{0, 0};
+  }
+
+  // Step 2: the update of this data center applied at home with its weight,
+  // and, on the owner of a shard, added to that shard's accumulator.
+  void apply_at_home(std::span<T> params) {
+    const std::size_t lo = shard_.offset, hi = shard_.offset + (position_ < m_min_ ? shard_.length : 0);
+    if (weight_ == 1.0) {
+      for (std::size_t i = lo; i < hi; ++i) acc_[i - lo] += params[i] - ref_[i];
+      return;  // y = x_bar
+    }
+    const T w = static_cast<T>(weight_);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const T wu = w * (params[i] - ref_[i]);
+      params[i] = ref_[i] + wu;
+      if (i >= lo && i < hi) acc_[i - lo] += wu;
+    }
+  }
+
+  // Step 3: the owner's significant entries into words_ (pairs, or the dense
+  // shard when pairs would not be smaller), zeroed in the accumulator.
+  void pack(std::span<const T> y, double threshold) {
+    const std::size_t len = shard_.length;
+    std::size_t picked = 0;
+    for (std::size_t k = 0; k < len; ++k)
+      if (filter_.significant(acc_[k], y[shard_.offset + k], threshold)) ++picked;
+    stats_.considered += len;
+    stats_.significant += picked;
+    const std::size_t pair_words = picked * (1 + value_words);
+    if (!options_.sparse || pair_words >= dense_words(len)) {
+      // Dense: the significant entries, zeros elsewhere. Its length alone
+      // (exactly dense_words) tells the receiver the form.
+      for (std::size_t k = 0; k < len; ++k) {
+        T v{};
+        if (filter_.significant(acc_[k], y[shard_.offset + k], threshold)) std::swap(v, acc_[k]);
+        std::memcpy(&words_[k * value_words], &v, sizeof(T));
+      }
+      sent_words_ = dense_words(len);
+      return;
+    }
+    std::size_t w = 0;
+    for (std::size_t k = 0; k < len; ++k) {
+      if (!filter_.significant(acc_[k], y[shard_.offset + k], threshold)) continue;
+      words_[w++] = static_cast<std::uint32_t>(k);
+      std::memcpy(&words_[w], &acc_[k], sizeof(T));
+      w += value_words;
+      acc_[k] = T{};
+    }
+    sent_words_ = w;
+  }
+
+  // Step 4 on an owner: every data center's message for this shard, summed
+  // in data-center order (the own one left out) into the shard of received_.
+  void exchange() {
+    gather_v_.all_gather_v(transport_, Group(owners_),
+                           std::span<const std::uint32_t>(words_.data(), sent_words_),
+                           std::span<std::size_t>(counts_), gathered_, make_tag(clock_, 125));
+    const std::span<T> r = detail::sub(std::span<T>(received_), shard_);
+    std::fill(r.begin(), r.end(), T{});
+    const std::size_t dense = dense_words(shard_.length);
+    std::size_t at = 0;
+    for (std::size_t d = 0; d < counts_.size(); ++d) {
+      const std::size_t words = counts_[d];
+      const std::uint32_t* msg = gathered_.data() + at;
+      at += words;
+      if (static_cast<int>(d) == dc_) continue;
+      if (words == dense) {
+        for (std::size_t k = 0; k < shard_.length; ++k) {
+          T v;
+          std::memcpy(&v, msg + k * value_words, sizeof(T));
+          r[k] += v;
+        }
+        continue;
+      }
+      if (words % (1 + value_words) != 0)
+        throw size_mismatch_error("data center " + std::to_string(d) + " sent " +
+                                      std::to_string(words) +
+                                      " words for shard " + std::to_string(position_) +
+                                      ", neither the dense shard nor whole (index, value) pairs",
+                                  error_context{}.with_rank(transport_.rank()).with_peer(owners_[d]));
+      for (std::size_t w = 0; w < words; w += 1 + value_words) {
+        const std::uint32_t k = msg[w];
+        if (k >= shard_.length)
+          throw size_mismatch_error("data center " + std::to_string(d) + " sent index " +
+                                        std::to_string(k) + " for a shard of " +
+                                        std::to_string(shard_.length) + " elements",
+                                    error_context{}.with_rank(transport_.rank()).with_peer(owners_[d]));
+        T v;
+        std::memcpy(&v, msg + w + 1, sizeof(T));
+        r[k] += v;
+      }
+    }
+  }
+
+  // Checked mode: the same synchronizer, clock, options and data centers on
+  // every rank, and no NaN in this rank's update.
+  void check(std::span<const T> params) {
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (std::isnan(params[i]) || std::isnan(ref_[i]))
+        throw configuration_error("the update of parameter " + std::to_string(i) + " is NaN",
+                                  error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+    const std::span<const T> one[] = {params};
+    detail::CheckedState state = detail::tensor_layout(std::span<const std::span<const T>>(one));
+    std::uint64_t h = detail::type_hash<GaiaSync>();
+    for (const std::uint64_t v :
+         {ordinal_, clock_, layout_, std::bit_cast<std::uint64_t>(options_.threshold),
+          std::bit_cast<std::uint64_t>(lr_scale_), static_cast<std::uint64_t>(options_.schedule),
+          static_cast<std::uint64_t>(options_.combine), static_cast<std::uint64_t>(options_.sparse)})
+      h = detail::mix64(h ^ detail::mix64(v));
+    state.schedule = h;
+    detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });
+  }
+
+  CountingTransport<Transport> transport_;
+  Options options_;
+  Filter filter_;
+  Reduce reduce_;
+  RingAllGatherV gather_v_;
+  RingAllGatherV gather_;
+  detail::ConsistencyCheck check_;
+  std::uint64_t ordinal_;
+  std::vector<std::vector<int>> dcs_;
+  std::uint64_t layout_ = 0;
+  int dc_ = 0;
+  int position_ = 0;
+  int m_min_ = 0;
+  double weight_ = 1;
+  detail::Block shard_{0, 0};
+  std::vector<int> owners_;               // shard position_'s owners, by data center
+  std::vector<T> ref_;                    // this data center's model after the last step
+  std::vector<T> acc_;                    // owner: the shard's updates not yet sent
+  std::vector<std::uint32_t> words_;      // owner: this clock's message
+  std::size_t sent_words_ = 0;
+  std::vector<std::uint32_t> gathered_;   // owner: every data center's message
+  std::vector<std::size_t> counts_;       // owner: their lengths, in words
+  std::vector<std::size_t> dc_counts_;    // the shards' lengths by position in the data center
+  std::vector<T> received_;               // r: the other data centers' updates, dense
+  detail::Scratch fusion_;
+  double lr_scale_ = 1;
+  std::uint64_t clock_ = 0;
+  GaiaStats stats_;
+};
+
+}  // namespace dssync
