@@ -1,4 +1,4 @@
-// The five all-reduce algorithms over InProcTransport: closed-form results for
+// The all-reduce algorithms over InProcTransport: closed-form results for
 // every op, element type, group size 1..17 and buffer length, bitwise agreement
 // between the members of a group, concurrent and reordered groups, errors, and
 // no allocation once the scratch memory has grown.
@@ -26,6 +26,7 @@
 
 #include "dssync/collective/auto.hpp"
 #include "dssync/collective/halving_doubling.hpp"
+#include "dssync/collective/hierarchical.hpp"
 #include "dssync/collective/recursive_doubling.hpp"
 #include "dssync/collective/ring.hpp"
 #include "dssync/collective/tree.hpp"
@@ -49,6 +50,12 @@ using HalvingDoubling = dssync::HalvingDoublingReduce;
 using RecursiveDoubling = dssync::RecursiveDoublingReduce;
 using Tree = dssync::TreeReduce;
 using Auto = dssync::AutoReduce;
+// Labels of three consecutive ranks: groups of 1 to 17 split into labels of
+// 3, 3, ... and a smaller last one, so both the equal-size form and helpers
+// (a smaller label sets the columns) run in every case below.
+struct Hierarchical : dssync::HierarchicalReduce {
+  Hierarchical() : dssync::HierarchicalReduce(3) {}
+};
 
 // Sizes and indices from int without the casts, and without the vexing parse of
 // std::vector<int> v(std::size_t(g)).
@@ -56,7 +63,7 @@ constexpr std::size_t sz(std::int64_t x) {
   return static_cast<std::size_t>(x);
 }
 
-#define ALL_ALGORITHMS Ring, HalvingDoubling, RecursiveDoubling, Tree, Auto
+#define ALL_ALGORITHMS Ring, HalvingDoubling, RecursiveDoubling, Tree, Auto, Hierarchical
 
 // InProcTransport without sendrecv_view: what MPI or TCP look like to a
 // collective. Running the algorithms over it too covers their other path,
@@ -1014,6 +1021,135 @@ TEST_CASE_TEMPLATE("collectives: a repeated all_reduce of the same size allocate
 TEST_CASE_TEMPLATE("collectives: the copying path allocates nothing after the first call", Algo,
                    ALL_ALGORITHMS) {
   check_steady_state_allocates_nothing<Algo, true>();
+}
+
+// ------------------------------------------------------ HierarchicalReduce --
+
+// The label layouts of a world of 8: one label (a plain all-reduce), one rank
+// per label, two racks of four, labels of 3, 1 and 4, labels interleaved with
+// the ranks (3, 3, 2), and two racks of four listed from the back.
+std::vector<std::vector<std::string>> label_layouts() {
+  return {{"dc", "dc", "dc", "dc", "dc", "dc", "dc", "dc"},
+          {"0", "1", "2", "3", "4", "5", "6", "7"},
+          {"a", "a", "a", "a", "b", "b", "b", "b"},
+          {"a", "a", "a", "b", "c", "c", "c", "c"},
+          {"x", "y", "z", "x", "y", "z", "x", "y"},
+          {"b", "b", "b", "b", "a", "a", "a", "a"}};
+}
+
+TEST_CASE("collectives: HierarchicalReduce sums and averages exactly for every label layout") {
+  // Rank r contributes s(i) w(i) (r + 1): the sum over a group is
+  // s w (sum of r + 1), an integer, and the mean one correctly rounded
+  // division of it, whatever the split into labels. Groups: the world, a
+  // subset out of rank order (the labels of 2, 4 and 7 ignored), a pair.
+  const std::vector<std::vector<int>> groups{{0, 1, 2, 3, 4, 5, 6, 7}, {6, 1, 3, 0, 5}, {7, 2}};
+  const std::vector<std::size_t> lengths{0, 1, 7, 1000, 4099};
+  constexpr int world_size = 8;
+  for (const auto& labels : label_layouts()) {
+    for (const auto& members : groups) {
+      CAPTURE(labels[0] + labels[3] + labels[4] + labels[7]);
+      CAPTURE(members.size());
+      std::int64_t rank_sum = 0;
+      for (int m : members) rank_sum += m + 1;
+      const auto g = static_cast<std::int64_t>(members.size());
+      // [length][rank]
+      std::vector<std::vector<Verdict>> sums(lengths.size(), std::vector<Verdict>(world_size));
+      std::vector<std::vector<Verdict>> means(lengths.size(), std::vector<Verdict>(world_size));
+      std::vector<std::vector<std::vector<float>>> sum_bits(
+          lengths.size(), std::vector<std::vector<float>>(world_size));
+      std::vector<std::vector<std::vector<double>>> mean_bits(
+          lengths.size(), std::vector<std::vector<double>>(world_size));
+      std::vector<std::size_t> again(world_size);
+      InProcWorld world(world_size, options);
+      world.run([&](InProcTransport& t) {
+        const int r = t.rank();
+        const auto ru = sz(r);
+        if (!Group(members).contains(r)) return;
+        dssync::HierarchicalReduce algo(labels);
+        for (std::size_t c = 0; c < lengths.size(); ++c) {
+          const std::size_t n = lengths[c];
+          std::vector<float> f(n);
+          for (std::size_t i = 0; i < n; ++i) f[i] = float(sign(i) * weight(i) * (r + 1));
+          algo.all_reduce(t, Group(members), std::span<float>(f), dssync::Sum{}, 5);
+          sums[c][ru] = verify(std::span<const float>(f),
+                               [&](std::size_t i) { return float(sign(i) * weight(i) * rank_sum); });
+          sum_bits[c][ru] = f;
+          std::vector<double> d(n);
+          for (std::size_t i = 0; i < n; ++i) d[i] = double(sign(i) * weight(i) * (r + 1));
+          algo.all_reduce(t, Group(members), std::span<double>(d), dssync::Average{}, 6);
+          means[c][ru] = verify(std::span<const double>(d), [&](std::size_t i) {
+            return double(sign(i) * weight(i) * rank_sum) / double(g);
+          });
+          mean_bits[c][ru] = d;
+        }
+        // The same call again, once the scratch memory has grown.
+        std::vector<double> d(lengths.back(), 1.0);
+        again[ru] = allocations_in([&] {
+          algo.all_reduce(t, Group(members), std::span<double>(d), dssync::Average{}, 6);
+        });
+      });
+      for (std::size_t c = 0; c < lengths.size(); ++c) {
+        for (int r : members) {
+          CAPTURE(lengths[c]);
+          CAPTURE(r);
+          CHECK(sums[c][sz(r)].wrong == 0u);
+          CHECK(means[c][sz(r)].wrong == 0u);
+          CHECK(sum_bits[c][sz(r)] == sum_bits[c][sz(members[0])]);
+          CHECK(std::memcmp(mean_bits[c][sz(r)].data(), mean_bits[c][sz(members[0])].data(),
+                            lengths[c] * sizeof(double)) == 0);
+          CHECK(again[sz(r)] == 0u);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("collectives: HierarchicalReduce agrees bitwise inside a group on rounding-sensitive sums") {
+  // Sums that depend on the order of the additions: every member of the
+  // group must still hold the same bits, for every layout.
+  auto noise = [](int rank, std::size_t i) {
+    dssync::CounterRng rng(std::uint64_t(rank), i);
+    const double mantissa = double(rng.next() >> 11) / double(1ULL << 53) - 0.5;
+    return static_cast<float>(std::ldexp(mantissa, int(rng.below(41)) - 20));
+  };
+  constexpr std::size_t n = 10007;
+  for (const auto& labels : label_layouts()) {
+    std::vector<std::vector<float>> data(8);
+    InProcWorld(8, options).run([&](InProcTransport& t) {
+      auto& d = data[sz(t.rank())];
+      d.resize(n);
+      for (std::size_t i = 0; i < n; ++i) d[i] = noise(t.rank(), i);
+      CopyingTransport copying(t);  // the path that receives into scratch
+      dssync::HierarchicalReduce algo(labels);
+      algo.all_reduce(copying, Group(iota_group(8)), std::span<float>(d), dssync::Sum{});
+    });
+    for (std::size_t r = 1; r < 8; ++r) {
+      CAPTURE(r);
+      CHECK(std::memcmp(data[r].data(), data[0].data(), n * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("collectives: HierarchicalReduce's labels must cover the world") {
+  InProcWorld world(4, options);
+  std::vector<std::string> what(4);
+  const std::string kind = run_kind(world, [&](InProcTransport& t) {
+    dssync::HierarchicalReduce algo(std::vector<std::string>{"a", "a", "b"});
+    std::vector<float> d(8);
+    try {
+      algo.all_reduce(t, Group(iota_group(4)), std::span<float>(d));
+    } catch (const dssync::configuration_error& e) {
+      what[sz(t.rank())] = e.what();
+      throw;
+    }
+  });
+  CHECK(kind == "configuration");
+  for (const std::string& w : what) {
+    CAPTURE(w);
+    CHECK(w.find("labels for 3 ranks") != std::string::npos);
+    CHECK(w.find("the world has 4") != std::string::npos);
+  }
+  CHECK_THROWS_AS(dssync::HierarchicalReduce(0), dssync::configuration_error);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dssync/dssync.hpp"
@@ -177,6 +178,86 @@ TEST_CASE("uplink_alpha: a ring all-reduce over two racks of four pays it on eve
     CHECK(crossings(3) == 3);  // 2 -> 3 back to 5 -> 6 hold only 7 -> 0
     CHECK(close(r.makespan, 2 * (n - 1) * (b + alpha) + 4 * wan));
   }
+}
+
+// SimTransport that counts the bytes each rank sends to a rank of another
+// rack (racks of `per_rack` consecutive ranks, one rank per host).
+class CrossRackCount {
+ public:
+  CrossRackCount(SimTransport& t, int per_rack) : t_(&t), per_rack_(per_rack) {}
+  static constexpr std::size_t segment_bytes = SimTransport::segment_bytes;
+  int rank() const { return t_->rank(); }
+  int size() const { return t_->size(); }
+  template <class T>
+  void send(int dst, std::span<T> data, dssync::tag_t tag) {
+    t_->send(dst, data, tag);
+    add(dst, data.size_bytes());
+  }
+  template <class T>
+  void recv(int src, std::span<T> data, dssync::tag_t tag) {
+    t_->recv(src, data, tag);
+  }
+  template <class T, class U>
+  void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, dssync::tag_t tag) {
+    t_->sendrecv(dst, out, src, in, tag);
+    add(dst, out.size_bytes());
+  }
+  std::size_t bytes = 0;
+
+ private:
+  void add(int dst, std::size_t b) {
+    if (dst / per_rack_ != rank() / per_rack_) bytes += b;
+  }
+  SimTransport* t_;
+  int per_rack_;
+};
+
+TEST_CASE("HierarchicalReduce sends each byte across the uplinks once per rack, the ring 3.5 times") {
+  // Two racks of four behind uplinks of half a host's link, 50 ms between
+  // them; M bytes to all-reduce. The ring (ranks in rack order) crosses on
+  // edges 3 -> 4 and 7 -> 0, each carrying a block of M/8 at every one of its
+  // 14 steps: ranks 3 and 7 send 14 M/8 across, 3.5 M in all. The
+  // hierarchical all-reduce has four columns of M/4, each all-reduced by
+  // halving-doubling between its two owners: each owner sends half its column
+  // then the other half back, M/4 from every rank, 2 M in all.
+  const int n = 8;
+  const std::size_t floats = 1 << 16;
+  const double m = floats * 4.0;
+  const double uplink = bw / 2, wan = 0.05;
+  const SimOptions o{.alpha = alpha, .bandwidth = bw, .hosts_per_rack = 4, .uplink_bandwidth = uplink,
+                     .uplink_alpha = wan};
+  auto run = [&](auto make) {
+    std::vector<std::size_t> bytes(n);
+    const auto r = SimWorld(n, o).run([&](SimTransport& st) {
+      CrossRackCount t(st, 4);
+      std::vector<float> data(floats, static_cast<float>(t.rank() + 1));
+      auto reduce = make();
+      reduce.all_reduce(t, dssync::Partition::whole(n).group(0), std::span<float>(data), dssync::Sum{}, 1);
+      CHECK(std::all_of(data.begin(), data.end(), [](float x) { return x == 36.0f; }));
+      bytes[static_cast<std::size_t>(t.rank())] = t.bytes;
+    });
+    return std::pair(r, bytes);
+  };
+  const auto [ring, ring_bytes] = run([] { return dssync::RingReduce(); });
+  const auto [hier, hier_bytes] = run([] { return dssync::HierarchicalReduce(4); });
+  double ring_total = 0, hier_total = 0;
+  for (int p = 0; p < n; ++p) {
+    CAPTURE(p);
+    const double ring_want = (p == 3 || p == 7) ? 14 * m / 8 : 0;
+    CHECK(static_cast<double>(ring_bytes[static_cast<std::size_t>(p)]) == ring_want);
+    CHECK(static_cast<double>(hier_bytes[static_cast<std::size_t>(p)]) == m / 4);
+    ring_total += static_cast<double>(ring_bytes[static_cast<std::size_t>(p)]);
+    hier_total += static_cast<double>(hier_bytes[static_cast<std::size_t>(p)]);
+  }
+  CHECK(ring_total == 3.5 * m);
+  CHECK(hier_total == 2 * m);
+  // Its time: a reduce-scatter and an all-gather of 3 steps inside the rack,
+  // each alpha + (M/4)/B; two halving-doubling steps across, each moving M/8
+  // from all four owners of a rack at once through its uplink (U/4 each):
+  // alpha + 50 ms + (M/8)/(U/4).
+  const double want = 6 * (alpha + m / 4 / bw) + 2 * (alpha + wan + (m / 8) / (uplink / 4));
+  CHECK(close(hier.makespan, want));
+  CHECK(hier.makespan < ring.makespan);
 }
 
 TEST_CASE("Two flows into one host share its link, a third elsewhere does not slow") {

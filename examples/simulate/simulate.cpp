@@ -42,6 +42,7 @@ struct Config {
   int ranks_per_host = 1;
   int hosts_per_rack = 0;
   double oversubscription = 1;
+  double uplink_alpha = 0;  // seconds more for a message between racks (the wide-area delay)
   double stragglers = 0;
   double straggler_slowdown = 2;
   double compute = 0;  // seconds per step
@@ -71,6 +72,7 @@ std::vector<StepRecord> simulate(const Config& c, Make make) {
       .uplink_bandwidth = c.hosts_per_rack > 0 ? c.hosts_per_rack * c.ranks_per_host * c.bandwidth_gbit * 1e9 / 8 /
                                                      c.oversubscription
                                                : 0,
+      .uplink_alpha = c.uplink_alpha,
       .byte_scale = c.model_bytes / static_cast<double>(c.real_bytes),
       .straggler_fraction = c.stragglers,
       .straggler_slowdown = c.straggler_slowdown,
@@ -207,6 +209,9 @@ int main(int argc, char** argv) {
   app.add_option("--hosts-per-rack", c.hosts_per_rack, "0: one rack, no uplinks")->capture_default_str();
   app.add_option("--oversubscription", c.oversubscription, "rack uplink = rack's host bandwidth / this")
       ->capture_default_str();
+  app.add_option("--uplink-alpha", c.uplink_alpha,
+                 "seconds added to the latency of a message between racks (the wide-area delay)")
+      ->capture_default_str();
   app.add_option("--stragglers", c.stragglers, "fraction of ranks that compute slower")->capture_default_str();
   app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
   app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
@@ -235,7 +240,8 @@ int main(int argc, char** argv) {
     std::printf("%d ranks, model %.3g bytes (%zu real bytes per rank), alpha %g s, %g Gbit/s", c.ranks,
                 c.model_bytes, c.real_bytes, c.alpha, c.bandwidth_gbit);
     if (c.hosts_per_rack > 0)
-      std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed", c.hosts_per_rack, c.oversubscription);
+      std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed, %g s more between racks", c.hosts_per_rack,
+                  c.oversubscription, c.uplink_alpha);
     std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank", "consensus");
     std::vector<std::string> names = split(syncs);
     for (const auto& name : names) {

@@ -20,6 +20,7 @@
 #include "dssync/collective/barrier.hpp"
 #include "dssync/collective/bruck_all_gather.hpp"
 #include "dssync/collective/halving_doubling.hpp"
+#include "dssync/collective/hierarchical.hpp"
 #include "dssync/collective/pipeline_broadcast.hpp"
 #include "dssync/collective/recursive_doubling.hpp"
 #include "dssync/collective/ring.hpp"

@@ -16,6 +16,14 @@ namespace dssync {
 
 class HalvingDoublingReduce {
  public:
+  // Grows the scratch memory to n elements of T now, so that later calls up to
+  // that length never allocate (HierarchicalReduce: a member may own a longer
+  // column in a later call than in its first).
+  template <element T>
+  void reserve(std::size_t n) {
+    scratch_.reserve<T>(n);
+  }
+
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
     detail::run_folded(t, g, data, op, scratch_, tag, [&](const detail::Fold& f) {
