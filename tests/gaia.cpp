@@ -415,3 +415,63 @@ TEST_CASE("GaiaSync: checked mode names a NaN update and the rank that has it; t
     CHECK(ends[static_cast<std::size_t>(r)].what.find("parameter 11 is NaN") != std::string::npos);
   }
 }
+
+TEST_CASE("GaiaSync with slack s: clock c's updates arrive at clock c + s exactly, and finish() delivers the rest") {
+  // Updates that do not depend on the parameters, threshold 0, the mean
+  // combine, dyadic values: after step c data center d holds
+  //   x0 + sum_{k <= c} w_d u_d(k) + sum_{d' != d} sum_{k <= c - s} w_d' u_d'(k),
+  // with u_d(k) the mean of its members' updates of clock k; after finish()
+  // every data center holds x0 plus every clock's world mean.
+  constexpr std::size_t len = 97;
+  const auto dcs = labels({4, 2, 2});
+  constexpr int n = 8;
+  constexpr std::uint64_t clocks = 7;
+  auto update = [](int rank, std::uint64_t c, std::size_t i) {
+    return dyadic(static_cast<std::uint64_t>(rank) + 60, c, i);
+  };
+  for (const int s : {1, 2, 3}) {
+    CAPTURE(s);
+    std::vector<int> wrong(n, 0);
+    InProcWorld(n).run([&](InProcTransport& t) {
+      const int r = t.rank();
+      std::vector<float> initial(len);
+      for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(8, 0, i);
+      std::vector<float> x = initial;
+      GaiaSync<InProcTransport> gaia(
+          t, initial, dcs, {.threshold = 0, .schedule = GaiaSchedule::constant, .slack = s});
+      const auto& all = gaia.data_centers();
+      // w_d u_d(k) of every data center, element i.
+      auto share = [&](std::size_t d, std::uint64_t k, std::size_t i) {
+        float sum = 0;
+        for (int q : all[d]) sum += update(q, k, i);
+        return sum / static_cast<float>(all[d].size()) * (static_cast<float>(all[d].size()) / n);
+      };
+      for (std::uint64_t c = 0; c < clocks; ++c) {
+        for (std::size_t i = 0; i < len; ++i) x[i] += update(r, c, i);
+        gaia.step(x);
+        for (std::size_t i = 0; i < len; ++i) {
+          float want = initial[i];
+          for (std::size_t d = 0; d < all.size(); ++d)
+            for (std::uint64_t k = 0; k <= c; ++k)
+              if (static_cast<int>(d) == gaia.data_center() || k + std::uint64_t(s) <= c)
+                want += share(d, k, i);
+          wrong[static_cast<std::size_t>(r)] += x[i] != want;
+        }
+      }
+      gaia.finish(x);
+      for (std::size_t i = 0; i < len; ++i) {
+        float want = initial[i];
+        for (std::uint64_t k = 0; k < clocks; ++k) {
+          float world = 0;
+          for (int q = 0; q < n; ++q) world += update(q, k, i);
+          want += world / n;
+        }
+        wrong[static_cast<std::size_t>(r)] += x[i] != want;
+      }
+      gaia.finish(x);  // a second finish() has nothing left to apply
+      wrong[static_cast<std::size_t>(r)] += gaia.stats().bytes_sent !=
+                                            gaia.stats().wan_bytes + gaia.stats().lan_bytes;
+    });
+    CHECK(wrong == std::vector<int>(n, 0));
+  }
+}

@@ -60,6 +60,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -73,8 +75,21 @@
 #include "dssync/policy/grouping.hpp"
 #include "dssync/policy/significance.hpp"
 #include "dssync/sync/common.hpp"
+#include "dssync/transport/background.hpp"
 
 namespace dssync {
+
+namespace detail {
+// GaiaSync's background exchanges, on a transport that has channels.
+template <class Tr>
+struct jobs_for {
+  using type = std::nullptr_t;
+};
+template <transport_with_channels Tr>
+struct jobs_for<Tr> {
+  using type = std::unique_ptr<InOrderJobs<Tr>>;
+};
+}  // namespace detail
 
 enum class GaiaSchedule { constant, follow_lr, linear };
 enum class GaiaCombine { mean, sum };
@@ -85,6 +100,12 @@ struct GaiaOptions {
   double lower = 0;              // linear: where the threshold ends
   std::uint64_t iterations = 0;  // linear: clocks to get there
   GaiaCombine combine = GaiaCombine::mean;
+  // Gaia's mirror clock: the updates sent at clock c are applied at clock
+  // c + slack, so a data center runs at most `slack` clocks ahead of the
+  // slowest. 0 exchanges in the step; 1 and more on the background channel
+  // `channel` (a transport with channels), while training goes on.
+  int slack = 0;
+  int channel = 1;
   bool sparse = true;  // (index, value) pairs when smaller than the dense shard
   std::size_t bucket_bytes = default_bucket_bytes;  // the all-reduce inside a data center
   // Before each step every rank compares the synchronizer, its place, the
@@ -99,6 +120,7 @@ struct GaiaStats : SyncStats {
   std::uint64_t significant = 0;  // entries this rank sent across (as an owner)
   std::uint64_t considered = 0;   // entries this rank's filter looked at
   double threshold = 0;           // the last step's
+  double wait_seconds = 0;        // of seconds: waiting for the exchange of clock c - slack
 
   double significant_fraction() const noexcept {
     return considered == 0 ? 0.0 : static_cast<double>(significant) / static_cast<double>(considered);
@@ -118,6 +140,7 @@ class GaiaSync {
   GaiaSync(Transport& t, std::span<const T> initial, const std::vector<std::string>& dc_of_rank,
            Options options = {}, Filter filter = {}, Reduce reduce = {})
       : transport_(t),
+        rank_(t.rank()),
         options_(validated(options, t.rank())),
         filter_(std::move(filter)),
         reduce_(std::move(reduce)),
@@ -155,27 +178,50 @@ class GaiaSync {
       shard_ = detail::block(len, static_cast<std::size_t>(m_min_), static_cast<std::size_t>(position_));
       for (const auto& dc : dcs_) owners_.push_back(dc[static_cast<std::size_t>(position_)]);
       acc_.assign(shard_.length, T{});
-      words_.resize(dense_words(shard_.length));
-      gathered_.reserve(dcs_.size() * dense_words(shard_.length));
-      counts_.resize(dcs_.size());
     }
     for (int p = 0; p < static_cast<int>(mine.size()); ++p)
       dc_counts_.push_back(p < m_min_ ? detail::block(len, static_cast<std::size_t>(m_min_),
                                                       static_cast<std::size_t>(p))
                                             .length
                                       : 0);
-    received_.assign(len, T{});
+    // One slot per clock that can be in flight: this one and the s before.
+    slots_.resize(static_cast<std::size_t>(options_.slack) + 1);
+    for (Slot& slot : slots_) {
+      if (position_ < m_min_) {
+        slot.words.resize(dense_words(shard_.length));
+        slot.gathered.reserve(dcs_.size() * dense_words(shard_.length));
+        slot.counts.resize(dcs_.size());
+      }
+      slot.received.assign(len, T{});
+    }
+    if constexpr (transport_with_channels<Transport>) {
+      if (options_.slack > 0) {
+        jobs_ = std::make_unique<InOrderJobs<Transport>>(
+            t, options_.channel, [this](Transport&, std::uint64_t c) { run_exchange(*channel_, c); },
+            [this](std::uint64_t c) { count_background(c); });
+        channel_.emplace(jobs_->transport());
+      }
+    } else if (options_.slack > 0) {
+      throw configuration_error(
+          "GaiaSync's slack " + std::to_string(options_.slack) +
+              " needs a transport with channels (the exchange runs in the background); this one "
+              "has none, so only slack 0 is possible",
+          here);
+    }
+  }
+  GaiaSync(const GaiaSync&) = delete;
+  GaiaSync& operator=(const GaiaSync&) = delete;
+  // A background exchange still running uses the slots: it ends first.
+  ~GaiaSync() {
+    if constexpr (transport_with_channels<Transport>)
+      if (jobs_) jobs_->settle();
   }
 
   // Averages inside the data center and exchanges the significant updates
   // with the others (above); `params` becomes this data center's model.
   void step(std::span<T> params) {
     detail::StepScope scope(stats_, transport_.count());
-    if (params.size() != ref_.size())
-      throw configuration_error("step() got " + std::to_string(params.size()) +
-                                    " elements, but this GaiaSync was made for " +
-                                    std::to_string(ref_.size()) + " parameters",
-                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+    check_length(params.size(), "step()");
     const Group dc(dcs_[static_cast<std::size_t>(dc_)]);
     const double threshold = current_threshold();
     stats_.threshold = threshold;
@@ -191,30 +237,43 @@ class GaiaSync {
                               });
     });
     apply_at_home(params);
-    const TrafficCount lan1 = transport_.count();
+    stats_.lan_bytes += transport_.count().bytes_sent - start.bytes_sent;
+    // Clock c's significant updates leave now; those of clock c - s arrive.
+    Slot& slot = slots_[clock_ % slots_.size()];
     // An infinite threshold keeps every data center to itself: it is the same
     // on every rank, so no owner expects a message and none is sent. One
     // data center has no one to send to.
-    const bool across = dcs_.size() > 1 && !std::isinf(threshold);
-    if (across && position_ < m_min_) {
-      pack(params, threshold);
-      detail::with_context(clock_, std::span<const int>(owners_), [&] { exchange(); });
-    }
-    const TrafficCount wan = transport_.count();
-    if (across) {
-      detail::with_context(clock_, dc.ranks(), [&] {
-        const std::span<T> mine = detail::sub(std::span<T>(received_), own_block());
-        gather_.all_gather_known(transport_, dc, std::span<const T>(mine),
-                                 std::span<const std::size_t>(dc_counts_), std::span<T>(received_),
-                                 make_tag(clock_, 126));
-      });
-      for (std::size_t i = 0; i < params.size(); ++i) params[i] += received_[i];
+    slot.across = dcs_.size() > 1 && !std::isinf(threshold);
+    if (slot.across && position_ < m_min_) pack(slot, params, threshold);
+    if (options_.slack == 0) {
+      run_exchange(transport_, clock_);
+      count_exchange(slot);
+      add_received(slot, params);
+    } else if constexpr (transport_with_channels<Transport>) {
+      jobs_->submit();
+      const auto s = static_cast<std::uint64_t>(options_.slack);
+      if (clock_ >= s) {
+        stats_.wait_seconds += jobs_->wait_done(clock_ - s + 1);
+        add_received(slots_[applied_ % slots_.size()], params);
+        ++applied_;
+      }
     }
     std::copy(params.begin(), params.end(), ref_.begin());
-    const TrafficCount end = transport_.count();
-    stats_.wan_bytes += wan.bytes_sent - lan1.bytes_sent;
-    stats_.lan_bytes += (lan1.bytes_sent - start.bytes_sent) + (end.bytes_sent - wan.bytes_sent);
     ++clock_;
+  }
+  // Slack s >= 1: waits for the exchanges of the last s clocks and applies
+  // them, so that every data center has received every significant update
+  // sent so far (what the filters still hold back stays in the
+  // accumulators). Every rank calls it, after its last step; slack 0 has
+  // nothing in flight.
+  void finish(std::span<T> params) {
+    check_length(params.size(), "finish()");
+    if constexpr (transport_with_channels<Transport>) {
+      if (!jobs_) return;
+      stats_.wait_seconds += jobs_->wait_done(clock_);
+      for (; applied_ < clock_; ++applied_) add_received(slots_[applied_ % slots_.size()], params);
+      std::copy(params.begin(), params.end(), ref_.begin());
+    }
   }
   template <std::ranges::contiguous_range R>
   void step(R& params) {
@@ -261,6 +320,10 @@ class GaiaSync {
   static Options validated(Options o, int rank) {
     check_threshold(o.threshold, "threshold", rank);
     if (o.schedule == GaiaSchedule::linear) check_threshold(o.lower, "lower", rank);
+    if (o.slack < 0)
+      throw configuration_error("GaiaOptions::slack must be at least 0, got " +
+                                    std::to_string(o.slack),
+                                error_context{}.with_rank(rank));
     return o;
   }
 
@@ -304,9 +367,22 @@ class GaiaSync {
     }
   }
 
-  // Step 3: the owner's significant entries into words_ (pairs, or the dense
-  // shard when pairs would not be smaller), zeroed in the accumulator.
-  void pack(std::span<const T> y, double threshold) {
+  // What one clock's exchange needs: the owner's message, every data
+  // center's messages and their lengths, and r, the sum of the others'.
+  struct Slot {
+    bool across = false;                  // whether this clock exchanges at all
+    std::vector<std::uint32_t> words;     // owner: this clock's message
+    std::size_t sent_words = 0;
+    std::vector<std::uint32_t> gathered;  // owner: every data center's message
+    std::vector<std::size_t> counts;      // owner: their lengths, in words
+    std::vector<T> received;              // r: the other data centers' updates, dense
+    TrafficCount wan, lan;                // what the exchange sent, across and inside
+  };
+
+  // Step 3: the owner's significant entries into the slot's message (pairs,
+  // or the dense shard when pairs would not be smaller), zeroed in the
+  // accumulator.
+  void pack(Slot& slot, std::span<const T> y, double threshold) {
     const std::size_t len = shard_.length;
     std::size_t picked = 0;
     for (std::size_t k = 0; k < len; ++k)
@@ -320,35 +396,75 @@ class GaiaSync {
       for (std::size_t k = 0; k < len; ++k) {
         T v{};
         if (filter_.significant(acc_[k], y[shard_.offset + k], threshold)) std::swap(v, acc_[k]);
-        std::memcpy(&words_[k * value_words], &v, sizeof(T));
+        std::memcpy(&slot.words[k * value_words], &v, sizeof(T));
       }
-      sent_words_ = dense_words(len);
+      slot.sent_words = dense_words(len);
       return;
     }
     std::size_t w = 0;
     for (std::size_t k = 0; k < len; ++k) {
       if (!filter_.significant(acc_[k], y[shard_.offset + k], threshold)) continue;
-      words_[w++] = static_cast<std::uint32_t>(k);
-      std::memcpy(&words_[w], &acc_[k], sizeof(T));
+      slot.words[w++] = static_cast<std::uint32_t>(k);
+      std::memcpy(&slot.words[w], &acc_[k], sizeof(T));
       w += value_words;
       acc_[k] = T{};
     }
-    sent_words_ = w;
+    slot.sent_words = w;
   }
 
-  // Step 4 on an owner: every data center's message for this shard, summed
-  // in data-center order (the own one left out) into the shard of received_.
-  void exchange() {
-    gather_v_.all_gather_v(transport_, Group(owners_),
-                           std::span<const std::uint32_t>(words_.data(), sent_words_),
-                           std::span<std::size_t>(counts_), gathered_, make_tag(clock_, 125));
-    const std::span<T> r = detail::sub(std::span<T>(received_), shard_);
+  // Step 4 of clock c, on the caller (slack 0) or the background: the owners
+  // of each shard exchange their messages, and the data center gathers the
+  // sums. Counts its traffic into the slot.
+  void run_exchange(CountingTransport<Transport>& tr, std::uint64_t c) {
+    Slot& slot = slots_[c % slots_.size()];
+    slot.wan = slot.lan = TrafficCount{};
+    if (!slot.across) return;
+    const TrafficCount start = tr.count();
+    if (position_ < m_min_)
+      detail::with_context(c, std::span<const int>(owners_), [&] { exchange(tr, slot, c); });
+    const TrafficCount wan = tr.count();
+    const Group dc(dcs_[static_cast<std::size_t>(dc_)]);
+    detail::with_context(c, dc.ranks(), [&] {
+      const std::span<T> r = std::span<T>(slot.received);
+      gather_.all_gather_known(tr, dc, std::span<const T>(detail::sub(r, own_block())),
+                               std::span<const std::size_t>(dc_counts_), r, make_tag(c, 126));
+    });
+    const TrafficCount end = tr.count();
+    slot.wan = {wan.bytes_sent - start.bytes_sent, wan.messages_sent - start.messages_sent};
+    slot.lan = {end.bytes_sent - wan.bytes_sent, end.messages_sent - wan.messages_sent};
+  }
+
+  // The caller's share of a foreground exchange (already in SyncStats).
+  void count_exchange(const Slot& slot) {
+    stats_.wan_bytes += slot.wan.bytes_sent;
+    stats_.lan_bytes += slot.lan.bytes_sent;
+  }
+  // A background exchange has ended: its traffic, in every statistic.
+  void count_background(std::uint64_t c) {
+    const Slot& slot = slots_[c % slots_.size()];
+    count_exchange(slot);
+    stats_.bytes_sent += slot.wan.bytes_sent + slot.lan.bytes_sent;
+    stats_.messages_sent += slot.wan.messages_sent + slot.lan.messages_sent;
+  }
+
+  void add_received(const Slot& slot, std::span<T> params) const {
+    if (!slot.across) return;
+    for (std::size_t i = 0; i < params.size(); ++i) params[i] += slot.received[i];
+  }
+
+  // The owners' exchange: every data center's message for this shard,
+  // summed in data-center order (the own one left out) into the shard of r.
+  void exchange(CountingTransport<Transport>& tr, Slot& slot, std::uint64_t c) {
+    gather_v_.all_gather_v(tr, Group(owners_),
+                           std::span<const std::uint32_t>(slot.words.data(), slot.sent_words),
+                           std::span<std::size_t>(slot.counts), slot.gathered, make_tag(c, 125));
+    const std::span<T> r = detail::sub(std::span<T>(slot.received), shard_);
     std::fill(r.begin(), r.end(), T{});
     const std::size_t dense = dense_words(shard_.length);
     std::size_t at = 0;
-    for (std::size_t d = 0; d < counts_.size(); ++d) {
-      const std::size_t words = counts_[d];
-      const std::uint32_t* msg = gathered_.data() + at;
+    for (std::size_t d = 0; d < slot.counts.size(); ++d) {
+      const std::size_t words = slot.counts[d];
+      const std::uint32_t* msg = slot.gathered.data() + at;
       at += words;
       if (static_cast<int>(d) == dc_) continue;
       if (words == dense) {
@@ -359,24 +475,33 @@ class GaiaSync {
         }
         continue;
       }
+      const auto where = error_context{}.with_rank(tr.rank()).with_peer(owners_[d]);
       if (words % (1 + value_words) != 0)
         throw size_mismatch_error("data center " + std::to_string(d) + " sent " +
-                                      std::to_string(words) +
-                                      " words for shard " + std::to_string(position_) +
+                                      std::to_string(words) + " words for shard " +
+                                      std::to_string(position_) +
                                       ", neither the dense shard nor whole (index, value) pairs",
-                                  error_context{}.with_rank(transport_.rank()).with_peer(owners_[d]));
+                                  where);
       for (std::size_t w = 0; w < words; w += 1 + value_words) {
         const std::uint32_t k = msg[w];
         if (k >= shard_.length)
           throw size_mismatch_error("data center " + std::to_string(d) + " sent index " +
                                         std::to_string(k) + " for a shard of " +
                                         std::to_string(shard_.length) + " elements",
-                                    error_context{}.with_rank(transport_.rank()).with_peer(owners_[d]));
+                                    where);
         T v;
         std::memcpy(&v, msg + w + 1, sizeof(T));
         r[k] += v;
       }
     }
+  }
+
+  void check_length(std::size_t got, const char* where) const {
+    if (got != ref_.size())
+      throw configuration_error(std::string(where) + " got " + std::to_string(got) +
+                                    " elements, but this GaiaSync was made for " +
+                                    std::to_string(ref_.size()) + " parameters",
+                                error_context{}.with_rank(rank_).with_iteration(clock_));
   }
 
   // Checked mode: the same synchronizer, clock, options and data centers on
@@ -399,6 +524,7 @@ class GaiaSync {
   }
 
   CountingTransport<Transport> transport_;
+  int rank_;
   Options options_;
   Filter filter_;
   Reduce reduce_;
@@ -413,19 +539,20 @@ class GaiaSync {
   int m_min_ = 0;
   double weight_ = 1;
   detail::Block shard_{0, 0};
-  std::vector<int> owners_;               // shard position_'s owners, by data center
-  std::vector<T> ref_;                    // this data center's model after the last step
-  std::vector<T> acc_;                    // owner: the shard's updates not yet sent
-  std::vector<std::uint32_t> words_;      // owner: this clock's message
-  std::size_t sent_words_ = 0;
-  std::vector<std::uint32_t> gathered_;   // owner: every data center's message
-  std::vector<std::size_t> counts_;       // owner: their lengths, in words
-  std::vector<std::size_t> dc_counts_;    // the shards' lengths by position in the data center
-  std::vector<T> received_;               // r: the other data centers' updates, dense
+  std::vector<int> owners_;             // shard position_'s owners, by data center
+  std::vector<T> ref_;                  // this data center's model after the last step
+  std::vector<T> acc_;                  // owner: the shard's updates not yet sent
+  std::vector<std::size_t> dc_counts_;  // the shards' lengths by position in the data center
+  std::vector<Slot> slots_;             // clock c's in slot c % (slack + 1)
   detail::Scratch fusion_;
   double lr_scale_ = 1;
   std::uint64_t clock_ = 0;
+  std::uint64_t applied_ = 0;  // slack >= 1: clocks [0, applied_) received and applied
   GaiaStats stats_;
+  // Slack >= 1: the exchanges in clock order on the background channel, and
+  // that channel counted. Declared last: destroyed first, while the slots live.
+  std::optional<CountingTransport<Transport>> channel_;
+  typename detail::jobs_for<Transport>::type jobs_;
 };
 
 }  // namespace dssync

@@ -77,18 +77,17 @@ class SSPSync {
         reduce_(std::move(reduce)),
         world_(Partition::whole(t.size())),
         check_(t.size()),
-        background_(t, options_.channel),
-        channel_(background_.transport()),
-        ordinal_(options_.checked ? detail::next_checked_ordinal(background_.transport()) : 0),
+        jobs_(t, options_.channel, [this](Transport&, std::uint64_t c) { reduce_clock(c); },
+              [this](std::uint64_t) { count_traffic(); }),
+        channel_(jobs_.transport()),
+        ordinal_(options_.checked ? detail::next_checked_ordinal(jobs_.transport()) : 0),
         buffers_(static_cast<std::size_t>(options_.staleness + 1) * parameters) {}
 
   SSPSync(const SSPSync&) = delete;
   SSPSync& operator=(const SSPSync&) = delete;
   // A background all-reduce still running uses the buffers: it ends first
   // (its operations have their deadlines).
-  ~SSPSync() {
-    if (running_) background_.wait(std::chrono::milliseconds(0));
-  }
+  ~SSPSync() { jobs_.settle(); }
 
   // Submits this clock's gradient and replaces it with the mean over all
   // ranks of clock c - s (zeros while c < s). Waits only for that clock.
@@ -97,11 +96,11 @@ class SSPSync {
     // end (collect()).
     detail::StepScope scope(stats_, no_traffic_);
     check_length(gradient.size(), "step()");
-    const std::uint64_t c = clock_;
+    const std::uint64_t c = jobs_.submitted();
     std::copy(gradient.begin(), gradient.end(), buffer(c).begin());
-    ++clock_;
-    stats_.max_in_flight = std::max(stats_.max_in_flight, clock_ - reduced_);
-    launch_if_idle();
+    jobs_.submit();
+    stats_.max_in_flight = jobs_.max_in_flight();
+    stats_.reduced = jobs_.done();
     const auto s = static_cast<std::uint64_t>(options_.staleness);
     if (c < s) {
       std::fill(gradient.begin(), gradient.end(), T{});
@@ -119,9 +118,10 @@ class SSPSync {
   void finish(std::span<T> rest) {
     check_length(rest.size(), "finish()");
     std::fill(rest.begin(), rest.end(), T{});
-    wait_reduced(clock_);
+    const std::uint64_t clocks = jobs_.submitted();
+    wait_reduced(clocks);
     const auto s = static_cast<std::uint64_t>(options_.staleness);
-    for (std::uint64_t c = clock_ > s ? clock_ - s : 0; c < clock_; ++c) {
+    for (std::uint64_t c = clocks > s ? clocks - s : 0; c < clocks; ++c) {
       const std::span<const T> mean = buffer(c);
       for (std::size_t i = 0; i < parameters_; ++i) rest[i] += mean[i];
     }
@@ -130,8 +130,8 @@ class SSPSync {
   int staleness() const noexcept { return options_.staleness; }
   std::size_t parameters() const noexcept { return parameters_; }
   // Clocks submitted, and clocks whose mean is known on this rank.
-  std::uint64_t iteration() const noexcept { return clock_; }
-  std::uint64_t reduced() const noexcept { return reduced_; }
+  std::uint64_t iteration() const noexcept { return jobs_.submitted(); }
+  std::uint64_t reduced() const noexcept { return jobs_.done(); }
   Partition partition(std::uint64_t /*t*/) const { return world_; }
   const SSPStats& stats() const noexcept { return stats_; }
 
@@ -150,43 +150,19 @@ class SSPSync {
                                           parameters_);
   }
 
-  // Starts the all-reduce of the next submitted clock if the background is
-  // idle (collecting the one it finished).
-  void launch_if_idle() {
-    if (running_ && background_.ready()) collect();
-    if (!running_ && reduced_ < clock_) {
-      running_ = true;
-      background_.start([this](Transport&) { reduce(reduced_); });
-    }
-  }
-  // The background's job has ended: its error, or one more clock reduced.
-  void collect() {
-    running_ = false;
-    // The job has ended (ready() or wait() synchronized with it): the
-    // channel's count can be read, and holds every job's traffic so far.
-    stats_.bytes_sent = channel_.count().bytes_sent;
-    stats_.messages_sent = channel_.count().messages_sent;
-    background_.get();
-    stats_.reduced = ++reduced_;
-  }
   // Waits until clocks [0, upto) are reduced, keeping the background busy.
   void wait_reduced(std::uint64_t upto) {
-    if (reduced_ >= upto) return;
-    const auto start = std::chrono::steady_clock::now();
-    while (reduced_ < upto) {
-      launch_if_idle();  // collects a job that has ended, starts the next
-      if (reduced_ >= upto) break;
-      // reduced_ < upto <= clock_: a job runs now.
-      background_.wait(std::chrono::milliseconds(0));
-      collect();
-    }
-    launch_if_idle();
-    stats_.wait_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    stats_.wait_seconds += jobs_.wait_done(upto);
+    stats_.reduced = jobs_.done();
+  }
+  // A job has ended: the channel's count holds every job's traffic so far.
+  void count_traffic() {
+    stats_.bytes_sent = channel_.count().bytes_sent;
+    stats_.messages_sent = channel_.count().messages_sent;
   }
 
   // On the background: clock c's mean, in its buffer.
-  void reduce(std::uint64_t c) {
+  void reduce_clock(std::uint64_t c) {
     const Group everyone = world_.group(0);
     const std::span<T> data = buffer(c);
     detail::with_context(c, everyone.ranks(), [&] {
@@ -215,7 +191,7 @@ class SSPSync {
           std::string(where) + " got " + std::to_string(got) +
               " elements, but this SSPSync was made for " + std::to_string(parameters_) +
               " parameters",
-          error_context{}.with_rank(rank_).with_iteration(clock_));
+          error_context{}.with_rank(rank_).with_iteration(jobs_.submitted()));
   }
 
   int rank_;
@@ -224,14 +200,11 @@ class SSPSync {
   Reduce reduce_;
   Partition world_;
   detail::ConsistencyCheck check_;
-  Background<Transport> background_;
+  InOrderJobs<Transport> jobs_;
   CountingTransport<Transport> channel_;
   std::uint64_t ordinal_;
   std::vector<T> buffers_;
   detail::Scratch fusion_;
-  std::uint64_t clock_ = 0;    // clocks submitted
-  std::uint64_t reduced_ = 0;  // clocks [0, reduced_) are reduced; a job reduces clock reduced_
-  bool running_ = false;
   SSPStats stats_;
   TrafficCount no_traffic_;
 };

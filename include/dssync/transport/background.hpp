@@ -38,7 +38,9 @@
 // is a deadlock in virtual time and ends with timeout_error, as every other
 // wait there.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <concepts>
 #include <condition_variable>
 #include <exception>
@@ -236,6 +238,92 @@ class Background {
   std::exception_ptr error_;
   bool stop_ = false;
   bool ended_ = false;
+};
+
+// Jobs 0, 1, 2, ... (a synchronizer's clocks) run on a Background one at a
+// time and in order, with a single function run(channel, k) for job k. The
+// caller submits them; a job starts as soon as the background is idle and the
+// caller comes by: in submit(), in poll(), and at once while it waits in
+// wait_done(). So the caller never blocks to start a job, and the background
+// never runs ahead of what was submitted. `ended(k)`, if given, runs on the
+// caller's context when it collects job k, before the job's error is
+// rethrown: the one moment the caller may read what the job wrote without a
+// race (the channel's traffic count, say) while no job runs. The functions
+// are kept from construction on; starting a job allocates nothing.
+template <transport_with_channels Tr>
+class InOrderJobs {
+ public:
+  using run_type = std::function<void(Tr&, std::uint64_t)>;
+  using ended_type = std::function<void(std::uint64_t)>;
+
+  InOrderJobs(Tr& t, int channel, run_type run, ended_type ended = {})
+      : background_(t, channel), run_(std::move(run)), ended_(std::move(ended)) {}
+  InOrderJobs(const InOrderJobs&) = delete;
+  InOrderJobs& operator=(const InOrderJobs&) = delete;
+  ~InOrderJobs() { settle(); }
+
+  // Waits for the job that runs, if one does, without collecting it. An
+  // owner whose buffers the jobs use calls it first in its destructor (the
+  // job's operations have their deadlines, so this ends).
+  void settle() {
+    if (running_) background_.wait(std::chrono::milliseconds(0));
+  }
+
+  // The channel the jobs run on.
+  Tr& transport() noexcept { return background_.transport(); }
+
+  // One more job; returns its number.
+  std::uint64_t submit() {
+    const std::uint64_t k = submitted_++;
+    max_in_flight_ = std::max(max_in_flight_, submitted_ - done_);
+    poll();
+    return k;
+  }
+  // Collects a job that has ended (rethrowing its error) and starts the next.
+  void poll() {
+    if (running_ && background_.ready()) collect();
+    if (!running_ && done_ < submitted_) {
+      running_ = true;
+      background_.start([this](Tr& channel) { run_(channel, done_); });
+    }
+  }
+  // Waits until jobs [0, upto) have ended, keeping the background busy;
+  // returns the seconds it waited. upto must not exceed submitted().
+  double wait_done(std::uint64_t upto) {
+    if (done_ >= upto) return 0;
+    const auto start = std::chrono::steady_clock::now();
+    while (done_ < upto) {
+      poll();
+      if (done_ >= upto) break;
+      // done_ < upto <= submitted_: a job runs now.
+      background_.wait(std::chrono::milliseconds(0));
+      collect();
+    }
+    poll();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  std::uint64_t submitted() const noexcept { return submitted_; }
+  std::uint64_t done() const noexcept { return done_; }  // jobs [0, done) have ended
+  std::uint64_t max_in_flight() const noexcept { return max_in_flight_; }
+
+ private:
+  // The running job has ended (ready() or wait() synchronized with it).
+  void collect() {
+    running_ = false;
+    background_.wait(std::chrono::milliseconds(0));
+    if (ended_) ended_(done_);
+    background_.get();
+    ++done_;
+  }
+
+  Background<Tr> background_;
+  run_type run_;
+  ended_type ended_;
+  std::uint64_t submitted_ = 0;
+  std::uint64_t done_ = 0;  // job done_ is the one that runs, if one does
+  std::uint64_t max_in_flight_ = 0;
+  bool running_ = false;
 };
 
 }  // namespace dssync
