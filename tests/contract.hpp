@@ -373,7 +373,7 @@ inline std::vector<float> start_values(int rank, int tensor, std::size_t count) 
   return v;
 }
 
-// What each rank holds after a few steps of three synchronizers, with or
+// What each rank holds after a few steps of four synchronizers, with or
 // without the checked mode: two tensors of odd lengths, the checked
 // synchronizers made in the same order on every rank.
 struct Steps {
@@ -393,11 +393,16 @@ Steps run_steps(T& t, bool checked, std::uint64_t seed) {
   dssync::AllReduceSync<T, dssync::RingReduce> all(t, {.checked = checked});
   dssync::DSSync<T, dssync::ButterflyShuffle, dssync::HalvingDoublingReduce> bf(
       t, {.group_size = 2, .seed = seed, .checked = checked});
+  // Two places of unequal sizes, interleaved: columns, owners and a helper.
+  dssync::AllReduceSync<T, dssync::HierarchicalReduce> hier(
+      t, {.checked = checked},
+      dssync::HierarchicalReduce(std::vector<std::string>{"a", "b", "a", "b", "b"}));
   for (int k = 0; k < 3; ++k) {
     ds.step(std::span<const std::span<float>>(tensors));
     bf.step(std::span<const std::span<float>>(tensors));
   }
   all.step(std::span<const std::span<float>>(tensors));
+  hier.step(std::span<const std::span<float>>(tensors));
   ds.step(std::span<const std::span<float>>(tensors));
   return s;
 }
