@@ -7,12 +7,17 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <dssync/dssync.hpp>
@@ -567,6 +572,449 @@ TEST_CASE("train: a 3-hidden-layer MLP's gradient is its loss's finite differenc
           sum += static_cast<double>(f.u[std::size_t(j) * f.rows + r]) * f.v[std::size_t(j) * f.cols + k];
         CHECK(std::abs(sum - g[layer.offset + std::size_t(r) * f.cols + k]) < 1e-6);
       }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Labels in 0..9, drawn from `salt`: the partition tests need no images.
+std::vector<int> random_labels(std::size_t n, std::uint64_t salt) {
+  std::vector<int> y(n);
+  dssync::CounterRng rng(salt, 9);
+  for (auto& v : y) v = static_cast<int>(rng.below(10));
+  return y;
+}
+
+template <class F>
+std::string invalid_argument_of(F&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST_CASE("train: --partition iid and skew:0 give today's epoch_order for every worker, epoch and seed") {
+  // skew:0 goes through the dealing code (no image at home, every image dealt
+  // round-robin in index order), iid through today's: both must be the
+  // shards r, r + n, ... reshuffled with today's draws.
+  for (const std::size_t samples : {std::size_t{203}, std::size_t{640}}) {
+    const auto y = random_labels(samples, samples);
+    for (const int n : {1, 2, 4, 6, 8}) {
+      for (const int dcs : {1, 2, 3, 8}) {
+        if (n % dcs != 0) continue;
+        for (const char* spec : {"iid", "skew:0"}) {
+          const auto shards = train::DataPartition::parse(spec, dcs).shards(n, y, 5);
+          for (const std::uint64_t seed : {1u, 7u})
+            for (int epoch = 0; epoch < 3; ++epoch)
+              for (int r = 0; r < n; ++r) {
+                CAPTURE(samples);
+                CAPTURE(n);
+                CAPTURE(dcs);
+                CAPTURE(spec);
+                CAPTURE(seed);
+                CAPTURE(epoch);
+                CAPTURE(r);
+                CHECK(train::epoch_order(r, shards, seed, epoch) ==
+                      train::epoch_order(r, n, samples, seed, epoch));
+              }
+          CHECK(train::steps_per_epoch(shards, 8) == train::steps_per_epoch(n, samples, 8));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("train: a run with --partition skew:0 --dcs 2 is today's run to the bit") {
+  const train::Dataset data = synthetic(256, 20);
+  train::Config c;
+  c.sync = "dssync";
+  c.epochs = 1;
+  c.batch = 8;
+  c.seed = 3;
+  c.evaluate_workers = false;
+  const auto today = run_workers(data, c, 4);
+  c.partition = "skew:0";
+  c.dcs = 2;
+  const auto skew0 = run_workers(data, c, 4);
+  for (int r = 0; r < 4; ++r) CHECK(same_bits(today[static_cast<std::size_t>(r)], skew0[static_cast<std::size_t>(r)]));
+}
+
+TEST_CASE("train: under skew:p every image is in exactly one shard, and each epoch uses each at most once") {
+  // The shards partition the images; the home data center holds at least
+  // round(p x count) of each class; every worker takes steps_per_epoch
+  // batches, the smallest shard's, and no image appears twice in an epoch.
+  const std::size_t samples = 997;
+  const auto y = random_labels(samples, 3);
+  std::vector<std::size_t> count(10, 0);
+  for (const int v : y) ++count[static_cast<std::size_t>(v)];
+  for (const double p : {0.0, 0.3, 0.5, 0.77, 1.0}) {
+    for (const auto& world : std::vector<std::pair<int, int>>{{1, 1}, {4, 2}, {6, 3}, {8, 8}, {16, 8}, {10, 5}}) {
+      const int n = world.first, dcs = world.second;
+      CAPTURE(p);
+      CAPTURE(n);
+      CAPTURE(dcs);
+      const auto part = train::DataPartition::parse("skew:" + std::to_string(p), dcs);
+      const auto shards = part.shards(n, y, 11);
+      REQUIRE(shards.size() == static_cast<std::size_t>(n));
+      std::vector<int> seen(samples, 0);
+      std::vector<std::size_t> home_count(10, 0);
+      for (int r = 0; r < n; ++r)
+        for (const std::size_t i : shards[static_cast<std::size_t>(r)]) {
+          REQUIRE(i < samples);
+          ++seen[i];
+          const int c = y[i];
+          if (part.dc_of(r, n) == c % dcs) ++home_count[static_cast<std::size_t>(c)];
+        }
+      for (std::size_t i = 0; i < samples; ++i) CHECK(seen[i] == 1);
+      for (std::size_t c = 0; c < 10; ++c)
+        CHECK(home_count[c] >= static_cast<std::size_t>(std::llround(p * static_cast<double>(count[c]))));
+      // An epoch: each worker's first steps x batch of its reshuffled shard.
+      const int batch = 4;
+      const std::size_t steps = train::steps_per_epoch(shards, batch);
+      std::size_t smallest = samples;
+      for (const auto& s : shards) smallest = std::min(smallest, s.size());
+      CHECK(steps == smallest / batch);
+      for (int epoch = 1; epoch <= 2; ++epoch) {
+        std::vector<int> used(samples, 0);
+        for (int r = 0; r < n; ++r) {
+          const auto order = train::epoch_order(r, shards, 11, epoch);
+          auto sorted = order;
+          std::sort(sorted.begin(), sorted.end());
+          CHECK(sorted == shards[static_cast<std::size_t>(r)]);  // a permutation of the shard
+          for (std::size_t k = 0; k < steps * batch; ++k) ++used[order[k]];
+        }
+        for (std::size_t i = 0; i < samples; ++i) CHECK(used[i] <= 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("train: skew:1 with 8 data centers and 10 classes puts classes {0, 8} and {1, 9} in DCs 0 and 1, one in each other") {
+  const auto y = random_labels(1200, 4);
+  for (const int n : {8, 16}) {
+    CAPTURE(n);
+    const auto part = train::DataPartition::parse("skew:1", 8);
+    const auto shards = part.shards(n, y, 2);
+    std::vector<std::set<int>> classes(8);
+    for (int r = 0; r < n; ++r)
+      for (const std::size_t i : shards[static_cast<std::size_t>(r)])
+        classes[static_cast<std::size_t>(part.dc_of(r, n))].insert(y[i]);
+    CHECK(classes[0] == std::set<int>{0, 8});
+    CHECK(classes[1] == std::set<int>{1, 9});
+    for (int dc = 2; dc < 8; ++dc) CHECK(classes[static_cast<std::size_t>(dc)] == std::set<int>{dc});
+    // Inside a data center, round-robin: its workers' shards differ by at most one.
+    for (int dc = 0; dc < 8; ++dc) {
+      const std::size_t per = static_cast<std::size_t>(n / 8);
+      std::size_t lo = 1u << 30, hi = 0;
+      for (std::size_t k = 0; k < per; ++k) {
+        lo = std::min(lo, shards[static_cast<std::size_t>(dc) * per + k].size());
+        hi = std::max(hi, shards[static_cast<std::size_t>(dc) * per + k].size());
+      }
+      CHECK(hi - lo <= 1);
+    }
+  }
+}
+
+TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument naming the value") {
+  for (const char* spec : {"skew:1.5", "skew:-0.1", "skew:x", "skew:", "skew:0.5x", "noniid"}) {
+    CAPTURE(spec);
+    CHECK(has(invalid_argument_of([&] { train::DataPartition::parse(spec, 1); }), spec));
+  }
+  CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", 0); }), "--dcs 0"));
+  CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", -2); }), "--dcs -2"));
+  const auto uneven = invalid_argument_of([&] { train::DataPartition::parse("skew:1", 3).check(8); });
+  CHECK(has(uneven, "n = 8"));
+  CHECK(has(uneven, "D = 3"));
+  for (const char* spec : {"group:0", "group:x", "group:", "group:-2", "layer", "batchnorm"}) {
+    CAPTURE(spec);
+    CHECK(has(invalid_argument_of([&] { train::Norm::parse(spec); }), spec));
+  }
+  // G must divide every hidden width: 3 does not divide 128.
+  const auto groups = invalid_argument_of(
+      [] { train::Mlp(train::Shape{.hidden = {96, 128}, .norm = train::Norm::parse("group:3")}); });
+  CHECK(has(groups, "group:3"));
+  CHECK(has(groups, "128"));
+  // Batch norm needs two samples to take a variance.
+  train::Mlp bn(train::Shape{.in = 4, .hidden = {4}, .norm = train::Norm::parse("batch")}, 2);
+  bn.init(1);
+  const float x[4] = {1, 2, 3, 4};
+  const int label[1] = {1};
+  CHECK(has(invalid_argument_of([&] { bn.compute_gradient(x, label, 1); }), "at least 2"));
+  // And through the trainer: D not dividing n, a norm on the softmax model.
+  const train::Dataset data = synthetic(64, 4);
+  train::Config c;
+  c.epochs = 1;
+  c.batch = 4;
+  c.partition = "skew:0.5";
+  c.dcs = 3;
+  CHECK_THROWS_AS(run_workers(data, c, 2), std::invalid_argument);
+  c.partition = "iid";
+  c.dcs = 1;
+  c.model = "softmax";
+  c.norm = "batch";
+  CHECK_THROWS_AS(run_workers(data, c, 2), std::invalid_argument);
+}
+
+TEST_CASE("train: Config labels name a partition, data centers and norm only when they are not the defaults") {
+  train::Config c;
+  CHECK(c.label() == "dssync g=2 random");
+  c.sync = "allreduce";
+  CHECK(c.label() == "bsp allreduce");
+  c.partition = "skew:1";
+  c.dcs = 8;
+  c.norm = "group:4";
+  CHECK(c.label() == "bsp allreduce skew:1 dcs=8 norm=group:4");
+  c.partition = "iid";
+  c.norm = "batch";
+  CHECK(c.label() == "bsp allreduce dcs=8 norm=batch");
+}
+
+TEST_CASE("train: --norm none is the plain MLP to the bit: same size, parameters, gradient and evaluation") {
+  const train::Dataset data = synthetic(40, 30);
+  constexpr int b = 40;
+  train::Mlp plain(train::Shape{}, b);
+  train::Mlp none(train::Shape{.norm = train::Norm::parse("none")}, b);
+  CHECK(none.shape().size() == none.shape().linear_size());
+  CHECK(none.shape().size() == std::size_t{256 * 784 + 256 + 128 * 256 + 128 + 10 * 128 + 10});
+  plain.init(9);
+  none.init(9);
+  REQUIRE(same_bits({plain.params().begin(), plain.params().end()}, {none.params().begin(), none.params().end()}));
+  const auto r1 = plain.compute_gradient(data.train.x.data(), data.train.y.data(), b);
+  const auto r2 = none.compute_gradient(data.train.x.data(), data.train.y.data(), b);
+  CHECK(r1.loss_sum == r2.loss_sum);
+  CHECK(same_bits({plain.gradient().begin(), plain.gradient().end()},
+                  {none.gradient().begin(), none.gradient().end()}));
+  CHECK(plain.evaluate(plain.params(), data.test).loss_sum == none.evaluate(none.params(), data.test).loss_sum);
+  // With a norm, the linear layers start from the same numbers, then come
+  // scales of 1, shifts of 0 and (batch) running means 0 and variances 1.
+  for (const char* spec : {"batch", "group:8"}) {
+    CAPTURE(spec);
+    train::Mlp normed(train::Shape{.norm = train::Norm::parse(spec)}, b);
+    normed.init(9);
+    const auto& s = normed.shape();
+    CHECK(s.trainable() == s.linear_size() + 2 * (256 + 128));
+    CHECK(s.size() == s.trainable() + (std::string(spec) == "batch" ? 2 * (256 + 128) : 0));
+    CHECK(std::memcmp(normed.params().data(), plain.params().data(), s.linear_size() * sizeof(float)) == 0);
+    for (std::size_t h = 0; h < 2; ++h)
+      for (int u = 0; u < s.hidden[h]; ++u) {
+        CHECK(normed.params()[s.scale_offset(h) + static_cast<std::size_t>(u)] == 1.0f);
+        CHECK(normed.params()[s.shift_offset(h) + static_cast<std::size_t>(u)] == 0.0f);
+        if (s.norm.kind == train::Norm::Kind::batch) {
+          CHECK(normed.params()[s.mean_offset(h) + static_cast<std::size_t>(u)] == 0.0f);
+          CHECK(normed.params()[s.var_offset(h) + static_cast<std::size_t>(u)] == 1.0f);
+        }
+      }
+  }
+}
+
+// The mean loss's finite differences against backprop, for every parameter:
+// the worst relative error (with the 3-hidden-layer test's floor of 1e-3) and
+// the relative error of the whole gradient, |fd - g| / |fd|. Central
+// differences of step h, or (four_point) the fourth-order stencil
+// (-f(2h) + 8 f(h) - 8 f(-h) + f(-2h)) / 12h, whose truncation error lets h
+// be large enough for float's rounding not to matter.
+std::pair<double, double> finite_difference_errors(train::Mlp& m, const std::vector<float>& x, const int* y,
+                                                   int b, float h, bool four_point) {
+  m.compute_gradient(x.data(), y, b);
+  const std::vector<float> g(m.gradient().begin(), m.gradient().end());
+  std::vector<float> p(m.params().begin(), m.params().end());
+  double worst = 0, off = 0, norm = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    const float keep = p[i];
+    auto loss = [&](float step) {
+      p[i] = keep + step;
+      const double l = m.compute_gradient(x.data(), y, b, p).loss_sum / b;
+      p[i] = keep;
+      return l;
+    };
+    const double fd = four_point ? (-loss(2 * h) + 8 * loss(h) - 8 * loss(-h) + loss(-2 * h)) / (12.0 * h)
+                                 : (loss(h) - loss(-h)) / (2.0 * h);
+    worst = std::max(worst, std::abs(fd - g[i]) / (1e-3 + std::abs(fd)));
+    off += (fd - g[i]) * (fd - g[i]);
+    norm += fd * fd;
+  }
+  return {worst, std::sqrt(off / norm)};
+}
+
+TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's finite difference, scales and shifts included") {
+  // 12-8-6-10 on 6 samples, two groups per layer for group norm. The scales
+  // and shifts start at random values (1 and 0 would hide a swapped pair).
+  // First with shifts in [1, 2] and scales in [-0.4, 0.4], so that every
+  // ReLU input stays above 0.1 (|xhat| <= sqrt(5) over 6 samples or 4 units):
+  // no kink within reach of the steps, and the fourth-order differences
+  // agree to 1e-3 of the gradient as a whole. Then with scales and shifts
+  // anywhere in [-1, 1], where some ReLUs switch within a step (the mask and
+  // the norm in the right order matter there), by central differences of a
+  // small step, looser as float's rounding then weighs more.
+  for (const char* spec : {"batch", "group:2"}) {
+    for (const bool kinks : {false, true}) {
+      CAPTURE(spec);
+      CAPTURE(kinks);
+      const train::Shape shape{.in = 12, .hidden = {8, 6}, .norm = train::Norm::parse(spec)};
+      constexpr int b = 6;
+      train::Mlp m(shape, b);
+      m.init(11);
+      dssync::CounterRng rng(4, 5);
+      auto uniform = [&] { return static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0); };
+      for (std::size_t h = 0; h < 2; ++h)
+        for (int u = 0; u < shape.hidden[h]; ++u) {
+          const auto at = static_cast<std::size_t>(u);
+          m.params()[shape.scale_offset(h) + at] = kinks ? uniform() : 0.4f * uniform();
+          m.params()[shape.shift_offset(h) + at] = kinks ? uniform() : 1.5f + 0.5f * uniform();
+        }
+      std::vector<float> x(std::size_t(shape.in) * b);
+      for (auto& v : x) v = 2.0f * uniform();
+      const int y[b] = {3, 0, 9, 5, 3, 7};
+      const auto [worst, whole] = finite_difference_errors(m, x, y, b, kinks ? 1e-3f : 1e-2f, !kinks);
+      CAPTURE(worst);
+      CAPTURE(whole);
+      CHECK(worst < (kinks ? 0.1 : 0.02));
+      CHECK(whole < (kinks ? 2e-3 : 1e-3));
+      // And the factors still give the linear weights' gradients.
+      m.compute_gradient(x.data(), y, b);
+      const auto layers = m.sfb_layers();
+      REQUIRE(layers.size() == 3);
+      for (std::size_t l = 0; l < 3; ++l) {
+        const auto& f = m.factors()[l];
+        for (int r = 0; r < f.rows; ++r)
+          for (int k = 0; k < f.cols; ++k) {
+            double sum = 0;
+            for (int j = 0; j < f.k; ++j)
+              sum += static_cast<double>(f.u[std::size_t(j) * f.rows + r]) * f.v[std::size_t(j) * f.cols + k];
+            CHECK(std::abs(sum - m.gradient()[layers[l].offset + std::size_t(r) * f.cols + k]) < 1e-6);
+          }
+      }
+    }
+  }
+}
+
+TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in training, get no gradient, and serve evaluation") {
+  const train::Shape shape{.in = 5, .hidden = {3}, .norm = train::Norm::parse("batch")};
+  constexpr int b = 4;
+  train::Mlp m(shape, b);
+  m.init(2);
+  dssync::CounterRng rng(8, 1);
+  std::vector<float> x(std::size_t(shape.in) * b);
+  for (auto& v : x) v = static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 4.0 - 2.0);
+  const int y[b] = {1, 2, 3, 4};
+  m.compute_gradient(x.data(), y, b);
+  // The layer's linear outputs, in double: running mean 0.9 x 0 + 0.1 mean,
+  // running variance 0.9 x 1 + 0.1 x the unbiased variance.
+  const auto p = m.params();
+  for (int u = 0; u < 3; ++u) {
+    double z[b], mean = 0;
+    for (int j = 0; j < b; ++j) {
+      z[j] = p[shape.bias_offset(0) + static_cast<std::size_t>(u)];
+      for (int i = 0; i < shape.in; ++i)
+        z[j] += static_cast<double>(p[static_cast<std::size_t>(i * 3 + u)]) * x[static_cast<std::size_t>(j * shape.in + i)];
+      mean += z[j] / b;
+    }
+    double var = 0;
+    for (int j = 0; j < b; ++j) var += (z[j] - mean) * (z[j] - mean) / (b - 1);
+    CHECK(p[shape.mean_offset(0) + static_cast<std::size_t>(u)] == doctest::Approx(0.1 * mean).epsilon(1e-5));
+    CHECK(p[shape.var_offset(0) + static_cast<std::size_t>(u)] == doctest::Approx(0.9 + 0.1 * var).epsilon(1e-5));
+  }
+  // No gradient, so a momentum step leaves them as they are, to the bit.
+  const std::vector<float> stats(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end());
+  for (std::size_t i = shape.trainable(); i < shape.size(); ++i) CHECK(m.gradient()[i] == 0.0f);
+  const std::vector<float> before(p.begin(), p.end());
+  m.sgd_step(m.gradient(), 0.5f, 0.9f);
+  m.sgd_step(m.gradient(), 0.5f, 0.9f);
+  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) == stats);
+  CHECK_FALSE(same_bits(before, {p.begin(), p.end()}));  // the rest did move
+  // Evaluation uses the running statistics, not the batch's: changing them
+  // changes the loss, and evaluating never moves them.
+  train::Split s;
+  s.features = static_cast<std::size_t>(shape.in);
+  s.x = x;
+  s.y.assign(y, y + b);
+  std::vector<float> q(p.begin(), p.end());
+  const double loss = m.evaluate(q, s).loss_sum;
+  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) == stats);
+  q[shape.mean_offset(0)] += 1.0f;
+  CHECK(m.evaluate(q, s).loss_sum != loss);
+}
+
+TEST_CASE("train: group norm works per sample: a sample's loss is the same alone or in a batch") {
+  const train::Dataset data = synthetic(8, 8);
+  train::Mlp m(train::Shape{.hidden = {32, 16}, .norm = train::Norm::parse("group:4")}, 8);
+  m.init(3);
+  const double together = m.evaluate(m.params(), data.test, 8).loss_sum;
+  const double alone = m.evaluate(m.params(), data.test, 1).loss_sum;
+  CHECK(together == doctest::Approx(alone).epsilon(1e-6));
+}
+
+TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters; BSP keeps each worker's running stats") {
+  // The norms' scales and shifts and batch norm's (zero) statistics gradients
+  // go to SFB's dense all-reduce. Under BSP every worker applies the same
+  // gradient, so the trained parameters agree to the bit, but each worker's
+  // running statistics follow its own batches; a parameter-averaging
+  // synchronizer (DS-Sync in a group of the whole world) averages them too.
+  const train::Dataset data = synthetic(256, 20);
+  constexpr int n = 4;
+  for (const char* norm : {"group:4", "batch"}) {
+    CAPTURE(norm);
+    train::Config c;
+    c.norm = norm;
+    c.epochs = 1;
+    c.batch = 8;
+    c.seed = 3;
+    c.schedule = "constant";
+    c.evaluate_workers = false;
+    c.sync = "allreduce";
+    const auto bsp = run_workers(data, c, n);
+    c.sync = "sfb";
+    const auto sfb = run_workers(data, c, n);
+    const std::size_t trained = train::Shape{.norm = train::Norm::parse(norm)}.trainable();
+    REQUIRE(bsp[0].size() >= trained);
+    for (int r = 1; r < n; ++r) {
+      CHECK(std::memcmp(bsp[0].data(), bsp[static_cast<std::size_t>(r)].data(), trained * sizeof(float)) == 0);
+      CHECK(std::memcmp(sfb[0].data(), sfb[static_cast<std::size_t>(r)].data(), trained * sizeof(float)) == 0);
+    }
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < trained; ++i) {
+      worst = std::max(worst, std::abs(static_cast<double>(sfb[0][i]) - bsp[0][i]));
+      scale = std::max(scale, std::abs(static_cast<double>(bsp[0][i])));
+    }
+    CAPTURE(worst);
+    CHECK(worst <= 1e-5 * scale);
+    if (std::string(norm) == "batch") {
+      CHECK(bsp[0].size() == trained + 2 * (256 + 128));
+      CHECK_FALSE(same_bits(bsp[0], bsp[1]));  // the running statistics differ
+      c.sync = "dssync";
+      c.group_size = n;
+      c.shuffle = "none";
+      const auto averaged = run_workers(data, c, n);
+      for (int r = 1; r < n; ++r) CHECK(same_bits(averaged[0], averaged[static_cast<std::size_t>(r)]));
+    }
+  }
+}
+
+TEST_CASE("train: skewed data with batch and group norm still trains") {
+  // Two data centers of two workers, all of each class at home; DS-Sync pairs.
+  const train::Dataset data = synthetic(512, 100);
+  for (const char* norm : {"batch", "group:4"}) {
+    CAPTURE(norm);
+    train::Config c;
+    c.sync = "dssync";
+    c.norm = norm;
+    c.partition = "skew:1";
+    c.dcs = 2;
+    c.epochs = 3;
+    c.batch = 16;
+    c.seed = 5;
+    c.evaluate_workers = false;
+    std::vector<train::EpochRecord> epochs;
+    dssync::InProcWorld(4, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
+      train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
+    });
+    REQUIRE(epochs.size() == 4);
+    CHECK(std::isfinite(epochs[3].train_loss));
+    CHECK(epochs[3].test_acc_avg > epochs[0].test_acc_avg + 0.3);
   }
 }
 

@@ -74,9 +74,22 @@ struct Config {
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
   double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
   double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
+  std::string partition = "iid";  // iid | skew:p (a fraction p of each class in its home data center)
+  int dcs = 1;                     // data centers: consecutive blocks of n / dcs ranks
+  std::string norm = "none";       // the MLP's norm: none | batch | group:G
 
-  // A short name for tables, logs and plot legends.
+  // A short name for tables, logs and plot legends: the synchronizer's, then
+  // the data partition, data centers and norm when they are not the defaults
+  // (so the labels of runs without them stay as they were).
   std::string label() const {
+    std::string l = sync_label();
+    if (partition != "iid") l += " " + partition;
+    if (dcs != 1) l += " dcs=" + std::to_string(dcs);
+    if (norm != "none") l += " norm=" + norm;
+    return l;
+  }
+
+  std::string sync_label() const {
     if (sync == "dssync" && shuffle == "topology") return "dssync topology-aware";
     if (sync == "dssync" && shuffle == "racks") return "dssync racks e=" + std::to_string(envoys);
     if (sync == "dssync")
@@ -101,7 +114,11 @@ struct Config {
     if (model != "mlp") return " " + model;
     if (hidden == Shape{}.hidden) return "";
     std::string widths;
-    for (const int w : hidden) widths += (widths.empty() ? "" : ",") + std::to_string(w);
+    // Appended piecewise: GCC 12 warns falsely (-Wrestrict) on "," + std::to_string(w).
+    for (const int w : hidden) {
+      if (!widths.empty()) widths += ',';
+      widths += std::to_string(w);
+    }
     return " mlp " + widths;
   }
 };
@@ -348,20 +365,131 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
 // `samples`; each epoch it visits them in its own random order, drawn from
 // (seed, worker, epoch).
+inline std::vector<std::size_t> shuffle_shard(std::vector<std::size_t> shard, int me, std::uint64_t seed,
+                                              int epoch) {
+  dssync::CounterRng rng(seed * 1000003u + static_cast<std::uint64_t>(me), static_cast<std::uint64_t>(epoch));
+  dssync::random_permute(std::span<std::size_t>(shard), rng);
+  return shard;
+}
 inline std::vector<std::size_t> epoch_order(int me, int n, std::size_t samples, std::uint64_t seed,
                                             int epoch) {
   std::vector<std::size_t> shard;
   for (std::size_t i = static_cast<std::size_t>(me); i < samples; i += static_cast<std::size_t>(n))
     shard.push_back(i);
-  dssync::CounterRng rng(seed * 1000003u + static_cast<std::uint64_t>(me), static_cast<std::uint64_t>(epoch));
-  dssync::random_permute(std::span<std::size_t>(shard), rng);
-  return shard;
+  return shuffle_shard(std::move(shard), me, seed, epoch);
 }
 
 // Every worker takes the same number of steps per epoch: as many full
 // batches as the smallest shard holds.
 inline std::size_t steps_per_epoch(int n, std::size_t samples, int batch) {
   return (samples / static_cast<std::size_t>(n)) / static_cast<std::size_t>(batch);
+}
+
+// How the training set is split over the workers (--partition, --dcs).
+// The workers form `dcs` data centers of n / dcs consecutive ranks (rank r in
+// data center r / (n / dcs)); class c's home is data center c mod dcs.
+// iid: today's split, worker r holding samples r, r + n, ... (the data
+// centers play no part). skew:p: of each class's images, taken in an order
+// drawn from (seed, class), the first round(p x count) go to the class's home
+// data center, dealt round-robin over its workers (one counter per data
+// center, classes in order); all the others, in index order, are dealt
+// round-robin over all n workers, that is evenly over the data centers and
+// round-robin inside each. Every image is then in exactly one shard; skew:0
+// deals every image round-robin in index order: today's split, to the bit.
+struct DataPartition {
+  double skew = -1;  // negative: iid
+  int dcs = 1;
+
+  // "iid" or "skew:p" with p in [0, 1]; dcs at least 1.
+  static DataPartition parse(const std::string& spec, int dcs) {
+    if (dcs < 1) throw std::invalid_argument("--dcs " + std::to_string(dcs) + ": must be at least 1");
+    if (spec == "iid") return {-1, dcs};
+    if (spec.starts_with("skew:")) {
+      const std::string v = spec.substr(5);
+      std::size_t used = 0;
+      double p = -1;
+      try {
+        p = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (v.empty() || used != v.size() || !(p >= 0.0 && p <= 1.0))
+        throw std::invalid_argument("--partition " + spec + ": p must be a number in [0, 1] (skew:p)");
+      return {p, dcs};
+    }
+    throw std::invalid_argument("unknown --partition '" + spec + "' (iid, skew:p)");
+  }
+  bool iid() const { return skew < 0; }
+  // The data center of rank r of n; n must be a multiple of dcs.
+  int dc_of(int r, int n) const { return r / (n / dcs); }
+  void check(int n) const {
+    if (dcs < 1 || n % dcs != 0)
+      throw std::invalid_argument("--dcs " + std::to_string(dcs) + " does not divide the " + std::to_string(n) +
+                                  " workers into equal data centers (n = " + std::to_string(n) +
+                                  ", D = " + std::to_string(dcs) + ")");
+  }
+
+  // Every worker's shard (sample indices in increasing order) of the first
+  // labels.size() samples, the same on every worker.
+  std::vector<std::vector<std::size_t>> shards(int n, std::span<const int> labels, std::uint64_t seed,
+                                               int classes = Dataset::classes) const {
+    check(n);
+    const auto workers = static_cast<std::size_t>(n);
+    std::vector<std::vector<std::size_t>> out(workers);
+    if (iid()) {
+      for (std::size_t i = 0; i < labels.size(); ++i) out[i % workers].push_back(i);
+      return out;
+    }
+    // Each class's images, in the order drawn from (seed, class).
+    std::vector<std::vector<std::size_t>> of_class(static_cast<std::size_t>(classes));
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] < 0 || labels[i] >= classes)
+        throw std::invalid_argument("label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
+                                    " is not one of the " + std::to_string(classes) + " classes");
+      of_class[static_cast<std::size_t>(labels[i])].push_back(i);
+    }
+    std::vector<char> home(labels.size(), 0);
+    const int per_dc = n / dcs;
+    std::vector<std::size_t> dealt(static_cast<std::size_t>(dcs), 0);  // per data center
+    for (int c = 0; c < classes; ++c) {
+      auto& own = of_class[static_cast<std::size_t>(c)];
+      dssync::CounterRng rng(dssync::detail::mix64(seed ^ 0x5c3e9a11ULL), static_cast<std::uint64_t>(c));
+      dssync::random_permute(std::span<std::size_t>(own), rng);
+      const auto at_home = static_cast<std::size_t>(std::llround(skew * static_cast<double>(own.size())));
+      const int dc = c % dcs;
+      for (std::size_t k = 0; k < at_home; ++k) {
+        const std::size_t worker = static_cast<std::size_t>(dc * per_dc) +
+                                   dealt[static_cast<std::size_t>(dc)]++ % static_cast<std::size_t>(per_dc);
+        out[worker].push_back(own[k]);
+        home[own[k]] = 1;
+      }
+    }
+    std::size_t spread = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      if (!home[i]) out[spread++ % workers].push_back(i);
+    for (auto& shard : out) std::sort(shard.begin(), shard.end());
+    return out;
+  }
+};
+
+// Worker me's order for an epoch under a partition: its shard, reshuffled as
+// epoch_order reshuffles today's (iid and skew:0 give epoch_order's bits).
+inline std::vector<std::size_t> epoch_order(int me, const std::vector<std::vector<std::size_t>>& shards,
+                                            std::uint64_t seed, int epoch) {
+  return shuffle_shard(shards[static_cast<std::size_t>(me)], me, seed, epoch);
+}
+
+// Under a skewed partition the shards differ in size. Every worker still
+// takes the same number of steps per epoch (the synchronizers step together):
+// as many full batches as the smallest shard holds. A worker with a larger
+// shard uses, each epoch, the first steps x batch images of its freshly
+// reshuffled shard and leaves the rest for that epoch; the reshuffle picks
+// other ones the next epoch. So under skew "every image once per epoch"
+// holds of the shards (each image is in exactly one), not of every epoch.
+inline std::size_t steps_per_epoch(const std::vector<std::vector<std::size_t>>& shards, int batch) {
+  std::size_t smallest = std::numeric_limits<std::size_t>::max();
+  for (const auto& shard : shards) smallest = std::min(smallest, shard.size());
+  return shards.empty() ? 0 : smallest / static_cast<std::size_t>(batch);
 }
 
 // Time as the transport sees it: a simulated transport's virtual clock (its
@@ -388,11 +516,13 @@ template <dssync::transport T>
 std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
   if (c.model == "softmax") {
+    if (c.norm != "none")
+      throw std::invalid_argument("--norm " + c.norm + ": the softmax model has no hidden layer to normalize");
     Softmax model(SoftmaxShape{}, std::max(c.batch, 250));
     return train_model(t, data, c, on_epoch, model);
   }
   if (c.model != "mlp") throw std::invalid_argument("unknown model '" + c.model + "' (mlp, softmax)");
-  Mlp model(Shape{.hidden = c.hidden}, std::max(c.batch, 250));
+  Mlp model(Shape{.hidden = c.hidden, .norm = Norm::parse(c.norm)}, std::max(c.batch, 250));
   return train_model(t, data, c, on_epoch, model);
 }
 
@@ -406,7 +536,15 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   if (c.batch < 1) throw std::invalid_argument("--batch must be at least 1");
   const std::size_t samples =
       c.train_limit ? std::min(c.train_limit, data.train.size()) : data.train.size();
-  const std::size_t steps = steps_per_epoch(n, samples, c.batch);
+  // iid keeps today's code path (epoch_order(me, n, samples, ...)); a skewed
+  // partition deals the shards once and reshuffles this worker's each epoch.
+  const DataPartition partition = DataPartition::parse(c.partition, c.dcs);
+  partition.check(n);
+  const std::vector<std::vector<std::size_t>> shards =
+      partition.iid() ? std::vector<std::vector<std::size_t>>{}
+                      : partition.shards(n, std::span<const int>(data.train.y.data(), samples), c.seed);
+  const std::size_t steps =
+      partition.iid() ? steps_per_epoch(n, samples, c.batch) : steps_per_epoch(shards, c.batch);
   if (steps == 0) throw std::invalid_argument("fewer training samples per worker than one batch");
 
   if (static_cast<std::size_t>(model.shape().in) != data.train.features)
@@ -468,7 +606,8 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   // all-reduced).
   bool reached = false;
   for (int epoch = 0; epoch <= c.epochs && !reached; ++epoch) {
-    const std::vector<std::size_t> shard = epoch_order(me, n, samples, c.seed, epoch);
+    const std::vector<std::size_t> shard =
+        partition.iid() ? epoch_order(me, n, samples, c.seed, epoch) : epoch_order(me, shards, c.seed, epoch);
     for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts && !reached; ++part) {
       const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
       const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
