@@ -85,7 +85,11 @@ struct Norm {
 // then, for batch norm only, the running statistics (hidden layer h: its mean,
 // then its variance). The running statistics are last, after every trainable
 // parameter, and their gradient is always zero, so an SGD step leaves them as
-// they are; they change only in a training forward pass.
+// they are; they change only in a training forward pass. Being in the buffer,
+// they are synchronized with the model: a synchronizer that averages
+// parameters (DS-Sync, gossip, local SGD, ShadowSync) averages them too, and
+// so does the trainer's averaged model at a record; BSP, which all-reduces
+// gradients, passes their zeros, and each worker keeps its own statistics.
 struct Shape {
   int in = 784;
   std::vector<int> hidden = {256, 128};
