@@ -412,7 +412,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-TEST_CASE("train: --sync stale and ssp at staleness 0 are BSP on gradients to the bit; at 2 they are not") {
+TEST_CASE("train: --sync stale and ssp at staleness 0 are BSP on gradients to the bit, at 2 they are not") {
   // StaleSync at s = 0 computes at the current parameters; SSPSync at s = 0
   // waits for its own step's mean, and finish() has nothing left to apply.
   // At s = 2 every worker still applies the same means (SSP: two zero steps
@@ -948,7 +948,7 @@ TEST_CASE("train: group norm works per sample: a sample's loss is the same alone
   CHECK(together == doctest::Approx(alone).epsilon(1e-6));
 }
 
-TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters; BSP keeps each worker's running stats") {
+TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters, and BSP keeps each worker's running stats") {
   // The norms' scales and shifts and batch norm's (zero) statistics gradients
   // go to SFB's dense all-reduce. Under BSP every worker applies the same
   // gradient, so the trained parameters agree to the bit, but each worker's
