@@ -153,6 +153,8 @@ struct TcpThreadsRunner {
                        stale_agrees_bitwise)                                                     \
   DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",             \
                        sfb_agrees_bitwise)                                                       \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "gaia: GaiaSync agrees bitwise, slack 0 and 1, checked or not", \
+                       gaia_agrees_bitwise)                                                      \
   DSSYNC_CONTRACT_CASE(Runner, prefix "beside: SSPSync and ShadowSync agree bitwise",           \
                        beside_agrees_bitwise)                                                    \
   DSSYNC_CONTRACT_CASE(Runner, prefix "channels: two contexts, two channels, no crossing",       \

@@ -622,6 +622,60 @@ void beside_agrees_bitwise(R& runner, Report& rep) {
   }
 }
 
+// GaiaSync on every transport: five ranks in data centers of 2 and 3 (one
+// rank owns no shard), a few steps at a threshold that sends some updates
+// and holds others, as pairs and as dense shards, with slack 0 (checked or
+// not) and slack 1 (the exchange on the background channel).
+struct GaiaSteps {
+  std::vector<float> slack0, slack1;
+  bool operator==(const GaiaSteps& o) const = default;
+};
+template <class T>
+std::vector<float> run_gaia(T& t, int slack, bool checked) {
+  const std::vector<std::string> dcs = {"a", "b", "a", "b", "b"};
+  std::vector<float> x = start_values(0, 30, 513);
+  dssync::GaiaSync<T> gaia(t, x, dcs,
+                           {.threshold = 0.05, .slack = slack, .checked = checked});
+  for (int step = 0; step < 5; ++step) {
+    const std::vector<float> g = start_values(t.rank(), 31 + step, x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] -= (step % 2 == 0 ? 0.25f : 0.01f) * g[i];
+    gaia.step(x);
+  }
+  gaia.finish(x);
+  return x;
+}
+template <class T>
+GaiaSteps run_gaia_steps(T& t, bool checked) {
+  return {run_gaia(t, 0, checked), run_gaia(t, 1, checked)};
+}
+
+// The same GaiaSync steps give bitwise the in-process world's models on
+// every transport.
+template <class R>
+void gaia_agrees_bitwise(R& runner, Report& rep) {
+  const int n = 5;
+  auto want = slots<GaiaSteps>(n);
+  dssync::InProcWorld(n).run([&](dssync::InProcTransport& t) {
+    want[static_cast<std::size_t>(t.rank())] = run_gaia_steps(t, false);
+  });
+  for (int r = 0; r < n; ++r)
+    rep.check(want[static_cast<std::size_t>(r)].slack0 != want[static_cast<std::size_t>(r)].slack1,
+              "rank " + std::to_string(r) + ": GaiaSync's slack 1 gave the slack 0 result");
+  for (bool checked : {false, true}) {
+    auto got = slots<GaiaSteps>(n);
+    const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+      got[static_cast<std::size_t>(t.rank())] = run_gaia_steps(t, checked);
+    });
+    for (int r = 0; r < n; ++r) {
+      expect_end(rep, ends, r, "none");
+      if (ends[static_cast<std::size_t>(r)].known)
+        rep.check(got[static_cast<std::size_t>(r)] == want[static_cast<std::size_t>(r)],
+                  "rank " + std::to_string(r) + (checked ? " (checked)" : "") +
+                      ": GaiaSync's models differ from the in-process world's");
+    }
+  }
+}
+
 // GADMM on every transport: a few iterations of a quadratic local problem per
 // rank, f_r(θ) = c_r/2 ||θ - a_r||², on the static chain and on a chain
 // redrawn every other iteration (D-GADMM), checked or not.
@@ -918,6 +972,7 @@ std::vector<Named<R>> all_cases() {
       {"gadmm", &gadmm_agrees_bitwise<R>, 4},
       {"stale", &stale_agrees_bitwise<R>, 4},
       {"sfb", &sfb_agrees_bitwise<R>, 4},
+      {"gaia", &gaia_agrees_bitwise<R>, 5},
       {"beside", &beside_agrees_bitwise<R>, 4},
       {"channels", &channels_apart<R>, 3},
       {"channel-failure", &channel_failure_fails_all<R>, 2},

@@ -387,7 +387,7 @@ TEST_CASE("GaiaSync: bad input is a configuration_error naming what and where") 
   });
 }
 
-TEST_CASE("GaiaSync: checked mode names a NaN update and the rank that has it; the others hear of it") {
+TEST_CASE("GaiaSync: checked mode names a NaN update and the rank that has it, and the others hear of it") {
   constexpr int n = 4;
   std::vector<dssync_test::Outcome> ends(n);
   try {
