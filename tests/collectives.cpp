@@ -1095,8 +1095,8 @@ TEST_CASE("collectives: HierarchicalReduce sums and averages exactly for every l
           CHECK(sums[c][sz(r)].wrong == 0u);
           CHECK(means[c][sz(r)].wrong == 0u);
           CHECK(sum_bits[c][sz(r)] == sum_bits[c][sz(members[0])]);
-          CHECK(std::memcmp(mean_bits[c][sz(r)].data(), mean_bits[c][sz(members[0])].data(),
-                            lengths[c] * sizeof(double)) == 0);
+          CHECK(bytes_of(std::span<const double>(mean_bits[c][sz(r)])) ==
+                bytes_of(std::span<const double>(mean_bits[c][sz(members[0])])));
           CHECK(again[sz(r)] == 0u);
         }
       }

@@ -139,7 +139,8 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-// The rack (or host) label of each rank, for TopologyAwareGroups.
+// The rack (or host) label of each rank, for TopologyAwareGroups, RackGroups
+// and HierarchicalReduce.
 std::vector<std::string> labels(const Config& c) {
   std::vector<std::string> l;
   for (int r = 0; r < c.ranks; ++r) {
@@ -166,6 +167,10 @@ std::vector<StepRecord> run_named(const std::string& spec, const Config& c) {
   if (name == "ring") return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, RingReduce>(t); });
   if (name == "hd")
     return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, HalvingDoublingReduce>(t); });
+  if (name == "hier")  // inside each rack (each host without racks), then across
+    return simulate(c, [&](SimTransport& t) {
+      return AllReduceSync<SimTransport, HierarchicalReduce>(t, {}, HierarchicalReduce(labels(c)));
+    });
   if (name == "dssync")
     return simulate(c, [&](SimTransport& t) { return DSSync<SimTransport, RandomShuffle>(t, ds); });
   if (name == "dssync-butterfly")
@@ -183,7 +188,7 @@ std::vector<StepRecord> run_named(const std::string& spec, const Config& c) {
   if (name == "onepeer")
     return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, OnePeerExponentialTopology>(t); });
   throw std::invalid_argument("unknown synchronizer '" + name +
-                              "' (ring, hd, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer)");
+                              "' (ring, hd, hier, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer)");
 }
 
 std::string label(const std::string& spec, const Config& c) {
@@ -216,7 +221,7 @@ int main(int argc, char** argv) {
   app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
   app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
   app.add_option("--sync", syncs,
-                 "ring, hd, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer; dssync:4 sets the "
+                 "ring, hd, hier, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer; dssync:4 sets the "
                  "group size")
       ->capture_default_str();
   app.add_option("--group-size", c.group_size)->capture_default_str()->check(CLI::PositiveNumber);

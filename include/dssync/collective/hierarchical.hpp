@@ -20,22 +20,24 @@
 //  3. Inside each label, the owners hand the helpers their pieces back and a
 //     ring all-gather gives every member the whole buffer.
 // Why this form rather than "ring all-reduce in the label, leaders all-reduce,
-// leaders broadcast": every byte crosses the slow links once per label each
-// way (a label sends its K columns, 1/K of the buffer from each owner, in
-// parallel over K members' links), and every member of a label works in every
-// phase, while the leader form funnels the whole buffer through one member's
-// link. With labels of equal size (the usual case) there are no helpers, and
-// phase 1 and 3 are a plain reduce-scatter and all-gather. With one label it
-// is a ring all-reduce; with one member per label, halving-doubling over the
-// group.
+// leaders broadcast": the bytes that leave a label are the least an
+// all-reduce among L places can send, 2(L-1)/L of the buffer each way for L a
+// power of two (halving-doubling's fold adds a column for some owners
+// otherwise), and they leave spread over K members' links, 1/K of the buffer
+// from each owner; every member of a label works in every phase. The leader
+// form sends as many bytes across but funnels them through one member's link.
+// With labels of equal size (the usual case) there are no helpers, and phases
+// 1 and 3 are a plain reduce-scatter and all-gather. With one label it is a
+// ring all-reduce; with one member per label, halving-doubling over the group.
 //
 // Every element is combined at one place only (its piece's ring, then the
-// column's halving-doubling) and copied from there, so every member ends with
-// the same bits, on every transport: nothing depends on timing. The op's
-// finishing step (Average's division) runs once, on the owners, after the
-// column is complete, with the size of the whole group: Average is the sum
-// over the group divided by |g|, as in the other all-reduces, whatever the
-// split into labels (not a mean of means).
+// column's halving-doubling, which leaves the same bits on all its members)
+// and copied from there, so every member ends with the same bits, on every
+// transport: nothing depends on timing. The op's finishing step (Average's
+// division) runs after the column is complete, on each of its owners, on the
+// same bits, with the size of the whole group: Average is the sum over the
+// group divided by |g|, as in the other all-reduces, whatever the split into
+// labels (not a mean of means).
 //
 // One tag serves all phases: messages between two ranks with one tag arrive
 // in order, and every pair of members meets in the phases in the same program
