@@ -5,6 +5,7 @@
 //   train --sync dssync,allreduce --epochs 2            # 8 threads, one process
 //   mpirun -np 8 train --transport mpi --sync dssync    # 8 processes
 //   scripts/tools/dssync-run -n 8 train --transport tcp # 8 processes over TCP
+//   train --dcs 4 --partition skew:0.8 --norm batch     # label-skewed data, batch norm
 //
 // Prints a line per epoch and a closing table; writes every epoch of every run
 // to a CSV file and, with gnuplot installed, draws test accuracy and training
