@@ -32,13 +32,15 @@ using dssync::InProcWorld;
 
 // A float in [-1, 1) from (a, b, i), the same on every run.
 float noise(std::uint64_t a, std::uint64_t b, std::size_t i) {
-  const std::uint64_t h = dssync::detail::mix64(a * 0x9e3779b97f4a7c15ULL ^ dssync::detail::mix64(b) ^ (i + 1));
+  const std::uint64_t h =
+      dssync::detail::mix64(a * 0x9e3779b97f4a7c15ULL ^ dssync::detail::mix64(b) ^ (i + 1));
   return static_cast<float>(static_cast<double>(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 // A small dyadic value (k / 64, |k| < 16): sums of a few and their means over
 // 2, 4 or 8 ranks are exact in float.
 float dyadic(std::uint64_t a, std::uint64_t b, std::size_t i) {
-  return static_cast<float>(static_cast<int>(dssync::detail::mix64(a * 131 + b * 7 + i) % 31) - 15) /
+  return static_cast<float>(static_cast<int>(dssync::detail::mix64(a * 131 + b * 7 + i) % 31) -
+                            15) /
          64.0f;
 }
 
@@ -60,17 +62,17 @@ bool same_bits(std::span<const float> a, std::span<const float> b) {
 
 TEST_CASE("significance filters: Gaia's relative rule at its edges, and the absolute one") {
   const dssync::RelativeSignificance rel;
-  CHECK_FALSE(rel.significant(1.0, 2.0, 0.5));   // |a| = T |x|: equality is not sent
+  CHECK_FALSE(rel.significant(1.0, 2.0, 0.5));  // |a| = T |x|: equality is not sent
   CHECK(rel.significant(1.0000001, 2.0, 0.5));
-  CHECK(rel.significant(-1.5, 2.0, 0.5));         // the sign does not matter
+  CHECK(rel.significant(-1.5, 2.0, 0.5));  // the sign does not matter
   CHECK(rel.significant(1.5, -2.0, 0.5));
-  CHECK(rel.significant(1e-30, 0.0, 0.5));        // a change of a zero is always significant
+  CHECK(rel.significant(1e-30, 0.0, 0.5));  // a change of a zero is always significant
   CHECK(rel.significant(1e-30, -0.0, 1e9));
-  CHECK_FALSE(rel.significant(0.0, 0.0, 0.0));    // a zero update never is
+  CHECK_FALSE(rel.significant(0.0, 0.0, 0.0));  // a zero update never is
   CHECK_FALSE(rel.significant(-0.0, 3.0, 0.0));
-  CHECK(rel.significant(1e-30, 3.0, 0.0));        // threshold 0: every nonzero update
+  CHECK(rel.significant(1e-30, 3.0, 0.0));  // threshold 0: every nonzero update
   const double inf = std::numeric_limits<double>::infinity();
-  CHECK_FALSE(rel.significant(1e30, 1.0, inf));   // +infinity: none, not even changes of zeros
+  CHECK_FALSE(rel.significant(1e30, 1.0, inf));  // +infinity: none, not even changes of zeros
   CHECK_FALSE(rel.significant(1e30, 0.0, inf));
   const dssync::AbsoluteSignificance abs_rule;
   CHECK_FALSE(abs_rule.significant(0.25, 100.0, 0.25));
@@ -126,7 +128,8 @@ TEST_CASE("GaiaSync: an infinite threshold keeps every data center to itself") {
       dssync::RingReduce ring;
       std::vector<float> ref = initial, mean(len);
       for (std::uint64_t c = 0; c < 6; ++c) {
-        for (std::size_t i = 0; i < len; ++i) x[i] += dyadic(static_cast<std::uint64_t>(r) + 10, c, i);
+        for (std::size_t i = 0; i < len; ++i)
+          x[i] += dyadic(static_cast<std::uint64_t>(r) + 10, c, i);
         // What the data center's members average to, by the same ring.
         mean = x;
         ring.all_reduce(t, dc, std::span<float>(mean), dssync::Average{}, dssync::make_tag(200, 1));
@@ -146,11 +149,14 @@ TEST_CASE("GaiaSync: an infinite threshold keeps every data center to itself") {
   }
 }
 
-TEST_CASE("GaiaSync: threshold 0 with the mean combine is the world's average, exactly on dyadic values") {
+TEST_CASE(
+    "GaiaSync: threshold 0 with the mean combine is the world's average, exactly on dyadic "
+    "values") {
   // Data centers of 2 and 4 ranks: their means of dyadic values, and the
   // weights m_d / n, are exact in float, so every order of summation agrees.
   constexpr std::size_t len = 301;
-  for (const auto& sizes : {std::vector<int>{4, 4}, std::vector<int>{2, 2, 2, 2}, std::vector<int>{4, 2, 2}}) {
+  for (const auto& sizes :
+       {std::vector<int>{4, 4}, std::vector<int>{2, 2, 2, 2}, std::vector<int>{4, 2, 2}}) {
     std::vector<std::string> dcs;
     for (std::size_t d = 0; d < sizes.size(); ++d)
       for (int k = 0; k < sizes[d]; ++k) dcs.push_back("dc" + std::to_string(d));
@@ -165,13 +171,15 @@ TEST_CASE("GaiaSync: threshold 0 with the mean combine is the world's average, e
         for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(3, 0, i);
         std::vector<float> x = initial, y = initial;
         GaiaSync<InProcTransport> gaia(
-            t, initial, dcs, {.threshold = 0, .schedule = GaiaSchedule::constant, .sparse = sparse});
+            t, initial, dcs,
+            {.threshold = 0, .schedule = GaiaSchedule::constant, .sparse = sparse});
         dssync::AllReduceSync<InProcTransport> bsp(t);
         for (std::uint64_t c = 0; c < 8; ++c) {
           // Sparse updates on some steps, dense on others: both encodings run.
           for (std::size_t i = 0; i < len; ++i) {
-            const float g = (c % 2 == 0 || i % 7 == 0) ? dyadic(static_cast<std::uint64_t>(r) + 20, c, i)
-                                                        : 0.0f;
+            const float g = (c % 2 == 0 || i % 7 == 0)
+                                ? dyadic(static_cast<std::uint64_t>(r) + 20, c, i)
+                                : 0.0f;
             x[i] += g;
             y[i] += g;
           }
@@ -202,14 +210,17 @@ TEST_CASE("GaiaSync: threshold 0 with the mean combine is the world's average, e
       gaia.step(x);
       bsp.step(y);
       for (std::size_t i = 0; i < len; ++i)
-        worst[static_cast<std::size_t>(r)] = std::max(
-            worst[static_cast<std::size_t>(r)], std::abs(double(x[i]) - y[i]) / std::max(1e-3, std::abs(double(y[i]))));
+        worst[static_cast<std::size_t>(r)] =
+            std::max(worst[static_cast<std::size_t>(r)],
+                     std::abs(double(x[i]) - y[i]) / std::max(1e-3, std::abs(double(y[i]))));
     }
   });
   for (double e : worst) CHECK(e < 1e-6);
 }
 
-TEST_CASE("GaiaSync: nothing is lost: the models plus what waits to be sent are the sum of every update") {
+TEST_CASE(
+    "GaiaSync: nothing is lost: the models plus what waits to be sent are the sum of every "
+    "update") {
   // Updates that do not depend on the parameters: rank i adds g_i(c) before
   // step c. Then data center d's model plus the other data centers' pending
   // updates is x0 + sum over clocks of the world's mean update, exactly
@@ -231,7 +242,8 @@ TEST_CASE("GaiaSync: nothing is lost: the models plus what waits to be sent are 
     GaiaSync<InProcTransport> gaia(t, initial, dcs,
                                    {.threshold = 0.05, .schedule = GaiaSchedule::constant});
     for (std::uint64_t c = 0; c < 12; ++c) {
-      for (std::size_t i = 0; i < len; ++i) x[i] += dyadic(static_cast<std::uint64_t>(r) + 40, c, i);
+      for (std::size_t i = 0; i < len; ++i)
+        x[i] += dyadic(static_cast<std::uint64_t>(r) + 40, c, i);
       gaia.step(x);
       for (std::size_t i = 0; i < len; ++i) {
         float world = 0;
@@ -263,7 +275,9 @@ TEST_CASE("GaiaSync: nothing is lost: the models plus what waits to be sent are 
   CHECK(wrong == std::vector<int>(n, 0));
   // The filter did both: some entries went, some waited.
   std::uint64_t total_held = 0, total_sent = 0;
-  for (int r = 0; r < n; ++r) total_held += held[static_cast<std::size_t>(r)], total_sent += sent[static_cast<std::size_t>(r)];
+  for (int r = 0; r < n; ++r)
+    total_held += held[static_cast<std::size_t>(r)],
+        total_sent += sent[static_cast<std::size_t>(r)];
   CHECK(total_held > 0);
   CHECK(total_sent > 0);
 }
@@ -304,7 +318,8 @@ TEST_CASE("GaiaSync: the bytes across data centers are their closed form, pairs 
       wrong[static_cast<std::size_t>(r)] += gaia.stats().wan_bytes - before != want;
     }
     // Every owner looked at its 8 entries each step.
-    if (position < 2) wrong[static_cast<std::size_t>(r)] += gaia.stats().considered != 8 * sets.size();
+    if (position < 2)
+      wrong[static_cast<std::size_t>(r)] += gaia.stats().considered != 8 * sets.size();
   });
   CHECK(wrong == std::vector<int>(n, 0));
 }
@@ -321,7 +336,8 @@ TEST_CASE("GaiaSync: the threshold follows the learning rate, stays, or moves li
     follow.set_knob(0.4);
     follow.step(x);
     CHECK(follow.stats().threshold == doctest::Approx(0.2).epsilon(1e-15));
-    GaiaSync<InProcTransport> fixed(t, initial, dcs, {.threshold = 0.2, .schedule = GaiaSchedule::constant});
+    GaiaSync<InProcTransport> fixed(t, initial, dcs,
+                                    {.threshold = 0.2, .schedule = GaiaSchedule::constant});
     fixed.set_lr_scale(0.5);
     fixed.step(x);
     CHECK(fixed.stats().threshold == 0.2);
@@ -345,12 +361,14 @@ TEST_CASE("GaiaSync: no allocation in steady state") {
     std::vector<float> x(len, 1.0f);
     GaiaSync<InProcTransport> gaia(t, x, dcs, {.threshold = 0.01, .bucket_bytes = 4096});
     for (std::uint64_t c = 0; c < 3; ++c) {
-      for (std::size_t i = 0; i < len; ++i) x[i] += 0.01f * noise(static_cast<std::uint64_t>(t.rank()), c, i);
+      for (std::size_t i = 0; i < len; ++i)
+        x[i] += 0.01f * noise(static_cast<std::uint64_t>(t.rank()), c, i);
       gaia.step(x);
     }
     const std::uint64_t before = t_allocations;
     for (std::uint64_t c = 3; c < 13; ++c) {
-      for (std::size_t i = 0; i < len; ++i) x[i] += 0.01f * noise(static_cast<std::uint64_t>(t.rank()), c, i);
+      for (std::size_t i = 0; i < len; ++i)
+        x[i] += 0.01f * noise(static_cast<std::uint64_t>(t.rank()), c, i);
       gaia.step(x);
     }
     counted[static_cast<std::size_t>(t.rank())] = t_allocations - before;
@@ -370,9 +388,9 @@ TEST_CASE("GaiaSync: bad input is a configuration_error naming what and where") 
                          dssync::configuration_error);
     CHECK_THROWS_AS(GaiaSync<InProcTransport>(t, x, dcs, {.threshold = std::nan("")}),
                     dssync::configuration_error);
-    CHECK_THROWS_AS(GaiaSync<InProcTransport>(
-                        t, x, dcs, {.schedule = GaiaSchedule::linear, .lower = -1}),
-                    dssync::configuration_error);
+    CHECK_THROWS_AS(
+        GaiaSync<InProcTransport>(t, x, dcs, {.schedule = GaiaSchedule::linear, .lower = -1}),
+        dssync::configuration_error);
     GaiaSync<InProcTransport> gaia(t, x, dcs);
     std::vector<float> wrong(7);
     CHECK_THROWS_WITH_AS(gaia.step(wrong), doctest::Contains("made for 8 parameters"),
@@ -387,7 +405,9 @@ TEST_CASE("GaiaSync: bad input is a configuration_error naming what and where") 
   });
 }
 
-TEST_CASE("GaiaSync: checked mode names a NaN update and the rank that has it, and the others hear of it") {
+TEST_CASE(
+    "GaiaSync: checked mode names a NaN update and the rank that has it, and the others hear of "
+    "it") {
   constexpr int n = 4;
   std::vector<dssync_test::Outcome> ends(n);
   try {
@@ -416,7 +436,9 @@ TEST_CASE("GaiaSync: checked mode names a NaN update and the rank that has it, a
   }
 }
 
-TEST_CASE("GaiaSync with slack s: clock c's updates arrive at clock c + s exactly, and finish() delivers the rest") {
+TEST_CASE(
+    "GaiaSync with slack s: clock c's updates arrive at clock c + s exactly, and finish() delivers "
+    "the rest") {
   // Updates that do not depend on the parameters, threshold 0, the mean
   // combine, dyadic values: after step c data center d holds
   //   x0 + sum_{k <= c} w_d u_d(k) + sum_{d' != d} sum_{k <= c - s} w_d' u_d'(k),
@@ -469,8 +491,8 @@ TEST_CASE("GaiaSync with slack s: clock c's updates arrive at clock c + s exactl
         wrong[static_cast<std::size_t>(r)] += x[i] != want;
       }
       gaia.finish(x);  // a second finish() has nothing left to apply
-      wrong[static_cast<std::size_t>(r)] += gaia.stats().bytes_sent !=
-                                            gaia.stats().wan_bytes + gaia.stats().lan_bytes;
+      wrong[static_cast<std::size_t>(r)] +=
+          gaia.stats().bytes_sent != gaia.stats().wan_bytes + gaia.stats().lan_bytes;
     });
     CHECK(wrong == std::vector<int>(n, 0));
   }
@@ -479,7 +501,9 @@ TEST_CASE("GaiaSync with slack s: clock c's updates arrive at clock c + s exactl
 #ifdef DSSYNC_TEST_SIM
 #include "dssync/transport/sim.hpp"
 
-TEST_CASE("GaiaSync on the simulator: with one data center 3x slower the fast one runs at most slack clocks ahead, and does") {
+TEST_CASE(
+    "GaiaSync on the simulator: with one data center 3x slower the fast one runs at most slack "
+    "clocks ahead, and does") {
   // Two data centers of two ranks; the second computes three times as long
   // a clock. The fast data center cannot end step c before the slow one has
   // begun clock c - s (it waits for that clock's exchange), and with s >= 1
@@ -502,7 +526,8 @@ TEST_CASE("GaiaSync on the simulator: with one data center 3x slower the fast on
         GaiaSync<dssync::SimTransport> gaia(t, x, dcs, {.threshold = 0.01, .slack = s});
         for (std::uint64_t c = 0; c < clocks; ++c) {
           t.compute(r >= 2 ? 3 * compute : compute);
-          for (std::size_t i = 0; i < len; ++i) x[i] += 0.05f * noise(static_cast<std::uint64_t>(r), c, i);
+          for (std::size_t i = 0; i < len; ++i)
+            x[i] += 0.05f * noise(static_cast<std::uint64_t>(r), c, i);
           began[static_cast<std::size_t>(r)].push_back(t.now());
           gaia.step(x);
           ended[static_cast<std::size_t>(r)].push_back(t.now());

@@ -123,7 +123,8 @@ struct GaiaStats : SyncStats {
   double wait_seconds = 0;        // of seconds: waiting for the exchange of clock c - slack
 
   double significant_fraction() const noexcept {
-    return considered == 0 ? 0.0 : static_cast<double>(significant) / static_cast<double>(considered);
+    return considered == 0 ? 0.0
+                           : static_cast<double>(significant) / static_cast<double>(considered);
   }
 };
 
@@ -175,7 +176,8 @@ class GaiaSync {
     // Shard j's owners, one per data center in data-center order.
     const std::size_t len = initial.size();
     if (position_ < m_min_) {
-      shard_ = detail::block(len, static_cast<std::size_t>(m_min_), static_cast<std::size_t>(position_));
+      shard_ =
+          detail::block(len, static_cast<std::size_t>(m_min_), static_cast<std::size_t>(position_));
       for (const auto& dc : dcs_) owners_.push_back(dc[static_cast<std::size_t>(position_)]);
       acc_.assign(shard_.length, T{});
     }
@@ -197,7 +199,8 @@ class GaiaSync {
     if constexpr (transport_with_channels<Transport>) {
       if (options_.slack > 0) {
         jobs_ = std::make_unique<InOrderJobs<Transport>>(
-            t, options_.channel, [this](Transport&, std::uint64_t c) { run_exchange(*channel_, c); },
+            t, options_.channel,
+            [this](Transport&, std::uint64_t c) { run_exchange(*channel_, c); },
             [this](std::uint64_t c) { count_background(c); });
         channel_.emplace(jobs_->transport());
       }
@@ -229,12 +232,11 @@ class GaiaSync {
     const TrafficCount start = transport_.count();
     detail::with_context(clock_, dc.ranks(), [&] {
       const std::span<T> one[] = {params};
-      detail::for_each_bucket(std::span<const std::span<T>>(one),
-                              detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
-                              [&](std::span<T> bucket, unsigned index) {
-                                reduce_.all_reduce(transport_, dc, bucket, Average{},
-                                                   make_tag(clock_, index % 125));
-                              });
+      detail::for_each_bucket(
+          std::span<const std::span<T>>(one), detail::bucket_elements<T>(options_.bucket_bytes),
+          fusion_, [&](std::span<T> bucket, unsigned index) {
+            reduce_.all_reduce(transport_, dc, bucket, Average{}, make_tag(clock_, index % 125));
+          });
     });
     apply_at_home(params);
     stats_.lan_bytes += transport_.count().bytes_sent - start.bytes_sent;
@@ -284,9 +286,10 @@ class GaiaSync {
   // (GaiaSchedule::follow_lr). The same on every rank.
   void set_lr_scale(double scale) {
     if (!(scale >= 0) || !std::isfinite(scale))
-      throw configuration_error("GaiaSync's learning-rate scale must be at least 0 and finite, got " +
-                                    std::to_string(scale),
-                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+      throw configuration_error(
+          "GaiaSync's learning-rate scale must be at least 0 and finite, got " +
+              std::to_string(scale),
+          error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
     lr_scale_ = scale;
   }
   // The communication knob (T0), for a controller such as SkewScout. Every
@@ -313,17 +316,17 @@ class GaiaSync {
  private:
   static void check_threshold(double v, const char* what, int rank) {
     if (!(v >= 0))  // also NaN
-      throw configuration_error(std::string("GaiaOptions::") + what + " must be at least 0, got " +
-                                    std::to_string(v),
-                                error_context{}.with_rank(rank));
+      throw configuration_error(
+          std::string("GaiaOptions::") + what + " must be at least 0, got " + std::to_string(v),
+          error_context{}.with_rank(rank));
   }
   static Options validated(Options o, int rank) {
     check_threshold(o.threshold, "threshold", rank);
     if (o.schedule == GaiaSchedule::linear) check_threshold(o.lower, "lower", rank);
     if (o.slack < 0)
-      throw configuration_error("GaiaOptions::slack must be at least 0, got " +
-                                    std::to_string(o.slack),
-                                error_context{}.with_rank(rank));
+      throw configuration_error(
+          "GaiaOptions::slack must be at least 0, got " + std::to_string(o.slack),
+          error_context{}.with_rank(rank));
     return o;
   }
 
@@ -354,7 +357,8 @@ class GaiaSync {
   // Step 2: the update of this data center applied at home with its weight,
   // and, on the owner of a shard, added to that shard's accumulator.
   void apply_at_home(std::span<T> params) {
-    const std::size_t lo = shard_.offset, hi = shard_.offset + (position_ < m_min_ ? shard_.length : 0);
+    const std::size_t lo = shard_.offset,
+                      hi = shard_.offset + (position_ < m_min_ ? shard_.length : 0);
     if (weight_ == 1.0) {
       for (std::size_t i = lo; i < hi; ++i) acc_[i - lo] += params[i] - ref_[i];
       return;  // y = x_bar
@@ -370,8 +374,8 @@ class GaiaSync {
   // What one clock's exchange needs: the owner's message, every data
   // center's messages and their lengths, and r, the sum of the others'.
   struct Slot {
-    bool across = false;                  // whether this clock exchanges at all
-    std::vector<std::uint32_t> words;     // owner: this clock's message
+    bool across = false;               // whether this clock exchanges at all
+    std::vector<std::uint32_t> words;  // owner: this clock's message
     std::size_t sent_words = 0;
     std::vector<std::uint32_t> gathered;  // owner: every data center's message
     std::vector<std::size_t> counts;      // owner: their lengths, in words
@@ -509,15 +513,17 @@ class GaiaSync {
   void check(std::span<const T> params) {
     for (std::size_t i = 0; i < params.size(); ++i)
       if (std::isnan(params[i]) || std::isnan(ref_[i]))
-        throw configuration_error("the update of parameter " + std::to_string(i) + " is NaN",
-                                  error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+        throw configuration_error(
+            "the update of parameter " + std::to_string(i) + " is NaN",
+            error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
     const std::span<const T> one[] = {params};
     detail::CheckedState state = detail::tensor_layout(std::span<const std::span<const T>>(one));
     std::uint64_t h = detail::type_hash<GaiaSync>();
     for (const std::uint64_t v :
          {ordinal_, clock_, layout_, std::bit_cast<std::uint64_t>(options_.threshold),
           std::bit_cast<std::uint64_t>(lr_scale_), static_cast<std::uint64_t>(options_.schedule),
-          static_cast<std::uint64_t>(options_.combine), static_cast<std::uint64_t>(options_.sparse)})
+          static_cast<std::uint64_t>(options_.combine),
+          static_cast<std::uint64_t>(options_.sparse)})
       h = detail::mix64(h ^ detail::mix64(v));
     state.schedule = h;
     detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });
