@@ -45,6 +45,7 @@
 #include "dssync/sync/local_sgd.hpp"
 #include "dssync/sync/sfb.hpp"
 #include "dssync/sync/shadow.hpp"
+#include "dssync/sync/skewscout.hpp"
 #include "dssync/sync/ssp.hpp"
 #include "dssync/sync/stale.hpp"
 

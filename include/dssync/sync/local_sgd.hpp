@@ -2,7 +2,11 @@
 // LocalSGD: runs any synchronizer once every H steps; in between, ranks train
 // alone. Inner's options pass through, e.g.
 //   LocalSGD<DSSync<InProcTransport>> sync(t, {.period = 4, .inner = {.group_size = 2}});
+// The period is a communication knob (knob(), set_knob(): SkewScout turns it):
+// a new period counts from the last synchronization, so every rank that sets
+// it before the same step keeps synchronizing on the same steps.
 
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -37,18 +41,42 @@ class LocalSGD {
     ++iteration_;
   }
 
+  // Whether step t synchronizes, under the period in force since anchor_
+  // (the step after the synchronization before the last change; 0 before
+  // any change).
   bool synchronizes(std::uint64_t t) const noexcept {
-    return (t + 1) % static_cast<std::uint64_t>(options_.period) == 0;
+    return t >= anchor_ && (t + 1 - anchor_) % period() == 0;
   }
 
   // At a synchronizing step, the inner synchronizer's partition for its own
-  // iteration; otherwise every rank alone.
+  // iteration; otherwise every rank alone. Steps before the last change of
+  // the period are not kept: asking for them is a configuration_error.
   Partition partition(std::uint64_t t) const
     requires requires(const Inner& s) { s.partition(t); }
   {
-    if (synchronizes(t)) return inner_.partition(t / static_cast<std::uint64_t>(options_.period));
+    if (t < anchor_)
+      throw configuration_error("LocalSGD's period changed after step " + std::to_string(t) +
+                                ": its schedule before the change is not kept");
+    if (synchronizes(t)) return inner_.partition(syncs_at_anchor_ + (t + 1 - anchor_) / period() - 1);
     const std::vector<int> ones(static_cast<std::size_t>(world_size_), 1);
     return Partition::contiguous(ones);
+  }
+
+  // The communication knob: the period H (larger: less communication).
+  double knob() const noexcept { return options_.period; }
+  // Sets H to `period` rounded to the nearest integer; synchronizations go
+  // on H, 2H, ... steps after the last one (or after the start), from the
+  // next step on.
+  void set_knob(double period) {
+    if (!(period >= 1) || !std::isfinite(period))
+      throw configuration_error("LocalSGD period must be at least 1 and finite, got " +
+                                std::to_string(period));
+    const int h = static_cast<int>(std::lround(std::min(period, 1e9)));
+    if (h == options_.period) return;
+    // Re-anchor at the step after the last synchronization.
+    syncs_at_anchor_ += (iteration_ - anchor_) / this->period();
+    anchor_ = iteration_ - (iteration_ - anchor_) % this->period();
+    options_.period = h;
   }
 
   std::uint64_t iteration() const noexcept { return iteration_; }
@@ -66,6 +94,9 @@ class LocalSGD {
   int world_size_;
   Inner inner_;
   std::uint64_t iteration_ = 0;
+  std::uint64_t anchor_ = 0;           // where the period in force starts counting
+  std::uint64_t syncs_at_anchor_ = 0;  // synchronizations before anchor_
+  std::uint64_t period() const noexcept { return static_cast<std::uint64_t>(options_.period); }
 };
 
 }  // namespace dssync

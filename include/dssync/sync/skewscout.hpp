@@ -1,0 +1,209 @@
+#pragma once
+// SkewScout: keeps the accuracy lost to skewed data under a target while
+// communicating as little as it can, after Hsieh et al. (ICML'20, "The
+// Non-IID Data Quagmire"). It wraps any synchronizer with a communication
+// knob (knob() and set_knob(); larger means less communication: GaiaSync's
+// threshold, LocalSGD's period) and turns the knob by what it measures:
+//
+//   dssync::GaiaSync<Tr> gaia(t, initial, dcs, {.threshold = 0.2});
+//   dssync::SkewScout scout(t, gaia, dcs, {.target = 0.05, .period = 500},
+//                           [&](std::span<const float> model) { return accuracy(model, probe); });
+//   for each step: local step; scout.step(params);
+//
+// Every `period` steps, after the inner step, the data centers' leaders (the
+// first rank of each) pass their models one step around the ring of data
+// centers (d to d + 1), with the accuracy each scored on its own probe set.
+// Leader d + 1 scores the visitor on its probe; the visitor's loss is
+//   AL_d = max(0, (A_{d,d} - A_{d,d+1}) / A_{d,d})
+// (the share of its home accuracy it loses on data it has not seen: model
+// travelling, the paper's estimate of what skew costs). A max all-reduce
+// over the world gives every rank AL = max_d AL_d, and every rank applies the
+// same rule to the knob:
+//   AL > target            : knob <- max(knob_min, knob * tighten)
+//   AL < target * relax    : knob <- min(knob_max, knob * loosen)
+//   otherwise              : unchanged
+// (The multiplicative rule with a band between relax * target and target is
+// this library's choice; the paper states the contract, "keep the estimated
+// loss under the target with the least communication", not the rule.)
+//
+// The probe function is the caller's: it scores a model (the flat
+// parameters) on a small fixed sample of this data center's training data
+// and must be deterministic. Only leaders call it. With one data center
+// nothing travels and AL is 0.
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dssync/collective/recursive_doubling.hpp"
+#include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/group.hpp"
+#include "dssync/policy/grouping.hpp"
+#include "dssync/sync/common.hpp"
+
+namespace dssync {
+
+// A synchronizer whose communication can be turned: knob() larger means
+// less communication.
+template <class S>
+concept communication_knob = requires(S& s, const S& cs, double k) {
+  { cs.knob() } -> std::convertible_to<double>;
+  s.set_knob(k);
+};
+
+struct SkewScoutOptions {
+  double target = 0.05;        // the largest estimated accuracy loss to allow
+  std::uint64_t period = 500;  // steps between estimates
+  double tighten = 0.5;        // knob factor when the loss is above target (in (0, 1))
+  double loosen = 2.0;         // knob factor when it is below relax * target (> 1)
+  double relax = 0.5;          // the band [relax * target, target] leaves the knob alone
+  double knob_min = 0;
+  double knob_max = std::numeric_limits<double>::infinity();
+};
+
+struct SkewScoutStats {
+  std::uint64_t estimates = 0;  // periods measured
+  double loss = 0;              // the last estimate AL, the same on every rank
+  double knob = 0;              // the inner synchronizer's knob after it
+};
+
+template <communication_knob Inner>
+class SkewScout {
+ public:
+  using transport_type = typename Inner::transport_type;
+  using Options = SkewScoutOptions;
+  using Probe = std::function<double(std::span<const float>)>;
+
+  SkewScout(transport_type& t, Inner& inner, const std::vector<std::string>& dc_of_rank,
+            Options options, Probe accuracy)
+      : transport_(t),
+        inner_(inner),
+        options_(validated(options, t.rank())),
+        accuracy_(std::move(accuracy)),
+        world_(Partition::whole(t.size())) {
+    const auto here = error_context{}.with_rank(t.rank());
+    if (dc_of_rank.size() != static_cast<std::size_t>(t.size()))
+      throw configuration_error("SkewScout has data-center labels for " +
+                                    std::to_string(dc_of_rank.size()) + " ranks in a world of " +
+                                    std::to_string(t.size()),
+                                here);
+    if (!accuracy_) throw configuration_error("SkewScout needs a probe function", here);
+    for (const auto& dc : detail::ranks_by_label(dc_of_rank)) leaders_.push_back(dc.front());
+    leader_ = Group(leaders_).position_of(t.rank());
+    stats_.knob = inner_.knob();
+  }
+
+  // The inner step, then, every `period` steps, an estimate and the knob's
+  // turn. Every rank calls it with its own parameters.
+  template <class Params>
+  void step(Params&& params) {
+    inner_.step(params);
+    if (++steps_ % options_.period == 0) adjust(std::span<const float>(params));
+  }
+
+  // One estimate of the accuracy loss from `params` (this rank's model; only
+  // the leaders' travel) and the knob's turn; the same AL on every rank.
+  // step() calls it every period; call it directly to drive it yourself.
+  double adjust(std::span<const float> params) {
+    const double loss = estimate(params);
+    const double knob = next_knob(inner_.knob(), loss, options_);
+    if (knob != inner_.knob()) inner_.set_knob(knob);
+    ++stats_.estimates;
+    stats_.loss = loss;
+    stats_.knob = inner_.knob();
+    return loss;
+  }
+
+  // The rule alone: the knob after an estimate `loss`.
+  static double next_knob(double knob, double loss, const Options& o) noexcept {
+    if (loss > o.target) return std::max(o.knob_min, knob * o.tighten);
+    if (loss < o.target * o.relax) return std::min(o.knob_max, knob * o.loosen);
+    return knob;
+  }
+
+  const SkewScoutStats& stats() const noexcept { return stats_; }
+  Inner& inner() noexcept { return inner_; }
+
+ private:
+  static Options validated(Options o, int rank) {
+    const auto here = error_context{}.with_rank(rank);
+    auto fail = [&](const std::string& what) {
+      throw configuration_error("SkewScoutOptions::" + what, here);
+    };
+    if (!(o.target > 0) || !std::isfinite(o.target))
+      fail("target must be positive and finite, got " + std::to_string(o.target));
+    if (o.period < 1) fail("period must be at least 1");
+    if (!(o.tighten > 0 && o.tighten < 1))
+      fail("tighten must lie in (0, 1), got " + std::to_string(o.tighten));
+    if (!(o.loosen > 1) || !std::isfinite(o.loosen))
+      fail("loosen must be above 1 and finite, got " + std::to_string(o.loosen));
+    if (!(o.relax > 0 && o.relax <= 1))
+      fail("relax must lie in (0, 1], got " + std::to_string(o.relax));
+    if (!(o.knob_min >= 0) || !(o.knob_max >= o.knob_min))
+      fail("knob_min must be at least 0 and at most knob_max, got " + std::to_string(o.knob_min) +
+           " and " + std::to_string(o.knob_max));
+    return o;
+  }
+
+  // Model travelling among the leaders, then the max over the world.
+  double estimate(std::span<const float> params) {
+    double result = 0;
+    detail::with_context(steps_, std::span<const int>(leaders_),
+                         [&] { result = travel_and_agree(params); });
+    return result;
+  }
+  double travel_and_agree(std::span<const float> params) {
+    const int me = transport_.rank();
+    const tag_t tag = make_tag(stats_.estimates, 127);
+    double loss = 0;
+    const int d = static_cast<int>(leaders_.size());
+    if (leader_ >= 0 && d > 1) {
+      const auto where = error_context{}.with_rank(me).with_iteration(steps_);
+      visitor_.resize(params.size());
+      const int next = leaders_[static_cast<std::size_t>((leader_ + 1) % d)];
+      const int prev = leaders_[static_cast<std::size_t>((leader_ + d - 1) % d)];
+      double home[1] = {score(params, where)};
+      double theirs[1] = {0};
+      transport_.sendrecv(next, params, prev, std::span<float>(visitor_), tag);
+      transport_.sendrecv(next, std::span<const std::byte>(std::as_bytes(std::span<double>(home))),
+                          prev, std::as_writable_bytes(std::span<double>(theirs)), tag);
+      const double away = score(visitor_, where);
+      // The visitor's loss on data it has not seen, as a share of its home accuracy.
+      if (theirs[0] > 0) loss = std::max(0.0, (theirs[0] - away) / theirs[0]);
+    }
+    double all[1] = {loss};
+    reduce_.all_reduce(transport_, world_.group(0), std::span<double>(all), Max{}, tag);
+    return all[0];
+  }
+
+  double score(std::span<const float> model, const error_context& where) {
+    const double a = accuracy_(model);
+    if (!(a >= 0 && a <= 1))
+      throw configuration_error("SkewScout's probe function returned " + std::to_string(a) +
+                                    ", not an accuracy in [0, 1]",
+                                where);
+    return a;
+  }
+
+  transport_type& transport_;
+  Inner& inner_;
+  Options options_;
+  Probe accuracy_;
+  Partition world_;
+  std::vector<int> leaders_;  // the first rank of each data center, in label order
+  int leader_ = -1;           // this rank's place among them, or -1
+  std::vector<float> visitor_;
+  RecursiveDoublingReduce reduce_;
+  std::uint64_t steps_ = 0;
+  SkewScoutStats stats_;
+};
+
+}  // namespace dssync

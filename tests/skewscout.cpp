@@ -1,0 +1,187 @@
+// SkewScout: the accuracy-loss controller around a synchronizer's
+// communication knob (include/dssync/sync/skewscout.hpp), and the knobs it
+// turns: GaiaSync's threshold and LocalSGD's period.
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dssync/dssync.hpp"
+#include "dssync/sync/gaia.hpp"
+#include "dssync/sync/skewscout.hpp"
+
+namespace {
+
+using dssync::InProcTransport;
+using dssync::InProcWorld;
+using dssync::SkewScout;
+
+// A synchronizer that only has a knob.
+struct Dial {
+  using transport_type = InProcTransport;
+  double value = 1;
+  std::uint64_t turns = 0;
+  template <class P>
+  void step(P&&) {}
+  double knob() const { return value; }
+  void set_knob(double k) {
+    value = k;
+    ++turns;
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "SkewScout: a scripted loss sequence gives the documented knob trajectory on every rank") {
+  // Three data centers of two; each rank's model carries its data center in
+  // element 0. A leader's probe scores a model from home 1 and a visitor
+  // 1 - loss[p] in period p, so AL is exactly loss[p] (dyadic).
+  const std::vector<std::string> dcs = {"a", "a", "b", "b", "c", "c"};
+  const std::vector<double> loss = {0, 0.5, 0.03125, 0.0625, 0, 0.75, 0.015625,
+                                    0, 0,   1,       1,      1, 1,    1};
+  // target 1/16, relax 1/2: the band [1/32, 1/16] keeps the knob; halve
+  // above it, double below it, within [1/8, 4].
+  const std::vector<double> knob = {2, 1, 1, 1, 2, 1, 2, 4, 4, 2, 1, 0.5, 0.25, 0.125};
+  constexpr std::uint64_t period = 3;
+  std::vector<std::vector<double>> seen(6);
+  std::vector<int> calls(6, 0);
+  InProcWorld(6).run([&](InProcTransport& t) {
+    const int r = t.rank();
+    const float home = static_cast<float>(r / 2);
+    std::uint64_t p = 0;
+    Dial dial;
+    SkewScout<Dial> scout(t, dial, dcs,
+                          {.target = 0.0625, .period = period, .knob_min = 0.125, .knob_max = 4},
+                          [&](std::span<const float> model) {
+                            ++calls[static_cast<std::size_t>(r)];
+                            return model[0] == home ? 1.0 : 1.0 - loss[p];
+                          });
+    std::vector<float> x(5, home);
+    for (std::uint64_t step = 0; step < period * loss.size(); ++step) {
+      scout.step(x);
+      if ((step + 1) % period == 0) {
+        seen[static_cast<std::size_t>(r)].push_back(dial.knob());
+        CHECK(scout.stats().loss == loss[p]);
+        CHECK(scout.stats().knob == dial.knob());
+        ++p;
+      }
+    }
+  });
+  for (int r = 0; r < 6; ++r) {
+    CAPTURE(r);
+    CHECK(seen[static_cast<std::size_t>(r)] == knob);
+    // Leaders score their own model and a visitor each period; the others never.
+    CHECK(calls[static_cast<std::size_t>(r)] ==
+          (r % 2 == 0 ? 2 * static_cast<int>(loss.size()) : 0));
+  }
+  // The rule alone.
+  const dssync::SkewScoutOptions o{.target = 0.0625, .knob_min = 0.125, .knob_max = 4};
+  CHECK(SkewScout<Dial>::next_knob(1, 0.0625, o) == 1);
+  CHECK(SkewScout<Dial>::next_knob(1, 0.0625000001, o) == 0.5);
+  CHECK(SkewScout<Dial>::next_knob(1, 0.03125, o) == 1);
+  CHECK(SkewScout<Dial>::next_knob(1, 0.0312499, o) == 2);
+  CHECK(SkewScout<Dial>::next_knob(0.2, 1, o) == 0.125);
+  CHECK(SkewScout<Dial>::next_knob(3, 0, o) == 4);
+}
+
+TEST_CASE(
+    "SkewScout around GaiaSync: identical data and models give a loss of exactly zero, and the "
+    "threshold loosens") {
+  const std::vector<std::string> dcs = {"a", "b", "a", "b"};
+  std::vector<std::vector<double>> thresholds(4);
+  InProcWorld(4).run([&](InProcTransport& t) {
+    std::vector<float> x(64);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+    dssync::GaiaSync<InProcTransport> gaia(
+        t, x, dcs, {.threshold = 0.01, .schedule = dssync::GaiaSchedule::constant});
+    // A deterministic score of the model: the share of positive entries.
+    SkewScout scout(t, gaia, dcs, {.target = 0.05, .period = 2, .knob_max = 0.16},
+                    [](std::span<const float> m) {
+                      int positive = 0;
+                      for (float v : m) positive += v > 0;
+                      return static_cast<double>(positive) / static_cast<double>(m.size());
+                    });
+    for (int step = 0; step < 12; ++step) {
+      for (std::size_t i = 0; i < x.size(); ++i)
+        x[i] += 0.125f * static_cast<float>((i + step) % 3) - 0.125f;
+      scout.step(x);  // every rank the same update: the models stay identical
+      if (step % 2 == 1) {
+        CHECK(scout.stats().loss == 0.0);
+        thresholds[static_cast<std::size_t>(t.rank())].push_back(gaia.knob());
+      }
+    }
+  });
+  const std::vector<double> want = {0.02, 0.04, 0.08, 0.16, 0.16, 0.16};
+  for (const auto& th : thresholds) {
+    REQUIRE(th.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k)
+      CHECK(th[k] == doctest::Approx(want[k]).epsilon(1e-15));
+  }
+}
+
+TEST_CASE("LocalSGD's period is a knob: a new period counts from the last synchronization") {
+  InProcWorld(2).run([&](InProcTransport& t) {
+    using Local = dssync::LocalSGD<dssync::AllReduceSync<InProcTransport>>;
+    Local local(t, {.period = 4});
+    std::vector<float> x(3, 1.0f);
+    std::vector<std::uint64_t> synced;
+    for (std::uint64_t step = 0; step < 20; ++step) {
+      if (step == 9) local.set_knob(3);     // last synchronization at 7: next at 10, 13, 16, 19
+      if (step == 14) local.set_knob(1.4);  // rounds to 1; last at 13: every step from 14
+      if (local.synchronizes(step)) synced.push_back(step);
+      local.step(x);
+    }
+    CHECK(synced == std::vector<std::uint64_t>{3, 7, 10, 13, 14, 15, 16, 17, 18, 19});
+    CHECK(local.inner().stats().steps == synced.size());
+    CHECK(local.knob() == 1);
+    CHECK_THROWS_AS(local.partition(12), dssync::configuration_error);
+    CHECK_NOTHROW(local.partition(15));
+    CHECK_THROWS_AS(local.set_knob(0.5), dssync::configuration_error);
+  });
+}
+
+TEST_CASE("SkewScout around LocalSGD: a loss above target shortens the period to one") {
+  const std::vector<std::string> dcs = {"a", "b"};
+  std::vector<std::vector<double>> periods(2);
+  InProcWorld(2).run([&](InProcTransport& t) {
+    using Local = dssync::LocalSGD<dssync::AllReduceSync<InProcTransport>>;
+    Local local(t, {.period = 8});
+    // A leader scores its own model first, then the visitor: 0.9 at home,
+    // 0.45 away, so AL = 0.5 every period.
+    int calls = 0;
+    SkewScout scout(t, local, dcs, {.target = 0.05, .period = 8, .knob_min = 1},
+                    [&](std::span<const float>) { return calls++ % 2 == 0 ? 0.9 : 0.45; });
+    std::vector<float> x(4, static_cast<float>(t.rank()));
+    for (int step = 0; step < 40; ++step) {
+      scout.step(x);
+      if (step % 8 == 7) {
+        CHECK(scout.stats().loss == 0.5);
+        periods[static_cast<std::size_t>(t.rank())].push_back(local.knob());
+      }
+    }
+  });
+  CHECK(periods[0] == std::vector<double>{4, 2, 1, 1, 1});
+  CHECK(periods[1] == periods[0]);
+}
+
+TEST_CASE("SkewScout: bad options and probes are configuration_errors naming the rank") {
+  InProcWorld(2).run([&](InProcTransport& t) {
+    Dial dial;
+    const std::vector<std::string> dcs = {"a", "b"};
+    auto probe = [](std::span<const float>) { return 0.5; };
+    using dssync::SkewScoutOptions;
+    for (const SkewScoutOptions& o :
+         {SkewScoutOptions{.target = 0}, SkewScoutOptions{.period = 0},
+          SkewScoutOptions{.tighten = 1}, SkewScoutOptions{.loosen = 1},
+          SkewScoutOptions{.relax = 0}, SkewScoutOptions{.knob_min = 2, .knob_max = 1}})
+      CHECK_THROWS_AS(SkewScout<Dial>(t, dial, dcs, o, probe), dssync::configuration_error);
+    CHECK_THROWS_WITH_AS(SkewScout<Dial>(t, dial, {"a"}, {}, probe),
+                         doctest::Contains("labels for 1 ranks in a world of 2"),
+                         dssync::configuration_error);
+    CHECK_THROWS_AS(SkewScout<Dial>(t, dial, dcs, {}, nullptr), dssync::configuration_error);
+  });
+}
