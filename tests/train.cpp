@@ -960,6 +960,7 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
     CAPTURE(norm);
     train::Config c;
     c.norm = norm;
+    c.hidden = {64, 32};  // small, for speed under the sanitizers
     c.epochs = 1;
     c.batch = 8;
     c.seed = 3;
@@ -969,7 +970,7 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
     const auto bsp = run_workers(data, c, n);
     c.sync = "sfb";
     const auto sfb = run_workers(data, c, n);
-    const std::size_t trained = train::Shape{.norm = train::Norm::parse(norm)}.trainable();
+    const std::size_t trained = train::Shape{.hidden = {64, 32}, .norm = train::Norm::parse(norm)}.trainable();
     REQUIRE(bsp[0].size() >= trained);
     for (int r = 1; r < n; ++r) {
       CHECK(std::memcmp(bsp[0].data(), bsp[static_cast<std::size_t>(r)].data(), trained * sizeof(float)) == 0);
@@ -983,7 +984,7 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
     CAPTURE(worst);
     CHECK(worst <= 1e-5 * scale);
     if (std::string(norm) == "batch") {
-      CHECK(bsp[0].size() == trained + 2 * (256 + 128));
+      CHECK(bsp[0].size() == trained + 2 * (64 + 32));
       CHECK_FALSE(same_bits(bsp[0], bsp[1]));  // the running statistics differ
       c.sync = "dssync";
       c.group_size = n;
@@ -1002,6 +1003,7 @@ TEST_CASE("train: skewed data with batch and group norm still trains") {
     train::Config c;
     c.sync = "dssync";
     c.norm = norm;
+    c.hidden = {64, 32};
     c.partition = "skew:1";
     c.dcs = 2;
     c.epochs = 3;
@@ -1013,6 +1015,8 @@ TEST_CASE("train: skewed data with batch and group norm still trains") {
       train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
     });
     REQUIRE(epochs.size() == 4);
+    CAPTURE(epochs[0].test_acc_avg);
+    CAPTURE(epochs[3].test_acc_avg);
     CHECK(std::isfinite(epochs[3].train_loss));
     CHECK(epochs[3].test_acc_avg > epochs[0].test_acc_avg + 0.3);
   }
