@@ -640,7 +640,8 @@ TEST_CASE("train: a run with --partition skew:0 --dcs 2 is today's run to the bi
   c.partition = "skew:0";
   c.dcs = 2;
   const auto skew0 = run_workers(data, c, 4);
-  for (int r = 0; r < 4; ++r) CHECK(same_bits(today[static_cast<std::size_t>(r)], skew0[static_cast<std::size_t>(r)]));
+  for (int r = 0; r < 4; ++r)
+    CHECK(same_bits(today[static_cast<std::size_t>(r)], skew0[static_cast<std::size_t>(r)]));
 }
 
 TEST_CASE("train: under skew:p every image is in exactly one shard, and each epoch uses each at most once") {
@@ -652,7 +653,8 @@ TEST_CASE("train: under skew:p every image is in exactly one shard, and each epo
   std::vector<std::size_t> count(10, 0);
   for (const int v : y) ++count[static_cast<std::size_t>(v)];
   for (const double p : {0.0, 0.3, 0.5, 0.77, 1.0}) {
-    for (const auto& world : std::vector<std::pair<int, int>>{{1, 1}, {4, 2}, {6, 3}, {8, 8}, {16, 8}, {10, 5}}) {
+    for (const auto& world :
+         std::vector<std::pair<int, int>>{{1, 1}, {4, 2}, {6, 3}, {8, 8}, {16, 8}, {10, 5}}) {
       const int n = world.first, dcs = world.second;
       CAPTURE(p);
       CAPTURE(n);
@@ -671,7 +673,8 @@ TEST_CASE("train: under skew:p every image is in exactly one shard, and each epo
         }
       for (std::size_t i = 0; i < samples; ++i) CHECK(seen[i] == 1);
       for (std::size_t c = 0; c < 10; ++c)
-        CHECK(home_count[c] >= static_cast<std::size_t>(std::llround(p * static_cast<double>(count[c]))));
+        CHECK(home_count[c] >=
+              static_cast<std::size_t>(std::llround(p * static_cast<double>(count[c]))));
       // An epoch: each worker's first steps x batch of its reshuffled shard.
       const int batch = 4;
       const std::size_t steps = train::steps_per_epoch(shards, batch);
@@ -705,7 +708,8 @@ TEST_CASE("train: skew:1 with 8 data centers and 10 classes puts classes {0, 8} 
         classes[static_cast<std::size_t>(part.dc_of(r, n))].insert(y[i]);
     CHECK(classes[0] == std::set<int>{0, 8});
     CHECK(classes[1] == std::set<int>{1, 9});
-    for (int dc = 2; dc < 8; ++dc) CHECK(classes[static_cast<std::size_t>(dc)] == std::set<int>{dc});
+    for (int dc = 2; dc < 8; ++dc)
+      CHECK(classes[static_cast<std::size_t>(dc)] == std::set<int>{dc});
     // Inside a data center, round-robin: its workers' shards differ by at most one.
     for (int dc = 0; dc < 8; ++dc) {
       const std::size_t per = static_cast<std::size_t>(n / 8);
@@ -726,7 +730,8 @@ TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument 
   }
   CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", 0); }), "--dcs 0"));
   CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", -2); }), "--dcs -2"));
-  const auto uneven = invalid_argument_of([&] { train::DataPartition::parse("skew:1", 3).check(8); });
+  const auto uneven =
+      invalid_argument_of([&] { train::DataPartition::parse("skew:1", 3).check(8); });
   CHECK(has(uneven, "n = 8"));
   CHECK(has(uneven, "D = 3"));
   for (const char* spec : {"group:0", "group:x", "group:", "group:-2", "layer", "batchnorm"}) {
@@ -734,8 +739,9 @@ TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument 
     CHECK(has(invalid_argument_of([&] { train::Norm::parse(spec); }), spec));
   }
   // G must divide every hidden width: 3 does not divide 128.
-  const auto groups = invalid_argument_of(
-      [] { train::Mlp(train::Shape{.hidden = {96, 128}, .norm = train::Norm::parse("group:3")}); });
+  const auto groups = invalid_argument_of([] {
+    train::Mlp(train::Shape{.hidden = {96, 128}, .norm = train::Norm::parse("group:3")});
+  });
   CHECK(has(groups, "group:3"));
   CHECK(has(groups, "128"));
   // Batch norm needs two samples to take a variance.
@@ -782,13 +788,15 @@ TEST_CASE("train: --norm none is the plain MLP to the bit: same size, parameters
   CHECK(none.shape().size() == std::size_t{256 * 784 + 256 + 128 * 256 + 128 + 10 * 128 + 10});
   plain.init(9);
   none.init(9);
-  REQUIRE(same_bits({plain.params().begin(), plain.params().end()}, {none.params().begin(), none.params().end()}));
+  REQUIRE(same_bits({plain.params().begin(), plain.params().end()},
+                    {none.params().begin(), none.params().end()}));
   const auto r1 = plain.compute_gradient(data.train.x.data(), data.train.y.data(), b);
   const auto r2 = none.compute_gradient(data.train.x.data(), data.train.y.data(), b);
   CHECK(r1.loss_sum == r2.loss_sum);
   CHECK(same_bits({plain.gradient().begin(), plain.gradient().end()},
                   {none.gradient().begin(), none.gradient().end()}));
-  CHECK(plain.evaluate(plain.params(), data.test).loss_sum == none.evaluate(none.params(), data.test).loss_sum);
+  CHECK(plain.evaluate(plain.params(), data.test).loss_sum ==
+        none.evaluate(none.params(), data.test).loss_sum);
   // With a norm, the linear layers start from the same numbers, then come
   // scales of 1, shifts of 0 and (batch) running means 0 and variances 1.
   for (const char* spec : {"batch", "group:8"}) {
@@ -798,7 +806,8 @@ TEST_CASE("train: --norm none is the plain MLP to the bit: same size, parameters
     const auto& s = normed.shape();
     CHECK(s.trainable() == s.linear_size() + 2 * (256 + 128));
     CHECK(s.size() == s.trainable() + (std::string(spec) == "batch" ? 2 * (256 + 128) : 0));
-    CHECK(std::memcmp(normed.params().data(), plain.params().data(), s.linear_size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(normed.params().data(), plain.params().data(),
+                      s.linear_size() * sizeof(float)) == 0);
     for (std::size_t h = 0; h < 2; ++h)
       for (int u = 0; u < s.hidden[h]; ++u) {
         CHECK(normed.params()[s.scale_offset(h) + static_cast<std::size_t>(u)] == 1.0f);
@@ -817,8 +826,8 @@ TEST_CASE("train: --norm none is the plain MLP to the bit: same size, parameters
 // differences of step h, or (four_point) the fourth-order stencil
 // (-f(2h) + 8 f(h) - 8 f(-h) + f(-2h)) / 12h, whose truncation error lets h
 // be large enough for float's rounding not to matter.
-std::pair<double, double> finite_difference_errors(train::Mlp& m, const std::vector<float>& x, const int* y,
-                                                   int b, float h, bool four_point) {
+std::pair<double, double> finite_difference_errors(train::Mlp& m, const std::vector<float>& x,
+                                                   const int* y, int b, float h, bool four_point) {
   m.compute_gradient(x.data(), y, b);
   const std::vector<float> g(m.gradient().begin(), m.gradient().end());
   std::vector<float> p(m.params().begin(), m.params().end());
@@ -831,8 +840,9 @@ std::pair<double, double> finite_difference_errors(train::Mlp& m, const std::vec
       p[i] = keep;
       return l;
     };
-    const double fd = four_point ? (-loss(2 * h) + 8 * loss(h) - 8 * loss(-h) + loss(-2 * h)) / (12.0 * h)
-                                 : (loss(h) - loss(-h)) / (2.0 * h);
+    const double fd = four_point
+                          ? (-loss(2 * h) + 8 * loss(h) - 8 * loss(-h) + loss(-2 * h)) / (12.0 * h)
+                          : (loss(h) - loss(-h)) / (2.0 * h);
     worst = std::max(worst, std::abs(fd - g[i]) / (1e-3 + std::abs(fd)));
     off += (fd - g[i]) * (fd - g[i]);
     norm += fd * fd;
@@ -859,7 +869,9 @@ TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's fin
       train::Mlp m(shape, b);
       m.init(11);
       dssync::CounterRng rng(4, 5);
-      auto uniform = [&] { return static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0); };
+      auto uniform = [&] {
+        return static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 2.0 - 1.0);
+      };
       for (std::size_t h = 0; h < 2; ++h)
         for (int u = 0; u < shape.hidden[h]; ++u) {
           const auto at = static_cast<std::size_t>(u);
@@ -869,7 +881,8 @@ TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's fin
       std::vector<float> x(std::size_t(shape.in) * b);
       for (auto& v : x) v = 2.0f * uniform();
       const int y[b] = {3, 0, 9, 5, 3, 7};
-      const auto [worst, whole] = finite_difference_errors(m, x, y, b, kinks ? 1e-3f : 1e-2f, !kinks);
+      const auto [worst, whole] =
+          finite_difference_errors(m, x, y, b, kinks ? 1e-3f : 1e-2f, !kinks);
       CAPTURE(worst);
       CAPTURE(whole);
       CHECK(worst < (kinks ? 0.1 : 0.02));
@@ -884,8 +897,10 @@ TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's fin
           for (int k = 0; k < f.cols; ++k) {
             double sum = 0;
             for (int j = 0; j < f.k; ++j)
-              sum += static_cast<double>(f.u[std::size_t(j) * f.rows + r]) * f.v[std::size_t(j) * f.cols + k];
-            CHECK(std::abs(sum - m.gradient()[layers[l].offset + std::size_t(r) * f.cols + k]) < 1e-6);
+              sum += static_cast<double>(f.u[std::size_t(j) * f.rows + r]) *
+                     f.v[std::size_t(j) * f.cols + k];
+            CHECK(std::abs(sum - m.gradient()[layers[l].offset + std::size_t(r) * f.cols + k]) <
+                  1e-6);
           }
       }
     }
@@ -899,7 +914,8 @@ TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in traini
   m.init(2);
   dssync::CounterRng rng(8, 1);
   std::vector<float> x(std::size_t(shape.in) * b);
-  for (auto& v : x) v = static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 4.0 - 2.0);
+  for (auto& v : x)
+    v = static_cast<float>(static_cast<double>(rng.next() >> 11) * 0x1p-53 * 4.0 - 2.0);
   const int y[b] = {1, 2, 3, 4};
   m.compute_gradient(x.data(), y, b);
   // The layer's linear outputs, in double: running mean 0.9 x 0 + 0.1 mean,
@@ -910,21 +926,26 @@ TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in traini
     for (int j = 0; j < b; ++j) {
       z[j] = p[shape.bias_offset(0) + static_cast<std::size_t>(u)];
       for (int i = 0; i < shape.in; ++i)
-        z[j] += static_cast<double>(p[static_cast<std::size_t>(i * 3 + u)]) * x[static_cast<std::size_t>(j * shape.in + i)];
+        z[j] += static_cast<double>(p[static_cast<std::size_t>(i * 3 + u)]) *
+                x[static_cast<std::size_t>(j * shape.in + i)];
       mean += z[j] / b;
     }
     double var = 0;
     for (int j = 0; j < b; ++j) var += (z[j] - mean) * (z[j] - mean) / (b - 1);
-    CHECK(p[shape.mean_offset(0) + static_cast<std::size_t>(u)] == doctest::Approx(0.1 * mean).epsilon(1e-5));
-    CHECK(p[shape.var_offset(0) + static_cast<std::size_t>(u)] == doctest::Approx(0.9 + 0.1 * var).epsilon(1e-5));
+    CHECK(p[shape.mean_offset(0) + static_cast<std::size_t>(u)] ==
+          doctest::Approx(0.1 * mean).epsilon(1e-5));
+    CHECK(p[shape.var_offset(0) + static_cast<std::size_t>(u)] ==
+          doctest::Approx(0.9 + 0.1 * var).epsilon(1e-5));
   }
   // No gradient, so a momentum step leaves them as they are, to the bit.
-  const std::vector<float> stats(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end());
+  const std::vector<float> stats(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()),
+                                 p.end());
   for (std::size_t i = shape.trainable(); i < shape.size(); ++i) CHECK(m.gradient()[i] == 0.0f);
   const std::vector<float> before(p.begin(), p.end());
   m.sgd_step(m.gradient(), 0.5f, 0.9f);
   m.sgd_step(m.gradient(), 0.5f, 0.9f);
-  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) == stats);
+  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) ==
+        stats);
   CHECK_FALSE(same_bits(before, {p.begin(), p.end()}));  // the rest did move
   // Evaluation uses the running statistics, not the batch's: changing them
   // changes the loss, and evaluating never moves them.
@@ -934,7 +955,8 @@ TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in traini
   s.y.assign(y, y + b);
   std::vector<float> q(p.begin(), p.end());
   const double loss = m.evaluate(q, s).loss_sum;
-  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) == stats);
+  CHECK(std::vector<float>(p.begin() + static_cast<std::ptrdiff_t>(shape.trainable()), p.end()) ==
+        stats);
   q[shape.mean_offset(0)] += 1.0f;
   CHECK(m.evaluate(q, s).loss_sum != loss);
 }
@@ -970,11 +992,14 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
     const auto bsp = run_workers(data, c, n);
     c.sync = "sfb";
     const auto sfb = run_workers(data, c, n);
-    const std::size_t trained = train::Shape{.hidden = {64, 32}, .norm = train::Norm::parse(norm)}.trainable();
+    const std::size_t trained =
+        train::Shape{.hidden = {64, 32}, .norm = train::Norm::parse(norm)}.trainable();
     REQUIRE(bsp[0].size() >= trained);
     for (int r = 1; r < n; ++r) {
-      CHECK(std::memcmp(bsp[0].data(), bsp[static_cast<std::size_t>(r)].data(), trained * sizeof(float)) == 0);
-      CHECK(std::memcmp(sfb[0].data(), sfb[static_cast<std::size_t>(r)].data(), trained * sizeof(float)) == 0);
+      CHECK(std::memcmp(bsp[0].data(), bsp[static_cast<std::size_t>(r)].data(),
+                        trained * sizeof(float)) == 0);
+      CHECK(std::memcmp(sfb[0].data(), sfb[static_cast<std::size_t>(r)].data(),
+                        trained * sizeof(float)) == 0);
     }
     double worst = 0, scale = 0;
     for (std::size_t i = 0; i < trained; ++i) {
@@ -990,7 +1015,8 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
       c.group_size = n;
       c.shuffle = "none";
       const auto averaged = run_workers(data, c, n);
-      for (int r = 1; r < n; ++r) CHECK(same_bits(averaged[0], averaged[static_cast<std::size_t>(r)]));
+      for (int r = 1; r < n; ++r)
+        CHECK(same_bits(averaged[0], averaged[static_cast<std::size_t>(r)]));
     }
   }
 }
@@ -1011,9 +1037,11 @@ TEST_CASE("train: skewed data with batch and group norm still trains") {
     c.seed = 5;
     c.evaluate_workers = false;
     std::vector<train::EpochRecord> epochs;
-    dssync::InProcWorld(4, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
-      train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
-    });
+    dssync::InProcWorld(4, {.timeout = std::chrono::seconds(60)})
+        .run([&](dssync::InProcTransport& t) {
+          train::train_worker(t, data, c,
+                              [&](const train::EpochRecord& r) { epochs.push_back(r); });
+        });
     REQUIRE(epochs.size() == 4);
     CAPTURE(epochs[0].test_acc_avg);
     CAPTURE(epochs[3].test_acc_avg);

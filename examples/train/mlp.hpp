@@ -1,7 +1,7 @@
 #pragma once
 // The model: a multilayer perceptron 784-(hidden widths)-10, by default
-// 784-256-128-10, with ReLU and a softmax cross-entropy loss, its gradient by backpropagation, and SGD with momentum.
-// Optionally (--norm) a batch or group normalization after each hidden linear
+// 784-256-128-10, with ReLU and a softmax cross-entropy loss, its gradient by backpropagation, and
+// SGD with momentum. Optionally (--norm) a batch or group normalization after each hidden linear
 // layer, before the ReLU, with a learnable scale and shift per unit.
 // All parameters live in one contiguous float buffer, so that a synchronizer
 // averages the whole model as one span; Eigen maps the layers onto it. The
@@ -70,7 +70,9 @@ struct Norm {
     throw std::invalid_argument("unknown --norm '" + spec + "' (none, batch, group:G)");
   }
   std::string name() const {
-    return kind == Kind::none ? "none" : kind == Kind::batch ? "batch" : "group:" + std::to_string(groups);
+    return kind == Kind::none    ? "none"
+           : kind == Kind::batch ? "batch"
+                                 : "group:" + std::to_string(groups);
   }
   bool any() const { return kind != Kind::none; }
   bool operator==(const Norm&) const = default;
@@ -118,7 +120,9 @@ struct Shape {
   std::size_t scale_offset(std::size_t h) const { return linear_size() + 2 * units_before(h); }
   std::size_t shift_offset(std::size_t h) const { return scale_offset(h) + std::size_t(hidden[h]); }
   // Everything a gradient step changes.
-  std::size_t trainable() const { return linear_size() + (norm.any() ? 2 * units_before(hidden.size()) : 0); }
+  std::size_t trainable() const {
+    return linear_size() + (norm.any() ? 2 * units_before(hidden.size()) : 0);
+  }
   std::size_t mean_offset(std::size_t h) const { return trainable() + 2 * units_before(h); }
   std::size_t var_offset(std::size_t h) const { return mean_offset(h) + std::size_t(hidden[h]); }
   std::size_t size() const {
@@ -214,9 +218,10 @@ class Mlp {
     if (shape_.norm.kind == Norm::Kind::group)
       for (std::size_t h = 0; h < shape_.hidden.size(); ++h)
         if (shape_.hidden[h] % shape_.norm.groups != 0)
-          throw std::invalid_argument("--norm " + shape_.norm.name() + ": " + std::to_string(shape_.norm.groups) +
-                                      " groups do not divide hidden layer " + std::to_string(h + 1) +
-                                      "'s width " + std::to_string(shape_.hidden[h]));
+          throw std::invalid_argument(
+              "--norm " + shape_.norm.name() + ": " + std::to_string(shape_.norm.groups) +
+              " groups do not divide hidden layer " + std::to_string(h + 1) + "'s width " +
+              std::to_string(shape_.hidden[h]));
     if (shape_.norm.any()) {
       int widest = 0;
       for (const int w : shape_.hidden) widest = std::max(widest, w);
@@ -361,7 +366,8 @@ class Mlp {
       else
         a.noalias() = w * a_[static_cast<std::size_t>(l - 1)].leftCols(batch);
       a.colwise() += b;
-      if (l < last && shape_.norm.any()) norm_forward(static_cast<std::size_t>(l), p, a, batch, training);
+      if (l < last && shape_.norm.any())
+        norm_forward(static_cast<std::size_t>(l), p, a, batch, training);
       if (l < last) a = a.cwiseMax(0.0f);
     }
   }
@@ -406,7 +412,8 @@ class Mlp {
           xhat.col(j).segment(g * m, m) = ((seg.array() - mean) * istd).matrix();
         }
     }
-    const ConstVectorMap scale(p + shape_.scale_offset(h), width), shift(p + shape_.shift_offset(h), width);
+    const ConstVectorMap scale(p + shape_.scale_offset(h), width),
+        shift(p + shape_.shift_offset(h), width);
     z = ((xhat.array().colwise() * scale.array()).colwise() + shift.array()).matrix();
   }
 

@@ -247,18 +247,21 @@ int main(int argc, char** argv) {
         what);
   };
   app.add_option("--norm", c.norm,
-                 "the MLP's normalization after each hidden linear layer, before the ReLU: none, batch "
-                 "(batch norm; running statistics for evaluation, averaged with the parameters by "
-                 "parameter-averaging synchronizers) or group:G (group norm, G groups dividing every hidden width)")
+                 "the MLP's normalization after each hidden linear layer, before the ReLU: none, "
+                 "batch (batch norm; running statistics for evaluation, averaged with the "
+                 "parameters by parameter-averaging synchronizers) or group:G (group norm, G "
+                 "groups dividing every hidden width)")
       ->capture_default_str()
       ->check(parsed_by([](const std::string& v) { train::Norm::parse(v); }, "none|batch|group:G"));
   app.add_option("--partition", c.partition,
-                 "how the training set is split over the workers: iid (worker r holds samples r, r + n, ...) or "
-                 "skew:p (a fraction p of each class's images in its home data center, class c's being c mod "
-                 "--dcs; the rest spread evenly)")
+                 "how the training set is split over the workers: iid (worker r holds samples "
+                 "r, r + n, ...) or skew:p (a fraction p of each class's images in its home data "
+                 "center, class c's being c mod --dcs; the rest spread evenly)")
       ->capture_default_str()
-      ->check(parsed_by([](const std::string& v) { train::DataPartition::parse(v, 1); }, "iid|skew:p"));
-  app.add_option("--dcs", c.dcs, "data centers: consecutive blocks of n / D workers (D must divide n)")
+      ->check(
+          parsed_by([](const std::string& v) { train::DataPartition::parse(v, 1); }, "iid|skew:p"));
+  app.add_option("--dcs", c.dcs,
+                 "data centers: consecutive blocks of n / D workers (D must divide n)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--staleness", c.staleness, "stale, ssp: the delay bound s (steps)")
@@ -369,7 +372,8 @@ int main(int argc, char** argv) {
     };
     // Workers that --dcs does not divide: said before the data is read (for
     // MPI and TCP the trainer says it, knowing the world's size).
-    if (transport == "inproc" || transport == "sim") train::DataPartition::parse(c.partition, c.dcs).check(workers);
+    if (transport == "inproc" || transport == "sim")
+      train::DataPartition::parse(c.partition, c.dcs).check(workers);
     const train::Dataset data = train::load_dataset(data_dir);
     if (transport == "inproc") {
       std::printf("%d workers as threads, %zu training and %zu test images, batch %d per worker\n",

@@ -74,9 +74,9 @@ struct Config {
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
   double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
   double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
-  std::string partition = "iid";  // iid | skew:p (a fraction p of each class in its home data center)
-  int dcs = 1;                     // data centers: consecutive blocks of n / dcs ranks
-  std::string norm = "none";       // the MLP's norm: none | batch | group:G
+  std::string partition = "iid";  // iid | skew:p (fraction p of each class in its home DC)
+  int dcs = 1;                    // data centers: consecutive blocks of n / dcs ranks
+  std::string norm = "none";      // the MLP's norm: none | batch | group:G
 
   // A short name for tables, logs and plot legends: the synchronizer's, then
   // the data partition, data centers and norm when they are not the defaults
@@ -365,9 +365,10 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
 // `samples`; each epoch it visits them in its own random order, drawn from
 // (seed, worker, epoch).
-inline std::vector<std::size_t> shuffle_shard(std::vector<std::size_t> shard, int me, std::uint64_t seed,
-                                              int epoch) {
-  dssync::CounterRng rng(seed * 1000003u + static_cast<std::uint64_t>(me), static_cast<std::uint64_t>(epoch));
+inline std::vector<std::size_t> shuffle_shard(std::vector<std::size_t> shard, int me,
+                                              std::uint64_t seed, int epoch) {
+  dssync::CounterRng rng(seed * 1000003u + static_cast<std::uint64_t>(me),
+                         static_cast<std::uint64_t>(epoch));
   dssync::random_permute(std::span<std::size_t>(shard), rng);
   return shard;
 }
@@ -402,7 +403,8 @@ struct DataPartition {
 
   // "iid" or "skew:p" with p in [0, 1]; dcs at least 1.
   static DataPartition parse(const std::string& spec, int dcs) {
-    if (dcs < 1) throw std::invalid_argument("--dcs " + std::to_string(dcs) + ": must be at least 1");
+    if (dcs < 1)
+      throw std::invalid_argument("--dcs " + std::to_string(dcs) + ": must be at least 1");
     if (spec == "iid") return {-1, dcs};
     if (spec.starts_with("skew:")) {
       const std::string v = spec.substr(5);
@@ -414,7 +416,8 @@ struct DataPartition {
         used = 0;
       }
       if (v.empty() || used != v.size() || !(p >= 0.0 && p <= 1.0))
-        throw std::invalid_argument("--partition " + spec + ": p must be a number in [0, 1] (skew:p)");
+        throw std::invalid_argument("--partition " + spec +
+                                    ": p must be a number in [0, 1] (skew:p)");
       return {p, dcs};
     }
     throw std::invalid_argument("unknown --partition '" + spec + "' (iid, skew:p)");
@@ -424,14 +427,15 @@ struct DataPartition {
   int dc_of(int r, int n) const { return r / (n / dcs); }
   void check(int n) const {
     if (dcs < 1 || n % dcs != 0)
-      throw std::invalid_argument("--dcs " + std::to_string(dcs) + " does not divide the " + std::to_string(n) +
-                                  " workers into equal data centers (n = " + std::to_string(n) +
-                                  ", D = " + std::to_string(dcs) + ")");
+      throw std::invalid_argument("--dcs " + std::to_string(dcs) + " does not divide the " +
+                                  std::to_string(n) + " workers into equal data centers (n = " +
+                                  std::to_string(n) + ", D = " + std::to_string(dcs) + ")");
   }
 
   // Every worker's shard (sample indices in increasing order) of the first
   // labels.size() samples, the same on every worker.
-  std::vector<std::vector<std::size_t>> shards(int n, std::span<const int> labels, std::uint64_t seed,
+  std::vector<std::vector<std::size_t>> shards(int n, std::span<const int> labels,
+                                               std::uint64_t seed,
                                                int classes = Dataset::classes) const {
     check(n);
     const auto workers = static_cast<std::size_t>(n);
@@ -444,8 +448,9 @@ struct DataPartition {
     std::vector<std::vector<std::size_t>> of_class(static_cast<std::size_t>(classes));
     for (std::size_t i = 0; i < labels.size(); ++i) {
       if (labels[i] < 0 || labels[i] >= classes)
-        throw std::invalid_argument("label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
-                                    " is not one of the " + std::to_string(classes) + " classes");
+        throw std::invalid_argument("label " + std::to_string(labels[i]) + " at index " +
+                                    std::to_string(i) + " is not one of the " +
+                                    std::to_string(classes) + " classes");
       of_class[static_cast<std::size_t>(labels[i])].push_back(i);
     }
     std::vector<char> home(labels.size(), 0);
@@ -453,13 +458,16 @@ struct DataPartition {
     std::vector<std::size_t> dealt(static_cast<std::size_t>(dcs), 0);  // per data center
     for (int c = 0; c < classes; ++c) {
       auto& own = of_class[static_cast<std::size_t>(c)];
-      dssync::CounterRng rng(dssync::detail::mix64(seed ^ 0x5c3e9a11ULL), static_cast<std::uint64_t>(c));
+      dssync::CounterRng rng(dssync::detail::mix64(seed ^ 0x5c3e9a11ULL),
+                             static_cast<std::uint64_t>(c));
       dssync::random_permute(std::span<std::size_t>(own), rng);
-      const auto at_home = static_cast<std::size_t>(std::llround(skew * static_cast<double>(own.size())));
+      const auto at_home =
+          static_cast<std::size_t>(std::llround(skew * static_cast<double>(own.size())));
       const int dc = c % dcs;
       for (std::size_t k = 0; k < at_home; ++k) {
-        const std::size_t worker = static_cast<std::size_t>(dc * per_dc) +
-                                   dealt[static_cast<std::size_t>(dc)]++ % static_cast<std::size_t>(per_dc);
+        const std::size_t worker =
+            static_cast<std::size_t>(dc * per_dc) +
+            dealt[static_cast<std::size_t>(dc)]++ % static_cast<std::size_t>(per_dc);
         out[worker].push_back(own[k]);
         home[own[k]] = 1;
       }
@@ -474,7 +482,8 @@ struct DataPartition {
 
 // Worker me's order for an epoch under a partition: its shard, reshuffled as
 // epoch_order reshuffles today's (iid and skew:0 give epoch_order's bits).
-inline std::vector<std::size_t> epoch_order(int me, const std::vector<std::vector<std::size_t>>& shards,
+inline std::vector<std::size_t> epoch_order(int me,
+                                            const std::vector<std::vector<std::size_t>>& shards,
                                             std::uint64_t seed, int epoch) {
   return shuffle_shard(shards[static_cast<std::size_t>(me)], me, seed, epoch);
 }
@@ -517,7 +526,8 @@ std::vector<float> train_worker(T& t, const Dataset& data, const Config& c,
                                 const std::function<void(const EpochRecord&)>& on_epoch = {}) {
   if (c.model == "softmax") {
     if (c.norm != "none")
-      throw std::invalid_argument("--norm " + c.norm + ": the softmax model has no hidden layer to normalize");
+      throw std::invalid_argument("--norm " + c.norm +
+                                  ": the softmax model has no hidden layer to normalize");
     Softmax model(SoftmaxShape{}, std::max(c.batch, 250));
     return train_model(t, data, c, on_epoch, model);
   }
@@ -541,8 +551,9 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   const DataPartition partition = DataPartition::parse(c.partition, c.dcs);
   partition.check(n);
   const std::vector<std::vector<std::size_t>> shards =
-      partition.iid() ? std::vector<std::vector<std::size_t>>{}
-                      : partition.shards(n, std::span<const int>(data.train.y.data(), samples), c.seed);
+      partition.iid()
+          ? std::vector<std::vector<std::size_t>>{}
+          : partition.shards(n, std::span<const int>(data.train.y.data(), samples), c.seed);
   const std::size_t steps =
       partition.iid() ? steps_per_epoch(n, samples, c.batch) : steps_per_epoch(shards, c.batch);
   if (steps == 0) throw std::invalid_argument("fewer training samples per worker than one batch");
@@ -606,8 +617,9 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   // all-reduced).
   bool reached = false;
   for (int epoch = 0; epoch <= c.epochs && !reached; ++epoch) {
-    const std::vector<std::size_t> shard =
-        partition.iid() ? epoch_order(me, n, samples, c.seed, epoch) : epoch_order(me, shards, c.seed, epoch);
+    const std::vector<std::size_t> shard = partition.iid()
+                                               ? epoch_order(me, n, samples, c.seed, epoch)
+                                               : epoch_order(me, shards, c.seed, epoch);
     for (std::size_t part = epoch == 0 ? parts - 1 : 0; part < parts && !reached; ++part) {
       const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
       const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
