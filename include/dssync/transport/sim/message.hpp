@@ -4,6 +4,7 @@
 // ever matches a receive of its own channel.
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "dssync/core/tag.hpp"
@@ -20,11 +21,16 @@ struct SimMessage {
   const std::byte* data = nullptr;  // the sender's buffer, valid until it is sent
   std::size_t bytes = 0;
   std::vector<std::byte> staged;  // a copy, when it arrives before its receive
-  // While it moves, a flow of the network (FlowNetwork):
+  // While it moves, a flow of the network (FlowNetwork, which alone uses these):
   double remaining = 0;             // virtual bytes still to move
   double rate = 0;                  // bytes/s now
   double since = 0;                 // when remaining was last brought up to date
   int links[4] = {-1, -1, -1, -1};  // the links of its path; -1: none
+  double finish = 0;                // when its last byte leaves at the current rate
+  int slot = -1;                    // its place in the network's list of flows; -1: not moving
+  int heap = -1;                    // its place in the heap of finish times
+  int on_link[4] = {};              // its place in each link's list of flows
+  std::uint64_t seen = 0;           // the last rate update that visited it
   bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
   bool* sent_flag = nullptr;        // the sender's completion flag
   SimRecv* target = nullptr;        // the receive it was copied into (direct)

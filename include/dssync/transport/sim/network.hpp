@@ -5,10 +5,25 @@
 // it max-min fairly, the rates recomputed (progressive filling) whenever a
 // flow starts or ends. FlowNetwork knows links, routes and rates; which
 // message moves when (the ports) is the world's.
+//
+// The cost of an event does not grow with the world: the finish times are in
+// a heap, and a change recomputes the rates of the flows it can affect only,
+// the connected components (flows joined by sharing a link) of the flows that
+// started, of the links of the flows that ended, and of the flows whose place
+// in the list of flows moved. The rates are bit for bit those of progressive
+// filling over every flow at once (kept as the reference mode, for the
+// tests): a round of the global filling changes a component only when the
+// component's own least share is the round's, and then performs exactly the
+// component's own round, in the same order of flows; a component none of
+// whose flows started, moved or lost a neighbour has the same flows in the
+// same order as when its rates were last computed, so computing it again
+// would give them again.
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "dssync/transport/sim/message.hpp"
@@ -18,6 +33,11 @@ namespace dssync::detail {
 
 class FlowNetwork {
  public:
+  // reference: recompute every flow's rate at every change and scan every
+  // flow for the next finish, as the first engine did; the tests check the
+  // component-wise engine against it bit for bit.
+  explicit FlowNetwork(bool reference = false) : reference_(reference) {}
+
   // Lays out the links of a world of n ranks; no flow moves.
   void reset(const SimOptions& o, int n) {
     ranks_per_host_ = o.ranks_per_host;
@@ -37,6 +57,9 @@ class FlowNetwork {
       link(rack_down(k)).capacity = uplink;
     }
     flows_.clear();
+    heap_.clear();
+    touched_flows_.clear();
+    touched_links_.clear();
     changed_ = false;
   }
 
@@ -66,7 +89,17 @@ class FlowNetwork {
     m.remaining = virtual_bytes;
     m.rate = 0;
     m.since = now;
+    m.finish = finish_time(m);
+    m.slot = static_cast<int>(flows_.size());
     flows_.push_back(&m);
+    for (int j = 0; j < 4; ++j)
+      if (m.links[j] >= 0) {
+        std::vector<SimMessage*>& on = link(m.links[j]).flows;
+        m.on_link[j] = static_cast<int>(on.size());
+        on.push_back(&m);
+      }
+    heap_push(m);
+    touched_flows_.push_back(&m);
     changed_ = true;
   }
 
@@ -74,34 +107,63 @@ class FlowNetwork {
   // date first if flows started or ended since.
   double next_finish(double now) {
     if (changed_) rates(now);
-    double next = std::numeric_limits<double>::infinity();
-    for (const SimMessage* m : flows_) next = std::min(next, finish_time(*m));
-    return next;
+    if (reference_) {
+      double next = std::numeric_limits<double>::infinity();
+      for (const SimMessage* m : flows_) next = std::min(next, finish_time(*m));
+      return next;
+    }
+    return heap_.empty() ? std::numeric_limits<double>::infinity() : heap_.front()->finish;
   }
 
   // Ends the flows whose last byte has left by `now`, calling done(m) for each
-  // in a fixed order. done may start new flows; one that ends at once (an
-  // empty message) ends in this call too.
+  // in a fixed order: that of a scan of the list of flows from its start, an
+  // ended flow replaced in its place by the last one. done may start new
+  // flows (at the end of the list); one that ends at once (an empty message)
+  // ends in this call too.
   template <class Done>
   void finish_until(double now, Done&& done) {
-    for (std::size_t i = 0; i < flows_.size();) {
-      SimMessage* m = flows_[i];
-      if (finish_time(*m) <= now) {
-        flows_[i] = flows_.back();
-        flows_.pop_back();
-        changed_ = true;
-        done(*m);
-      } else {
-        ++i;
+    if (reference_) {
+      for (std::size_t i = 0; i < flows_.size();) {
+        SimMessage* m = flows_[i];
+        if (finish_time(*m) <= now) {
+          remove(*m);
+          done(*m);
+        } else {
+          ++i;
+        }
       }
+      return;
+    }
+    // The same order without the scan: the flows due, least place first; a
+    // due flow moved into the place of one that ended is taken next, as the
+    // scan would, and its entry for its old place is stale.
+    due_.clear();
+    take_due(now);
+    while (!due_.empty()) {
+      std::pop_heap(due_.begin(), due_.end(), std::greater<>{});
+      const auto [place, m] = due_.back();
+      due_.pop_back();
+      if (m->slot != place || m->heap >= 0) continue;  // stale: it moved
+      SimMessage* moved = remove(*m);
+      if (moved && moved->finish <= now) {
+        due_.emplace_back(moved->slot, moved);
+        std::push_heap(due_.begin(), due_.end(), std::greater<>{});
+      }
+      done(*m);
+      take_due(now);
     }
   }
+
+  // The flows that move, in the order the rates are computed in (tests).
+  const std::vector<SimMessage*>& flows() const noexcept { return flows_; }
 
  private:
   struct Link {
     double capacity = 0;  // bytes/s; infinity: not a constraint
     double residual = 0;
     int unfrozen = 0;
+    std::uint64_t seen = 0;            // the last rate update that visited it
+    std::vector<SimMessage*> flows;  // the flows that cross it, in no order
   };
 
   int host_of(int r) const { return r / ranks_per_host_; }
@@ -118,26 +180,129 @@ class FlowNetwork {
     return m.remaining <= 0 ? m.since : m.since + m.remaining / m.rate;
   }
 
-  // Max-min fair rates by progressive filling: repeatedly the link whose
-  // residual capacity per unfrozen flow is least fixes the rate of the flows
-  // that cross it.
+  // Takes m out of the list of flows (the last flow takes its place), its
+  // links' lists and the heap; returns the flow that moved, if one did: its
+  // component must be computed again, its order among its neighbours having
+  // changed.
+  SimMessage* remove(SimMessage& m) {
+    const std::size_t i = static_cast<std::size_t>(m.slot);
+    SimMessage* moved = nullptr;
+    if (i + 1 < flows_.size()) {
+      moved = flows_.back();
+      flows_[i] = moved;
+      moved->slot = m.slot;
+      touched_flows_.push_back(moved);
+    }
+    flows_.pop_back();
+    m.slot = -1;
+    for (int j = 0; j < 4; ++j)
+      if (m.links[j] >= 0) {
+        std::vector<SimMessage*>& on = link(m.links[j]).flows;
+        SimMessage* last = on.back();
+        const int at = m.on_link[j];
+        on[static_cast<std::size_t>(at)] = last;
+        for (int k = 0; k < 4; ++k)
+          if (last->links[k] == m.links[j]) last->on_link[k] = at;
+        on.pop_back();
+        touched_links_.push_back(m.links[j]);
+      }
+    heap_erase(m);
+    changed_ = true;
+    return moved;
+  }
+
+  // Moves the flows of the heap that end by `now` to the due list.
+  void take_due(double now) {
+    while (!heap_.empty() && heap_.front()->finish <= now) {
+      SimMessage* m = heap_.front();
+      heap_erase(*m);
+      due_.emplace_back(m->slot, m);
+      std::push_heap(due_.begin(), due_.end(), std::greater<>{});
+    }
+  }
+
+  // ---- rates ----------------------------------------------------------------
   void rates(double now) {
     changed_ = false;
-    for (Link& l : links_) l.residual = l.capacity, l.unfrozen = 0;
-    for (SimMessage* m : flows_)
+    if (reference_) {
+      touched_flows_.clear();
+      touched_links_.clear();
+      comp_flows_ = flows_;
+      comp_links_.clear();
+      for (std::size_t l = 0; l < links_.size(); ++l) comp_links_.push_back(static_cast<int>(l));
+      fill(now);
+      return;
+    }
+    ++visit_;
+    for (int l : touched_links_) component_of_link(l, now);
+    for (SimMessage* m : touched_flows_)
+      if (m->slot >= 0 && m->seen != visit_) {
+        m->seen = visit_;
+        comp_flows_.assign(1, m);
+        comp_links_.clear();
+        grow(now);
+      }
+    touched_flows_.clear();
+    touched_links_.clear();
+  }
+
+  void component_of_link(int l, double now) {
+    Link& k = link(l);
+    if (k.seen == visit_) return;
+    k.seen = visit_;
+    comp_flows_.clear();
+    comp_links_.assign(1, l);
+    grow(now);
+  }
+
+  // Completes the component from comp_flows_ and comp_links_ (visited
+  // already) and computes its rates.
+  void grow(double now) {
+    std::size_t f = 0, l = 0;
+    while (f < comp_flows_.size() || l < comp_links_.size()) {
+      for (; l < comp_links_.size(); ++l)
+        for (SimMessage* m : link(comp_links_[l]).flows)
+          if (m->seen != visit_) {
+            m->seen = visit_;
+            comp_flows_.push_back(m);
+          }
+      for (; f < comp_flows_.size(); ++f)
+        for (int j : comp_flows_[f]->links)
+          if (j >= 0 && link(j).seen != visit_) {
+            link(j).seen = visit_;
+            comp_links_.push_back(j);
+          }
+    }
+    if (comp_flows_.empty()) return;
+    std::sort(comp_flows_.begin(), comp_flows_.end(),
+              [](const SimMessage* a, const SimMessage* b) { return a->slot < b->slot; });
+    fill(now);
+  }
+
+  // Max-min fair rates of comp_flows_ over comp_links_ by progressive
+  // filling: repeatedly the link whose residual capacity per unfrozen flow is
+  // least fixes the rate of the flows that cross it. The flows are taken in
+  // the order of the list of flows, and a flow freezes in the round in which
+  // one of its links' share (after the freezes before it in that round) is at
+  // most the round's: the reference's rule and order.
+  void fill(double now) {
+    for (int l : comp_links_) link(l).residual = link(l).capacity, link(l).unfrozen = 0;
+    for (SimMessage* m : comp_flows_)
       for (int l : m->links)
         if (l >= 0) ++link(l).unfrozen;
     std::vector<double>& rate = rate_scratch_;
-    rate.assign(flows_.size(), -1.0);
-    std::size_t left = flows_.size();
+    rate.assign(comp_flows_.size(), -1.0);
+    std::size_t left = comp_flows_.size();
     while (left > 0) {
       double share = std::numeric_limits<double>::infinity();
-      for (const Link& l : links_)
-        if (l.unfrozen > 0) share = std::min(share, l.residual / l.unfrozen);
-      for (std::size_t i = 0; i < flows_.size(); ++i) {
+      for (int l : comp_links_) {
+        const Link& k = link(l);
+        if (k.unfrozen > 0) share = std::min(share, k.residual / k.unfrozen);
+      }
+      for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
         if (rate[i] >= 0) continue;
         bool bottleneck = false;
-        for (int l : flows_[i]->links)
+        for (int l : comp_flows_[i]->links)
           if (l >= 0) {
             const Link& k = link(l);
             bottleneck = bottleneck || k.residual / k.unfrozen <= share;
@@ -145,7 +310,7 @@ class FlowNetwork {
         if (!bottleneck) continue;
         rate[i] = share;
         --left;
-        for (int l : flows_[i]->links)
+        for (int l : comp_flows_[i]->links)
           if (l >= 0) {
             Link& k = link(l);
             k.residual -= share;
@@ -153,22 +318,84 @@ class FlowNetwork {
           }
       }
     }
-    for (std::size_t i = 0; i < flows_.size(); ++i) {
-      SimMessage& m = *flows_[i];
+    for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
+      SimMessage& m = *comp_flows_[i];
       if (m.rate == rate[i]) continue;
       if (m.rate > 0) m.remaining = std::max(0.0, m.remaining - m.rate * (now - m.since));
       m.since = now;
       m.rate = rate[i];
+      m.finish = finish_time(m);
+      heap_fix(m);
     }
   }
 
+  // ---- the heap of finish times (each flow knows its place) -----------------
+  void heap_push(SimMessage& m) {
+    m.heap = static_cast<int>(heap_.size());
+    heap_.push_back(&m);
+    heap_up(m.heap);
+  }
+  void heap_erase(SimMessage& m) {
+    const int i = m.heap;
+    if (i < 0) return;
+    SimMessage* last = heap_.back();
+    heap_.pop_back();
+    m.heap = -1;
+    if (last == &m) return;
+    place(i, last);
+    heap_fix(*last);
+  }
+  void heap_fix(SimMessage& m) {
+    heap_up(m.heap);
+    heap_down(m.heap);
+  }
+  void place(int i, SimMessage* m) {
+    heap_[static_cast<std::size_t>(i)] = m;
+    m->heap = i;
+  }
+  void heap_up(int i) {
+    SimMessage* m = heap_[static_cast<std::size_t>(i)];
+    while (i > 0) {
+      const int parent = (i - 1) / 2;
+      SimMessage* p = heap_[static_cast<std::size_t>(parent)];
+      if (!(m->finish < p->finish)) break;
+      place(i, p);
+      i = parent;
+    }
+    place(i, m);
+  }
+  void heap_down(int i) {
+    const int n = static_cast<int>(heap_.size());
+    SimMessage* m = heap_[static_cast<std::size_t>(i)];
+    for (;;) {
+      int c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && heap_[static_cast<std::size_t>(c + 1)]->finish <
+                           heap_[static_cast<std::size_t>(c)]->finish)
+        ++c;
+      SimMessage* child = heap_[static_cast<std::size_t>(c)];
+      if (!(child->finish < m->finish)) break;
+      place(i, child);
+      i = c;
+    }
+    place(i, m);
+  }
+
+  bool reference_;
   int ranks_per_host_ = 1;
   int hosts_per_rack_ = 0;
   bool uplinks_ = false;
   int hosts_ = 0;
   std::vector<Link> links_;
-  std::vector<SimMessage*> flows_;
+  std::vector<SimMessage*> flows_;  // every flow that moves; the order the rates see them in
+  std::vector<SimMessage*> heap_;   // the same flows, least finish time first
+  std::vector<SimMessage*> touched_flows_;  // started or moved since the rates were computed
+  std::vector<int> touched_links_;          // links of flows that ended since
+  std::vector<std::pair<int, SimMessage*>> due_;  // finish_until: (place, flow), least first
+  std::vector<SimMessage*> comp_flows_;           // the component being computed
+  std::vector<int> comp_links_;
   std::vector<double> rate_scratch_;
+  std::uint64_t visit_ = 0;
   bool changed_ = false;
 };
 
