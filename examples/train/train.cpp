@@ -223,7 +223,10 @@ int main(int argc, char** argv) {
                  "parameters up to --staleness steps old: StaleSync), ssp (SSPSync: gradients all-reduced "
                  "in the background, step c applies the mean of step c - --staleness), shadow-ma, "
                  "shadow-bmuf, shadow-easgd, shadow-ds (ShadowSync: model averaging, BMUF, EASGD or a "
-                 "DS-Sync step in background rounds beside local SGD), gossip, localsgd, none")
+                 "DS-Sync step in background rounds beside local SGD), gossip, localsgd, gaia (GaiaSync: "
+                 "an average inside each of the --dcs data centers, significant updates across), "
+                 "skewscout (SkewScout turning gaia's threshold), skewscout-localsgd (SkewScout turning "
+                 "localsgd's period), none")
       ->capture_default_str();
   app.add_option("--model", c.model, "mlp (784-hidden-10) or softmax (multiclass logistic regression)")
       ->capture_default_str()
@@ -288,6 +291,28 @@ int main(int argc, char** argv) {
   app.add_option("--easgd-alpha", c.easgd_alpha,
                  "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--gaia-threshold", c.gaia_threshold,
+                 "gaia, skewscout: T0, an accumulated update is sent when |update| > T |value| "
+                 "(T follows the learning rate's schedule)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--gaia-slack", c.gaia_slack,
+                 "gaia, skewscout: updates of step c land at step c + slack (0: in the step; 1 and more: "
+                 "exchanged in the background)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--scout-target", c.scout_target,
+                 "skewscout*: the estimated accuracy loss to stay under")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--scout-period", c.scout_period,
+                 "skewscout*: steps between estimates (0: once an epoch)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--probe-samples", c.probe_samples,
+                 "skewscout*: images of each data center's own shard its leader scores models on")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (threads) with --transport inproc")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -30,6 +30,8 @@
 #include <memory>
 #include <numbers>
 #include <numeric>
+#include <optional>
+#include <sstream>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -77,6 +79,11 @@ struct Config {
   std::string partition = "iid";  // iid | skew:p (fraction p of each class in its home DC)
   int dcs = 1;                    // data centers: consecutive blocks of n / dcs ranks
   std::string norm = "none";      // the MLP's norm: none | batch | group:G
+  double gaia_threshold = 0.01;   // gaia, skewscout: T0 (Gaia's relative significance)
+  int gaia_slack = 0;             // gaia, skewscout: the mirror clock's slack
+  double scout_target = 0.05;     // skewscout*: the accuracy loss to stay under
+  int scout_period = 0;           // skewscout*: steps between estimates (0: once an epoch)
+  int probe_samples = 512;        // skewscout*: the probe set, from each leader's own shard
 
   // A short name for tables, logs and plot legends: the synchronizer's, then
   // the data partition, data centers and norm when they are not the defaults
@@ -95,6 +102,18 @@ struct Config {
     if (sync == "dssync")
       return "dssync g=" + std::to_string(group_size) + " " + shuffle;
     if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
+    if (sync == "gaia" || sync == "skewscout") {
+      std::ostringstream l;
+      l << (sync == "gaia" ? "gaia" : "skewscout gaia") << " T=" << gaia_threshold;
+      if (gaia_slack > 0) l << " slack=" << gaia_slack;
+      if (sync == "skewscout") l << " target=" << scout_target;
+      return l.str();
+    }
+    if (sync == "skewscout-localsgd") {
+      std::ostringstream l;
+      l << "skewscout localsgd H=" << period << " target=" << scout_target;
+      return l.str();
+    }
     if (sync == "gossip") return "gossip ring";
     if (sync == "allreduce") return "bsp allreduce" + model_suffix();
     if (sync == "sfb") return "sfb hybrid" + model_suffix();
@@ -167,6 +186,12 @@ class ParamSync {
   // The end of a run, on every worker; `lr` is the last step's learning rate.
   // SSPSync applies the means still in flight, ShadowSync ends on equal bits.
   virtual void finish(std::span<float> /*params*/, float /*lr*/) {}
+  // The model every worker starts from, before the first step (GaiaSync's
+  // first reference), and each step's learning rate over the first one (its
+  // threshold follows it).
+  virtual void start(std::span<const float> /*params*/) {}
+  virtual void learning_rate(double /*scale*/) {}
+
   virtual RoundCounts rounds() const { return {}; }
   // False when stats().bytes_sent does not count what the synchronizer sends
   // (every synchronizer here counts; SSPSync and ShadowSync as their
@@ -269,6 +294,59 @@ class ShadowOf final : public ParamSync {
   dssync::ShadowSync<T, Round> sync_;
 };
 
+// GaiaSync across the --dcs data centers, alone or inside SkewScout (whose
+// knob is its threshold); made by start(), when the initial model is known.
+template <class T>
+class GaiaOf final : public ParamSync {
+ public:
+  using Probe = std::function<double(std::span<const float>)>;
+  GaiaOf(T& t, std::vector<std::string> dcs, dssync::GaiaOptions o, bool scout,
+         dssync::SkewScoutOptions so, Probe probe)
+      : t_(t), dcs_(std::move(dcs)), options_(o), scout_(scout), scout_options_(so),
+        probe_(std::move(probe)) {}
+  void start(std::span<const float> params) override {
+    gaia_.emplace(t_, params, dcs_, options_);
+    if (scout_) skewscout_.emplace(t_, *gaia_, dcs_, scout_options_, probe_);
+  }
+  void learning_rate(double scale) override { gaia_->set_lr_scale(scale); }
+  void step(std::span<float> x) override {
+    if (skewscout_)
+      skewscout_->step(x);
+    else
+      gaia_->step(x);
+  }
+  void finish(std::span<float> params, float) override { gaia_->finish(params); }
+  dssync::SyncStats stats() const override {
+    return gaia_ ? static_cast<dssync::SyncStats>(gaia_->stats()) : dssync::SyncStats{};
+  }
+
+ private:
+  T& t_;
+  std::vector<std::string> dcs_;
+  dssync::GaiaOptions options_;
+  bool scout_;
+  dssync::SkewScoutOptions scout_options_;
+  Probe probe_;
+  std::optional<dssync::GaiaSync<T>> gaia_;
+  std::optional<dssync::SkewScout<dssync::GaiaSync<T>>> skewscout_;
+};
+
+// SkewScout around LocalSGD over AllReduceSync: the knob is the period.
+template <class T>
+class ScoutedLocalOf final : public ParamSync {
+ public:
+  using Local = dssync::LocalSGD<dssync::AllReduceSync<T, dssync::RingReduce>>;
+  ScoutedLocalOf(T& t, int period, const std::vector<std::string>& dcs, dssync::SkewScoutOptions so,
+                 std::function<double(std::span<const float>)> probe)
+      : local_(t, typename Local::Options{.period = period}), scout_(t, local_, dcs, so, std::move(probe)) {}
+  void step(std::span<float> x) override { scout_.step(x); }
+  dssync::SyncStats stats() const override { return local_.stats(); }
+
+ private:
+  Local local_;
+  dssync::SkewScout<Local> scout_;
+};
+
 class NoSync final : public ParamSync {
  public:
   void step(std::span<float>) override { ++stats_.steps; }
@@ -281,10 +359,12 @@ class NoSync final : public ParamSync {
 
 // `layers`: the model's fully connected layers, for SFB; `parameters`: the
 // model's size, for StaleSync's history.
+// `probe`: a worker's accuracy on its probe set, for SkewScout.
 template <dssync::transport T>
 std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
                                      std::vector<dssync::SFBLayer> layers = {},
-                                     std::size_t parameters = 0) {
+                                     std::size_t parameters = 0,
+                                     std::function<double(std::span<const float>)> probe = {}) {
   using namespace dssync;
   const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed, .checked = c.checked};
   if (c.sync == "dssync") {
@@ -356,10 +436,29 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
   if (c.sync == "localsgd")
     return std::make_unique<detail::SyncOf<LocalSGD<AllReduceSync<T, RingReduce>>>>(
         false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
+  if (c.sync == "gaia" || c.sync.starts_with("skewscout")) {
+    std::vector<std::string> dcs;
+    const int per_dc = t.size() / std::max(1, c.dcs);
+    for (int r = 0; r < t.size(); ++r) dcs.push_back("dc" + std::to_string(r / std::max(1, per_dc)));
+    if (c.scout_period < 0) throw std::invalid_argument("--scout-period must be at least 0");
+    const SkewScoutOptions so{
+        .target = c.scout_target,
+        .period = static_cast<std::uint64_t>(c.scout_period > 0 ? c.scout_period : 500),
+        .knob_min = c.sync == "skewscout-localsgd" ? 1.0 : 1e-4,
+        .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0};
+    if (c.sync == "skewscout-localsgd")
+      return std::make_unique<detail::ScoutedLocalOf<T>>(t, c.period, dcs, so, std::move(probe));
+    if (c.sync != "gaia" && c.sync != "skewscout")
+      throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (skewscout, skewscout-localsgd)");
+    const GaiaOptions go{.threshold = c.gaia_threshold, .slack = c.gaia_slack, .checked = c.checked};
+    return std::make_unique<detail::GaiaOf<T>>(t, std::move(dcs), go, c.sync == "skewscout", so,
+                                               std::move(probe));
+  }
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
   throw std::invalid_argument("unknown synchronizer '" + c.sync +
                               "' (dssync, allreduce, sfb, sfb-factors, stale, ssp, shadow-ma, shadow-bmuf, "
-                              "shadow-easgd, shadow-ds, gossip, localsgd, none)");
+                              "shadow-easgd, shadow-ds, gossip, localsgd, gaia, skewscout, "
+                              "skewscout-localsgd, none)");
 }
 
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
@@ -560,7 +659,28 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
 
   if (static_cast<std::size_t>(model.shape().in) != data.train.features)
     throw std::invalid_argument("the model takes 784 features per sample");
-  auto sync = make_sync(t, c, model.sfb_layers(), model.params().size());
+  // SkewScout's probe: the first probe_samples images of this worker's shard
+  // (a leader's shard holds its data center's data), fixed for the run.
+  Split probe;
+  if (c.sync.starts_with("skewscout")) {
+    if (c.probe_samples < 1) throw std::invalid_argument("--probe-samples must be at least 1");
+    const std::vector<std::size_t> mine =
+        partition.iid() ? epoch_order(me, n, samples, c.seed, 0) : epoch_order(me, shards, c.seed, 0);
+    const std::size_t m = std::min(mine.size(), static_cast<std::size_t>(c.probe_samples));
+    probe.features = data.train.features;
+    for (std::size_t k = 0; k < m; ++k) {
+      const float* image = data.train.x.data() + mine[k] * data.train.features;
+      probe.x.insert(probe.x.end(), image, image + data.train.features);
+      probe.y.push_back(data.train.y[mine[k]]);
+    }
+  }
+  Config with_period = c;  // SkewScout's period: once an epoch unless given
+  if (with_period.scout_period == 0) with_period.scout_period = static_cast<int>(steps);
+  auto sync = make_sync(t, with_period, model.sfb_layers(), model.params().size(),
+                        [&](std::span<const float> p) {
+                          return static_cast<double>(model.evaluate(p, probe).correct) /
+                                 static_cast<double>(probe.size());
+                        });
 
   // Outside the synchronizer: the averaged model and the figures, over the
   // whole world. Channel 127 of the tag space is one no synchronizer uses.
@@ -573,6 +693,7 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   // starts at zero on every worker.
   if (me == 0) model.init(c.seed);
   dssync::AutoBroadcast().broadcast(t, world.group(0), model.params(), 0, tag);
+  sync->start(model.params());
   dssync::RingReduce ring;
   dssync::RecursiveDoublingReduce small;
   std::vector<float> averaged(model.params().size());
@@ -648,6 +769,7 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         const std::size_t k = global_step++;
         const float lr = lr_at(k);
         last_lr = lr;
+        sync->learning_rate(c.lr > 0 ? static_cast<double>(lr) / static_cast<double>(c.lr) : 1.0);
         // On a simulated network the step's real compute time (the gradient and
         // the update) is spent in virtual time before the synchronization, or
         // a fixed time, which makes every virtual time reproducible to the bit.
