@@ -1052,7 +1052,7 @@ TEST_CASE("train: skewed data with batch and group norm still trains") {
 
 }  // namespace
 
-TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of all, to the bit; skewscout learns") {
+TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of all to the bit, and skewscout learns") {
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
   train::Config c;
