@@ -747,7 +747,7 @@ TEST_CASE("RackGroups: envoys are drawn uniformly, the same on every rank, from 
   CHECK(a.to_string() != c.to_string());
 }
 
-TEST_CASE("RackGroups: one rack is random groups of g; the steps mix the whole world") {
+TEST_CASE("RackGroups: one rack is random groups of g, and the steps mix the whole world") {
   const RackGroups one(racks_of(1, 10), 2, 3);
   Partition p;
   one.layout(10, 2, 0, p);
@@ -765,7 +765,7 @@ TEST_CASE("RackGroups: one rack is random groups of g; the steps mix the whole w
   CHECK(after_80 < 1e-3);
 }
 
-TEST_CASE("RackGroups: bad worlds and envoy counts are configuration errors; real ranks agree bitwise") {
+TEST_CASE("RackGroups: bad worlds and envoy counts are configuration errors, and real ranks agree bitwise") {
   Partition p;
   CHECK_THROWS_AS(RackGroups(racks_of(2, 4), 2).layout(9, 2, 0, p), dssync::configuration_error);
   CHECK_THROWS_AS(RackGroups(racks_of(2, 4), 0), dssync::configuration_error);

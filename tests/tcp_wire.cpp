@@ -42,7 +42,7 @@ TEST_CASE("wire: a hello and a frame header decode to what was encoded") {
         std::string::npos);
 }
 
-TEST_CASE("wire: channels in the hello and the frame header; a version-1 hello is refused") {
+TEST_CASE("wire: channels in the hello and the frame header, and a version-1 hello is refused") {
   wire::Hello h{wire::Purpose::mesh, wire::token_hash("t"), 4, 2, 4242, {}, 3};
   auto b = wire::encode(h);
   wire::Hello d;
