@@ -7,13 +7,22 @@
 // exception thrown on a fiber's stack looks like a stack error). What a fiber
 // waits for and who wakes it is the world's.
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <boost/context/fiber.hpp>
-#include <boost/context/protected_fixedsize_stack.hpp>
+#include <boost/context/stack_context.hpp>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <memory>
+#include <new>
+#include <string>
 #include <utility>
 #include <vector>
+
+#include "dssync/core/error.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -48,7 +57,7 @@ class FiberScheduler {
     me.done = false;
     me.waiting = false;
     me.self =
-        ctx::fiber(std::allocator_arg, Stack{ctx::protected_fixedsize_stack(stack_bytes), &me},
+        ctx::fiber(std::allocator_arg, Stack{GuardedStack{stack_bytes}, &me},
                    [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
                      Fiber& f = at(r);
 #if DSSYNC_SIM_ASAN
@@ -136,9 +145,41 @@ class FiberScheduler {
     bool done = false;
     bool waiting = false;
   };
+  // A fiber's stack with a guard page below it, so that an overflow is a
+  // segmentation fault, never a write into another fiber's stack. Boost's
+  // protected_fixedsize_stack ignores a failed mprotect in a release build,
+  // which leaves the stack unguarded; it fails once the process has
+  // vm.max_map_count mappings (65530 by default), and each guarded stack
+  // takes two: about 32,000 fibers. Here that is a clear error instead.
+  struct GuardedStack {
+    std::size_t bytes;
+    boost::context::stack_context allocate() {
+      const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+      const std::size_t size = (bytes + page - 1) / page * page + page;
+      void* vp = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (vp == MAP_FAILED) throw std::bad_alloc();
+      if (::mprotect(vp, page, PROT_NONE) != 0) {
+        const int err = errno;
+        ::munmap(vp, size);
+        throw configuration_error(
+            std::string("cannot protect the guard page of a simulated fiber's stack (") +
+            std::strerror(err) +
+            "): each fiber's stack takes two memory mappings, and the process has reached "
+            "its limit (vm.max_map_count, 65530 by default: about 32,000 ranks); raise it "
+            "(sysctl vm.max_map_count) to simulate more ranks");
+      }
+      boost::context::stack_context sc;
+      sc.size = size;
+      sc.sp = static_cast<char*>(vp) + size;
+      return sc;
+    }
+    void deallocate(boost::context::stack_context& sc) noexcept {
+      ::munmap(static_cast<char*>(sc.sp) - sc.size, sc.size);
+    }
+  };
   // A fiber's stack, remembered for AddressSanitizer.
   struct Stack {
-    boost::context::protected_fixedsize_stack inner;
+    GuardedStack inner;
     Fiber* fiber;
     boost::context::stack_context allocate() {
       boost::context::stack_context sc = inner.allocate();
