@@ -344,7 +344,7 @@ int main(int argc, char** argv) {
                  "(a simulated network: times are virtual)")
       ->capture_default_str()
       ->check(CLI::IsMember({"inproc", "mpi", "tcp", "sim"}));
-  double sim_gbit = 10, sim_alpha = 5e-6, sim_oversubscription = 1;
+  double sim_gbit = 10, sim_alpha = 5e-6, sim_oversubscription = 1, sim_uplink_alpha = 0;
   int sim_hosts_per_rack = 0;
   app.add_option("--sim-bandwidth", sim_gbit, "sim: host link, Gbit/s")->capture_default_str();
   app.add_option("--sim-alpha", sim_alpha, "sim: latency per message, s")->capture_default_str();
@@ -352,6 +352,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--sim-oversubscription", sim_oversubscription, "sim: rack uplink = rack bandwidth / this")
       ->capture_default_str();
+  app.add_option("--sim-uplink-alpha", sim_uplink_alpha,
+                 "sim: latency added to a message that leaves its rack, s (a wide-area one-way delay)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--sim-compute", c.sim_compute,
                  "sim: compute seconds per step in virtual time (0: each step's measured time)")
       ->capture_default_str()
@@ -415,6 +419,7 @@ int main(int argc, char** argv) {
           .bandwidth = sim_gbit * 1e9 / 8,
           .hosts_per_rack = sim_hosts_per_rack,
           .uplink_bandwidth = sim_hosts_per_rack > 0 ? sim_hosts_per_rack * sim_gbit * 1e9 / 8 / sim_oversubscription : 0,
+          .uplink_alpha = sim_uplink_alpha,
           .stack_bytes = 1 << 20,  // Eigen keeps GEMM blocks on the stack
       };
       char setting[128];
