@@ -73,11 +73,12 @@ std::vector<unsigned char> idx_labels(std::uint32_t count, unsigned char top = 9
   return b;
 }
 
-template <class F>
+// The message of the E that f() throws, or "no error".
+template <class E = train::data_error, class F>
 std::string error_of(F&& f) {
   try {
     f();
-  } catch (const train::data_error& e) {
+  } catch (const E& e) {
     return e.what();
   }
   return "no error";
@@ -587,15 +588,6 @@ std::vector<int> random_labels(std::size_t n, std::uint64_t salt) {
   return y;
 }
 
-template <class F>
-std::string invalid_argument_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 TEST_CASE("train: --partition iid and skew:0 give today's epoch_order for every worker, epoch and seed") {
   // skew:0 goes through the dealing code (no image at home, every image dealt
@@ -726,20 +718,20 @@ TEST_CASE("train: skew:1 with 8 data centers and 10 classes puts classes {0, 8} 
 TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument naming the value") {
   for (const char* spec : {"skew:1.5", "skew:-0.1", "skew:x", "skew:", "skew:0.5x", "noniid"}) {
     CAPTURE(spec);
-    CHECK(has(invalid_argument_of([&] { train::DataPartition::parse(spec, 1); }), spec));
+    CHECK(has(error_of<std::invalid_argument>([&] { train::DataPartition::parse(spec, 1); }), spec));
   }
-  CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", 0); }), "--dcs 0"));
-  CHECK(has(invalid_argument_of([&] { train::DataPartition::parse("iid", -2); }), "--dcs -2"));
+  CHECK(has(error_of<std::invalid_argument>([&] { train::DataPartition::parse("iid", 0); }), "--dcs 0"));
+  CHECK(has(error_of<std::invalid_argument>([&] { train::DataPartition::parse("iid", -2); }), "--dcs -2"));
   const auto uneven =
-      invalid_argument_of([&] { train::DataPartition::parse("skew:1", 3).check(8); });
+      error_of<std::invalid_argument>([&] { train::DataPartition::parse("skew:1", 3).check(8); });
   CHECK(has(uneven, "n = 8"));
   CHECK(has(uneven, "D = 3"));
   for (const char* spec : {"group:0", "group:x", "group:", "group:-2", "layer", "batchnorm"}) {
     CAPTURE(spec);
-    CHECK(has(invalid_argument_of([&] { train::Norm::parse(spec); }), spec));
+    CHECK(has(error_of<std::invalid_argument>([&] { train::Norm::parse(spec); }), spec));
   }
   // G must divide every hidden width: 3 does not divide 128.
-  const auto groups = invalid_argument_of([] {
+  const auto groups = error_of<std::invalid_argument>([] {
     train::Mlp(train::Shape{.hidden = {96, 128}, .norm = train::Norm::parse("group:3")});
   });
   CHECK(has(groups, "group:3"));
@@ -749,7 +741,7 @@ TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument 
   bn.init(1);
   const float x[4] = {1, 2, 3, 4};
   const int label[1] = {1};
-  CHECK(has(invalid_argument_of([&] { bn.compute_gradient(x, label, 1); }), "at least 2"));
+  CHECK(has(error_of<std::invalid_argument>([&] { bn.compute_gradient(x, label, 1); }), "at least 2"));
   // And through the trainer: D not dividing n, a norm on the softmax model.
   const train::Dataset data = synthetic(64, 4);
   train::Config c;
