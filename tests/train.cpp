@@ -588,7 +588,6 @@ std::vector<int> random_labels(std::size_t n, std::uint64_t salt) {
   return y;
 }
 
-
 TEST_CASE("train: --partition iid and skew:0 give today's epoch_order for every worker, epoch and seed") {
   // skew:0 goes through the dealing code (no image at home, every image dealt
   // round-robin in index order), iid through today's: both must be the
