@@ -42,6 +42,7 @@ class FiberScheduler {
     fibers_.clear();
     fibers_.resize(static_cast<std::size_t>(n));
     ready_.clear();
+    live_ = 0;
     current_ = -1;
   }
 
@@ -55,6 +56,7 @@ class FiberScheduler {
     Fiber& me = at(r);
     me.spawned = true;
     me.done = false;
+    ++live_;
     me.waiting = false;
     me.self =
         ctx::fiber(std::allocator_arg, Stack{GuardedStack{stack_bytes}, &me},
@@ -66,6 +68,7 @@ class FiberScheduler {
                      f.sched = std::move(sched);
                      body(r);
                      f.done = true;
+                     --live_;
 #if DSSYNC_SIM_ASAN
                      __sanitizer_start_switch_fiber(nullptr, sched_bottom_, sched_size_);
 #endif
@@ -104,11 +107,8 @@ class FiberScheduler {
     const Fiber& f = fibers_[static_cast<std::size_t>(r)];
     return f.spawned && !f.done;
   }
-  bool all_done() const {
-    for (const Fiber& f : fibers_)
-      if (f.spawned && !f.done) return false;
-    return true;
-  }
+  // Counted, not scanned: the event loop asks after every event.
+  bool all_done() const noexcept { return live_ == 0; }
   int slots() const noexcept {
     return static_cast<int>(fibers_.size());
   }
@@ -205,6 +205,7 @@ class FiberScheduler {
   std::vector<Fiber> fibers_;
   std::deque<int> ready_;
   int current_ = -1;
+  int live_ = 0;  // fibers spawned and not finished
   const void* sched_bottom_ = nullptr;  // the scheduler's stack, for AddressSanitizer
   std::size_t sched_size_ = 0;
   void* sched_fake_stack_ = nullptr;

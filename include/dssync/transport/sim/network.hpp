@@ -98,7 +98,8 @@ class FlowNetwork {
         m.on_link[j] = static_cast<int>(on.size());
         on.push_back(&m);
       }
-    heap_push(m);
+    m.heap = -1;
+    if (!bulk_) heap_push(m);
     touched_flows_.push_back(&m);
     changed_ = true;
   }
@@ -112,7 +113,7 @@ class FlowNetwork {
       for (const SimMessage* m : flows_) next = std::min(next, finish_time(*m));
       return next;
     }
-    return heap_.empty() ? std::numeric_limits<double>::infinity() : heap_.front()->finish;
+    return heap_.empty() ? std::numeric_limits<double>::infinity() : heap_.front().finish;
   }
 
   // Ends the flows whose last byte has left by `now`, calling done(m) for each
@@ -122,7 +123,11 @@ class FlowNetwork {
   // ends in this call too.
   template <class Done>
   void finish_until(double now, Done&& done) {
-    if (reference_) {
+    // Many flows due at once (as in a synchronous collective): the scan is
+    // the cheapest way, the heap built again afterwards.
+    const bool scan = reference_ || due_more_than(now, flows_.size() / 8);
+    if (scan) {
+      bulk_ = !reference_;
       for (std::size_t i = 0; i < flows_.size();) {
         SimMessage* m = flows_[i];
         if (finish_time(*m) <= now) {
@@ -132,6 +137,8 @@ class FlowNetwork {
           ++i;
         }
       }
+      if (bulk_) rebuild_heap();
+      bulk_ = false;
       return;
     }
     // The same order without the scan: the flows due, least place first; a
@@ -206,15 +213,18 @@ class FlowNetwork {
         on.pop_back();
         touched_links_.push_back(m.links[j]);
       }
-    heap_erase(m);
+    if (bulk_)
+      m.heap = -1;
+    else
+      heap_erase(m);
     changed_ = true;
     return moved;
   }
 
   // Moves the flows of the heap that end by `now` to the due list.
   void take_due(double now) {
-    while (!heap_.empty() && heap_.front()->finish <= now) {
-      SimMessage* m = heap_.front();
+    while (!heap_.empty() && heap_.front().finish <= now) {
+      SimMessage* m = heap_.front().flow;
       heap_erase(*m);
       due_.emplace_back(m->slot, m);
       std::push_heap(due_.begin(), due_.end(), std::greater<>{});
@@ -234,6 +244,22 @@ class FlowNetwork {
       return;
     }
     ++visit_;
+    if (2 * touched_flows_.size() >= flows_.size()) {
+      // Most flows are new or moved (a synchronous collective's step): one
+      // filling over every flow, which is what the components would give.
+      comp_flows_ = flows_;
+      comp_links_.clear();
+      for (SimMessage* m : flows_)
+        for (int l : m->links)
+          if (l >= 0 && link(l).seen != visit_) {
+            link(l).seen = visit_;
+            comp_links_.push_back(l);
+          }
+      fill(now);
+      touched_flows_.clear();
+      touched_links_.clear();
+      return;
+    }
     for (int l : touched_links_) component_of_link(l, now);
     for (SimMessage* m : touched_flows_)
       if (m->slot >= 0 && m->seen != visit_) {
@@ -329,56 +355,88 @@ class FlowNetwork {
     }
   }
 
-  // ---- the heap of finish times (each flow knows its place) -----------------
+  // ---- the heap of finish times (each flow knows its place; the key is kept
+  // beside the pointer so that sifting does not chase it) ---------------------
+  struct Entry {
+    double finish;
+    SimMessage* flow;
+  };
   void heap_push(SimMessage& m) {
     m.heap = static_cast<int>(heap_.size());
-    heap_.push_back(&m);
+    heap_.push_back({m.finish, &m});
     heap_up(m.heap);
   }
   void heap_erase(SimMessage& m) {
     const int i = m.heap;
     if (i < 0) return;
-    SimMessage* last = heap_.back();
+    const Entry last = heap_.back();
     heap_.pop_back();
     m.heap = -1;
-    if (last == &m) return;
+    if (last.flow == &m) return;
     place(i, last);
-    heap_fix(*last);
+    heap_up(i);
+    heap_down(last.flow->heap);
+  }
+  // Whether more than `limit` flows end by `now`: a walk of the heap's top,
+  // which stops once it has seen limit + 1.
+  bool due_more_than(double now, std::size_t limit) {
+    std::size_t seen = 0;
+    walk_.clear();
+    if (!heap_.empty()) walk_.push_back(0);
+    while (!walk_.empty()) {
+      const std::size_t i = walk_.back();
+      walk_.pop_back();
+      if (!(heap_[i].finish <= now)) continue;
+      if (++seen > limit) return true;
+      for (std::size_t c = 2 * i + 1; c <= 2 * i + 2; ++c)
+        if (c < heap_.size()) walk_.push_back(c);
+    }
+    return false;
+  }
+  // Every flow into the heap at once (Floyd), after a scan.
+  void rebuild_heap() {
+    heap_.clear();
+    for (SimMessage* m : flows_) {
+      m->heap = static_cast<int>(heap_.size());
+      heap_.push_back({m->finish, m});
+    }
+    for (int i = static_cast<int>(heap_.size()) / 2 - 1; i >= 0; --i) heap_down(i);
   }
   void heap_fix(SimMessage& m) {
+    heap_[static_cast<std::size_t>(m.heap)].finish = m.finish;
     heap_up(m.heap);
     heap_down(m.heap);
   }
-  void place(int i, SimMessage* m) {
-    heap_[static_cast<std::size_t>(i)] = m;
-    m->heap = i;
+  void place(int i, Entry e) {
+    heap_[static_cast<std::size_t>(i)] = e;
+    e.flow->heap = i;
   }
   void heap_up(int i) {
-    SimMessage* m = heap_[static_cast<std::size_t>(i)];
+    const Entry e = heap_[static_cast<std::size_t>(i)];
     while (i > 0) {
       const int parent = (i - 1) / 2;
-      SimMessage* p = heap_[static_cast<std::size_t>(parent)];
-      if (!(m->finish < p->finish)) break;
+      const Entry p = heap_[static_cast<std::size_t>(parent)];
+      if (!(e.finish < p.finish)) break;
       place(i, p);
       i = parent;
     }
-    place(i, m);
+    place(i, e);
   }
   void heap_down(int i) {
     const int n = static_cast<int>(heap_.size());
-    SimMessage* m = heap_[static_cast<std::size_t>(i)];
+    const Entry e = heap_[static_cast<std::size_t>(i)];
     for (;;) {
       int c = 2 * i + 1;
       if (c >= n) break;
-      if (c + 1 < n && heap_[static_cast<std::size_t>(c + 1)]->finish <
-                           heap_[static_cast<std::size_t>(c)]->finish)
+      if (c + 1 < n && heap_[static_cast<std::size_t>(c + 1)].finish <
+                           heap_[static_cast<std::size_t>(c)].finish)
         ++c;
-      SimMessage* child = heap_[static_cast<std::size_t>(c)];
-      if (!(child->finish < m->finish)) break;
+      const Entry child = heap_[static_cast<std::size_t>(c)];
+      if (!(child.finish < e.finish)) break;
       place(i, child);
       i = c;
     }
-    place(i, m);
+    place(i, e);
   }
 
   bool reference_;
@@ -388,13 +446,15 @@ class FlowNetwork {
   int hosts_ = 0;
   std::vector<Link> links_;
   std::vector<SimMessage*> flows_;  // every flow that moves; the order the rates see them in
-  std::vector<SimMessage*> heap_;   // the same flows, least finish time first
+  std::vector<Entry> heap_;         // the same flows, least finish time first
   std::vector<SimMessage*> touched_flows_;  // started or moved since the rates were computed
   std::vector<int> touched_links_;          // links of flows that ended since
   std::vector<std::pair<int, SimMessage*>> due_;  // finish_until: (place, flow), least first
   std::vector<SimMessage*> comp_flows_;           // the component being computed
   std::vector<int> comp_links_;
   std::vector<double> rate_scratch_;
+  std::vector<std::size_t> walk_;  // due_more_than's
+  bool bulk_ = false;               // in a scan: the heap is built again after it
   std::uint64_t visit_ = 0;
   bool changed_ = false;
 };
