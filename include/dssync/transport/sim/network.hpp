@@ -169,7 +169,7 @@ class FlowNetwork {
     double capacity = 0;  // bytes/s; infinity: not a constraint
     double residual = 0;
     int unfrozen = 0;
-    std::uint64_t seen = 0;            // the last rate update that visited it
+    std::uint64_t seen = 0;          // the last rate update that visited it
     std::vector<SimMessage*> flows;  // the flows that cross it, in no order
   };
 
@@ -428,8 +428,8 @@ class FlowNetwork {
     for (;;) {
       int c = 2 * i + 1;
       if (c >= n) break;
-      if (c + 1 < n && heap_[static_cast<std::size_t>(c + 1)].finish <
-                           heap_[static_cast<std::size_t>(c)].finish)
+      if (c + 1 < n &&
+          heap_[static_cast<std::size_t>(c + 1)].finish < heap_[static_cast<std::size_t>(c)].finish)
         ++c;
       const Entry child = heap_[static_cast<std::size_t>(c)];
       if (!(child.finish < e.finish)) break;
@@ -447,14 +447,14 @@ class FlowNetwork {
   std::vector<Link> links_;
   std::vector<SimMessage*> flows_;  // every flow that moves; the order the rates see them in
   std::vector<Entry> heap_;         // the same flows, least finish time first
-  std::vector<SimMessage*> touched_flows_;  // started or moved since the rates were computed
-  std::vector<int> touched_links_;          // links of flows that ended since
+  std::vector<SimMessage*> touched_flows_;        // started or moved since the rates were computed
+  std::vector<int> touched_links_;                // links of flows that ended since
   std::vector<std::pair<int, SimMessage*>> due_;  // finish_until: (place, flow), least first
   std::vector<SimMessage*> comp_flows_;           // the component being computed
   std::vector<int> comp_links_;
   std::vector<double> rate_scratch_;
   std::vector<std::size_t> walk_;  // due_more_than's
-  bool bulk_ = false;               // in a scan: the heap is built again after it
+  bool bulk_ = false;              // in a scan: the heap is built again after it
   std::uint64_t visit_ = 0;
   bool changed_ = false;
 };
