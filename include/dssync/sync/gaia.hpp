@@ -42,15 +42,20 @@
 // Every rank must pass the same initial model: it is every data center's
 // first x_ref (Gaia's replicas start equal).
 //
+// Slack (Gaia's mirror clock): with GaiaOptions::slack = s >= 1, step 4 of
+// clock c runs on the background channel, one clock at a time in order, and
+// r lands at clock c + s; so no data center runs more than s clocks ahead of
+// the slowest. finish() applies what is still in flight.
+//
 // Left out, and why: Gaia's selective barrier (it blocks reads of parameters
 // whose significant updates are still on the wire when the wide-area network
 // is saturated; here every significant update of clock c is applied at clock
-// c, so there is nothing to block) and its bandwidth controller of the
-// threshold (SkewScout's knob is the general form).
+// c + s everywhere, so there is nothing to block) and its bandwidth
+// controller of the threshold (SkewScout's knob is the general form).
 //
-// Memory: the reference model, the received updates r and, on shard owners,
-// the shard's accumulator and message buffers, all allocated at construction;
-// a step allocates nothing.
+// Memory: the reference model and, per clock in flight, the received updates
+// r and, on shard owners, the message buffers; the owner's accumulator. All
+// allocated at construction; a step allocates nothing.
 
 #include <algorithm>
 #include <bit>
