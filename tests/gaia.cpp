@@ -561,3 +561,27 @@ TEST_CASE(
   }
 }
 #endif
+
+TEST_CASE("GaiaSync: checked mode stops ranks that disagree on the slack before any exchange") {
+  constexpr int n = 4;
+  std::vector<dssync_test::Outcome> ends(n);
+  try {
+    InProcWorld(n, {.timeout = std::chrono::milliseconds(5000)}).run([&](InProcTransport& t) {
+      try {
+        std::vector<float> x(16, 1.0f);
+        GaiaSync<InProcTransport> gaia(t, x, labels({2, 2}),
+                                       {.slack = t.rank() == 3 ? 1 : 0, .checked = true});
+        gaia.step(x);
+      } catch (...) {
+        ends[static_cast<std::size_t>(t.rank())] = dssync_test::classify(std::current_exception());
+        throw;
+      }
+    });
+  } catch (const dssync::error&) {
+  }
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(ends[static_cast<std::size_t>(r)].kind == "configuration");
+    CHECK(ends[static_cast<std::size_t>(r)].what.find("ranks disagree") != std::string::npos);
+  }
+}

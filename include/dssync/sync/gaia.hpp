@@ -146,7 +146,6 @@ class GaiaSync {
   GaiaSync(Transport& t, std::span<const T> initial, const std::vector<std::string>& dc_of_rank,
            Options options = {}, Filter filter = {}, Reduce reduce = {})
       : transport_(t),
-        rank_(t.rank()),
         options_(validated(options, t.rank())),
         filter_(std::move(filter)),
         reduce_(std::move(reduce)),
@@ -165,20 +164,19 @@ class GaiaSync {
                                     std::to_string(initial.size()) + " parameters are too many",
                                 here);
     dcs_ = detail::ranks_by_label(dc_of_rank);
-    std::uint64_t layout = 0;
     m_min_ = n;
     for (std::size_t d = 0; d < dcs_.size(); ++d) {
       m_min_ = std::min(m_min_, static_cast<int>(dcs_[d].size()));
-      for (int r : dcs_[d]) layout = detail::mix64(layout ^ (d * detail::golden_gamma + r));
+      for (int r : dcs_[d]) layout_ = detail::mix64(layout_ ^ (d * detail::golden_gamma + r));
       if (Group(dcs_[d]).contains(me)) dc_ = static_cast<int>(d);
     }
-    layout_ = layout;
     const auto& mine = dcs_[static_cast<std::size_t>(dc_)];
     position_ = Group(mine).position_of(me);
     weight_ = options_.combine == GaiaCombine::sum || static_cast<int>(mine.size()) == n
                   ? 1.0
                   : static_cast<double>(mine.size()) / n;
-    // Shard j's owners, one per data center in data-center order.
+    // Shard j's owners, one per data center in data-center order. A member
+    // that owns no shard keeps the empty block {0, 0}.
     const std::size_t len = initial.size();
     if (position_ < m_min_) {
       shard_ =
@@ -355,15 +353,10 @@ class GaiaSync {
     return elements * value_words;
   }
 
-  detail::Block own_block() const noexcept {
-    return position_ < m_min_ ? shard_ : detail::Block{0, 0};
-  }
-
   // Step 2: the update of this data center applied at home with its weight,
   // and, on the owner of a shard, added to that shard's accumulator.
   void apply_at_home(std::span<T> params) {
-    const std::size_t lo = shard_.offset,
-                      hi = shard_.offset + (position_ < m_min_ ? shard_.length : 0);
+    const std::size_t lo = shard_.offset, hi = shard_.offset + shard_.length;
     if (weight_ == 1.0) {
       for (std::size_t i = lo; i < hi; ++i) acc_[i - lo] += params[i] - ref_[i];
       return;  // y = x_bar
@@ -435,7 +428,7 @@ class GaiaSync {
     const Group dc(dcs_[static_cast<std::size_t>(dc_)]);
     detail::with_context(c, dc.ranks(), [&] {
       const std::span<T> r = std::span<T>(slot.received);
-      gather_.all_gather_known(tr, dc, std::span<const T>(detail::sub(r, own_block())),
+      gather_.all_gather_known(tr, dc, std::span<const T>(detail::sub(r, shard_)),
                                std::span<const std::size_t>(dc_counts_), r, make_tag(c, 126));
     });
     const TrafficCount end = tr.count();
@@ -464,7 +457,7 @@ class GaiaSync {
   // The owners' exchange: every data center's message for this shard,
   // summed in data-center order (the own one left out) into the shard of r.
   void exchange(CountingTransport<Transport>& tr, Slot& slot, std::uint64_t c) {
-    gather_v_.all_gather_v(tr, Group(owners_),
+    gather_.all_gather_v(tr, Group(owners_),
                            std::span<const std::uint32_t>(slot.words.data(), slot.sent_words),
                            std::span<std::size_t>(slot.counts), slot.gathered, make_tag(c, 125));
     const std::span<T> r = detail::sub(std::span<T>(slot.received), shard_);
@@ -510,7 +503,7 @@ class GaiaSync {
       throw configuration_error(std::string(where) + " got " + std::to_string(got) +
                                     " elements, but this GaiaSync was made for " +
                                     std::to_string(ref_.size()) + " parameters",
-                                error_context{}.with_rank(rank_).with_iteration(clock_));
+                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
   }
 
   // Checked mode: the same synchronizer, clock, options and data centers on
@@ -527,20 +520,18 @@ class GaiaSync {
     for (const std::uint64_t v :
          {ordinal_, clock_, layout_, std::bit_cast<std::uint64_t>(options_.threshold),
           std::bit_cast<std::uint64_t>(lr_scale_), static_cast<std::uint64_t>(options_.schedule),
-          static_cast<std::uint64_t>(options_.combine),
-          static_cast<std::uint64_t>(options_.sparse)})
+          static_cast<std::uint64_t>(options_.combine), static_cast<std::uint64_t>(options_.sparse),
+          static_cast<std::uint64_t>(options_.slack)})
       h = detail::mix64(h ^ detail::mix64(v));
     state.schedule = h;
     detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });
   }
 
   CountingTransport<Transport> transport_;
-  int rank_;
   Options options_;
   Filter filter_;
   Reduce reduce_;
-  RingAllGatherV gather_v_;
-  RingAllGatherV gather_;
+  RingAllGatherV gather_;  // on the context that runs the exchanges (one at a time)
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
   std::vector<std::vector<int>> dcs_;

@@ -93,7 +93,7 @@ class SSPSync {
   // ranks of clock c - s (zeros while c < s). Waits only for that clock.
   void step(std::span<T> gradient) {
     // Times the step; the traffic is the background's, counted as its jobs
-    // end (collect()).
+    // end (count_traffic()).
     detail::StepScope scope(stats_, no_traffic_);
     check_length(gradient.size(), "step()");
     const std::uint64_t c = jobs_.submitted();
