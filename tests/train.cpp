@@ -400,11 +400,15 @@ TEST_CASE("train: an epoch of SFB is BSP's, within 1e-5, with every worker ident
 
 namespace {
 
-// Parameters of every worker after a run of `c` on n workers.
-std::vector<std::vector<float>> run_workers(const train::Dataset& data, const train::Config& c, int n) {
+// Parameters of every worker after a run of `c` on n workers; the run's
+// records into `epochs` when given.
+std::vector<std::vector<float>> run_workers(const train::Dataset& data, const train::Config& c, int n,
+                                           std::vector<train::EpochRecord>* epochs = nullptr) {
   std::vector<std::vector<float>> params(static_cast<std::size_t>(n));
   dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
-    params[static_cast<std::size_t>(t.rank())] = train::train_worker(t, data, c);
+    params[static_cast<std::size_t>(t.rank())] = train::train_worker(t, data, c, [&](const train::EpochRecord& r) {
+      if (epochs) epochs->push_back(r);
+    });
   });
   return params;
 }
@@ -459,12 +463,8 @@ TEST_CASE("train: every --sync shadow-* run ends with all workers on the same bi
     c.batch = 8;
     c.seed = 5;
     c.evaluate_workers = false;
-    std::vector<std::vector<float>> params(n);
     std::vector<train::EpochRecord> epochs;
-    dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
-      params[static_cast<std::size_t>(t.rank())] =
-          train::train_worker(t, data, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
-    });
+    const auto params = run_workers(data, c, n, &epochs);
     REQUIRE(epochs.size() == 3);
     for (int r = 1; r < n; ++r) CHECK(same_bits(params[static_cast<std::size_t>(r)], params[0]));
     CHECK(epochs[2].consensus == 0.0);
@@ -1074,12 +1074,8 @@ TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of 
   for (const char* sync : {"gaia", "skewscout", "skewscout-localsgd"}) {
     CAPTURE(sync);
     c.sync = sync;
-    std::vector<std::vector<float>> params(n);
     std::vector<train::EpochRecord> epochs;
-    dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
-      params[static_cast<std::size_t>(t.rank())] =
-          train::train_worker(t, more, c, [&](const train::EpochRecord& r) { epochs.push_back(r); });
-    });
+    const auto params = run_workers(more, c, n, &epochs);
     REQUIRE(epochs.size() == 4);
     CAPTURE(epochs[0].test_acc_avg);
     CAPTURE(epochs[3].test_acc_avg);
