@@ -406,9 +406,10 @@ std::vector<std::vector<float>> run_workers(const train::Dataset& data, const tr
                                            std::vector<train::EpochRecord>* epochs = nullptr) {
   std::vector<std::vector<float>> params(static_cast<std::size_t>(n));
   dssync::InProcWorld(n, {.timeout = std::chrono::seconds(60)}).run([&](dssync::InProcTransport& t) {
-    params[static_cast<std::size_t>(t.rank())] = train::train_worker(t, data, c, [&](const train::EpochRecord& r) {
-      if (epochs) epochs->push_back(r);
-    });
+    params[static_cast<std::size_t>(t.rank())] =
+        train::train_worker(t, data, c, [&](const train::EpochRecord& r) {
+          if (epochs) epochs->push_back(r);
+        });
   });
   return params;
 }
