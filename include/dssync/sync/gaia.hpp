@@ -458,8 +458,8 @@ class GaiaSync {
   // summed in data-center order (the own one left out) into the shard of r.
   void exchange(CountingTransport<Transport>& tr, Slot& slot, std::uint64_t c) {
     gather_.all_gather_v(tr, Group(owners_),
-                           std::span<const std::uint32_t>(slot.words.data(), slot.sent_words),
-                           std::span<std::size_t>(slot.counts), slot.gathered, make_tag(c, 125));
+                         std::span<const std::uint32_t>(slot.words.data(), slot.sent_words),
+                         std::span<std::size_t>(slot.counts), slot.gathered, make_tag(c, 125));
     const std::span<T> r = detail::sub(std::span<T>(slot.received), shard_);
     std::fill(r.begin(), r.end(), T{});
     const std::size_t dense = dense_words(shard_.length);
@@ -500,10 +500,11 @@ class GaiaSync {
 
   void check_length(std::size_t got, const char* where) const {
     if (got != ref_.size())
-      throw configuration_error(std::string(where) + " got " + std::to_string(got) +
-                                    " elements, but this GaiaSync was made for " +
-                                    std::to_string(ref_.size()) + " parameters",
-                                error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
+      throw configuration_error(
+          std::string(where) + " got " + std::to_string(got) +
+              " elements, but this GaiaSync was made for " + std::to_string(ref_.size()) +
+              " parameters",
+          error_context{}.with_rank(transport_.rank()).with_iteration(clock_));
   }
 
   // Checked mode: the same synchronizer, clock, options and data centers on
