@@ -218,6 +218,42 @@ TEST_CASE(
   for (double e : worst) CHECK(e < 1e-6);
 }
 
+TEST_CASE("GaiaSync: with a period of 3 the data centers meet on every third clock, then exactly") {
+  // Threshold 0, the mean combine, dyadic updates: on clocks 2, 5, 8 every
+  // data center holds the world's average (BSP on parameters), to the bit,
+  // and only those clocks send bytes across.
+  constexpr std::size_t len = 101;
+  const auto dcs = labels({4, 2, 2});
+  constexpr int n = 8;
+  std::vector<int> wrong(n, 0);
+  InProcWorld(n).run([&](InProcTransport& t) {
+    const int r = t.rank();
+    std::vector<float> initial(len);
+    for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(6, 0, i);
+    std::vector<float> x = initial, y = initial;
+    GaiaSync<InProcTransport> gaia(
+        t, initial, dcs, {.threshold = 0, .schedule = GaiaSchedule::constant, .period = 3});
+    dssync::AllReduceSync<InProcTransport> bsp(t);
+    for (std::uint64_t c = 0; c < 9; ++c) {
+      for (std::size_t i = 0; i < len; ++i) {
+        const float g = dyadic(static_cast<std::uint64_t>(r) + 50, c, i);
+        x[i] += g;
+        y[i] += g;
+      }
+      const std::uint64_t before = gaia.stats().wan_bytes;
+      gaia.step(x);
+      bsp.step(y);
+      const bool meets = c % 3 == 2;
+      // Members 0 and 1 of each data center own the two shards.
+      const bool owner = (r < 4 ? r : r < 6 ? r - 4 : r - 6) < 2;
+      wrong[static_cast<std::size_t>(r)] += (gaia.stats().wan_bytes > before) != (meets && owner);
+      if (meets)
+        for (std::size_t i = 0; i < len; ++i) wrong[static_cast<std::size_t>(r)] += x[i] != y[i];
+    }
+  });
+  CHECK(wrong == std::vector<int>(n, 0));
+}
+
 TEST_CASE(
     "GaiaSync: nothing is lost: the models plus what waits to be sent are the sum of every "
     "update") {
@@ -391,6 +427,12 @@ TEST_CASE("GaiaSync: bad input is a configuration_error naming what and where") 
     CHECK_THROWS_AS(
         GaiaSync<InProcTransport>(t, x, dcs, {.schedule = GaiaSchedule::linear, .lower = -1}),
         dssync::configuration_error);
+    CHECK_THROWS_WITH_AS(GaiaSync<InProcTransport>(t, x, dcs, {.slack = -1}),
+                         doctest::Contains("slack must be at least 0, got -1"),
+                         dssync::configuration_error);
+    CHECK_THROWS_WITH_AS(GaiaSync<InProcTransport>(t, x, dcs, {.period = 0}),
+                         doctest::Contains("period must be at least 1, got 0"),
+                         dssync::configuration_error);
     GaiaSync<InProcTransport> gaia(t, x, dcs);
     std::vector<float> wrong(7);
     CHECK_THROWS_WITH_AS(gaia.step(wrong), doctest::Contains("made for 8 parameters"),

@@ -366,6 +366,12 @@ TEST_CASE("gather: an output of the wrong size is a configuration_error naming t
       dssync::RingAllGatherV().all_gather_v(t, Group(members), std::span<const float>(mine),
                                             std::span<std::size_t>(counts), all);
     });
+    expect([&] {
+      std::vector<std::size_t> counts(4);
+      std::vector<float> all;
+      dssync::BruckAllGatherV().all_gather_v(t, Group(members), std::span<const float>(mine),
+                                             std::span<std::size_t>(counts), all);
+    });
     throw dssync::configuration_error("as expected");
   });
   CHECK(message.find("11 elements") != std::string::npos);
@@ -420,6 +426,7 @@ TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
           {.pipeline_from = 4096, .pipeline_min_group = 3, .segment_bytes = 4096});
       dssync::AutoAllGather all_gather({.ring_from = 4096});
       dssync::RingAllGatherV all_gather_v;
+      dssync::BruckAllGatherV bruck_v;
       dssync::DisseminationBarrier barrier;
       std::vector<float> data(5000), mine(700), out(700 * static_cast<std::size_t>(n));
       std::vector<std::size_t> counts(static_cast<std::size_t>(n));
@@ -432,6 +439,8 @@ TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
                                 std::span<float>(out).first(len * static_cast<std::size_t>(n)), 2);
         all_gather_v.all_gather_v(t, g, std::span<const float>(mine).first(100 * me),
                                   std::span<std::size_t>(counts), v_out, 2);
+        bruck_v.all_gather_v(t, g, std::span<const float>(mine).first(100 * me),
+                             std::span<std::size_t>(counts), v_out, 2);
         barrier.barrier(t, g, 2);
       };
       round(Group(members));  // may allocate: the lengths' scratch, the output vector

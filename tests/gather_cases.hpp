@@ -25,6 +25,7 @@
 #include "dssync/collective/auto_broadcast.hpp"
 #include "dssync/collective/barrier.hpp"
 #include "dssync/collective/bruck_all_gather.hpp"
+#include "dssync/collective/bruck_all_gather_v.hpp"
 #include "dssync/collective/pipeline_broadcast.hpp"
 #include "dssync/collective/ring_all_gather.hpp"
 #include "dssync/collective/scatter_allgather_broadcast.hpp"
@@ -199,6 +200,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::AutoAllGather auto_all_gather;
   dssync::AutoAllGather auto_all_gather_small({.ring_from = 64});
   dssync::RingAllGatherV all_gather_v;
+  dssync::BruckAllGatherV bruck_v;
   dssync::DisseminationBarrier barrier;
   for_each_type([&](auto type) {
     using T = decltype(type);
@@ -223,6 +225,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
       }
     }
     all_gather_v_cases<T>(t, g, all_gather_v, "RingAllGatherV", plan, tag, r);
+    all_gather_v_cases<T>(t, g, bruck_v, "BruckAllGatherV", plan, tag, r);
     barrier.barrier(t, g, tag);
   });
   return r;

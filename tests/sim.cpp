@@ -235,6 +235,8 @@ TEST_CASE("HierarchicalReduce sends each byte across the uplinks once per rack, 
       reduce.all_reduce(t, dssync::Partition::whole(n).group(0), std::span<float>(data), dssync::Sum{}, 1);
       CHECK(std::all_of(data.begin(), data.end(), [](float x) { return x == 36.0f; }));
       bytes[static_cast<std::size_t>(t.rank())] = t.bytes;
+      // The simulator's own count of what left the rack agrees.
+      CHECK(st.uplink_bytes() == static_cast<double>(t.bytes));
     });
     return std::pair(r, bytes);
   };
@@ -251,6 +253,8 @@ TEST_CASE("HierarchicalReduce sends each byte across the uplinks once per rack, 
   }
   CHECK(ring_total == 3.5 * m);
   CHECK(hier_total == 2 * m);
+  CHECK(ring.uplink_bytes == 3.5 * m);
+  CHECK(hier.uplink_bytes == 2 * m);
   // Its time: a reduce-scatter and an all-gather of 3 steps inside the rack,
   // each alpha + (M/4)/B; two halving-doubling steps across, each moving M/8
   // from all four owners of a rack at once through its uplink (U/4 each):
@@ -258,6 +262,34 @@ TEST_CASE("HierarchicalReduce sends each byte across the uplinks once per rack, 
   const double want = 6 * (alpha + m / 4 / bw) + 2 * (alpha + wan + (m / 8) / (uplink / 4));
   CHECK(close(hier.makespan, want));
   CHECK(hier.makespan < ring.makespan);
+}
+
+TEST_CASE(
+    "BruckAllGatherV takes 2 ceil(log2 g) latencies, RingAllGatherV g - 1 more for its data") {
+  // A latency of 1 ms against a few bytes: the rounds are the time. Bruck's
+  // rounds at distances 1, 2, 4 move 1, 2 and min(4, g - 4) contributions:
+  // 8-byte lengths, then one float each.
+  const double lat = 1e-3;
+  for (const int g : {5, 8}) {
+    CAPTURE(g);
+    double bytes = 0;
+    for (int d = 1; d < g; d *= 2) bytes += std::min(d, g - d) * (8.0 + 4.0);
+    auto run = [&](auto algo_type) {
+      return SimWorld(g, {.alpha = lat, .bandwidth = bw}).run([&](SimTransport& t) {
+        decltype(algo_type) algo;  // each rank its own: the algorithms keep scratch
+        const float mine[] = {static_cast<float>(t.rank())};
+        std::vector<std::size_t> counts(static_cast<std::size_t>(g));
+        std::vector<float> out;
+        algo.all_gather_v(t, dssync::Partition::whole(g).group(0), std::span<const float>(mine),
+                          std::span<std::size_t>(counts), out, 1);
+        for (int p = 0; p < g; ++p)
+          CHECK(out[static_cast<std::size_t>(p)] == static_cast<float>(p));
+      });
+    };
+    const auto bruck = run(dssync::BruckAllGatherV());
+    CHECK(close(bruck.makespan, 6 * lat + bytes / bw));
+    CHECK(run(dssync::RingAllGatherV()).makespan > (3 + g - 1) * lat);
+  }
 }
 
 TEST_CASE("Two flows into one host share its link, a third elsewhere does not slow") {

@@ -89,13 +89,15 @@ void print_epoch(const std::string& label, int epochs, const train::EpochRecord&
 void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) {
   std::ofstream out(file);
   out << "label,epoch,train_loss,test_acc_avg,test_acc_worst,test_loss_avg,consensus,"
-         "bytes_per_worker,seconds,wall_seconds,sync_seconds,rounds,merge_lag\n";
+         "bytes_per_worker,seconds,wall_seconds,sync_seconds,rounds,merge_lag,wan_bytes,knob,"
+         "significant,steps\n";
   for (const auto& run : runs)
     for (const auto& r : run.epochs)
       out << '"' << run.label << '"' << ',' << r.epoch << ',' << r.train_loss << ',' << r.test_acc_avg
           << ',' << r.test_acc_worst << ',' << r.test_loss_avg << ',' << r.consensus << ','
           << r.bytes_per_worker << ',' << r.seconds << ',' << r.wall << ',' << r.sync_seconds << ','
-          << r.rounds << ',' << r.merge_lag << '\n';
+          << r.rounds << ',' << r.merge_lag << ',' << r.wan_bytes << ',' << r.knob << ',' << r.significant
+          << ',' << r.steps << '\n';
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
@@ -291,6 +293,11 @@ int main(int argc, char** argv) {
   app.add_option("--easgd-alpha", c.easgd_alpha,
                  "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--reduce", c.reduce,
+                 "allreduce, localsgd: the all-reduce: ring, hd (halving-doubling) or hier (HierarchicalReduce "
+                 "over the --dcs data centers: inside each, then across)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ring", "hd", "hier"}));
   app.add_option("--gaia-threshold", c.gaia_threshold,
                  "gaia, skewscout: T0, an accumulated update is sent when |update| > T |value| "
                  "(T follows the learning rate's schedule)")
@@ -301,6 +308,11 @@ int main(int argc, char** argv) {
                  "exchanged in the background)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--gaia-period", c.gaia_period,
+                 "gaia, skewscout: exchange across data centers after every P steps, what accumulated "
+                 "since (1: every step)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--scout-target", c.scout_target,
                  "skewscout*: the estimated accuracy loss to stay under")
       ->capture_default_str()

@@ -58,6 +58,7 @@ struct Config {
   int group_size = 2;
   std::string shuffle = "random";  // random | butterfly | none
   int period = 8;                  // local SGD: average every H steps
+  std::string reduce = "ring";     // allreduce, localsgd: ring | hd (halving-doubling) | hier
   int epochs = 10;
   int batch = 32;  // per worker
   float lr = 0.05f;
@@ -81,6 +82,7 @@ struct Config {
   std::string norm = "none";      // the MLP's norm: none | batch | group:G
   double gaia_threshold = 0.01;   // gaia, skewscout: T0 (Gaia's relative significance)
   int gaia_slack = 0;             // gaia, skewscout: the mirror clock's slack
+  int gaia_period = 1;            // gaia, skewscout: clocks between exchanges across data centers
   double scout_target = 0.05;     // skewscout*: the accuracy loss to stay under
   int scout_period = 0;           // skewscout*: steps between estimates (0: once an epoch)
   int probe_samples = 512;        // skewscout*: the probe set, from each leader's own shard
@@ -101,10 +103,11 @@ struct Config {
     if (sync == "dssync" && shuffle == "racks") return "dssync racks e=" + std::to_string(envoys);
     if (sync == "dssync")
       return "dssync g=" + std::to_string(group_size) + " " + shuffle;
-    if (sync == "localsgd") return "localsgd H=" + std::to_string(period);
+    if (sync == "localsgd") return "localsgd H=" + std::to_string(period) + reduce_suffix();
     if (sync == "gaia" || sync == "skewscout") {
       std::ostringstream l;
       l << (sync == "gaia" ? "gaia" : "skewscout gaia") << " T=" << gaia_threshold;
+      if (gaia_period > 1) l << " period=" << gaia_period;
       if (gaia_slack > 0) l << " slack=" << gaia_slack;
       if (sync == "skewscout") l << " target=" << scout_target;
       return l.str();
@@ -115,7 +118,7 @@ struct Config {
       return l.str();
     }
     if (sync == "gossip") return "gossip ring";
-    if (sync == "allreduce") return "bsp allreduce" + model_suffix();
+    if (sync == "allreduce") return "bsp allreduce" + reduce_suffix() + model_suffix();
     if (sync == "sfb") return "sfb hybrid" + model_suffix();
     if (sync == "sfb-factors") return "sfb factors" + model_suffix();
     if (sync == "stale") return "stale s=" + std::to_string(staleness) + " " + delay + model_suffix();
@@ -129,6 +132,9 @@ struct Config {
     return sync;
   }
   // Nothing for the default MLP, so that the existing records' labels stay.
+  // The all-reduce of BSP and local SGD when it is not the ring.
+  std::string reduce_suffix() const { return reduce == "ring" ? "" : " " + reduce; }
+
   std::string model_suffix() const {
     if (model != "mlp") return " " + model;
     if (hidden == Shape{}.hidden) return "";
@@ -162,6 +168,15 @@ struct EpochRecord {
   // all merges so far of the steps between a round's snapshot and its merge.
   double rounds = 0;
   double merge_lag = 0;
+  // Bytes that left their rack (a data center on the simulator) since the
+  // last record, all workers together; NaN off the simulator.
+  double wan_bytes = 0;
+  // The communication knob at the record (GaiaSync's threshold, local SGD's
+  // period; NaN without one), and of the entries Gaia's filters looked at
+  // since the last record, the share they sent (NaN without Gaia).
+  double knob = 0;
+  double significant = 0;
+  double steps = 0;  // steps since the last record, each worker's
 };
 
 // A background synchronizer's own counts, for the records.
@@ -193,6 +208,10 @@ class ParamSync {
   virtual void learning_rate(double /*scale*/) {}
 
   virtual RoundCounts rounds() const { return {}; }
+  // The communication knob (NaN: none), and GaiaSync's running counts of
+  // entries sent across and entries considered ({0, 0}: not Gaia).
+  virtual double knob() const { return std::numeric_limits<double>::quiet_NaN(); }
+  virtual std::pair<double, double> significance() const { return {0, 0}; }
   // False when stats().bytes_sent does not count what the synchronizer sends
   // (every synchronizer here counts; SSPSync and ShadowSync as their
   // background jobs end, so a record holds the jobs finished by then).
@@ -223,6 +242,12 @@ class SyncOf final : public ParamSync {
   void step(std::span<float> x) override { sync_.step(x); }
   dssync::SyncStats stats() const override { return sync_.stats(); }
   bool on_gradients() const override { return gradients_; }
+  double knob() const override {
+    if constexpr (requires { sync_.knob(); })
+      return sync_.knob();
+    else
+      return ParamSync::knob();
+  }
   std::span<const float> view(std::span<const float> params) override {
     if constexpr (requires { sync_.view(params); })
       return sync_.view(params);
@@ -319,6 +344,12 @@ class GaiaOf final : public ParamSync {
   dssync::SyncStats stats() const override {
     return gaia_ ? static_cast<dssync::SyncStats>(gaia_->stats()) : dssync::SyncStats{};
   }
+  double knob() const override { return gaia_ ? gaia_->knob() : ParamSync::knob(); }
+  std::pair<double, double> significance() const override {
+    if (!gaia_) return {0, 0};
+    return {static_cast<double>(gaia_->stats().significant),
+            static_cast<double>(gaia_->stats().considered)};
+  }
 
  private:
   T& t_;
@@ -341,11 +372,24 @@ class ScoutedLocalOf final : public ParamSync {
       : local_(t, typename Local::Options{.period = period}), scout_(t, local_, dcs, so, std::move(probe)) {}
   void step(std::span<float> x) override { scout_.step(x); }
   dssync::SyncStats stats() const override { return local_.stats(); }
+  double knob() const override { return local_.knob(); }
 
  private:
   Local local_;
   dssync::SkewScout<Local> scout_;
 };
+
+// BSP (the all-reduce of gradients) or local SGD (of parameters, every
+// --period steps) over the all-reduce `reduce`.
+template <dssync::transport T, class Reduce>
+std::unique_ptr<ParamSync> bsp_or_local(T& t, const Config& c, Reduce reduce) {
+  using Bsp = dssync::AllReduceSync<T, Reduce>;
+  const dssync::AllReduceSyncOptions o{.checked = c.checked};
+  if (c.sync == "allreduce") return std::make_unique<SyncOf<Bsp>>(true, t, o, std::move(reduce));
+  using Local = dssync::LocalSGD<Bsp>;
+  return std::make_unique<SyncOf<Local>>(
+      false, t, typename Local::Options{.period = c.period, .inner = o}, std::move(reduce));
+}
 
 class NoSync final : public ParamSync {
  public:
@@ -386,9 +430,19 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
           false, t, ds, NoShuffle{}, RingReduce{}, RackGroups(racks, c.envoys, c.seed));
     throw std::invalid_argument("unknown shuffle '" + c.shuffle + "' (random, butterfly, none, topology, racks)");
   }
-  if (c.sync == "allreduce")
-    return std::make_unique<detail::SyncOf<AllReduceSync<T, RingReduce>>>(
-        true, t, AllReduceSyncOptions{.checked = c.checked});
+  // The data centers' labels: consecutive blocks of n / dcs ranks.
+  auto dc_labels = [&] {
+    std::vector<std::string> dcs;
+    const int per_dc = t.size() / std::max(1, c.dcs);
+    for (int r = 0; r < t.size(); ++r) dcs.push_back("dc" + std::to_string(r / std::max(1, per_dc)));
+    return dcs;
+  };
+  if (c.sync == "allreduce" || c.sync == "localsgd") {
+    if (c.reduce == "ring") return detail::bsp_or_local(t, c, RingReduce{});
+    if (c.reduce == "hd") return detail::bsp_or_local(t, c, HalvingDoublingReduce{});
+    if (c.reduce == "hier") return detail::bsp_or_local(t, c, HierarchicalReduce(dc_labels()));
+    throw std::invalid_argument("unknown all-reduce '" + c.reduce + "' (ring, hd, hier)");
+  }
   if (c.sync == "sfb" || c.sync == "sfb-factors")
     return std::make_unique<detail::SfbOf<T>>(
         t, std::move(layers),
@@ -433,13 +487,8 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
   }
   if (c.sync == "gossip")
     return std::make_unique<detail::SyncOf<GossipSync<T, RingTopology>>>(false, t);
-  if (c.sync == "localsgd")
-    return std::make_unique<detail::SyncOf<LocalSGD<AllReduceSync<T, RingReduce>>>>(
-        false, t, typename LocalSGD<AllReduceSync<T, RingReduce>>::Options{.period = c.period});
   if (c.sync == "gaia" || c.sync.starts_with("skewscout")) {
-    std::vector<std::string> dcs;
-    const int per_dc = t.size() / std::max(1, c.dcs);
-    for (int r = 0; r < t.size(); ++r) dcs.push_back("dc" + std::to_string(r / std::max(1, per_dc)));
+    std::vector<std::string> dcs = dc_labels();
     if (c.scout_period < 0) throw std::invalid_argument("--scout-period must be at least 0");
     const SkewScoutOptions so{
         .target = c.scout_target,
@@ -450,7 +499,8 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
       return std::make_unique<detail::ScoutedLocalOf<T>>(t, c.period, dcs, so, std::move(probe));
     if (c.sync != "gaia" && c.sync != "skewscout")
       throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (skewscout, skewscout-localsgd)");
-    const GaiaOptions go{.threshold = c.gaia_threshold, .slack = c.gaia_slack, .checked = c.checked};
+    const GaiaOptions go{
+        .threshold = c.gaia_threshold, .slack = c.gaia_slack, .period = c.gaia_period, .checked = c.checked};
     return std::make_unique<detail::GaiaOf<T>>(t, std::move(dcs), go, c.sync == "skewscout", so,
                                                std::move(probe));
   }
@@ -610,6 +660,16 @@ double now_seconds(const T& t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Bytes this rank has sent out of its rack (a data center), when the
+// transport counts them (the simulator); NaN otherwise.
+template <class T>
+double uplink_bytes(const T& t) {
+  if constexpr (requires { t.uplink_bytes(); })
+    return t.uplink_bytes();
+  else
+    return std::numeric_limits<double>::quiet_NaN();
+}
+
 template <dssync::transport T, class Model>
 std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
                                const std::function<void(const EpochRecord&)>& on_epoch,
@@ -745,6 +805,8 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
       const std::size_t first = epoch == 0 ? 0 : steps * part / parts;
       const std::size_t last = epoch == 0 ? 0 : steps * (part + 1) / parts;
       const auto bytes_before = sync->stats().bytes_sent;
+      const double wan_before = uplink_bytes(t);
+      const auto [significant_before, considered_before] = sync->significance();
       double loss_sum = 0, in_sync = 0;
       // Time inside the synchronizer (virtual on the simulator).
       const auto sync_step = [&](auto&& f) {
@@ -803,6 +865,8 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         finished = true;
       }
       const double seconds = now_seconds(t) - start;
+      const double wan = uplink_bytes(t) - wan_before;
+      const auto [significant_after, considered_after] = sync->significance();
 
       // The averaged model and how far the workers are from it.
       std::copy(model.params().begin(), model.params().end(), averaged.begin());
@@ -821,7 +885,8 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
 
       const RoundCounts counts = sync->rounds();
       double sums[] = {loss_sum, dist, avg.loss_sum, static_cast<double>(avg.correct), in_sync,
-                       counts.rounds, counts.merges, counts.lag_steps};
+                       counts.rounds, counts.merges, counts.lag_steps, wan,
+                       significant_after - significant_before, considered_after - considered_before};
       small.all_reduce(t, world.group(0), std::span<double>(sums), dssync::Sum{}, tag);
       double maxima[] = {seconds, static_cast<double>(sync->stats().bytes_sent - bytes_before)};
       small.all_reduce(t, world.group(0), std::span<double>(maxima), dssync::Max{}, tag);
@@ -847,6 +912,11 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         r.sync_seconds = sums[4] / n;
         r.rounds = sums[5] / n;
         r.merge_lag = sums[6] > 0 ? sums[7] / sums[6] : 0.0;
+        r.wan_bytes = sums[8];
+        r.steps = static_cast<double>(last - first);
+        r.knob = sync->knob();
+        r.significant =
+            sums[10] > 0 ? sums[9] / sums[10] : std::numeric_limits<double>::quiet_NaN();
         on_epoch(r);
       }
     }

@@ -19,6 +19,7 @@
 #include "dssync/collective/auto_broadcast.hpp"
 #include "dssync/collective/barrier.hpp"
 #include "dssync/collective/bruck_all_gather.hpp"
+#include "dssync/collective/bruck_all_gather_v.hpp"
 #include "dssync/collective/halving_doubling.hpp"
 #include "dssync/collective/hierarchical.hpp"
 #include "dssync/collective/pipeline_broadcast.hpp"

@@ -47,6 +47,13 @@
 // r lands at clock c + s; so no data center runs more than s clocks ahead of
 // the slowest. finish() applies what is still in flight.
 //
+// Period: with GaiaOptions::period = P, steps 3 and 4 run after every P
+// clocks only, on what accumulated since. Across data centers an exchange
+// costs 2 ceil(log2 D) wide-area latencies (Bruck's all-gather), which at 50
+// ms against a clock of a few milliseconds no slack can hide when every
+// clock exchanges; P clocks to an exchange, with slack s >= P on the
+// background, can.
+//
 // Left out, and why: Gaia's selective barrier (it blocks reads of parameters
 // whose significant updates are still on the wire when the wide-area network
 // is saturated; here every significant update of clock c is applied at clock
@@ -72,6 +79,7 @@
 #include <vector>
 
 #include "dssync/collective/all_gather_v.hpp"
+#include "dssync/collective/bruck_all_gather_v.hpp"
 #include "dssync/collective/common.hpp"
 #include "dssync/collective/ring.hpp"
 #include "dssync/core/concepts.hpp"
@@ -111,6 +119,12 @@ struct GaiaOptions {
   // `channel` (a transport with channels), while training goes on.
   int slack = 0;
   int channel = 1;
+  // The owners exchange after every `period` clocks (clocks P - 1, 2P - 1,
+  // ...), what accumulated since; the other clocks only average inside the
+  // data center. 1: every clock, Gaia's. More: fewer, larger exchanges, for
+  // wide-area links whose latency exceeds a clock (what Gaia's servers do
+  // implicitly when the network is slower than the training).
+  int period = 1;
   bool sparse = true;  // (index, value) pairs when smaller than the dense shard
   std::size_t bucket_bytes = default_bucket_bytes;  // the all-reduce inside a data center
   // Before each step every rank compares the synchronizer, its place, the
@@ -189,6 +203,8 @@ class GaiaSync {
                                                       static_cast<std::size_t>(p))
                                             .length
                                       : 0);
+    if (position_ < m_min_)
+      across_.reserve<std::uint32_t>(dcs_.size(), dcs_.size() * dense_words(shard_.length));
     // One slot per clock that can be in flight: this one and the s before.
     slots_.resize(static_cast<std::size_t>(options_.slack) + 1);
     for (Slot& slot : slots_) {
@@ -247,8 +263,10 @@ class GaiaSync {
     Slot& slot = slots_[clock_ % slots_.size()];
     // An infinite threshold keeps every data center to itself: it is the same
     // on every rank, so no owner expects a message and none is sent. One
-    // data center has no one to send to.
-    slot.across = dcs_.size() > 1 && !std::isinf(threshold);
+    // data center has no one to send to. Between exchanges (period) the
+    // accumulators keep what the owners will send.
+    slot.across = dcs_.size() > 1 && !std::isinf(threshold) &&
+                  (clock_ + 1) % static_cast<std::uint64_t>(options_.period) == 0;
     if (slot.across && position_ < m_min_) pack(slot, params, threshold);
     if (options_.slack == 0) {
       run_exchange(transport_, clock_);
@@ -329,6 +347,10 @@ class GaiaSync {
     if (o.slack < 0)
       throw configuration_error(
           "GaiaOptions::slack must be at least 0, got " + std::to_string(o.slack),
+          error_context{}.with_rank(rank));
+    if (o.period < 1)
+      throw configuration_error(
+          "GaiaOptions::period must be at least 1, got " + std::to_string(o.period),
           error_context{}.with_rank(rank));
     return o;
   }
@@ -457,7 +479,7 @@ class GaiaSync {
   // The owners' exchange: every data center's message for this shard,
   // summed in data-center order (the own one left out) into the shard of r.
   void exchange(CountingTransport<Transport>& tr, Slot& slot, std::uint64_t c) {
-    gather_.all_gather_v(tr, Group(owners_),
+    across_.all_gather_v(tr, Group(owners_),
                          std::span<const std::uint32_t>(slot.words.data(), slot.sent_words),
                          std::span<std::size_t>(slot.counts), slot.gathered, make_tag(c, 125));
     const std::span<T> r = detail::sub(std::span<T>(slot.received), shard_);
@@ -522,7 +544,7 @@ class GaiaSync {
          {ordinal_, clock_, layout_, std::bit_cast<std::uint64_t>(options_.threshold),
           std::bit_cast<std::uint64_t>(lr_scale_), static_cast<std::uint64_t>(options_.schedule),
           static_cast<std::uint64_t>(options_.combine), static_cast<std::uint64_t>(options_.sparse),
-          static_cast<std::uint64_t>(options_.slack)})
+          static_cast<std::uint64_t>(options_.slack), static_cast<std::uint64_t>(options_.period)})
       h = detail::mix64(h ^ detail::mix64(v));
     state.schedule = h;
     detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });
@@ -532,7 +554,11 @@ class GaiaSync {
   Options options_;
   Filter filter_;
   Reduce reduce_;
-  RingAllGatherV gather_;  // on the context that runs the exchanges (one at a time)
+  // On the context that runs the exchanges (one at a time): across data
+  // centers Bruck's rounds, 2 ceil(log2 D) wide-area latencies against the
+  // ring's ceil(log2 D) + D - 1; inside one, the ring.
+  BruckAllGatherV across_;
+  RingAllGatherV gather_;
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
   std::vector<std::vector<int>> dcs_;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/error.hpp"
@@ -27,8 +28,13 @@ class LocalSGD {
     typename Inner::Options inner = {};
   };
 
-  explicit LocalSGD(transport_type& t, Options options = {})
-      : options_(options), world_size_(t.size()), inner_(t, options.inner) {
+  // Arguments after the options go to Inner's constructor after its own
+  // options (a Reduce that needs labels, say).
+  template <class... InnerArgs>
+  explicit LocalSGD(transport_type& t, Options options = {}, InnerArgs&&... inner_args)
+      : options_(options),
+        world_size_(t.size()),
+        inner_(t, options.inner, std::forward<InnerArgs>(inner_args)...) {
     if (options_.period < 1)
       throw configuration_error("LocalSGD period must be at least 1, got " +
                                     std::to_string(options_.period),

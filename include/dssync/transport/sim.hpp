@@ -99,6 +99,9 @@ class SimTransport {
   }
   // This rank's virtual time, in seconds.
   double now() const noexcept;
+  // Virtual bytes this rank has sent, on all its channels, that left its
+  // rack (the wide-area traffic, when racks stand for data centers).
+  double uplink_bytes() const noexcept;
   // Spends `seconds` of virtual time computing (times the straggler factor).
   void compute(double seconds);
   // Whether this rank is one of the stragglers.
@@ -164,6 +167,7 @@ class SimWorld {
     SimResult res;
     res.messages = messages_;
     res.virtual_bytes = virtual_bytes_;
+    res.uplink_bytes = uplink_bytes_;
     for (const Port& p : ports_) {
       res.finish.push_back(p.finish);
       res.makespan = std::max(res.makespan, p.finish);
@@ -183,6 +187,7 @@ class SimWorld {
   // at a time in the order it issued them, and receives one at a time).
   struct Port {
     double finish = 0;                   // virtual time its function returned
+    double uplink_bytes = 0;             // virtual bytes it sent that left its rack
     double factor = 1;                   // compute time factor
     std::deque<Message*> outbox;         // not yet started, in issue order
     bool sending = false;                // its send port moves a message
@@ -245,6 +250,7 @@ class SimWorld {
     seq_ = 0;
     messages_ = 0;
     virtual_bytes_ = 0;
+    uplink_bytes_ = 0;
     failure_ = {};
     first_ = nullptr;
   }
@@ -297,8 +303,13 @@ class SimWorld {
   // ---- ports ---------------------------------------------------------------
   void issue(Message& m) {
     ++messages_;
-    virtual_bytes_ += static_cast<double>(m.bytes) * options_.byte_scale;
+    const double bytes = static_cast<double>(m.bytes) * options_.byte_scale;
+    virtual_bytes_ += bytes;
     network_.route(m);
+    if (m.leaves_rack) {
+      port(m.src).uplink_bytes += bytes;
+      uplink_bytes_ += bytes;
+    }
     Port& s = port(m.src);
     s.outbox.push_back(&m);
     if (!s.sending && s.outbox.size() == 1) offer(m);
@@ -496,6 +507,7 @@ class SimWorld {
   std::uint64_t seq_ = 0;
   std::uint64_t messages_ = 0;
   double virtual_bytes_ = 0;
+  double uplink_bytes_ = 0;
   detail::StickyFailure failure_;
   std::exception_ptr first_;             // the run's error: the first failure's
   std::vector<Woken> woken_;             // per fiber
@@ -617,6 +629,9 @@ inline std::uint64_t SimTransport::next_checked_ordinal() noexcept {
 }
 inline double SimTransport::now() const noexcept {
   return world_->now_;
+}
+inline double SimTransport::uplink_bytes() const noexcept {
+  return world_->ports_[static_cast<std::size_t>(rank_)].uplink_bytes;
 }
 inline bool SimTransport::straggler() const noexcept {
   return world_->ports_[static_cast<std::size_t>(rank_)].factor != 1.0;

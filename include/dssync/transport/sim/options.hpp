@@ -33,6 +33,7 @@ struct SimResult {
   double makespan = 0;         // the latest of them
   std::uint64_t messages = 0;
   double virtual_bytes = 0;  // on the wire, all ranks
+  double uplink_bytes = 0;   // of them, those of messages that left their rack
 };
 
 namespace detail {
