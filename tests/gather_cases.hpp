@@ -200,12 +200,6 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::AutoAllGather auto_all_gather;
   dssync::AutoAllGather auto_all_gather_small({.ring_from = 64});
   dssync::RingAllGatherV all_gather_v;
-  dssync::BruckAllGatherV bruck_v;
-  // Bruck's all-gather-v below 2^17 elements a member: its rounds are what
-  // differs from the ring, and the largest scale would add minutes under
-  // TSan over TCP for no other path.
-  Plan bruck_plan = plan;
-  std::erase_if(bruck_plan.v_scales, [](std::size_t s) { return s >= (std::size_t{1} << 17); });
   dssync::DisseminationBarrier barrier;
   for_each_type([&](auto type) {
     using T = decltype(type);
@@ -230,7 +224,6 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
       }
     }
     all_gather_v_cases<T>(t, g, all_gather_v, "RingAllGatherV", plan, tag, r);
-    all_gather_v_cases<T>(t, g, bruck_v, "BruckAllGatherV", bruck_plan, tag, r);
     barrier.barrier(t, g, tag);
   });
   return r;
