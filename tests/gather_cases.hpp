@@ -200,6 +200,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::AutoAllGather auto_all_gather;
   dssync::AutoAllGather auto_all_gather_small({.ring_from = 64});
   dssync::RingAllGatherV all_gather_v;
+  dssync::BruckAllGatherV bruck_v;
   dssync::DisseminationBarrier barrier;
   for_each_type([&](auto type) {
     using T = decltype(type);
@@ -224,6 +225,7 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
       }
     }
     all_gather_v_cases<T>(t, g, all_gather_v, "RingAllGatherV", plan, tag, r);
+    all_gather_v_cases<T>(t, g, bruck_v, "BruckAllGatherV", plan, tag, r);
     barrier.barrier(t, g, tag);
   });
   return r;
