@@ -315,9 +315,12 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
 template <class R>
 void deadline_from_operation_start(R& runner, Report& rep) {
   if (!R::wall_clock) return rep.skip("virtual time has no deadlines");
+  // Filled before the ranks start: zeroing 32 MiB inside rank 0 took long
+  // enough under ThreadSanitizer that rank 1's send (at 700 ms, a 1000 ms
+  // deadline) expired before rank 0 had posted its receive.
+  const std::vector<float> big(std::size_t{8} << 20);  // never received
   const auto ends = runner.run(2, ms(1000), [&](auto& t) {
     if (t.rank() == 0) {
-      const std::vector<float> big(std::size_t{8} << 20);  // never received
       std::vector<float> in(1);
       const End e =
           attempt([&] { t.sendrecv(1, std::span<const float>(big), 1, std::span<float>(in), 9); });
