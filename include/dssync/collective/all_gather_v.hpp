@@ -40,10 +40,7 @@ class RingAllGatherV {
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     const int n = m.size;
-    if (counts.size() != static_cast<std::size_t>(n))
-      throw configuration_error("all_gather_v's counts have " + std::to_string(counts.size()) +
-                                    " entries for a group of " + std::to_string(n) + " members",
-                                detail::call_context(t, g, tag));
+    detail::check_gather_counts(t, g, counts.size(), tag);
     // The lengths, as 64-bit integers whatever size_t is on the peer.
     const auto lengths = lengths_.get<std::uint64_t>(static_cast<std::size_t>(n));
     const std::uint64_t own = mine.size();
@@ -70,11 +67,7 @@ class RingAllGatherV {
                         std::span<const std::size_t> counts, std::span<T> out, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     const auto n = static_cast<std::size_t>(m.size);
-    if (counts.size() != n)
-      throw configuration_error("all_gather_known's counts have " +
-                                    std::to_string(counts.size()) + " entries for a group of " +
-                                    std::to_string(n) + " members",
-                                detail::call_context(t, g, tag));
+    detail::check_gather_counts(t, g, counts.size(), tag, "all_gather_known");
     const auto offsets = offsets_.get<std::size_t>(n + 1);
     offsets[0] = 0;
     for (std::size_t q = 0; q < n; ++q) offsets[q + 1] = offsets[q] + counts[q];

@@ -53,10 +53,7 @@ class BruckAllGatherV {
     const detail::Member m = detail::member_of(t, g);
     const int n = m.size;
     const int p = m.position;
-    if (counts.size() != static_cast<std::size_t>(n))
-      throw configuration_error("all_gather_v's counts have " + std::to_string(counts.size()) +
-                                    " entries for a group of " + std::to_string(n) + " members",
-                                detail::call_context(t, g, tag));
+    detail::check_gather_counts(t, g, counts.size(), tag);
     const auto un = static_cast<std::size_t>(n);
     // The lengths, rotated: lengths[i] is position (p + i) mod n's, as 64-bit
     // integers whatever size_t is on the peer. Then where each rotated

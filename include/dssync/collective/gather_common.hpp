@@ -47,6 +47,16 @@ void check_gather_output(const Transport& t, const Group& g, std::size_t mine, s
                               call_context(t, g, tag));
 }
 
+// An all-gather-v's counts: one per member. `call` names the function.
+template <transport Transport>
+void check_gather_counts(const Transport& t, const Group& g, std::size_t counts, tag_t tag,
+                         const char* call = "all_gather_v") {
+  if (counts != static_cast<std::size_t>(g.size()))
+    throw configuration_error(std::string(call) + "'s counts have " + std::to_string(counts) +
+                                  " entries for a group of " + std::to_string(g.size()) + " members",
+                              call_context(t, g, tag));
+}
+
 // A contiguous range of the output cut in at most two pieces (a cyclic range
 // of blocks that wraps past the end).
 template <class T>

@@ -182,11 +182,7 @@ class MPINativeAllGather {
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
     const detail::Member m = detail::member_of(t, g);
     const error_context where = detail::call_context(t, g, tag);
-    if (counts.size() != static_cast<std::size_t>(m.size))
-      throw configuration_error("all_gather_v's counts have " + std::to_string(counts.size()) +
-                                    " entries for a group of " + std::to_string(m.size) +
-                                    " members",
-                                where);
+    detail::check_gather_counts(t, g, counts.size(), tag);
     detail::require_whole_world(t, g, "MPINativeAllGather", tag);
     const auto n = static_cast<std::size_t>(m.size);
     if (m.size == 1) {
