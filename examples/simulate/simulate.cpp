@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -61,9 +62,16 @@ struct StepRecord {
   double msd = 0;        // mean squared deviation from the mean, absolute
 };
 
+// A synchronizer's run: its steps, and what the simulator did.
+struct Outcome {
+  std::vector<StepRecord> steps;
+  dssync::SimResult sim;
+  double wall_seconds = 0;
+};
+
 // Runs `steps` steps of the synchronizer that make(t) builds, on every rank.
 template <class Make>
-std::vector<StepRecord> simulate(const Config& c, Make make) {
+Outcome simulate(const Config& c, Make make) {
   const dssync::SimOptions o{
       .alpha = c.alpha,
       .bandwidth = c.bandwidth_gbit * 1e9 / 8,
@@ -92,7 +100,9 @@ std::vector<StepRecord> simulate(const Config& c, Make make) {
     }
     sumsq[s] += sq;
   };
-  dssync::SimWorld(c.ranks, o).run([&](SimTransport& t) {
+  Outcome outcome;
+  const auto wall_start = std::chrono::steady_clock::now();
+  outcome.sim = dssync::SimWorld(c.ranks, o).run([&](SimTransport& t) {
     dssync::CounterRng rng(c.seed, static_cast<std::uint64_t>(t.rank()) + 1);
     std::vector<float> x(len);
     if (c.scalar) {  // Box-Muller from two uniforms in (0, 1]
@@ -120,12 +130,14 @@ std::vector<StepRecord> simulate(const Config& c, Make make) {
     return sumsq[s] / c.ranks - mean_sq;
   };
   const double d0 = distance(0);
-  std::vector<StepRecord> out(steps + 1);
+  outcome.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  std::vector<StepRecord>& out = outcome.steps;
+  out.resize(steps + 1);
   for (std::size_t s = 0; s <= steps; ++s) {
     const double d = std::max(0.0, distance(s));
     out[s] = {time[s], bytes[s], d0 > 0 ? d / d0 : 0, d};
   }
-  return out;
+  return outcome;
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -160,9 +172,21 @@ std::pair<std::string, int> parse_name(const std::string& spec, const Config& c)
   return {spec.substr(0, colon), g};
 }
 
-std::vector<StepRecord> run_named(const std::string& spec, const Config& c) {
+// The fewest real floats a rank needs under this synchronizer for every
+// block its collectives cut to hold one: the group's size (the world's for a
+// full all-reduce and the label-driven groupings; at most 2g - 1 for random
+// and butterfly groups of g; two for gossip).
+std::size_t floor_floats(const std::string& name, int group_size, int ranks) {
+  if (name == "dssync" || name == "dssync-butterfly") return static_cast<std::size_t>(std::min(ranks, 2 * group_size));
+  if (name == "gossip" || name == "onepeer") return 2;
+  return static_cast<std::size_t>(ranks);
+}
+
+Outcome run_named(const std::string& spec, const Config& given) {
   using namespace dssync;
-  const auto [name, group_size] = parse_name(spec, c);
+  const auto [name, group_size] = parse_name(spec, given);
+  Config c = given;
+  if (!c.scalar) c.real_bytes = std::max(c.real_bytes, sizeof(float) * floor_floats(name, group_size, c.ranks));
   const DSSyncOptions ds{.group_size = group_size, .seed = c.seed};
   if (name == "ring") return simulate(c, [](SimTransport& t) { return AllReduceSync<SimTransport, RingReduce>(t); });
   if (name == "hd")
@@ -236,13 +260,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (c.scalar)
     c.real_bytes = sizeof(float);
-  else if (c.real_bytes < sizeof(float) * static_cast<std::size_t>(c.ranks))
-    c.real_bytes = sizeof(float) * static_cast<std::size_t>(c.ranks);  // every ring block non-empty
+  // A synchronizer whose blocks would be empty at this size runs on more
+  // real floats (run_named): the ring's n blocks need n of them.
 
   try {
     std::ofstream out(csv);
     out << "label,step,virtual_seconds,bytes_per_rank,consensus,msd\n";
-    std::printf("%d ranks, model %.3g bytes (%zu real bytes per rank), alpha %g s, %g Gbit/s", c.ranks,
+    std::printf("%d ranks, model %.3g bytes (%zu real bytes per rank, or as many as the blocks need), alpha %g s, %g Gbit/s", c.ranks,
                 c.model_bytes, c.real_bytes, c.alpha, c.bandwidth_gbit);
     if (c.hosts_per_rack > 0)
       std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed, %g s more between racks", c.hosts_per_rack,
@@ -250,7 +274,8 @@ int main(int argc, char** argv) {
     std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank", "consensus");
     std::vector<std::string> names = split(syncs);
     for (const auto& name : names) {
-      const auto rec = run_named(name, c);
+      const Outcome run = run_named(name, c);
+      const std::vector<StepRecord>& rec = run.steps;
       const std::string l = label(name, c);
       for (std::size_t s = 0; s < rec.size(); ++s) {
         out << '"' << l << "\"," << s << ',' << rec[s].time << ',' << rec[s].bytes << ',' << rec[s].consensus << ',' << rec[s].msd << '\n';
@@ -259,6 +284,11 @@ int main(int argc, char** argv) {
                       rec[s].consensus);
       }
       std::printf("%-20s  per step %.6f s\n", l.c_str(), rec.back().time / c.steps);
+      std::printf("%-20s  simulated %llu messages in %.3f s of wall time (%.3g per second); stacks used %zu "
+                  "bytes at most, %s\n",
+                  l.c_str(), static_cast<unsigned long long>(run.sim.messages), run.wall_seconds,
+                  static_cast<double>(run.sim.messages) / run.wall_seconds, run.sim.stack_bytes_used,
+                  run.sim.stack_guard_pages ? "guard pages" : "canaries");
       // Who agrees first: the first step at which the consensus distance is
       // below 1e-6 of the start.
       const auto hit = std::find_if(rec.begin() + 1, rec.end(), [](const StepRecord& r) { return r.consensus < 1e-6; });

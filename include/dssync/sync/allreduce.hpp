@@ -8,6 +8,7 @@
 #include "dssync/collective/ring.hpp"
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/sync/common.hpp"
 
 namespace dssync {
@@ -30,7 +31,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
 
   explicit AllReduceSync(Transport& t, Options options = {}, Reduce reduce = {}, Op op = {})
       : transport_(t), options_(options), reduce_(std::move(reduce)), op_(std::move(op)),
-        world_(Partition::whole(t.size())), check_(t.size()),
+        world_(t),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {}
 
   // step(params) (from StepOverloads: one buffer, a container or a set of
@@ -38,7 +39,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
-    const Group everyone = world_.group(0);
+    const Group everyone = world_.get().group(0);
     detail::with_context(iteration_, everyone.ranks(), [&] {
       if (options_.checked) {
         detail::CheckedState state = detail::tensor_layout(tensors);
@@ -56,7 +57,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   }
 
   // One group of everyone, at every iteration.
-  Partition partition(std::uint64_t /*t*/) const { return world_; }
+  Partition partition(std::uint64_t /*t*/) const { return world_.get(); }
 
   std::uint64_t iteration() const noexcept { return iteration_; }
   const SyncStats& stats() const noexcept { return stats_; }
@@ -66,7 +67,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   Options options_;
   Reduce reduce_;
   Op op_;
-  Partition world_;
+  detail::WorldPartition world_;
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
   detail::Scratch fusion_;

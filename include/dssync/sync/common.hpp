@@ -240,11 +240,17 @@ CheckedState tensor_layout(std::span<const std::span<T>> tensors) noexcept {
 // partition, so a disagreement is reported on every rank and never deadlocks.
 class ConsistencyCheck {
  public:
-  explicit ConsistencyCheck(int world_size)
-      : world_(Partition::whole(world_size)), table_(3 * static_cast<std::size_t>(world_size)) {}
+  // Nothing world-sized is held until the first verify: a synchronizer that
+  // is not checked pays nothing for it (n ranks of one simulated world would
+  // pay n x n).
+  ConsistencyCheck() = default;
 
   template <transport Transport>
   void verify(Transport& t, std::uint64_t iteration, const CheckedState& mine) {
+    if (table_.empty()) {
+      world_ = Partition::whole(t.size());
+      table_.resize(3 * static_cast<std::size_t>(t.size()));
+    }
     const auto me = static_cast<std::size_t>(t.rank());
     std::fill(table_.begin(), table_.end(), 0);
     table_[3 * me] = mine.schedule;

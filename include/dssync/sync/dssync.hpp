@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/policy/grouping.hpp"
 #include "dssync/policy/shuffle.hpp"
 #include "dssync/sync/common.hpp"
@@ -53,13 +55,13 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   explicit DSSync(Transport& t, Options options = {}, Shuffle shuffle = {}, Reduce reduce = {},
                   Grouping grouping = {}, Op op = {})
       : transport_(t), options_(options), shuffle_(std::move(shuffle)), reduce_(std::move(reduce)),
-        grouping_(std::move(grouping)), op_(std::move(op)), check_(t.size()),
+        grouping_(std::move(grouping)), op_(std::move(op)),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     if (options_.group_size < 1)
       throw configuration_error("group size must be at least 1, got " +
                                     std::to_string(options_.group_size),
                                 error_context{}.with_rank(t.rank()));
-    fill(0, partition_);  // fails here, on every rank, if the policies reject this world
+    current(0);  // fails here, on every rank, if the policies reject this world
   }
 
   using op_type = Op;
@@ -71,12 +73,12 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   template <element T>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
-    fill(iteration_, partition_);
-    const Group group = partition_.group_of(transport_.rank());
+    const Partition& partition = current(iteration_);
+    const Group group = partition.group_of(transport_.rank());
     detail::with_context(iteration_, group.ranks(), [&] {
       if (options_.checked) {
         detail::CheckedState state = detail::tensor_layout(tensors);
-        state.schedule = schedule_hash();
+        state.schedule = schedule_hash(partition);
         check_.verify(transport_, iteration_, state);
       }
       detail::for_each_bucket(tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
@@ -108,10 +110,30 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
       shuffle_.shuffle(options_.seed, t, p);
   }
 
-  std::uint64_t schedule_hash() const noexcept {
+  // Iteration t's partition: this rank's own, or the one copy of the
+  // transport's cache when its ranks share one (the simulator) and the
+  // policies are stateless, so that the partition depends on the key alone.
+  // Policies with state (labels) are not shared: two synchronizers with equal
+  // keys could hold different labels.
+  const Partition& current(std::uint64_t t) {
+    if constexpr (std::is_empty_v<Shuffle> && std::is_empty_v<Grouping>) {
+      if (detail::PartitionCache* cache = detail::partition_cache_of(transport_)) {
+        const detail::PartitionCache::Key key{
+            .policies = detail::mix64(detail::type_hash<Shuffle>() ^ detail::type_hash<Grouping>()),
+            .seed = options_.seed,
+            .group_size = static_cast<std::uint64_t>(options_.group_size),
+            .iteration = t};
+        return shared_.get(*cache, key, [&](Partition& p) { fill(t, p); });
+      }
+    }
+    fill(t, partition_);
+    return partition_;
+  }
+
+  std::uint64_t schedule_hash(const Partition& partition) const noexcept {
     std::uint64_t h = detail::type_hash<DSSync>();
     for (std::uint64_t v : {ordinal_, options_.seed, static_cast<std::uint64_t>(options_.group_size),
-                            iteration_, partition_.hash()})
+                            iteration_, partition.hash()})
       h = detail::mix64(h ^ v);
     return h;
   }
@@ -124,7 +146,8 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   Op op_;
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
-  Partition partition_;
+  Partition partition_;             // this rank's own copy, when not shared
+  detail::SharedPartition shared_;  // the shared copy's hold, when shared
   detail::Scratch fusion_;
   std::uint64_t iteration_ = 0;
   SyncStats stats_;

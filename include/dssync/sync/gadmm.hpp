@@ -99,7 +99,6 @@ class GADMM {
         order_(static_cast<std::size_t>(n_)),
         previous_(static_cast<std::size_t>(n_)),
         seen_(static_cast<std::size_t>(n_)),
-        check_(n_),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     if (!(options_.rho > 0) || !std::isfinite(options_.rho)) {
       char text[64];

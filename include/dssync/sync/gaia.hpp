@@ -163,7 +163,6 @@ class GaiaSync {
         options_(validated(options, t.rank())),
         filter_(std::move(filter)),
         reduce_(std::move(reduce)),
-        check_(t.size()),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0),
         ref_(initial.begin(), initial.end()) {
     const int n = t.size(), me = t.rank();

@@ -39,6 +39,7 @@
 #include "dssync/collective/ring.hpp"
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/sync/common.hpp"
 
 namespace dssync {
@@ -142,7 +143,7 @@ class SFBSync {
           Reconstruct reconstruct = {}, Reduce reduce = {})
       : transport_(t), layers_(std::move(layers)), options_(options),
         reconstruct_(std::move(reconstruct)), reduce_(std::move(reduce)),
-        world_(Partition::whole(t.size())), check_(t.size()),
+        world_(t),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     const auto where = error_context{}.with_rank(t.rank());
     std::size_t end = 0;
@@ -193,7 +194,7 @@ class SFBSync {
   // in layer order), the rest all-reduced (Average).
   void step(std::span<float> gradient, std::span<const FactorView> factors) {
     detail::StepScope scope(stats_, transport_.count());
-    const Group everyone = world_.group(0);
+    const Group everyone = world_.get().group(0);
     detail::with_context(iteration_, everyone.ranks(), [&] { run(gradient, factors, everyone); });
     ++iteration_;
   }
@@ -213,7 +214,7 @@ class SFBSync {
   }
 
   // One group of everyone, at every iteration.
-  Partition partition(std::uint64_t /*t*/) const { return world_; }
+  Partition partition(std::uint64_t /*t*/) const { return world_.get(); }
   std::span<const SFBLayer> layers() const noexcept { return layers_; }
   std::uint64_t iteration() const noexcept { return iteration_; }
   const SFBStats& stats() const noexcept { return stats_; }
@@ -405,7 +406,7 @@ class SFBSync {
   Options options_;
   Reconstruct reconstruct_;
   Reduce reduce_;
-  Partition world_;
+  detail::WorldPartition world_;
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
   std::uint64_t config_ = 0;

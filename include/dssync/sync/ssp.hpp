@@ -76,7 +76,6 @@ class SSPSync {
         options_(validated(options, t)),
         reduce_(std::move(reduce)),
         world_(Partition::whole(t.size())),
-        check_(t.size()),
         jobs_(t, options_.channel, [this](Transport&, std::uint64_t c) { reduce_clock(c); },
               [this](std::uint64_t) { count_traffic(); }),
         channel_(jobs_.transport()),

@@ -28,6 +28,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/core/random.hpp"
 #include "dssync/policy/delay.hpp"
 #include "dssync/sync/common.hpp"
@@ -63,8 +64,7 @@ class StaleSync {
         delay_(std::move(delay)),
         options_(options),
         reduce_(std::move(reduce)),
-        world_(Partition::whole(t.size())),
-        check_(t.size()),
+        world_(t),
         ordinal_(options.checked ? detail::next_checked_ordinal(t) : 0) {
     const auto here = error_context{}.with_rank(t.rank());
     const int bound = delay_.bound();
@@ -107,7 +107,7 @@ class StaleSync {
   // must be computed after view() at this clock.
   void step(std::span<T> gradient) {
     detail::StepScope scope(stats_, transport_.count());
-    const Group everyone = world_.group(0);
+    const Group everyone = world_.get().group(0);
     detail::with_context(iteration_, everyone.ranks(), [&] {
       if (!viewed_)
         throw configuration_error(
@@ -150,7 +150,7 @@ class StaleSync {
   std::size_t history_bytes() const noexcept { return history_.size() * sizeof(T); }
 
   // One group of everyone, at every clock: the gradients are averaged as in BSP.
-  Partition partition(std::uint64_t /*t*/) const { return world_; }
+  Partition partition(std::uint64_t /*t*/) const { return world_.get(); }
 
   std::uint64_t iteration() const noexcept { return iteration_; }
   const SyncStats& stats() const noexcept { return stats_; }
@@ -177,7 +177,7 @@ class StaleSync {
   Delay delay_;
   Options options_;
   Reduce reduce_;
-  Partition world_;
+  detail::WorldPartition world_;
   detail::ConsistencyCheck check_;
   std::uint64_t ordinal_;
   std::size_t copies_ = 1;

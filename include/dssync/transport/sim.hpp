@@ -70,6 +70,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/ops.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/core/random.hpp"
 #include "dssync/core/tag.hpp"
 #include "dssync/transport/background.hpp"
@@ -110,6 +111,10 @@ class SimTransport {
   // numbered here rather than per thread (sync/common.hpp): per rank and
   // channel, so that a background synchronizer does not shift the trainer's.
   std::uint64_t next_checked_ordinal() noexcept;
+  // The world's one copy of each partition the synchronizers ask for
+  // (core/partition_cache.hpp): n ranks in one process would otherwise
+  // compute and hold n copies of a world-sized partition.
+  detail::PartitionCache* partition_cache() const noexcept;
 
   // A simulated network: collectives send a block as one message, so that a
   // ring step costs one latency, as in the closed forms.
@@ -136,7 +141,7 @@ class SimTransport {
 
 class SimWorld {
  public:
-  explicit SimWorld(int n, SimOptions options = {}) : size_(n), options_(options) {
+  explicit SimWorld(int n, SimOptions options = {}) : size_(n), options_(options), partitions_(n) {
     detail::validate(n, options_);
   }
 
@@ -150,7 +155,7 @@ class SimWorld {
   requires std::invocable<F&, SimTransport&> SimResult run(F&& f) {
     reset();
     for (int r = 0; r < size_; ++r) {
-      fibers_.spawn(r, options_.stack_bytes, [this, &f](int rank) {
+      fibers_.spawn(r, [this, &f](int rank) {
         SimTransport t(this, rank);
         try {
           f(t);
@@ -168,11 +173,13 @@ class SimWorld {
     res.messages = messages_;
     res.virtual_bytes = virtual_bytes_;
     res.uplink_bytes = uplink_bytes_;
+    res.stack_guard_pages = fibers_.guard_pages();
     for (const Port& p : ports_) {
       res.finish.push_back(p.finish);
       res.makespan = std::max(res.makespan, p.finish);
     }
-    fibers_.reset(0);
+    fibers_.reset(0);  // unwinds the fibers that did not end, measuring their stacks
+    res.stack_bytes_used = fibers_.stack_used();
     if (first) std::rethrow_exception(first);
     return res;
   }
@@ -232,10 +239,11 @@ class SimWorld {
     ports_.clear();
     ports_.resize(static_cast<std::size_t>(size_));
     const int slots = size_ * options_.channels;
-    fibers_.reset(slots);
+    fibers_.reset(slots, options_.stack_bytes, options_.stack_guard, size_);
     woken_.assign(static_cast<std::size_t>(slots), Woken::progress);
     awaiting_.assign(static_cast<std::size_t>(slots), 0);
     ordinals_.assign(static_cast<std::size_t>(slots), 0);
+    partitions_.trim();
     network_.reset(options_, size_);
     // Stragglers: a seeded choice of round(fraction * n) ranks.
     const int slow = static_cast<int>(std::lround(options_.straggler_fraction * size_));
@@ -499,6 +507,7 @@ class SimWorld {
 
   int size_;
   SimOptions options_;
+  detail::PartitionCache partitions_;  // before the fibers: their synchronizers release into it
   detail::FiberScheduler fibers_;
   detail::FlowNetwork network_;
   std::vector<Port> ports_;
@@ -550,7 +559,7 @@ class SimTransport::context {
           error_context{}.with_rank(rank_));
     fiber_ = fiber;
     returned_ = false;
-    w.fibers_.spawn(fiber, w.options_.stack_bytes, [this, body = std::move(body)](int) mutable {
+    w.fibers_.spawn(fiber, [this, body = std::move(body)](int) mutable {
       try {
         body();
       } catch (const boost::context::detail::forced_unwind&) {
@@ -624,6 +633,10 @@ inline int SimTransport::size() const noexcept {
 inline int SimTransport::channels() const noexcept {
   return world_->options_.channels;
 }
+inline detail::PartitionCache* SimTransport::partition_cache() const noexcept {
+  return &world_->partitions_;
+}
+
 inline std::uint64_t SimTransport::next_checked_ordinal() noexcept {
   return world_->ordinals_[static_cast<std::size_t>(world_->slot(rank_, channel_))]++;
 }

@@ -12,8 +12,12 @@
 
 #include <boost/context/fiber.hpp>
 #include <boost/context/stack_context.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "dssync/core/error.hpp"
+#include "dssync/transport/sim/options.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -36,22 +41,49 @@ namespace dssync::detail {
 
 class FiberScheduler {
  public:
+  FiberScheduler() = default;
+  FiberScheduler(const FiberScheduler&) = delete;
+  FiberScheduler& operator=(const FiberScheduler&) = delete;
+  ~FiberScheduler() { reset(0); }
+
   // Forgets every fiber (destroying one unwinds its stack) and makes n empty
-  // slots. The slots never move, so a running fiber may keep a reference.
-  void reset(int n) {
+  // slots whose fibers get stacks of stack_bytes, guarded as `guard` says.
+  // The slots never move, so a running fiber may keep a reference.
+  // Slot s is rank s mod `ranks` (on channel s / ranks).
+  void reset(int n, std::size_t stack_bytes = 256 * 1024, StackGuard guard = StackGuard::automatic,
+             int ranks = 1) {
+    ranks_ = std::max(1, ranks);
     fibers_.clear();
+    if (arena_ != nullptr) ::munmap(arena_, arena_bytes_);
+    arena_ = nullptr;
+    arena_bytes_ = 0;
     fibers_.resize(static_cast<std::size_t>(n));
     ready_.clear();
     live_ = 0;
     current_ = -1;
+    if (n > 0) stack_used_ = 0;  // reset(0) keeps the last run's, for the world to read
+    page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    slot_bytes_ = (stack_bytes + page_ - 1) / page_ * page_ + page_;  // the stack and its guard or red page
+    guard_pages_ = guard == StackGuard::page ||
+                   (guard == StackGuard::automatic && 2 * static_cast<long long>(n) + 4096 <= map_limit());
+    if (!guard_pages_ && n > 0) {
+      arena_bytes_ = slot_bytes_ * static_cast<std::size_t>(n);
+      void* vp = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (vp == MAP_FAILED) {
+        arena_bytes_ = 0;
+        throw std::bad_alloc();
+      }
+      arena_ = static_cast<char*>(vp);
+    }
   }
 
-  // Makes the fiber of slot r, ready to run body(r) on a stack of
-  // stack_bytes; the slot must not hold a live fiber (a finished one is
-  // replaced). The body must let boost::context::detail::forced_unwind pass:
-  // it is how a fiber that never finished is unwound when it is destroyed.
+  // Makes the fiber of slot r, ready to run body(r); the slot must not hold a
+  // live fiber (a finished one is replaced). The body must let
+  // boost::context::detail::forced_unwind pass: it is how a fiber that never
+  // finished is unwound when it is destroyed.
   template <class Body>
-  void spawn(int r, std::size_t stack_bytes, Body body) {
+  void spawn(int r, Body body) {
     namespace ctx = boost::context;
     Fiber& me = at(r);
     me.spawned = true;
@@ -59,7 +91,7 @@ class FiberScheduler {
     ++live_;
     me.waiting = false;
     me.self =
-        ctx::fiber(std::allocator_arg, Stack{GuardedStack{stack_bytes}, &me},
+        ctx::fiber(std::allocator_arg, Stack{this, &me, r},
                    [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
                      Fiber& f = at(r);
 #if DSSYNC_SIM_ASAN
@@ -132,8 +164,14 @@ class FiberScheduler {
       __sanitizer_finish_switch_fiber(sched_fake_stack_, nullptr, nullptr);
 #endif
       current_ = -1;
+      if (!guard_pages_ && !f.done) check_canary(r);  // an ended one was checked as it went
     }
   }
+
+  // The most stack any fiber that ended used, in bytes.
+  std::size_t stack_used() const noexcept { return stack_used_; }
+  // Whether the stacks have guard pages (else canaries).
+  bool guard_pages() const noexcept { return guard_pages_; }
 
  private:
   struct Fiber {
@@ -145,64 +183,122 @@ class FiberScheduler {
     bool done = false;
     bool waiting = false;
   };
-  // A fiber's stack with a guard page below it, so that an overflow is a
-  // segmentation fault, never a write into another fiber's stack. Boost's
-  // protected_fixedsize_stack ignores a failed mprotect in a release build,
-  // which leaves the stack unguarded; it fails once the process has
-  // vm.max_map_count mappings (65530 by default), and each guarded stack
-  // takes two: about 32,000 fibers. Here that is a clear error instead.
-  struct GuardedStack {
-    std::size_t bytes;
-    boost::context::stack_context allocate() {
-      const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-      const std::size_t size = (bytes + page - 1) / page * page + page;
-      void* vp = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (vp == MAP_FAILED) throw std::bad_alloc();
-      if (::mprotect(vp, page, PROT_NONE) != 0) {
-        const int err = errno;
-        ::munmap(vp, size);
-        throw configuration_error(
-            std::string("cannot protect the guard page of a simulated fiber's stack (") +
-            std::strerror(err) +
-            "): each fiber's stack takes two memory mappings, and the process has reached "
-            "its limit (vm.max_map_count, 65530 by default: about 32,000 ranks); raise it "
-            "(sysctl vm.max_map_count) to simulate more ranks");
-      }
-      boost::context::stack_context sc;
-      sc.size = size;
-      sc.sp = static_cast<char*>(vp) + size;
-      return sc;
-    }
-    void deallocate(boost::context::stack_context& sc) noexcept {
-      ::munmap(static_cast<char*>(sc.sp) - sc.size, sc.size);
-    }
-  };
-  // A fiber's stack, remembered for AddressSanitizer.
+  // Stacks. With guard pages each is a mapping of its own whose lowest page
+  // is protected, so an overflow is a segmentation fault, never a write into
+  // another fiber's stack (Boost's protected_fixedsize_stack ignores a failed
+  // mprotect in a release build, which would leave the stack unguarded: here
+  // it is a clear error). Without, slot r's stack is the arena's r-th slot
+  // above its red page, and the top of the red page holds the canary.
   struct Stack {
-    GuardedStack inner;
+    FiberScheduler* sched;
     Fiber* fiber;
+    int slot;
     boost::context::stack_context allocate() {
-      boost::context::stack_context sc = inner.allocate();
-      fiber->stack_bottom = static_cast<const char*>(sc.sp) - sc.size;
+      boost::context::stack_context sc;
+      sc.size = sched->slot_bytes_;
+      char* base = sched->guard_pages_ ? sched->map_guarded() : sched->slot_base(slot);
+      sc.sp = base + sc.size;
+      if (!sched->guard_pages_) std::memset(sched->canary(base), canary_byte, canary_bytes);
+      fiber->stack_bottom = base;
       fiber->stack_size = sc.size;
       return sc;
     }
     void deallocate(boost::context::stack_context& sc) noexcept {
+      char* base = static_cast<char*>(sc.sp) - sc.size;
 #if DSSYNC_SIM_ASAN
       // The frames at the top of a finished fiber never return (it leaves by a
       // switch), so their redzones stay poisoned; a later stack mapped at the
       // same address would inherit them and fail its first store.
-      __asan_unpoison_memory_region(static_cast<char*>(sc.sp) - sc.size, sc.size);
+      __asan_unpoison_memory_region(base, sc.size);
 #endif
-      inner.deallocate(sc);
+      sched->stack_used_ =
+          std::max(sched->stack_used_, sched->used(base + sched->page_, static_cast<char*>(sc.sp)));
+      if (sched->guard_pages_) {
+        ::munmap(base, sc.size);
+      } else {
+        sched->check_canary(slot);
+        // The slot may hold another fiber later: its pages go back, zero.
+        ::madvise(base, sc.size, MADV_DONTNEED);
+      }
     }
   };
+
+  static constexpr std::size_t canary_bytes = 64;
+  static constexpr unsigned char canary_byte = 0xA5;
+  char* canary(char* base) const noexcept { return base + page_ - canary_bytes; }
+
+  char* slot_base(int r) const noexcept { return arena_ + static_cast<std::size_t>(r) * slot_bytes_; }
+
+  char* map_guarded() {
+    void* vp = ::mmap(nullptr, slot_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (vp == MAP_FAILED) throw std::bad_alloc();
+    if (::mprotect(vp, page_, PROT_NONE) != 0) {
+      const int err = errno;
+      ::munmap(vp, slot_bytes_);
+      throw configuration_error(
+          std::string("cannot protect the guard page of a simulated fiber's stack (") +
+          std::strerror(err) +
+          "): each guarded stack takes two memory mappings, and the process has reached its "
+          "limit (vm.max_map_count, 65530 by default: about 32,000 fibers); raise it (sysctl "
+          "vm.max_map_count), or let SimOptions::stack_guard be automatic or canary");
+    }
+    return static_cast<char*>(vp);
+  }
+
+  // After fiber r handed control back: its red page's top must be as it was
+  // made. If not, the fiber wrote below its stack, maybe into its neighbour's:
+  // nothing after that can be trusted, so the process ends here.
+  void check_canary(int r) const noexcept {
+    const char* c = canary(slot_base(r));
+    for (std::size_t i = 0; i < canary_bytes; ++i)
+      if (static_cast<unsigned char>(c[i]) != canary_byte) {
+        std::fprintf(stderr,
+                     "dssync: the simulated fiber of slot %d (rank %d, channel %d) overflowed its "
+                     "stack of %zu bytes (SimOptions::stack_bytes); raise it\n",
+                     r, r % ranks_, r / ranks_, slot_bytes_ - page_);
+        std::abort();
+      }
+  }
+
+  // How much of the stack [lo, hi) was written: from the lowest nonzero byte
+  // to the top. The pages never touched are skipped by asking the kernel
+  // which are resident, so a deep stack costs no more to measure than a
+  // shallow one.
+  std::size_t used(char* lo, char* hi) noexcept {
+    const std::size_t pages = static_cast<std::size_t>(hi - lo) / page_;
+    resident_.resize(pages);  // grows once: every stack has the same size
+    if (::mincore(lo, pages * page_, resident_.data()) != 0) return 0;
+    for (std::size_t p = 0; p < pages; ++p) {
+      if (!(resident_[p] & 1)) continue;
+      const auto* words = reinterpret_cast<const std::uint64_t*>(lo + p * page_);
+      for (std::size_t i = 0; i < page_ / sizeof(std::uint64_t); ++i)
+        if (words[i] != 0) return static_cast<std::size_t>(hi - reinterpret_cast<const char*>(words + i));
+    }
+    return 0;
+  }
+
+  static long long map_limit() noexcept {
+    long long limit = 65530;
+    if (std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+      if (std::fscanf(f, "%lld", &limit) != 1) limit = 65530;
+      std::fclose(f);
+    }
+    return limit;
+  }
 
   Fiber& at(int r) {
     return fibers_[static_cast<std::size_t>(r)];
   }
 
   std::vector<Fiber> fibers_;
+  int ranks_ = 1;
+  std::size_t page_ = 4096;
+  std::size_t slot_bytes_ = 0;  // a stack and the page below it
+  bool guard_pages_ = true;
+  char* arena_ = nullptr;       // without guard pages: every slot's stack
+  std::size_t arena_bytes_ = 0;
+  std::size_t stack_used_ = 0;
+  std::vector<unsigned char> resident_;  // used()'s: one byte per page of a stack
   std::deque<int> ready_;
   int current_ = -1;
   int live_ = 0;  // fibers spawned and not finished

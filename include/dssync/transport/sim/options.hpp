@@ -12,6 +12,19 @@
 
 namespace dssync {
 
+// How a fiber's stack overflow is caught.
+//  - page: a guard page below each stack; an overflow is a segmentation
+//    fault. Each stack takes two memory mappings, and a process may hold
+//    vm.max_map_count of them (65530 by default): about 32,000 fibers.
+//  - canary: the stacks in one mapping, each above a red page whose top
+//    holds a pattern the scheduler checks whenever the fiber hands control
+//    back; an overflow ends the process with a message naming the rank and
+//    the stack size. It misses a frame that jumps the whole red page without
+//    writing to its top, which a guard page would catch.
+//  - automatic: page when the world's fibers fit in vm.max_map_count, canary
+//    otherwise.
+enum class StackGuard { automatic, page, canary };
+
 struct SimOptions {
   double alpha = 5e-6;                   // seconds of latency per message
   double bandwidth = 1.25e9;             // bytes/s of a host's link, each direction
@@ -25,6 +38,7 @@ struct SimOptions {
   double straggler_slowdown = 2.0;       // their compute time factor
   std::uint64_t seed = 1;                // who straggles
   std::size_t stack_bytes = 256 * 1024;  // per fiber (a rank's, and each background one)
+  StackGuard stack_guard = StackGuard::automatic;
   int channels = 2;                      // per rank (SimTransport::channel); they share its ports
 };
 
@@ -34,6 +48,10 @@ struct SimResult {
   std::uint64_t messages = 0;
   double virtual_bytes = 0;  // on the wire, all ranks
   double uplink_bytes = 0;   // of them, those of messages that left their rack
+  // The most stack any fiber used, in bytes (measured when the fiber ends:
+  // the deepest byte written below the top of its stack).
+  std::size_t stack_bytes_used = 0;
+  bool stack_guard_pages = false;  // whether the stacks had guard pages (else canaries)
 };
 
 namespace detail {
@@ -59,6 +77,9 @@ inline void validate(int n, const SimOptions& o) {
                               std::to_string(o.uplink_alpha));
   if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
     throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
+  if (o.stack_bytes < 16 * 1024)
+    throw configuration_error("SimOptions::stack_bytes must be at least 16 KiB, got " +
+                              std::to_string(o.stack_bytes));
   if (o.channels < 1)
     throw configuration_error("SimOptions::channels must be at least 1, got " +
                               std::to_string(o.channels));
