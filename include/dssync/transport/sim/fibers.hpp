@@ -4,8 +4,11 @@
 // context (its own, and a background one per channel in use), each in a slot
 // of its own. FiberScheduler owns the fibers, their stacks, the queue of
 // fibers ready to run and the switches (announced to AddressSanitizer, or an
-// exception thrown on a fiber's stack looks like a stack error). What a fiber
-// waits for and who wakes it is the world's.
+// exception thrown on a fiber's stack looks like a stack error). Stacks have
+// a guard page each while the process's memory mappings allow it, a canary
+// in one shared mapping beyond (SimOptions::stack_guard), and their use is
+// measured when a fiber ends. What a fiber waits for and who wakes it is the
+// world's.
 
 #include <sys/mman.h>
 #include <unistd.h>
