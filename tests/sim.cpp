@@ -437,10 +437,7 @@ TEST_CASE("Broadcast, all-gather and barrier give their closed forms on the simu
   // Smaller than the in-process plan: one thread runs every rank here, and a
   // block is one message whatever its size (segment_bytes is unlimited), so
   // 100,003 elements take the same paths as a mebibyte.
-  gather_cases::Plan plan;
-  plan.sizes = {0, 1, 3, 1000, 100003};
-  plan.every_root_below = 100000;
-  plan.v_scales = {0, 1, 1000, 50000};
+  const gather_cases::Plan plan = gather_cases::small_plan();
   for (int n = 1; n <= 9; ++n) {
     CAPTURE(n);
     std::vector<int> members(static_cast<std::size_t>(n));

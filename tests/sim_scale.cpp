@@ -51,6 +51,9 @@ std::vector<std::vector<float>> two_synchronizers(World&& world, int n,
     }
     for (float& v : x) v *= static_cast<float>(t.rank() + 1);
     all.step(x);
+    // Shared, not per rank: the world's cache holds at least this rank's
+    // three (a's iteration, b's, the whole world).
+    if constexpr (std::is_same_v<Transport, SimTransport>) CHECK((*cache)->live() >= 3);
     out[static_cast<std::size_t>(t.rank())] = x;
   });
   return out;

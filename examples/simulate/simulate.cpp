@@ -124,13 +124,13 @@ Outcome simulate(const Config& c, Make make) {
                                         c.model_bytes / static_cast<double>(c.real_bytes));
     }
   });
+  outcome.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   auto distance = [&](std::size_t s) {
     double mean_sq = 0;
     for (double v : sum[s]) mean_sq += (v / c.ranks) * (v / c.ranks);
     return sumsq[s] / c.ranks - mean_sq;
   };
   const double d0 = distance(0);
-  outcome.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::vector<StepRecord>& out = outcome.steps;
   out.resize(steps + 1);
   for (std::size_t s = 0; s <= steps; ++s) {

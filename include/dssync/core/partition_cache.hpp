@@ -69,6 +69,8 @@ class PartitionCache {
       }
     std::unique_ptr<Entry> e;
     if (spare_.empty()) {
+      // Room for every entry in spare_, so that retire() never allocates.
+      spare_.reserve(live_.size() + 1);
       e = std::make_unique<Entry>();
     } else {
       e = std::move(spare_.back());
@@ -93,30 +95,26 @@ class PartitionCache {
     --entry->users_;
     if (entry->users_ > 0 || entry->served_ < world_) return;
     for (std::size_t i = 0; i < live_.size(); ++i)
-      if (live_[i].get() == entry) {
-        std::swap(live_[i], live_.back());
-        spare_.push_back(std::move(live_.back()));
-        live_.pop_back();
-        return;
-      }
+      if (live_[i].get() == entry) return retire(i);
   }
 
   // Forgets the entries no rank holds (after a run that ended early).
   void trim() {
-    for (std::size_t i = 0; i < live_.size();)
-      if (live_[i]->users_ == 0) {
-        std::swap(live_[i], live_.back());
-        spare_.push_back(std::move(live_.back()));
-        live_.pop_back();
-      } else {
-        ++i;
-      }
+    for (std::size_t i = live_.size(); i-- > 0;)
+      if (live_[i]->users_ == 0) retire(i);
   }
 
   // Entries held or waiting for ranks that have not passed them (tests).
   std::size_t live() const noexcept { return live_.size(); }
 
  private:
+  // Live entry i to the spare storage (the last live entry takes its place).
+  void retire(std::size_t i) noexcept {
+    std::swap(live_[i], live_.back());
+    spare_.push_back(std::move(live_.back()));  // within the capacity acquire() reserved
+    live_.pop_back();
+  }
+
   int world_;
   std::vector<std::unique_ptr<Entry>> live_;  // few: the iterations ranks are in
   std::vector<std::unique_ptr<Entry>> spare_;

@@ -39,6 +39,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/policy/round.hpp"
 #include "dssync/sync/allreduce.hpp"
 #include "dssync/sync/common.hpp"
@@ -80,7 +81,7 @@ class ShadowSync {
         background_(t, options.channel),
         round_(background_.transport(), parameters, round_options),
         final_(t),
-        world_(Partition::whole(t.size())),
+        world_(t),
         snapshot_(parameters),
         work_(parameters) {}
 
@@ -109,7 +110,7 @@ class ShadowSync {
     check_length(params.size(), "finish()");
     // The number of rounds: the most any rank started.
     double most = static_cast<double>(stats_.rounds);
-    RingReduce{}.all_reduce(trainer_, world_.group(0), std::span<double>(&most, 1), Max{},
+    RingReduce{}.all_reduce(trainer_, world_.get().group(0), std::span<double>(&most, 1), Max{},
                             make_tag(0, 126));
     if (running_) merge(params);
     while (stats_.rounds < static_cast<std::uint64_t>(most)) {
@@ -170,7 +171,7 @@ class ShadowSync {
   Background<Transport> background_;
   round_type round_;
   AllReduceSync<Transport, RingReduce, Average> final_;
-  Partition world_;
+  detail::WorldPartition world_;
   std::vector<T> snapshot_, work_;
   bool running_ = false;
   std::uint64_t since_ = 0;

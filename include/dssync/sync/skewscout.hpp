@@ -46,6 +46,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/policy/grouping.hpp"
 #include "dssync/sync/common.hpp"
 
@@ -88,7 +89,7 @@ class SkewScout {
         inner_(inner),
         options_(validated(options, t.rank())),
         accuracy_(std::move(accuracy)),
-        world_(Partition::whole(t.size())) {
+        world_(t) {
     const auto here = error_context{}.with_rank(t.rank());
     if (dc_of_rank.size() != static_cast<std::size_t>(t.size()))
       throw configuration_error("SkewScout has data-center labels for " +
@@ -180,7 +181,7 @@ class SkewScout {
       if (theirs[0] > 0) loss = std::max(0.0, (theirs[0] - away) / theirs[0]);
     }
     double all[1] = {loss};
-    reduce_.all_reduce(transport_, world_.group(0), std::span<double>(all), Max{}, tag);
+    reduce_.all_reduce(transport_, world_.get().group(0), std::span<double>(all), Max{}, tag);
     return all[0];
   }
 
@@ -197,7 +198,7 @@ class SkewScout {
   Inner& inner_;
   Options options_;
   Probe accuracy_;
-  Partition world_;
+  detail::WorldPartition world_;
   std::vector<int> leaders_;  // the first rank of each data center, in label order
   int leader_ = -1;           // this rank's place among them, or -1
   std::vector<float> visitor_;

@@ -41,6 +41,7 @@
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
+#include "dssync/core/partition_cache.hpp"
 #include "dssync/sync/common.hpp"
 #include "dssync/transport/background.hpp"
 
@@ -75,7 +76,7 @@ class SSPSync {
         parameters_(parameters),
         options_(validated(options, t)),
         reduce_(std::move(reduce)),
-        world_(Partition::whole(t.size())),
+        world_(t),
         jobs_(t, options_.channel, [this](Transport&, std::uint64_t c) { reduce_clock(c); },
               [this](std::uint64_t) { count_traffic(); }),
         channel_(jobs_.transport()),
@@ -131,7 +132,7 @@ class SSPSync {
   // Clocks submitted, and clocks whose mean is known on this rank.
   std::uint64_t iteration() const noexcept { return jobs_.submitted(); }
   std::uint64_t reduced() const noexcept { return jobs_.done(); }
-  Partition partition(std::uint64_t /*t*/) const { return world_; }
+  Partition partition(std::uint64_t /*t*/) const { return world_.get(); }
   const SSPStats& stats() const noexcept { return stats_; }
 
  private:
@@ -162,7 +163,7 @@ class SSPSync {
 
   // On the background: clock c's mean, in its buffer.
   void reduce_clock(std::uint64_t c) {
-    const Group everyone = world_.group(0);
+    const Group everyone = world_.get().group(0);
     const std::span<T> data = buffer(c);
     detail::with_context(c, everyone.ranks(), [&] {
       if (options_.checked) {
@@ -197,7 +198,7 @@ class SSPSync {
   std::size_t parameters_;
   Options options_;
   Reduce reduce_;
-  Partition world_;
+  detail::WorldPartition world_;
   detail::ConsistencyCheck check_;
   InOrderJobs<Transport> jobs_;
   CountingTransport<Transport> channel_;
