@@ -75,6 +75,11 @@ no_leftovers() {
 bg() {
   local want=$1 i
   shift
+  # Emptied here, not only by the subshell's redirection: the wait below
+  # could otherwise count the previous run's "ready" lines before the
+  # subshell truncates the file (seen once under load).
+  : >"$WORK/out"
+  : >"$WORK/err"
   # In a subshell that exits normally: no "Killed" notice from this shell when
   # timeout re-raises the signal that ended dssync-run.
   (
