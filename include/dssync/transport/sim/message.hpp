@@ -31,6 +31,8 @@ struct SimMessage {
   int heap = -1;                    // its place in the heap of finish times
   int on_link[4] = {};              // its place in each link's list of flows
   std::uint64_t seen = 0;           // the last rate update that visited it
+  std::uint64_t component = 0;      // the last component whose rates were computed with it
+  int order = -1;                   // its place in the component whose rates are being filled
   bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
   bool* sent_flag = nullptr;        // the sender's completion flag
   SimRecv* target = nullptr;        // the receive it was copied into (direct)

@@ -163,6 +163,8 @@ class FlowNetwork {
 
   // The flows that move, in the order the rates are computed in (tests).
   const std::vector<SimMessage*>& flows() const noexcept { return flows_; }
+  // How many rate computations found their rounds without the scan (tests).
+  std::uint64_t fills_by_heap() const noexcept { return fills_by_heap_; }
 
  private:
   struct Link {
@@ -170,7 +172,22 @@ class FlowNetwork {
     double residual = 0;
     int unfrozen = 0;
     std::uint64_t seen = 0;          // the last rate update that visited it
+    std::uint64_t round = 0;         // fill_by_heap: the last round it was among the round's links
+    std::uint64_t touched = 0;       // fill_by_heap: the last round a frozen flow left it
+    int bucket = -1;                 // fill_by_heap: its bucket, while one flow crosses it
     std::vector<SimMessage*> flows;  // the flows that cross it, in no order
+  };
+  struct Bucket {  // fill_by_heap: links of one share that one flow each crosses
+    double share = 0;
+    std::vector<int> links;
+    int alive = 0;  // those whose flow has not frozen
+  };
+  static constexpr std::size_t max_buckets = 4;
+  struct Share {  // fill_by_heap: a link's share when it was pushed
+    double share;
+    int link;
+    bool operator<(const Share& o) const { return share != o.share ? share < o.share : link < o.link; }
+    bool operator>(const Share& o) const { return o < *this; }
   };
 
   int host_of(int r) const { return r / ranks_per_host_; }
@@ -300,8 +317,18 @@ class FlowNetwork {
           }
     }
     if (comp_flows_.empty()) return;
-    std::sort(comp_flows_.begin(), comp_flows_.end(),
-              [](const SimMessage* a, const SimMessage* b) { return a->slot < b->slot; });
+    // In the order of the list of flows: sorted, or, for a component of a
+    // good part of the network, picked out of the list in one pass.
+    if (8 * comp_flows_.size() < flows_.size()) {
+      std::sort(comp_flows_.begin(), comp_flows_.end(),
+                [](const SimMessage* a, const SimMessage* b) { return a->slot < b->slot; });
+    } else {
+      ++component_;
+      for (SimMessage* m : comp_flows_) m->component = component_;
+      comp_flows_.clear();
+      for (SimMessage* m : flows_)
+        if (m->component == component_) comp_flows_.push_back(m);
+    }
     fill(now);
   }
 
@@ -310,40 +337,19 @@ class FlowNetwork {
   // least fixes the rate of the flows that cross it. The flows are taken in
   // the order of the list of flows, and a flow freezes in the round in which
   // one of its links' share (after the freezes before it in that round) is at
-  // most the round's: the reference's rule and order.
+  // most the round's: the reference's rule and order. The reference scans
+  // every link and flow each round (fill_by_scan); the engine finds each
+  // round's links in a heap of shares (fill_by_heap), which gives the same
+  // rates, or says that it cannot.
   void fill(double now) {
-    for (int l : comp_links_) link(l).residual = link(l).capacity, link(l).unfrozen = 0;
-    for (SimMessage* m : comp_flows_)
-      for (int l : m->links)
-        if (l >= 0) ++link(l).unfrozen;
-    std::vector<double>& rate = rate_scratch_;
-    rate.assign(comp_flows_.size(), -1.0);
-    std::size_t left = comp_flows_.size();
-    while (left > 0) {
-      double share = std::numeric_limits<double>::infinity();
-      for (int l : comp_links_) {
-        const Link& k = link(l);
-        if (k.unfrozen > 0) share = std::min(share, k.residual / k.unfrozen);
-      }
-      for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
-        if (rate[i] >= 0) continue;
-        bool bottleneck = false;
-        for (int l : comp_flows_[i]->links)
-          if (l >= 0) {
-            const Link& k = link(l);
-            bottleneck = bottleneck || k.residual / k.unfrozen <= share;
-          }
-        if (!bottleneck) continue;
-        rate[i] = share;
-        --left;
-        for (int l : comp_flows_[i]->links)
-          if (l >= 0) {
-            Link& k = link(l);
-            k.residual -= share;
-            --k.unfrozen;
-          }
-      }
+    prepare_fill();
+    if (!reference_ && fill_by_heap()) {
+      ++fills_by_heap_;
+    } else {
+      prepare_fill();
+      fill_by_scan();
     }
+    std::vector<double>& rate = rate_scratch_;
     for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
       SimMessage& m = *comp_flows_[i];
       if (m.rate == rate[i]) continue;
@@ -353,6 +359,175 @@ class FlowNetwork {
       m.finish = finish_time(m);
       heap_fix(m);
     }
+  }
+
+  void prepare_fill() {
+    for (int l : comp_links_) link(l).residual = link(l).capacity, link(l).unfrozen = 0;
+    for (SimMessage* m : comp_flows_)
+      for (int l : m->links)
+        if (l >= 0) ++link(l).unfrozen;
+    rate_scratch_.assign(comp_flows_.size(), -1.0);
+  }
+
+  static double share_of(const Link& k) { return k.residual / k.unfrozen; }
+
+  // Every round: the least share over every link, then every unfrozen flow
+  // in order.
+  void fill_by_scan() {
+    std::vector<double>& rate = rate_scratch_;
+    std::size_t left = comp_flows_.size();
+    while (left > 0) {
+      double share = std::numeric_limits<double>::infinity();
+      for (int l : comp_links_) {
+        const Link& k = link(l);
+        if (k.unfrozen > 0) share = std::min(share, share_of(k));
+      }
+      for (std::size_t i = 0; i < comp_flows_.size(); ++i)
+        if (rate[i] < 0 && bottlenecked(*comp_flows_[i], share)) {
+          rate[i] = share;
+          --left;
+          freeze(*comp_flows_[i], share);
+        }
+    }
+  }
+  bool bottlenecked(const SimMessage& m, double share) {
+    bool bottleneck = false;
+    for (int l : m.links)
+      if (l >= 0) bottleneck = bottleneck || share_of(link(l)) <= share;
+    return bottleneck;
+  }
+  void freeze(const SimMessage& m, double share) {
+    for (int l : m.links)
+      if (l >= 0) {
+        Link& k = link(l);
+        k.residual -= share;
+        --k.unfrozen;
+      }
+  }
+
+  // The same rounds, each found without the scan: the round's share is the
+  // least of the links' shares, its candidate flows those that cross a link
+  // of that share, taken in order with the scan's test. A flow none of whose
+  // links has the round's share cannot freeze in the round, since a link's
+  // share only moves away from the round's when one of its flows freezes;
+  // rounding could still bring one down to it, which the scan would see mid
+  // round: then this returns false, and the caller fills by scan. The shares
+  // are sorted once, and a share that changes goes to a heap; a link that
+  // one flow crosses (a host's link, behind one port) keeps its share, its
+  // capacity, until that flow freezes, so such links wait in a bucket per
+  // capacity, and a round at a bucket's share takes the bucket whole. Each
+  // round costs its own links and flows, not the whole component's.
+  bool fill_by_heap() {
+    std::vector<double>& rate = rate_scratch_;
+    sorted_.clear();
+    shares_.clear();
+    std::size_t buckets = 0;
+    for (int l : comp_links_) {
+      Link& k = link(l);
+      k.bucket = -1;
+      if (k.unfrozen == 0) continue;
+      const double first = share_of(k);
+      if (k.unfrozen == 1) {
+        std::size_t b = 0;
+        while (b < buckets && buckets_[b].share != first) ++b;
+        if (b < max_buckets) {
+          if (b == buckets) {
+            if (buckets_.size() == b) buckets_.emplace_back();
+            buckets_[b].share = first;
+            buckets_[b].links.clear();
+            buckets_[b].alive = 0;
+            ++buckets;
+          }
+          k.bucket = static_cast<int>(b);
+          buckets_[b].links.push_back(l);
+          ++buckets_[b].alive;
+          continue;
+        }
+      }
+      sorted_.push_back({first, l});
+    }
+    std::sort(sorted_.begin(), sorted_.end(), std::less<>{});
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < comp_flows_.size(); ++i) comp_flows_[i]->order = static_cast<int>(i);
+    // An entry is current while its link's share is still the one it holds.
+    auto current = [this](const Share& e) {
+      const Link& k = link(e.link);
+      return k.unfrozen > 0 && share_of(k) == e.share;
+    };
+    // The least current entry of the sorted shares and the heap, or null.
+    auto least = [&]() -> const Share* {
+      while (next < sorted_.size() && !current(sorted_[next])) ++next;
+      while (!shares_.empty() && !current(shares_.front())) {
+        std::pop_heap(shares_.begin(), shares_.end(), std::greater<>{});
+        shares_.pop_back();
+      }
+      const Share* a = next < sorted_.size() ? &sorted_[next] : nullptr;
+      const Share* b = shares_.empty() ? nullptr : &shares_.front();
+      return !a ? b : !b ? a : *b < *a ? b : a;
+    };
+    auto take = [&](const Share* e) {
+      const int l = e->link;
+      if (!shares_.empty() && e == &shares_.front()) {
+        std::pop_heap(shares_.begin(), shares_.end(), std::greater<>{});
+        shares_.pop_back();
+      } else {
+        ++next;
+      }
+      return l;
+    };
+    auto enlist = [&](int l) {
+      Link& k = link(l);
+      if (k.round == round_) return;
+      k.round = round_;
+      round_links_.push_back(l);
+      for (const SimMessage* m : k.flows)
+        if (rate[static_cast<std::size_t>(m->order)] < 0) candidates_.push_back(m->order);
+    };
+    std::size_t left = comp_flows_.size();
+    while (left > 0) {
+      const Share* first = least();
+      double share = first ? first->share : std::numeric_limits<double>::infinity();
+      for (std::size_t b = 0; b < buckets; ++b)
+        if (buckets_[b].alive > 0) share = std::min(share, buckets_[b].share);
+      if (!(share < std::numeric_limits<double>::infinity())) return false;
+      ++round_;
+      round_links_.clear();
+      candidates_.clear();
+      for (const Share* e = first; e && e->share <= share; e = least()) enlist(take(e));
+      for (std::size_t b = 0; b < buckets; ++b)
+        if (buckets_[b].alive > 0 && buckets_[b].share <= share)
+          for (int l : buckets_[b].links)
+            if (link(l).unfrozen > 0) enlist(l);
+      std::sort(candidates_.begin(), candidates_.end());
+      candidates_.erase(std::unique(candidates_.begin(), candidates_.end()), candidates_.end());
+      for (int i : candidates_) {
+        SimMessage& m = *comp_flows_[static_cast<std::size_t>(i)];
+        if (!bottlenecked(m, share)) continue;
+        rate[static_cast<std::size_t>(i)] = share;
+        --left;
+        freeze(m, share);
+        for (int l : m.links) {
+          if (l < 0) continue;
+          Link& k = link(l);
+          if (k.bucket >= 0 && k.unfrozen == 0) --buckets_[static_cast<std::size_t>(k.bucket)].alive;
+          if (k.round == round_) continue;
+          if (k.unfrozen > 0 && share_of(k) <= share) return false;  // the scan would differ
+          if (k.touched != round_) {
+            k.touched = round_;
+            round_links_.push_back(l);
+          }
+        }
+      }
+      // The round's links and the links its flows left: their new shares.
+      for (const int l : round_links_) {
+        const Link& k = link(l);
+        if (k.unfrozen > 0) {
+          shares_.push_back({share_of(k), l});
+          std::push_heap(shares_.begin(), shares_.end(), std::greater<>{});
+        }
+      }
+    }
+    return true;
   }
 
   // ---- the heap of finish times (each flow knows its place; the key is kept
@@ -453,6 +628,14 @@ class FlowNetwork {
   std::vector<SimMessage*> comp_flows_;           // the component being computed
   std::vector<int> comp_links_;
   std::vector<double> rate_scratch_;
+  std::vector<Share> sorted_;        // fill_by_heap: the links' first shares, least first
+  std::vector<Share> shares_;        // fill_by_heap: the shares that changed, a heap
+  std::vector<int> round_links_;     // fill_by_heap: the round's links, then those its flows left
+  std::vector<int> candidates_;      // fill_by_heap: the round's flows, by place in comp_flows_
+  std::vector<Bucket> buckets_;      // fill_by_heap
+  std::uint64_t round_ = 0;
+  std::uint64_t component_ = 0;
+  std::uint64_t fills_by_heap_ = 0;  // grow: the component being picked out of the list
   std::vector<std::size_t> walk_;  // due_more_than's
   bool bulk_ = false;              // in a scan: the heap is built again after it
   std::uint64_t visit_ = 0;
