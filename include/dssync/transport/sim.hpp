@@ -461,8 +461,9 @@ class SimWorld {
   void operate(int r, int channel, std::optional<Outgoing> out, std::optional<Incoming> in,
                tag_t tag) {
     const int me = fibers_.current();
-    const error_context at = detail::p2p_context(r, in ? in->src : out->dst, tag);
-    if (failure_.failed() && failure_.rank() != r) throw failure_.during(at);
+    // Where, for an error: made only when one is thrown (it holds a string).
+    auto at = [&] { return detail::p2p_context(r, in ? in->src : out->dst, tag); };
+    if (failure_.failed() && failure_.rank() != r) throw failure_.during(at());
     Recv rv;
     bool sent = !out;
     if (in) {
@@ -493,16 +494,16 @@ class SimWorld {
       if (woken(me) != Woken::progress && !complete()) {
         // Deadlock, or a failed rank: nothing will ever complete this.
         if (in && !rv.done) cancel(r, rv);
-        if (woken(me) == Woken::failure) throw failure_.during(at);
+        if (woken(me) == Woken::failure) throw failure_.during(at());
         const bool receiving = in && !rv.done;
         const int peer = receiving ? in->src : out->dst;
         throw timeout_error((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
                                 " cannot complete: at virtual time " + std::to_string(now_) +
                                 " s every rank waits, so the program deadlocks",
-                            at.with_peer(peer));
+                            at().with_peer(peer));
       }
     }
-    if (rv.mismatch) throw detail::size_mismatch(rv.bytes, rv.sent_bytes, in->src, at);
+    if (rv.mismatch) throw detail::size_mismatch(rv.bytes, rv.sent_bytes, in->src, at());
   }
 
   int size_;

@@ -449,6 +449,7 @@ class FlowNetwork {
     std::sort(sorted_.begin(), sorted_.end(), std::less<>{});
     std::size_t next = 0;
     for (std::size_t i = 0; i < comp_flows_.size(); ++i) comp_flows_[i]->order = static_cast<int>(i);
+    enlisted_.assign(comp_flows_.size(), 0);
     // An entry is current while its link's share is still the one it holds.
     auto current = [this](const Share& e) {
       const Link& k = link(e.link);
@@ -480,8 +481,13 @@ class FlowNetwork {
       if (k.round == round_) return;
       k.round = round_;
       round_links_.push_back(l);
-      for (const SimMessage* m : k.flows)
-        if (rate[static_cast<std::size_t>(m->order)] < 0) candidates_.push_back(m->order);
+      for (const SimMessage* m : k.flows) {
+        const auto i = static_cast<std::size_t>(m->order);
+        if (rate[i] < 0 && enlisted_[i] != round_) {
+          enlisted_[i] = round_;
+          candidates_.push_back(m->order);
+        }
+      }
     };
     std::size_t left = comp_flows_.size();
     while (left > 0) {
@@ -498,8 +504,16 @@ class FlowNetwork {
         if (buckets_[b].alive > 0 && buckets_[b].share <= share)
           for (int l : buckets_[b].links)
             if (link(l).unfrozen > 0) enlist(l);
-      std::sort(candidates_.begin(), candidates_.end());
-      candidates_.erase(std::unique(candidates_.begin(), candidates_.end()), candidates_.end());
+      // The candidates in order: sorted, or, when they are many, picked out
+      // of the component in one pass.
+      if (8 * candidates_.size() < comp_flows_.size()) {
+        std::sort(candidates_.begin(), candidates_.end());
+      } else {
+        candidates_.clear();
+        for (std::size_t i = 0; i < comp_flows_.size(); ++i)
+          if (enlisted_[i] == round_) candidates_.push_back(static_cast<int>(i));
+      }
+      const std::size_t before = left;
       for (int i : candidates_) {
         SimMessage& m = *comp_flows_[static_cast<std::size_t>(i)];
         if (!bottlenecked(m, share)) continue;
@@ -518,6 +532,7 @@ class FlowNetwork {
           }
         }
       }
+      if (left == before) return false;  // cannot be: the least share's link has a flow to freeze
       // The round's links and the links its flows left: their new shares.
       for (const int l : round_links_) {
         const Link& k = link(l);
@@ -633,6 +648,7 @@ class FlowNetwork {
   std::vector<int> round_links_;     // fill_by_heap: the round's links, then those its flows left
   std::vector<int> candidates_;      // fill_by_heap: the round's flows, by place in comp_flows_
   std::vector<Bucket> buckets_;      // fill_by_heap
+  std::vector<std::uint64_t> enlisted_;  // fill_by_heap: per flow of the component, the last round it was a candidate in
   std::uint64_t round_ = 0;
   std::uint64_t component_ = 0;
   std::uint64_t fills_by_heap_ = 0;  // grow: the component being picked out of the list
