@@ -4,7 +4,8 @@
 // moves is a flow over the links of its path; flows that share a link share
 // it max-min fairly, the rates recomputed (progressive filling) whenever a
 // flow starts or ends. FlowNetwork knows links, routes and rates; which
-// message moves when (the ports) is the world's.
+// message moves when (the ports) is the world's; the filling itself is
+// filling.hpp's.
 //
 // The cost of an event does not grow with the world: the finish times are in
 // a heap, and a change recomputes the rates of the flows it can affect only,
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "dssync/transport/sim/filling.hpp"
 #include "dssync/transport/sim/message.hpp"
 #include "dssync/transport/sim/options.hpp"
 
@@ -164,31 +166,10 @@ class FlowNetwork {
   // The flows that move, in the order the rates are computed in (tests).
   const std::vector<SimMessage*>& flows() const noexcept { return flows_; }
   // How many rate computations found their rounds without the scan (tests).
-  std::uint64_t fills_by_heap() const noexcept { return fills_by_heap_; }
+  std::uint64_t fills_by_heap() const noexcept { return filling_.by_heap(); }
 
  private:
-  struct Link {
-    double capacity = 0;  // bytes/s; infinity: not a constraint
-    double residual = 0;
-    int unfrozen = 0;
-    std::uint64_t seen = 0;          // the last rate update that visited it
-    std::uint64_t round = 0;         // fill_by_heap: the last round it was among the round's links
-    std::uint64_t touched = 0;       // fill_by_heap: the last round a frozen flow left it
-    int bucket = -1;                 // fill_by_heap: its bucket, while one flow crosses it
-    std::vector<SimMessage*> flows;  // the flows that cross it, in no order
-  };
-  struct Bucket {  // fill_by_heap: links of one share that one flow each crosses
-    double share = 0;
-    std::vector<int> links;
-    int alive = 0;  // those whose flow has not frozen
-  };
-  static constexpr std::size_t max_buckets = 4;
-  struct Share {  // fill_by_heap: a link's share when it was pushed
-    double share;
-    int link;
-    bool operator<(const Share& o) const { return share != o.share ? share < o.share : link < o.link; }
-    bool operator>(const Share& o) const { return o < *this; }
-  };
+  using Link = SimLink;
 
   int host_of(int r) const { return r / ranks_per_host_; }
   int rack_of_host(int h) const { return hosts_per_rack_ > 0 ? h / hosts_per_rack_ : 0; }
@@ -332,24 +313,10 @@ class FlowNetwork {
     fill(now);
   }
 
-  // Max-min fair rates of comp_flows_ over comp_links_ by progressive
-  // filling: repeatedly the link whose residual capacity per unfrozen flow is
-  // least fixes the rate of the flows that cross it. The flows are taken in
-  // the order of the list of flows, and a flow freezes in the round in which
-  // one of its links' share (after the freezes before it in that round) is at
-  // most the round's: the reference's rule and order. The reference scans
-  // every link and flow each round (fill_by_scan); the engine finds each
-  // round's links in a heap of shares (fill_by_heap), which gives the same
-  // rates, or says that it cannot.
+  // The max-min rates of comp_flows_ over comp_links_ (filling.hpp), and
+  // the flows whose rate changed brought up to date and moved in the heap.
   void fill(double now) {
-    prepare_fill();
-    if (!reference_ && fill_by_heap()) {
-      ++fills_by_heap_;
-    } else {
-      prepare_fill();
-      fill_by_scan();
-    }
-    std::vector<double>& rate = rate_scratch_;
+    const std::vector<double>& rate = filling_.rates(comp_flows_, comp_links_, links_, reference_);
     for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
       SimMessage& m = *comp_flows_[i];
       if (m.rate == rate[i]) continue;
@@ -359,190 +326,6 @@ class FlowNetwork {
       m.finish = finish_time(m);
       heap_fix(m);
     }
-  }
-
-  void prepare_fill() {
-    for (int l : comp_links_) link(l).residual = link(l).capacity, link(l).unfrozen = 0;
-    for (SimMessage* m : comp_flows_)
-      for (int l : m->links)
-        if (l >= 0) ++link(l).unfrozen;
-    rate_scratch_.assign(comp_flows_.size(), -1.0);
-  }
-
-  static double share_of(const Link& k) { return k.residual / k.unfrozen; }
-
-  // Every round: the least share over every link, then every unfrozen flow
-  // in order.
-  void fill_by_scan() {
-    std::vector<double>& rate = rate_scratch_;
-    std::size_t left = comp_flows_.size();
-    while (left > 0) {
-      double share = std::numeric_limits<double>::infinity();
-      for (int l : comp_links_) {
-        const Link& k = link(l);
-        if (k.unfrozen > 0) share = std::min(share, share_of(k));
-      }
-      for (std::size_t i = 0; i < comp_flows_.size(); ++i)
-        if (rate[i] < 0 && bottlenecked(*comp_flows_[i], share)) {
-          rate[i] = share;
-          --left;
-          freeze(*comp_flows_[i], share);
-        }
-    }
-  }
-  bool bottlenecked(const SimMessage& m, double share) {
-    bool bottleneck = false;
-    for (int l : m.links)
-      if (l >= 0) bottleneck = bottleneck || share_of(link(l)) <= share;
-    return bottleneck;
-  }
-  void freeze(const SimMessage& m, double share) {
-    for (int l : m.links)
-      if (l >= 0) {
-        Link& k = link(l);
-        k.residual -= share;
-        --k.unfrozen;
-      }
-  }
-
-  // The same rounds, each found without the scan: the round's share is the
-  // least of the links' shares, its candidate flows those that cross a link
-  // of that share, taken in order with the scan's test. A flow none of whose
-  // links has the round's share cannot freeze in the round, since a link's
-  // share only moves away from the round's when one of its flows freezes;
-  // rounding could still bring one down to it, which the scan would see mid
-  // round: then this returns false, and the caller fills by scan. The shares
-  // are sorted once, and a share that changes goes to a heap; a link that
-  // one flow crosses (a host's link, behind one port) keeps its share, its
-  // capacity, until that flow freezes, so such links wait in a bucket per
-  // capacity, and a round at a bucket's share takes the bucket whole. Each
-  // round costs its own links and flows, not the whole component's.
-  bool fill_by_heap() {
-    std::vector<double>& rate = rate_scratch_;
-    sorted_.clear();
-    shares_.clear();
-    std::size_t buckets = 0;
-    for (int l : comp_links_) {
-      Link& k = link(l);
-      k.bucket = -1;
-      if (k.unfrozen == 0) continue;
-      const double first = share_of(k);
-      if (k.unfrozen == 1) {
-        std::size_t b = 0;
-        while (b < buckets && buckets_[b].share != first) ++b;
-        if (b < max_buckets) {
-          if (b == buckets) {
-            if (buckets_.size() == b) buckets_.emplace_back();
-            buckets_[b].share = first;
-            buckets_[b].links.clear();
-            buckets_[b].alive = 0;
-            ++buckets;
-          }
-          k.bucket = static_cast<int>(b);
-          buckets_[b].links.push_back(l);
-          ++buckets_[b].alive;
-          continue;
-        }
-      }
-      sorted_.push_back({first, l});
-    }
-    std::sort(sorted_.begin(), sorted_.end(), std::less<>{});
-    std::size_t next = 0;
-    for (std::size_t i = 0; i < comp_flows_.size(); ++i) comp_flows_[i]->order = static_cast<int>(i);
-    enlisted_.assign(comp_flows_.size(), 0);
-    // An entry is current while its link's share is still the one it holds.
-    auto current = [this](const Share& e) {
-      const Link& k = link(e.link);
-      return k.unfrozen > 0 && share_of(k) == e.share;
-    };
-    // The least current entry of the sorted shares and the heap, or null.
-    auto least = [&]() -> const Share* {
-      while (next < sorted_.size() && !current(sorted_[next])) ++next;
-      while (!shares_.empty() && !current(shares_.front())) {
-        std::pop_heap(shares_.begin(), shares_.end(), std::greater<>{});
-        shares_.pop_back();
-      }
-      const Share* a = next < sorted_.size() ? &sorted_[next] : nullptr;
-      const Share* b = shares_.empty() ? nullptr : &shares_.front();
-      return !a ? b : !b ? a : *b < *a ? b : a;
-    };
-    auto take = [&](const Share* e) {
-      const int l = e->link;
-      if (!shares_.empty() && e == &shares_.front()) {
-        std::pop_heap(shares_.begin(), shares_.end(), std::greater<>{});
-        shares_.pop_back();
-      } else {
-        ++next;
-      }
-      return l;
-    };
-    auto enlist = [&](int l) {
-      Link& k = link(l);
-      if (k.round == round_) return;
-      k.round = round_;
-      round_links_.push_back(l);
-      for (const SimMessage* m : k.flows) {
-        const auto i = static_cast<std::size_t>(m->order);
-        if (rate[i] < 0 && enlisted_[i] != round_) {
-          enlisted_[i] = round_;
-          candidates_.push_back(m->order);
-        }
-      }
-    };
-    std::size_t left = comp_flows_.size();
-    while (left > 0) {
-      const Share* first = least();
-      double share = first ? first->share : std::numeric_limits<double>::infinity();
-      for (std::size_t b = 0; b < buckets; ++b)
-        if (buckets_[b].alive > 0) share = std::min(share, buckets_[b].share);
-      if (!(share < std::numeric_limits<double>::infinity())) return false;
-      ++round_;
-      round_links_.clear();
-      candidates_.clear();
-      for (const Share* e = first; e && e->share <= share; e = least()) enlist(take(e));
-      for (std::size_t b = 0; b < buckets; ++b)
-        if (buckets_[b].alive > 0 && buckets_[b].share <= share)
-          for (int l : buckets_[b].links)
-            if (link(l).unfrozen > 0) enlist(l);
-      // The candidates in order: sorted, or, when they are many, picked out
-      // of the component in one pass.
-      if (8 * candidates_.size() < comp_flows_.size()) {
-        std::sort(candidates_.begin(), candidates_.end());
-      } else {
-        candidates_.clear();
-        for (std::size_t i = 0; i < comp_flows_.size(); ++i)
-          if (enlisted_[i] == round_) candidates_.push_back(static_cast<int>(i));
-      }
-      const std::size_t before = left;
-      for (int i : candidates_) {
-        SimMessage& m = *comp_flows_[static_cast<std::size_t>(i)];
-        if (!bottlenecked(m, share)) continue;
-        rate[static_cast<std::size_t>(i)] = share;
-        --left;
-        freeze(m, share);
-        for (int l : m.links) {
-          if (l < 0) continue;
-          Link& k = link(l);
-          if (k.bucket >= 0 && k.unfrozen == 0) --buckets_[static_cast<std::size_t>(k.bucket)].alive;
-          if (k.round == round_) continue;
-          if (k.unfrozen > 0 && share_of(k) <= share) return false;  // the scan would differ
-          if (k.touched != round_) {
-            k.touched = round_;
-            round_links_.push_back(l);
-          }
-        }
-      }
-      if (left == before) return false;  // cannot be: the least share's link has a flow to freeze
-      // The round's links and the links its flows left: their new shares.
-      for (const int l : round_links_) {
-        const Link& k = link(l);
-        if (k.unfrozen > 0) {
-          shares_.push_back({share_of(k), l});
-          std::push_heap(shares_.begin(), shares_.end(), std::greater<>{});
-        }
-      }
-    }
-    return true;
   }
 
   // ---- the heap of finish times (each flow knows its place; the key is kept
@@ -642,16 +425,8 @@ class FlowNetwork {
   std::vector<std::pair<int, SimMessage*>> due_;  // finish_until: (place, flow), least first
   std::vector<SimMessage*> comp_flows_;           // the component being computed
   std::vector<int> comp_links_;
-  std::vector<double> rate_scratch_;
-  std::vector<Share> sorted_;        // fill_by_heap: the links' first shares, least first
-  std::vector<Share> shares_;        // fill_by_heap: the shares that changed, a heap
-  std::vector<int> round_links_;     // fill_by_heap: the round's links, then those its flows left
-  std::vector<int> candidates_;      // fill_by_heap: the round's flows, by place in comp_flows_
-  std::vector<Bucket> buckets_;      // fill_by_heap
-  std::vector<std::uint64_t> enlisted_;  // fill_by_heap: per flow of the component, the last round it was a candidate in
-  std::uint64_t round_ = 0;
-  std::uint64_t component_ = 0;
-  std::uint64_t fills_by_heap_ = 0;  // grow: the component being picked out of the list
+  std::uint64_t component_ = 0;  // grow: the component being picked out of the list
+  MaxMinFilling filling_;
   std::vector<std::size_t> walk_;  // due_more_than's
   bool bulk_ = false;              // in a scan: the heap is built again after it
   std::uint64_t visit_ = 0;
