@@ -372,6 +372,21 @@ TEST_CASE("compute() advances the clock by the rank's time, stragglers by their 
   CHECK(r.makespan == 1.5);
 }
 
+TEST_CASE("compute(0) spends no time and keeps the rank's turn; a time not finite or below 0 is refused") {
+  // The ranks run in order until one hands over its turn: were compute(0) to
+  // hand it over, rank 1 would write before rank 0's second write.
+  std::vector<int> order;
+  SimWorld(2).run([&](SimTransport& t) {
+    order.push_back(t.rank());
+    t.compute(0);
+    order.push_back(t.rank());
+    CHECK(t.now() == 0);
+  });
+  CHECK(order == std::vector<int>{0, 0, 1, 1});
+  for (const double bad : {-1.0, std::numeric_limits<double>::infinity(), std::nan("")})
+    CHECK_THROWS_AS(SimWorld(1).run([&](SimTransport& t) { t.compute(bad); }), dssync::configuration_error);
+}
+
 TEST_CASE("A deadlock in virtual time ends every waiting rank with timeout_error naming the peer") {
   SimWorld w(3);
   std::vector<std::string> what(3);

@@ -324,7 +324,7 @@ void worker(Transport& t, const Config& c, Chain chain, Problem& problem, Gap ga
   };
   auto compute = [&] {
     if constexpr (requires { t.compute(0.0); })
-      if (c.sim_compute > 0) t.compute(c.sim_compute);
+      t.compute(c.sim_compute);
   };
   auto descend = [&](auto& sync) {
     for (int k = 0; k < c.iterations; ++k) {

@@ -35,7 +35,7 @@
 //   alpha once. A message between two racks (hosts_per_rack > 0) arrives
 //   alpha + uplink_alpha after its last byte left: the wide-area delay.
 // - compute(s) advances the rank's clock by s seconds (times its straggler
-//   factor).
+//   factor); compute(0) returns at once, without handing over its turn.
 // When every rank waits and nothing moves, the program has deadlocked in
 // virtual time: every waiting rank throws timeout_error naming what it waits
 // for (or peer_error naming a rank that failed). There is no wall-clock
@@ -105,7 +105,8 @@ class SimTransport {
   // Virtual bytes this rank has sent, on all its channels, that left its
   // rack (the wide-area traffic, when racks stand for data centers).
   double uplink_bytes() const noexcept;
-  // Spends `seconds` of virtual time computing (times the straggler factor).
+  // Spends `seconds` of virtual time computing (times the straggler factor);
+  // 0 returns at once.
   void compute(double seconds);
   // Whether this rank is one of the stragglers.
   bool straggler() const noexcept;
@@ -557,6 +558,7 @@ inline void SimTransport::compute(double seconds) {
     throw configuration_error("compute time must be at least 0, got " + std::to_string(seconds),
                               error_context{}.with_rank(rank_));
   SimWorld& w = *world_;
+  if (seconds == 0) return;  // no time passes: nothing to wait for, no turn to hand over
   const double t = w.now_ + seconds * w.port(rank_).factor;
   const int me = w.fibers_.current();  // only the calling fiber computes
   w.events_.push({t, w.seq_++, me, nullptr});

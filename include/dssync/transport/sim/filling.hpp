@@ -217,15 +217,7 @@ class MaxMinFilling {
         if (buckets_[b].alive > 0 && buckets_[b].share <= share)
           for (int l : buckets_[b].links)
             if (link(l).unfrozen > 0) enlist(l);
-      // The candidates in order: sorted, or, when they are many, picked out
-      // of the component in one pass.
-      if (8 * candidates_.size() < flows_.size()) {
-        std::sort(candidates_.begin(), candidates_.end());
-      } else {
-        candidates_.clear();
-        for (std::size_t i = 0; i < flows_.size(); ++i)
-          if (enlisted_[i] == round_) candidates_.push_back(static_cast<int>(i));
-      }
+      std::sort(candidates_.begin(), candidates_.end());  // in the order of the flows
       const std::size_t before = left;
       for (int i : candidates_) {
         SimMessage& m = *flows_[static_cast<std::size_t>(i)];
@@ -267,7 +259,7 @@ class MaxMinFilling {
   std::vector<int> round_links_;         // by_heap_fill: the round's links, then those its flows left
   std::vector<int> candidates_;          // by_heap_fill: the round's flows, by place in flows_
   std::vector<Bucket> buckets_;          // by_heap_fill
-  std::vector<std::uint64_t> enlisted_;  // by_heap_fill: per flow, the last round it was a candidate in
+  std::vector<std::uint64_t> enlisted_;  // by_heap_fill: per flow, the last round it was enlisted in
   std::uint64_t round_ = 0;
   std::uint64_t by_heap_ = 0;
 };
