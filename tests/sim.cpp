@@ -372,7 +372,7 @@ TEST_CASE("compute() advances the clock by the rank's time, stragglers by their 
   CHECK(r.makespan == 1.5);
 }
 
-TEST_CASE("compute(0) spends no time and keeps the rank's turn; a time not finite or below 0 is refused") {
+TEST_CASE("compute(0) spends no time and keeps the rank's turn, and a time not finite or below 0 is refused") {
   // The ranks run in order until one hands over its turn: were compute(0) to
   // hand it over, rank 1 would write before rank 0's second write.
   std::vector<int> order;
