@@ -203,6 +203,9 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::ScatterAllgatherBroadcast scatter_allgather;
   dssync::PipelineBroadcast pipeline;
   dssync::PipelineBroadcast pipeline_small({.segment_bytes = 4000});
+  // Where segments are kept in flight, also the blocking exchange and one in flight.
+  dssync::PipelineBroadcast pipeline_small_blocking({.segment_bytes = 4000, .in_flight = 0});
+  dssync::PipelineBroadcast pipeline_small_one({.segment_bytes = 4000, .in_flight = 1});
   dssync::AutoBroadcast auto_broadcast;
   dssync::AutoBroadcast auto_broadcast_small(
       {.pipeline_from = 64, .pipeline_min_group = 3, .segment_bytes = 64 * 1024});
@@ -224,6 +227,14 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
         // thousand messages a hop, minutes over TCP under a sanitizer.
         if (len <= 100003)
           broadcast_case<T>(t, g, pipeline_small, "PipelineBroadcast(4000)", len, root, tag, r);
+        if constexpr (dssync::transport_with_posting<Transport, T>) {
+          if (len <= 100003) {
+            broadcast_case<T>(t, g, pipeline_small_blocking, "PipelineBroadcast(4000, blocking)",
+                              len, root, tag, r);
+            broadcast_case<T>(t, g, pipeline_small_one, "PipelineBroadcast(4000, 1 in flight)",
+                              len, root, tag, r);
+          }
+        }
         broadcast_case<T>(t, g, auto_broadcast, "AutoBroadcast", len, root, tag, r);
         broadcast_case<T>(t, g, auto_broadcast_small, "AutoBroadcast(64)", len, root, tag, r);
       }

@@ -19,9 +19,11 @@
 #include "dssync/mpi.hpp"  // first: it sets up <mpi.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
 #include <boost/mpi/environment.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +34,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <thread>
 #include <vector>
 
 #include "asan.hpp"
@@ -489,6 +492,115 @@ TEST_CASE("MPITransport: a bad peer or tag is a configuration_error before anyth
     CHECK(e.where().peer == t.size());
   }
   CHECK(ring_exchange<float>(t, 4, 0));  // nothing was left behind
+}
+
+TEST_CASE("MPITransport: posted messages finish in any order, each checked as send and recv") {
+  RANK_INFO;
+  static_assert(dssync::transport_with_posting<MPITransport, float>);
+  static_assert(dssync::transport_with_posting<MPITransport, Pair>);
+  static_assert(!dssync::transport_with_posting<dssync::CountingTransport<MPITransport>, float>);
+  MPITransport t;
+  const int me = t.rank(), n = t.size();
+  if (n < 2) return;
+  const int right = (me + 1) % n, left = (me + n - 1) % n;
+  // Three messages each way around the ring, of three tags and lengths (one
+  // past the eager limit, one past the rendezvous threshold); the receives
+  // finish out of order and the sends in reverse.
+  const std::size_t lengths[3] = {1, 3000, 300000};
+  std::vector<std::vector<Pair>> out, in;
+  for (const std::size_t len : lengths) {
+    out.push_back(make_elems<Pair>(me, len));
+    in.emplace_back(len);
+  }
+  std::array<MPITransport::posted, 3> sends{}, receives{};
+  for (int i = 0; i < 3; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    receives[u] = t.post_recv(left, std::span<Pair>(in[u]), 30 + i);
+    CHECK(receives[u].pending());
+  }
+  for (int i = 0; i < 3; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    sends[u] = t.post_send(right, std::span<const Pair>(out[u]), 30 + i);
+  }
+  for (const int i : {2, 0, 1}) t.finish(receives[static_cast<std::size_t>(i)]);
+  for (const int i : {2, 1, 0}) t.finish(sends[static_cast<std::size_t>(i)]);
+  for (int i = 0; i < 3; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    CHECK(in[u] == make_elems<Pair>(left, lengths[u]));
+    CHECK_FALSE(receives[u].pending());
+    CHECK_FALSE(sends[u].pending());
+    t.finish(receives[u]);  // a finished handle: nothing
+  }
+  MPITransport::posted none;
+  t.finish(none);
+  t.forget(std::span(&none, 1));
+
+  // Lengths that differ: a size_mismatch_error from finish(), and the
+  // transport goes on.
+  if (me <= 1) {
+    const std::vector<float> four(4, 1.0f), eight(8, 2.0f);
+    std::vector<float> buf4(4), buf8(8);
+    if (me == 0) {
+      auto a = t.post_send(1, std::span<const float>(four), 40);
+      auto b = t.post_send(1, std::span<const float>(eight), 41);
+      t.finish(a);
+      t.finish(b);
+    } else {
+      auto a = t.post_recv(0, std::span<float>(buf8), 40);  // shorter than expected
+      auto b = t.post_recv(0, std::span<float>(buf4), 41);  // longer: MPI truncates
+      try {
+        t.finish(a);
+        FAIL("a receive of 8 floats took a message of 4");
+      } catch (const dssync::size_mismatch_error& e) {
+        CHECK(std::string(e.what()).find("expected 32 bytes") != std::string::npos);
+        CHECK(e.where().peer == 0);
+      }
+      CHECK_THROWS_AS(t.finish(b), dssync::size_mismatch_error);
+    }
+  }
+  // Bad peers and tags before anything moves.
+  std::vector<float> buf(3);
+  CHECK_THROWS_AS(t.post_send(me, std::span<const float>(buf), 0), dssync::configuration_error);
+  CHECK_THROWS_AS(t.post_recv(n, std::span<float>(buf), 0), dssync::configuration_error);
+  CHECK_THROWS_AS(t.post_recv(left, std::span<float>(buf), -1), dssync::configuration_error);
+  CHECK(ring_exchange<float>(t, 4, 42));
+}
+
+TEST_CASE("MPITransport: a posted receive nobody sends to times out from its post, naming the peer") {
+  RANK_INFO;
+  boost::mpi::communicator world;
+  if (world.size() < 2) return;
+  using namespace std::chrono_literals;
+  MPITransport t(world, {.timeout = 300ms});
+  std::vector<float> in(4);
+  if (t.rank() == 0) {
+    auto p = t.post_recv(1, std::span<float>(in), 5);
+    // The deadline runs from the post: it has passed when finish() begins,
+    // which gives up at its first look instead of waiting 300 ms more.
+    std::this_thread::sleep_for(1000ms);
+    const auto before = std::chrono::steady_clock::now();
+    try {
+      t.finish(p);
+      FAIL("a receive nobody sends to completed");
+    } catch (const dssync::timeout_error& e) {
+      CHECK(e.where().peer == 1);
+      CHECK(std::string(e.what()).find("a receive from rank 1") != std::string::npos);
+    }
+    CHECK(std::chrono::steady_clock::now() - before < 300ms);
+    CHECK_FALSE(p.pending());
+    // Failed for good: every later call throws at once.
+    CHECK_THROWS_AS(t.post_send(1, std::span<const float>(in), 6), dssync::peer_error);
+  } else {
+    // Rank 0's notice ends this wait, naming it.
+    std::this_thread::sleep_for(2500ms);
+    try {
+      t.recv(0, std::span<float>(in), 6);
+      FAIL("a receive from the failed rank 0 completed");
+    } catch (const dssync::peer_error& e) {
+      CHECK(e.where().peer == 0);
+      CHECK(dynamic_cast<const dssync::timeout_error*>(&e) == nullptr);  // the notice, not a wait
+    }
+  }
 }
 
 TEST_CASE("MPITransport over a split communicator: ranks are local, collectives run inside") {

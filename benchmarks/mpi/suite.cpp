@@ -16,6 +16,10 @@
 //   broadcast_tree, _scatter_allgather, _auto, _mpi_native (MPI_Bcast after the
 //                                 length check), _mpi_native_nb (MPI_Ibcast waited
 //                                 through the transport): one broadcast from rank 0
+//   broadcast_pipeline            PipelineBroadcast as it runs by default over MPI
+//                                 (256 KiB segments, 8 in flight each way); _4, _2:
+//                                 4 and 2 in flight; _128k, _1m: other segments;
+//                                 _blocking (_2m): one sendrecv a step, 1 (2) MiB
 //   mpi_allgather                 MPI_Allgather on MPI_COMM_WORLD: the peer of
 //   all_gather_ring, _bruck, _auto, _mpi_native, _mpi_native_nb: one all-gather
 //                                 whose output is B bytes (B / N from each rank)
@@ -318,12 +322,23 @@ void add_broadcasts(std::size_t bytes) {
   add_b("broadcast_scatter_allgather", [bytes](benchmark::State* s, std::int64_t i) {
     return bm_broadcast_policy<ScatterAllgatherBroadcast>(s, i, bytes);
   });
-  for (const std::size_t segment : {std::size_t{512} << 10, std::size_t{1} << 20, std::size_t{2} << 20}) {
-    const std::string name = segment == (std::size_t{1} << 20)
-                                 ? "broadcast_pipeline"
-                                 : "broadcast_pipeline_" + std::to_string(segment >> 10) + "k";
-    add_b(name, [bytes, segment](benchmark::State* s, std::int64_t i) {
-      return bm_broadcast_policy(s, i, bytes, PipelineBroadcast({.segment_bytes = segment}));
+  // The chain as it runs by default (256 KiB segments, 8 in flight), with
+  // other depths and segment sizes, and with blocking exchanges (1 MiB).
+  struct Variant {
+    const char* name;
+    PipelineBroadcast::Options options;
+  };
+  for (const Variant& v : {Variant{"broadcast_pipeline", {}},
+                           Variant{"broadcast_pipeline_4", {.in_flight = 4}},
+                           Variant{"broadcast_pipeline_2", {.in_flight = 2}},
+                           Variant{"broadcast_pipeline_128k", {.segment_bytes = 128 << 10}},
+                           Variant{"broadcast_pipeline_1m", {.segment_bytes = 1 << 20}},
+                           Variant{"broadcast_pipeline_blocking", {.in_flight = 0}},
+                           Variant{"broadcast_pipeline_blocking_2m",
+                                   {.segment_bytes = 2 << 20, .in_flight = 0}}}) {
+    const PipelineBroadcast::Options options = v.options;
+    add_b(v.name, [bytes, options](benchmark::State* s, std::int64_t i) {
+      return bm_broadcast_policy(s, i, bytes, PipelineBroadcast(options));
     });
   }
   add_b("broadcast_auto", [bytes](benchmark::State* s, std::int64_t i) {

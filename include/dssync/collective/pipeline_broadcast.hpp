@@ -8,6 +8,15 @@
 // g-2 segment hand-offs. The algorithm for large buffers where copies, not
 // hops, are the cost: shared memory and ranks that share cores.
 //
+// How segments move. Over a transport that only blocks, a member's step is
+// one sendrecv (segment i-1 on, segment i in), so each link waits for both of
+// its ends at every step. Over a transport that keeps messages in flight
+// (transport_with_posting: MPI), a member posts the receives of the next
+// `in_flight` segments ahead and keeps as many sends going, so a neighbour
+// late for one segment does not stop the others. Over MPITransport at n = 8,
+// 16 MiB on 2 cores this took the chain from 1.16x MPI_Bcast's time to 0.78x
+// (docs/benchmarks.md, "Under MPI").
+//
 // Segments: every segment but the last holds exactly `segment_bytes` (rounded
 // down to whole elements, at least one), the last holds the remainder, which
 // is shorter, possibly empty. Every sequence of segment lengths is therefore
@@ -16,8 +25,10 @@
 // segment its neighbour will not send.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 
 #include "dssync/collective/gather_common.hpp"
 
@@ -26,24 +37,48 @@ namespace dssync {
 class PipelineBroadcast {
  public:
   struct Options {
-    std::size_t segment_bytes = 1024 * 1024;
+    // 0: the measured best for the transport (1 MiB where each segment is a
+    // blocking exchange, 256 KiB where segments are kept in flight).
+    std::size_t segment_bytes = 0;
+    // Segments kept in flight each way where the transport can post messages;
+    // 0: the blocking exchange everywhere.
+    int in_flight = 8;
   };
 
   PipelineBroadcast() = default;
   explicit PipelineBroadcast(Options o) : options_(o) {}
 
-  // How many elements of T one full segment holds.
-  template <class T>
+  // Whether segments are kept in flight over Transport.
+  template <class Transport, class T>
+  bool posts() const noexcept {
+    if constexpr (transport_with_posting<Transport, T>)
+      return options_.in_flight > 0;
+    else
+      return false;
+  }
+
+  // How many elements of T one full segment holds over Transport.
+  template <class T, class Transport = void>
   std::size_t segment_length() const noexcept {
-    return std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+    std::size_t bytes = options_.segment_bytes;
+    if (bytes == 0) {
+      if constexpr (std::is_void_v<Transport>)
+        bytes = blocking_segment_bytes;
+      else
+        bytes = posts<Transport, T>() ? posted_segment_bytes : blocking_segment_bytes;
+    }
+    return std::max<std::size_t>(1, bytes / sizeof(T));
   }
 
   // How many messages a buffer of `length` elements travels in: the full
   // segments and the (possibly empty) remainder.
-  template <class T>
+  template <class T, class Transport = void>
   std::size_t segments(std::size_t length) const noexcept {
-    return length / segment_length<T>() + 1;
+    return length / segment_length<T, Transport>() + 1;
   }
+
+  static constexpr std::size_t blocking_segment_bytes = 1024 * 1024;
+  static constexpr std::size_t posted_segment_bytes = 256 * 1024;
 
   // As TreeBroadcast::broadcast: every member's `data` becomes the root's, bit
   // for bit; `root` is a global rank that must be a member.
@@ -54,27 +89,76 @@ class PipelineBroadcast {
     const int n = m.size;
     if (n == 1) return;
     const int v = (m.position - r + n) % n;  // place in the chain; the root is 0
-    const std::size_t s = segment_length<T>();
-    const std::size_t k = segments<T>(data.size());
-    auto segment = [&](std::size_t i) {
-      const std::size_t begin = i * s;
-      return data.subspan(begin, std::min(s, data.size() - begin));
-    };
-    auto out = [&](std::size_t i) { return std::span<const T>(segment(i)); };
-    const int prev = g[(v - 1 + r + n) % n];
-    const int next = g[(v + 1 + r) % n];
-    if (v == 0) {
-      for (std::size_t i = 0; i < k; ++i) t.send(next, out(i), tag);
-    } else if (v == n - 1) {
-      for (std::size_t i = 0; i < k; ++i) t.recv(prev, segment(i), tag);
-    } else {
-      t.recv(prev, segment(0), tag);
-      for (std::size_t i = 1; i < k; ++i) t.sendrecv(next, out(i - 1), prev, segment(i), tag);
-      t.send(next, out(k - 1), tag);
+    const std::size_t s = segment_length<T, Transport>();
+    const std::size_t k = segments<T, Transport>(data.size());
+    const Chain<T> c{data, s, k, g[(v - 1 + r + n) % n], g[(v + 1 + r) % n], v == 0, v == n - 1};
+    if constexpr (transport_with_posting<Transport, T>) {
+      if (posts<Transport, T>()) return posted(t, c, tag);
     }
+    blocking(t, c, tag);
   }
 
  private:
+  template <class T>
+  struct Chain {
+    std::span<T> data;
+    std::size_t s;  // elements of a full segment
+    std::size_t k;  // segments
+    int prev, next;
+    bool first, last;
+
+    std::span<T> segment(std::size_t i) const {
+      const std::size_t begin = i * s;
+      return data.subspan(begin, std::min(s, data.size() - begin));
+    }
+    std::span<const T> out(std::size_t i) const { return segment(i); }
+  };
+
+  template <class Transport, class T>
+  static void blocking(Transport& t, const Chain<T>& c, tag_t tag) {
+    if (c.first) {
+      for (std::size_t i = 0; i < c.k; ++i) t.send(c.next, c.out(i), tag);
+    } else if (c.last) {
+      for (std::size_t i = 0; i < c.k; ++i) t.recv(c.prev, c.segment(i), tag);
+    } else {
+      t.recv(c.prev, c.segment(0), tag);
+      for (std::size_t i = 1; i < c.k; ++i)
+        t.sendrecv(c.next, c.out(i - 1), c.prev, c.segment(i), tag);
+      t.send(c.next, c.out(c.k - 1), tag);
+    }
+  }
+
+  // Segment i's receive and send live in slot i % in_flight of two rings of
+  // handles: segment i + in_flight is received once segment i has been, and
+  // segment i is sent once segment i - in_flight has left.
+  template <class Transport, class T>
+  void posted(Transport& t, const Chain<T>& c, tag_t tag) {
+    using handle = typename Transport::posted;
+    constexpr std::size_t ring = 16;
+    const std::size_t d = std::min<std::size_t>(ring, std::size_t(options_.in_flight));
+    std::array<handle, ring> in{}, out{};
+    try {
+      if (!c.first)
+        for (std::size_t i = 0; i < std::min(d, c.k); ++i)
+          in[i] = t.post_recv(c.prev, c.segment(i), tag);
+      for (std::size_t i = 0; i < c.k; ++i) {
+        if (!c.first) {
+          t.finish(in[i % d]);
+          if (i + d < c.k) in[i % d] = t.post_recv(c.prev, c.segment(i + d), tag);
+        }
+        if (!c.last) {
+          t.finish(out[i % d]);
+          out[i % d] = t.post_send(c.next, c.out(i), tag);
+        }
+      }
+      for (std::size_t i = 0; i < d; ++i) t.finish(out[(c.k + i) % d]);
+    } catch (...) {
+      t.forget(std::span<handle>(in));
+      t.forget(std::span<handle>(out));
+      throw;
+    }
+  }
+
   Options options_;
 };
 

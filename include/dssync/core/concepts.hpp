@@ -54,6 +54,25 @@ concept transport_with_view =
       t.sendrecv_view(peer, out, peer, count, use, tag);
     };
 
+// Optional: messages kept in flight (MPI's Isend and Irecv). post_send(dst,
+// out, tag) and post_recv(src, in, tag) start one message and return a
+// Tr::posted handle at once (a default-made handle is none); finish(handle)
+// waits for it under the transport's rules (the deadline from the post) and
+// throws what send and recv throw; forget(handles) gives up on the unfinished
+// ones after an error without waiting. Where a message moves only while its
+// ranks wait, a collective that keeps several in flight does not stall its
+// neighbours while it waits for one (PipelineBroadcast).
+template <class Tr, class T>
+concept transport_with_posting =
+    transport<Tr> && std::default_initializable<typename Tr::posted> &&
+    requires(Tr& t, int peer, std::span<const T> out, std::span<T> in, tag_t tag,
+             typename Tr::posted& p, std::span<typename Tr::posted> ps) {
+      { t.post_send(peer, out, tag) } -> std::same_as<typename Tr::posted>;
+      { t.post_recv(peer, in, tag) } -> std::same_as<typename Tr::posted>;
+      t.finish(p);
+      t.forget(ps);
+    };
+
 // Optional: a transport may say how large the messages should be into which a
 // collective cuts a large block (static constexpr std::size_t segment_bytes).
 // Without it, 256 KiB: a received segment is combined while it is still in

@@ -31,15 +31,7 @@
 //   threads of a rank call MPI at once); the failure state and the notices
 //   are shared by the channels under one mutex.
 
-// The MPI-2 C++ bindings are deprecated and unused here; skipping them also
-// keeps their warnings out of users' builds.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include "dssync/transport/mpi/datatype.hpp"  // first: <mpi.h> without the C++ bindings
 
 #include <algorithm>
 #include <boost/mpi/communicator.hpp>
@@ -63,124 +55,9 @@
 #include "dssync/core/ops.hpp"
 #include "dssync/core/tag.hpp"
 #include "dssync/transport/contract.hpp"
+#include "dssync/transport/mpi/control.hpp"
 
 namespace dssync {
-
-namespace detail {
-
-// The predefined MPI datatype of an arithmetic element type (integers by size
-// and signedness, since int64_t and long long are different types), or
-// MPI_DATATYPE_NULL.
-template <class T>
-MPI_Datatype predefined_mpi_datatype() {
-  using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<U, float>) return MPI_FLOAT;
-  else if constexpr (std::is_same_v<U, double>) return MPI_DOUBLE;
-  else if constexpr (std::is_same_v<U, long double>) return MPI_LONG_DOUBLE;
-  else if constexpr (std::is_integral_v<U> && !std::is_same_v<U, bool>) {
-    constexpr bool s = std::is_signed_v<U>;
-    if constexpr (sizeof(U) == 1) return s ? MPI_INT8_T : MPI_UINT8_T;
-    else if constexpr (sizeof(U) == 2) return s ? MPI_INT16_T : MPI_UINT16_T;
-    else if constexpr (sizeof(U) == 4) return s ? MPI_INT32_T : MPI_UINT32_T;
-    else if constexpr (sizeof(U) == 8) return s ? MPI_INT64_T : MPI_UINT64_T;
-    else return MPI_DATATYPE_NULL;
-  } else return MPI_DATATYPE_NULL;
-}
-
-// The MPI datatype an element type travels as: its predefined type, or for any
-// other trivially copyable type its bytes, as one committed contiguous type.
-template <class T>
-MPI_Datatype mpi_datatype() {
-  using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<U, std::byte>) return MPI_BYTE;
-  else if (const MPI_Datatype t = predefined_mpi_datatype<U>(); t != MPI_DATATYPE_NULL) return t;
-  static const MPI_Datatype bytes = [] {
-    MPI_Datatype t;
-    MPI_Type_contiguous(static_cast<int>(sizeof(U)), MPI_BYTE, &t);
-    MPI_Type_commit(&t);
-    return t;
-  }();
-  return bytes;
-}
-
-inline std::string mpi_error_text(int code) {
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  return std::string(text, static_cast<std::size_t>(len));
-}
-
-// Elements per message: the count is an int.
-inline constexpr std::size_t mpi_max_count = std::size_t{1} << 30;
-
-
-// A failure notice: what a failing rank tells every other rank. Fixed size, so
-// that one receive for it can always be posted.
-struct MPINotice {
-  // Which transport failed. MPI reuses a freed communicator's context id, so a
-  // notice still in flight when its transport is destroyed could otherwise
-  // reach a new transport of the same ranks.
-  std::uint64_t transport = 0;
-  std::int32_t rank = -1;
-  std::int32_t length = 0;
-  char text[max_failure_text] = {};
-};
-inline constexpr int mpi_notice_tag = 1;
-
-// The part of an MPITransport that must not move: buffers MPI writes into or
-// reads from while requests on them are pending.
-struct MPIControl {
-  MPI_Comm comm = MPI_COMM_NULL;  // private duplicate for notices only
-  std::uint64_t id = 0;           // the same on every rank of one transport
-  MPINotice incoming;
-  MPI_Request incoming_request = MPI_REQUEST_NULL;
-  std::unique_ptr<MPINotice> outgoing;
-  std::vector<MPI_Request> outgoing_requests;
-  StickyFailure failure;
-  // The data communicators of channels 1, 2, ... (channel 0's is the
-  // transport's own).
-  std::vector<boost::mpi::communicator> channels;
-  boost::mpi::communicator root;  // channel 0's, so that every handle reaches every channel
-  // Guards the notice requests and the failure: with channels, two threads
-  // of a rank use them.
-  std::mutex mu;
-
-  MPIControl() = default;
-  MPIControl(const MPIControl&) = delete;
-  MPIControl& operator=(const MPIControl&) = delete;
-
-  // Never blocks: it may run while the peers are gone or stuck.
-  ~MPIControl() {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    // After MPI_Finalize no MPI call is allowed and nothing of MPI's runs any
-    // more: the buffers can go, the communicators went with MPI.
-    if (finalized) return;
-    if (incoming_request != MPI_REQUEST_NULL) {
-      // An unmatched receive is cancelled at once; a notice that already
-      // matched is complete (it is small). Either way the test ends it.
-      MPI_Cancel(&incoming_request);
-      int done = 0;
-      for (int i = 0; i < 100 && !done; ++i) MPI_Test(&incoming_request, &done, MPI_STATUS_IGNORE);
-      if (!done) MPI_Request_free(&incoming_request);
-    }
-    if (!outgoing_requests.empty()) {
-      int done = 0;
-      MPI_Testall(static_cast<int>(outgoing_requests.size()), outgoing_requests.data(), &done,
-                  MPI_STATUSES_IGNORE);
-      if (!done) {
-        // A receiver that never polls again leaves the send pending; MPI may
-        // still read the buffer, so it stays allocated (about a kilobyte).
-        for (auto& r : outgoing_requests)
-          if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
-        (void)outgoing.release();
-      }
-    }
-    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
-  }
-};
-
-}  // namespace detail
 
 struct MPIOptions {
   // How long one operation (send, recv, sendrecv, or a native collective) may
@@ -373,6 +250,70 @@ class MPITransport {
       if (rc == MPI_ERR_IN_STATUS && posted > receives)
         call(statuses[receives].MPI_ERROR, "MPI_Isend", dst, tag);
     }
+  }
+
+  // Posted messages (transport_with_posting): post_send and post_recv start
+  // one message and return at once; finish() waits for it as send and recv
+  // wait (the deadline runs from the post) and throws what they throw;
+  // forget() gives up on the ones not finished, after an error, without
+  // waiting for peers. Open MPI's shared memory moves a large message only
+  // while its two ranks call into MPI, so a rank that keeps several messages
+  // in flight lets its neighbours go on while it waits for one.
+  struct posted {
+    MPI_Request request = MPI_REQUEST_NULL;
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    std::size_t elem_bytes = 0;
+    int peer = -1;
+    int count = 0;
+    tag_t tag = 0;
+    bool receive = false;
+    clock::time_point start{};
+
+    bool pending() const noexcept { return request != MPI_REQUEST_NULL; }
+  };
+
+  template <class T>
+    requires element<std::remove_const_t<T>>
+  posted post_send(int dst, std::span<T> data, tag_t tag) {
+    detail::check_send(rank(), size(), dst, tag);
+    posted p = start_posted<T>(dst, data.size(), tag, false);
+    call(MPI_Isend(data.data(), p.count, p.type, dst, tag, comm_, &p.request), "MPI_Isend", dst,
+         tag);
+    return p;
+  }
+
+  template <class T>
+    requires element<T>
+  posted post_recv(int src, std::span<T> data, tag_t tag) {
+    detail::check_recv(rank(), size(), src, tag);
+    posted p = start_posted<T>(src, data.size(), tag, true);
+    call(MPI_Irecv(data.data(), p.count, p.type, src, tag, comm_, &p.request), "MPI_Irecv", src,
+         tag);
+    return p;
+  }
+
+  // Waits for a posted message (nothing if none is pending).
+  void finish(posted& p) {
+    if (!p.pending()) return;
+    MPI_Status status;
+    const int peer[1] = {p.peer};
+    const int rc = wait_for({std::span(&p.request, 1), std::span(&status, 1), peer,
+                             p.receive ? 1 : 0, false, where(p.peer, p.tag), p.start,
+                             std::size_t(p.count) * p.elem_bytes});
+    if (p.receive)
+      check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.type,
+                     p.elem_bytes, p.peer, p.tag);
+    else if (rc == MPI_ERR_IN_STATUS)
+      call(status.MPI_ERROR, "MPI_Isend", p.peer, p.tag);
+  }
+
+  // Gives up on posted messages (as a failed operation gives up on its own):
+  // receives are cancelled, sends released; a send may still be read from its
+  // buffer, and a receive a large message already matched may still be
+  // written, if the peer goes on.
+  void forget(std::span<posted> ps) noexcept {
+    for (posted& p : ps)
+      if (p.pending()) abandon(std::span(&p.request, 1), p.receive ? 1 : 0);
   }
 
   // The hook for native collectives (MPINativeReduce): waits for `requests`
@@ -579,7 +520,10 @@ class MPITransport {
 
   template <class T>
   void check_received(int rc, const MPI_Status& status, int expected, int src, tag_t tag) const {
-    const std::size_t elem_bytes = sizeof(T);
+    check_received(rc, status, expected, detail::mpi_datatype<T>(), sizeof(T), src, tag);
+  }
+  void check_received(int rc, const MPI_Status& status, int expected, MPI_Datatype type,
+                      std::size_t elem_bytes, int src, tag_t tag) const {
     int error_class = MPI_SUCCESS;
     if (rc != MPI_SUCCESS) MPI_Error_class(rc, &error_class);
     if (error_class == MPI_ERR_TRUNCATE)  // MPI does not say how much more
@@ -589,11 +533,23 @@ class MPITransport {
                                 where(src, tag));
     call(rc, "MPI_Irecv", src, tag);
     int received = 0;
-    MPI_Get_count(&status, detail::mpi_datatype<T>(), &received);
+    MPI_Get_count(&status, type, &received);
     if (received != expected)
       throw detail::size_mismatch(static_cast<std::size_t>(expected) * elem_bytes,
                                   static_cast<std::size_t>(received) * elem_bytes, src,
                                   where(src, tag));
+  }
+
+  template <class T>
+  posted start_posted(int peer, std::size_t n, tag_t tag, bool receive) {
+    const auto start = clock::now();
+    check_usable(where(peer, tag));
+    if (n > detail::mpi_max_count)
+      throw configuration_error("a posted message holds at most 2^30 elements, this one " +
+                                    std::to_string(n),
+                                where(peer, tag));
+    return {MPI_REQUEST_NULL, detail::mpi_datatype<T>(), sizeof(T), peer, static_cast<int>(n),
+            tag, receive, start};
   }
 
   // A buffer of n elements goes as ceil(n / 2^30) messages (one when empty).

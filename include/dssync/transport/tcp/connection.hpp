@@ -46,6 +46,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "dssync/transport/contract.hpp"
+#include "dssync/transport/tcp/connection_context.hpp"
 #include "dssync/transport/tcp/endpoint.hpp"
 #include "dssync/transport/tcp/op.hpp"
 #include "dssync/transport/tcp/options.hpp"
@@ -54,42 +55,6 @@
 #include "dssync/transport/tcp/wire.hpp"
 
 namespace dssync::detail {
-
-// What a connection needs from the transport it belongs to.
-class ConnectionHost {
- public:
-  // Ends a caller's operation, under the mutex it waits on.
-  virtual void complete(TcpOp& op, TcpOp::Result r, std::string what = {},
-                        std::uint64_t peer_bytes = 0) = 0;
-  // Fails the whole transport: `who` failed for `text`; the others are told.
-  virtual void fail_transport(int who, const std::string& text) = 0;
-  // A connection that was closing has closed.
-  virtual void closed_one() = 0;
-  virtual bool stopping() const = 0;
-
- protected:
-  ~ConnectionHost() = default;
-};
-
-// How many receives are posted, per channel, on all connections of a
-// transport (socket thread only): a connection pauses a message only while
-// none waits on another channel (the top of this file).
-struct PostedReceives {
-  explicit PostedReceives(int channels) : per_channel(std::size_t(channels), 0) {}
-  bool other_than(std::uint8_t channel) const { return total > per_channel[channel]; }
-  std::vector<int> per_channel;
-  int total = 0;
-};
-
-// Everything a connection is given; it outlives the connection.
-struct ConnectionContext {
-  ConnectionHost& host;
-  PostedReceives& posted;
-  StashBudget& budget;
-  const TcpOptions& options;
-  int self;  // this rank
-  int world;
-};
 
 class Connection {
  public:
