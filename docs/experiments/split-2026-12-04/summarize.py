@@ -12,10 +12,10 @@ import statistics
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def sim_ring():
+def sim_ring(folder="sim-ring", title=""):
     times = {"before": [], "after": []}
     virtual = {"before": set(), "after": set()}
-    for path in sorted(glob.glob(os.path.join(HERE, "sim-ring", "*.json"))):
+    for path in sorted(glob.glob(os.path.join(HERE, folder, "*.json"))):
         which = os.path.basename(path).split("-")[0]
         with open(path) as f:
             for b in json.load(f)["benchmarks"]:
@@ -23,7 +23,7 @@ def sim_ring():
                     continue
                 times[which].append(b["real_time"])
                 virtual[which].add(repr(b["virtual_s"]))
-    print("bench_sim BM_SimRingAllReduce, 1024 ranks, 1 MiB (wall ms per run)")
+    print(f"bench_sim BM_SimRingAllReduce, 1024 ranks, 1 MiB (wall ms per run){title}")
     for which in ("before", "after"):
         t = times[which]
         print(f"  {which:6} {len(t):2} runs  median {statistics.median(t):7.1f}  "
@@ -57,5 +57,7 @@ def tcp_interleaved():
 
 if __name__ == "__main__":
     sim_ring()
+    print()
+    sim_ring("sim-ring-quiet", ", quiet re-run 2026-12-05")
     print()
     tcp_interleaved()
