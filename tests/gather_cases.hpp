@@ -210,6 +210,11 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
   dssync::AutoBroadcast auto_broadcast_small(
       {.pipeline_from = 64, .pipeline_min_group = 3, .segment_bytes = 64 * 1024});
   dssync::RingAllGather ring;
+  // Where segments are kept in flight: small ones (several a contribution),
+  // one in flight, and the blocking steps.
+  dssync::RingAllGather ring_small({.segment_bytes = 400});
+  dssync::RingAllGather ring_small_one({.segment_bytes = 400, .in_flight = 1});
+  dssync::RingAllGather ring_blocking({.in_flight = 0});
   dssync::BruckAllGather bruck;
   dssync::AutoAllGather auto_all_gather;
   dssync::AutoAllGather auto_all_gather_small({.ring_from = 64});
@@ -241,6 +246,15 @@ Report run_all(Transport& t, const Group& g, const Plan& plan, tag_t tag) {
       for (const bool in_place : {false, true}) {
         if (in_place && len > 1000) continue;
         all_gather_case<T>(t, g, ring, "RingAllGather", len, in_place, tag, r);
+        if constexpr (dssync::transport_with_posting<Transport, T>) {
+          if (len <= 100003) {
+            all_gather_case<T>(t, g, ring_small, "RingAllGather(400)", len, in_place, tag, r);
+            all_gather_case<T>(t, g, ring_small_one, "RingAllGather(400, 1 in flight)", len,
+                               in_place, tag, r);
+            all_gather_case<T>(t, g, ring_blocking, "RingAllGather(blocking)", len, in_place,
+                               tag, r);
+          }
+        }
         all_gather_case<T>(t, g, bruck, "BruckAllGather", len, in_place, tag, r);
         all_gather_case<T>(t, g, auto_all_gather, "AutoAllGather", len, in_place, tag, r);
         all_gather_case<T>(t, g, auto_all_gather_small, "AutoAllGather(64)", len, in_place, tag, r);

@@ -22,6 +22,8 @@
 //                                 _blocking (_2m): one sendrecv a step, 1 (2) MiB
 //   mpi_allgather                 MPI_Allgather on MPI_COMM_WORLD: the peer of
 //   all_gather_ring, _bruck, _auto, _mpi_native, _mpi_native_nb: one all-gather
+//                                 (_ring_4: 4 segments in flight instead of 8;
+//                                 _ring_blocking: one sendrecv a step)
 //                                 whose output is B bytes (B / N from each rank)
 // and at 1 MiB and 16 MiB, one step() of a synchronizer (Average):
 //   dssync_g2, dssync_g4          DSSync<MPITransport, RandomShuffle, RingReduce>
@@ -370,6 +372,16 @@ void add_all_gathers(std::size_t bytes) {
   add_g("all_gather_ring", [out](benchmark::State* s, std::int64_t i) {
     return bm_all_gather_policy<RingAllGather>(s, i, out);
   });
+  for (const int in_flight : {0, 4}) {
+    add_g(in_flight ? "all_gather_ring_4" : "all_gather_ring_blocking",
+          [out, in_flight](benchmark::State* s, std::int64_t i) {
+            RingAllGather policy({.in_flight = in_flight});
+            const Group group = world_partition().group(0);
+            return bm_all_gather(s, i, out, [&](std::span<const float> mine, std::span<float> o) {
+              policy.all_gather(*transport, group, mine, o, op_tag);
+            });
+          });
+  }
   add_g("all_gather_bruck", [out](benchmark::State* s, std::int64_t i) {
     return bm_all_gather_policy<BruckAllGather>(s, i, out);
   });
