@@ -9,21 +9,14 @@
 // over, so that two channels' sends to one peer take turns a whole message
 // at a time.
 //
-// One stream cannot pause one channel and go on reading another: a message
-// that waits in the socket for its receive blocks everything behind it, and
-// the sender's queue behind that. So a large message that arrives before its
-// receive waits in the socket (TCP's flow control bounds the memory) only
-// while this rank has no receive posted, with any peer, on another channel
-// than the message's; once it has, the message is read into a stash buffer,
-// even beyond max_unexpected. The message behind it may be the one that
-// receive waits for, or one its peer must send before it can send that one
-// (a small send of another channel queued behind the large message), while
-// the context that will receive the large message may be waiting for that
-// receive to end: a deadlock. What this costs is memory: messages a peer
-// really sent, at most max_message each, that the program receives later on
-// their own channel. Within one channel the rule is the one without channels:
-// a message out of step with the receive posted is kept within the budget,
-// and otherwise waits, and the receive times out naming it.
+// One stream cannot pause one channel and go on reading another, so a large
+// message that arrives before its receive waits in the socket only while this
+// rank has no receive posted on another channel; otherwise it is read into a
+// stash buffer, even beyond max_unexpected, since pausing it could deadlock
+// (docs/design.md, "Channels share one connection per pair"). Within one
+// channel the rule is the one without channels: a message out of step with
+// the receive posted is kept within the budget, and otherwise waits, and the
+// receive times out naming it.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
