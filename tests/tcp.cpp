@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 
 #include "dssync/dssync.hpp"
+#include "allocations.hpp"
 #include "dssync/transport/tcp.hpp"
 #include "gather_cases.hpp"
 
@@ -606,6 +607,44 @@ TEST_CASE("TcpTransport channels: a ring all-reduce in the background beside one
       CHECK(wrong == 0);
     }
   }));
+}
+
+TEST_CASE("TcpTransport channels: warm ring all-reduces allocate nothing on either channel's thread") {
+  // Channel 0 on the rank's thread and channel 1 on its background context,
+  // at once, with a block past the kept-message limit and one below it; each
+  // thread counts its own allocations around its all-reduce once warm.
+  const int n = 3;
+  std::array<std::uint64_t, 3> main_allocs{}, background_allocs{};
+  check_all_fine(run_world(n, [&](TcpTransport& t) {
+    const auto r = static_cast<std::size_t>(t.rank());
+    const auto ranks = iota_ranks(n);
+    const dssync::Group g(ranks);
+    dssync::RingReduce ring_bg, ring_main;
+    std::vector<float> a(std::size_t{1} << 18, 1.0f);  // 1 MiB: blocks past max_unexpected
+    std::vector<float> b(3000, 2.0f);                  // 12 KiB: blocks kept if early
+    dssync::Background bg(t);
+    std::uint64_t in_background = 0;
+    for (int it = 0; it < 12; ++it) {
+      const bool warm = it >= 4;
+      bg.start([&](TcpTransport& ch) {
+        const std::uint64_t before = t_allocations;
+        ring_bg.all_reduce(ch, g, std::span<float>(a), dssync::Average{}, 5);
+        if (warm) in_background += t_allocations - before;
+      });
+      const std::uint64_t before = t_allocations;
+      ring_main.all_reduce(t, g, std::span<float>(b), dssync::Average{}, 5);
+      if (warm) main_allocs[r] += t_allocations - before;
+      bg.get();
+    }
+    background_allocs[r] = in_background;
+    CHECK(std::all_of(a.begin(), a.end(), [](float x) { return x == 1.0f; }));
+    CHECK(std::all_of(b.begin(), b.end(), [](float x) { return x == 2.0f; }));
+  }));
+  for (std::size_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(main_allocs[r] == 0);
+    CHECK(background_allocs[r] == 0);
+  }
 }
 
 TEST_CASE("TcpTransport channels: messages of one tag and peer on two channels do not cross, small and large") {
