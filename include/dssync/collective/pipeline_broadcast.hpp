@@ -40,8 +40,8 @@ class PipelineBroadcast {
     // 0: the measured best for the transport (1 MiB where each segment is a
     // blocking exchange, 256 KiB where segments are kept in flight).
     std::size_t segment_bytes = 0;
-    // Segments kept in flight each way where the transport can post messages;
-    // 0: the blocking exchange everywhere.
+    // Segments kept in flight each way where the transport can post messages
+    // (at most 16); 0: the blocking exchange everywhere.
     int in_flight = 8;
   };
 
