@@ -681,6 +681,52 @@ TEST_CASE("TcpTransport channels: messages of one tag and peer on two channels d
   }
 }
 
+TEST_CASE("TcpTransport channels: reading aside past max_read_aside fails the transport, naming the message") {
+  // Rank 0 sends three 1 MiB messages on channel 1, then a small one on
+  // channel 0, which rank 1 waits for first. Rank 1 keeps 1 KiB early, so the
+  // large ones are read out of the way of that receive: all three without a
+  // bound, and with 1.5 MiB allowed the second fails rank 1's transport.
+  for (const bool bounded : {false, true}) {
+    INFO("bounded: " << bounded);
+    const auto out = run_world(
+        2,
+        [&](TcpTransport& t) {
+          std::vector<std::uint8_t> big(std::size_t{1} << 20, 7), small(100, 3), ack(1);
+          auto one = t.channel(1);
+          if (t.rank() == 0) {
+            for (int i = 0; i < 3; ++i) one.send(1, std::span<const std::uint8_t>(big), 4);
+            t.send(1, std::span<const std::uint8_t>(small), 4);
+            t.recv(1, std::span<std::uint8_t>(ack), 5);
+            return;
+          }
+          std::fill(big.begin(), big.end(), 0);
+          t.recv(0, std::span<std::uint8_t>(small), 4);
+          for (int i = 0; i < 3; ++i) {
+            one.recv(0, std::span<std::uint8_t>(big), 4);
+            CHECK(std::count(big.begin(), big.end(), 7) == std::ptrdiff_t(big.size()));
+          }
+          t.send(0, std::span<const std::uint8_t>(ack), 5);
+        },
+        [bounded](int r, TcpOptions& o) {
+          if (r != 1) return;
+          o.max_unexpected = 1024;
+          if (bounded) o.max_read_aside = 1536 * 1024;
+        });
+    if (!bounded) {
+      check_all_fine(out);
+      continue;
+    }
+    INFO(out[1].what);
+    CHECK(out[1].kind == "peer");
+    CHECK(out[1].what.find("rank 1 would hold more than 1573888 bytes of messages that arrived "
+                           "before their receive: rank 0 sent 1048576 bytes on channel 1 (tag 4)") !=
+          std::string::npos);
+    INFO(out[0].what);
+    CHECK(out[0].kind == "peer");
+    CHECK(out[0].what.find("rank 1 failed") != std::string::npos);
+  }
+}
+
 TEST_CASE("TcpTransport channels: a large early message on channel 1 does not hold up channel 0 through a third rank") {
   // Rank 0 sends 32 MiB on channel 1 to rank 1 (more than the kernel buffers
   // hold), then on channel 0 a small message to rank 1 (queued behind the

@@ -405,6 +405,8 @@ class Connection {
     const bool other_waits = cx_.posted.other_than(frame_.channel);
     if ((may_keep && (frame_.length <= tcp_tuning::eager_limit || slot)) || other_waits) {
       // Small, or standing in the way of a receive that is posted: keep it.
+      if (!may_keep && !cx_.budget.allows(frame_.length, cx_.options.max_read_aside))
+        return refuse_aside();
       cx_.budget.add(std::size_t(frame_.length));
       buf_ = cx_.budget.take_buffer(std::size_t(frame_.length));
       if (frame_.length == 0) {
@@ -417,6 +419,16 @@ class Connection {
       return;
     }
     mode_ = Mode::paused;  // waits in the socket for its receive
+  }
+
+  // Reading frame_ aside would pass max_read_aside: the transport fails rather
+  // than hold without bound what the program does not receive.
+  void refuse_aside() {
+    mode_ = frame_.length ? Mode::discard : Mode::header;
+    cx_.host.fail_transport(cx_.self, read_aside_refusal(cx_.self, rank_, frame_.length,
+                                                         frame_.channel, frame_.tag,
+                                                         cx_.options.max_unexpected +
+                                                             cx_.options.max_read_aside));
   }
 
   // The receive posted on a channel, counted rank-wide.

@@ -40,6 +40,13 @@ struct TcpOptions {
   // At most this many bytes of messages that arrived before their receive are
   // held in memory; beyond it they wait in the socket.
   std::size_t max_unexpected = std::size_t{64} << 20;
+  // Beyond max_unexpected, at most this many bytes are held of messages read
+  // out of the way of a receive posted on another channel (left in the
+  // socket, such a message could stall that receive for good: docs/design.md,
+  // "Channels share one connection per pair"). A message that would pass it
+  // fails the transport, naming its sender, channel and tag: the program
+  // sends that much on one channel before it receives there. 0: no bound.
+  std::size_t max_read_aside = std::size_t{1} << 30;
   // SO_SNDBUF and SO_RCVBUF of every connection between ranks; 0 leaves the
   // kernel's autotuning.
   std::size_t socket_buffer = 0;

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,10 @@ class StashBudget {
  public:
   explicit StashBudget(std::size_t limit) : limit_(limit) {}
   bool allows(std::uint64_t n) const { return bytes_ + n <= limit_; }
+  // Whether n more bytes stay within the bound and `beyond` it (0: no bound).
+  bool allows(std::uint64_t n, std::size_t beyond) const {
+    return beyond == 0 || bytes_ + n <= limit_ + beyond;
+  }
   void add(std::size_t n) { bytes_ += n; }
   void release(std::size_t n) { bytes_ -= n; }
 
@@ -47,5 +52,16 @@ class StashBudget {
   std::vector<std::vector<std::byte>> pool_;
   std::array<std::byte, tcp_tuning::discard_piece> discard_{};
 };
+
+// Why `self` fails rather than read aside a message from `peer` past its bound.
+inline std::string read_aside_refusal(int self, int peer, std::uint64_t length, int channel,
+                                      std::uint32_t tag, std::size_t bound) {
+  return "rank " + std::to_string(self) + " would hold more than " + std::to_string(bound) +
+         " bytes of messages that arrived before their receive: rank " + std::to_string(peer) +
+         " sent " + std::to_string(length) + " bytes on channel " + std::to_string(channel) +
+         " (tag " + std::to_string(tag) +
+         ") that no receive waits for, ahead of a receive on another channel "
+         "(TcpOptions::max_unexpected + max_read_aside)";
+}
 
 }  // namespace dssync::detail
