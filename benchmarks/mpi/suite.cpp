@@ -246,8 +246,8 @@ Outcome bm_all_gather(benchmark::State* state, std::int64_t iterations, std::siz
 }
 
 template <class Policy>
-Outcome bm_all_gather_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
-  Policy policy;
+Outcome bm_all_gather_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes,
+                             Policy policy = {}) {
   const dssync::Group group = world_partition().group(0);
   return bm_all_gather(state, iterations, bytes,
                        [&](std::span<const float> mine, std::span<float> out) {
@@ -375,11 +375,7 @@ void add_all_gathers(std::size_t bytes) {
   for (const int in_flight : {0, 4}) {
     add_g(in_flight ? "all_gather_ring_4" : "all_gather_ring_blocking",
           [out, in_flight](benchmark::State* s, std::int64_t i) {
-            RingAllGather policy({.in_flight = in_flight});
-            const Group group = world_partition().group(0);
-            return bm_all_gather(s, i, out, [&](std::span<const float> mine, std::span<float> o) {
-              policy.all_gather(*transport, group, mine, o, op_tag);
-            });
+            return bm_all_gather_policy(s, i, out, RingAllGather({.in_flight = in_flight}));
           });
   }
   add_g("all_gather_bruck", [out](benchmark::State* s, std::int64_t i) {

@@ -25,10 +25,8 @@
 // segment its neighbour will not send.
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
 #include <span>
-#include <type_traits>
 
 #include "dssync/collective/gather_common.hpp"
 
@@ -48,25 +46,18 @@ class PipelineBroadcast {
   PipelineBroadcast() = default;
   explicit PipelineBroadcast(Options o) : options_(o) {}
 
-  // Whether segments are kept in flight over Transport.
+  // Whether segments are kept in flight over Transport (void: a blocking one).
   template <class Transport, class T>
   bool posts() const noexcept {
-    if constexpr (transport_with_posting<Transport, T>)
-      return options_.in_flight > 0;
-    else
-      return false;
+    return transport_with_posting<Transport, T> && options_.in_flight > 0;
   }
 
   // How many elements of T one full segment holds over Transport.
   template <class T, class Transport = void>
   std::size_t segment_length() const noexcept {
-    std::size_t bytes = options_.segment_bytes;
-    if (bytes == 0) {
-      if constexpr (std::is_void_v<Transport>)
-        bytes = blocking_segment_bytes;
-      else
-        bytes = posts<Transport, T>() ? posted_segment_bytes : blocking_segment_bytes;
-    }
+    const std::size_t bytes = options_.segment_bytes ? options_.segment_bytes
+                              : posts<Transport, T>() ? posted_segment_bytes
+                                                      : blocking_segment_bytes;
     return std::max<std::size_t>(1, bytes / sizeof(T));
   }
 
@@ -130,33 +121,26 @@ class PipelineBroadcast {
 
   // Segment i's receive and send live in slot i % in_flight of two rings of
   // handles: segment i + in_flight is received once segment i has been, and
-  // segment i is sent once segment i - in_flight has left.
+  // segment i is sent once segment i - in_flight has left. An error leaves
+  // through the rings, which forget what is still pending.
   template <class Transport, class T>
   void posted(Transport& t, const Chain<T>& c, tag_t tag) {
-    using handle = typename Transport::posted;
-    constexpr std::size_t ring = 16;
-    const std::size_t d = std::min<std::size_t>(ring, std::size_t(options_.in_flight));
-    std::array<handle, ring> in{}, out{};
-    try {
-      if (!c.first)
-        for (std::size_t i = 0; i < std::min(d, c.k); ++i)
-          in[i] = t.post_recv(c.prev, c.segment(i), tag);
-      for (std::size_t i = 0; i < c.k; ++i) {
-        if (!c.first) {
-          t.finish(in[i % d]);
-          if (i + d < c.k) in[i % d] = t.post_recv(c.prev, c.segment(i + d), tag);
-        }
-        if (!c.last) {
-          t.finish(out[i % d]);
-          out[i % d] = t.post_send(c.next, c.out(i), tag);
-        }
+    detail::PostedRing<Transport> in(t, options_.in_flight), out(t, options_.in_flight);
+    const std::size_t d = in.depth();
+    if (!c.first)
+      for (std::size_t i = 0; i < std::min(d, c.k); ++i)
+        in[i] = t.post_recv(c.prev, c.segment(i), tag);
+    for (std::size_t i = 0; i < c.k; ++i) {
+      if (!c.first) {
+        t.finish(in[i]);
+        if (i + d < c.k) in[i] = t.post_recv(c.prev, c.segment(i + d), tag);
       }
-      for (std::size_t i = 0; i < d; ++i) t.finish(out[(c.k + i) % d]);
-    } catch (...) {
-      t.forget(std::span<handle>(in));
-      t.forget(std::span<handle>(out));
-      throw;
+      if (!c.last) {
+        t.finish(out[i]);
+        out[i] = t.post_send(c.next, c.out(i), tag);
+      }
     }
+    out.finish_all();
   }
 
   Options options_;

@@ -14,7 +14,6 @@
 // but the last of a contribution is full, the last shorter, possibly empty.
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
 #include <span>
 
@@ -73,9 +72,8 @@ class RingAllGather {
   template <class Transport, class T>
   void posted(Transport& t, std::span<T> out, std::size_t len, int p, int n, int left, int right,
               tag_t tag) {
-    using handle = typename Transport::posted;
-    constexpr std::size_t ring = 16;
-    const std::size_t d = std::min<std::size_t>(ring, std::size_t(options_.in_flight));
+    detail::PostedRing<Transport> in(t, options_.in_flight), sends(t, options_.in_flight);
+    const std::size_t d = in.depth();
     const std::size_t s = std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
     const std::size_t per = len / s + 1;
     const std::size_t total = std::size_t(n - 1) * per;
@@ -85,33 +83,26 @@ class RingAllGather {
       const std::size_t begin = (m % per) * s;
       return out.subspan(b * len + begin, std::min(s, len - begin));
     };
-    std::array<handle, ring> in{}, sends{};
     std::size_t posted_in = 0, done_in = 0;
     auto post_ahead = [&] {
       for (; posted_in < total && posted_in < done_in + d; ++posted_in)
-        in[posted_in % d] = t.post_recv(left, segment(posted_in, 1), tag);
+        in[posted_in] = t.post_recv(left, segment(posted_in, 1), tag);
     };
     auto receive_until = [&](std::size_t m) {
       while (done_in < m) {
-        t.finish(in[done_in++ % d]);
+        t.finish(in[done_in++]);
         post_ahead();  // into the slot just freed
       }
     };
-    try {
-      post_ahead();
-      for (std::size_t m = 0; m < total; ++m) {
-        if (m >= per) receive_until(m - per + 1);
-        t.finish(sends[m % d]);
-        sends[m % d] = t.post_send(right, std::span<const T>(segment(m, 0)), tag);
-        if (m + 2 > d) receive_until(std::min(total, m + 2 - d));
-      }
-      receive_until(total);
-      for (std::size_t i = 0; i < d; ++i) t.finish(sends[(total + i) % d]);
-    } catch (...) {
-      t.forget(std::span<handle>(in));
-      t.forget(std::span<handle>(sends));
-      throw;
+    post_ahead();
+    for (std::size_t m = 0; m < total; ++m) {
+      if (m >= per) receive_until(m - per + 1);
+      t.finish(sends[m]);
+      sends[m] = t.post_send(right, std::span<const T>(segment(m, 0)), tag);
+      if (m + 2 > d) receive_until(std::min(total, m + 2 - d));
     }
+    receive_until(total);
+    sends.finish_all();
   }
 
   Options options_;
