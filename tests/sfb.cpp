@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -546,4 +547,127 @@ TEST_CASE("Steady state: a step allocates nothing once warm, as the choices chan
     CHECK(results[sz(r)].dense == 0);
     CHECK(results[sz(r)].checked == 0);
   }
+}
+
+// ----------------------------------------------------------- beside --
+
+namespace {
+
+// Every rank's gradients over `steps` steps (k alternating between 4 and 1,
+// so the choices and the dense part's shape change), and its stats.
+struct Steps {
+  std::vector<std::vector<float>> gradients;  // rank-major, step after step
+  std::vector<dssync::SFBStats> stats;
+};
+Steps sfb_steps(const Model& m, int n, int steps, dssync::SFBOptions o) {
+  Steps out{std::vector<std::vector<float>>(sz(n)), std::vector<dssync::SFBStats>(sz(n))};
+  make_world(n).run([&](InProcTransport& t) {
+    SFBSync<InProcTransport> sync(t, m.layers, o);
+    for (int s = 0; s < steps; ++s) {
+      Local x = make_local(m, t.rank(), same_k(m, s % 2 ? 1 : 4), false, 40 + std::uint64_t(s));
+      sync.step(std::span<float>(x.gradient), std::span<const FactorView>(x.views));
+      auto& all = out.gradients[sz(t.rank())];
+      all.insert(all.end(), x.gradient.begin(), x.gradient.end());
+    }
+    out.stats[sz(t.rank())] = sync.stats();
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("The dense part beside the factors: the same bits, bytes and messages as in sequence") {
+  const Model m = small();
+  for (int n : {4, 3}) {
+    CAPTURE(n);
+    for (std::size_t bucket : {std::size_t{256}, dssync::default_bucket_bytes}) {
+      CAPTURE(bucket);
+      const Steps after = sfb_steps(m, n, 6, {.bucket_bytes = bucket});
+      const Steps beside = sfb_steps(m, n, 6, {.bucket_bytes = bucket, .dense_channel = 1});
+      for (int r = 0; r < n; ++r) {
+        CAPTURE(r);
+        CHECK(same_bits(beside.gradients[sz(r)], after.gradients[sz(r)]));
+        const dssync::SFBStats &a = after.stats[sz(r)], &b = beside.stats[sz(r)];
+        CHECK(b.dense_bytes == a.dense_bytes);
+        CHECK(b.dense_bytes > 0);
+        CHECK(b.k_bytes == a.k_bytes);
+        CHECK(b.bytes_sent == a.bytes_sent);
+        CHECK(b.messages_sent == a.messages_sent);
+        CHECK(b.steps == 6);
+        for (std::size_t l = 0; l < m.layers.size(); ++l) {
+          CHECK(b.layers[l].factor_steps == a.layers[l].factor_steps);
+          CHECK(b.layers[l].factor_bytes == a.layers[l].factor_bytes);
+        }
+      }
+      // Both choices were made: A as factors at Σk = 4n and n (limit 19), C
+      // only at Σk = n (limit 11).
+      CHECK(after.stats[0].layers[0].factor_steps == 6);
+      CHECK(after.stats[0].layers[2].factor_steps == 3);
+    }
+  }
+}
+
+TEST_CASE("The dense part beside the factors: a channel that is not there, or none, is refused") {
+  const Model m = small();
+  std::vector<std::string> what(4);
+  make_world(2).run([&](InProcTransport& t) {
+    auto message = [&](auto make) {
+      try {
+        make();
+      } catch (const dssync::configuration_error& e) {
+        return std::string(e.what());
+      }
+      return std::string("no error");
+    };
+    const auto r = sz(t.rank()) * 2;
+    what[r] = message([&] { SFBSync<InProcTransport> s(t, m.layers, {.dense_channel = 2}); });
+    dssync::CountingTransport<InProcTransport> counted(t);
+    what[r + 1] = message([&] {
+      SFBSync<dssync::CountingTransport<InProcTransport>> s(counted, m.layers, {.dense_channel = 1});
+    });
+  });
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(what[sz(2 * r)].find("dense_channel 2 is not a channel of this transport (it has 2)") !=
+          std::string::npos);
+    CHECK(what[sz(2 * r)].find("rank " + std::to_string(r)) != std::string::npos);
+    CHECK(what[sz(2 * r + 1)].find("needs a transport with channels") != std::string::npos);
+  }
+  // The caller's own channel cannot be the background's.
+  std::vector<std::string> own(2);
+  make_world(2).run([&](InProcTransport& t) {
+    InProcTransport one = t.channel(1);
+    try {
+      SFBSync<InProcTransport> s(one, m.layers, {.dense_channel = 1});
+      own[sz(t.rank())] = "no error";
+    } catch (const dssync::configuration_error& e) {
+      own[sz(t.rank())] = e.what();
+    }
+  });
+  for (const auto& w : own) CHECK(w.find("a channel of its own") != std::string::npos);
+}
+
+TEST_CASE("The dense part beside the factors allocates nothing once warm, on either context") {
+  const Model m = small();
+  const int n = 4;
+  std::barrier<> together(n);
+  std::uint64_t counted = 1;
+  make_world(n).run([&](InProcTransport& t) {
+    Local full = make_local(m, t.rank(), same_k(m, 4), false, 1);
+    Local part = make_local(m, t.rank(), same_k(m, 1), false, 2);
+    SFBSync<InProcTransport> sync(t, m.layers,
+                                  {.bucket_bytes = 256, .expected_k = 4, .dense_channel = 1});
+    auto step = [&](Local& x) {
+      sync.step(std::span<float>(x.gradient), std::span<const FactorView>(x.views));
+    };
+    step(full), step(part);
+    together.arrive_and_wait();
+    const std::uint64_t before = g_allocations.load();
+    together.arrive_and_wait();
+    for (int it = 0; it < 5; ++it) step(full), step(part);
+    together.arrive_and_wait();
+    if (t.rank() == 0) counted = g_allocations.load() - before;
+  });
+  // Every thread of the process, the ranks' and their background contexts'.
+  CHECK(counted == 0);
 }

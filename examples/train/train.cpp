@@ -285,6 +285,12 @@ int main(int argc, char** argv) {
                  "--shuffle-racks), racks (RackGroups over --shuffle-racks with --envoys)")
       ->capture_default_str()
       ->check(CLI::IsMember({"random", "butterfly", "none", "topology", "racks"}));
+  app.add_option("--sfb-dense-channel", c.sfb_dense_channel,
+                 "sfb, sfb-factors: all-reduce the layers that go dense on this channel, in a "
+                 "background context beside the factor all-gathers and their reconstruction (0: "
+                 "after them, on the trainer's channel)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 255));
   app.add_option("--max-lag", c.max_lag,
                  "shadow-*: steps a background round may stay in flight before step() waits for it "
                  "(default: no bound)");
@@ -469,9 +475,9 @@ int main(int argc, char** argv) {
 #endif
     } else {
 #ifdef DSSYNC_TRAIN_WITH_MPI
-      // SSP and ShadowSync talk on a second channel from a second thread:
+      // SSP, ShadowSync and SFB beside talk on a second channel from a second thread:
       // MPI_THREAD_MULTIPLE and two channels, only when such a run is asked for.
-      const bool background = background_sync(syncs);
+      const bool background = background_sync(syncs) || c.sfb_dense_channel > 0;
       std::optional<boost::mpi::environment> env;
       if (background)
         env.emplace(argc, argv, boost::mpi::threading::multiple);

@@ -23,12 +23,20 @@
 // concatenated in rank order, the same call with the same inputs on every
 // rank, so the result is bitwise identical everywhere. The kernel is the
 // user's (a BLAS or Eigen GEMM); the default is a plain blocked loop.
+//
+// Beside (SFBOptions::dense_channel, on a transport with channels): once the
+// k's have decided which layers are rebuilt, the rest is all-reduced on a
+// channel of its own by a second context of the rank (transport/background.hpp)
+// while the caller all-gathers the factors and runs the kernel, so the
+// reconstruction's compute and the dense part's traffic overlap. The same
+// collectives on the same data: the same bits and bytes as in sequence.
 
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -41,6 +49,8 @@
 #include "dssync/core/group.hpp"
 #include "dssync/core/partition_cache.hpp"
 #include "dssync/sync/common.hpp"
+#include "dssync/transport/background.hpp"
+#include "dssync/transport/counting.hpp"
 
 namespace dssync {
 
@@ -78,6 +88,12 @@ struct SFBOptions {
   // factors the rule can pick (under 2 rows cols elements a layer), in factors
   // mode whatever the first step needs. Larger k later grows them once.
   int expected_k = 0;
+  // Where the dense part is all-reduced. 0: on the caller's channel, after
+  // the rebuilt layers. c >= 1 (a transport with channels, c below its
+  // channels()): on channel c, by a background context of the rank started
+  // at construction, beside the factor all-gathers and the reconstruction.
+  // Channel c is then the synchronizer's: nothing else may use it.
+  int dense_channel = 0;
 };
 
 // g (row-major rows x cols) = alpha U Vᵀ, U column-major rows x k, V
@@ -129,6 +145,21 @@ struct SFBStats : SyncStats {
   std::vector<SFBLayerStats> layers;
 };
 
+namespace detail {
+// SFBSync's second context and its traffic count, on transports with
+// channels; nothing on the others (a dense_channel is refused there).
+template <class Tr>
+struct DenseBeside {
+  DenseBeside(Tr&, int) {}
+};
+template <transport_with_channels Tr>
+struct DenseBeside<Tr> {
+  DenseBeside(Tr& t, int channel) : background(t, channel), counted(background.transport()) {}
+  Background<Tr> background;
+  CountingTransport<Tr> counted;
+};
+}  // namespace detail
+
 template <transport Transport, class Reduce = RingReduce, class Reconstruct = BlockedReconstruct>
   requires reduce_policy<Reduce, CountingTransport<Transport>> && reconstruct_kernel<Reconstruct>
 class SFBSync {
@@ -172,7 +203,24 @@ class SFBSync {
     table_.resize(n * layers_.size());
     counts_.resize(n);
     gaps_.reserve(layers_.size() + 1);
+    rebuilt_.reserve(layers_.size());
     stats_.layers.resize(layers_.size());
+    if (options_.dense_channel != 0) {
+      if constexpr (transport_with_channels<Transport>) {
+        if (options_.dense_channel < 0 || options_.dense_channel >= t.channels())
+          throw configuration_error("SFBSync: dense_channel " +
+                                        std::to_string(options_.dense_channel) +
+                                        " is not a channel of this transport (it has " +
+                                        std::to_string(t.channels()) + ")",
+                                    where);
+        beside_ = std::make_unique<detail::DenseBeside<Transport>>(t, options_.dense_channel);
+      } else {
+        throw configuration_error("SFBSync: dense_channel " +
+                                      std::to_string(options_.dense_channel) +
+                                      " needs a transport with channels; this one has none",
+                                  where);
+      }
+    }
     // The gather buffers, for the largest factors a step is expected to move.
     std::size_t most = 0, most_v = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -188,6 +236,9 @@ class SFBSync {
     gathered_.reserve<float>(most);
     v_parts_.reserve<float>(most_v);
   }
+
+  SFBSync(const SFBSync&) = delete;
+  SFBSync& operator=(const SFBSync&) = delete;
 
   // gradient <- the mean over the ranks of their local gradients: the layers
   // chosen for factors rebuilt from every rank's factors (one view per layer,
@@ -319,8 +370,10 @@ class SFBSync {
       raise_for_peers(L);
     }
 
+    // The choices, and the dense part: what lies between rebuilt layers.
     gaps_.clear();
-    std::size_t cursor = 0;  // the dense part: what lies between rebuilt layers
+    rebuilt_.clear();
+    std::size_t cursor = 0;
     for (std::size_t l = 0; l < L && exchange; ++l) {
       std::uint64_t total = 0;
       for (std::size_t p = 0; p < n; ++p) total += table_[p * L + l];
@@ -328,28 +381,76 @@ class SFBSync {
       ls.last_total_k = total;
       ls.last_factors = uses_factors(static_cast<int>(l), total);
       if (!ls.last_factors) continue;
+      rebuilt_.push_back({l, total});
       const SFBLayer& layer = layers_[l];
       if (layer.offset > cursor) gaps_.push_back(gradient.subspan(cursor, layer.offset - cursor));
       cursor = layer.offset + elements(layer);
-      const auto before = transport_.count().bytes_sent;
-      rebuild(l, total, factors[l], gradient.subspan(layer.offset, elements(layer)), everyone);
-      ls.factor_bytes += transport_.count().bytes_sent - before;
-      ++ls.factor_steps;
     }
     if (cursor < gradient.size()) gaps_.push_back(gradient.subspan(cursor));
 
-    // Everything else, fused into buckets as AllReduceSync does (one bucket,
-    // in place, when no layer was rebuilt). Channels: 0 the k's, 1 the
-    // factors, 2..126 the buckets; 127 is left to the caller (the training
-    // example's own collectives use it).
-    if (!gaps_.empty()) {
+    // The dense part beside the factors, or after them.
+    const bool beside = beside_ != nullptr && !gaps_.empty();
+    if (beside) start_dense(everyone);
+    try {
+      for (const auto& [l, total] : rebuilt_) {
+        const auto before = transport_.count().bytes_sent;
+        const SFBLayer& layer = layers_[l];
+        rebuild(l, total, factors[l], gradient.subspan(layer.offset, elements(layer)), everyone);
+        stats_.layers[l].factor_bytes += transport_.count().bytes_sent - before;
+        ++stats_.layers[l].factor_steps;
+      }
+    } catch (...) {
+      // The background job reads the gradient: it must end first. Its
+      // operations have deadlines, and the failure that stopped this one
+      // fails the transport on its channel too; its own error is dropped.
+      if (beside) settle_dense();
+      throw;
+    }
+    if (beside) {
+      finish_dense();
+    } else if (!gaps_.empty()) {
       const auto before = transport_.count().bytes_sent;
-      detail::for_each_bucket(std::span<const std::span<float>>(gaps_), bucket_elems(), fusion_,
-                              [&](std::span<float> bucket, unsigned index) {
-                                reduce_.all_reduce(transport_, everyone, bucket, Average{},
-                                                   make_tag(iteration_, 2 + index % 125));
-                              });
+      dense(transport_, everyone);
       stats_.dense_bytes += transport_.count().bytes_sent - before;
+    }
+  }
+
+  // Everything not rebuilt, fused into buckets as AllReduceSync does (one
+  // bucket, in place, when no layer was rebuilt). Tags: 0 the k's, 1 the
+  // factors, 2..126 the buckets; 127 is left to the caller (the training
+  // example's own collectives use it).
+  template <class Tr>
+  void dense(Tr& t, const Group& everyone) {
+    detail::for_each_bucket(std::span<const std::span<float>>(gaps_), bucket_elems(), fusion_,
+                            [&](std::span<float> bucket, unsigned index) {
+                              reduce_.all_reduce(t, everyone, bucket, Average{},
+                                                 make_tag(iteration_, 2 + index % 125));
+                            });
+  }
+
+  void start_dense(const Group& everyone) {
+    if constexpr (transport_with_channels<Transport>) {
+      dense_group_ = &everyone;
+      dense_before_ = beside_->counted.count();
+      beside_->background.start([this](Transport&) { dense(beside_->counted, *dense_group_); });
+    }
+  }
+  void settle_dense() noexcept {
+    if constexpr (transport_with_channels<Transport>) {
+      try {
+        beside_->background.get();
+      } catch (...) {  // NOLINT(bugprone-empty-catch): the caller's error is the one to report
+      }
+    }
+  }
+  // Waits for the dense part (rethrowing its error) and counts its traffic.
+  void finish_dense() {
+    if constexpr (transport_with_channels<Transport>) {
+      beside_->background.get();
+      const TrafficCount& now = beside_->counted.count();
+      stats_.dense_bytes += now.bytes_sent - dense_before_.bytes_sent;
+      stats_.bytes_sent += now.bytes_sent - dense_before_.bytes_sent;
+      stats_.messages_sent += now.messages_sent - dense_before_.messages_sent;
     }
   }
 
@@ -415,6 +516,10 @@ class SFBSync {
   std::vector<std::uint64_t> table_;  // rank p's k for layer l at p * layers + l
   std::vector<std::size_t> counts_;
   std::vector<std::span<float>> gaps_;
+  std::vector<std::pair<std::size_t, std::uint64_t>> rebuilt_;  // (layer, Σk) this step
+  std::unique_ptr<detail::DenseBeside<Transport>> beside_;      // dense_channel != 0
+  const Group* dense_group_ = nullptr;                          // the background job's group
+  TrafficCount dense_before_{};
   BruckAllGather k_gather_;
   RingAllGatherV all_gather_;
   detail::Scratch gathered_, v_parts_, fusion_;
