@@ -8,7 +8,6 @@
 #include <dssync/sync/shadow.hpp>
 
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -34,10 +33,13 @@ int main() {
   });
   bool same = true;
   for (const auto& r : result) same = same && r == result[0];
-  // Each x_r moves toward r; their mean toward 1.5, the optimum.
-  const double gap = std::abs(result[0][0] - 1.5);
+  // Each x_r moves toward r; their mean toward 1.5, the optimum. How close
+  // x gets depends on how many rounds finished while the trainer ran, which
+  // is timing (a loaded host finishes fewer, and block momentum can then
+  // overshoot): printed, not checked. What is checked holds on any host:
+  // rounds ran, and finish() left every rank with the same bits.
   std::printf("%llu background rounds in %d steps; ranks agree bit for bit: %s; "
               "x[0] = %.4f (optimum 1.5)\n",
               rounds[0], steps, same ? "yes" : "NO", result[0][0]);
-  return same && gap < 0.15 ? 0 : 1;
+  return same && rounds[0] > 0 ? 0 : 1;
 }

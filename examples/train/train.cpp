@@ -300,7 +300,8 @@ int main(int argc, char** argv) {
                  "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--reduce", c.reduce,
-                 "allreduce, localsgd: the all-reduce: ring, hd (halving-doubling) or hier (HierarchicalReduce "
+                 "allreduce, localsgd, sfb*: the all-reduce (sfb*: of the layers that go dense): ring, hd "
+                 "(halving-doubling) or hier (HierarchicalReduce "
                  "over the --dcs data centers: inside each, then across)")
       ->capture_default_str()
       ->check(CLI::IsMember({"ring", "hd", "hier"}));

@@ -120,8 +120,9 @@ struct Config {
     }
     if (sync == "gossip") return "gossip ring";
     if (sync == "allreduce") return "bsp allreduce" + reduce_suffix() + model_suffix();
-    if (sync == "sfb") return "sfb hybrid" + model_suffix() + sfb_suffix();
-    if (sync == "sfb-factors") return "sfb factors" + model_suffix() + sfb_suffix();
+    if (sync == "sfb") return "sfb hybrid" + reduce_suffix() + model_suffix() + sfb_suffix();
+    if (sync == "sfb-factors")
+      return "sfb factors" + reduce_suffix() + model_suffix() + sfb_suffix();
     if (sync == "stale") return "stale s=" + std::to_string(staleness) + " " + delay + model_suffix();
     if (sync == "ssp") return "ssp s=" + std::to_string(staleness) + model_suffix();
     if (sync.starts_with("shadow-")) {
@@ -264,11 +265,11 @@ class SyncOf final : public ParamSync {
   bool gradients_;
 };
 
-template <class T>
+template <class T, class Reduce>
 class SfbOf final : public ParamSync {
  public:
-  SfbOf(T& t, std::vector<dssync::SFBLayer> layers, dssync::SFBOptions o)
-      : sync_(t, std::move(layers), o) {}
+  SfbOf(T& t, std::vector<dssync::SFBLayer> layers, dssync::SFBOptions o, Reduce reduce)
+      : sync_(t, std::move(layers), o, EigenReconstruct{}, std::move(reduce)) {}
   void step(std::span<float>) override {
     throw std::logic_error("SFB synchronizes gradients with their factors: step_factors");
   }
@@ -280,7 +281,7 @@ class SfbOf final : public ParamSync {
   bool wants_factors() const override { return true; }
 
  private:
-  dssync::SFBSync<T, dssync::RingReduce, EigenReconstruct> sync_;
+  dssync::SFBSync<T, Reduce, EigenReconstruct> sync_;
 };
 
 // SSPSync on gradients. The means still in flight at the end are applied as
@@ -447,13 +448,19 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
     if (c.reduce == "hier") return detail::bsp_or_local(t, c, HierarchicalReduce(dc_labels()));
     throw std::invalid_argument("unknown all-reduce '" + c.reduce + "' (ring, hd, hier)");
   }
-  if (c.sync == "sfb" || c.sync == "sfb-factors")
-    return std::make_unique<detail::SfbOf<T>>(
-        t, std::move(layers),
-        SFBOptions{.mode = c.sync == "sfb" ? SFBMode::hybrid : SFBMode::factors,
-                   .checked = c.checked,
-                   .expected_k = c.batch,
-                   .dense_channel = c.sfb_dense_channel});
+  if (c.sync == "sfb" || c.sync == "sfb-factors") {
+    const SFBOptions o{.mode = c.sync == "sfb" ? SFBMode::hybrid : SFBMode::factors,
+                       .checked = c.checked,
+                       .expected_k = c.batch,
+                       .dense_channel = c.sfb_dense_channel};
+    auto sfb = [&](auto reduce) -> std::unique_ptr<ParamSync> {
+      return std::make_unique<detail::SfbOf<T, decltype(reduce)>>(t, std::move(layers), o, reduce);
+    };
+    if (c.reduce == "ring") return sfb(RingReduce{});
+    if (c.reduce == "hd") return sfb(HalvingDoublingReduce{});
+    if (c.reduce == "hier") return sfb(HierarchicalReduce(dc_labels()));
+    throw std::invalid_argument("unknown all-reduce '" + c.reduce + "' (ring, hd, hier)");
+  }
   if (c.sync == "stale") {
     const StaleSyncOptions o{.seed = c.seed, .checked = c.checked};
     if (c.delay == "uniform")

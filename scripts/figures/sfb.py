@@ -148,6 +148,61 @@ def bed_rows(record, which):
     return rows
 
 
+# The hybrid with its traffic in the background (SFBOptions::dense_channel),
+# one sitting a build: each seed's run with the background, then the one in
+# sequence, BSP first in both.
+SITTING = "docs/experiments/sfb-beside-2026-12-05"
+BUILDS = [("", "default (-O3)"), ("native/", "-march=native")]
+BESIDE = " beside"
+
+
+def background_records():
+    return [f"{SITTING}/{sub}bed-mlp-{how}" for sub, _ in BUILDS for how in ("sequential", "beside")]
+
+
+@table("sfb-bed-background", background_records())
+def sfb_bed_background(records):
+    rows = [["build", "synchronizer", "ms per step", "step / BSP's", "MB / worker / step, measured",
+             "final test accuracy"]]
+    for b, (_, build) in enumerate(BUILDS):
+        sequential, beside = runs(records[2 * b]), runs(records[2 * b + 1])
+        for seeds, label, name in (
+                (sequential, BSP, "BSP (ring all-reduce), the runs in sequence"),
+                (sequential, HYBRID, "SFB hybrid, in sequence"),
+                (beside, BSP, "BSP (ring all-reduce), the background runs"),
+                (beside, HYBRID + BESIDE, "SFB hybrid, traffic in the background"),
+                (beside, FACTORS + BESIDE, "SFB, all factors, traffic in the background")):
+            ms = [m for _, s in seeds for m in ms_per_step(s[label])]
+            mb = [x / 1e6 for _, s in seeds for x in bytes_per_step(s[label])]
+            acc = [float(s[label][-1]["test_acc_avg"]) for _, s in seeds]
+            rows.append([build, name, spread(ms, 0), spread(bed_ratios(seeds, label), 2),
+                         spread(mb, 4), spread(acc, 4)])
+    return rows
+
+
+def _background_claims():
+    recs = background_records()
+    if not all(os.path.isdir(path(r)) for r in recs):
+        return
+    gap = max(abs(float(s[label][-1]["test_acc_avg"]) - float(s[BSP][-1]["test_acc_avg"]))
+              for r in recs for _, s in runs(r) for label in s if label != BSP)
+    claim(DOC, f"BSP's of the same run within {gap:.4f}, seed for seed", recs)
+    rec = {(r["flags"], r["rows"]): float(r["min_ms"]) for r in read_csv(f"{SITTING}/reconstruct.csv")}
+    base, native = rec[("-O3", "256")], rec[("-O3 -march=native", "256")]
+    claim(DOC, f"the W1 rebuild {native:.2f} ms instead of {base:.2f} ms on one core",
+          [f"{SITTING}/reconstruct.csv"])
+    texts = ["With the default flags the hybrid's step takes {bes:.2f}x BSP's with its traffic "
+             "in the background and {seq:.2f}x in sequence",
+             "Built for this CPU, the hybrid's step takes {bes:.2f}x BSP's with its traffic in "
+             "the background ({lo:.2f} to {hi:.2f} over the 12 windows) and {seq:.2f}x in sequence"]
+    for b, text in enumerate(texts):
+        seq, bes = runs(recs[2 * b]), runs(recs[2 * b + 1])
+        ratios = bed_ratios(bes, HYBRID + BESIDE)
+        claim(DOC, text.format(bes=statistics.median(ratios), lo=min(ratios), hi=max(ratios),
+                               seq=statistics.median(bed_ratios(seq, HYBRID))),
+              recs[2 * b:2 * b + 2])
+
+
 @table("sfb-softmax", [SOFTMAX])
 def sfb_softmax(records):
     (_, s), = runs(records[0])
@@ -329,6 +384,7 @@ def _claims():
 
 
 _claims()
+_background_claims()
 _sim_claims()
 _inproc_claims()
 _bed25_claims()

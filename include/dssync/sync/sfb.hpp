@@ -24,12 +24,13 @@
 // rank, so the result is bitwise identical everywhere. The kernel is the
 // user's (a BLAS or Eigen GEMM); the default is a plain blocked loop.
 //
-// Beside (SFBOptions::dense_channel, on a transport with channels): once the
-// k's have decided which layers are rebuilt, the rest is all-reduced on a
-// channel of its own by a second context of the rank (transport/background.hpp)
-// while the caller all-gathers the factors and runs the kernel, so the
-// reconstruction's compute and the dense part's traffic overlap. The same
-// collectives on the same data: the same bits and bytes as in sequence.
+// In the background (SFBOptions::dense_channel, on a transport with
+// channels): once the k's have decided, the factor all-gathers and then the
+// dense all-reduce run one after another on a channel of their own, in a
+// second context of the rank (transport/background.hpp), while the caller runs
+// the kernel on each layer as soon as its factors are in. Every kernel call
+// then overlaps the traffic that follows it. The same collectives on the same
+// data: the same bits and bytes as in sequence.
 
 #include <algorithm>
 #include <concepts>
@@ -88,11 +89,12 @@ struct SFBOptions {
   // factors the rule can pick (under 2 rows cols elements a layer), in factors
   // mode whatever the first step needs. Larger k later grows them once.
   int expected_k = 0;
-  // Where the dense part is all-reduced. 0: on the caller's channel, after
-  // the rebuilt layers. c >= 1 (a transport with channels, c below its
-  // channels()): on channel c, by a background context of the rank started
-  // at construction, beside the factor all-gathers and the reconstruction.
-  // Channel c is then the synchronizer's: nothing else may use it.
+  // Where the traffic after the k's goes. 0: the caller's channel, each
+  // layer gathered then rebuilt, then the dense part. c >= 1 (a transport
+  // with channels, c below its channels()): channel c, in a background
+  // context of the rank started at construction, while the caller rebuilds
+  // each layer as soon as its factors are in (so the kernels overlap the
+  // traffic). Channel c is then the synchronizer's: nothing else may use it.
   int dense_channel = 0;
 };
 
@@ -233,7 +235,8 @@ class SFBSync {
       most = std::max(most, static_cast<std::size_t>(k) * (r + c));
       most_v = std::max(most_v, static_cast<std::size_t>(k) * c);
     }
-    gathered_.reserve<float>(most);
+    gathered_[0].reserve<float>(most);
+    if (beside_) gathered_[1].reserve<float>(most);
     v_parts_.reserve<float>(most_v);
   }
 
@@ -388,27 +391,19 @@ class SFBSync {
     }
     if (cursor < gradient.size()) gaps_.push_back(gradient.subspan(cursor));
 
-    // The dense part beside the factors, or after them.
-    const bool beside = beside_ != nullptr && !gaps_.empty();
-    if (beside) start_dense(everyone);
-    try {
-      for (const auto& [l, total] : rebuilt_) {
-        const auto before = transport_.count().bytes_sent;
-        const SFBLayer& layer = layers_[l];
-        rebuild(l, total, factors[l], gradient.subspan(layer.offset, elements(layer)), everyone);
-        stats_.layers[l].factor_bytes += transport_.count().bytes_sent - before;
-        ++stats_.layers[l].factor_steps;
-      }
-    } catch (...) {
-      // The background job reads the gradient: it must end first. Its
-      // operations have deadlines, and the failure that stopped this one
-      // fails the transport on its channel too; its own error is dropped.
-      if (beside) settle_dense();
-      throw;
+    if (beside_) {
+      pipeline(gradient, factors, everyone);
+      return;
     }
-    if (beside) {
-      finish_dense();
-    } else if (!gaps_.empty()) {
+    for (const auto& [l, total] : rebuilt_) {
+      const auto before = transport_.count().bytes_sent;
+      gather(transport_, l, total, factors[l], gathered_[0], everyone);
+      stats_.layers[l].factor_bytes += transport_.count().bytes_sent - before;
+      ++stats_.layers[l].factor_steps;
+      const SFBLayer& layer = layers_[l];
+      rebuild(l, total, gathered_[0], gradient.subspan(layer.offset, elements(layer)));
+    }
+    if (!gaps_.empty()) {
       const auto before = transport_.count().bytes_sent;
       dense(transport_, everyone);
       stats_.dense_bytes += transport_.count().bytes_sent - before;
@@ -428,37 +423,81 @@ class SFBSync {
                             });
   }
 
-  void start_dense(const Group& everyone) {
+  // The same work with the traffic in the background: job j < R (R rebuilt
+  // layers) all-gathers rebuilt layer j into buffer j % 2, job R all-reduces
+  // the dense part. As soon as job j has ended the caller starts job j + 1,
+  // then rebuilds layer j from its buffer, so every kernel call but none runs
+  // while the network works.
+  void pipeline(std::span<float> gradient, std::span<const FactorView> factors,
+                const Group& everyone) {
     if constexpr (transport_with_channels<Transport>) {
-      dense_group_ = &everyone;
-      dense_before_ = beside_->counted.count();
-      beside_->background.start([this](Transport&) { dense(beside_->counted, *dense_group_); });
-    }
-  }
-  void settle_dense() noexcept {
-    if constexpr (transport_with_channels<Transport>) {
+      const std::size_t jobs = rebuilt_.size() + (gaps_.empty() ? 0 : 1);
+      job_factors_ = factors;
+      job_group_ = &everyone;
+      auto start = [&](std::size_t j) {
+        job_ = j;
+        job_before_ = beside_->counted.count();
+        beside_->background.start([this](Transport& /*channel*/) { run_job(); });
+      };
       try {
-        beside_->background.get();
-      } catch (...) {  // NOLINT(bugprone-empty-catch): the caller's error is the one to report
+        if (jobs > 0) start(0);
+        for (std::size_t j = 0; j < jobs; ++j) {
+          beside_->background.get();
+          count_job(j);
+          if (j + 1 < jobs) start(j + 1);
+          if (j < rebuilt_.size()) {
+            const auto [l, total] = rebuilt_[j];
+            const SFBLayer& layer = layers_[l];
+            rebuild(l, total, gathered_[j % 2], gradient.subspan(layer.offset, elements(layer)));
+          }
+        }
+      } catch (...) {
+        // A running job writes into the gradient or a buffer: it must end
+        // first. Its operations have deadlines, and a transport failure that
+        // stopped the caller fails its channel too; its error is dropped.
+        try {
+          beside_->background.get();
+        } catch (...) {  // NOLINT(bugprone-empty-catch): the caller's error is the one to report
+        }
+        throw;
       }
     }
   }
-  // Waits for the dense part (rethrowing its error) and counts its traffic.
-  void finish_dense() {
+
+  // Background job job_ (on the channel of beside_).
+  void run_job() {
     if constexpr (transport_with_channels<Transport>) {
-      beside_->background.get();
-      const TrafficCount& now = beside_->counted.count();
-      stats_.dense_bytes += now.bytes_sent - dense_before_.bytes_sent;
-      stats_.bytes_sent += now.bytes_sent - dense_before_.bytes_sent;
-      stats_.messages_sent += now.messages_sent - dense_before_.messages_sent;
+      if (job_ < rebuilt_.size()) {
+        const auto [l, total] = rebuilt_[job_];
+        gather(beside_->counted, l, total, job_factors_[l], gathered_[job_ % 2], *job_group_);
+      } else {
+        dense(beside_->counted, *job_group_);
+      }
     }
   }
 
-  // Layer l from every rank's factors: all-gather [U_p | V_p] in rank order,
-  // gather the U's at the front and the V's apart, so that U = [U_0 .. U_P-1]
-  // (rows x Σk) and V likewise, and let the kernel write (1/P) U Vᵀ.
-  void rebuild(std::size_t l, std::uint64_t total, const FactorView& mine, std::span<float> g,
-               const Group& everyone) {
+  // What job j sent, into the stats (the caller's, read after the job ended).
+  void count_job(std::size_t j) {
+    if constexpr (transport_with_channels<Transport>) {
+      const TrafficCount& now = beside_->counted.count();
+      const auto bytes = now.bytes_sent - job_before_.bytes_sent;
+      if (j < rebuilt_.size()) {
+        SFBLayerStats& ls = stats_.layers[rebuilt_[j].first];
+        ls.factor_bytes += bytes;
+        ++ls.factor_steps;
+      } else {
+        stats_.dense_bytes += bytes;
+      }
+      stats_.bytes_sent += bytes;
+      stats_.messages_sent += now.messages_sent - job_before_.messages_sent;
+    }
+  }
+
+  // Layer l's factors from every rank, [U_p | V_p] in rank order, into
+  // `buffer`, over t.
+  template <class Tr>
+  void gather(Tr& t, std::size_t l, std::uint64_t total, const FactorView& mine,
+              detail::Scratch& buffer, const Group& everyone) {
     const std::size_t n = counts_.size(), L = layers_.size();
     const auto me = static_cast<std::size_t>(transport_.rank());
     const auto r = static_cast<std::size_t>(layers_[l].rows);
@@ -469,15 +508,25 @@ class SFBSync {
       if (p < me) own_at += counts_[p];
     }
     const auto k = static_cast<std::size_t>(mine.k);
-    const auto all = gathered_.get<float>(static_cast<std::size_t>(total) * (r + c));
+    const auto all = buffer.get<float>(static_cast<std::size_t>(total) * (r + c));
     const auto own = all.subspan(own_at, k * (r + c));
     if (k > 0) {
       std::copy(mine.u, mine.u + r * k, own.begin());
       std::copy(mine.v, mine.v + c * k, own.begin() + static_cast<std::ptrdiff_t>(r * k));
     }
-    all_gather_.all_gather_known(transport_, everyone, std::span<const float>(own),
+    all_gather_.all_gather_known(t, everyone, std::span<const float>(own),
                                  std::span<const std::size_t>(counts_), all,
                                  make_tag(iteration_, 1));
+  }
+
+  // Layer l from the gathered factors: the U's to the front and the V's
+  // apart, so that U = [U_0 .. U_P-1] (rows x Σk) and V likewise, and the
+  // kernel writes (1/P) U Vᵀ into g.
+  void rebuild(std::size_t l, std::uint64_t total, detail::Scratch& buffer, std::span<float> g) {
+    const std::size_t n = counts_.size(), L = layers_.size();
+    const auto r = static_cast<std::size_t>(layers_[l].rows);
+    const auto c = static_cast<std::size_t>(layers_[l].cols);
+    const auto all = buffer.get<float>(static_cast<std::size_t>(total) * (r + c));
     const auto v = v_parts_.get<float>(static_cast<std::size_t>(total) * c);
     std::size_t at = 0, u_at = 0, v_at = 0;
     for (std::size_t p = 0; p < n; ++p) {
@@ -518,11 +567,14 @@ class SFBSync {
   std::vector<std::span<float>> gaps_;
   std::vector<std::pair<std::size_t, std::uint64_t>> rebuilt_;  // (layer, Σk) this step
   std::unique_ptr<detail::DenseBeside<Transport>> beside_;      // dense_channel != 0
-  const Group* dense_group_ = nullptr;                          // the background job's group
-  TrafficCount dense_before_{};
+  // The background job: which, its inputs, and the channel's count before it.
+  std::size_t job_ = 0;
+  std::span<const FactorView> job_factors_;
+  const Group* job_group_ = nullptr;
+  TrafficCount job_before_{};
   BruckAllGather k_gather_;
   RingAllGatherV all_gather_;
-  detail::Scratch gathered_, v_parts_, fusion_;
+  detail::Scratch gathered_[2], v_parts_, fusion_;  // gathered_[1]: beside only
   bool first_ = true;
   std::uint64_t iteration_ = 0;
   SFBStats stats_;
