@@ -747,17 +747,17 @@ void gadmm_agrees_bitwise(R& runner, Report& rep) {
 
 // SFBSync on every transport: four steps of gradients on three fully
 // connected layers and the tensors around them, in hybrid, factors and dense
-// mode, checked or not, and the hybrid with its dense part beside the factors
-// on channel 1. Two ranks' k each step, then a short batch (k 1, 1, 1, 0) that
+// mode, checked or not, and the hybrid with its traffic in the background on
+// channel 1. Two ranks' k each step, then a short batch (k 1, 1, 1, 0) that
 // moves every layer as factors in the hybrid too.
 struct SfbSteps {
-  std::vector<float> hybrid, factors, dense, beside;
+  std::vector<float> hybrid, factors, dense, background;
   bool operator==(const SfbSteps& o) const {
     auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
       return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
     };
     return same(hybrid, o.hybrid) && same(factors, o.factors) && same(dense, o.dense) &&
-           same(beside, o.beside);
+           same(background, o.background);
   }
 };
 template <class T>
@@ -765,9 +765,9 @@ SfbSteps run_sfb_steps(T& t, bool checked) {
   const std::vector<dssync::SFBLayer> layers = {{16, 24, 3}, {3, 5, 387}, {12, 12, 407}};
   constexpr std::size_t count = 555;
   const int rank = t.rank();
-  auto train = [&](dssync::SFBMode mode, int dense_channel = 0) {
+  auto train = [&](dssync::SFBMode mode, int background_channel = 0) {
     dssync::SFBSync<T> sync(t, layers,
-                            {.mode = mode, .checked = checked, .dense_channel = dense_channel});
+                            {.mode = mode, .checked = checked, .background_channel = background_channel});
     std::vector<float> x(count, 0.0f);
     for (int step = 0; step < 4; ++step) {
       const int k = step < 3 ? 2 : (rank < 3 ? 1 : 0);
@@ -797,11 +797,11 @@ SfbSteps run_sfb_steps(T& t, bool checked) {
   };
   SfbSteps out{train(dssync::SFBMode::hybrid), train(dssync::SFBMode::factors),
                train(dssync::SFBMode::dense), {}};
-  // Beside on channel 1 when the caller is on channel 0 (run on channel 1,
+  // In the background on channel 1 when the caller is on channel 0 (run on channel 1,
   // the case has no third channel to put it on: it stands for the hybrid).
-  out.beside = out.hybrid;
+  out.background = out.hybrid;
   if constexpr (dssync::transport_with_channels<T>)
-    if (t.channel_index() == 0 && t.channels() > 1) out.beside = train(dssync::SFBMode::hybrid, 1);
+    if (t.channel_index() == 0 && t.channels() > 1) out.background = train(dssync::SFBMode::hybrid, 1);
   return out;
 }
 

@@ -549,7 +549,7 @@ TEST_CASE("Steady state: a step allocates nothing once warm, as the choices chan
   }
 }
 
-// ----------------------------------------------------------- beside --
+// ----------------------------------------------- in the background --
 
 namespace {
 
@@ -576,18 +576,18 @@ Steps sfb_steps(const Model& m, int n, int steps, dssync::SFBOptions o) {
 
 }  // namespace
 
-TEST_CASE("The dense part beside the factors: the same bits, bytes and messages as in sequence") {
+TEST_CASE("Traffic in the background: the same bits, bytes and messages as in sequence") {
   const Model m = small();
   for (int n : {4, 3}) {
     CAPTURE(n);
     for (std::size_t bucket : {std::size_t{256}, dssync::default_bucket_bytes}) {
       CAPTURE(bucket);
       const Steps after = sfb_steps(m, n, 6, {.bucket_bytes = bucket});
-      const Steps beside = sfb_steps(m, n, 6, {.bucket_bytes = bucket, .dense_channel = 1});
+      const Steps background = sfb_steps(m, n, 6, {.bucket_bytes = bucket, .background_channel = 1});
       for (int r = 0; r < n; ++r) {
         CAPTURE(r);
-        CHECK(same_bits(beside.gradients[sz(r)], after.gradients[sz(r)]));
-        const dssync::SFBStats &a = after.stats[sz(r)], &b = beside.stats[sz(r)];
+        CHECK(same_bits(background.gradients[sz(r)], after.gradients[sz(r)]));
+        const dssync::SFBStats &a = after.stats[sz(r)], &b = background.stats[sz(r)];
         CHECK(b.dense_bytes == a.dense_bytes);
         CHECK(b.dense_bytes > 0);
         CHECK(b.k_bytes == a.k_bytes);
@@ -607,7 +607,7 @@ TEST_CASE("The dense part beside the factors: the same bits, bytes and messages 
   }
 }
 
-TEST_CASE("The dense part beside the factors: a channel that is not there, or none, is refused") {
+TEST_CASE("Traffic in the background: a channel that is not there, or none, is refused") {
   const Model m = small();
   std::vector<std::string> what(4);
   make_world(2).run([&](InProcTransport& t) {
@@ -620,15 +620,15 @@ TEST_CASE("The dense part beside the factors: a channel that is not there, or no
       return std::string("no error");
     };
     const auto r = sz(t.rank()) * 2;
-    what[r] = message([&] { SFBSync<InProcTransport> s(t, m.layers, {.dense_channel = 2}); });
+    what[r] = message([&] { SFBSync<InProcTransport> s(t, m.layers, {.background_channel = 2}); });
     dssync::CountingTransport<InProcTransport> counted(t);
     what[r + 1] = message([&] {
-      SFBSync<dssync::CountingTransport<InProcTransport>> s(counted, m.layers, {.dense_channel = 1});
+      SFBSync<dssync::CountingTransport<InProcTransport>> s(counted, m.layers, {.background_channel = 1});
     });
   });
   for (int r = 0; r < 2; ++r) {
     CAPTURE(r);
-    CHECK(what[sz(2 * r)].find("dense_channel 2 is not a channel of this transport (it has 2)") !=
+    CHECK(what[sz(2 * r)].find("background_channel 2 is not a channel of this transport (it has 2)") !=
           std::string::npos);
     CHECK(what[sz(2 * r)].find("rank " + std::to_string(r)) != std::string::npos);
     CHECK(what[sz(2 * r + 1)].find("needs a transport with channels") != std::string::npos);
@@ -638,7 +638,7 @@ TEST_CASE("The dense part beside the factors: a channel that is not there, or no
   make_world(2).run([&](InProcTransport& t) {
     InProcTransport one = t.channel(1);
     try {
-      SFBSync<InProcTransport> s(one, m.layers, {.dense_channel = 1});
+      SFBSync<InProcTransport> s(one, m.layers, {.background_channel = 1});
       own[sz(t.rank())] = "no error";
     } catch (const dssync::configuration_error& e) {
       own[sz(t.rank())] = e.what();
@@ -647,7 +647,7 @@ TEST_CASE("The dense part beside the factors: a channel that is not there, or no
   for (const auto& w : own) CHECK(w.find("a channel of its own") != std::string::npos);
 }
 
-TEST_CASE("The dense part beside the factors allocates nothing once warm, on either context") {
+TEST_CASE("Traffic in the background: nothing allocated once warm, on either context") {
   const Model m = small();
   const int n = 4;
   std::barrier<> together(n);
@@ -656,7 +656,7 @@ TEST_CASE("The dense part beside the factors allocates nothing once warm, on eit
     Local full = make_local(m, t.rank(), same_k(m, 4), false, 1);
     Local part = make_local(m, t.rank(), same_k(m, 1), false, 2);
     SFBSync<InProcTransport> sync(t, m.layers,
-                                  {.bucket_bytes = 256, .expected_k = 4, .dense_channel = 1});
+                                  {.bucket_bytes = 256, .expected_k = 4, .background_channel = 1});
     auto step = [&](Local& x) {
       sync.step(std::span<float>(x.gradient), std::span<const FactorView>(x.views));
     };

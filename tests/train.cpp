@@ -350,11 +350,11 @@ TEST_CASE("train: BSP over n workers matches one worker stepping on the union of
 TEST_CASE("train: an epoch of SFB is BSP's, within 1e-5, with every worker identical") {
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
-  auto run = [&](const std::string& sync, const std::string& model, int dense_channel = 0) {
+  auto run = [&](const std::string& sync, const std::string& model, int background_channel = 0) {
     train::Config c;
     c.sync = sync;
     c.model = model;
-    c.sfb_dense_channel = dense_channel;
+    c.sfb_background_channel = background_channel;
     c.epochs = 1;
     c.batch = 8;
     c.seed = 3;
@@ -393,7 +393,7 @@ TEST_CASE("train: an epoch of SFB is BSP's, within 1e-5, with every worker ident
       if (sync == "sfb" && model == "mlp") CHECK(epoch.bytes_per_worker < 0.5 * bsp_epoch.bytes_per_worker);
       if (sync == "sfb" && model == "softmax")
         CHECK(std::memcmp(sfb[0].data(), bsp[0].data(), sfb[0].size() * sizeof(float)) == 0);
-      // The dense part beside the factors (--sfb-dense-channel 1): the same
+      // The traffic in the background (--sfb-background-channel 1): the same
       // bits and the same bytes.
       const auto [beside, beside_epoch] = run(sync, model, 1);
       for (int r = 0; r < n; ++r)

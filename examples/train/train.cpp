@@ -285,10 +285,10 @@ int main(int argc, char** argv) {
                  "--shuffle-racks), racks (RackGroups over --shuffle-racks with --envoys)")
       ->capture_default_str()
       ->check(CLI::IsMember({"random", "butterfly", "none", "topology", "racks"}));
-  app.add_option("--sfb-dense-channel", c.sfb_dense_channel,
-                 "sfb, sfb-factors: all-reduce the layers that go dense on this channel, in a "
-                 "background context beside the factor all-gathers and their reconstruction (0: "
-                 "after them, on the trainer's channel)")
+  app.add_option("--sfb-background-channel", c.sfb_background_channel,
+                 "sfb, sfb-factors: run the factor all-gathers and the dense all-reduce on this "
+                 "channel, in a background context, while the trainer rebuilds each layer as its "
+                 "factors arrive (0: everything in sequence on the trainer's channel)")
       ->capture_default_str()
       ->check(CLI::Range(0, 255));
   app.add_option("--max-lag", c.max_lag,
@@ -476,9 +476,9 @@ int main(int argc, char** argv) {
 #endif
     } else {
 #ifdef DSSYNC_TRAIN_WITH_MPI
-      // SSP, ShadowSync and SFB beside talk on a second channel from a second thread:
+      // SSP, ShadowSync and SFB in the background talk on a second channel from a second thread:
       // MPI_THREAD_MULTIPLE and two channels, only when such a run is asked for.
-      const bool background = background_sync(syncs) || c.sfb_dense_channel > 0;
+      const bool background = background_sync(syncs) || c.sfb_background_channel > 0;
       std::optional<boost::mpi::environment> env;
       if (background)
         env.emplace(argc, argv, boost::mpi::threading::multiple);

@@ -148,7 +148,7 @@ def bed_rows(record, which):
     return rows
 
 
-# The hybrid with its traffic in the background (SFBOptions::dense_channel),
+# The hybrid with its traffic in the background (SFBOptions::background_channel),
 # one sitting a build: each seed's run with the background, then the one in
 # sequence, BSP first in both.
 SITTING = "docs/experiments/sfb-beside-2026-12-05"

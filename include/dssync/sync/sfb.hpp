@@ -24,7 +24,7 @@
 // rank, so the result is bitwise identical everywhere. The kernel is the
 // user's (a BLAS or Eigen GEMM); the default is a plain blocked loop.
 //
-// In the background (SFBOptions::dense_channel, on a transport with
+// In the background (SFBOptions::background_channel, on a transport with
 // channels): once the k's have decided, the factor all-gathers and then the
 // dense all-reduce run one after another on a channel of their own, in a
 // second context of the rank (transport/background.hpp), while the caller runs
@@ -95,7 +95,7 @@ struct SFBOptions {
   // context of the rank started at construction, while the caller rebuilds
   // each layer as soon as its factors are in (so the kernels overlap the
   // traffic). Channel c is then the synchronizer's: nothing else may use it.
-  int dense_channel = 0;
+  int background_channel = 0;
 };
 
 // g (row-major rows x cols) = alpha U Vᵀ, U column-major rows x k, V
@@ -149,14 +149,14 @@ struct SFBStats : SyncStats {
 
 namespace detail {
 // SFBSync's second context and its traffic count, on transports with
-// channels; nothing on the others (a dense_channel is refused there).
+// channels; nothing on the others (a background_channel is refused there).
 template <class Tr>
-struct DenseBeside {
-  DenseBeside(Tr&, int) {}
+struct SFBBackground {
+  SFBBackground(Tr&, int) {}
 };
 template <transport_with_channels Tr>
-struct DenseBeside<Tr> {
-  DenseBeside(Tr& t, int channel) : background(t, channel), counted(background.transport()) {}
+struct SFBBackground<Tr> {
+  SFBBackground(Tr& t, int channel) : background(t, channel), counted(background.transport()) {}
   Background<Tr> background;
   CountingTransport<Tr> counted;
 };
@@ -207,18 +207,18 @@ class SFBSync {
     gaps_.reserve(layers_.size() + 1);
     rebuilt_.reserve(layers_.size());
     stats_.layers.resize(layers_.size());
-    if (options_.dense_channel != 0) {
+    if (options_.background_channel != 0) {
       if constexpr (transport_with_channels<Transport>) {
-        if (options_.dense_channel < 0 || options_.dense_channel >= t.channels())
-          throw configuration_error("SFBSync: dense_channel " +
-                                        std::to_string(options_.dense_channel) +
+        if (options_.background_channel < 0 || options_.background_channel >= t.channels())
+          throw configuration_error("SFBSync: background_channel " +
+                                        std::to_string(options_.background_channel) +
                                         " is not a channel of this transport (it has " +
                                         std::to_string(t.channels()) + ")",
                                     where);
-        beside_ = std::make_unique<detail::DenseBeside<Transport>>(t, options_.dense_channel);
+        background_ = std::make_unique<detail::SFBBackground<Transport>>(t, options_.background_channel);
       } else {
-        throw configuration_error("SFBSync: dense_channel " +
-                                      std::to_string(options_.dense_channel) +
+        throw configuration_error("SFBSync: background_channel " +
+                                      std::to_string(options_.background_channel) +
                                       " needs a transport with channels; this one has none",
                                   where);
       }
@@ -236,7 +236,7 @@ class SFBSync {
       most_v = std::max(most_v, static_cast<std::size_t>(k) * c);
     }
     gathered_[0].reserve<float>(most);
-    if (beside_) gathered_[1].reserve<float>(most);
+    if (background_) gathered_[1].reserve<float>(most);
     v_parts_.reserve<float>(most_v);
   }
 
@@ -391,7 +391,7 @@ class SFBSync {
     }
     if (cursor < gradient.size()) gaps_.push_back(gradient.subspan(cursor));
 
-    if (beside_) {
+    if (background_) {
       pipeline(gradient, factors, everyone);
       return;
     }
@@ -426,8 +426,8 @@ class SFBSync {
   // The same work with the traffic in the background: job j < R (R rebuilt
   // layers) all-gathers rebuilt layer j into buffer j % 2, job R all-reduces
   // the dense part. As soon as job j has ended the caller starts job j + 1,
-  // then rebuilds layer j from its buffer, so every kernel call but none runs
-  // while the network works.
+  // then rebuilds layer j from its buffer: each kernel call runs while the
+  // next job's traffic is on the network.
   void pipeline(std::span<float> gradient, std::span<const FactorView> factors,
                 const Group& everyone) {
     if constexpr (transport_with_channels<Transport>) {
@@ -436,13 +436,13 @@ class SFBSync {
       job_group_ = &everyone;
       auto start = [&](std::size_t j) {
         job_ = j;
-        job_before_ = beside_->counted.count();
-        beside_->background.start([this](Transport& /*channel*/) { run_job(); });
+        job_before_ = background_->counted.count();
+        background_->background.start([this](Transport& /*channel*/) { run_job(); });
       };
       try {
         if (jobs > 0) start(0);
         for (std::size_t j = 0; j < jobs; ++j) {
-          beside_->background.get();
+          background_->background.get();
           count_job(j);
           if (j + 1 < jobs) start(j + 1);
           if (j < rebuilt_.size()) {
@@ -456,7 +456,7 @@ class SFBSync {
         // first. Its operations have deadlines, and a transport failure that
         // stopped the caller fails its channel too; its error is dropped.
         try {
-          beside_->background.get();
+          background_->background.get();
         } catch (...) {  // NOLINT(bugprone-empty-catch): the caller's error is the one to report
         }
         throw;
@@ -464,14 +464,14 @@ class SFBSync {
     }
   }
 
-  // Background job job_ (on the channel of beside_).
+  // Background job job_ (on the channel of background_).
   void run_job() {
     if constexpr (transport_with_channels<Transport>) {
       if (job_ < rebuilt_.size()) {
         const auto [l, total] = rebuilt_[job_];
-        gather(beside_->counted, l, total, job_factors_[l], gathered_[job_ % 2], *job_group_);
+        gather(background_->counted, l, total, job_factors_[l], gathered_[job_ % 2], *job_group_);
       } else {
-        dense(beside_->counted, *job_group_);
+        dense(background_->counted, *job_group_);
       }
     }
   }
@@ -479,7 +479,7 @@ class SFBSync {
   // What job j sent, into the stats (the caller's, read after the job ended).
   void count_job(std::size_t j) {
     if constexpr (transport_with_channels<Transport>) {
-      const TrafficCount& now = beside_->counted.count();
+      const TrafficCount& now = background_->counted.count();
       const auto bytes = now.bytes_sent - job_before_.bytes_sent;
       if (j < rebuilt_.size()) {
         SFBLayerStats& ls = stats_.layers[rebuilt_[j].first];
@@ -566,7 +566,7 @@ class SFBSync {
   std::vector<std::size_t> counts_;
   std::vector<std::span<float>> gaps_;
   std::vector<std::pair<std::size_t, std::uint64_t>> rebuilt_;  // (layer, Σk) this step
-  std::unique_ptr<detail::DenseBeside<Transport>> beside_;      // dense_channel != 0
+  std::unique_ptr<detail::SFBBackground<Transport>> background_;      // background_channel != 0
   // The background job: which, its inputs, and the channel's count before it.
   std::size_t job_ = 0;
   std::span<const FactorView> job_factors_;
@@ -574,7 +574,7 @@ class SFBSync {
   TrafficCount job_before_{};
   BruckAllGather k_gather_;
   RingAllGatherV all_gather_;
-  detail::Scratch gathered_[2], v_parts_, fusion_;  // gathered_[1]: beside only
+  detail::Scratch gathered_[2], v_parts_, fusion_;  // gathered_[1]: in the background only
   bool first_ = true;
   std::uint64_t iteration_ = 0;
   SFBStats stats_;
