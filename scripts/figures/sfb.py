@@ -191,6 +191,11 @@ def _background_claims():
     base, native = rec[("-O3", "256")], rec[("-O3 -march=native", "256")]
     claim(DOC, f"the W1 rebuild {native:.2f} ms instead of {base:.2f} ms on one core",
           [f"{SITTING}/reconstruct.csv"])
+    first = [f"{SITTING}/dense-only/bed-mlp-beside", f"{SITTING}/dense-only/bed-mlp-sequential"]
+    if all(os.path.isdir(path(r)) for r in first):
+        claim(DOC, f"gave no gain: {statistics.median(bed_ratios(runs(first[0]), HYBRID + BESIDE)):.2f}x "
+              f"against {statistics.median(bed_ratios(runs(first[1]), HYBRID)):.2f}x in sequence",
+              first)
     texts = ["With the default flags the hybrid's step takes {bes:.2f}x BSP's with its traffic "
              "in the background and {seq:.2f}x in sequence",
              "Built for this CPU, the hybrid's step takes {bes:.2f}x BSP's with its traffic in "
