@@ -75,7 +75,7 @@ struct Config {
   double sim_jitter = 0;         // sim: a step's compute is C (1 + X J), J ~ Exp(1) from (seed, rank, step)
   double sim_straggler = 1;      // sim: rank 0's compute is this many times the others'
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
-  int sfb_background_channel = 0;     // sfb*: the dense part's channel (0: after the factors, in sequence)
+  int sfb_background_channel = 0;  // sfb*: the channel of the traffic after the k's (0: all in sequence)
   double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
   double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
   std::string partition = "iid";  // iid | skew:p (fraction p of each class in its home DC)
@@ -136,9 +136,8 @@ struct Config {
   // Nothing for the default MLP, so that the existing records' labels stay.
   // The all-reduce of BSP and local SGD when it is not the ring.
   std::string reduce_suffix() const { return reduce == "ring" ? "" : " " + reduce; }
-  // SFB with its traffic in the background (" beside", the label since the
-  // first records); nothing in sequence (the
-  // labels of the records from before the choice existed).
+  // SFB with its traffic in the background: " beside" (the records' label);
+  // in sequence nothing, so the labels of the older records stay.
   std::string sfb_suffix() const { return sfb_background_channel > 0 ? " beside" : ""; }
 
   std::string model_suffix() const {

@@ -398,8 +398,7 @@ class SFBSync {
     for (const auto& [l, total] : rebuilt_) {
       const auto before = transport_.count().bytes_sent;
       gather(transport_, l, total, factors[l], gathered_[0], everyone);
-      stats_.layers[l].factor_bytes += transport_.count().bytes_sent - before;
-      ++stats_.layers[l].factor_steps;
+      count_factors(l, transport_.count().bytes_sent - before);
       const SFBLayer& layer = layers_[l];
       rebuild(l, total, gathered_[0], gradient.subspan(layer.offset, elements(layer)));
     }
@@ -481,16 +480,19 @@ class SFBSync {
     if constexpr (transport_with_channels<Transport>) {
       const TrafficCount& now = background_->counted.count();
       const auto bytes = now.bytes_sent - job_before_.bytes_sent;
-      if (j < rebuilt_.size()) {
-        SFBLayerStats& ls = stats_.layers[rebuilt_[j].first];
-        ls.factor_bytes += bytes;
-        ++ls.factor_steps;
-      } else {
+      if (j < rebuilt_.size())
+        count_factors(rebuilt_[j].first, bytes);
+      else
         stats_.dense_bytes += bytes;
-      }
       stats_.bytes_sent += bytes;
       stats_.messages_sent += now.messages_sent - job_before_.messages_sent;
     }
+  }
+
+  // One step of layer l moved as factors, `bytes` of them sent by this rank.
+  void count_factors(std::size_t l, std::uint64_t bytes) noexcept {
+    stats_.layers[l].factor_bytes += bytes;
+    ++stats_.layers[l].factor_steps;
   }
 
   // Layer l's factors from every rank, [U_p | V_p] in rank order, into
