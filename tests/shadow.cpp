@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <barrier>
 #include <chrono>
 #include <cmath>
@@ -73,6 +74,63 @@ TEST_CASE("ShadowSync: lag bound 0 with model averaging is AllReduceSync on para
   });
   CHECK(shadow == bsp);
   for (const auto& p : shadow) CHECK(p == shadow[0]);
+}
+
+namespace {
+// AllReduceSync on parameters after steps 0, P, 2P, ...: local SGD's schedule.
+template <class T>
+struct EveryP {
+  EveryP(T& t, int p) : sync(t), period(p) {}
+  dssync::AllReduceSync<T> sync;
+  int period;
+  int step_ = 0;
+  void step(std::span<float> p) {
+    if (step_++ % period == 0) sync.step(p);
+  }
+};
+}  // namespace
+
+TEST_CASE("ShadowSync: a period P with lag bound 0 averages after steps 0, P, 2P, ... and nowhere else") {
+  for (const int period : {2, 3, 5}) {
+    CAPTURE(period);
+    const auto shadow = train(4, 13, [&](InProcTransport& t) {
+      return std::make_unique<dssync::ShadowSync<InProcTransport>>(
+          t, kLen, dssync::ShadowSyncOptions{.max_lag = 0, .period = std::uint64_t(period)});
+    });
+    const auto local = train(4, 13, [&](InProcTransport& t) {
+      return std::make_unique<EveryP<InProcTransport>>(t, period);
+    });
+    CHECK(shadow == local);
+    // 13 steps: the last average was after step 12 only when P divides 12.
+    CHECK((shadow[0] == shadow[1]) == (12 % period == 0));
+  }
+}
+
+TEST_CASE("ShadowSync: with a period P and no lag bound, a rank starts at most ceil(steps / P) rounds") {
+  constexpr int n = 3, steps = 20, period = 6;
+  std::vector<std::uint64_t> rounds(n), after(n);
+  std::vector<std::vector<float>> out(n);
+  InProcWorld(n).run([&](InProcTransport& t) {
+    dssync::ShadowSync<InProcTransport> shadow(t, kLen, {.period = period});
+    std::vector<float> x = start_params(kLen);
+    for (int s = 0; s < steps; ++s) {
+      local_step(x, t.rank());
+      shadow.step(std::span<float>(x));
+    }
+    const auto r = static_cast<std::size_t>(t.rank());
+    rounds[r] = shadow.stats().rounds;
+    shadow.finish(std::span<float>(x));
+    after[r] = shadow.stats().rounds;
+    out[r] = x;
+  });
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(rounds[std::size_t(r)] >= 1);
+    CHECK(rounds[std::size_t(r)] <= (steps + period - 1) / period);
+    // finish() runs the rounds a rank lacks: every rank ends with the most any started.
+    CHECK(after[std::size_t(r)] == *std::max_element(rounds.begin(), rounds.end()));
+    CHECK(out[std::size_t(r)] == out[0]);
+  }
 }
 
 TEST_CASE("ShadowSync: stats() counts the rounds' bytes and the final average's") {

@@ -294,6 +294,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-lag", c.max_lag,
                  "shadow-*: steps a background round may stay in flight before step() waits for it "
                  "(default: no bound)");
+  app.add_option("--shadow-period", c.shadow_period,
+                 "shadow-*: steps from one background round's start to the next's, at least (0: start "
+                 "one as soon as the last has been merged)")
+      ->capture_default_str();
   app.add_option("--block-momentum", c.block_momentum,
                  "shadow-bmuf: block momentum eta in [0, 1) (default: 1 - 1/n, the BMUF paper's rule)");
   app.add_option("--easgd-alpha", c.easgd_alpha,

@@ -75,6 +75,7 @@ struct Config {
   double sim_jitter = 0;         // sim: a step's compute is C (1 + X J), J ~ Exp(1) from (seed, rank, step)
   double sim_straggler = 1;      // sim: rank 0's compute is this many times the others'
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
+  std::uint64_t shadow_period = 0;  // shadow: steps between round starts, at least
   int sfb_background_channel = 0;  // sfb*: the channel of the traffic after the k's (0: all in sequence)
   double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
   double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
@@ -129,6 +130,7 @@ struct Config {
       std::string l = sync;
       if (sync == "shadow-ds") l += " g=" + std::to_string(group_size);
       if (max_lag != std::numeric_limits<std::uint64_t>::max()) l += " lag<=" + std::to_string(max_lag);
+      if (shadow_period > 1) l += " every>=" + std::to_string(shadow_period);
       return l;
     }
     return sync;
@@ -476,7 +478,7 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
       if (c.sync == "ssp")
         return std::make_unique<detail::SspOf<T>>(
             t, parameters, SSPSyncOptions{.staleness = c.staleness, .checked = c.checked});
-      const ShadowSyncOptions so{.max_lag = c.max_lag};
+      const ShadowSyncOptions so{.max_lag = c.max_lag, .period = c.shadow_period};
       if (c.sync == "shadow-ma")
         return std::make_unique<detail::ShadowOf<T, ShadowAverage>>(
             t, parameters, so, AllReduceSyncOptions{.checked = c.checked});

@@ -19,6 +19,13 @@
 // (with ShadowAverage: AllReduceSync on parameters, bit for bit); by default
 // there is no bound and the trainer only waits in finish().
 //
+// period spaces the rounds: a round starts at most every `period` steps (the
+// first at the first step). By default one starts as soon as the last has
+// been merged, so the network is never idle; where the traffic costs the
+// trainer CPU (more ranks than cores, a kernel network path), a period trades
+// fresher averages for a faster trainer. With max_lag 0 and model averaging a
+// period P averages after steps 0, P, 2P, ...: local SGD's schedule.
+//
 // Rounds are collective: every rank runs round r as its r-th round, whenever
 // its own background is free, so ranks start them at different steps. So that
 // finish() ends in step, the ranks first agree on the number of rounds (the
@@ -51,6 +58,9 @@ struct ShadowSyncOptions {
   // Steps a round may stay in flight after the step that started it, before
   // step() waits for it; the default never waits.
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();
+  // Steps from one round's start to the next's, at least (0 and 1: start as
+  // soon as the background is free).
+  std::uint64_t period = 0;
   int channel = 1;  // the background's channel
 };
 
@@ -99,8 +109,8 @@ class ShadowSync {
     detail::StepScope scope(stats_, no_traffic_);
     check_length(params.size(), "step()");
     if (running_ && (since_ >= options_.max_lag || background_.ready())) merge(params);
-    if (!running_) start(params);
-    if (since_ >= options_.max_lag) merge(params);
+    if (!running_ && (stats_.rounds == 0 || since_ >= options_.period)) start(params);
+    if (running_ && since_ >= options_.max_lag) merge(params);
     ++since_;
   }
 
@@ -174,7 +184,7 @@ class ShadowSync {
   detail::WorldPartition world_;
   std::vector<T> snapshot_, work_;
   bool running_ = false;
-  std::uint64_t since_ = 0;
+  std::uint64_t since_ = 0;  // steps since the last round started
   ShadowStats stats_;
   TrafficCount no_traffic_;
 };
