@@ -5,7 +5,8 @@ ratio to --sync none (computing alone), ShadowSync's rounds per epoch (a
 worker's rounds started, mean over workers) and mean merge lag (steps between
 a round's snapshot and its merge, over all merges), the virtual seconds until
 the averaged model first reached 0.80 and 0.85 (at a record: two an epoch), and the
-final accuracy. A run's time includes ShadowSync's finish() (in its last
+final accuracy; over several seeds, the median and (lowest-highest), the
+ratio to none taken seed by seed. A run's time includes ShadowSync's finish() (in its last
 record), so the steps per second are a whole run's; for ShadowSync the table
 also gives the seconds a worker spent inside step() before the last record
 (mean over workers) and inside step() and finish() in the last record.
@@ -15,6 +16,7 @@ also gives the seconds a worker spent inside step() before the last record
 import csv
 import glob
 import os
+import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,39 +61,46 @@ def main():
         print()
 
 
+def cell(xs, fmt):
+    """Median and, over more than one run, (lowest-highest)."""
+    if not xs:
+        return "never"
+    text = fmt.format(statistics.median(xs))
+    return text + (f" ({fmt.format(min(xs))}-{fmt.format(max(xs))})" if len(xs) > 1 else "")
+
+
 def table(lr):
     done = {}
     for row, _ in ROWS:
-        runs = []
+        runs = {}
         for path in sorted(glob.glob(os.path.join(OUT, "runs", f"{row}_lr{lr}_seed*.csv"))):
             with open(path) as f:
-                runs.append(figures(list(csv.DictReader(f))))
+                runs[path.rsplit("_seed", 1)[1]] = figures(list(csv.DictReader(f)))
         if runs:
             done[row] = runs
-    base = mean([f["rate"] for f in done["none"]]) if "none" in done else None
+    none = done.get("none", {})
     to_columns = " | ".join(f"s to {t:.2f}" for t in TARGETS)
     print(f"| synchronizer | steps/s (virtual) | of none | rounds/epoch | merge lag (steps) "
           f"| in step() before the last record, s | last record in step() and finish(), s | {to_columns} "
-          "| final accuracy |")
-    print("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TARGETS) + "---:|")
+          "| final accuracy | seeds |")
+    print("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TARGETS) + "---:|---:|")
     for row, label in ROWS:
         if row not in done:
             continue
-        runs = done[row]
-        rate = mean([f["rate"] for f in runs])
+        runs = list(done[row].values())
+        of = cell([f["rate"] / none[seed]["rate"] for seed, f in done[row].items() if seed in none], "{:.3f}")
         tos = []
         for k in range(len(TARGETS)):
             hits = [f["to"][k] for f in runs if f["to"][k] is not None]
-            tos.append((f"{mean(hits):.2f}" + ("" if len(hits) == len(runs) else f" ({len(hits)}/{len(runs)} runs)"))
-                       if hits else "never")
-        to = " | ".join(tos)
+            tos.append(cell(hits, "{:.2f}") + ("" if not hits or len(hits) == len(runs)
+                                               else f", {len(hits)} of {len(runs)}"))
         shadow = row.startswith("shadow")
-        rounds = f"{mean([f['rounds'] for f in runs]):.2f}" if shadow else ""
-        lag = f"{mean([f['lag'] for f in runs]):.2f}" if shadow else ""
-        of = f"{rate / base:.3f}" if base else ""
-        before = f"{mean([f['before'] for f in runs]):.4f}" if shadow else ""
-        finish = f"{mean([f['finish'] for f in runs]):.4f}" if shadow else ""
-        print(f"| {label} | {rate:.1f} | {of} | {rounds} | {lag} | {before} | {finish} | {to} | {mean([f['acc'] for f in runs]):.4f} |")
+        rounds = cell([f["rounds"] for f in runs], "{:.2f}") if shadow else ""
+        lag = cell([f["lag"] for f in runs], "{:.2f}") if shadow else ""
+        before = cell([f["before"] for f in runs], "{:.4f}") if shadow else ""
+        finish = cell([f["finish"] for f in runs], "{:.4f}") if shadow else ""
+        print(f"| {label} | {cell([f['rate'] for f in runs], '{:.1f}')} | {of} | {rounds} | {lag} | {before} "
+              f"| {finish} | {' | '.join(tos)} | {cell([f['acc'] for f in runs], '{:.4f}')} | {len(runs)} |")
 
 
 if __name__ == "__main__":
