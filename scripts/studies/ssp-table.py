@@ -22,7 +22,8 @@ WORKERS, BATCH, IMAGES, C = 64, 32, 60000, 0.0011
 STEPS_PER_EPOCH = IMAGES // WORKERS // BATCH  # the training example's steps_per_epoch
 TARGET = 0.85
 SETTINGS = [("jitter", "compute C (1 + J), J ~ Exp(1)"), ("straggler", "rank 0 computes 2C, the others C"),
-            ("jitter-sgd", "the jitter, plain SGD at lr 0.5"), ("calibration", "every step C")]
+            ("jitter-sgd", "the jitter, plain SGD at lr 0.5"),
+            ("jitter-lr0.05", "the jitter, momentum 0.9 at lr 0.05"), ("calibration", "every step C")]
 ROWS = [("bsp", "BSP (allreduce)"), ("ssp1", "SSP s=1"), ("ssp2", "SSP s=2"), ("ssp4", "SSP s=4"),
         ("ds2", "DS-Sync g=2")]
 
