@@ -8,6 +8,7 @@ from figures.beside import printed_tables
 from figures.lib import table
 
 GEO = "docs/experiments/geo-2026-12-05/runs"
+GEO_LR005 = "docs/experiments/geo-2026-12-05/lr0.05/runs"
 SKEW = "docs/experiments/skew-2026-12-05/runs"
 
 
@@ -18,6 +19,8 @@ def geo(index):
 table("geo", [GEO])(geo(0))
 table("geo-norms", [GEO])(geo(1))
 table("geo-bars", [GEO])(geo(2))
+table("geo-lr0.05", [GEO_LR005])(geo(0))
+table("geo-bars-lr0.05", [GEO_LR005])(geo(2))
 
 
 @table("skew", [SKEW])
