@@ -8,15 +8,15 @@ each spacing of the rounds); 12 epochs of paced rounds against BSP's 3; and
 ShadowSync's pace with 8 records an epoch against one (a round goes on while
 a record stops training, in time no row is charged for).
 
-Per row and seed: the pace against no synchronization, the seconds of
---sync none over the row's seconds for the same steps, once over the records
-before the last (training alone: ShadowSync's finish() is in the last) and
-once over the whole run; ShadowSync's rounds per epoch, mean merge lag, and what a round costs the
-trainer (its training seconds beyond none's before the last record, over the
-rounds started by then, in ms);
-the training seconds until the averaged model first reached 0.85 (at a
-record); the final test accuracy. A cell is the median over the seeds and,
-in parentheses, the lowest and highest.
+Per row and seed: the pace against no synchronization (the seconds of
+--sync none over the row's seconds for the same steps), once over the
+records before the last (training alone: ShadowSync's finish() is in the
+last) and once over the whole run; ShadowSync's rounds per epoch, mean merge
+lag, and what a round costs the trainer (its training seconds beyond none's
+before the last record, over the rounds started by then, in ms); the
+training seconds until the averaged model first reached 0.85 (at a record);
+the final test accuracy. A cell is the median over the seeds and, in
+parentheses, the lowest and highest.
 
     scripts/studies/shadow-bed-table.py [OUT_DIR]
 """
