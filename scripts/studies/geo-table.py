@@ -28,7 +28,9 @@ ROWS = [("bsp-hd", "BSP, halving-doubling"), ("bsp-hier", "BSP, hierarchical"),
         ("dssync", "DS-Sync, RackGroups"), ("localsgd", "local SGD H=8, hierarchical"),
         ("gaia1", "Gaia 1 %"), ("gaia20", "Gaia 20 %"), ("gaia1-s1", "Gaia 1 %, slack 1"),
         ("gaia20-s1", "Gaia 20 %, slack 1"), ("gaia1-p32", "Gaia 1 %, period 32, slack 32"),
-        ("skewscout", "SkewScout (Gaia 1 %, target 5 %)"), ("skewscout20", "SkewScout (Gaia 20 %, target 5 %)")]
+        ("skewscout", "SkewScout (Gaia 1 %, target 5 %)"), ("skewscout20", "SkewScout (Gaia 20 %, target 5 %)"),
+        ("skewscout-p8", "SkewScout (Gaia 1 %, target 5 %, every 8 steps)"),
+        ("skewscout20-p8", "SkewScout (Gaia 20 %, target 5 %, every 8 steps)")]
 PARTITIONS = [("iid", "iid"), ("skew1", "skew:1")]
 NORMS = [("none", "none"), ("group32", "group:32"), ("batch", "batch")]
 
@@ -140,7 +142,8 @@ def main():
         print(f"| iid: 80 % of LAN speed or more | {label} | {speed:.1f} % | {'yes' if speed >= 80 else 'no'} |")
         print(f"| iid: under 10 % of BSP's WAN bytes | {label} | {share:.1f} % "
               f"({100 * s['wan_mb'] / hd['wan_mb']:.1f} % of halving-doubling's) | {'yes' if share < 10 else 'no'} |")
-    for scout, gaia in (("skewscout", "gaia1"), ("skewscout20", "gaia20")):
+    for scout, gaia in (("skewscout", "gaia1"), ("skewscout20", "gaia20"), ("skewscout-p8", "gaia1"),
+                        ("skewscout20-p8", "gaia20")):
         sc, gs, bs = (wan[(r, "skew1", "none")] for r in (scout, gaia, "bsp-hier"))
         if not (sc and gs and bs):
             continue
