@@ -57,7 +57,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <limits>
 #include <memory>
@@ -199,10 +198,10 @@ class SimWorld {
     double finish = 0;                   // virtual time its function returned
     double uplink_bytes = 0;             // virtual bytes it sent that left its rack
     double factor = 1;                   // compute time factor
-    std::deque<Message*> outbox;         // not yet started, in issue order
+    detail::SimQueue<&Message::next_out> outbox;        // not yet started, in issue order
     bool sending = false;                // its send port moves a message
     bool receiving = false;              // its receive port takes a message
-    std::deque<Message*> inbox_waiting;  // heads of senders' outboxes, waiting for this port
+    detail::SimQueue<&Message::next_in> inbox_waiting;  // heads of senders' outboxes, waiting for this port
     std::vector<Message*> unexpected;    // arrived before their receive
     std::vector<Recv*> posted;
     std::vector<Message*> in_flight;  // copies on their way here (alpha)
@@ -323,7 +322,7 @@ class SimWorld {
     }
     Port& s = port(m.src);
     s.outbox.push_back(&m);
-    if (!s.sending && s.outbox.size() == 1) offer(m);
+    if (!s.sending && s.outbox.front() == &m) offer(m);
   }
   // m is at the head of its sender's outbox and the sender's port is free.
   void offer(Message& m) {

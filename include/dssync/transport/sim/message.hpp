@@ -36,6 +36,36 @@ struct SimMessage {
   bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
   bool* sent_flag = nullptr;        // the sender's completion flag
   SimRecv* target = nullptr;        // the receive it was copied into (direct)
+  // Its places in the simulator's queues (SimQueue): its sender's outbox, and
+  // while at that outbox's head, the receiver's queue of waiting senders.
+  SimMessage* next_out = nullptr;
+  SimMessage* next_in = nullptr;
+};
+
+// A first-in first-out queue of messages linked through their own member
+// Next: the simulator's ports hold two, and a port with nothing queued owns
+// no memory (a std::deque allocates a block per port, and 65,536 ports'
+// blocks are scattered over memory that every message would touch).
+template <SimMessage* SimMessage::*Next>
+class SimQueue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  SimMessage* front() const noexcept { return head_; }
+  void push_back(SimMessage* m) noexcept {
+    m->*Next = nullptr;
+    (head_ ? tail_->*Next : head_) = m;
+    tail_ = m;
+  }
+  void pop_front() noexcept {
+    SimMessage* m = head_;
+    head_ = m->*Next;
+    m->*Next = nullptr;
+    if (!head_) tail_ = nullptr;
+  }
+
+ private:
+  SimMessage* head_ = nullptr;
+  SimMessage* tail_ = nullptr;
 };
 
 struct SimRecv {
