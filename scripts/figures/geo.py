@@ -26,3 +26,56 @@ table("geo-bars-lr0.05", [GEO_LR005])(geo(2))
 @table("skew", [SKEW])
 def skew(records):
     return printed_tables("scripts/studies/skew-table.py", os.path.dirname(records[0]))[0]
+
+
+def _skew_runs(row, partition, norm):
+    """Every seed's rows of one cell of the skewed-data study."""
+    import glob
+    from figures.lib import path, read_csv
+    files = sorted(glob.glob(path(f"{SKEW}/{row}_{partition}_{norm}_seed*.csv")))
+    return [read_csv(os.path.relpath(f, path(""))) for f in files]
+
+
+def _skew_claims():
+    from statistics import fmean
+    from figures.lib import claim, path
+    if not os.path.isdir(path(SKEW)):
+        return
+    doc = "EXPERIMENTS.md"
+    rows = ["bsp", "dssync", "localsgd", "gaia1", "skewscout"]
+
+    def final(row, partition, norm):
+        return fmean(float(r[-1]["test_acc_avg"]) for r in _skew_runs(row, partition, norm))
+
+    def cost(row, norm):
+        return 100 * (final(row, "iid", norm) - final(row, "skew1", norm))
+
+    for norm, text in (("batch", "points lost"), ("group32", "points"), ("none", "")):
+        costs = [cost(r, norm) for r in rows]
+        claim(doc, f"{min(costs):.1f} to {max(costs):.1f}" + (f" {text}" if text else ""), [SKEW])
+    claim(doc, f"Gaia at 1 % costs {cost('gaia1', 'none'):.1f} points", [SKEW])
+    claim(doc, f"BSP's {cost('bsp', 'none'):.1f} points under skew", [SKEW])
+    claim(doc, "skew:1 costs BSP {:.1f} points, DS-Sync g=2 with random pairs {:.1f} and local SGD H=8 {:.1f}"
+          .format(cost("bsp", "none"), cost("dssync", "none"), cost("localsgd", "none")), [SKEW])
+
+    # DS-Sync's consensus distance after epoch 1 (the second record), the mean over seeds.
+    def consensus1(partition):
+        return fmean(float(r[1]["consensus"]) for r in _skew_runs("dssync", partition, "none"))
+    iid, skew = consensus1("iid"), consensus1("skew1")
+    claim(doc, f"consensus distance after epoch 1 is {skew:.2f} under skew:1 against {iid:.3f} on iid data",
+          [SKEW])
+    claim(doc, f"{skew / iid:.0f} times more", [SKEW])
+
+    def last(row, partition, column):
+        return fmean(float(r[-1][column]) for r in _skew_runs(row, partition, "none"))
+    claim(doc, f"{100 * last('gaia1', 'skew1', 'significant'):.0f} % of the entries were significant under "
+               f"skew:1 against {100 * last('gaia1', 'iid', 'significant'):.0f} % on iid data", [SKEW])
+    claim(doc, f"loosening the threshold to {last('skewscout', 'iid', 'knob'):.2g} on iid data "
+               f"({100 * last('skewscout', 'iid', 'significant'):.0f} % significant at the end) and tightening it "
+               f"to {last('skewscout', 'skew1', 'knob'):.2g} under skew "
+               f"({100 * last('skewscout', 'skew1', 'significant'):.0f} %)", [SKEW])
+    gap = max(abs(final("skewscout", p, "none") - final("gaia1", p, "none")) for p in ("iid", "skew1"))
+    claim(doc, f"ends within {100 * gap:.2f} points of Gaia in both", [SKEW])
+
+
+_skew_claims()

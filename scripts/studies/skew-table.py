@@ -2,13 +2,15 @@
 """The table of EXPERIMENTS.md's skewed-data section, from the runs' CSVs
 (scripts/studies/skew): per synchronizer the final test accuracy of the
 averaged model on iid and skew:1 data with each normalization (the mean over
-the seeds on disk), and the points skew:1 costs.
+the seeds on disk, ± their sample standard deviation when there are several),
+and the points skew:1 costs (of the means).
 
     scripts/studies/skew-table.py [OUT_DIR]
 """
 import csv
 import glob
 import os
+import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,7 +26,9 @@ def final_accuracy(row, partition, norm):
     for p in sorted(glob.glob(os.path.join(OUT, "runs", f"{row}_{partition}_{norm}_seed*.csv"))):
         with open(p) as f:
             accs.append(float(list(csv.DictReader(f))[-1]["test_acc_avg"]))
-    return (sum(accs) / len(accs), len(accs)) if accs else (None, 0)
+    if not accs:
+        return None, 0, None
+    return statistics.fmean(accs), len(accs), statistics.stdev(accs) if len(accs) > 1 else None
 
 
 def main():
@@ -33,12 +37,13 @@ def main():
     print("|---|" + "---:|" * (len(PARTITIONS) * len(NORMS) + 2))
     for row, label in ROWS:
         acc = {(p, n): final_accuracy(row, p, n) for p, _ in PARTITIONS for n, _ in NORMS}
-        cells = [f"{acc[(p, n)][0]:.4f}" if acc[(p, n)][0] is not None else "" for p, _ in PARTITIONS
-                 for n, _ in NORMS]
+        cells = ["" if acc[(p, n)][0] is None else f"{acc[(p, n)][0]:.4f}" +
+                 ("" if acc[(p, n)][2] is None else f" ± {acc[(p, n)][2]:.4f}")
+                 for p, _ in PARTITIONS for n, _ in NORMS]
         costs = [f"{100 * (acc[('iid', n)][0] - acc[('skew1', n)][0]):.1f}"
                  if acc[("iid", n)][0] is not None and acc[("skew1", n)][0] is not None else ""
                  for n, _ in NORMS]
-        seeds = min(c for _, c in acc.values())
+        seeds = min(c for _, c, _ in acc.values())
         print(f"| {label} | " + " | ".join(cells) + " | " + " / ".join(costs) + f" | {seeds} |")
 
 
