@@ -148,11 +148,15 @@ def main():
         if not (sc and gs and bs):
             continue
         lost = bs["acc"] - gs["acc"]
-        rec = 100 * (sc["acc"] - gs["acc"]) / lost if lost > 0 else float("nan")
         share = 100 * sc["wan_mb"] / bs["wan_mb"]
         label = dict(ROWS)[scout]
-        print(f"| skew:1: recovers two thirds of {dict(ROWS)[gaia]}'s loss to BSP ({100 * lost:.2f} points) "
-              f"| {label} | {rec:.0f} % | {'yes' if rec >= 200 / 3 else 'no'} |")
+        if lost > 0:
+            rec = 100 * (sc["acc"] - gs["acc"]) / lost
+            print(f"| skew:1: recovers two thirds of {dict(ROWS)[gaia]}'s loss to BSP ({100 * lost:.2f} points) "
+                  f"| {label} | {rec:.0f} % | {'yes' if rec >= 200 / 3 else 'no'} |")
+        else:
+            print(f"| skew:1: recovers two thirds of {dict(ROWS)[gaia]}'s loss to BSP (none: "
+                  f"{-100 * lost:.2f} points above) | {label} | nothing to recover | - |")
         print(f"| skew:1: under half of BSP's WAN bytes | {label} | {share:.1f} % | {'yes' if share < 50 else 'no'} |")
 
 
