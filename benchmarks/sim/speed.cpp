@@ -53,8 +53,8 @@ BENCHMARK(BM_SimRingAllReduce)
 void BM_RingDataFloor(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto real = static_cast<std::size_t>(state.range(1));
-  std::vector<std::vector<float>> data(n, std::vector<float>(real / sizeof(float), 1.0f));
   const std::size_t len = real / sizeof(float);
+  std::vector<std::vector<float>> data(n, std::vector<float>(len, 1.0f));
   auto block = [&](std::size_t c) { return dssync::detail::block(len, n, c % n); };
   for (auto _ : state) {
     for (std::size_t s = 0; s + 1 < n; ++s)  // reduce-scatter: combine block p-s-1 from the left

@@ -167,8 +167,6 @@ def _claims():
         claim(DOC, f"GD's falls from {float(gd[-10]['worst_error']):.2e} to "
                    f"{float(gd[-1]['worst_error']):.2e}", [STRONG])
 
-_claims()
-
 
 def _logistic_claims():
     if not os.path.isdir(path(LOGISTIC)):
@@ -197,4 +195,5 @@ def _logistic_claims():
                f"{ms('gadmm', 64):.3f} and GD's {ms('gd', 64):.3f}", [LOGISTIC])
 
 
+_claims()
 _logistic_claims()

@@ -2,10 +2,12 @@
 (scripts/studies/geo) and EXPERIMENTS.md's skewed-data table
 (scripts/studies/skew). Each is the table its study's own script prints from
 the records, read back here, so that the numbers are computed in one place."""
+import glob
 import os
+from statistics import fmean
 
 from figures.beside import printed_tables
-from figures.lib import table
+from figures.lib import claim, path, read_csv, table
 
 GEO = "docs/experiments/geo-2026-12-05/runs"
 GEO_LR005 = "docs/experiments/geo-2026-12-05/lr0.05/runs"
@@ -30,15 +32,11 @@ def skew(records):
 
 def _skew_runs(row, partition, norm):
     """Every seed's rows of one cell of the skewed-data study."""
-    import glob
-    from figures.lib import path, read_csv
     files = sorted(glob.glob(path(f"{SKEW}/{row}_{partition}_{norm}_seed*.csv")))
     return [read_csv(os.path.relpath(f, path(""))) for f in files]
 
 
 def _skew_claims():
-    from statistics import fmean
-    from figures.lib import claim, path
     if not os.path.isdir(path(SKEW)):
         return
     doc = "EXPERIMENTS.md"

@@ -257,7 +257,8 @@ class GaiaSync {
             reduce_.all_reduce(transport_, dc, bucket, Average{}, make_tag(clock_, index % 125));
           });
     });
-    apply_at_home(params, (clock_ + 1) % static_cast<std::uint64_t>(options_.period) == 0);
+    const bool exchange_clock = (clock_ + 1) % static_cast<std::uint64_t>(options_.period) == 0;
+    apply_at_home(params, exchange_clock);
     stats_.lan_bytes += transport_.count().bytes_sent - start.bytes_sent;
     // Clock c's significant updates leave now; those of clock c - s arrive.
     Slot& slot = slots_[clock_ % slots_.size()];
@@ -265,8 +266,7 @@ class GaiaSync {
     // on every rank, so no owner expects a message and none is sent. One
     // data center has no one to send to. Between exchanges (period) the
     // accumulators keep what the owners will send.
-    slot.across = dcs_.size() > 1 && !std::isinf(threshold) &&
-                  (clock_ + 1) % static_cast<std::uint64_t>(options_.period) == 0;
+    slot.across = dcs_.size() > 1 && !std::isinf(threshold) && exchange_clock;
     if (slot.across && position_ < m_min_) pack(slot, params, threshold);
     if (options_.slack == 0) {
       run_exchange(transport_, clock_);
@@ -376,17 +376,16 @@ class GaiaSync {
   }
 
   // Step 2: the update of this data center applied at home with its weight,
-  // and, on the owner of a shard, added to that shard's accumulator.
-  // Step 2. With the mean combine and a period P > 1, the clocks between
-  // exchanges keep the data center's whole update at home (y = x_bar: the
-  // data center trains as BSP inside it would) and remember the part beyond
-  // its weight, (1 - w) u, in excess_; the exchange clock takes it back, so
-  // that the models there are what applying w u every clock gives. Applying
-  // only w u on every clock instead would leave a data center's model almost
-  // still between exchanges while its workers' momentum grows, and the P
-  // clocks' updates would land at the exchange as one step of P times the
-  // learning rate. With P = 1 every clock is an exchange clock and excess_
-  // is empty.
+  // and, on the owner of a shard, added to that shard's accumulator. With the
+  // mean combine and a period P > 1, the clocks between exchanges keep the
+  // whole update at home (y = x_bar: the data center trains as BSP inside it
+  // would) and remember the part beyond its weight, (1 - w) u, in excess_;
+  // the exchange clock takes it back, so that the models there are what
+  // applying w u every clock gives. Applying only w u on every clock instead
+  // would leave a data center's model almost still between exchanges while
+  // its workers' momentum grows, and the P clocks' updates would land at the
+  // exchange as one step of P times the learning rate. With P = 1 excess_ is
+  // empty.
   void apply_at_home(std::span<T> params, bool exchange_clock) {
     const std::size_t lo = shard_.offset, hi = shard_.offset + shard_.length;
     if (weight_ == 1.0) {
@@ -394,23 +393,19 @@ class GaiaSync {
       return;  // y = x_bar
     }
     const T w = static_cast<T>(weight_);
-    if (!excess_.empty() && !exchange_clock) {
-      for (std::size_t i = 0; i < params.size(); ++i) {
-        const T u = params[i] - ref_[i];
-        const T wu = w * u;
-        excess_[i] += u - wu;
-        if (i >= lo && i < hi) acc_[i - lo] += wu;
-      }
-      return;  // y = x_bar
-    }
+    const bool hold = !excess_.empty() && !exchange_clock;
     for (std::size_t i = 0; i < params.size(); ++i) {
-      const T wu = w * (params[i] - ref_[i]);
-      params[i] = ref_[i] + wu;
+      const T u = params[i] - ref_[i];
+      const T wu = w * u;
       if (i >= lo && i < hi) acc_[i - lo] += wu;
-    }
-    if (!excess_.empty() && exchange_clock) {
-      for (std::size_t i = 0; i < params.size(); ++i) params[i] -= excess_[i];
-      std::fill(excess_.begin(), excess_.end(), T{});
+      if (hold) {
+        excess_[i] += u - wu;  // y = x_bar
+      } else if (excess_.empty()) {
+        params[i] = ref_[i] + wu;
+      } else {
+        params[i] = ref_[i] + wu - excess_[i];
+        excess_[i] = T{};
+      }
     }
   }
 
@@ -594,7 +589,7 @@ class GaiaSync {
   std::vector<int> owners_;             // shard position_'s owners, by data center
   std::vector<T> ref_;                  // this data center's model after the last step
   std::vector<T> acc_;                  // owner: the shard's updates not yet sent
-  std::vector<T> excess_;               // mean combine, period > 1: (1 - w) u since the last exchange
+  std::vector<T> excess_;               // (1 - w) u since the last exchange (mean, P > 1)
   std::vector<std::size_t> dc_counts_;  // the shards' lengths by position in the data center
   std::vector<Slot> slots_;             // clock c's in slot c % (slack + 1)
   detail::Scratch fusion_;

@@ -195,14 +195,14 @@ class SimWorld {
   // A rank's ports and what waits at them (full duplex: it sends one message
   // at a time in the order it issued them, and receives one at a time).
   struct Port {
-    double finish = 0;                   // virtual time its function returned
-    double uplink_bytes = 0;             // virtual bytes it sent that left its rack
-    double factor = 1;                   // compute time factor
+    double finish = 0;                                  // virtual time its function returned
+    double uplink_bytes = 0;                            // virtual bytes it sent that left its rack
+    double factor = 1;                                  // compute time factor
     detail::SimQueue<&Message::next_out> outbox;        // not yet started, in issue order
-    bool sending = false;                // its send port moves a message
-    bool receiving = false;              // its receive port takes a message
-    detail::SimQueue<&Message::next_in> inbox_waiting;  // heads of senders' outboxes, waiting for this port
-    std::vector<Message*> unexpected;    // arrived before their receive
+    bool sending = false;                               // its send port moves a message
+    bool receiving = false;                             // its receive port takes a message
+    detail::SimQueue<&Message::next_in> inbox_waiting;  // senders' outbox heads waiting here
+    std::vector<Message*> unexpected;                   // arrived before their receive
     std::vector<Recv*> posted;
     std::vector<Message*> in_flight;  // copies on their way here (alpha)
   };
