@@ -43,6 +43,7 @@
 
 #include "data.hpp"
 #include "mlp.hpp"
+#include "reconstruct.hpp"
 #include "softmax.hpp"
 
 namespace train {
@@ -225,20 +226,6 @@ class ParamSync {
   virtual bool counts_bytes() const { return true; }
 };
 
-// SFBSync's reconstruction kernel: Eigen's GEMM. g is row-major rows x cols,
-// that is column-major cols x rows, and U Vᵀ read so is V Uᵀ.
-struct EigenReconstruct {
-  void operator()(int rows, int cols, int k, const float* u, const float* v, float alpha,
-                  float* g) const {
-    MatrixMap gt(g, cols, rows);
-    if (k == 0) {
-      gt.setZero();
-      return;
-    }
-    gt.noalias() = alpha * (ConstMatrixMap(v, cols, k) * ConstMatrixMap(u, rows, k).transpose());
-  }
-};
-
 namespace detail {
 template <class Sync>
 class SyncOf final : public ParamSync {
@@ -271,7 +258,7 @@ template <class T, class Reduce>
 class SfbOf final : public ParamSync {
  public:
   SfbOf(T& t, std::vector<dssync::SFBLayer> layers, dssync::SFBOptions o, Reduce reduce)
-      : sync_(t, std::move(layers), o, EigenReconstruct{}, std::move(reduce)) {}
+      : sync_(t, std::move(layers), o, FusedReconstruct{}, std::move(reduce)) {}
   void step(std::span<float>) override {
     throw std::logic_error("SFB synchronizes gradients with their factors: step_factors");
   }
@@ -283,7 +270,7 @@ class SfbOf final : public ParamSync {
   bool wants_factors() const override { return true; }
 
  private:
-  dssync::SFBSync<T, Reduce, EigenReconstruct> sync_;
+  dssync::SFBSync<T, Reduce, FusedReconstruct> sync_;
 };
 
 // SSPSync on gradients. The means still in flight at the end are applied as

@@ -160,11 +160,12 @@ def background_records():
     return [f"{SITTING}/{sub}bed-mlp-{how}" for sub, _ in BUILDS for how in ("sequential", "beside")]
 
 
-@table("sfb-bed-background", background_records())
-def sfb_bed_background(records):
+def background_rows(records, builds):
+    """Per build, the sequential and then the background process runs (records
+    in that order, two a build)."""
     rows = [["build", "synchronizer", "ms per step", "step / BSP's", "MB / worker / step, measured",
              "final test accuracy"]]
-    for b, (_, build) in enumerate(BUILDS):
+    for b, build in enumerate(builds):
         sequential, beside = runs(records[2 * b]), runs(records[2 * b + 1])
         for seeds, label, name in (
                 (sequential, BSP, "BSP (ring all-reduce), the runs in sequence"),
@@ -178,6 +179,41 @@ def sfb_bed_background(records):
             rows.append([build, name, spread(ms, 0), spread(bed_ratios(seeds, label), 2),
                          spread(mb, 4), spread(acc, 4)])
     return rows
+
+
+@table("sfb-bed-background", background_records())
+def sfb_bed_background(records):
+    return background_rows(records, [build for _, build in BUILDS])
+
+
+# The same bed with the example's own kernel (FusedReconstruct, 2026-12-06),
+# the default build only.
+FUSED = "docs/experiments/sfb-fused-2026-12-06"
+FUSED_RECORDS = [f"{FUSED}/bed-mlp-sequential", f"{FUSED}/bed-mlp-beside"]
+
+
+@table("sfb-bed-fused", FUSED_RECORDS)
+def sfb_bed_fused(records):
+    return background_rows(records, ["default (-O3), the example's kernel"])
+
+
+@table("sfb-reconstruct-kernels", [f"{FUSED}/reconstruct.csv"])
+def sfb_reconstruct_kernels(records):
+    recs = read_csv(records[0])
+    shapes = list(dict.fromkeys((r["rows"], r["cols"]) for r in recs))
+    kernels = list(dict.fromkeys(r["kernel"] for r in recs))
+    by = {(r["kernel"], r["rows"], r["cols"]): float(r["min_ms"]) for r in recs}
+    rows = [["kernel (ms, fastest of the runs; sum k = 256, one thread)"] +
+            [f"{r} x {c}" for r, c in shapes] + ["W1 against Eigen's"]]
+    for k in kernels:
+        w1 = by[(k, *shapes[0])] / by[("eigen", *shapes[0])]
+        rows.append([KERNELS.get(k, k)] + [f"{by[(k, r, c)]:.3f}" for r, c in shapes] + [f"{w1:.2f}x"])
+    return rows
+
+
+KERNELS = {"eigen": "Eigen's GEMM (the example's until 2026-12-06)",
+           "avx512": "FusedReconstruct, AVX-512", "avx2": "FusedReconstruct, AVX2 and FMA",
+           "portable": "FusedReconstruct, std::fma (no vector unit)"}
 
 
 def _background_claims():
@@ -206,6 +242,20 @@ def _background_claims():
         claim(DOC, text.format(bes=statistics.median(ratios), lo=min(ratios), hi=max(ratios),
                                seq=statistics.median(bed_ratios(seq, HYBRID))),
               recs[2 * b:2 * b + 2])
+    if all(os.path.isdir(path(r)) for r in FUSED_RECORDS):
+        seq, bes = runs(FUSED_RECORDS[0]), runs(FUSED_RECORDS[1])
+        ratios, in_sequence = bed_ratios(bes, HYBRID + BESIDE), bed_ratios(seq, HYBRID)
+        claim(DOC, f"the hybrid's step takes {statistics.median(ratios):.2f}x BSP's with its traffic in the "
+                   f"background ({min(ratios):.2f} to {max(ratios):.2f} over the 12 windows) and "
+                   f"{statistics.median(in_sequence):.2f}x in sequence ({min(in_sequence):.2f} to "
+                   f"{max(in_sequence):.2f})", FUSED_RECORDS)
+        gap = max(abs(float(s[label][-1]["test_acc_avg"]) - float(s[BSP][-1]["test_acc_avg"]))
+                  for r in FUSED_RECORDS for _, s in runs(r) for label in s if label != BSP)
+        claim(DOC, f"every final accuracy within {gap:.4f} of BSP's in the same run", FUSED_RECORDS)
+        w1 = {r["kernel"]: float(r["min_ms"]) for r in read_csv(f"{FUSED}/reconstruct.csv") if r["rows"] == "256"}
+        claim(DOC, f"rebuilds W1 in {w1['avx512'] / w1['eigen']:.2f} of the time", [f"{FUSED}/reconstruct.csv"])
+        claim(DOC, f"8 rebuilds a step now cost about {8 * w1['avx512'] / 2:.0f} ms on the 2 cores instead of "
+                   f"{8 * w1['eigen'] / 2:.0f}", [f"{FUSED}/reconstruct.csv"])
 
 
 @table("sfb-softmax", [SOFTMAX])
