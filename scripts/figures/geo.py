@@ -77,3 +77,27 @@ def _skew_claims():
 
 
 _skew_claims()
+
+
+def _geo_budget_claims():
+    """What the 8 uplinks can carry in a step at 80 % of LAN speed, against
+    what Gaia at 1 % sends (lr 0.05, iid, no normalization)."""
+    def rows(net, row):
+        return [read_csv(os.path.relpath(f, path(""))) for f in
+                sorted(glob.glob(path(f"{GEO_LR005}/{net}_{row}_iid_none_seed*.csv")))]
+
+    def per_step(records, column):
+        trained = [r for r in records if float(r["epoch"]) > 0]
+        return sum(float(r[column]) for r in trained) / sum(float(r["steps"]) for r in trained)
+
+    lan, = rows("lan", "gaia1")
+    step = per_step(lan, "seconds") / 0.8
+    budget = 8 * 100e6 / 8 * step
+    bsp = fmean(per_step(r, "wan_bytes") for r in rows("wan", "bsp-hier"))
+    gaia = fmean(per_step(r, "wan_bytes") for r in rows("wan", "gaia1"))
+    claim("SIMULATION.md", f"at 80 % of LAN speed a step may take {1000 * step:.1f} ms, in which the 8 "
+          f"uplinks carry {budget / 1e6:.2f} MB together, {100 * budget / bsp:.0f} % of hierarchical BSP's "
+          f"bytes a step; Gaia at 1 % sends {gaia / budget:.1f} times that", [GEO_LR005])
+
+
+_geo_budget_claims()
