@@ -95,17 +95,6 @@ struct Isa {
 
 inline Isa portable_isa() { return {"portable", tile_portable, 16}; }
 
-// The widest the CPU runs; "portable" off x86-64.
-inline Isa best_isa() {
-#ifdef DSSYNC_EXAMPLE_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return {"avx512", tile_avx512, 32};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {"avx2", tile_avx2, 16};
-#endif
-  return portable_isa();
-}
-
 // Every instruction set this CPU runs, widest first (the tests compare them).
 inline std::vector<Isa> available_isas() {
   std::vector<Isa> all;
@@ -118,6 +107,9 @@ inline std::vector<Isa> available_isas() {
   all.push_back(portable_isa());
   return all;
 }
+
+// The widest the CPU runs; "portable" off x86-64.
+inline Isa best_isa() { return available_isas().front(); }
 
 }  // namespace reconstruct_detail
 
