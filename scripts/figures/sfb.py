@@ -11,7 +11,7 @@ import math
 import os
 import statistics
 
-from figures.lib import claim, path, read_csv, table, time_to
+from figures.lib import claim, gbench, path, read_csv, seconds, table, time_to
 
 DOC = "EXPERIMENTS.md"
 DIR = "docs/experiments/sfb-2026-12-04"
@@ -197,23 +197,29 @@ def sfb_bed_fused(records):
     return background_rows(records, ["default (-O3), the example's kernel"])
 
 
-@table("sfb-reconstruct-kernels", [f"{FUSED}/reconstruct.csv"])
+KERNELS_JSON = f"{FUSED}/bench/sfb_kernels.json"
+
+
+@table("sfb-reconstruct-kernels", [KERNELS_JSON])
 def sfb_reconstruct_kernels(records):
-    recs = read_csv(records[0])
-    shapes = list(dict.fromkeys((r["rows"], r["cols"]) for r in recs))
-    kernels = list(dict.fromkeys(r["kernel"] for r in recs))
-    by = {(r["kernel"], r["rows"], r["cols"]): float(r["min_ms"]) for r in recs}
-    rows = [["kernel (ms, fastest of the runs; sum k = 256, one thread)"] +
-            [f"{r} x {c}" for r, c in shapes] + ["W1 against Eigen's"]]
-    for k in kernels:
-        w1 = by[(k, *shapes[0])] / by[("eigen", *shapes[0])]
-        rows.append([KERNELS.get(k, k)] + [f"{by[(k, r, c)]:.3f}" for r, c in shapes] + [f"{w1:.2f}x"])
-    return rows
+    """bench_sfb_kernels (scripts/bench/inproc): medians of 5 interleaved repetitions."""
+    rows = gbench(records[0])
+    shapes = ["256x784", "128x256"]
+    kernels = list(dict.fromkeys(name.split("/")[1] for name in rows))
+    ms = {(k, sh): seconds(rows[f"BM_Reconstruct/{k}/{sh}"]) * 1e3 for k in kernels for sh in shapes}
+    gflops = {(k, sh): rows[f"BM_Reconstruct/{k}/{sh}"]["GFLOPs"] for k in kernels for sh in shapes}
+    out = [["kernel (one thread, sum k = 256; median ms, GFLOP/s)"] +
+           [f"{sh.replace('x', ' x ')}" for sh in shapes] + ["W1: time against Eigen's"]]
+    for k in sorted(kernels, key=list(KERNELS).index):
+        out.append([KERNELS[k]] + [f"{ms[(k, sh)]:.3f} ms, {gflops[(k, sh)]:.1f}" for sh in shapes] +
+                   [f"{ms[(k, shapes[0])] / ms[('eigen', shapes[0])]:.2f}x"])
+    return out
 
 
-KERNELS = {"eigen": "Eigen's GEMM (the example's until 2026-12-06)",
-           "avx512": "FusedReconstruct, AVX-512", "avx2": "FusedReconstruct, AVX2 and FMA",
-           "portable": "FusedReconstruct, std::fma (no vector unit)"}
+KERNELS = {"blocked": "`BlockedReconstruct`, the library's default",
+           "eigen": "Eigen's GEMM (the example's until 2026-12-06)",
+           "fused_avx512": "`FusedReconstruct`, AVX-512", "fused_avx2": "`FusedReconstruct`, AVX2 and FMA",
+           "fused_portable": "`FusedReconstruct`, std::fma (no vector unit)"}
 
 
 def _background_claims():
@@ -252,10 +258,10 @@ def _background_claims():
         gap = max(abs(float(s[label][-1]["test_acc_avg"]) - float(s[BSP][-1]["test_acc_avg"]))
                   for r in FUSED_RECORDS for _, s in runs(r) for label in s if label != BSP)
         claim(DOC, f"every final accuracy within {gap:.4f} of BSP's in the same run", FUSED_RECORDS)
-        w1 = {r["kernel"]: float(r["min_ms"]) for r in read_csv(f"{FUSED}/reconstruct.csv") if r["rows"] == "256"}
-        claim(DOC, f"rebuilds W1 in {w1['avx512'] / w1['eigen']:.2f} of the time", [f"{FUSED}/reconstruct.csv"])
-        claim(DOC, f"8 rebuilds a step now cost about {8 * w1['avx512'] / 2:.0f} ms on the 2 cores instead of "
-                   f"{8 * w1['eigen'] / 2:.0f}", [f"{FUSED}/reconstruct.csv"])
+        w1 = {k: seconds(r) * 1e3 for k in KERNELS if (r := gbench(KERNELS_JSON).get(f"BM_Reconstruct/{k}/256x784"))}
+        claim(DOC, f"rebuilds W1 in {w1['fused_avx512'] / w1['eigen']:.2f} of the time", [KERNELS_JSON])
+        claim(DOC, f"8 rebuilds a step now cost about {8 * w1['fused_avx512'] / 2:.0f} ms on the 2 cores instead "
+                   f"of {8 * w1['eigen'] / 2:.0f}", [KERNELS_JSON])
 
 
 @table("sfb-softmax", [SOFTMAX])
