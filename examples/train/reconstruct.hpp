@@ -48,6 +48,10 @@ inline void tile_portable(int k, const float* up, const float* vp, float* out) {
 }
 
 #ifdef DSSYNC_EXAMPLE_X86_DISPATCH
+// The two vector tiles differ only in their intrinsics and width. Each needs
+// its own target attribute (the portable build compiles neither instruction
+// set in), which a template cannot take from a parameter, so they are
+// written out twice.
 // 6 x 32: twelve 16-wide accumulators.
 [[gnu::target("avx512f")]] inline void tile_avx512(int k, const float* up, const float* vp,
                                                    float* out) {
