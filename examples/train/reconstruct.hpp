@@ -126,11 +126,6 @@ class FusedReconstruct {
  public:
   FusedReconstruct() : isa_(reconstruct_detail::best_isa()) {}
   explicit FusedReconstruct(reconstruct_detail::Isa isa) : isa_(isa) {}
-  FusedReconstruct(const FusedReconstruct& other) : isa_(other.isa_) {}
-  FusedReconstruct& operator=(const FusedReconstruct& other) {
-    isa_ = other.isa_;
-    return *this;
-  }
 
   const char* isa() const noexcept { return isa_.name; }
 

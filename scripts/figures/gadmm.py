@@ -184,8 +184,6 @@ def _long_claims():
                f"{at[10000]:.2e} after 10000", [LONG])
 
 
-_long_claims()
-
 
 def _logistic_claims():
     if not os.path.isdir(path(LOGISTIC)):
@@ -215,4 +213,5 @@ def _logistic_claims():
 
 
 _claims()
+_long_claims()
 _logistic_claims()
