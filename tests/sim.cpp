@@ -1,5 +1,5 @@
 // SimTransport: the collectives' virtual times against the alpha-beta closed
-// forms, max-min sharing of an uplink, bitwise agreement with the in-process
+// forms, max-min and per-link sharing of an uplink, bitwise agreement with the in-process
 // world, determinism, and the errors (deadlock, size mismatch, failed rank).
 
 #include <doctest/doctest.h>
@@ -87,12 +87,19 @@ TEST_CASE("A virtual byte scale multiplies the bandwidth term only") {
 }
 
 TEST_CASE("k flows across one uplink each get B/k, inside the rack they run at B") {
-  // Two racks of k hosts; host i of rack 0 sends M to host i of rack 1.
+  // Two racks of k hosts; host i of rack 0 sends M to host i of rack 1. Every
+  // flow is held by the uplink, so both ways of sharing agree.
+  for (const dssync::Sharing sharing : {dssync::Sharing::max_min, dssync::Sharing::per_link})
   for (int k : {1, 2, 4, 8}) {
     CAPTURE(k);
+    CAPTURE(static_cast<int>(sharing));
     const double uplink = 2 * bw;  // oversubscribed k:2
     const std::size_t bytes = 1 << 20;
-    SimWorld w(2 * k, {.alpha = alpha, .bandwidth = bw, .hosts_per_rack = k, .uplink_bandwidth = uplink});
+    SimWorld w(2 * k, {.alpha = alpha,
+                       .bandwidth = bw,
+                       .hosts_per_rack = k,
+                       .uplink_bandwidth = uplink,
+                       .sharing = sharing});
     const auto r = w.run([&](SimTransport& t) {
       std::vector<std::byte> buf(bytes, std::byte{7});
       if (t.rank() < k) t.send(t.rank() + k, std::span<std::byte>(buf), 3);
@@ -100,6 +107,45 @@ TEST_CASE("k flows across one uplink each get B/k, inside the rack they run at B
     });
     const double rate = std::min(bw, uplink / k);
     for (int i = k; i < 2 * k; ++i) CHECK(close(r.finish[static_cast<std::size_t>(i)], alpha + bytes / rate));
+  }
+}
+
+TEST_CASE("Max-min hands a flow the uplink left by one held back at its host; per-link sharing does not") {
+  // Two racks of two hosts of two ranks; uplinks of 1.5 B. A: rank 0 -> 4
+  // and B: rank 2 -> 6 cross the uplinks; C: rank 5 -> 7 stays in rack 1,
+  // where B and C share host 3's link down, B/2 each. Max-min: B and C
+  // freeze at B/2, and A takes the uplink's rest, 1.5 B - B/2 = B. Per link:
+  // A takes the uplink's half, 0.75 B. B and C end at 2M/B either way.
+  const std::size_t bytes = 1 << 20;
+  const double m = static_cast<double>(bytes);
+  for (const dssync::Sharing sharing : {dssync::Sharing::max_min, dssync::Sharing::per_link}) {
+    CAPTURE(static_cast<int>(sharing));
+    SimWorld w(8, {.alpha = alpha,
+                   .bandwidth = bw,
+                   .ranks_per_host = 2,
+                   .local_bandwidth = 4 * bw,
+                   .hosts_per_rack = 2,
+                   .uplink_bandwidth = 1.5 * bw,
+                   .sharing = sharing});
+    const auto r = w.run([&](SimTransport& t) {
+      std::vector<std::byte> buf(bytes, std::byte{3});
+      const std::span<std::byte> s(buf);
+      switch (t.rank()) {
+        case 0: t.send(4, s, 1); break;
+        case 2: t.send(6, s, 1); break;
+        case 5: t.send(7, s, 1); break;
+        case 4: t.recv(0, s, 1); break;
+        case 6: t.recv(2, s, 1); break;
+        case 7: t.recv(5, s, 1); break;
+        default: break;
+      }
+    });
+    const double a_rate = sharing == dssync::Sharing::max_min ? bw : 0.75 * bw;
+    CHECK(close(r.finish[0], m / a_rate));
+    CHECK(close(r.finish[4], m / a_rate + alpha));
+    CHECK(close(r.finish[2], 2 * m / bw));
+    CHECK(close(r.finish[6], 2 * m / bw + alpha));
+    CHECK(close(r.finish[7], 2 * m / bw + alpha));
   }
 }
 
@@ -865,4 +911,65 @@ TEST_CASE("The flow engine's filling rounds give the scan's rates behind shared 
       {.bandwidth = bw, .hosts_per_rack = 8, .uplink_bandwidth = 20 * bw},  // uplinks rarely full
   };
   CHECK(compare_flow_engines(nets, 128, 400, 600) > 500);
+}
+
+TEST_CASE("Per-link sharing: the engine's rates are every flow's least share, bit for bit, and at most max-min's") {
+  using dssync::Sharing;
+  // The engine, which recomputes only the flows of the links that changed,
+  // against every flow recomputed at every change.
+  const SimOptions nets[] = {
+      {.bandwidth = bw, .ranks_per_host = 3, .local_bandwidth = 4 * bw, .sharing = Sharing::per_link},
+      {.bandwidth = bw, .hosts_per_rack = 16, .uplink_bandwidth = 4 * bw, .sharing = Sharing::per_link},
+      {.bandwidth = bw, .ranks_per_host = 2, .hosts_per_rack = 2, .uplink_bandwidth = 0.7 * bw,
+       .sharing = Sharing::per_link},
+  };
+  CHECK(compare_flow_engines(nets, 128, 400, 600) == 0);  // no filling runs
+  // The same flows under both: each flow's per-link rate is the least over
+  // its links of capacity / flows, and at most its max-min rate, which the
+  // per-link rates must fall short of somewhere (the uplinks are shared by
+  // flows that their hosts hold back).
+  using dssync::detail::FlowNetwork;
+  using dssync::detail::SimMessage;
+  for (const SimOptions& net : nets) {
+    const int n = 128;
+    SimOptions max_min = net;
+    max_min.sharing = Sharing::max_min;
+    FlowNetwork a, b;
+    a.reset(net, n);
+    b.reset(max_min, n);
+    std::vector<SimMessage> fa(300), fb(300);
+    dssync::CounterRng r(7, 1);
+    for (std::size_t i = 0; i < fa.size(); ++i) {
+      const int src = static_cast<int>(r.below(static_cast<std::uint64_t>(n)));
+      const int dst = (src + 1 + static_cast<int>(r.below(static_cast<std::uint64_t>(n - 1)))) % n;
+      for (SimMessage* m : {&fa[i], &fb[i]}) {
+        m->src = src;
+        m->dst = dst;
+        a.route(*m);  // the same links under both
+        (m == &fa[i] ? a : b).start(*m, 1e6, 0.0);
+      }
+    }
+    a.next_finish(0.0);
+    b.next_finish(0.0);
+    const int hosts = (n + net.ranks_per_host - 1) / net.ranks_per_host;
+    std::vector<int> on(static_cast<std::size_t>(3 * hosts + 2 * hosts), 0);
+    for (const SimMessage& m : fa)
+      for (int l : m.links)
+        if (l >= 0) ++on[static_cast<std::size_t>(l)];
+    bool below = false;
+    for (std::size_t i = 0; i < fa.size(); ++i) {
+      CAPTURE(i);
+      double least = std::numeric_limits<double>::infinity();
+      for (int l : fa[i].links)
+        if (l >= 0) {
+          const double capacity =
+              l < 3 * hosts ? (l % 3 == 2 ? net.local_bandwidth : net.bandwidth) : net.uplink_bandwidth;
+          least = std::min(least, capacity / on[static_cast<std::size_t>(l)]);
+        }
+      CHECK(fa[i].rate == least);
+      CHECK(fa[i].rate <= fb[i].rate * (1 + 1e-12));
+      below = below || fa[i].rate < fb[i].rate * (1 - 1e-9);
+    }
+    CHECK(below);
+  }
 }

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <utility>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@ struct Config {
   double bandwidth_gbit = 10;
   int ranks_per_host = 1;
   int hosts_per_rack = 0;
+  dssync::Sharing sharing = dssync::Sharing::max_min;
   double oversubscription = 1;
   double uplink_alpha = 0;  // seconds more for a message between racks (the wide-area delay)
   double stragglers = 0;
@@ -85,6 +87,7 @@ Outcome simulate(const Config& c, Make make) {
       .straggler_fraction = c.stragglers,
       .straggler_slowdown = c.straggler_slowdown,
       .seed = c.seed,
+      .sharing = c.sharing,
   };
   const std::size_t len = c.real_bytes / sizeof(float);
   const auto steps = static_cast<std::size_t>(c.steps);
@@ -238,6 +241,13 @@ int main(int argc, char** argv) {
   app.add_option("--hosts-per-rack", c.hosts_per_rack, "0: one rack, no uplinks")->capture_default_str();
   app.add_option("--oversubscription", c.oversubscription, "rack uplink = rack's host bandwidth / this")
       ->capture_default_str();
+  app.add_option("--sharing", c.sharing,
+                 "max-min: max-min fair rates (exact); per-link: each link's capacity over its flows, the least on the "
+                 "path (cheaper behind shared uplinks, and slower)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, dssync::Sharing>{{"max-min", dssync::Sharing::max_min},
+                                                 {"per-link", dssync::Sharing::per_link}}))
+      ->capture_default_str();
   app.add_option("--uplink-alpha", c.uplink_alpha,
                  "seconds added to the latency of a message between racks (the wide-area delay)")
       ->capture_default_str();
@@ -271,6 +281,7 @@ int main(int argc, char** argv) {
     if (c.hosts_per_rack > 0)
       std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed, %g s more between racks", c.hosts_per_rack,
                   c.oversubscription, c.uplink_alpha);
+    if (c.sharing == dssync::Sharing::per_link) std::printf(", per-link sharing");
     std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank", "consensus");
     std::vector<std::string> names = split(syncs);
     for (const auto& name : names) {

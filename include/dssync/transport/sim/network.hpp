@@ -19,6 +19,10 @@
 // whose flows started, moved or lost a neighbour has the same flows in the
 // same order as when its rates were last computed, so computing it again
 // would give them again.
+//
+// Per-link sharing (Sharing::per_link) has no components: a flow's rate is
+// the least over its links of capacity / flows, so a change recomputes the
+// flows of the changed flows' links, and nothing else.
 
 #include <algorithm>
 #include <cstddef>
@@ -42,6 +46,7 @@ class FlowNetwork {
 
   // Lays out the links of a world of n ranks; no flow moves.
   void reset(const SimOptions& o, int n) {
+    per_link_ = o.sharing == Sharing::per_link;
     ranks_per_host_ = o.ranks_per_host;
     hosts_per_rack_ = o.hosts_per_rack;
     uplinks_ = o.uplink_bandwidth > 0;
@@ -196,7 +201,7 @@ class FlowNetwork {
       moved = flows_.back();
       flows_[i] = moved;
       moved->slot = m.slot;
-      touched_flows_.push_back(moved);
+      if (!per_link_) touched_flows_.push_back(moved);  // per link, order does not matter
     }
     flows_.pop_back();
     m.slot = -1;
@@ -232,6 +237,10 @@ class FlowNetwork {
   // ---- rates ----------------------------------------------------------------
   void rates(double now) {
     changed_ = false;
+    if (per_link_) {
+      per_link_rates(now);
+      return;
+    }
     if (reference_) {
       touched_flows_.clear();
       touched_links_.clear();
@@ -317,15 +326,49 @@ class FlowNetwork {
   // the flows whose rate changed brought up to date and moved in the heap.
   void fill(double now) {
     const std::vector<double>& rate = filling_.rates(comp_flows_, comp_links_, links_, reference_);
-    for (std::size_t i = 0; i < comp_flows_.size(); ++i) {
-      SimMessage& m = *comp_flows_[i];
-      if (m.rate == rate[i]) continue;
-      if (m.rate > 0) m.remaining = std::max(0.0, m.remaining - m.rate * (now - m.since));
-      m.since = now;
-      m.rate = rate[i];
-      m.finish = finish_time(m);
-      heap_fix(m);
+    for (std::size_t i = 0; i < comp_flows_.size(); ++i) set_rate(*comp_flows_[i], rate[i], now);
+  }
+
+  // Per-link sharing: every flow of a link that a flow started on or ended
+  // on takes the least share of its own links. The reference mode computes
+  // every flow's, which gives the same rates.
+  void per_link_rates(double now) {
+    ++visit_;
+    auto visit = [&](int l) {
+      Link& k = link(l);
+      if (k.seen == visit_) return;
+      k.seen = visit_;
+      for (SimMessage* m : k.flows)
+        if (m->seen != visit_) {
+          m->seen = visit_;
+          double rate = std::numeric_limits<double>::infinity();
+          for (int j : m->links)
+            if (j >= 0) rate = std::min(rate, link(j).capacity / static_cast<double>(link(j).flows.size()));
+          set_rate(*m, rate, now);
+        }
+    };
+    if (reference_) {
+      for (std::size_t l = 0; l < links_.size(); ++l) visit(static_cast<int>(l));
+    } else {
+      for (SimMessage* m : touched_flows_)
+        if (m->slot >= 0)
+          for (int l : m->links)
+            if (l >= 0) visit(l);
+      for (int l : touched_links_) visit(l);
     }
+    touched_flows_.clear();
+    touched_links_.clear();
+  }
+
+  // m moves at `rate` from `now`: what it moved since its last change taken
+  // off, and its place in the heap moved.
+  void set_rate(SimMessage& m, double rate, double now) {
+    if (m.rate == rate) return;
+    if (m.rate > 0) m.remaining = std::max(0.0, m.remaining - m.rate * (now - m.since));
+    m.since = now;
+    m.rate = rate;
+    m.finish = finish_time(m);
+    heap_fix(m);
   }
 
   // ---- the heap of finish times (each flow knows its place; the key is kept
@@ -413,6 +456,7 @@ class FlowNetwork {
   }
 
   bool reference_;
+  bool per_link_ = false;  // Sharing::per_link
   int ranks_per_host_ = 1;
   int hosts_per_rack_ = 0;
   bool uplinks_ = false;

@@ -25,6 +25,19 @@ namespace dssync {
 //    otherwise.
 enum class StackGuard { automatic, page, canary };
 
+// How flows that cross one link share it.
+//  - max_min: max-min fairness (progressive filling): a flow held back
+//    elsewhere leaves its part of a link to the others. Exact, and the
+//    default; behind shared uplinks every flow that crosses them is in one
+//    component of the rates, so an event costs in proportion to the flows in
+//    flight.
+//  - per_link: each flow moves at the least over its links of the link's
+//    capacity over the flows that cross it; a part left unused is not handed
+//    on. With the same flows in flight, each flow's rate is at most its
+//    max-min rate (equal where every flow is held by the link that holds
+//    the others), and an event costs only the flows of its own links.
+enum class Sharing { max_min, per_link };
+
 struct SimOptions {
   double alpha = 5e-6;                   // seconds of latency per message
   double bandwidth = 1.25e9;             // bytes/s of a host's link, each direction
@@ -40,6 +53,7 @@ struct SimOptions {
   std::size_t stack_bytes = 256 * 1024;  // per fiber (a rank's, and each background one)
   StackGuard stack_guard = StackGuard::automatic;
   int channels = 2;                      // per rank (SimTransport::channel); they share its ports
+  Sharing sharing = Sharing::max_min;    // how the flows of a link share it
 };
 
 struct SimResult {
