@@ -44,6 +44,7 @@ struct Config {
   int ranks_per_host = 1;
   int hosts_per_rack = 0;
   dssync::Sharing sharing = dssync::Sharing::max_min;
+  std::size_t stack_bytes = 256 * 1024;
   double oversubscription = 1;
   double uplink_alpha = 0;  // seconds more for a message between racks (the wide-area delay)
   double stragglers = 0;
@@ -87,6 +88,7 @@ Outcome simulate(const Config& c, Make make) {
       .straggler_fraction = c.stragglers,
       .straggler_slowdown = c.straggler_slowdown,
       .seed = c.seed,
+      .stack_bytes = c.stack_bytes,
       .sharing = c.sharing,
   };
   const std::size_t len = c.real_bytes / sizeof(float);
@@ -247,6 +249,9 @@ int main(int argc, char** argv) {
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, dssync::Sharing>{{"max-min", dssync::Sharing::max_min},
                                                  {"per-link", dssync::Sharing::per_link}}))
+      ->capture_default_str();
+  app.add_option("--stack-bytes", c.stack_bytes,
+                 "each rank's fiber stack (at least 16 KiB; the run prints the most any used)")
       ->capture_default_str();
   app.add_option("--uplink-alpha", c.uplink_alpha,
                  "seconds added to the latency of a message between racks (the wide-area delay)")

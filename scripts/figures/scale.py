@@ -67,6 +67,26 @@ def scale_rows(network):
 
 table("sim-scale-flat", [SCALE])(lambda records: scale_rows("flat"))
 table("sim-scale-racks", [SCALE])(lambda records: scale_rows("racks"))
+table("sim-scale-racks-per-link", [SCALE])(lambda records: scale_rows("racks-per-link"))
+
+
+def sharing_pairs():
+    """(synchronizer, ranks, max-min run, per-link run) behind racks, where
+    both ran."""
+    mm, pl = grouped("racks"), grouped("racks-per-link")
+    keys = sorted(set(mm) & set(pl), key=lambda k: (k[1], list(NAMES).index(k[0])))
+    return [(sync, n, mm[(sync, n)][0], pl[(sync, n)][0]) for sync, n in keys]
+
+
+@table("sim-scale-sharing", [SCALE])
+def sharing_table(records):
+    rows = [["ranks", "synchronizer", "virtual s per step, max-min", "virtual s per step, per-link",
+             "per-link / max-min", "wall s, max-min", "wall s, per-link"]]
+    for sync, n, mm, pl in sharing_pairs():
+        a, b = float(mm["virtual_seconds_per_step"]), float(pl["virtual_seconds_per_step"])
+        rows.append([str(n), NAMES[sync], mm["virtual_seconds_per_step"], pl["virtual_seconds_per_step"],
+                     f"{b / a:.4f}", f"{float(mm['sim_wall_seconds']):.3f}", f"{float(pl['sim_wall_seconds']):.3f}"])
+    return rows
 
 
 def traces():
@@ -124,6 +144,22 @@ def claims():
     for n in (1024, 4096):
         rs = racks[("dssync", n)]
         claim(DOC, f"{n:,} ranks took {wall(rs):.1f} s for {int(rs[0]['messages']):,} messages", [SCALE])
+    per_link = grouped("racks-per-link")
+    for n in (16384, 65536):
+        rs = per_link[("dssync", n)]
+        claim(DOC, f"{n:,} ranks behind racks took {wall(rs):.1f} s of wall time and "
+                   f"{median([float(r['peak_rss_kb']) for r in rs]) / 1024:.0f} MiB", [SCALE])
+    ratios = {}
+    for sync, n, mm, pl in sharing_pairs():
+        ratios.setdefault(sync, []).append(float(pl["virtual_seconds_per_step"]) /
+                                           float(mm["virtual_seconds_per_step"]))
+    same = [NAMES[s] for s in NAMES if s in ratios and all(r == 1.0 for r in ratios[s])]
+    claim(DOC, "the " + ", ".join(same[:-1]) + f" and {same[-1]} take the same virtual time under both", [SCALE])
+    d = ratios["dssync"]
+    claim(DOC, f"DS-Sync's random pairs take {min(d):.3f} to {max(d):.3f} times max-min's step", [SCALE])
+    claim(DOC, f"a DS-Sync step behind racks takes {float(per_link[('dssync', 65536)][0]['virtual_seconds_per_step']):.3f} s "
+               f"at 65,536 ranks against {float(grouped('flat')[('dssync', 65536)][0]['virtual_seconds_per_step']):.3f} s "
+               "on the flat network", [SCALE])
 
 
 claims()
