@@ -110,7 +110,7 @@ TEST_CASE("k flows across one uplink each get B/k, inside the rack they run at B
   }
 }
 
-TEST_CASE("Max-min hands a flow the uplink left by one held back at its host; per-link sharing does not") {
+TEST_CASE("Max-min hands a flow the uplink left by one held back at its host, per-link sharing does not") {
   // Two racks of two hosts of two ranks; uplinks of 1.5 B. A: rank 0 -> 4
   // and B: rank 2 -> 6 cross the uplinks; C: rank 5 -> 7 stays in rack 1,
   // where B and C share host 3's link down, B/2 each. Max-min: B and C
