@@ -361,6 +361,38 @@ TEST_CASE("Two flows into one host share its link, a third elsewhere does not sl
   CHECK(close(r.finish[4], bytes / bw + alpha));
 }
 
+TEST_CASE("A rank in an exchange runs again once, when both its send and its receive are done") {
+  // Two ranks swap M bytes k times: each send's last byte leaves at M/B, the
+  // partner's message arrives alpha later. Waking a rank when its send is
+  // done would switch to it for nothing: 2 + 4k switches instead of 2 + 2k
+  // (the starts, then one a swap each). With a third rank sending to rank 0
+  // after a compute, rank 0's lone receive wakes it once more.
+  const std::size_t bytes = 1 << 16;
+  for (int k : {1, 3}) {
+    CAPTURE(k);
+    SimWorld w(2, {.alpha = alpha, .bandwidth = bw});
+    const auto r = w.run([&](SimTransport& t) {
+      std::vector<std::byte> out(bytes, std::byte{1}), in(bytes);
+      for (int i = 0; i < k; ++i)
+        t.sendrecv(1 - t.rank(), std::span<std::byte>(out), 1 - t.rank(), std::span<std::byte>(in), 5);
+    });
+    CHECK(r.switches == static_cast<std::uint64_t>(2 + 2 * k));
+    CHECK(close(r.makespan, k * (bytes / bw + alpha)));
+  }
+  SimWorld w(3, {.alpha = alpha, .bandwidth = bw});
+  const auto r = w.run([&](SimTransport& t) {
+    std::vector<std::byte> buf(bytes, std::byte{2});
+    const std::span<std::byte> s(buf);
+    if (t.rank() == 0) t.recv(2, s, 6);
+    if (t.rank() == 2) {
+      t.compute(0.001);
+      t.send(0, s, 6);
+    }
+  });
+  // Starts 3; rank 2 after its compute and after its send; rank 0 once.
+  CHECK(r.switches == 6u);
+}
+
 TEST_CASE("DSSync on the simulator gives bitwise the parameters of the in-process world") {
   const int n = 12;
   const std::size_t len = 1000;

@@ -173,6 +173,7 @@ class SimWorld {
     std::exception_ptr first = std::exchange(first_, nullptr);
     SimResult res;
     res.messages = messages_;
+    res.switches = fibers_.switches();
     res.virtual_bytes = virtual_bytes_;
     res.uplink_bytes = uplink_bytes_;
     res.stack_guard_pages = fibers_.guard_pages();
@@ -363,7 +364,9 @@ class SimWorld {
     }
     m.data = nullptr;
     *m.sent_flag = true;
-    fibers_.wake(m.src_fiber);
+    // The sender runs again when its whole operation is done: waking it for
+    // half an exchange would only switch to its stack and back.
+    if (!m.sibling || m.sibling->done) fibers_.wake(m.src_fiber);
     // A message that leaves its rack also pays the wide-area delay. Every
     // message between two ranks pays the same latency, so they still arrive in
     // the order they were sent.
@@ -416,7 +419,7 @@ class SimWorld {
   void finish_recv(Port& d, Recv& r) {
     r.done = true;
     d.posted.erase(std::find(d.posted.begin(), d.posted.end(), &r));
-    fibers_.wake(r.fiber);
+    if (!r.sibling_sent || *r.sibling_sent) fibers_.wake(r.fiber);
   }
   // Posts a receive, or takes a message that arrived already.
   void post(int r, Recv& rv) {
@@ -453,6 +456,7 @@ class SimWorld {
     m.leaves_rack = false;
     m.data = nullptr;
     m.sent_flag = nullptr;
+    m.sibling = nullptr;
     for (int& l : m.links) l = -1;
     pool_.push_back(&m);
   }
@@ -475,6 +479,7 @@ class SimWorld {
       rv.tag = tag;
       rv.into = in->bytes.data();
       rv.bytes = in->bytes.size();
+      if (out) rv.sibling_sent = &sent;
       post(r, rv);
     }
     if (out) {
@@ -487,6 +492,7 @@ class SimWorld {
       m.data = out->bytes.data();
       m.bytes = out->bytes.size();
       m.sent_flag = &sent;
+      if (in) m.sibling = &rv;
       issue(m);
     }
     auto complete = [&] { return sent && (!in || rv.done); };

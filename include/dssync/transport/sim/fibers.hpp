@@ -64,7 +64,10 @@ class FiberScheduler {
     ready_.clear();
     live_ = 0;
     current_ = -1;
-    if (n > 0) stack_used_ = 0;  // reset(0) keeps the last run's, for the world to read
+    if (n > 0) {  // reset(0) keeps the last run's, for the world to read
+      stack_used_ = 0;
+      switches_ = 0;
+    }
     page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     slot_bytes_ = (stack_bytes + page_ - 1) / page_ * page_ + page_;  // the stack and its guard or red page
     guard_pages_ = guard == StackGuard::page ||
@@ -159,6 +162,7 @@ class FiberScheduler {
       ready_.pop_front();
       Fiber& f = at(r);
       current_ = r;
+      ++switches_;
 #if DSSYNC_SIM_ASAN
       __sanitizer_start_switch_fiber(&sched_fake_stack_, f.stack_bottom, f.stack_size);
 #endif
@@ -173,6 +177,8 @@ class FiberScheduler {
 
   // The most stack any fiber that ended used, in bytes.
   std::size_t stack_used() const noexcept { return stack_used_; }
+  // How many times a fiber was switched to since the last reset(n > 0).
+  std::uint64_t switches() const noexcept { return switches_; }
   // Whether the stacks have guard pages (else canaries).
   bool guard_pages() const noexcept { return guard_pages_; }
 
@@ -301,6 +307,7 @@ class FiberScheduler {
   char* arena_ = nullptr;       // without guard pages: every slot's stack
   std::size_t arena_bytes_ = 0;
   std::size_t stack_used_ = 0;
+  std::uint64_t switches_ = 0;
   std::vector<unsigned char> resident_;  // used()'s: one byte per page of a stack
   std::deque<int> ready_;
   int current_ = -1;

@@ -35,6 +35,9 @@ struct SimMessage {
   int order = -1;                   // its place in the component whose rates are being filled
   bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
   bool* sent_flag = nullptr;        // the sender's completion flag
+  // The receive the sender waits for together with this send (an exchange),
+  // if any: the sender is woken when both are done, not before.
+  const SimRecv* sibling = nullptr;
   SimRecv* target = nullptr;        // the receive it was copied into (direct)
   // Its places in the simulator's queues (SimQueue): its sender's outbox, and
   // while at that outbox's head, the receiver's queue of waiting senders.
@@ -77,6 +80,9 @@ struct SimRecv {
   std::size_t bytes = 0;
   bool claimed = false;  // a message is on its way into it
   bool done = false;
+  // The send its fiber waits for together with it, if any (its completion
+  // flag): the fiber is woken when both are done.
+  const bool* sibling_sent = nullptr;
   bool mismatch = false;       // the message that arrived had another length:
   std::size_t sent_bytes = 0;  // this one
 };

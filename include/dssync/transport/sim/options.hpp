@@ -60,6 +60,9 @@ struct SimResult {
   std::vector<double> finish;  // each rank's virtual time when its function returned
   double makespan = 0;         // the latest of them
   std::uint64_t messages = 0;
+  // How many times the scheduler switched to a fiber (each fiber's start
+  // included): a fiber runs again only when what it waits for is done.
+  std::uint64_t switches = 0;
   double virtual_bytes = 0;  // on the wire, all ranks
   double uplink_bytes = 0;   // of them, those of messages that left their rack
   // The most stack any fiber used, in bytes (measured when the fiber ends:
