@@ -1,8 +1,9 @@
 """SIMULATION.md, study 9: the simulator from 64 to 65,536 ranks
 (scripts/studies/sim-scale). Records: docs/simulation/scale/scale.csv (one
-row per run, wall times and memory of this machine) and
+row per run, wall times and memory of this machine),
 docs/simulation/scale/rounds.csv (Moshpit's consensus protocol, every round
-of three seeds)."""
+of three seeds), and the sitting before the simulator woke a rank in an
+exchange once (docs/experiments/sim-scale-2026-12-06-before)."""
 import math
 
 from figures.lib import claim, read_csv, table
@@ -10,12 +11,13 @@ from figures.lib import claim, read_csv, table
 DOC = "SIMULATION.md"
 SCALE = "docs/simulation/scale/scale.csv"
 ROUNDS = "docs/simulation/scale/rounds.csv"
+BEFORE = "docs/experiments/sim-scale-2026-12-06-before/scale.csv"  # before the one wake an exchange
 ROUNDS_BELOW = 1e-9  # mean squared deviation that counts as agreement
 NAMES = {"dssync": "DS-Sync g=2", "onepeer": "one-peer gossip", "hd": "halving-doubling", "ring": "ring"}
 
 
-def runs(network):
-    return [r for r in read_csv(SCALE) if r["network"] == network]
+def runs(network, record=SCALE):
+    return [r for r in read_csv(record) if r["network"] == network]
 
 
 def median(values):
@@ -23,11 +25,11 @@ def median(values):
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
-def grouped(network):
+def grouped(network, record=SCALE):
     """The runs of one network by (synchronizer, ranks): a list of rows each
     (the flat network runs three times)."""
     out = {}
-    for r in runs(network):
+    for r in runs(network, record):
         out.setdefault((r["synchronizer"], int(r["ranks"])), []).append(r)
     return out
 
@@ -144,6 +146,20 @@ def claims():
     for n in (1024, 4096):
         rs = racks[("dssync", n)]
         claim(DOC, f"{n:,} ranks took {wall(rs):.1f} s for {int(rs[0]['messages']):,} messages", [SCALE])
+    growth = per_message_us(racks[("dssync", 4096)]) / per_message_us(racks[("dssync", 1024)])
+    claim(DOC, f"four times the ranks cost {growth:.1f} times as much per message", [SCALE])
+    # The sitting before the simulator woke a rank in an exchange once.
+    before = grouped("flat", BEFORE)
+    ratios = [per_message_us(before[(s, 65536)]) / per_message_us(before[(s, 1024)]) for s in ("dssync", "onepeer")]
+    now = [per_message_us(flat[(s, 65536)]) / per_message_us(flat[(s, 1024)]) for s in ("dssync", "onepeer")]
+    claim(DOC, f"the sitting before measured {ratios[0]:.1f}x for DS-Sync and {ratios[1]:.1f}x for one-peer gossip",
+          [BEFORE])
+    claim(DOC, f"not for one-peer gossip ({now[1]:.1f}x) or DS-Sync ({now[0]:.1f}x)", [SCALE])
+    claim(DOC, f"DS-Sync's wall time per message grows {now[0]:.1f}x from 1,024 to 65,536 ranks", [SCALE])
+    slow = min(per_message_us(before[(s, 1024)]) / per_message_us(flat[(s, 1024)]) for s in ("dssync", "onepeer"))
+    claim(DOC, f"its runs at 1,024 ranks {slow:.1f} times as slow or slower", [BEFORE, SCALE])
+    claim(DOC, f"at 65,536 ranks, {median([float(r['peak_rss_kb']) for r in big]) / 1024 ** 2:.2f} GiB, most of them miss",
+          [SCALE])
     per_link = grouped("racks-per-link")
     for n in (16384, 65536):
         rs = per_link[("dssync", n)]
