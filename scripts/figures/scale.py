@@ -6,11 +6,12 @@ of three seeds), and the sitting before the simulator woke a rank in an
 exchange once (docs/experiments/sim-scale-2026-12-06-before)."""
 import math
 
-from figures.lib import claim, read_csv, table
+from figures.lib import claim, gbench, read_csv, read_json, seconds, table
 
 DOC = "SIMULATION.md"
 SCALE = "docs/simulation/scale/scale.csv"
 ROUNDS = "docs/simulation/scale/rounds.csv"
+FLOOR = "docs/simulation/scale/floor.json"  # bench_sim_scale: the simulator beside the data's floor
 BEFORE = "docs/experiments/sim-scale-2026-12-06-before/scale.csv"  # before the one wake an exchange
 ROUNDS_BELOW = 1e-9  # mean squared deviation that counts as agreement
 NAMES = {"dssync": "DS-Sync g=2", "onepeer": "one-peer gossip", "hd": "halving-doubling", "ring": "ring"}
@@ -91,6 +92,33 @@ def sharing_table(records):
     return rows
 
 
+def floor_us():
+    """{ranks: {"sim" | "clock" | "pairs": microseconds per message, median of
+    the repetitions}} from bench_sim_scale."""
+    out = {}
+    for name, row in gbench(FLOOR).items():
+        args = dict(part.split(":") for part in name.split("/")[1:])
+        kind = "sim" if name.startswith("BM_SimDSSyncScale") else "pairs" if args["pairwise"] == "1" else "clock"
+        out.setdefault(int(args["ranks"]), {})[kind] = seconds(row) / row["messages"] * 1e6
+    return out
+
+
+@table("sim-scale-floor", [FLOOR])
+def floor_table(records):
+    f = floor_us()
+    rows = [["ranks", "simulated, us per message", "data alone, the clock's order", "data alone, pair by pair",
+             "the engine beyond the clock's floor"]]
+    sizes = sorted(f)
+    for n in sizes:
+        r = f[n]
+        rows.append([f"{n:,}", f"{r['sim']:.2f}", f"{r['clock']:.2f}", f"{r['pairs']:.2f}",
+                     f"{r['sim'] - r['clock']:.2f}"])
+    first, last = f[sizes[0]], f[sizes[-1]]
+    rows.append([f"{sizes[-1]:,} / {sizes[0]:,}"] + [f"{last[k] / first[k]:.1f}x" for k in ("sim", "clock", "pairs")] +
+                [f"{(last['sim'] - last['clock']) / (first['sim'] - first['clock']):.1f}x"])
+    return rows
+
+
 def traces():
     out = {}
     for r in read_csv(ROUNDS):
@@ -160,6 +188,12 @@ def claims():
     claim(DOC, f"its runs at 1,024 ranks {slow:.1f} times as slow or slower", [BEFORE, SCALE])
     claim(DOC, f"at 65,536 ranks, {median([float(r['peak_rss_kb']) for r in big]) / 1024 ** 2:.2f} GiB, most of them miss",
           [SCALE])
+    f = floor_us()
+    lo, hi = f[1024], f[65536]
+    claim(DOC, f"{hi['clock'] / lo['clock']:.1f}x in the clock's order and {hi['pairs'] / lo['pairs']:.1f}x pair by pair, "
+               f"against the simulation's {hi['sim'] / lo['sim']:.1f}x from 1,024 to 65,536 ranks", [FLOOR])
+    claim(DOC, f"{lo['sim'] - lo['clock']:.2f} us a message at 1,024 ranks, {hi['sim'] - hi['clock']:.2f} us at 65,536",
+          [FLOOR])
     per_link = grouped("racks-per-link")
     for n in (16384, 65536):
         rs = per_link[("dssync", n)]
