@@ -192,24 +192,24 @@ class SimWorld {
   friend class SimTransport::context;
   using Message = detail::SimMessage;
   using Recv = detail::SimRecv;
+  using Operation = detail::SimOperation;
 
   // A rank's ports and what waits at them (full duplex: it sends one message
-  // at a time in the order it issued them, and receives one at a time).
-  struct Port {
+  // at a time in the order it issued them, and receives one at a time). Two
+  // cache lines: what every message reads, then what fewer do.
+  struct alignas(64) Port {
+    bool sending = false;                               // its send port moves a message
+    bool receiving = false;                             // its receive port takes a message
+    detail::SimQueue<&Message::next_out> outbox;        // not yet started, in issue order
+    detail::SimList<Recv> posted;                       // in the order they were posted
+    detail::SimList<Message> in_flight;                 // copies on their way here (alpha)
+    alignas(64) detail::SimQueue<&Message::next_in> inbox_waiting;  // senders' outbox heads waiting here
+    detail::SimList<Message> unexpected;                            // arrived before their receive
     double finish = 0;                                  // virtual time its function returned
     double uplink_bytes = 0;                            // virtual bytes it sent that left its rack
     double factor = 1;                                  // compute time factor
-    detail::SimQueue<&Message::next_out> outbox;        // not yet started, in issue order
-    bool sending = false;                               // its send port moves a message
-    bool receiving = false;                             // its receive port takes a message
-    detail::SimQueue<&Message::next_in> inbox_waiting;  // senders' outbox heads waiting here
-    std::vector<Message*> unexpected;                   // arrived before their receive
-    std::vector<Recv*> posted;
-    std::vector<Message*> in_flight;  // copies on their way here (alpha)
   };
-  // Why the engine woke a fiber: progress, or nothing can complete its wait
-  // (a deadlock, or a rank that failed).
-  enum class Woken { progress, deadlock, failure };
+  using Woken = detail::SimWoken;
   struct Event {  // a timer or an arrival
     double time;
     std::uint64_t seq;
@@ -231,7 +231,8 @@ class SimWorld {
   // The fibers: slot rank + channel * size. A rank's own fiber is its slot on
   // channel 0; a background context on channel c takes slot (rank, c).
   int slot(int rank, int channel) const noexcept { return rank + channel * size_; }
-  Woken& woken(int fiber) { return woken_[static_cast<std::size_t>(fiber)]; }
+  Woken& woken(int fiber) { return operation(fiber).woken; }
+  Operation& operation(int fiber) { return operations_[static_cast<std::size_t>(fiber)]; }
 
   // Records that `rank` failed with e, the run's error if it is the first.
   void fail(int rank, std::exception_ptr e) {
@@ -243,7 +244,7 @@ class SimWorld {
     ports_.resize(static_cast<std::size_t>(size_));
     const int slots = size_ * options_.channels;
     fibers_.reset(slots, options_.stack_bytes, options_.stack_guard, size_);
-    woken_.assign(static_cast<std::size_t>(slots), Woken::progress);
+    operations_.assign(static_cast<std::size_t>(slots), Operation{});
     awaiting_.assign(static_cast<std::size_t>(slots), 0);
     ordinals_.assign(static_cast<std::size_t>(slots), 0);
     partitions_.trim();
@@ -363,10 +364,11 @@ class SimWorld {
       d.in_flight.push_back(&m);
     }
     m.data = nullptr;
-    *m.sent_flag = true;
     // The sender runs again when its whole operation is done: waking it for
     // half an exchange would only switch to its stack and back.
-    if (!m.sibling || m.sibling->done) fibers_.wake(m.src_fiber);
+    Operation& op = operation(m.src_fiber);
+    op.sent = true;
+    if (op.complete()) fibers_.wake(m.src_fiber);
     // A message that leaves its rack also pays the wide-area delay. Every
     // message between two ranks pays the same latency, so they still arrive in
     // the order they were sent.
@@ -419,7 +421,7 @@ class SimWorld {
   void finish_recv(Port& d, Recv& r) {
     r.done = true;
     d.posted.erase(std::find(d.posted.begin(), d.posted.end(), &r));
-    if (!r.sibling_sent || *r.sibling_sent) fibers_.wake(r.fiber);
+    if (operation(r.fiber).complete()) fibers_.wake(r.fiber);
   }
   // Posts a receive, or takes a message that arrived already.
   void post(int r, Recv& rv) {
@@ -455,8 +457,6 @@ class SimWorld {
     m.target = nullptr;
     m.leaves_rack = false;
     m.data = nullptr;
-    m.sent_flag = nullptr;
-    m.sibling = nullptr;
     for (int& l : m.links) l = -1;
     pool_.push_back(&m);
   }
@@ -470,8 +470,11 @@ class SimWorld {
     // Where, for an error: made only when one is thrown (it holds a string).
     auto at = [&] { return detail::p2p_context(r, in ? in->src : out->dst, tag); };
     if (failure_.failed() && failure_.rank() != r) throw failure_.during(at());
-    Recv rv;
-    bool sent = !out;
+    Operation& op = operation(me);
+    op.recv = Recv{};
+    op.sent = !out;
+    op.receiving = in.has_value();
+    Recv& rv = op.recv;
     if (in) {
       rv.src = in->src;
       rv.channel = channel;
@@ -479,7 +482,6 @@ class SimWorld {
       rv.tag = tag;
       rv.into = in->bytes.data();
       rv.bytes = in->bytes.size();
-      if (out) rv.sibling_sent = &sent;
       post(r, rv);
     }
     if (out) {
@@ -491,15 +493,12 @@ class SimWorld {
       m.tag = tag;
       m.data = out->bytes.data();
       m.bytes = out->bytes.size();
-      m.sent_flag = &sent;
-      if (in) m.sibling = &rv;
       issue(m);
     }
-    auto complete = [&] { return sent && (!in || rv.done); };
-    while (!complete()) {
+    while (!op.complete()) {
       woken(me) = Woken::progress;
       fibers_.block(me);
-      if (woken(me) != Woken::progress && !complete()) {
+      if (woken(me) != Woken::progress && !op.complete()) {
         // Deadlock, or a failed rank: nothing will ever complete this.
         if (in && !rv.done) cancel(r, rv);
         if (woken(me) == Woken::failure) throw failure_.during(at());
@@ -528,7 +527,7 @@ class SimWorld {
   double uplink_bytes_ = 0;
   detail::StickyFailure failure_;
   std::exception_ptr first_;             // the run's error: the first failure's
-  std::vector<Woken> woken_;             // per fiber
+  std::vector<Operation> operations_;    // per fiber: what it waits in (never resized in a run)
   std::vector<char> awaiting_;           // per fiber: it waits in a context's await
   std::vector<std::uint64_t> ordinals_;  // per (rank, channel): next_checked_ordinal
   std::vector<std::unique_ptr<Message>> owned_;

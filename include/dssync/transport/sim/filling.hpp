@@ -22,18 +22,19 @@
 
 namespace dssync::detail {
 
-// A link of the simulated network.
-struct SimLink {
+// A link of the simulated network: one cache line.
+struct alignas(64) SimLink {
   double capacity = 0;  // bytes/s; infinity: not a constraint
-  std::vector<SimMessage*> flows;  // the flows that cross it, in no order
-  std::uint64_t seen = 0;          // the network's: the last rate update that visited it
+  SimList<SimMessage> flows;  // the flows that cross it, in no order
+  std::uint64_t seen = 0;  // the network's: the last rate update that visited it
   // The filling's:
   double residual = 0;
-  int unfrozen = 0;
   std::uint64_t round = 0;    // the last round it was among the round's links
   std::uint64_t touched = 0;  // the last round a frozen flow left it
-  int bucket = -1;            // its bucket, while one flow crosses it
+  int unfrozen = 0;
+  int bucket = -1;  // its bucket, while one flow crosses it
 };
+static_assert(sizeof(SimLink) == 64);
 
 class MaxMinFilling {
  public:

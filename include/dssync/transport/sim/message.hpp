@@ -3,6 +3,7 @@
 // posted receive waiting for one. Both carry their channel: a message only
 // ever matches a receive of its own channel.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -10,6 +11,68 @@
 #include "dssync/core/tag.hpp"
 
 namespace dssync::detail {
+
+// A list of pointers whose first lives in the list itself, and more in a
+// block of their own. The simulator's per-rank and per-link lists (a port's
+// posted receives, the flows that cross a link) hold one item most of the
+// time, and a block apart would cost every message another cache miss once
+// the world outgrows the caches. The block grows and is kept, never shrunk,
+// so a steady state does not allocate.
+template <class T>
+class SimList {
+ public:
+  SimList() noexcept = default;
+  SimList(const SimList& o) {
+    for (T* x : o) push_back(x);
+  }
+  SimList& operator=(const SimList& o) {
+    if (this != &o) {
+      size_ = 0;
+      for (T* x : o) push_back(x);
+    }
+    return *this;
+  }
+  ~SimList() {
+    if (capacity_ > 1) delete[] items_.block;
+  }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  T** begin() noexcept { return data(); }
+  T** end() noexcept { return data() + size_; }
+  T* const* begin() const noexcept { return data(); }
+  T* const* end() const noexcept { return data() + size_; }
+  T*& operator[](std::size_t i) noexcept { return data()[i]; }
+  T* back() const noexcept { return data()[size_ - 1]; }
+  void pop_back() noexcept { --size_; }
+  void push_back(T* x) {
+    if (size_ == capacity_) grow();
+    data()[size_++] = x;
+  }
+  // Removes the item at `at`, keeping the others' order.
+  void erase(T** at) noexcept {
+    std::move(at + 1, end(), at);
+    --size_;
+  }
+
+ private:
+  T** data() noexcept { return capacity_ > 1 ? items_.block : &items_.one; }
+  T* const* data() const noexcept { return capacity_ > 1 ? items_.block : &items_.one; }
+  void grow() {
+    const std::uint32_t capacity = std::max<std::uint32_t>(4, 2 * capacity_);
+    T** block = new T*[capacity];
+    std::copy(begin(), end(), block);
+    if (capacity_ > 1) delete[] items_.block;
+    items_.block = block;
+    capacity_ = capacity;
+  }
+  union {
+    T* one;      // capacity 1: the item itself
+    T** block;   // more: the block that holds them
+  } items_{nullptr};
+  std::uint32_t size_ = 0;
+  std::uint32_t capacity_ = 1;
+};
 
 struct SimRecv;
 
@@ -34,10 +97,6 @@ struct SimMessage {
   std::uint64_t component = 0;      // the last component whose rates were computed with it
   int order = -1;                   // its place in the component whose rates are being filled
   bool leaves_rack = false;         // sender and receiver in different racks (uplink_alpha)
-  bool* sent_flag = nullptr;        // the sender's completion flag
-  // The receive the sender waits for together with this send (an exchange),
-  // if any: the sender is woken when both are done, not before.
-  const SimRecv* sibling = nullptr;
   SimRecv* target = nullptr;        // the receive it was copied into (direct)
   // Its places in the simulator's queues (SimQueue): its sender's outbox, and
   // while at that outbox's head, the receiver's queue of waiting senders.
@@ -80,11 +139,26 @@ struct SimRecv {
   std::size_t bytes = 0;
   bool claimed = false;  // a message is on its way into it
   bool done = false;
-  // The send its fiber waits for together with it, if any (its completion
-  // flag): the fiber is woken when both are done.
-  const bool* sibling_sent = nullptr;
   bool mismatch = false;       // the message that arrived had another length:
   std::size_t sent_bytes = 0;  // this one
+};
+
+// Why the engine woke a fiber: progress, or nothing can complete its wait
+// (a deadlock, or a rank that failed).
+enum class SimWoken : unsigned char { progress, deadlock, failure };
+
+// What a fiber waits for in one operation: a send, a receive, or both (an
+// exchange), and why it was last woken. A fiber waits in one operation at a
+// time, so each has one record, kept by the simulator in one array rather
+// than on the fiber's stack: the engine that ends the send or the receive
+// touches a line of that array, not a page of a stack that is out of the
+// caches. The fiber is woken when both halves are done, not at each.
+struct alignas(64) SimOperation {
+  SimRecv recv;
+  bool receiving = false;  // it has a receive (recv)
+  bool sent = true;        // its send has left, or it has none
+  SimWoken woken = SimWoken::progress;
+  bool complete() const noexcept { return sent && (!receiving || recv.done); }
 };
 
 }  // namespace dssync::detail

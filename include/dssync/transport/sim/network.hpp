@@ -101,7 +101,7 @@ class FlowNetwork {
     flows_.push_back(&m);
     for (int j = 0; j < 4; ++j)
       if (m.links[j] >= 0) {
-        std::vector<SimMessage*>& on = link(m.links[j]).flows;
+        SimList<SimMessage>& on = link(m.links[j]).flows;
         m.on_link[j] = static_cast<int>(on.size());
         on.push_back(&m);
       }
@@ -207,7 +207,7 @@ class FlowNetwork {
     m.slot = -1;
     for (int j = 0; j < 4; ++j)
       if (m.links[j] >= 0) {
-        std::vector<SimMessage*>& on = link(m.links[j]).flows;
+        SimList<SimMessage>& on = link(m.links[j]).flows;
         SimMessage* last = on.back();
         const int at = m.on_link[j];
         on[static_cast<std::size_t>(at)] = last;
