@@ -162,9 +162,10 @@ class FiberScheduler {
       const int r = ready_.front();
       ready_.pop_front();
       // The fibers next in line are in memory that the world's other ranks
-      // have pushed out of the caches: their records, and the tops of their
-      // stacks that a resume reads first. Asked for a few turns ahead, they
-      // arrive while the fibers before them run, not one after another.
+      // have pushed out of the caches: their records, the tops of their
+      // stacks that a resume reads first, and their canaries. Asked for a
+      // few turns ahead, they arrive while the fibers before them run, not
+      // one after another.
       // (Written here, not in a function of its own: GCC finds such a
       // function free of side effects and drops its calls.)
       if (ready_.size() > record_ahead) __builtin_prefetch(&at(ready_[record_ahead]));
@@ -172,6 +173,7 @@ class FiberScheduler {
         const Fiber& next = at(ready_[stack_ahead]);
         if (next.resume_at != nullptr)
           for (std::ptrdiff_t o = -stack_below; o < stack_above; o += 64) __builtin_prefetch(next.resume_at + o);
+        if (!guard_pages_) __builtin_prefetch(canary(slot_base(ready_[stack_ahead])));  // checked when it hands back
       }
       Fiber& f = at(r);
       current_ = r;
