@@ -393,6 +393,41 @@ TEST_CASE("A rank in an exchange runs again once, when both its send and its rec
   CHECK(r.switches == 6u);
 }
 
+TEST_CASE("SimList keeps its first item in place, grows into a block, and erases in order") {
+  // The engine matches a port's first posted receive for a sender, so an
+  // erase must keep the others' order; a link's list is copied when the
+  // network is reset.
+  int items[6] = {0, 1, 2, 3, 4, 5};
+  dssync::detail::SimList<int> l;
+  CHECK(l.empty());
+  l.push_back(&items[0]);
+  CHECK(l.size() == 1);
+  CHECK(l.back() == &items[0]);
+  for (int i = 1; i < 6; ++i) l.push_back(&items[i]);  // past the one in place: a block
+  auto values = [](const dssync::detail::SimList<int>& list) {
+    std::vector<int> v;
+    for (const int* x : list) v.push_back(*x);
+    return v;
+  };
+  CHECK(values(l) == std::vector<int>{0, 1, 2, 3, 4, 5});
+  l.erase(l.begin() + 1);
+  l.erase(l.begin());
+  CHECK(values(l) == std::vector<int>{2, 3, 4, 5});
+  l.pop_back();
+  CHECK(l.back() == &items[4]);
+  l[0] = &items[5];
+  const dssync::detail::SimList<int> copy = l;
+  CHECK(values(copy) == std::vector<int>{5, 3, 4});
+  dssync::detail::SimList<int> one;
+  one.push_back(&items[1]);
+  one = copy;  // from one in place to a block
+  CHECK(values(one) == std::vector<int>{5, 3, 4});
+  l = dssync::detail::SimList<int>{};
+  CHECK(l.empty());
+  l.push_back(&items[2]);  // the block is kept: no allocation in a steady state
+  CHECK(values(l) == std::vector<int>{2});
+}
+
 TEST_CASE("DSSync on the simulator gives bitwise the parameters of the in-process world") {
   const int n = 12;
   const std::size_t len = 1000;
