@@ -1,5 +1,5 @@
 // The simulator's cost per message as the world grows (SIMULATION.md,
-// "Speed at scale"), beside the floor under it: 20 DSSync g=2 steps of a
+// study 9, "Beside the floor"), beside the floor under it: 20 DSSync g=2 steps of a
 // 100 MB model carried in 4 KiB of real floats per rank, simulated, and the
 // same steps' real bytes moved by plain loops with no simulator. The
 // difference is what the engine itself costs a message; the floor's own
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "dssync/dssync.hpp"
-#include "dssync/transport/sim.hpp"
+#include "sim/world.hpp"
 
 namespace {
 
@@ -26,20 +26,15 @@ constexpr std::size_t kRealBytes = 4096;
 constexpr double kModelBytes = 100e6;
 
 // n ranks x 20 DSSync g=2 steps, as `dssync_simulate --sync dssync` runs
-// them (10 Gbit/s, 5 us), without the tool's consensus bookkeeping. The
+// them (bench::sim_network: 10 Gbit/s, 5 us), without the tool's consensus bookkeeping. The
 // ranks' parameters are allocated and touched before the timed runs; each
 // run spawns the ranks' fibers, as a user's run does.
 void BM_SimDSSyncScale(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   std::vector<std::vector<float>> x(static_cast<std::size_t>(n), std::vector<float>(kRealBytes / sizeof(float), 1.0f));
-  dssync::SimWorld world(n, {.alpha = 5e-6, .bandwidth = 1.25e9, .byte_scale = kModelBytes / kRealBytes});
+  dssync::SimWorld world(n, bench::sim_network(kRealBytes, kModelBytes));
   dssync::SimResult last;
-  for (auto _ : state) {
-    last = world.run([&](dssync::SimTransport& t) {
-      dssync::DSSync<dssync::SimTransport> sync(t, {.group_size = 2, .seed = 1});
-      for (int s = 0; s < kSteps; ++s) sync.step(x[static_cast<std::size_t>(t.rank())]);
-    });
-  }
+  for (auto _ : state) last = bench::dssync_steps(world, x, 2, kSteps);
   state.counters["messages"] = static_cast<double>(last.messages);
 }
 

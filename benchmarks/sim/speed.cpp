@@ -12,14 +12,9 @@
 
 #include "dssync/dssync.hpp"
 #include "dssync/transport/sim.hpp"
+#include "sim/world.hpp"
 
 namespace {
-
-// 10 Gbit/s, 5 us. A model of `virtual_bytes` carried in `real_bytes` of
-// real floats per rank (byte_scale = virtual / real).
-dssync::SimOptions network(double real_bytes, double virtual_bytes) {
-  return {.alpha = 5e-6, .bandwidth = 1.25e9, .byte_scale = virtual_bytes / real_bytes};
-}
 
 // A full ring all-reduce over n ranks: 2(n-1) n messages.
 void BM_SimRingAllReduce(benchmark::State& state) {
@@ -27,7 +22,7 @@ void BM_SimRingAllReduce(benchmark::State& state) {
   const auto real = static_cast<std::size_t>(state.range(1));
   const auto virt = static_cast<double>(state.range(2));
   std::vector<std::vector<float>> data(static_cast<std::size_t>(n), std::vector<float>(real / sizeof(float), 1.0f));
-  dssync::SimWorld world(n, network(static_cast<double>(real), virt));
+  dssync::SimWorld world(n, bench::sim_network(static_cast<double>(real), virt));
   dssync::SimResult last;
   for (auto _ : state) {
     last = world.run([&](dssync::SimTransport& t) {
@@ -87,14 +82,9 @@ void BM_SimDSSyncSteps(benchmark::State& state) {
   const auto real = static_cast<std::size_t>(state.range(2));
   const auto virt = static_cast<double>(state.range(3));
   std::vector<std::vector<float>> x(static_cast<std::size_t>(n), std::vector<float>(real / sizeof(float), 1.0f));
-  dssync::SimWorld world(n, network(static_cast<double>(real), virt));
+  dssync::SimWorld world(n, bench::sim_network(static_cast<double>(real), virt));
   dssync::SimResult last;
-  for (auto _ : state) {
-    last = world.run([&](dssync::SimTransport& t) {
-      dssync::DSSync<dssync::SimTransport> sync(t, {.group_size = g, .seed = 1});
-      for (int s = 0; s < 20; ++s) sync.step(x[static_cast<std::size_t>(t.rank())]);
-    });
-  }
+  for (auto _ : state) last = bench::dssync_steps(world, x, g, 20);
   state.counters["virtual_s"] = last.makespan;
   state.counters["messages"] = static_cast<double>(last.messages);
 }

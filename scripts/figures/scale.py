@@ -2,11 +2,13 @@
 (scripts/studies/sim-scale). Records: docs/simulation/scale/scale.csv (one
 row per run, wall times and memory of this machine),
 docs/simulation/scale/rounds.csv (Moshpit's consensus protocol, every round
-of three seeds), and the sitting before the simulator woke a rank in an
-exchange once (docs/experiments/sim-scale-2026-12-06-before)."""
+of three seeds), docs/simulation/scale/floor.json (bench_sim_scale: the
+simulator beside the data's floor), and the sitting before the engine kept
+its per-rank state off the fibers' stacks
+(docs/experiments/sim-scale-2026-12-06-one-wake)."""
 import math
 
-from figures.lib import claim, gbench, read_csv, read_json, seconds, table
+from figures.lib import claim, gbench, read_csv, seconds, table
 
 DOC = "SIMULATION.md"
 SCALE = "docs/simulation/scale/scale.csv"
@@ -177,7 +179,7 @@ def claims():
         claim(DOC, f"{n:,} ranks took {wall(rs):.1f} s for {int(rs[0]['messages']):,} messages", [SCALE])
     growth = per_message_us(racks[("dssync", 4096)]) / per_message_us(racks[("dssync", 1024)])
     claim(DOC, f"four times the ranks cost {growth:.1f} times as much per message", [SCALE])
-    # The sitting before the simulator woke a rank in an exchange once.
+    # The sitting before, whose engine kept its per-rank state on the stacks.
     before = grouped("flat", BEFORE)
     ratios = [per_message_us(before[(s, 65536)]) / per_message_us(before[(s, 1024)]) for s in ("dssync", "onepeer")]
     now = [per_message_us(flat[(s, 65536)]) / per_message_us(flat[(s, 1024)]) for s in ("dssync", "onepeer")]

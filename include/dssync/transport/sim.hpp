@@ -196,7 +196,8 @@ class SimWorld {
 
   // A rank's ports and what waits at them (full duplex: it sends one message
   // at a time in the order it issued them, and receives one at a time). Two
-  // cache lines: what every message reads, then what fewer do.
+  // cache lines: its flags, outbox, posted receives and copies in flight in
+  // the first, the rest in the second.
   struct alignas(64) Port {
     bool sending = false;                               // its send port moves a message
     bool receiving = false;                             // its receive port takes a message
@@ -364,11 +365,8 @@ class SimWorld {
       d.in_flight.push_back(&m);
     }
     m.data = nullptr;
-    // The sender runs again when its whole operation is done: waking it for
-    // half an exchange would only switch to its stack and back.
-    Operation& op = operation(m.src_fiber);
-    op.sent = true;
-    if (op.complete()) fibers_.wake(m.src_fiber);
+    operation(m.src_fiber).sent = true;
+    wake_if_complete(m.src_fiber);
     // A message that leaves its rack also pays the wide-area delay. Every
     // message between two ranks pays the same latency, so they still arrive in
     // the order they were sent.
@@ -421,7 +419,12 @@ class SimWorld {
   void finish_recv(Port& d, Recv& r) {
     r.done = true;
     d.posted.erase(std::find(d.posted.begin(), d.posted.end(), &r));
-    if (operation(r.fiber).complete()) fibers_.wake(r.fiber);
+    wake_if_complete(r.fiber);
+  }
+  // A fiber runs again when its whole operation is done: waking it for half
+  // an exchange would only switch to its stack and back.
+  void wake_if_complete(int fiber) {
+    if (operation(fiber).complete()) fibers_.wake(fiber);
   }
   // Posts a receive, or takes a message that arrived already.
   void post(int r, Recv& rv) {

@@ -170,10 +170,10 @@ class FiberScheduler {
       // function free of side effects and drops its calls.)
       if (ready_.size() > record_ahead) __builtin_prefetch(&at(ready_[record_ahead]));
       if (ready_.size() > stack_ahead) {
-        const Fiber& next = at(ready_[stack_ahead]);
-        if (next.resume_at != nullptr)
-          for (std::ptrdiff_t o = -stack_below; o < stack_above; o += 64) __builtin_prefetch(next.resume_at + o);
-        if (!guard_pages_) __builtin_prefetch(canary(slot_base(ready_[stack_ahead])));  // checked when it hands back
+        const int next = ready_[stack_ahead];
+        if (const char* top = at(next).resume_at; top != nullptr)
+          for (std::ptrdiff_t o = -stack_below; o < stack_above; o += 64) __builtin_prefetch(top + o);
+        if (!guard_pages_) __builtin_prefetch(canary(slot_base(next)));  // checked when it hands back
       }
       Fiber& f = at(r);
       current_ = r;

@@ -160,5 +160,6 @@ struct alignas(64) SimOperation {
   SimWoken woken = SimWoken::progress;
   bool complete() const noexcept { return sent && (!receiving || recv.done); }
 };
+static_assert(sizeof(SimOperation) == 64, "an operation record is one cache line");
 
 }  // namespace dssync::detail
