@@ -730,43 +730,6 @@ TEST_CASE("collectives over MPI: small segments make a ring step many messages")
   world_case<dssync::AutoReduce, float, dssync::Min>(hd_only, t, 777, 6);
 }
 
-TEST_CASE("collectives over MPI: RingReduce in flight gives the blocking exchange's bits at every depth") {
-  // Order-dependent sums and means: the combines of the posted phases must be
-  // those of the blocking sendrecvs, in the same order, for every depth, for
-  // segments of 64 bytes (many per step, slots reused many times) and of the
-  // transport's size, and for blocks shorter than a segment.
-  RANK_INFO;
-  MPITransport t;
-  const std::vector<int> world = iota_ranks(t.size());
-  const auto n = static_cast<std::size_t>(t.size());
-  for (const std::size_t segment_bytes : {std::size_t{64}, std::size_t{0}}) {
-    for (const std::size_t len : {std::size_t{0}, std::size_t{1}, n - 1, n + 1, std::size_t{1001},
-                                  std::size_t{65537}}) {
-      CAPTURE(segment_bytes);
-      CAPTURE(len);
-      auto blocking_sum = noisy_values<float>(7, t.rank(), len);
-      auto blocking_mean = noisy_values<double>(8, t.rank(), len);
-      dssync::RingReduce blocking({.segment_bytes = segment_bytes, .in_flight = 0});
-      blocking.all_reduce(t, Group(world), std::span<float>(blocking_sum), dssync::Sum{}, 3);
-      blocking.all_reduce(t, Group(world), std::span<double>(blocking_mean), dssync::Average{}, 3);
-      for (const int in_flight : {1, 2, 8, 16}) {
-        CAPTURE(in_flight);
-        dssync::RingReduce posted({.segment_bytes = segment_bytes, .in_flight = in_flight});
-        auto sum = noisy_values<float>(7, t.rank(), len);
-        auto mean = noisy_values<double>(8, t.rank(), len);
-        posted.all_reduce(t, Group(world), std::span<float>(sum), dssync::Sum{}, 4);
-        posted.all_reduce(t, Group(world), std::span<double>(mean), dssync::Average{}, 4);
-        CHECK(std::memcmp(sum.data(), blocking_sum.data(), len * sizeof(float)) == 0);
-        CHECK(std::memcmp(mean.data(), blocking_mean.data(), len * sizeof(double)) == 0);
-      }
-    }
-  }
-  // And the closed forms, one segment in flight at a time.
-  dssync::RingReduce one({.segment_bytes = 64, .in_flight = 1});
-  world_case_all_ops<dssync::RingReduce, std::int64_t>(one, t, 1001);
-  world_case_all_ops<dssync::RingReduce, float>(one, t, n + 1);
-}
-
 // Two disjoint groups (even and odd ranks, each highest first) run different
 // algorithms, types, ops and lengths at the same time, with the same tag.
 TEST_CASE("collectives over MPI: concurrent disjoint groups, each its own closed form") {

@@ -10,12 +10,7 @@
 //   mpi_allreduce/n:N/bytes:B     MPI_Allreduce(MPI_IN_PLACE, ..., MPI_FLOAT,
 //                                 MPI_SUM, MPI_COMM_WORLD): the peer
 //   ring, halving_doubling, auto  dssync::RingReduce, HalvingDoublingReduce,
-//                                 AutoReduce over MPITransport (the ring as it
-//                                 runs by default over MPI: 256 KiB segments, 8
-//                                 in flight each way)
-//   ring_4, ring_1m, ring_blocking  RingReduce with 4 segments in flight, with
-//                                 1 MiB segments, and with one blocking
-//                                 sendrecv a segment (in_flight = 0)
+//                                 AutoReduce over MPITransport
 //   mpi_native                    dssync::MPINativeReduce over MPITransport
 //   mpi_bcast                     MPI_Bcast from rank 0 on MPI_COMM_WORLD: the peer of
 //   broadcast_tree, _scatter_allgather, _auto, _mpi_native (MPI_Bcast after the
@@ -194,8 +189,8 @@ Outcome bm_all_reduce(benchmark::State* state, std::int64_t iterations, std::siz
 }
 
 template <class Reduce>
-Outcome bm_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes,
-                  Reduce reduce = {}) {  // one per rank per call, reused by every iteration
+Outcome bm_policy(benchmark::State* state, std::int64_t iterations, std::size_t bytes) {
+  Reduce reduce;  // one per rank per call, reused by every iteration
   const dssync::Group group = world_partition().group(0);
   return bm_all_reduce(state, iterations, bytes, [&](std::span<float> data) {
     reduce.all_reduce(*transport, group, data, dssync::Sum{}, op_tag);
@@ -424,25 +419,6 @@ void make_cases() {
     add("mpi_allreduce", bytes, Kind::collective,
         [bytes](benchmark::State* s, std::int64_t i) { return bm_mpi_allreduce(s, i, bytes); });
     add_policy<RingReduce>("ring", bytes);
-    // The ring with other depths and segment sizes, and with blocking exchanges.
-    struct RingVariant {
-      const char* name;
-      RingReduce::Options options;
-    };
-    for (const RingVariant& v : {RingVariant{"ring_4", {.in_flight = 4}},
-                                 RingVariant{"ring_1m", {.segment_bytes = 1 << 20}},
-                                 RingVariant{"ring_blocking", {.in_flight = 0}},
-                                 RingVariant{"ringx_64k_4", {.segment_bytes = 64 << 10, .in_flight = 4}},
-                                 RingVariant{"ringx_128k_2", {.segment_bytes = 128 << 10, .in_flight = 2}},
-                                 RingVariant{"ringx_2m_1", {.segment_bytes = 2 << 20, .in_flight = 1}},
-                                 RingVariant{"ringx_2m_2", {.segment_bytes = 2 << 20, .in_flight = 2}},
-                                 RingVariant{"ringx_blocking_2m", {.segment_bytes = 2 << 20, .in_flight = 0}},
-                                 RingVariant{"ringx_blocking_64k", {.segment_bytes = 64 << 10, .in_flight = 0}}}) {
-      const RingReduce::Options options = v.options;
-      add(v.name, bytes, Kind::collective, [bytes, options](benchmark::State* s, std::int64_t i) {
-        return bm_policy(s, i, bytes, RingReduce(options));
-      });
-    }
     add_policy<HalvingDoublingReduce>("halving_doubling", bytes);
     add_policy<AutoReduce>("auto", bytes);
     add_policy<MPINativeReduce>("mpi_native", bytes);

@@ -11,7 +11,6 @@
 #include <string>
 
 #include "dssync/collective/common.hpp"
-#include "dssync/collective/posted.hpp"
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
@@ -101,5 +100,33 @@ void exchange_pieces(Transport& t, int dst, const Pieces<T>& out, int src, const
       t.recv(src, in.piece[k], tag);
   }
 }
+
+// The posted messages of one direction that a collective keeps in flight over
+// a transport_with_posting: message i in slot i % depth(), at most 16 at once.
+// Whatever is still pending when the ring goes (an error left the collective)
+// is forgotten, so no request outlives the call on the caller's buffer.
+template <class Transport>
+class PostedRing {
+ public:
+  using handle = typename Transport::posted;
+  static constexpr std::size_t capacity = 16;
+
+  PostedRing(Transport& t, int in_flight)
+      : t_(t), depth_(std::clamp<std::size_t>(std::size_t(std::max(in_flight, 1)), 1, capacity)) {}
+  PostedRing(const PostedRing&) = delete;
+  PostedRing& operator=(const PostedRing&) = delete;
+  ~PostedRing() { t_.forget(std::span<handle>(slots_)); }
+
+  std::size_t depth() const noexcept { return depth_; }
+  handle& operator[](std::size_t i) noexcept { return slots_[i % depth_]; }
+  void finish_all() {
+    for (handle& h : slots_) t_.finish(h);
+  }
+
+ private:
+  Transport& t_;
+  std::size_t depth_;
+  std::array<handle, capacity> slots_{};
+};
 
 }  // namespace dssync::detail

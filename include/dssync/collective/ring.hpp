@@ -8,21 +8,12 @@
 // combined while it is still in cache and the scratch buffer is one segment
 // long (over a transport with sendrecv_view there is no scratch at all: the
 // combine reads the neighbour's memory).
-//
-// Over a transport that keeps messages in flight (transport_with_posting:
-// MPI) each phase posts `in_flight` segments ahead each way and passes a
-// segment on as soon as it has arrived (and, in the reduce-scatter, been
-// combined), as RingAllGather does: a step no longer waits for both of its
-// links at once. The scratch is then `in_flight` segments long. The combines
-// and their order are those of the blocking exchange, so both give the same
-// bits.
 
 #include <algorithm>
 #include <cstddef>
 #include <span>
 
 #include "dssync/collective/common.hpp"
-#include "dssync/collective/posted.hpp"
 
 namespace dssync {
 
@@ -35,9 +26,6 @@ class RingReduce {
     // transport, whose every message is a hand-off to its socket thread and a
     // wait, sends a block as one message.
     std::size_t segment_bytes = 0;
-    // Where the transport can post messages: segments kept in flight each way
-    // (at most 16); 0: one blocking sendrecv a segment everywhere.
-    int in_flight = 8;
   };
 
   RingReduce() = default;
@@ -66,9 +54,6 @@ class RingReduce {
     // Every member makes the same number of sendrecvs per step, sized by the
     // largest block; the shorter blocks send empty segments at the end.
     const std::size_t largest = detail::block(data.size(), n, 0).length;
-    if constexpr (transport_with_posting<Transport, T>) {
-      if (options_.in_flight > 0) return posted(t, data, op, p, n, seg, left, right, tag);
-    }
     if constexpr (!transport_with_view<Transport, T>) scratch_.reserve<T>(std::min(seg, data.size()));
     auto segment = [seg](std::span<T> b, std::size_t k) {
       const std::size_t at = std::min(k, b.size());
@@ -100,50 +85,6 @@ class RingReduce {
   }
 
  private:
-  // Message m of a phase is segment m % per of step m / per, every block cut
-  // the same way (full segments of seg, the rest, then empty ones up to per).
-  // Reduce-scatter: send block p-step, receive block p-step-1 into scratch
-  // slot m % depth and combine it into place once arrived. All-gather: send
-  // block p+1-step, receive block p-step in place. In both the segment sent
-  // as message m >= per is the one received as message m - per
-  // (detail::posted_ring). The all-gather starts once every send of the
-  // reduce-scatter has finished, since it receives into blocks those sent.
-  template <class Transport, class T, class Op>
-  void posted(Transport& t, std::span<T> data, const Op& op, std::size_t p, std::size_t n, std::size_t seg,
-              int left, int right, tag_t tag) {
-    const std::size_t largest = detail::block(data.size(), n, 0).length;
-    const std::size_t per = largest / seg + 1;
-    const std::size_t total = (n - 1) * per;
-    const std::size_t slot = std::max<std::size_t>(1, std::min(seg, largest));
-    const std::size_t depth = detail::posted_depth(options_.in_flight);
-    const std::span<T> slots = scratch_.get<T>(depth * slot);
-    // Segment k of block c: its elements from k * seg, clipped to the block.
-    auto segment = [&](std::size_t c, std::size_t k) {
-      const std::span<T> b = detail::sub(data, detail::block(data.size(), n, c % n));
-      const std::size_t at = std::min(k * seg, b.size());
-      return b.subspan(at, std::min(seg, b.size() - at));
-    };
-    auto step = [per](std::size_t m) { return m / per; };
-    auto part = [per](std::size_t m) { return m % per; };
-    auto reduced = [&](std::size_t m) { return segment(p + 2 * n - step(m) - 1, part(m)); };
-    detail::posted_ring(
-        t, left, right, total, per, options_.in_flight,
-        [&](std::size_t m) { return std::span<const T>(segment(p + n - step(m), part(m))); },
-        [&](std::size_t m) { return slots.subspan((m % depth) * slot, reduced(m).size()); },
-        [&](std::size_t m) {
-          const std::span<const T> in = slots.subspan((m % depth) * slot, reduced(m).size());
-          if (step(m) + 2 == n)
-            detail::combine_finish(op, reduced(m), in, /*in_is_lower=*/true, static_cast<int>(n));
-          else
-            detail::combine(op, reduced(m), in, /*in_is_lower=*/true);
-        },
-        tag);
-    detail::posted_ring(
-        t, left, right, total, per, options_.in_flight,
-        [&](std::size_t m) { return std::span<const T>(segment(p + 1 + n - step(m), part(m))); },
-        [&](std::size_t m) { return segment(p + n - step(m), part(m)); }, [](std::size_t) {}, tag);
-  }
-
   Options options_;
   detail::Scratch scratch_;
 };

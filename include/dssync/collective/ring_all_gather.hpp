@@ -64,22 +64,45 @@ class RingAllGather {
   // Message m of either direction is segment m % per of step m / per: sent,
   // the contribution of position p - step; received, that of p - step - 1.
   // So the segment sent as message m (step >= 1) is the one received as
-  // message m - per (detail::posted_ring).
+  // message m - per, and receives finish in order, each freeing its slot for
+  // the receive `in_flight` messages later. Receives are also finished as the
+  // sends go, d - 1 behind them: a member whose sends wait on its right
+  // neighbour's receives must keep posting its own, or around the ring every
+  // member waits for a receive its neighbour posts only later.
   template <class Transport, class T>
   void posted(Transport& t, std::span<T> out, std::size_t len, int p, int n, int left, int right,
               tag_t tag) {
+    detail::PostedRing<Transport> in(t, options_.in_flight), sends(t, options_.in_flight);
+    const std::size_t d = in.depth();
     const std::size_t s = std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
     const std::size_t per = len / s + 1;
+    const std::size_t total = std::size_t(n - 1) * per;
     auto segment = [&](std::size_t m, int behind) {
       const int step = static_cast<int>(m / per);
       const std::size_t b = std::size_t((p - step - behind + 2 * n) % n);
       const std::size_t begin = (m % per) * s;
       return out.subspan(b * len + begin, std::min(s, len - begin));
     };
-    detail::posted_ring(
-        t, left, right, std::size_t(n - 1) * per, per, options_.in_flight,
-        [&](std::size_t m) { return std::span<const T>(segment(m, 0)); },
-        [&](std::size_t m) { return segment(m, 1); }, [](std::size_t) {}, tag);
+    std::size_t posted_in = 0, done_in = 0;
+    auto post_ahead = [&] {
+      for (; posted_in < total && posted_in < done_in + d; ++posted_in)
+        in[posted_in] = t.post_recv(left, segment(posted_in, 1), tag);
+    };
+    auto receive_until = [&](std::size_t m) {
+      while (done_in < m) {
+        t.finish(in[done_in++]);
+        post_ahead();  // into the slot just freed
+      }
+    };
+    post_ahead();
+    for (std::size_t m = 0; m < total; ++m) {
+      if (m >= per) receive_until(m - per + 1);
+      t.finish(sends[m]);
+      sends[m] = t.post_send(right, std::span<const T>(segment(m, 0)), tag);
+      if (m + 2 > d) receive_until(std::min(total, m + 2 - d));
+    }
+    receive_until(total);
+    sends.finish_all();
   }
 
   Options options_;
