@@ -320,8 +320,8 @@ TEST_CASE_TEMPLATE("collectives: every op and type on groups of 1 to 17, short b
 #else
 #define LARGE_ELEMENTS 1000003
 #endif
-TEST_CASE_TEMPLATE("collectives: " DOCTEST_TOSTR(LARGE_ELEMENTS) " elements on groups of 1 to 17", Algo,
-                   ALL_ALGORITHMS) {
+TEST_CASE_TEMPLATE("collectives: " DOCTEST_TOSTR(LARGE_ELEMENTS) " elements on groups of 1 to 17",
+                   Algo, ALL_ALGORITHMS) {
   constexpr std::size_t n = LARGE_ELEMENTS;
   constexpr int max_group = 17;
   // Allocated once and refilled: page faults would otherwise cost more than the
@@ -702,7 +702,14 @@ TEST_CASE_TEMPLATE("collectives: the copying path over a transport without sendr
     CAPTURE(g);
     std::vector<std::size_t> lengths = small_lengths(g);
     lengths.push_back(4099);
-    lengths.push_back(100003);
+    // 100003 doubles cut a block into two of the ring's 256 KiB segments for
+    // g <= 3. Under ThreadSanitizer, where this case took 19 to 21 s an
+    // algorithm, the larger groups skip them ("RingReduce with tiny segments"
+    // cuts blocks into many segments at every g).
+#if defined(__SANITIZE_THREAD__)
+    if (g <= 3)
+#endif
+      lengths.push_back(100003);
     const std::size_t cases = 3 * lengths.size();
     std::vector<Outcome> outcomes(cases, Outcome(g));
     const std::vector<int> members = iota_group(g);
