@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
                  "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
   app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--reduce", c.reduce,
-                 "allreduce, localsgd, sfb*: the all-reduce (sfb*: of the layers that go dense): ring, hd "
+                 "allreduce, localsgd, skewscout-localsgd, sfb*: the all-reduce (sfb*: of the layers that go dense): ring, hd "
                  "(halving-doubling) or hier (HierarchicalReduce "
                  "over the --dcs data centers: inside each, then across)")
       ->capture_default_str()
@@ -332,6 +332,11 @@ int main(int argc, char** argv) {
                  "skewscout*: steps between estimates (0: once an epoch)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--scout-baseline", c.scout_baseline,
+                 "skewscout*: what a travelled model is compared with on its host's probe: its accuracy "
+                 "at home (visitor-home, the paper's) or the host's model (host-model)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"visitor-home", "host-model"}));
   app.add_option("--probe-samples", c.probe_samples,
                  "skewscout*: images of each data center's own shard its leader scores models on")
       ->capture_default_str()

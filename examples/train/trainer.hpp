@@ -59,7 +59,7 @@ struct Config {
   int group_size = 2;
   std::string shuffle = "random";  // random | butterfly | none
   int period = 8;                  // local SGD: average every H steps
-  std::string reduce = "ring";     // allreduce, localsgd: ring | hd (halving-doubling) | hier
+  std::string reduce = "ring";     // allreduce, localsgd, skewscout-localsgd, sfb*: ring | hd (halving-doubling) | hier
   int epochs = 10;
   int batch = 32;  // per worker
   float lr = 0.05f;
@@ -88,6 +88,7 @@ struct Config {
   int gaia_period = 1;            // gaia, skewscout: clocks between exchanges across data centers
   double scout_target = 0.05;     // skewscout*: the accuracy loss to stay under
   int scout_period = 0;           // skewscout*: steps between estimates (0: once an epoch)
+  std::string scout_baseline = "visitor-home";  // skewscout*: visitor-home | host-model
   int probe_samples = 512;        // skewscout*: the probe set, from each leader's own shard
 
   // A short name for tables, logs and plot legends: the synchronizer's, then
@@ -112,12 +113,12 @@ struct Config {
       l << (sync == "gaia" ? "gaia" : "skewscout gaia") << " T=" << gaia_threshold;
       if (gaia_period > 1) l << " period=" << gaia_period;
       if (gaia_slack > 0) l << " slack=" << gaia_slack;
-      if (sync == "skewscout") l << " target=" << scout_target;
+      if (sync == "skewscout") l << " target=" << scout_target << scout_suffix();
       return l.str();
     }
     if (sync == "skewscout-localsgd") {
       std::ostringstream l;
-      l << "skewscout localsgd H=" << period << " target=" << scout_target;
+      l << "skewscout localsgd H=" << period << " target=" << scout_target << scout_suffix();
       return l.str();
     }
     if (sync == "gossip") return "gossip ring";
@@ -139,6 +140,7 @@ struct Config {
   // Nothing for the default MLP, so that the existing records' labels stay.
   // The all-reduce of BSP and local SGD when it is not the ring.
   std::string reduce_suffix() const { return reduce == "ring" ? "" : " " + reduce; }
+  std::string scout_suffix() const { return scout_baseline == "visitor-home" ? "" : " " + scout_baseline; }
   // SFB with its traffic in the background: " beside" (the records' label);
   // in sequence nothing, so the labels of the older records stay.
   std::string sfb_suffix() const { return sfb_background_channel > 0 ? " beside" : ""; }
@@ -356,14 +358,16 @@ class GaiaOf final : public ParamSync {
   std::optional<dssync::SkewScout<dssync::GaiaSync<T>>> skewscout_;
 };
 
-// SkewScout around LocalSGD over AllReduceSync: the knob is the period.
-template <class T>
+// SkewScout around LocalSGD over AllReduceSync (the all-reduce `reduce`): the
+// knob is the period.
+template <class T, class Reduce>
 class ScoutedLocalOf final : public ParamSync {
  public:
-  using Local = dssync::LocalSGD<dssync::AllReduceSync<T, dssync::RingReduce>>;
+  using Local = dssync::LocalSGD<dssync::AllReduceSync<T, Reduce>>;
   ScoutedLocalOf(T& t, int period, const std::vector<std::string>& dcs, dssync::SkewScoutOptions so,
-                 std::function<double(std::span<const float>)> probe)
-      : local_(t, typename Local::Options{.period = period}), scout_(t, local_, dcs, so, std::move(probe)) {}
+                 std::function<double(std::span<const float>)> probe, Reduce reduce)
+      : local_(t, typename Local::Options{.period = period}, std::move(reduce)),
+        scout_(t, local_, dcs, so, std::move(probe)) {}
   void step(std::span<float> x) override { scout_.step(x); }
   dssync::SyncStats stats() const override { return local_.stats(); }
   double knob() const override { return local_.knob(); }
@@ -431,24 +435,23 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
     for (int r = 0; r < t.size(); ++r) dcs.push_back("dc" + std::to_string(r / std::max(1, per_dc)));
     return dcs;
   };
-  if (c.sync == "allreduce" || c.sync == "localsgd") {
-    if (c.reduce == "ring") return detail::bsp_or_local(t, c, RingReduce{});
-    if (c.reduce == "hd") return detail::bsp_or_local(t, c, HalvingDoublingReduce{});
-    if (c.reduce == "hier") return detail::bsp_or_local(t, c, HierarchicalReduce(dc_labels()));
+  // f(the all-reduce that --reduce names).
+  auto with_reduce = [&](auto f) -> std::unique_ptr<ParamSync> {
+    if (c.reduce == "ring") return f(RingReduce{});
+    if (c.reduce == "hd") return f(HalvingDoublingReduce{});
+    if (c.reduce == "hier") return f(HierarchicalReduce(dc_labels()));
     throw std::invalid_argument("unknown all-reduce '" + c.reduce + "' (ring, hd, hier)");
-  }
+  };
+  if (c.sync == "allreduce" || c.sync == "localsgd")
+    return with_reduce([&](auto reduce) { return detail::bsp_or_local(t, c, std::move(reduce)); });
   if (c.sync == "sfb" || c.sync == "sfb-factors") {
     const SFBOptions o{.mode = c.sync == "sfb" ? SFBMode::hybrid : SFBMode::factors,
                        .checked = c.checked,
                        .expected_k = c.batch,
                        .background_channel = c.sfb_background_channel};
-    auto sfb = [&](auto reduce) -> std::unique_ptr<ParamSync> {
+    return with_reduce([&](auto reduce) -> std::unique_ptr<ParamSync> {
       return std::make_unique<detail::SfbOf<T, decltype(reduce)>>(t, std::move(layers), o, reduce);
-    };
-    if (c.reduce == "ring") return sfb(RingReduce{});
-    if (c.reduce == "hd") return sfb(HalvingDoublingReduce{});
-    if (c.reduce == "hier") return sfb(HierarchicalReduce(dc_labels()));
-    throw std::invalid_argument("unknown all-reduce '" + c.reduce + "' (ring, hd, hier)");
+    });
   }
   if (c.sync == "stale") {
     const StaleSyncOptions o{.seed = c.seed, .checked = c.checked};
@@ -495,9 +498,17 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         .target = c.scout_target,
         .period = static_cast<std::uint64_t>(c.scout_period > 0 ? c.scout_period : 500),
         .knob_min = c.sync == "skewscout-localsgd" ? 1.0 : 1e-4,
-        .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0};
+        .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0,
+        .baseline = c.scout_baseline == "host-model" ? SkewScoutBaseline::host_model
+                                                      : SkewScoutBaseline::visitor_home};
+    if (c.scout_baseline != "host-model" && c.scout_baseline != "visitor-home")
+      throw std::invalid_argument("unknown --scout-baseline '" + c.scout_baseline +
+                                  "' (visitor-home, host-model)");
     if (c.sync == "skewscout-localsgd")
-      return std::make_unique<detail::ScoutedLocalOf<T>>(t, c.period, dcs, so, std::move(probe));
+      return with_reduce([&](auto reduce) -> std::unique_ptr<ParamSync> {
+        return std::make_unique<detail::ScoutedLocalOf<T, decltype(reduce)>>(t, c.period, dcs, so,
+                                                                             std::move(probe), std::move(reduce));
+      });
     if (c.sync != "gaia" && c.sync != "skewscout")
       throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (skewscout, skewscout-localsgd)");
     const GaiaOptions go{

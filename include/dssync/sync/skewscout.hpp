@@ -16,7 +16,16 @@
 // Leader d + 1 scores the visitor on its probe; the visitor's loss is
 //   AL_d = max(0, (A_{d,d} - A_{d,d+1}) / A_{d,d})
 // (the share of its home accuracy it loses on data it has not seen: model
-// travelling, the paper's estimate of what skew costs). A max all-reduce
+// travelling, the paper's estimate of what skew costs). With
+// SkewScoutBaseline::host_model the visitor is compared with the host's own
+// model on the same probe instead,
+//   AL_d = max(0, (A_{d+1,d+1} - A_{d,d+1}) / A_{d+1,d+1}),
+// the share the host would lose with the visitor's model: how far the data
+// centers' models have drifted apart, which communication can close. Where
+// each data center holds other classes, the paper's AL also counts how much
+// harder one data center's classes are than another's, which no knob
+// changes (identical models score AL > 0), so under strong skew it stays
+// above any small target and the knob only tightens. A max all-reduce
 // over the world gives every rank AL = max_d AL_d, and every rank applies the
 // same rule to the knob:
 //   AL > target            : knob <- max(knob_min, knob * tighten)
@@ -60,6 +69,12 @@ concept communication_knob = requires(S& s, const S& cs, double k) {
   s.set_knob(k);
 };
 
+// What a travelled model is compared with on its host's probe.
+enum class SkewScoutBaseline {
+  visitor_home,  // its own accuracy at home (the paper's model travelling)
+  host_model,    // the host's model on the same probe
+};
+
 struct SkewScoutOptions {
   double target = 0.05;        // the largest estimated accuracy loss to allow
   std::uint64_t period = 500;  // steps between estimates
@@ -68,6 +83,7 @@ struct SkewScoutOptions {
   double relax = 0.5;          // the band [relax * target, target] leaves the knob alone
   double knob_min = 0;
   double knob_max = std::numeric_limits<double>::infinity();
+  SkewScoutBaseline baseline = SkewScoutBaseline::visitor_home;
 };
 
 struct SkewScoutStats {
@@ -148,6 +164,8 @@ class SkewScout {
       fail("loosen must be above 1 and finite, got " + std::to_string(o.loosen));
     if (!(o.relax > 0 && o.relax <= 1))
       fail("relax must lie in (0, 1], got " + std::to_string(o.relax));
+    if (o.baseline != SkewScoutBaseline::visitor_home && o.baseline != SkewScoutBaseline::host_model)
+      fail("baseline must be visitor_home or host_model, got " + std::to_string(static_cast<int>(o.baseline)));
     if (!(o.knob_min >= 0) || !(o.knob_max >= o.knob_min))
       fail("knob_min must be at least 0 and at most knob_max, got " + std::to_string(o.knob_min) +
            " and " + std::to_string(o.knob_max));
@@ -177,8 +195,10 @@ class SkewScout {
       transport_.sendrecv(next, std::span<const std::byte>(std::as_bytes(std::span<double>(home))),
                           prev, std::as_writable_bytes(std::span<double>(theirs)), tag);
       const double away = score(visitor_, where);
-      // The visitor's loss on data it has not seen, as a share of its home accuracy.
-      if (theirs[0] > 0) loss = std::max(0.0, (theirs[0] - away) / theirs[0]);
+      // The visitor's loss on data it has not seen, as a share of its home
+      // accuracy or of what the host's model scores here.
+      const double base = options_.baseline == SkewScoutBaseline::visitor_home ? theirs[0] : home[0];
+      if (base > 0) loss = std::max(0.0, (base - away) / base);
     }
     double all[1] = {loss};
     reduce_.all_reduce(transport_, world_.get().group(0), std::span<double>(all), Max{}, tag);
