@@ -33,7 +33,9 @@ ROWS = [("bsp-hd", "BSP, halving-doubling"), ("bsp-hier", "BSP, hierarchical"),
         ("skewscout20-p8", "SkewScout (Gaia 20 %, target 5 %, every 8 steps)"),
         ("skewscout20-host", "SkewScout (Gaia 20 %, target 5 %, beside the host's model)"),
         ("skewscout-lsgd", "SkewScout (local SGD from H=8, target 5 %)"),
-        ("skewscout-lsgd-host", "SkewScout (local SGD from H=8, target 5 %, beside the host's model)")]
+        ("skewscout-lsgd-host", "SkewScout (local SGD from H=8, target 5 %, beside the host's model)"),
+        ("skewscout-lsgd-host-t10", "SkewScout (local SGD from H=8, target 10 %, beside the host's model)"),
+        ("skewscout-lsgd-host-t20", "SkewScout (local SGD from H=8, target 20 %, beside the host's model)")]
 PARTITIONS = [("iid", "iid"), ("skew1", "skew:1")]
 NORMS = [("none", "none"), ("group32", "group:32"), ("batch", "batch")]
 
@@ -153,7 +155,9 @@ def main():
     for scout, gaia in (("skewscout", "gaia1"), ("skewscout20", "gaia20"), ("skewscout-p8", "gaia1"),
                         ("skewscout20-p8", "gaia20"), ("skewscout20-host", "gaia20"),
                         ("skewscout-lsgd", "localsgd"), ("skewscout-lsgd", "gaia20"),
-                        ("skewscout-lsgd-host", "localsgd"), ("skewscout-lsgd-host", "gaia20")):
+                        ("skewscout-lsgd-host", "localsgd"), ("skewscout-lsgd-host", "gaia20"),
+                        ("skewscout-lsgd-host-t10", "localsgd"), ("skewscout-lsgd-host-t10", "gaia20"),
+                        ("skewscout-lsgd-host-t20", "localsgd"), ("skewscout-lsgd-host-t20", "gaia20")):
         sc, gs, bs = (wan[(r, "skew1", "none")] for r in (scout, gaia, "bsp-hier"))
         if not (sc and gs and bs):
             continue
