@@ -494,6 +494,9 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
   if (c.sync == "gaia" || c.sync.starts_with("skewscout")) {
     std::vector<std::string> dcs = dc_labels();
     if (c.scout_period < 0) throw std::invalid_argument("--scout-period must be at least 0");
+    if (c.scout_baseline != "host-model" && c.scout_baseline != "visitor-home")
+      throw std::invalid_argument("unknown --scout-baseline '" + c.scout_baseline +
+                                  "' (visitor-home, host-model)");
     const SkewScoutOptions so{
         .target = c.scout_target,
         .period = static_cast<std::uint64_t>(c.scout_period > 0 ? c.scout_period : 500),
@@ -501,9 +504,6 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0,
         .baseline = c.scout_baseline == "host-model" ? SkewScoutBaseline::host_model
                                                       : SkewScoutBaseline::visitor_home};
-    if (c.scout_baseline != "host-model" && c.scout_baseline != "visitor-home")
-      throw std::invalid_argument("unknown --scout-baseline '" + c.scout_baseline +
-                                  "' (visitor-home, host-model)");
     if (c.sync == "skewscout-localsgd")
       return with_reduce([&](auto reduce) -> std::unique_ptr<ParamSync> {
         return std::make_unique<detail::ScoutedLocalOf<T, decltype(reduce)>>(t, c.period, dcs, so,
