@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <random>
 #include <span>
@@ -48,22 +47,15 @@ struct Method {
 };
 
 int run(int argc, char** argv) {
-  std::vector<std::string> sizes = {"16777216"};
-  int trials = 15;
-  bench::GlooPlace place;
-  const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
-    if (key == "--sizes") sizes = bench::split(value);
-    else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
-    else return place.take(key, value);
-    return true;
-  });
-  if (!ok) return 2;
+  bench::BesideGlooOptions o;
+  if (!o.parse(argc, argv)) return 2;
+  const int trials = o.trials;
 
   dssync::TcpTransport t;  // DSSYNC_* from the launcher
   const int n = t.size(), me = t.rank();
   const std::vector<int> ranks = bench::every_rank(t);
   const dssync::Group world(ranks);
-  const bench::GlooWorld gloo = bench::connect_gloo(me, n, place);
+  const bench::GlooWorld gloo = bench::connect_gloo(me, n, o.place);
   if (me == 0) {
     std::printf("# dssync TcpTransport and Gloo %d.%d.%d (tcp device %s) in the same %d processes: "
                 "broadcast from rank 0 and all-gather (bytes: the whole output); per trial every "
@@ -74,7 +66,7 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  for (const auto& s : sizes) {
+  for (const auto& s : o.sizes) {
     const std::size_t bytes = std::stoull(s);
     const std::size_t count = bytes / sizeof(float);
     const std::size_t len = count / static_cast<std::size_t>(n);
@@ -148,16 +140,10 @@ int run(int argc, char** argv) {
       bench::Row{m.label, moved, reps, bench::median(m.seconds)}.print(m.collective, n);
     }
     for (const auto collective : {b, g}) {
-      std::vector<double> ratio;
-      for (std::size_t trial = 0; trial < static_cast<std::size_t>(trials); ++trial) {
-        double ours = 0, theirs = 0;
-        for (const auto& m : methods) {
-          if (m.collective != collective) continue;
-          double& best = m.label.starts_with("gloo_") ? theirs : ours;
-          if (best == 0 || m.seconds[trial] < best) best = m.seconds[trial];
-        }
-        ratio.push_back(theirs / ours);
-      }
+      const std::vector<double> ratio = bench::paired_ratios(
+          methods, trials,
+          [&](const Method& m) { return m.collective == collective && !m.label.starts_with("gloo_"); },
+          [&](const Method& m) { return m.collective == collective && m.label.starts_with("gloo_"); });
       std::printf("# %zu bytes, %s: per trial Gloo's time over our best: median %.3f, lowest %.3f, "
                   "highest %.3f\n",
                   bytes, collective == b ? "broadcast" : "all-gather", bench::median(ratio),

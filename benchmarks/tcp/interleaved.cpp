@@ -25,12 +25,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <random>
 #include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "dssync/tcp.hpp"
@@ -49,22 +47,15 @@ struct Method {
 };
 
 int run(int argc, char** argv) {
-  std::vector<std::string> sizes = {"16777216"};
-  int trials = 15;
-  bench::GlooPlace place;
-  const bool ok = bench::options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
-    if (key == "--sizes") sizes = bench::split(value);
-    else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
-    else return place.take(key, value);
-    return true;
-  });
-  if (!ok) return 2;
+  bench::BesideGlooOptions o;
+  if (!o.parse(argc, argv)) return 2;
+  const int trials = o.trials;
 
   dssync::TcpTransport t;  // DSSYNC_* from the launcher
   const int n = t.size(), me = t.rank();
   const std::vector<int> ranks = bench::every_rank(t);
   const dssync::Group world(ranks);
-  const bench::GlooWorld gloo = bench::connect_gloo(me, n, place);
+  const bench::GlooWorld gloo = bench::connect_gloo(me, n, o.place);
   if (me == 0) {
     std::printf("# dssync TcpTransport and Gloo %d.%d.%d (tcp device %s) in the same %d processes, "
                 "float sum; per trial every method once, in a fresh random order; median of %d trials, "
@@ -74,7 +65,7 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  for (const auto& s : sizes) {
+  for (const auto& s : o.sizes) {
     const std::size_t bytes = std::stoull(s);
     if (bytes == 0 || bytes % sizeof(float) != 0)
       throw dssync::configuration_error("size " + s + " is not a positive multiple of 4");
@@ -112,16 +103,9 @@ int run(int argc, char** argv) {
     if (me != 0) continue;
     for (const auto& m : methods)
       bench::Row{m.label, bytes, reps, bench::median(m.seconds)}.print(bench::Collective::all_reduce, n);
-    // A trial's best time among the methods whose label starts with `family`.
-    auto best = [&](std::size_t trial, std::string_view family) {
-      double t_best = 0;
-      for (const auto& m : methods)
-        if (m.label.starts_with(family) && (t_best == 0 || m.seconds[trial] < t_best)) t_best = m.seconds[trial];
-      return t_best;
-    };
-    std::vector<double> ratio;
-    for (std::size_t trial = 0; trial < static_cast<std::size_t>(trials); ++trial)
-      ratio.push_back(best(trial, "gloo_") / best(trial, "dssync_"));
+    const std::vector<double> ratio = bench::paired_ratios(
+        methods, trials, [](const Method& m) { return m.label.starts_with("dssync_"); },
+        [](const Method& m) { return m.label.starts_with("gloo_"); });
     std::printf("# %zu bytes, per trial Gloo's better time over ours: median %.3f, lowest %.3f, highest %.3f\n",
                 bytes, bench::median(ratio), *std::min_element(ratio.begin(), ratio.end()),
                 *std::max_element(ratio.begin(), ratio.end()));

@@ -71,4 +71,21 @@ void interleaved_trials(dssync::TcpTransport& t, const dssync::Group& world,
   }
 }
 
+// Per trial, the best time of the methods theirs(m) picks over the best of
+// those ours(m) picks: the paired ratio of two families measured in the same
+// trials (interleaved_trials).
+template <class Method, class Ours, class Theirs>
+std::vector<double> paired_ratios(const std::vector<Method>& methods, int trials, Ours ours, Theirs theirs) {
+  std::vector<double> ratio;
+  for (std::size_t trial = 0; trial < static_cast<std::size_t>(trials); ++trial) {
+    double mine = 0, other = 0;
+    for (const Method& m : methods) {
+      double* best = ours(m) ? &mine : theirs(m) ? &other : nullptr;
+      if (best && (*best == 0 || m.seconds[trial] < *best)) *best = m.seconds[trial];
+    }
+    ratio.push_back(other / mine);
+  }
+  return ratio;
+}
+
 }  // namespace bench
