@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -46,8 +45,6 @@
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
-
-#include "common/cli.hpp"
 
 namespace bench {
 
@@ -176,24 +173,6 @@ struct GlooPlace {
     else if (key == "--iface") iface = value;
     else return false;
     return true;
-  }
-};
-
-// The options of the programs that time dssync beside Gloo in the same
-// processes: --sizes B,B,..., --trials T and Gloo's place.
-struct BesideGlooOptions {
-  std::vector<std::string> sizes = {"16777216"};
-  int trials = 15;
-  GlooPlace place;
-
-  // Reads argv[1..]; false (said on stderr) for an unknown option.
-  bool parse(int argc, char** argv) {
-    return options(argc, argv, 1, [&](const std::string& key, const std::string& value) {
-      if (key == "--sizes") sizes = split(value);
-      else if (key == "--trials") trials = std::max(1, std::atoi(value.c_str()));
-      else return place.take(key, value);
-      return true;
-    });
   }
 };
 

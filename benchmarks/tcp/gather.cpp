@@ -32,8 +32,8 @@
 #include "dssync/tcp.hpp"
 
 #include "common/cli.hpp"
-#include "peers/gloo_runner.hpp"
 #include "common/report.hpp"
+#include "tcp/beside_gloo.hpp"
 #include "tcp/trials.hpp"
 
 namespace {
@@ -51,20 +51,12 @@ int run(int argc, char** argv) {
   if (!o.parse(argc, argv)) return 2;
   const int trials = o.trials;
 
-  dssync::TcpTransport t;  // DSSYNC_* from the launcher
+  bench::BesideGloo beside(o.place);
+  dssync::TcpTransport& t = beside.t;
+  const dssync::Group& world = beside.world;
+  const bench::GlooWorld& gloo = beside.gloo;
   const int n = t.size(), me = t.rank();
-  const std::vector<int> ranks = bench::every_rank(t);
-  const dssync::Group world(ranks);
-  const bench::GlooWorld gloo = bench::connect_gloo(me, n, o.place);
-  if (me == 0) {
-    std::printf("# dssync TcpTransport and Gloo %d.%d.%d (tcp device %s) in the same %d processes: "
-                "broadcast from rank 0 and all-gather (bytes: the whole output); per trial every "
-                "method once, in a fresh random order; median of %d trials, each the slowest "
-                "rank's time for R calls\n",
-                GLOO_VERSION_MAJOR, GLOO_VERSION_MINOR, GLOO_VERSION_PATCH, gloo.device.c_str(), n,
-                trials);
-    std::fflush(stdout);
-  }
+  beside.print_header(": broadcast from rank 0 and all-gather (bytes: the whole output)", trials);
 
   for (const auto& s : o.sizes) {
     const std::size_t bytes = std::stoull(s);
