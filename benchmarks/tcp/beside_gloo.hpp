@@ -58,4 +58,14 @@ struct BesideGloo {
   }
 };
 
+// A program's run(argc, argv): its options read, the world set up beside
+// Gloo, then measure(options, beside); 2 on a bad option.
+template <class Measure>
+int run_beside_gloo(int argc, char** argv, Measure measure) {
+  BesideGlooOptions o;
+  if (!o.parse(argc, argv)) return 2;
+  BesideGloo beside(o.place);
+  return measure(o, beside);
+}
+
 }  // namespace bench

@@ -46,17 +46,11 @@ struct Method {
   std::vector<double> seconds;  // per trial, per call
 };
 
-int run(int argc, char** argv) {
-  bench::BesideGlooOptions o;
-  if (!o.parse(argc, argv)) return 2;
-  const int trials = o.trials;
-
-  bench::BesideGloo beside(o.place);
+int measure(const bench::BesideGlooOptions& o, bench::BesideGloo& beside) {
+  beside.print_header(": broadcast from rank 0 and all-gather (bytes: the whole output)", o.trials);
   dssync::TcpTransport& t = beside.t;
   const dssync::Group& world = beside.world;
-  const bench::GlooWorld& gloo = beside.gloo;
-  const int n = t.size(), me = t.rank();
-  beside.print_header(": broadcast from rank 0 and all-gather (bytes: the whole output)", trials);
+  const int n = t.size(), me = t.rank(), trials = o.trials;
 
   for (const auto& s : o.sizes) {
     const std::size_t bytes = std::stoull(s);
@@ -93,7 +87,7 @@ int run(int argc, char** argv) {
                        broadcast_ok, {}});
     methods.push_back({"gloo_broadcast", b,
                        [&] {
-                         gloo::BroadcastOptions o(gloo.ctx);
+                         gloo::BroadcastOptions o(beside.gloo.ctx);
                          o.setOutput(data.data(), data.size());
                          o.setRoot(0);
                          o.setTag(bench::kDataTag);
@@ -104,7 +98,7 @@ int run(int argc, char** argv) {
     methods.push_back({"dssync_all_gather_bruck", g, [&] { bruck.all_gather(t, world, in, all, 2); }, gather_ok, {}});
     methods.push_back({"gloo_all_gather", g,
                        [&] {
-                         gloo::AllgatherOptions o(gloo.ctx);
+                         gloo::AllgatherOptions o(beside.gloo.ctx);
                          o.setInput(mine.data(), mine.size());
                          o.setOutput(out.data(), out.size());
                          o.setTag(bench::kDataTag);
@@ -143,10 +137,13 @@ int run(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  bench::barrier(gloo.ctx, bench::kBarrierTag);
+  bench::barrier(beside.gloo.ctx, bench::kBarrierTag);
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_main("bench_tcp_gather", run, argc, argv); }
+int main(int argc, char** argv) {
+  auto run = [](int c, char** v) { return bench::run_beside_gloo(c, v, measure); };
+  return bench::run_main("bench_tcp_gather", run, argc, argv);
+}

@@ -46,17 +46,11 @@ struct Method {
   std::vector<double> seconds;  // per trial, per call
 };
 
-int run(int argc, char** argv) {
-  bench::BesideGlooOptions o;
-  if (!o.parse(argc, argv)) return 2;
-  const int trials = o.trials;
-
-  bench::BesideGloo beside(o.place);
+int measure(const bench::BesideGlooOptions& o, bench::BesideGloo& beside) {
+  beside.print_header(", float sum", o.trials);
   dssync::TcpTransport& t = beside.t;
   const dssync::Group& world = beside.world;
-  const bench::GlooWorld& gloo = beside.gloo;
-  const int n = t.size(), me = t.rank();
-  beside.print_header(", float sum", trials);
+  const int n = t.size(), me = t.rank(), trials = o.trials;
 
   for (const auto& s : o.sizes) {
     const std::size_t bytes = std::stoull(s);
@@ -66,8 +60,8 @@ int run(int argc, char** argv) {
     const std::span<float> span(data);
     dssync::RingReduce ring;
     dssync::HalvingDoublingReduce hd;
-    const auto gloo_ring = bench::make_runner("ring", gloo.ctx, data);
-    const auto gloo_hd = bench::make_runner("hd", gloo.ctx, data);
+    const auto gloo_ring = bench::make_runner("ring", beside.gloo.ctx, data);
+    const auto gloo_hd = bench::make_runner("hd", beside.gloo.ctx, data);
     std::vector<Method> methods;
     methods.push_back({"dssync_ring", [&] { ring.all_reduce(t, world, span, dssync::Sum{}, 2); }, {}});
     methods.push_back({"dssync_halving_doubling", [&] { hd.all_reduce(t, world, span, dssync::Sum{}, 2); }, {}});
@@ -107,10 +101,13 @@ int run(int argc, char** argv) {
     std::printf("\n");
     std::fflush(stdout);
   }
-  bench::barrier(gloo.ctx, bench::kBarrierTag);
+  bench::barrier(beside.gloo.ctx, bench::kBarrierTag);
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_main("bench_tcp_interleaved", run, argc, argv); }
+int main(int argc, char** argv) {
+  auto run = [](int c, char** v) { return bench::run_beside_gloo(c, v, measure); };
+  return bench::run_main("bench_tcp_interleaved", run, argc, argv);
+}
