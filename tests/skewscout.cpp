@@ -92,11 +92,12 @@ TEST_CASE(
     "SkewScout's baselines: the visitor's home accuracy counts how much harder the host's data "
     "is, the host's model does not") {
   // Three data centers of two whose probes differ in difficulty: the probe of
-  // data center k scores its own model at base[k] and any other at base[k] -
-  // 1/8 (a model carries its data center in element 0). All values dyadic.
+  // data center k scores its own model at base[k] and, unless the models are
+  // alike, any other at base[k] - 1/8 (a model carries its data center in
+  // element 0). All values dyadic.
   const std::vector<std::string> dcs = {"a", "a", "b", "b", "c", "c"};
   const std::vector<double> base = {1, 0.5, 0.25};
-  auto run = [&](dssync::SkewScoutBaseline baseline, bool identical) {
+  auto run = [&](dssync::SkewScoutBaseline baseline, bool alike) {
     std::vector<double> loss(6, -1);
     InProcWorld(6).run([&](InProcTransport& t) {
       const int dc = t.rank() / 2;
@@ -104,7 +105,7 @@ TEST_CASE(
       SkewScout<Dial> scout(t, dial, dcs, {.target = 0.0625, .period = 1, .baseline = baseline},
                             [&](std::span<const float> model) {
                               const double b = base[static_cast<std::size_t>(dc)];
-                              return identical || model[0] == static_cast<float>(dc) ? b : b - 0.125;
+                              return alike || model[0] == static_cast<float>(dc) ? b : b - 0.125;
                             });
       const std::vector<float> x(3, static_cast<float>(dc));
       loss[static_cast<std::size_t>(t.rank())] = scout.adjust(x);
@@ -112,9 +113,9 @@ TEST_CASE(
     return loss;
   };
   using dssync::SkewScoutBaseline;
-  // Identical models: the paper's estimate is the largest drop in difficulty
-  // from one data center's probe to the next's, max(1/2, 1/2, 0); beside
-  // the host's model the visitor loses nothing.
+  // Models the probes score alike: the paper's estimate is the largest drop
+  // in difficulty from one data center's probe to the next's, max(1/2, 1/2,
+  // 0); beside the host's model the visitor loses nothing.
   CHECK(run(SkewScoutBaseline::visitor_home, true) == std::vector<double>(6, 0.5));
   CHECK(run(SkewScoutBaseline::host_model, true) == std::vector<double>(6, 0.0));
   // Models that differ: max((1 - 3/8) / 1, (1/2 - 1/8) / (1/2), 0) = 3/4

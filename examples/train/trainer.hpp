@@ -118,7 +118,7 @@ struct Config {
     }
     if (sync == "skewscout-localsgd") {
       std::ostringstream l;
-      l << "skewscout localsgd H=" << period << " target=" << scout_target << scout_suffix();
+      l << "skewscout localsgd H=" << period << reduce_suffix() << " target=" << scout_target << scout_suffix();
       return l.str();
     }
     if (sync == "gossip") return "gossip ring";
@@ -138,7 +138,7 @@ struct Config {
     return sync;
   }
   // Nothing for the default MLP, so that the existing records' labels stay.
-  // The all-reduce of BSP and local SGD when it is not the ring.
+  // The all-reduce of BSP and local SGD (SkewScout's too) when it is not the ring.
   std::string reduce_suffix() const { return reduce == "ring" ? "" : " " + reduce; }
   std::string scout_suffix() const { return scout_baseline == "visitor-home" ? "" : " " + scout_baseline; }
   // SFB with its traffic in the background: " beside" (the records' label);
