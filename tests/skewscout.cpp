@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -204,6 +205,75 @@ TEST_CASE("SkewScout around LocalSGD: a loss above target shortens the period to
   CHECK(periods[1] == periods[0]);
 }
 
+TEST_CASE(
+    "SkewScout's moments around LocalSGD: after the step that averaged the models the estimate is "
+    "0, before it the drift of a whole period") {
+  // Two data centers of one rank. Every step the caller sets its model to
+  // 1/4 (rank 0) or 3/4 (rank 1), as local training on different data
+  // would; a synchronization averages both to 1/2. The probe scores a model
+  // by its first entry, so beside the host's model the visitor loses
+  // (3/4 - 1/4) / (3/4) = 2/3 of it before an average and 0 after.
+  const std::vector<std::string> dcs = {"a", "b"};
+  using Local = dssync::LocalSGD<dssync::AllReduceSync<InProcTransport>>;
+  using dssync::SkewScoutMoment;
+  struct Trace {
+    std::vector<std::uint64_t> estimated_at;  // steps (from 0) whose estimate had just been made
+    std::vector<double> losses;
+    std::vector<std::uint64_t> synced;
+  };
+  auto run = [&](SkewScoutMoment moment, std::uint64_t period, double target) {
+    std::vector<Trace> traces(2);
+    InProcWorld(2).run([&](InProcTransport& t) {
+      Local local(t, {.period = 4});
+      SkewScout scout(t, local, dcs,
+                      {.target = target, .period = period, .knob_min = 1, .knob_max = 4,
+                       .baseline = dssync::SkewScoutBaseline::host_model, .moment = moment},
+                      [](std::span<const float> m) { return static_cast<double>(m[0]); });
+      Trace& trace = traces[static_cast<std::size_t>(t.rank())];
+      std::vector<float> x(3);
+      for (std::uint64_t step = 0; step < 24; ++step) {
+        std::fill(x.begin(), x.end(), t.rank() == 0 ? 0.25f : 0.75f);
+        const bool syncs = local.synchronizes_next();
+        if (syncs) trace.synced.push_back(step);
+        const auto before = scout.stats().estimates;
+        scout.step(x);
+        CHECK(x[0] == (syncs ? 0.5f : t.rank() == 0 ? 0.25f : 0.75f));
+        if (scout.stats().estimates == before) continue;
+        trace.estimated_at.push_back(step);
+        trace.losses.push_back(scout.stats().loss);
+      }
+    });
+    CHECK(traces[0].losses == traces[1].losses);
+    CHECK(traces[0].synced == traces[1].synced);
+    return traces[0];
+  };
+  const double drift = (0.75 - 0.25) / 0.75;
+
+  SUBCASE("estimates every 4 steps with the period 4: after_step sees averaged models") {
+    const Trace after = run(SkewScoutMoment::after_step, 4, 0.9);
+    CHECK(after.estimated_at == std::vector<std::uint64_t>{3, 7, 11, 15, 19, 23});
+    CHECK(after.losses == std::vector<double>(6, 0.0));
+    const Trace before = run(SkewScoutMoment::before_sync, 4, 0.9);
+    CHECK(before.estimated_at == after.estimated_at);
+    CHECK(before.losses == std::vector<double>(6, drift));
+  }
+  SUBCASE("every 6 steps: before_sync waits for the synchronization after the period's end") {
+    const Trace before = run(SkewScoutMoment::before_sync, 6, 0.9);
+    // Periods end after steps 5, 11, 17 and 23; synchronizations at 3, 7, ...
+    CHECK(before.estimated_at == std::vector<std::uint64_t>{7, 11, 19, 23});
+    CHECK(before.losses == std::vector<double>(4, drift));
+    CHECK(before.synced == std::vector<std::uint64_t>{3, 7, 11, 15, 19, 23});
+  }
+  SUBCASE("the knob turns after the synchronization it measured: the new period counts from it") {
+    // Target 1/2 < 2/3: every estimate halves the period, down to 1.
+    const Trace before = run(SkewScoutMoment::before_sync, 4, 0.5);
+    CHECK(before.estimated_at == std::vector<std::uint64_t>{3, 7, 11, 15, 19, 23});
+    CHECK(before.losses == std::vector<double>(6, drift));
+    CHECK(before.synced ==
+          std::vector<std::uint64_t>{3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23});
+  }
+}
+
 TEST_CASE("SkewScout: bad options and probes are configuration_errors naming the rank") {
   InProcWorld(2).run([&](InProcTransport& t) {
     Dial dial;
@@ -214,7 +284,8 @@ TEST_CASE("SkewScout: bad options and probes are configuration_errors naming the
          {SkewScoutOptions{.target = 0}, SkewScoutOptions{.period = 0},
           SkewScoutOptions{.tighten = 1}, SkewScoutOptions{.loosen = 1},
           SkewScoutOptions{.relax = 0}, SkewScoutOptions{.knob_min = 2, .knob_max = 1},
-          SkewScoutOptions{.baseline = static_cast<dssync::SkewScoutBaseline>(7)}})
+          SkewScoutOptions{.baseline = static_cast<dssync::SkewScoutBaseline>(7)},
+          SkewScoutOptions{.moment = static_cast<dssync::SkewScoutMoment>(7)}})
       CHECK_THROWS_AS(SkewScout<Dial>(t, dial, dcs, o, probe), dssync::configuration_error);
     CHECK_THROWS_WITH_AS(SkewScout<Dial>(t, dial, {"a"}, {}, probe),
                          doctest::Contains("labels for 1 ranks in a world of 2"),

@@ -1116,9 +1116,15 @@ TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of 
   c.hidden = {64, 32};
   c.epochs = 3;
   c.batch = 16;
-  for (const char* sync : {"gaia", "skewscout", "skewscout-localsgd"}) {
+  // The records carry SkewScout's last estimate: none before the first, and
+  // none without SkewScout.
+  for (const auto& [sync, moment] : {std::pair{"gaia", "after-step"}, std::pair{"skewscout", "after-step"},
+                                     std::pair{"skewscout-localsgd", "after-step"},
+                                     std::pair{"skewscout-localsgd", "before-sync"}}) {
     CAPTURE(sync);
+    CAPTURE(moment);
     c.sync = sync;
+    c.scout_moment = moment;
     std::vector<train::EpochRecord> epochs;
     const auto params = run_workers(more, c, n, &epochs);
     REQUIRE(epochs.size() == 4);
@@ -1129,5 +1135,10 @@ TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of 
       CHECK(same_bits(params[2], params[3]));
     }
     CHECK(epochs[3].test_acc_avg > epochs[0].test_acc_avg + 0.3);
+    CHECK(std::isnan(epochs[0].estimate));
+    if (std::string(sync) == "gaia")
+      CHECK(std::isnan(epochs[3].estimate));
+    else
+      CHECK((epochs[3].estimate >= 0 && epochs[3].estimate <= 1));
   }
 }

@@ -90,14 +90,14 @@ void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) 
   std::ofstream out(file);
   out << "label,epoch,train_loss,test_acc_avg,test_acc_worst,test_loss_avg,consensus,"
          "bytes_per_worker,seconds,wall_seconds,sync_seconds,rounds,merge_lag,wan_bytes,knob,"
-         "significant,steps\n";
+         "significant,steps,estimate\n";
   for (const auto& run : runs)
     for (const auto& r : run.epochs)
       out << '"' << run.label << '"' << ',' << r.epoch << ',' << r.train_loss << ',' << r.test_acc_avg
           << ',' << r.test_acc_worst << ',' << r.test_loss_avg << ',' << r.consensus << ','
           << r.bytes_per_worker << ',' << r.seconds << ',' << r.wall << ',' << r.sync_seconds << ','
           << r.rounds << ',' << r.merge_lag << ',' << r.wan_bytes << ',' << r.knob << ',' << r.significant
-          << ',' << r.steps << '\n';
+          << ',' << r.steps << ',' << r.estimate << '\n';
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
@@ -337,6 +337,16 @@ int main(int argc, char** argv) {
                  "at home (visitor-home, the paper's) or the host's model (host-model)")
       ->capture_default_str()
       ->check(CLI::IsMember({"visitor-home", "host-model"}));
+  app.add_option("--scout-moment", c.scout_moment,
+                 "skewscout*: estimate after the step that ends a period (after-step) or before the "
+                 "next synchronizing step, on the models it averages (before-sync)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"after-step", "before-sync"}));
+  app.add_option("--scout-step", c.scout_step,
+                 "skewscout*: the knob is multiplied by this factor to loosen and divided by it to "
+                 "tighten (local SGD's period is rounded to a whole step)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e9));
   app.add_option("--probe-samples", c.probe_samples,
                  "skewscout*: images of each data center's own shard its leader scores models on")
       ->capture_default_str()

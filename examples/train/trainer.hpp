@@ -89,6 +89,8 @@ struct Config {
   double scout_target = 0.05;     // skewscout*: the accuracy loss to stay under
   int scout_period = 0;           // skewscout*: steps between estimates (0: once an epoch)
   std::string scout_baseline = "visitor-home";  // skewscout*: visitor-home | host-model
+  std::string scout_moment = "after-step";  // skewscout*: after-step | before-sync
+  double scout_step = 2;          // skewscout*: the knob's factor (loosen; tighten is its inverse)
   int probe_samples = 512;        // skewscout*: the probe set, from each leader's own shard
 
   // A short name for tables, logs and plot legends: the synchronizer's, then
@@ -140,7 +142,13 @@ struct Config {
   // Nothing for the default MLP, so that the existing records' labels stay.
   // The all-reduce of BSP and local SGD (SkewScout's too) when it is not the ring.
   std::string reduce_suffix() const { return reduce == "ring" ? "" : " " + reduce; }
-  std::string scout_suffix() const { return scout_baseline == "visitor-home" ? "" : " " + scout_baseline; }
+  std::string scout_suffix() const {
+    std::ostringstream l;
+    if (scout_baseline != "visitor-home") l << " " << scout_baseline;
+    if (scout_moment != "after-step") l << " " << scout_moment;
+    if (scout_step != 2) l << " step=" << scout_step;
+    return l.str();
+  }
   // SFB with its traffic in the background: " beside" (the records' label);
   // in sequence nothing, so the labels of the older records stay.
   std::string sfb_suffix() const { return sfb_background_channel > 0 ? " beside" : ""; }
@@ -186,6 +194,7 @@ struct EpochRecord {
   // since the last record, the share they sent (NaN without Gaia).
   double knob = 0;
   double significant = 0;
+  double estimate = 0;  // SkewScout's last estimated accuracy loss (NaN without SkewScout)
   double steps = 0;  // steps since the last record, each worker's
 };
 
@@ -222,6 +231,8 @@ class ParamSync {
   // entries sent across and entries considered ({0, 0}: not Gaia).
   virtual double knob() const { return std::numeric_limits<double>::quiet_NaN(); }
   virtual std::pair<double, double> significance() const { return {0, 0}; }
+  // SkewScout's last estimated accuracy loss (NaN: no SkewScout).
+  virtual double estimate() const { return std::numeric_limits<double>::quiet_NaN(); }
   // False when stats().bytes_sent does not count what the synchronizer sends
   // (every synchronizer here counts; SSPSync and ShadowSync as their
   // background jobs end, so a record holds the jobs finished by then).
@@ -341,6 +352,9 @@ class GaiaOf final : public ParamSync {
     return gaia_ ? static_cast<dssync::SyncStats>(gaia_->stats()) : dssync::SyncStats{};
   }
   double knob() const override { return gaia_ ? gaia_->knob() : ParamSync::knob(); }
+  double estimate() const override {
+    return skewscout_ && skewscout_->stats().estimates > 0 ? skewscout_->stats().loss : ParamSync::estimate();
+  }
   std::pair<double, double> significance() const override {
     if (!gaia_) return {0, 0};
     return {static_cast<double>(gaia_->stats().significant),
@@ -371,6 +385,9 @@ class ScoutedLocalOf final : public ParamSync {
   void step(std::span<float> x) override { scout_.step(x); }
   dssync::SyncStats stats() const override { return local_.stats(); }
   double knob() const override { return local_.knob(); }
+  double estimate() const override {
+    return scout_.stats().estimates > 0 ? scout_.stats().loss : ParamSync::estimate();
+  }
 
  private:
   Local local_;
@@ -497,13 +514,21 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
     if (c.scout_baseline != "host-model" && c.scout_baseline != "visitor-home")
       throw std::invalid_argument("unknown --scout-baseline '" + c.scout_baseline +
                                   "' (visitor-home, host-model)");
+    if (c.scout_moment != "after-step" && c.scout_moment != "before-sync")
+      throw std::invalid_argument("unknown --scout-moment '" + c.scout_moment + "' (after-step, before-sync)");
+    if (!(c.scout_step > 1) || !std::isfinite(c.scout_step))
+      throw std::invalid_argument("--scout-step must be above 1, got " + std::to_string(c.scout_step));
     const SkewScoutOptions so{
         .target = c.scout_target,
         .period = static_cast<std::uint64_t>(c.scout_period > 0 ? c.scout_period : 500),
+        .tighten = 1 / c.scout_step,
+        .loosen = c.scout_step,
         .knob_min = c.sync == "skewscout-localsgd" ? 1.0 : 1e-4,
         .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0,
         .baseline = c.scout_baseline == "host-model" ? SkewScoutBaseline::host_model
-                                                      : SkewScoutBaseline::visitor_home};
+                                                      : SkewScoutBaseline::visitor_home,
+        .moment = c.scout_moment == "before-sync" ? SkewScoutMoment::before_sync
+                                                  : SkewScoutMoment::after_step};
     if (c.sync == "skewscout-localsgd")
       return with_reduce([&](auto reduce) -> std::unique_ptr<ParamSync> {
         return std::make_unique<detail::ScoutedLocalOf<T, decltype(reduce)>>(t, c.period, dcs, so,
@@ -927,6 +952,7 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
         r.wan_bytes = sums[8];
         r.steps = static_cast<double>(last - first);
         r.knob = sync->knob();
+        r.estimate = sync->estimate();
         r.significant =
             sums[10] > 0 ? sums[9] / sums[10] : std::numeric_limits<double>::quiet_NaN();
         on_epoch(r);

@@ -54,6 +54,9 @@ class LocalSGD {
     return t >= anchor_ && (t + 1 - anchor_) % period() == 0;
   }
 
+  // Whether the next step() synchronizes.
+  bool synchronizes_next() const noexcept { return synchronizes(iteration_); }
+
   // At a synchronizing step, the inner synchronizer's partition for its own
   // iteration; otherwise every rank alone. Steps before the last change of
   // the period are not kept: asking for them is a configuration_error.

@@ -35,6 +35,17 @@
 // this library's choice; the paper states the contract, "keep the estimated
 // loss under the target with the least communication", not the rule.)
 //
+// When the estimate is taken (SkewScoutOptions::moment): by default after
+// the inner step that ends the period. Around a synchronizer that does not
+// synchronize every step (LocalSGD) that step may be the one that averaged
+// the models, and then every visitor is its host's model and AL is 0
+// whatever the skew: the estimate measures where in the inner period it
+// fell. SkewScoutMoment::before_sync waits, once a period has ended, for the
+// inner's next synchronizing step (synchronizes_next(); a synchronizer
+// without it synchronizes every step) and estimates on the models that step
+// is about to average, the drift of one whole inner period; the knob turns
+// after that step, so the new period counts from that synchronization.
+//
 // The probe function is the caller's: it scores a model (the flat
 // parameters) on a small fixed sample of this data center's training data
 // and must be deterministic. Only leaders call it. With one data center
@@ -69,6 +80,18 @@ concept communication_knob = requires(S& s, const S& cs, double k) {
   s.set_knob(k);
 };
 
+// A synchronizer that can say whether its next step synchronizes (LocalSGD).
+template <class S>
+concept says_when_it_synchronizes = requires(const S& s) {
+  { s.synchronizes_next() } -> std::convertible_to<bool>;
+};
+
+// When, in the step that ends a period, the estimate is taken.
+enum class SkewScoutMoment {
+  after_step,   // after the inner step that ends the period
+  before_sync,  // before the inner's next synchronizing step, on the models it averages
+};
+
 // What a travelled model is compared with on its host's probe.
 enum class SkewScoutBaseline {
   visitor_home,  // its own accuracy at home (the paper's model travelling)
@@ -84,6 +107,7 @@ struct SkewScoutOptions {
   double knob_min = 0;
   double knob_max = std::numeric_limits<double>::infinity();
   SkewScoutBaseline baseline = SkewScoutBaseline::visitor_home;
+  SkewScoutMoment moment = SkewScoutMoment::after_step;
 };
 
 struct SkewScoutStats {
@@ -118,12 +142,25 @@ class SkewScout {
     stats_.knob = inner_.knob();
   }
 
-  // The inner step, then, every `period` steps, an estimate and the knob's
-  // turn. Every rank calls it with its own parameters.
+  // The inner step and, once every `period` steps, an estimate and the
+  // knob's turn (when: SkewScoutOptions::moment). Every rank calls it with
+  // its own parameters.
   template <class Params>
   void step(Params&& params) {
+    if (options_.moment == SkewScoutMoment::after_step) {
+      inner_.step(params);
+      if (++steps_ % options_.period == 0) adjust(std::span<const float>(params));
+      return;
+    }
+    due_ = due_ || (steps_ + 1) % options_.period == 0;
+    const bool now = due_ && inner_synchronizes_next();
+    const double loss = now ? estimate(std::span<const float>(params)) : 0;
     inner_.step(params);
-    if (++steps_ % options_.period == 0) adjust(std::span<const float>(params));
+    ++steps_;
+    if (now) {
+      turn(loss);
+      due_ = false;
+    }
   }
 
   // One estimate of the accuracy loss from `params` (this rank's model; only
@@ -131,11 +168,7 @@ class SkewScout {
   // step() calls it every period; call it directly to drive it yourself.
   double adjust(std::span<const float> params) {
     const double loss = estimate(params);
-    const double knob = next_knob(inner_.knob(), loss, options_);
-    if (knob != inner_.knob()) inner_.set_knob(knob);
-    ++stats_.estimates;
-    stats_.loss = loss;
-    stats_.knob = inner_.knob();
+    turn(loss);
     return loss;
   }
 
@@ -166,10 +199,27 @@ class SkewScout {
       fail("relax must lie in (0, 1], got " + std::to_string(o.relax));
     if (o.baseline != SkewScoutBaseline::visitor_home && o.baseline != SkewScoutBaseline::host_model)
       fail("baseline must be visitor_home or host_model, got " + std::to_string(static_cast<int>(o.baseline)));
+    if (o.moment != SkewScoutMoment::after_step && o.moment != SkewScoutMoment::before_sync)
+      fail("moment must be after_step or before_sync, got " + std::to_string(static_cast<int>(o.moment)));
     if (!(o.knob_min >= 0) || !(o.knob_max >= o.knob_min))
       fail("knob_min must be at least 0 and at most knob_max, got " + std::to_string(o.knob_min) +
            " and " + std::to_string(o.knob_max));
     return o;
+  }
+
+  void turn(double loss) {
+    const double knob = next_knob(inner_.knob(), loss, options_);
+    if (knob != inner_.knob()) inner_.set_knob(knob);
+    ++stats_.estimates;
+    stats_.loss = loss;
+    stats_.knob = inner_.knob();
+  }
+
+  bool inner_synchronizes_next() const {
+    if constexpr (says_when_it_synchronizes<Inner>)
+      return inner_.synchronizes_next();
+    else
+      return true;
   }
 
   // Model travelling among the leaders, then the max over the world.
@@ -224,6 +274,7 @@ class SkewScout {
   std::vector<float> visitor_;
   RecursiveDoublingReduce reduce_;
   std::uint64_t steps_ = 0;
+  bool due_ = false;  // before_sync: a period has ended, the estimate waits for a synchronization
   SkewScoutStats stats_;
 };
 
