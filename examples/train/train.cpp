@@ -347,6 +347,11 @@ int main(int argc, char** argv) {
                  "tighten (local SGD's period is rounded to a whole step)")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e9));
+  app.add_option("--scout-min", c.scout_min,
+                 "skewscout*: the least the knob may be (0: 1 step for local SGD's period, 1e-4 for "
+                 "Gaia's threshold)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--probe-samples", c.probe_samples,
                  "skewscout*: images of each data center's own shard its leader scores models on")
       ->capture_default_str()

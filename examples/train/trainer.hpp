@@ -91,6 +91,7 @@ struct Config {
   std::string scout_baseline = "visitor-home";  // skewscout*: visitor-home | host-model
   std::string scout_moment = "after-step";  // skewscout*: after-step | before-sync
   double scout_step = 2;          // skewscout*: the knob's factor (loosen; tighten is its inverse)
+  double scout_min = 0;           // skewscout*: the knob's floor (0: 1 step for a period, 1e-4 for a threshold)
   int probe_samples = 512;        // skewscout*: the probe set, from each leader's own shard
 
   // A short name for tables, logs and plot legends: the synchronizer's, then
@@ -147,6 +148,7 @@ struct Config {
     if (scout_baseline != "visitor-home") l << " " << scout_baseline;
     if (scout_moment != "after-step") l << " " << scout_moment;
     if (scout_step != 2) l << " step=" << scout_step;
+    if (scout_min != 0) l << " min=" << scout_min;
     return l.str();
   }
   // SFB with its traffic in the background: " beside" (the records' label);
@@ -523,7 +525,7 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         .period = static_cast<std::uint64_t>(c.scout_period > 0 ? c.scout_period : 500),
         .tighten = 1 / c.scout_step,
         .loosen = c.scout_step,
-        .knob_min = c.sync == "skewscout-localsgd" ? 1.0 : 1e-4,
+        .knob_min = c.scout_min > 0 ? c.scout_min : c.sync == "skewscout-localsgd" ? 1.0 : 1e-4,
         .knob_max = c.sync == "skewscout-localsgd" ? 1e6 : 1.0,
         .baseline = c.scout_baseline == "host-model" ? SkewScoutBaseline::host_model
                                                       : SkewScoutBaseline::visitor_home,

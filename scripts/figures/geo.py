@@ -139,6 +139,63 @@ def _geo_scout_claims():
                f"{100 * (acc('iid', bsp) - acc('iid', g_host)):.2f} points under)", [GEO_LR005])
 
 
+
+def _geo_moment_claims():
+    """SkewScout around local SGD estimating before the synchronization, its
+    period held at 2 or 3 steps and more, and local SGD at fixed periods of 2
+    to 4 steps (lr 0.05): the estimates the records carry, and the lr 0.05
+    table and bars."""
+    tables = printed_tables("scripts/studies/geo-table.py", os.path.dirname(GEO_LR005))
+    rows = {(r[0], r[1]): r for r in tables[0]}
+
+    def acc(partition, label):
+        return float(rows[(partition, label)][6].split()[0])
+
+    def mb(partition, label):
+        return float(rows[(partition, label)][8])
+
+    def measured(label, bar):
+        return next(r[2] for r in tables[2] if r[1] == label and r[0].startswith(bar)).removesuffix(" %")
+
+    def pair(label):  # "<recovered> % of Gaia 20 %'s loss, <share> %"
+        return (f"{measured(label, 'skew:1: recovers two thirds of Gaia 20 %')} %",
+                f"{measured(label, 'skew:1: under half of')} %")
+
+    def estimates(row, partition, epoch):
+        out = []
+        for f in sorted(glob.glob(path(f"{GEO_LR005}/wan_{row}_{partition}_none_seed*.csv"))):
+            out += [float(r["estimate"]) for r in read_csv(os.path.relpath(f, path("")))
+                    if float(r["epoch"]) == epoch]
+        return out
+
+    doc = "SIMULATION.md"
+    sync_rows = ("skewscout-lsgd-sync", "skewscout-lsgd-host-sync")
+    early = [e for row in sync_rows for epoch in (2, 3, 4, 5) for e in estimates(row, "skew1", epoch)]
+    assert early and all(e == 1.0 for e in early), early
+    claim(doc, f"the estimate was {min(early):.3f} at every estimate of epochs 2 to 5 in every seed",
+          [GEO_LR005])
+    later = {epoch: [e for row in sync_rows for e in estimates(row, "skew1", epoch)] for epoch in (6, 7)}
+    claim(doc, f"to {min(later[6]):.2f} to {max(later[6]):.2f} at epoch 6 and {min(later[7]):.2f} to "
+               f"{max(later[7]):.2f} at epoch 7", [GEO_LR005])
+    sync = "SkewScout (local SGD from H=8, target 5 %, before the synchronization)"
+    host_sync = "SkewScout (local SGD from H=8, target 5 %, beside the host's model, before the synchronization)"
+    after = "SkewScout (local SGD from H=8, target 5 %)"
+    assert rows[("skew:1", sync)][6:] == rows[("skew:1", host_sync)][6:] == rows[("skew:1", after)][6:]
+    claim(doc, f"the same run as the paper's estimate after the step ({acc('skew:1', sync):.4f}, "
+               f"{measured(sync, 'skew:1: under half of')} % of BSP's bytes)", [GEO_LR005])
+    for floor in (2, 3):
+        label = host_sync.removesuffix(")") + f", H >= {floor})"
+        rec, share = pair(label)
+        claim(doc, f"at {floor} or more ends at {acc('skew:1', label):.4f}: {rec} of Gaia 20 %'s loss with "
+                   f"{share} of the bytes", [GEO_LR005])
+    fixed = [(h, pair(f"local SGD H={h}, hierarchical")) for h in (2, 3, 4)]
+    claim(doc, "; ".join(f"{h} steps {rec} with {share}" for h, (rec, share) in fixed), [GEO_LR005])
+    iid = [e for epoch in range(2, 9) for e in estimates("skewscout-lsgd-host-sync", "iid", epoch)]
+    claim(doc, f"never above {max(iid):.2f}, the period moves both ways, and the run ends at "
+               f"{acc('iid', host_sync):.4f} with {mb('iid', host_sync):.3f} MB a step", [GEO_LR005])
+
+
 _skew_claims()
 _geo_budget_claims()
 _geo_scout_claims()
+_geo_moment_claims()

@@ -35,7 +35,16 @@ ROWS = [("bsp-hd", "BSP, halving-doubling"), ("bsp-hier", "BSP, hierarchical"),
         ("skewscout-lsgd", "SkewScout (local SGD from H=8, target 5 %)"),
         ("skewscout-lsgd-host", "SkewScout (local SGD from H=8, target 5 %, beside the host's model)"),
         ("skewscout-lsgd-host-t10", "SkewScout (local SGD from H=8, target 10 %, beside the host's model)"),
-        ("skewscout-lsgd-host-t20", "SkewScout (local SGD from H=8, target 20 %, beside the host's model)")]
+        ("skewscout-lsgd-host-t20", "SkewScout (local SGD from H=8, target 20 %, beside the host's model)"),
+        ("skewscout-lsgd-sync", "SkewScout (local SGD from H=8, target 5 %, before the synchronization)"),
+        ("skewscout-lsgd-host-sync",
+         "SkewScout (local SGD from H=8, target 5 %, beside the host's model, before the synchronization)"),
+        ("skewscout-lsgd-host-sync-min2",
+         "SkewScout (local SGD from H=8, target 5 %, beside the host's model, before the synchronization, H >= 2)"),
+        ("skewscout-lsgd-host-sync-min3",
+         "SkewScout (local SGD from H=8, target 5 %, beside the host's model, before the synchronization, H >= 3)"),
+        ("localsgd-h2", "local SGD H=2, hierarchical"), ("localsgd-h3", "local SGD H=3, hierarchical"),
+        ("localsgd-h4", "local SGD H=4, hierarchical")]
 PARTITIONS = [("iid", "iid"), ("skew1", "skew:1")]
 NORMS = [("none", "none"), ("group32", "group:32"), ("batch", "batch")]
 
@@ -151,11 +160,16 @@ def main():
               f"({100 * s['wan_mb'] / hd['wan_mb']:.1f} % of halving-doubling's) | {'yes' if share < 10 else 'no'} |")
     # Each SkewScout row against the synchronizer it turns, the local SGD ones
     # also against Gaia 20 %, whose loss the study's bar names; then its bytes.
+    # Local SGD at fixed periods of 2 to 4 steps follows, measured alike: the
+    # points between which SkewScout moves local SGD's period.
     lsgd_refs = ("localsgd", "gaia20")
     for scout, refs in (("skewscout", ("gaia1",)), ("skewscout20", ("gaia20",)), ("skewscout-p8", ("gaia1",)),
                         ("skewscout20-p8", ("gaia20",)), ("skewscout20-host", ("gaia20",)),
                         ("skewscout-lsgd", lsgd_refs), ("skewscout-lsgd-host", lsgd_refs),
-                        ("skewscout-lsgd-host-t10", lsgd_refs), ("skewscout-lsgd-host-t20", lsgd_refs)):
+                        ("skewscout-lsgd-host-t10", lsgd_refs), ("skewscout-lsgd-host-t20", lsgd_refs),
+                        ("skewscout-lsgd-sync", lsgd_refs), ("skewscout-lsgd-host-sync", lsgd_refs),
+                        ("skewscout-lsgd-host-sync-min2", lsgd_refs), ("skewscout-lsgd-host-sync-min3", lsgd_refs),
+                        ("localsgd-h2", lsgd_refs), ("localsgd-h3", lsgd_refs), ("localsgd-h4", lsgd_refs)):
         sc, bs = wan[(scout, "skew1", "none")], wan[("bsp-hier", "skew1", "none")]
         if not (sc and bs):
             continue
