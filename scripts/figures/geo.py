@@ -98,21 +98,28 @@ def _geo_budget_claims():
           f"bytes a step; Gaia at 1 % sends {gaia / budget:.1f} times that", [GEO_LR005])
 
 
+class _Lr005:
+    """The lr 0.05 table and its bars, as geo-table.py computes them."""
+
+    def __init__(self):
+        self.tables = printed_tables("scripts/studies/geo-table.py", os.path.dirname(GEO_LR005))
+        self.rows = {(r[0], r[1]): r for r in self.tables[0]}
+
+    def acc(self, partition, label):
+        return float(self.rows[(partition, label)][6].split()[0])
+
+    def mb(self, partition, label):
+        return float(self.rows[(partition, label)][8])
+
+    def measured(self, label, bar):  # a bar's figure for `label`, without its " %"
+        return next(r[2] for r in self.tables[2] if r[1] == label and r[0].startswith(bar)).removesuffix(" %")
+
+
 def _geo_scout_claims():
     """SkewScout turning local SGD's period and Gaia's threshold at lr 0.05,
-    by the baseline a travelled model is compared with: the lr 0.05 table
-    and its bars, as geo-table.py computes them."""
-    tables = printed_tables("scripts/studies/geo-table.py", os.path.dirname(GEO_LR005))
-    rows = {(r[0], r[1]): r for r in tables[0]}
-
-    def acc(partition, label):
-        return float(rows[(partition, label)][6].split()[0])
-
-    def mb(partition, label):
-        return float(rows[(partition, label)][8])
-
-    def measured(label, bar):  # a bar's figure for `label`, without its " %"
-        return next(r[2] for r in tables[2] if r[1] == label and r[0].startswith(bar)).removesuffix(" %")
+    by the baseline a travelled model is compared with."""
+    lr = _Lr005()
+    acc, mb, measured = lr.acc, lr.mb, lr.measured
 
     def recovered(label, of):
         return measured(label, f"skew:1: recovers two thirds of {of}'s loss")
@@ -145,17 +152,8 @@ def _geo_moment_claims():
     period held at 2 or 3 steps and more, and local SGD at fixed periods of 2
     to 4 steps (lr 0.05): the estimates the records carry, and the lr 0.05
     table and bars."""
-    tables = printed_tables("scripts/studies/geo-table.py", os.path.dirname(GEO_LR005))
-    rows = {(r[0], r[1]): r for r in tables[0]}
-
-    def acc(partition, label):
-        return float(rows[(partition, label)][6].split()[0])
-
-    def mb(partition, label):
-        return float(rows[(partition, label)][8])
-
-    def measured(label, bar):
-        return next(r[2] for r in tables[2] if r[1] == label and r[0].startswith(bar)).removesuffix(" %")
+    lr = _Lr005()
+    acc, mb, measured, rows = lr.acc, lr.mb, lr.measured, lr.rows
 
     def pair(label):  # "<recovered> % of Gaia 20 %'s loss, <share> %"
         return (f"{measured(label, 'skew:1: recovers two thirds of Gaia 20 %')} %",
