@@ -226,8 +226,12 @@ TEST_CASE(
     InProcWorld(2).run([&](InProcTransport& t) {
       Local local(t, {.period = 4});
       SkewScout scout(t, local, dcs,
-                      {.target = target, .period = period, .knob_min = 1, .knob_max = 4,
-                       .baseline = dssync::SkewScoutBaseline::host_model, .moment = moment},
+                      {.target = target,
+                       .period = period,
+                       .knob_min = 1,
+                       .knob_max = 4,
+                       .baseline = dssync::SkewScoutBaseline::host_model,
+                       .moment = moment},
                       [](std::span<const float> m) { return static_cast<double>(m[0]); });
       Trace& trace = traces[static_cast<std::size_t>(t.rank())];
       std::vector<float> x(3);
@@ -269,8 +273,8 @@ TEST_CASE(
     const Trace before = run(SkewScoutMoment::before_sync, 4, 0.5);
     CHECK(before.estimated_at == std::vector<std::uint64_t>{3, 7, 11, 15, 19, 23});
     CHECK(before.losses == std::vector<double>(6, drift));
-    CHECK(before.synced ==
-          std::vector<std::uint64_t>{3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23});
+    CHECK(before.synced == std::vector<std::uint64_t>{3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+                                                      18, 19, 20, 21, 22, 23});
   }
 }
 

@@ -165,7 +165,8 @@ class SkewScout {
 
   // One estimate of the accuracy loss from `params` (this rank's model; only
   // the leaders' travel) and the knob's turn; the same AL on every rank.
-  // step() calls it every period; call it directly to drive it yourself.
+  // step() calls it every period (SkewScoutMoment::after_step; before_sync
+  // estimates and turns apart); call it directly to drive it yourself.
   double adjust(std::span<const float> params) {
     const double loss = estimate(params);
     turn(loss);
@@ -197,10 +198,13 @@ class SkewScout {
       fail("loosen must be above 1 and finite, got " + std::to_string(o.loosen));
     if (!(o.relax > 0 && o.relax <= 1))
       fail("relax must lie in (0, 1], got " + std::to_string(o.relax));
-    if (o.baseline != SkewScoutBaseline::visitor_home && o.baseline != SkewScoutBaseline::host_model)
-      fail("baseline must be visitor_home or host_model, got " + std::to_string(static_cast<int>(o.baseline)));
+    if (o.baseline != SkewScoutBaseline::visitor_home &&
+        o.baseline != SkewScoutBaseline::host_model)
+      fail("baseline must be visitor_home or host_model, got " +
+           std::to_string(static_cast<int>(o.baseline)));
     if (o.moment != SkewScoutMoment::after_step && o.moment != SkewScoutMoment::before_sync)
-      fail("moment must be after_step or before_sync, got " + std::to_string(static_cast<int>(o.moment)));
+      fail("moment must be after_step or before_sync, got " +
+           std::to_string(static_cast<int>(o.moment)));
     if (!(o.knob_min >= 0) || !(o.knob_max >= o.knob_min))
       fail("knob_min must be at least 0 and at most knob_max, got " + std::to_string(o.knob_min) +
            " and " + std::to_string(o.knob_max));
@@ -247,7 +251,8 @@ class SkewScout {
       const double away = score(visitor_, where);
       // The visitor's loss on data it has not seen, as a share of its home
       // accuracy or of what the host's model scores here.
-      const double base = options_.baseline == SkewScoutBaseline::visitor_home ? theirs[0] : home[0];
+      const double base =
+          options_.baseline == SkewScoutBaseline::visitor_home ? theirs[0] : home[0];
       if (base > 0) loss = std::max(0.0, (base - away) / base);
     }
     double all[1] = {loss};
