@@ -297,3 +297,49 @@ TEST_CASE("SkewScout: bad options and probes are configuration_errors naming the
     CHECK_THROWS_AS(SkewScout<Dial>(t, dial, dcs, {}, nullptr), dssync::configuration_error);
   });
 }
+
+TEST_CASE(
+    "SkewScout: a probe that returns no accuracy is a configuration_error naming the rank and the "
+    "step the estimate belongs to, in either moment") {
+  const std::vector<std::string> dcs = {"a", "b"};
+  auto bad = [](std::span<const float>) { return 1.5; };
+  // The message of the configuration_error `steps` throws ("" when none).
+  auto message = [](auto&& steps) -> std::string {
+    try {
+      steps();
+    } catch (const dssync::configuration_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  using dssync::SkewScoutMoment;
+  for (const auto moment : {SkewScoutMoment::after_step, SkewScoutMoment::before_sync}) {
+    CAPTURE(static_cast<int>(moment));
+    InProcWorld(2).run([&](InProcTransport& t) {
+      // Every step synchronizes: the estimate of the period of 4 belongs to step 3.
+      Dial dial;
+      SkewScout<Dial> scout(t, dial, dcs, {.period = 4, .moment = moment}, bad);
+      std::vector<float> x(2, 1.0f);
+      const std::string what = message([&] {
+        for (int step = 0; step < 4; ++step) scout.step(x);
+      });
+      CHECK(what.find("returned 1.5") != std::string::npos);
+      CHECK(what.find("(rank " + std::to_string(t.rank()) + ", ") != std::string::npos);
+      CHECK(what.find(", iteration 3)") != std::string::npos);
+    });
+  }
+  // Around LocalSGD with a period of 4, before_sync waits from the end of
+  // the first 6 steps for the synchronization of step 7.
+  InProcWorld(2).run([&](InProcTransport& t) {
+    using Local = dssync::LocalSGD<dssync::AllReduceSync<InProcTransport>>;
+    Local local(t, {.period = 4});
+    SkewScout scout(t, local, dcs, {.period = 6, .moment = SkewScoutMoment::before_sync}, bad);
+    std::vector<float> x(2, 1.0f);
+    int step = 0;
+    const std::string what = message([&] {
+      for (; step < 12; ++step) scout.step(x);
+    });
+    CHECK(what.find(", iteration 7)") != std::string::npos);
+    CHECK(step == 7);
+  });
+}

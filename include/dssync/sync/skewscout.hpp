@@ -154,7 +154,7 @@ class SkewScout {
     }
     due_ = due_ || (steps_ + 1) % options_.period == 0;
     const bool now = due_ && inner_synchronizes_next();
-    const double loss = now ? estimate(std::span<const float>(params)) : 0;
+    const double loss = now ? estimate(std::span<const float>(params), steps_) : 0;
     inner_.step(params);
     ++steps_;
     if (now) {
@@ -168,7 +168,7 @@ class SkewScout {
   // step() calls it every period (SkewScoutMoment::after_step; before_sync
   // estimates and turns apart); call it directly to drive it yourself.
   double adjust(std::span<const float> params) {
-    const double loss = estimate(params);
+    const double loss = estimate(params, steps_ > 0 ? steps_ - 1 : 0);
     turn(loss);
     return loss;
   }
@@ -226,20 +226,22 @@ class SkewScout {
       return true;
   }
 
-  // Model travelling among the leaders, then the max over the world.
-  double estimate(std::span<const float> params) {
+  // Model travelling among the leaders, then the max over the world; errors
+  // name `step`, the index (from 0) of the step the estimate belongs to: the
+  // one it follows (after_step) or precedes (before_sync).
+  double estimate(std::span<const float> params, std::uint64_t step) {
     double result = 0;
-    detail::with_context(steps_, std::span<const int>(leaders_),
-                         [&] { result = travel_and_agree(params); });
+    detail::with_context(step, std::span<const int>(leaders_),
+                         [&] { result = travel_and_agree(params, step); });
     return result;
   }
-  double travel_and_agree(std::span<const float> params) {
+  double travel_and_agree(std::span<const float> params, std::uint64_t step) {
     const int me = transport_.rank();
     const tag_t tag = make_tag(stats_.estimates, 127);
     double loss = 0;
     const int d = static_cast<int>(leaders_.size());
     if (leader_ >= 0 && d > 1) {
-      const auto where = error_context{}.with_rank(me).with_iteration(steps_);
+      const auto where = error_context{}.with_rank(me).with_iteration(step);
       visitor_.resize(params.size());
       const int next = leaders_[static_cast<std::size_t>((leader_ + 1) % d)];
       const int prev = leaders_[static_cast<std::size_t>((leader_ + d - 1) % d)];
