@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -234,6 +235,7 @@ TEST_CASE(
                        .moment = moment},
                       [](std::span<const float> m) { return static_cast<double>(m[0]); });
       Trace& trace = traces[static_cast<std::size_t>(t.rank())];
+      CHECK(std::isnan(scout.stats().loss));  // no estimate yet
       std::vector<float> x(3);
       for (std::uint64_t step = 0; step < 24; ++step) {
         std::fill(x.begin(), x.end(), t.rank() == 0 ? 0.25f : 0.75f);

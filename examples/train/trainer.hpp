@@ -354,9 +354,7 @@ class GaiaOf final : public ParamSync {
     return gaia_ ? static_cast<dssync::SyncStats>(gaia_->stats()) : dssync::SyncStats{};
   }
   double knob() const override { return gaia_ ? gaia_->knob() : ParamSync::knob(); }
-  double estimate() const override {
-    return skewscout_ && skewscout_->stats().estimates > 0 ? skewscout_->stats().loss : ParamSync::estimate();
-  }
+  double estimate() const override { return skewscout_ ? skewscout_->stats().loss : ParamSync::estimate(); }
   std::pair<double, double> significance() const override {
     if (!gaia_) return {0, 0};
     return {static_cast<double>(gaia_->stats().significant),
@@ -387,9 +385,7 @@ class ScoutedLocalOf final : public ParamSync {
   void step(std::span<float> x) override { scout_.step(x); }
   dssync::SyncStats stats() const override { return local_.stats(); }
   double knob() const override { return local_.knob(); }
-  double estimate() const override {
-    return scout_.stats().estimates > 0 ? scout_.stats().loss : ParamSync::estimate();
-  }
+  double estimate() const override { return scout_.stats().loss; }
 
  private:
   Local local_;

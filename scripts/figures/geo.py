@@ -114,18 +114,17 @@ class _Lr005:
     def measured(self, label, bar):  # a bar's figure for `label`, without its " %"
         return next(r[2] for r in self.tables[2] if r[1] == label and r[0].startswith(bar)).removesuffix(" %")
 
+    def recovered(self, label, of):  # the share of `of`'s loss under skew:1 that `label` recovers
+        return self.measured(label, f"skew:1: recovers two thirds of {of}'s loss")
 
-def _geo_scout_claims():
+    def share(self, label):  # `label`'s wide-area bytes as a share of hierarchical BSP's
+        return self.measured(label, "skew:1: under half of BSP's WAN bytes")
+
+
+def _geo_scout_claims(lr):
     """SkewScout turning local SGD's period and Gaia's threshold at lr 0.05,
     by the baseline a travelled model is compared with."""
-    lr = _Lr005()
-    acc, mb, measured = lr.acc, lr.mb, lr.measured
-
-    def recovered(label, of):
-        return measured(label, f"skew:1: recovers two thirds of {of}'s loss")
-
-    def share(label):
-        return measured(label, "skew:1: under half of BSP's WAN bytes")
+    acc, mb, recovered, share = lr.acc, lr.mb, lr.recovered, lr.share
     bsp, lsgd, gaia20 = "BSP, hierarchical", "local SGD H=8, hierarchical", "Gaia 20 %"
     paper = "SkewScout (local SGD from H=8, target 5 %)"
     host = "SkewScout (local SGD from H=8, target 5 %, beside the host's model)"
@@ -146,18 +145,15 @@ def _geo_scout_claims():
                f"{100 * (acc('iid', bsp) - acc('iid', g_host)):.2f} points under)", [GEO_LR005])
 
 
-
-def _geo_moment_claims():
+def _geo_moment_claims(lr):
     """SkewScout around local SGD estimating before the synchronization, its
     period held at 2 or 3 steps and more, and local SGD at fixed periods of 2
     to 4 steps (lr 0.05): the estimates the records carry, and the lr 0.05
     table and bars."""
-    lr = _Lr005()
-    acc, mb, measured, rows = lr.acc, lr.mb, lr.measured, lr.rows
+    acc, mb, rows = lr.acc, lr.mb, lr.rows
 
     def pair(label):  # "<recovered> % of Gaia 20 %'s loss, <share> %"
-        return (f"{measured(label, 'skew:1: recovers two thirds of Gaia 20 %')} %",
-                f"{measured(label, 'skew:1: under half of')} %")
+        return f"{lr.recovered(label, 'Gaia 20 %')} %", f"{lr.share(label)} %"
 
     def estimates(row, partition, epoch):
         out = []
@@ -180,7 +176,7 @@ def _geo_moment_claims():
     after = "SkewScout (local SGD from H=8, target 5 %)"
     assert rows[("skew:1", sync)][6:] == rows[("skew:1", host_sync)][6:] == rows[("skew:1", after)][6:]
     claim(doc, f"the same run as the paper's estimate after the step ({acc('skew:1', sync):.4f}, "
-               f"{measured(sync, 'skew:1: under half of')} % of BSP's bytes)", [GEO_LR005])
+               f"{lr.share(sync)} % of BSP's bytes)", [GEO_LR005])
     for floor in (2, 3):
         label = host_sync.removesuffix(")") + f", H >= {floor})"
         rec, share = pair(label)
@@ -195,5 +191,6 @@ def _geo_moment_claims():
 
 _skew_claims()
 _geo_budget_claims()
-_geo_scout_claims()
-_geo_moment_claims()
+_lr005 = _Lr005()
+_geo_scout_claims(_lr005)
+_geo_moment_claims(_lr005)

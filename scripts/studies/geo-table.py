@@ -189,5 +189,6 @@ def main():
         share = 100 * sc["wan_mb"] / bs["wan_mb"]
         print(f"| skew:1: under half of BSP's WAN bytes | {label} | {share:.1f} % | {'yes' if share < 50 else 'no'} |")
 
+
 if __name__ == "__main__":
     main()

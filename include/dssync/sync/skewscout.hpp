@@ -112,8 +112,9 @@ struct SkewScoutOptions {
 
 struct SkewScoutStats {
   std::uint64_t estimates = 0;  // periods measured
-  double loss = 0;              // the last estimate AL, the same on every rank
-  double knob = 0;              // the inner synchronizer's knob after it
+  // The last estimate AL, the same on every rank (NaN before the first).
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double knob = 0;  // the inner synchronizer's knob after it
 };
 
 template <communication_knob Inner>
