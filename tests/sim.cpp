@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <queue>
 #include <string>
 #include <utility>
 #include <vector>
@@ -428,6 +430,56 @@ TEST_CASE("SimList keeps its first item in place, grows into a block, and erases
   CHECK(values(l) == std::vector<int>{2});
 }
 
+
+TEST_CASE("SimEvents gives a heap's order when most events come in order and some do not") {
+  // As the world pushes them: arrivals a fixed latency after a growing now
+  // (in order, ties by sequence number), timers and delayed arrivals out of
+  // order, pops in between; the ring wraps and grows past its first 64.
+  struct Ev {
+    double time;
+    std::uint64_t seq;
+    bool operator>(const Ev& e) const { return time != e.time ? time > e.time : seq > e.seq; }
+  };
+  dssync::detail::SimEvents<Ev> events;
+  std::priority_queue<Ev, std::vector<Ev>, std::greater<>> heap;
+  dssync::CounterRng r(7, 0);
+  double now = 0;
+  std::uint64_t seq = 0, popped = 0;
+  for (int round = 0; round < 2000; ++round) {
+    const int pushes = static_cast<int>(r.below(r.below(10) == 0 ? 300 : 6));
+    for (int i = 0; i < pushes; ++i) {
+      const auto kind = r.below(5);
+      const double t = kind == 0 ? now + static_cast<double>(r.below(40)) * 0.25  // a timer
+                       : kind == 1 ? now + 3.0                                   // the wide-area delay
+                                   : now + 1.0;                                  // an arrival
+      events.push({t, seq});
+      heap.push({t, seq});
+      ++seq;
+    }
+    const int pops = static_cast<int>(r.below(8));
+    for (int i = 0; i < pops && !heap.empty(); ++i) {
+      REQUIRE_FALSE(events.empty());
+      CHECK(events.top().time == heap.top().time);
+      REQUIRE(events.top().seq == heap.top().seq);
+      now = heap.top().time;
+      events.pop();
+      heap.pop();
+      ++popped;
+    }
+  }
+  while (!heap.empty()) {
+    REQUIRE(events.top().seq == heap.top().seq);
+    events.pop();
+    heap.pop();
+    ++popped;
+  }
+  CHECK(events.empty());
+  CHECK(popped == seq);
+  CHECK(seq > 10000);
+  events.push({1.0, 0});
+  events.clear();
+  CHECK(events.empty());
+}
 TEST_CASE("DSSync on the simulator gives bitwise the parameters of the in-process world") {
   const int n = 12;
   const std::size_t len = 1000;

@@ -38,6 +38,7 @@ BENCHMARK(BM_SimRingAllReduce)
     ->ArgNames({"ranks", "real_bytes", "virtual_bytes"})
     ->Args({1024, 1 << 20, 1 << 20})
     ->Args({256, 1 << 20, 1 << 20})
+    ->Args({1024, 4 << 10, 1 << 20})  // the megabyte's timing, one real float a block
     ->Unit(benchmark::kMillisecond);
 
 // The ring all-reduce's real work with no simulator: the same n buffers, the

@@ -2,14 +2,21 @@
 // (reduce-scatter then all-gather, one MPI_Sendrecv of a 1/p block per step),
 // written in plain MPI and run under SimGrid's smpirun, which simulates it.
 // Prints rank 0's simulated time of one all-reduce (MPI_Wtime is virtual
-// under SMPI). scripts/bench/sim builds and runs it.
+// under SMPI). scripts/studies/sim-vs-smpi builds and runs it.
 //
-//   smpirun -np P -platform ring.xml -hostfile hosts ./smpi_ring_allreduce BYTES
+// With "shared" after BYTES the buffers come from SMPI_SHARED_MALLOC: every
+// rank's buffer is the same physical memory and SMPI skips the copy of a
+// message between shared buffers, so the run simulates the ring's timing
+// without moving the megabytes (SMPI's counterpart of dssync_simulate's
+// --real-bytes below --model-bytes). The values are then meaningless.
+//
+//   smpirun -np P -platform ring.xml -hostfile hosts ./smpi_ring_allreduce BYTES [shared]
 
 #include <mpi.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 int main(int argc, char** argv) {
@@ -20,23 +27,40 @@ int main(int argc, char** argv) {
   const long bytes = argc > 1 ? std::atol(argv[1]) : 1 << 20;
   const long n = bytes / static_cast<long>(sizeof(float));
   const long block = n / p;  // BYTES must divide evenly, as in the closed form
-  std::vector<float> data(static_cast<std::size_t>(n), 1.0f), in(static_cast<std::size_t>(block));
+  const bool shared = argc > 2 && std::strcmp(argv[2], "shared") == 0;
+  std::vector<float> own_data, own_in;
+  float* data = nullptr;
+  float* in = nullptr;
+  if (shared) {
+    data = static_cast<float*>(SMPI_SHARED_MALLOC(static_cast<std::size_t>(n) * sizeof(float)));
+    in = static_cast<float*>(SMPI_SHARED_MALLOC(static_cast<std::size_t>(block) * sizeof(float)));
+  } else {
+    own_data.assign(static_cast<std::size_t>(n), 1.0f);
+    own_in.resize(static_cast<std::size_t>(block));
+    data = own_data.data();
+    in = own_in.data();
+  }
+  for (long i = 0; i < n; ++i) data[i] = 1.0f;
   const int right = (rank + 1) % p, left = (rank + p - 1) % p;
-  auto at = [&](long c) { return data.data() + ((c % p + p) % p) * block; };
+  auto at = [&](long c) { return data + ((c % p + p) % p) * block; };
 
   MPI_Barrier(MPI_COMM_WORLD);
   const double start = MPI_Wtime();
   for (int s = 0; s + 1 < p; ++s) {  // reduce-scatter
-    MPI_Sendrecv(at(rank - s), static_cast<int>(block), MPI_FLOAT, right, 1, in.data(), static_cast<int>(block),
-                 MPI_FLOAT, left, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Sendrecv(at(rank - s), static_cast<int>(block), MPI_FLOAT, right, 1, in,
+                 static_cast<int>(block), MPI_FLOAT, left, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     float* acc = at(rank - s - 1);
-    for (long i = 0; i < block; ++i) acc[i] += in[static_cast<std::size_t>(i)];
+    for (long i = 0; i < block; ++i) acc[i] += in[i];
   }
   for (int s = 0; s + 1 < p; ++s)  // all-gather
     MPI_Sendrecv(at(rank + 1 - s), static_cast<int>(block), MPI_FLOAT, right, 2, at(rank - s),
                  static_cast<int>(block), MPI_FLOAT, left, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
   const double took = MPI_Wtime() - start;
   if (rank == 0) std::printf("smpi_ring %d %ld %.9f\n", p, bytes, took);
+  if (shared) {
+    SMPI_SHARED_FREE(in);
+    SMPI_SHARED_FREE(data);
+  }
   MPI_Finalize();
   return 0;
 }

@@ -14,7 +14,8 @@
 // The parts, one a file: sim/options.hpp (SimOptions, SimResult),
 // sim/fibers.hpp (the ranks' fibers), sim/network.hpp (links, routes, which
 // flows' rates a change recomputes), sim/filling.hpp (max-min rates by
-// progressive filling), sim/message.hpp, sim/context.hpp (a rank's
+// progressive filling), sim/events.hpp (timers and arrivals in time order),
+// sim/message.hpp, sim/context.hpp (a rank's
 // background context); this file has the world (ports, matching, virtual
 // time) and SimTransport.
 //
@@ -61,7 +62,6 @@
 #include <limits>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -76,6 +76,7 @@
 #include "dssync/core/tag.hpp"
 #include "dssync/transport/background.hpp"
 #include "dssync/transport/contract.hpp"
+#include "dssync/transport/sim/events.hpp"
 #include "dssync/transport/sim/fibers.hpp"
 #include "dssync/transport/sim/message.hpp"
 #include "dssync/transport/sim/network.hpp"
@@ -258,7 +259,7 @@ class SimWorld {
     random_permute(std::span<int>(order), rng);
     for (int i = 0; i < slow; ++i)
       port(order[static_cast<std::size_t>(i)]).factor = options_.straggler_slowdown;
-    events_ = {};
+    events_.clear();
     now_ = 0;
     seq_ = 0;
     messages_ = 0;
@@ -522,7 +523,7 @@ class SimWorld {
   detail::FiberScheduler fibers_;
   detail::FlowNetwork network_;
   std::vector<Port> ports_;
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  detail::SimEvents<Event> events_;
   double now_ = 0;
   std::uint64_t seq_ = 0;
   std::uint64_t messages_ = 0;

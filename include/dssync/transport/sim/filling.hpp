@@ -48,7 +48,7 @@ class MaxMinFilling {
     links_ = links;
     all_ = all;
     prepare();
-    if (!scan_only && by_heap_fill()) {
+    if (!scan_only && (alone() || by_heap_fill())) {
       ++by_heap_;
     } else {
       prepare();
@@ -56,7 +56,7 @@ class MaxMinFilling {
     }
     return rate_;
   }
-  // How many fillings found their rounds without the scan (tests).
+  // How many fillings found their rates without the scan (tests).
   std::uint64_t by_heap() const noexcept { return by_heap_; }
 
  private:
@@ -84,6 +84,23 @@ class MaxMinFilling {
   }
 
   static double share_of(const SimLink& k) { return k.residual / k.unfrozen; }
+
+  // When no link is crossed by two of the flows (a ring's step: each flow
+  // alone on its sender's link up and its receiver's link down), a flow's
+  // rate is the least capacity of its links: the rounds would freeze it at
+  // that link's share, its capacity over one flow, and no other flow's
+  // freezing changes its links. False, and nothing set, otherwise.
+  bool alone() {
+    for (int l : links_)
+      if (link(l).unfrozen > 1) return false;
+    for (std::size_t i = 0; i < flows_.size(); ++i) {
+      double rate = std::numeric_limits<double>::infinity();
+      for (int l : flows_[i]->links)
+        if (l >= 0) rate = std::min(rate, link(l).capacity);
+      rate_[i] = rate;
+    }
+    return true;
+  }
 
   // Every round: the least share over every link, then every unfrozen flow
   // in order.
