@@ -420,10 +420,9 @@ def smpi_ring():
     for r in read_csv(SMPI_RING):
         out.setdefault((r["ranks"], r["eager"], r["data"]), []).append(r)
     for key, runs in out.items():
-        median = lambda xs: statistics.median(xs)  # noqa: E731
         walls = sorted(float(r["smpi_wall_seconds"]) for r in runs)
-        out[key] = dict(runs[0], runs=len(runs), smpi_walls=walls, smpi_wall=median(walls),
-                        sim_wall=median([float(r["sim_wall_seconds"]) for r in runs]),
+        out[key] = dict(runs[0], runs=len(runs), smpi_walls=walls, smpi_wall=statistics.median(walls),
+                        sim_wall=statistics.median(float(r["sim_wall_seconds"]) for r in runs),
                         loads=sorted(float(r["load_average"]) for r in runs))
     return out
 
@@ -432,14 +431,14 @@ def smpi_ring():
 def smpi_ring_table(records):
     rows = [["ranks", "SMPI's eager protocol", "the megabyte", "SMPI, simulated ms", "ours, simulated ms",
              "difference", "runs", "SMPI, wall s", "ours, wall s", "load average"]]
+    def spread(xs):  # sorted: the median, and the range when there are several
+        return f"{statistics.median(xs):.2f}" + (f" ({xs[0]:.2f}-{xs[-1]:.2f})" if len(xs) > 1 else "")
+
     for (ranks, eager, data), r in smpi_ring().items():
         smpi, ours = float(r["smpi_seconds"]), float(r["sim_seconds"])
-        walls, loads = r["smpi_walls"], r["loads"]
-        spread = lambda xs, f: f"{f(statistics.median(xs))}" + (  # noqa: E731
-            f" ({f(xs[0])}-{f(xs[-1])})" if len(xs) > 1 else "")
         rows.append([ranks, eager, MOVED[data], f"{smpi * 1e3:.6f}", f"{ours * 1e3:.6g}",
-                     f"{(ours / smpi - 1) * 100:+.3f} %", str(r["runs"]), spread(walls, lambda x: f"{x:.2f}"),
-                     f"{r['sim_wall']:.2f}", spread(loads, lambda x: f"{x:.2f}")])
+                     f"{(ours / smpi - 1) * 100:+.3f} %", str(r["runs"]), spread(r["smpi_walls"]),
+                     f"{r['sim_wall']:.2f}", spread(r["loads"])])
     return rows
 
 
