@@ -2,7 +2,8 @@
 // (reduce-scatter then all-gather, one MPI_Sendrecv of a 1/p block per step),
 // written in plain MPI and run under SimGrid's smpirun, which simulates it.
 // Prints rank 0's simulated time of one all-reduce (MPI_Wtime is virtual
-// under SMPI). scripts/studies/sim-vs-smpi builds and runs it.
+// under SMPI). scripts/studies/sim-vs-smpi and scripts/bench/sim build and
+// run it.
 //
 // With "shared" after BYTES the buffers come from SMPI_SHARED_MALLOC: every
 // rank's buffer is the same physical memory and SMPI skips the copy of a
@@ -14,6 +15,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,19 +30,18 @@ int main(int argc, char** argv) {
   const long n = bytes / static_cast<long>(sizeof(float));
   const long block = n / p;  // BYTES must divide evenly, as in the closed form
   const bool shared = argc > 2 && std::strcmp(argv[2], "shared") == 0;
-  std::vector<float> own_data, own_in;
-  float* data = nullptr;
-  float* in = nullptr;
-  if (shared) {
-    data = static_cast<float*>(SMPI_SHARED_MALLOC(static_cast<std::size_t>(n) * sizeof(float)));
-    in = static_cast<float*>(SMPI_SHARED_MALLOC(static_cast<std::size_t>(block) * sizeof(float)));
-  } else {
-    own_data.assign(static_cast<std::size_t>(n), 1.0f);
-    own_in.resize(static_cast<std::size_t>(block));
-    data = own_data.data();
-    in = own_in.data();
-  }
-  for (long i = 0; i < n; ++i) data[i] = 1.0f;
+  // A buffer of `count` floats: shared, or this rank's own (kept in `own`).
+  std::vector<std::vector<float>> own;
+  auto buffer = [&](long count) {
+    if (shared)
+      return static_cast<float*>(
+          SMPI_SHARED_MALLOC(static_cast<std::size_t>(count) * sizeof(float)));
+    own.emplace_back(static_cast<std::size_t>(count));
+    return own.back().data();
+  };
+  float* const data = buffer(n);
+  float* const in = buffer(block);
+  std::fill_n(data, n, 1.0f);
   const int right = (rank + 1) % p, left = (rank + p - 1) % p;
   auto at = [&](long c) { return data + ((c % p + p) % p) * block; };
 

@@ -48,7 +48,9 @@ class MaxMinFilling {
     links_ = links;
     all_ = all;
     prepare();
-    if (!scan_only && (alone() || by_heap_fill())) {
+    if (!scan_only && alone()) {
+      ++alone_;
+    } else if (!scan_only && by_heap_fill()) {
       ++by_heap_;
     } else {
       prepare();
@@ -56,8 +58,10 @@ class MaxMinFilling {
     }
     return rate_;
   }
-  // How many fillings found their rates without the scan (tests).
+  // How many fillings found their rounds without the scan, and how many
+  // needed no rounds, every link crossed by one flow (tests).
   std::uint64_t by_heap() const noexcept { return by_heap_; }
+  std::uint64_t alone_fills() const noexcept { return alone_; }
 
  private:
   struct Bucket {  // links of one share that one flow each crosses
@@ -280,6 +284,7 @@ class MaxMinFilling {
   std::vector<std::uint64_t> enlisted_;  // by_heap_fill: per flow, the last round it was enlisted in
   std::uint64_t round_ = 0;
   std::uint64_t by_heap_ = 0;
+  std::uint64_t alone_ = 0;
 };
 
 }  // namespace dssync::detail

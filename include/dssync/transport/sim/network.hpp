@@ -172,6 +172,8 @@ class FlowNetwork {
   const std::vector<SimMessage*>& flows() const noexcept { return flows_; }
   // How many rate computations found their rounds without the scan (tests).
   std::uint64_t fills_by_heap() const noexcept { return filling_.by_heap(); }
+  // How many found every link crossed by one flow, and needed no rounds (tests).
+  std::uint64_t fills_alone() const noexcept { return filling_.alone_fills(); }
 
  private:
   using Link = SimLink;
