@@ -4,8 +4,10 @@
 // same steps' real bytes moved by plain loops with no simulator. The
 // difference is what the engine itself costs a message; the floor's own
 // growth is what the machine's caches charge any program that moves these
-// bytes between random pairs. Every benchmark reports the messages it stands
-// for, so the table divides one by the other.
+// bytes between random pairs. At 1,024 ranks both also run 1,280 steps, as
+// many messages as 20 steps at 65,536 ranks: in 20 steps a rank's set-up is
+// spread over its 40 messages only. Every benchmark reports the messages it
+// stands for, so the table divides one by the other.
 
 #include <benchmark/benchmark.h>
 
@@ -21,20 +23,20 @@
 
 namespace {
 
-constexpr int kSteps = 20;
 constexpr std::size_t kRealBytes = 4096;
 constexpr double kModelBytes = 100e6;
 
-// n ranks x 20 DSSync g=2 steps, as `dssync_simulate --sync dssync` runs
+// n ranks x `steps` DSSync g=2 steps, as `dssync_simulate --sync dssync` runs
 // them (bench::sim_network: 10 Gbit/s, 5 us), without the tool's consensus bookkeeping. The
 // ranks' parameters are allocated and touched before the timed runs; each
 // run spawns the ranks' fibers, as a user's run does.
 void BM_SimDSSyncScale(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
+  const int steps = static_cast<int>(state.range(1));
   std::vector<std::vector<float>> x(static_cast<std::size_t>(n), std::vector<float>(kRealBytes / sizeof(float), 1.0f));
   dssync::SimWorld world(n, bench::sim_network(kRealBytes, kModelBytes));
   dssync::SimResult last;
-  for (auto _ : state) last = bench::dssync_steps(world, x, 2, kSteps);
+  for (auto _ : state) last = bench::dssync_steps(world, x, 2, steps);
   state.counters["messages"] = static_cast<double>(last.messages);
 }
 
@@ -51,6 +53,7 @@ void BM_SimDSSyncScale(benchmark::State& state) {
 void BM_DSSyncDataFloor(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const bool pairwise = state.range(1) == 1;
+  const int steps = static_cast<int>(state.range(2));
   constexpr std::size_t len = kRealBytes / sizeof(float), half = len / 2;
   std::vector<std::vector<float>> x(n, std::vector<float>(len, 1.0f));
   std::vector<std::vector<float>> scratch(n, std::vector<float>(half, 0.0f));
@@ -70,7 +73,7 @@ void BM_DSSyncDataFloor(benchmark::State& state) {
     std::copy_n(x[b].data() + half, half, x[a].data() + half);
   };
   for (auto _ : state) {
-    for (int s = 0; s < kSteps; ++s) {
+    for (int s = 0; s < steps; ++s) {
       std::iota(members.begin(), members.end(), 0);
       dssync::CounterRng rng(1, static_cast<std::uint64_t>(s));
       dssync::random_permute(std::span<int>(members), rng);
@@ -97,18 +100,27 @@ void BM_DSSyncDataFloor(benchmark::State& state) {
     benchmark::DoNotOptimize(x.front().data());
     benchmark::ClobberMemory();
   }
-  state.counters["messages"] = static_cast<double>(2 * n * kSteps);
+  state.counters["messages"] = static_cast<double>(2 * n * static_cast<std::size_t>(steps));
 }
 
+// 20 steps at every size; at 1,024 ranks also 64 times as many, as many
+// messages as 20 steps at 65,536.
+constexpr int kSteps = 20, kSameMessages = 20 * 65536 / 1024;
 void sizes(benchmark::internal::Benchmark* b) {
-  for (int n : {1024, 4096, 16384, 65536}) b->Args({n});
+  for (int n : {1024, 4096, 16384, 65536}) b->Args({n, kSteps});
+  b->Args({1024, kSameMessages});
 }
 void floor_sizes(benchmark::internal::Benchmark* b) {
-  for (int order : {0, 1})
-    for (int n : {1024, 4096, 16384, 65536}) b->Args({n, order});
+  for (int order : {0, 1}) {
+    for (int n : {1024, 4096, 16384, 65536}) b->Args({n, order, kSteps});
+    b->Args({1024, order, kSameMessages});
+  }
 }
-BENCHMARK(BM_SimDSSyncScale)->ArgNames({"ranks"})->Apply(sizes)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DSSyncDataFloor)->ArgNames({"ranks", "pairwise"})->Apply(floor_sizes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SimDSSyncScale)->ArgNames({"ranks", "steps"})->Apply(sizes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DSSyncDataFloor)
+    ->ArgNames({"ranks", "pairwise", "steps"})
+    ->Apply(floor_sizes)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

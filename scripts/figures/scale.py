@@ -3,9 +3,8 @@
 row per run, wall times and memory of this machine),
 docs/simulation/scale/rounds.csv (Moshpit's consensus protocol, every round
 of three seeds), docs/simulation/scale/floor.json (bench_sim_scale: the
-simulator beside the data's floor), and the sitting before the engine kept
-its per-rank state off the fibers' stacks
-(docs/experiments/sim-scale-2026-12-06-one-wake)."""
+simulator beside the data's floor), and the sitting before the engine's two
+shortcuts (docs/experiments/sim-scale-2026-12-06-before-shortcuts)."""
 import math
 
 from figures.lib import claim, gbench, read_csv, seconds, table
@@ -14,7 +13,7 @@ DOC = "SIMULATION.md"
 SCALE = "docs/simulation/scale/scale.csv"
 ROUNDS = "docs/simulation/scale/rounds.csv"
 FLOOR = "docs/simulation/scale/floor.json"  # bench_sim_scale: the simulator beside the data's floor
-BEFORE = "docs/experiments/sim-scale-2026-12-06-one-wake/scale.csv"  # before the engine kept its per-rank state off the stacks
+BEFORE = "docs/experiments/sim-scale-2026-12-06-before-shortcuts/scale.csv"  # before the engine's two shortcuts
 ROUNDS_BELOW = 1e-9  # mean squared deviation that counts as agreement
 NAMES = {"dssync": "DS-Sync g=2", "onepeer": "one-peer gossip", "hd": "halving-doubling", "ring": "ring"}
 
@@ -94,30 +93,42 @@ def sharing_table(records):
     return rows
 
 
+STEPS, SAME_MESSAGES = 20, 1280  # every size's steps; 1,024 ranks' steps for 65,536's messages
+
+
 def floor_us():
-    """{ranks: {"sim" | "clock" | "pairs": microseconds per message, median of
-    the repetitions}} from bench_sim_scale."""
+    """{(ranks, steps): {"sim" | "clock" | "pairs": microseconds per message,
+    median of the repetitions}} from bench_sim_scale."""
     out = {}
     for name, row in gbench(FLOOR).items():
         args = dict(part.split(":") for part in name.split("/")[1:])
         kind = "sim" if name.startswith("BM_SimDSSyncScale") else "pairs" if args["pairwise"] == "1" else "clock"
-        out.setdefault(int(args["ranks"]), {})[kind] = seconds(row) / row["messages"] * 1e6
+        out.setdefault((int(args["ranks"]), int(args["steps"])), {})[kind] = seconds(row) / row["messages"] * 1e6
     return out
 
 
 @table("sim-scale-floor", [FLOOR])
 def floor_table(records):
     f = floor_us()
-    rows = [["ranks", "simulated, us per message", "data alone, the clock's order", "data alone, pair by pair",
-             "the engine beyond the clock's floor"]]
-    sizes = sorted(f)
+    rows = [["ranks", "steps", "simulated, us per message", "data alone, the clock's order",
+             "data alone, pair by pair", "the engine beyond the clock's floor"]]
+
+    def row(label, steps, r):
+        return [label, steps, f"{r['sim']:.2f}", f"{r['clock']:.2f}", f"{r['pairs']:.2f}",
+                f"{r['sim'] - r['clock']:.2f}"]
+
+    def ratio(label, last, first):
+        return [label, ""] + [f"{last[k] / first[k]:.1f}x" for k in ("sim", "clock", "pairs")] + \
+            [f"{(last['sim'] - last['clock']) / (first['sim'] - first['clock']):.1f}x"]
+
+    sizes = sorted(n for n, steps in f if steps == STEPS)
     for n in sizes:
-        r = f[n]
-        rows.append([f"{n:,}", f"{r['sim']:.2f}", f"{r['clock']:.2f}", f"{r['pairs']:.2f}",
-                     f"{r['sim'] - r['clock']:.2f}"])
-    first, last = f[sizes[0]], f[sizes[-1]]
-    rows.append([f"{sizes[-1]:,} / {sizes[0]:,}"] + [f"{last[k] / first[k]:.1f}x" for k in ("sim", "clock", "pairs")] +
-                [f"{(last['sim'] - last['clock']) / (first['sim'] - first['clock']):.1f}x"])
+        rows.append(row(f"{n:,}", str(STEPS), f[(n, STEPS)]))
+    first, last = f[(sizes[0], STEPS)], f[(sizes[-1], STEPS)]
+    rows.append(ratio(f"{sizes[-1]:,} / {sizes[0]:,}", last, first))
+    same = f[(sizes[0], SAME_MESSAGES)]
+    rows.append(row(f"{sizes[0]:,}", f"{SAME_MESSAGES:,}", same))
+    rows.append(ratio(f"{sizes[-1]:,} x {STEPS} / {sizes[0]:,} x {SAME_MESSAGES:,}", last, same))
     return rows
 
 
@@ -179,7 +190,7 @@ def claims():
         claim(DOC, f"{n:,} ranks took {wall(rs):.1f} s for {int(rs[0]['messages']):,} messages", [SCALE])
     growth = per_message_us(racks[("dssync", 4096)]) / per_message_us(racks[("dssync", 1024)])
     claim(DOC, f"four times the ranks cost {growth:.1f} times as much per message", [SCALE])
-    # The sitting before, whose engine kept its per-rank state on the stacks.
+    # The sitting before, whose engine had neither shortcut.
     before = grouped("flat", BEFORE)
     ratios = [per_message_us(before[(s, 65536)]) / per_message_us(before[(s, 1024)]) for s in ("dssync", "onepeer")]
     now = [per_message_us(flat[(s, 65536)]) / per_message_us(flat[(s, 1024)]) for s in ("dssync", "onepeer")]
@@ -187,18 +198,28 @@ def claims():
           [BEFORE])
     ring = per_message_us(flat[("ring", 4096)]) / per_message_us(flat[("ring", 1024)])
     claim(DOC, f"one-peer gossip ({now[1]:.1f}x) and the ring ({ring:.1f}x, to 4,096) stay within 2x, "
-               f"DS-Sync ({now[0]:.1f}x) does not", [SCALE])
+               f"and so does DS-Sync's median ({now[0]:.1f}x)", [SCALE])
+    # DS-Sync's ratio from each of its runs at 65,536 ranks to each at 1,024.
+    pairs = [float(b["sim_wall_seconds"]) / float(b["messages"]) /
+             (float(a["sim_wall_seconds"]) / float(a["messages"]))
+             for a in flat[("dssync", 1024)] for b in flat[("dssync", 65536)]]
+    small = [float(r["sim_wall_seconds"]) for r in flat[("dssync", 1024)]]
+    claim(DOC, f"its three runs at 1,024 ranks took {min(small):.3f} to {max(small):.3f} s, so the nine "
+               f"ratios of a run at 65,536 ranks to a run at 1,024 lie between {min(pairs):.1f}x and "
+               f"{max(pairs):.1f}x", [SCALE])
     claim(DOC, f"DS-Sync's wall time per message grows {now[0]:.1f}x from 1,024 to 65,536 ranks", [SCALE])
-    slow = min(per_message_us(before[(s, 1024)]) / per_message_us(flat[(s, 1024)]) for s in ("dssync", "onepeer"))
-    claim(DOC, f"its runs at 1,024 ranks {slow:.1f} times as slow or slower", [BEFORE, SCALE])
+    faster = min(per_message_us(flat[(s, 1024)]) / per_message_us(before[(s, 1024)]) for s in ("dssync", "onepeer"))
+    claim(DOC, f"its runs at 1,024 ranks {faster:.1f} times as fast or faster", [BEFORE, SCALE])
     claim(DOC, f"at 65,536 ranks, {median([float(r['peak_rss_kb']) for r in big]) / 1024 ** 2:.2f} GiB, most of them miss",
           [SCALE])
     f = floor_us()
-    lo, hi = f[1024], f[65536]
+    lo, hi, same = f[(1024, STEPS)], f[(65536, STEPS)], f[(1024, SAME_MESSAGES)]
     claim(DOC, f"{hi['clock'] / lo['clock']:.1f}x in the clock's order and {hi['pairs'] / lo['pairs']:.1f}x pair by pair, "
                f"against the simulation's {hi['sim'] / lo['sim']:.1f}x from 1,024 to 65,536 ranks", [FLOOR])
     claim(DOC, f"{lo['sim'] - lo['clock']:.2f} us a message at 1,024 ranks, {hi['sim'] - hi['clock']:.2f} us at 65,536",
           [FLOOR])
+    claim(DOC, f"1,024 ranks take {same['sim']:.2f} us a message over 1,280 steps against {lo['sim']:.2f} us over 20, "
+               f"and 65,536 ranks' 20 steps cost {hi['sim'] / same['sim']:.1f} times the former", [FLOOR])
     per_link = grouped("racks-per-link")
     for n in (16384, 65536):
         rs = per_link[("dssync", n)]
