@@ -14,6 +14,7 @@ SCALE = "docs/simulation/scale/scale.csv"
 ROUNDS = "docs/simulation/scale/rounds.csv"
 FLOOR = "docs/simulation/scale/floor.json"  # bench_sim_scale: the simulator beside the data's floor
 BEFORE = "docs/experiments/sim-scale-2026-12-06-before-shortcuts/scale.csv"  # before the engine's two shortcuts
+BEFORE_FLOOR = "docs/experiments/sim-scale-2026-12-06-before-shortcuts/floor.json"  # its floor (20 steps only)
 ROUNDS_BELOW = 1e-9  # mean squared deviation that counts as agreement
 NAMES = {"dssync": "DS-Sync g=2", "onepeer": "one-peer gossip", "hd": "halving-doubling", "ring": "ring"}
 
@@ -96,15 +97,22 @@ def sharing_table(records):
 STEPS, SAME_MESSAGES = 20, 1280  # every size's steps; 1,024 ranks' steps for 65,536's messages
 
 
-def floor_us():
-    """{(ranks, steps): {"sim" | "clock" | "pairs": microseconds per message,
-    median of the repetitions}} from bench_sim_scale."""
+def floor_runs(record=FLOOR):
+    """{(ranks, steps): {"sim" | "clock" | "pairs": (seconds a run, messages),
+    the median of the repetitions}} from bench_sim_scale. A record from
+    before the steps were an argument ran 20."""
     out = {}
-    for name, row in gbench(FLOOR).items():
+    for name, row in gbench(record).items():
         args = dict(part.split(":") for part in name.split("/")[1:])
         kind = "sim" if name.startswith("BM_SimDSSyncScale") else "pairs" if args["pairwise"] == "1" else "clock"
-        out.setdefault((int(args["ranks"]), int(args["steps"])), {})[kind] = seconds(row) / row["messages"] * 1e6
+        out.setdefault((int(args["ranks"]), int(args.get("steps", STEPS))), {})[kind] = (seconds(row), row["messages"])
     return out
+
+
+def floor_us(record=FLOOR):
+    """floor_runs as microseconds per message."""
+    return {key: {kind: run / messages * 1e6 for kind, (run, messages) in kinds.items()}
+            for key, kinds in floor_runs(record).items()}
 
 
 @table("sim-scale-floor", [FLOOR])
@@ -216,6 +224,12 @@ def claims():
     lo, hi, same = f[(1024, STEPS)], f[(65536, STEPS)], f[(1024, SAME_MESSAGES)]
     claim(DOC, f"{hi['clock'] / lo['clock']:.1f}x in the clock's order and {hi['pairs'] / lo['pairs']:.1f}x pair by pair, "
                f"against the simulation's {hi['sim'] / lo['sim']:.1f}x from 1,024 to 65,536 ranks", [FLOOR])
+    run = floor_runs()[(1024, STEPS)]
+    claim(DOC, f"The floor at 1,024 ranks and 20 steps lasts {run['pairs'][0] * 1e3:.0f} to {run['clock'][0] * 1e3:.0f} ms",
+          [FLOOR])
+    old = floor_us(BEFORE_FLOOR)
+    claim(DOC, f"the sitting before measured its growth at "
+               f"{old[(65536, STEPS)]['clock'] / old[(1024, STEPS)]['clock']:.1f}x", [BEFORE_FLOOR])
     claim(DOC, f"{lo['sim'] - lo['clock']:.2f} us a message at 1,024 ranks, {hi['sim'] - hi['clock']:.2f} us at 65,536",
           [FLOOR])
     claim(DOC, f"1,024 ranks take {same['sim']:.2f} us a message over 1,280 steps against {lo['sim']:.2f} us over 20, "
