@@ -116,7 +116,10 @@ void floor_sizes(benchmark::internal::Benchmark* b) {
     b->Args({1024, order, kSameMessages});
   }
 }
-BENCHMARK(BM_SimDSSyncScale)->ArgNames({"ranks", "steps"})->Apply(sizes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SimDSSyncScale)
+    ->ArgNames({"ranks", "steps"})
+    ->Apply(sizes)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DSSyncDataFloor)
     ->ArgNames({"ranks", "pairwise", "steps"})
     ->Apply(floor_sizes)
