@@ -105,7 +105,7 @@ void BM_DSSyncDataFloor(benchmark::State& state) {
 
 // 20 steps at every size; at 1,024 ranks also 64 times as many, as many
 // messages as 20 steps at 65,536.
-constexpr int kSteps = 20, kSameMessages = 20 * 65536 / 1024;
+constexpr int kSteps = 20, kSameMessages = kSteps * 65536 / 1024;
 void sizes(benchmark::internal::Benchmark* b) {
   for (int n : {1024, 4096, 16384, 65536}) b->Args({n, kSteps});
   b->Args({1024, kSameMessages});
