@@ -57,7 +57,7 @@ struct Config {
   double stop_at = 0;  // stop after the first record whose averaged model reaches this test accuracy,
                        // or has diverged (0: never)
   int group_size = 2;
-  std::string shuffle = "random";  // random | butterfly | none
+  std::string shuffle = "random";  // random | butterfly | none | topology | racks
   int period = 8;                  // local SGD: average every H steps
   std::string reduce = "ring";     // allreduce, localsgd, skewscout-localsgd, sfb*: ring | hd (halving-doubling) | hier
   int epochs = 10;

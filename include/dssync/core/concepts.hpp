@@ -1,6 +1,9 @@
 #pragma once
-// The concepts every policy is checked against. A type that does not fit fails
-// with the concept's name in the first line of the compiler's message.
+// The concepts the policies of DSSync and the transports are checked against
+// (the element types and reduce ops are in core/ops.hpp, and a policy family
+// of its own may keep its concept beside it, as policy/topology.hpp does). A
+// type that does not fit fails with the concept's name in the first line of
+// the compiler's message.
 
 #include <concepts>
 #include <cstddef>

@@ -179,8 +179,9 @@ class MPITransport {
     check_usable(where(dst, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
       MPI_Request request = MPI_REQUEST_NULL;
-      call(MPI_Isend(data.data() + off, count, detail::mpi_datatype<T>(), dst, tag, comm_, &request),
-           "MPI_Isend", dst, tag);
+      call(
+          MPI_Isend(data.data() + off, count, detail::mpi_datatype<T>(), dst, tag, comm_, &request),
+          "MPI_Isend", dst, tag);
       MPI_Status status;
       const int peer[1] = {dst};
       const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 0, false,
@@ -197,8 +198,9 @@ class MPITransport {
     check_usable(where(src, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
       MPI_Request request = MPI_REQUEST_NULL;
-      call(MPI_Irecv(data.data() + off, count, detail::mpi_datatype<T>(), src, tag, comm_, &request),
-           "MPI_Irecv", src, tag);
+      call(
+          MPI_Irecv(data.data() + off, count, detail::mpi_datatype<T>(), src, tag, comm_, &request),
+          "MPI_Irecv", src, tag);
       MPI_Status status;
       const int peer[1] = {src};
       const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 1, false,
@@ -408,12 +410,14 @@ class MPITransport {
       MPI_Request_get_status(p.requests[i], &done, MPI_STATUS_IGNORE);
       if (done) continue;
       peer = p.peers[i];
-      what = static_cast<int>(i) < p.receives ? detail::receive_text(peer) : detail::send_text(peer);
+      what =
+          static_cast<int>(i) < p.receives ? detail::receive_text(peer) : detail::send_text(peer);
       break;
     }
     abandon(p);
-    const timeout_error e = peer >= 0 ? detail::timed_out(what, deadline, peer, p.at, {}, now)
-                                      : timeout_error(what + " " + deadline.overdue_text(now), p.at);
+    const timeout_error e = peer >= 0
+                                ? detail::timed_out(what, deadline, peer, p.at, {}, now)
+                                : timeout_error(what + " " + deadline.overdue_text(now), p.at);
     // The others learn what this rank saw, in its own words without the prefix.
     std::string_view text(e.what());
     if (text.starts_with("dssync: ")) text.remove_prefix(8);
@@ -471,7 +475,8 @@ class MPITransport {
     auto& c = *control_;
     while (c.incoming_request != MPI_REQUEST_NULL) {
       int got = 0;
-      if (MPI_Test(&c.incoming_request, &got, MPI_STATUS_IGNORE) != MPI_SUCCESS || !got) return false;
+      if (MPI_Test(&c.incoming_request, &got, MPI_STATUS_IGNORE) != MPI_SUCCESS || !got)
+        return false;
       if (c.incoming.transport == c.id) {
         const auto len = static_cast<std::size_t>(
             std::clamp<std::int32_t>(c.incoming.length, 0, sizeof(c.incoming.text)));
@@ -510,7 +515,8 @@ class MPITransport {
 
   void call(int rc, const char* what, int peer, tag_t tag) const {
     if (rc != MPI_SUCCESS)
-      throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc), where(peer, tag));
+      throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc),
+                       where(peer, tag));
   }
   void call(int rc, const char* what) const {
     if (rc != MPI_SUCCESS)
@@ -527,10 +533,10 @@ class MPITransport {
     int error_class = MPI_SUCCESS;
     if (rc != MPI_SUCCESS) MPI_Error_class(rc, &error_class);
     if (error_class == MPI_ERR_TRUNCATE)  // MPI does not say how much more
-      throw size_mismatch_error("expected " +
-                                    std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
-                                    " bytes, the peer sent more",
-                                where(src, tag));
+      throw size_mismatch_error(
+          "expected " + std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
+              " bytes, the peer sent more",
+          where(src, tag));
     call(rc, "MPI_Irecv", src, tag);
     int received = 0;
     MPI_Get_count(&status, type, &received);

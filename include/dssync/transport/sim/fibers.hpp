@@ -69,9 +69,11 @@ class FiberScheduler {
       switches_ = 0;
     }
     page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    slot_bytes_ = (stack_bytes + page_ - 1) / page_ * page_ + page_;  // the stack and its guard or red page
-    guard_pages_ = guard == StackGuard::page ||
-                   (guard == StackGuard::automatic && 2 * static_cast<long long>(n) + 4096 <= map_limit());
+    // A slot: the stack, and its guard page or red page below it.
+    slot_bytes_ = (stack_bytes + page_ - 1) / page_ * page_ + page_;
+    guard_pages_ =
+        guard == StackGuard::page ||
+        (guard == StackGuard::automatic && 2 * static_cast<long long>(n) + 4096 <= map_limit());
     if (!guard_pages_ && n > 0) {
       arena_bytes_ = slot_bytes_ * static_cast<std::size_t>(n);
       void* vp = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
@@ -172,8 +174,10 @@ class FiberScheduler {
       if (ready_.size() > stack_ahead) {
         const int next = ready_[stack_ahead];
         if (const char* top = at(next).resume_at; top != nullptr)
-          for (std::ptrdiff_t o = -stack_below; o < stack_above; o += 64) __builtin_prefetch(top + o);
-        if (!guard_pages_) __builtin_prefetch(canary(slot_base(next)));  // checked when it hands back
+          for (std::ptrdiff_t o = -stack_below; o < stack_above; o += 64)
+            __builtin_prefetch(top + o);
+        if (!guard_pages_)
+          __builtin_prefetch(canary(slot_base(next)));  // checked when it hands back
       }
       Fiber& f = at(r);
       current_ = r;
@@ -256,10 +260,13 @@ class FiberScheduler {
   static constexpr unsigned char canary_byte = 0xA5;
   char* canary(char* base) const noexcept { return base + page_ - canary_bytes; }
 
-  char* slot_base(int r) const noexcept { return arena_ + static_cast<std::size_t>(r) * slot_bytes_; }
+  char* slot_base(int r) const noexcept {
+    return arena_ + static_cast<std::size_t>(r) * slot_bytes_;
+  }
 
   char* map_guarded() {
-    void* vp = ::mmap(nullptr, slot_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* vp =
+        ::mmap(nullptr, slot_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (vp == MAP_FAILED) throw std::bad_alloc();
     if (::mprotect(vp, page_, PROT_NONE) != 0) {
       const int err = errno;
@@ -301,7 +308,8 @@ class FiberScheduler {
       if (!(resident_[p] & 1)) continue;
       const auto* words = reinterpret_cast<const std::uint64_t*>(lo + p * page_);
       for (std::size_t i = 0; i < page_ / sizeof(std::uint64_t); ++i)
-        if (words[i] != 0) return static_cast<std::size_t>(hi - reinterpret_cast<const char*>(words + i));
+        if (words[i] != 0)
+          return static_cast<std::size_t>(hi - reinterpret_cast<const char*>(words + i));
     }
     return 0;
   }

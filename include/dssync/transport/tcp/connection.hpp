@@ -56,10 +56,11 @@ class Connection {
 
   Connection(asio::io_context& io, int rank, ConnectionContext context)
       : rank_(rank), sock_(io), cx_(context) {
-    // At most one data frame of the caller, one abandoned half-written
-    // frame and a few control frames are ever queued, and a message or two
-    // kept: no allocation once running.
-    // A data frame and a kept message or two per channel.
+    // The write queue holds at most one data frame of the caller, one
+    // abandoned half-written frame, a few control frames and a kept message
+    // or two per channel: reserved here, so writing allocates nothing once
+    // running. Messages read before their receive is posted are stashed
+    // (max_unexpected, then max_read_aside), and those buffers are allocated.
     const auto channels = std::size_t(cx_.options.channels);
     out_.reserve(8 + 2 * channels);
     stash_.reserve(4 + 2 * channels);
@@ -474,7 +475,6 @@ class Connection {
   void queue_control(wire::Kind kind) {
     Out& o = out_.emplace_back();
     o.head = wire::encode(wire::Header{kind, 0, 0});
-    o.end = false;
     write_more();
     if (kind == wire::Kind::bye) queue_end();
   }

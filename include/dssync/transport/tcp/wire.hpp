@@ -268,7 +268,7 @@ inline Problem decode(std::span<const std::byte, header_size> b, Header& h,
   const auto length = get<std::uint64_t>(&b[8]);
   switch (kind) {
     case std::uint8_t(Kind::data):
-      if (tag > 32767) return "a data frame with tag " + std::to_string(tag);
+      if (tag > max_tag) return "a data frame with tag " + std::to_string(tag);
       if (length > max_message)
         return "a data frame of " + std::to_string(length) + " bytes (the limit is " +
                std::to_string(max_message) + ")";
