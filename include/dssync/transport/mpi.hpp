@@ -184,8 +184,12 @@ class MPITransport {
           "MPI_Isend", dst, tag);
       MPI_Status status;
       const int peer[1] = {dst};
-      const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 0, false,
-                               where(dst, tag), start, std::size_t(count) * sizeof(T)});
+      const int rc = wait_for({.requests = std::span(&request, 1),
+                               .statuses = std::span(&status, 1),
+                               .peers = peer,
+                               .at = where(dst, tag),
+                               .start = start,
+                               .bytes = std::size_t(count) * sizeof(T)});
       if (rc == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", dst, tag);
     });
   }
@@ -203,8 +207,13 @@ class MPITransport {
           "MPI_Irecv", src, tag);
       MPI_Status status;
       const int peer[1] = {src};
-      const int rc = wait_for({std::span(&request, 1), std::span(&status, 1), peer, 1, false,
-                               where(src, tag), start, std::size_t(count) * sizeof(T)});
+      const int rc = wait_for({.requests = std::span(&request, 1),
+                               .statuses = std::span(&status, 1),
+                               .peers = peer,
+                               .receives = 1,
+                               .at = where(src, tag),
+                               .start = start,
+                               .bytes = std::size_t(count) * sizeof(T)});
       check_received<T>(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, count, src, tag);
     });
   }
@@ -241,11 +250,14 @@ class MPITransport {
       }
       MPI_Status statuses[2];
       const auto n = static_cast<std::size_t>(posted);
-      const int rc = wait_for({std::span(requests, n), std::span(statuses, n),
-                               std::span<const int>(peers, n), receives, false, where(src, tag),
-                               start,
-                               std::max(std::size_t(in_count) * sizeof(U),
-                                        std::size_t(out_count) * sizeof(T))});
+      const int rc = wait_for({.requests = std::span(requests, n),
+                               .statuses = std::span(statuses, n),
+                               .peers = std::span<const int>(peers, n),
+                               .receives = receives,
+                               .at = where(src, tag),
+                               .start = start,
+                               .bytes = std::max(std::size_t(in_count) * sizeof(U),
+                                                 std::size_t(out_count) * sizeof(T))});
       if (receives)
         check_received<U>(rc == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : rc, statuses[0],
                           in_count, src, tag);
@@ -299,9 +311,13 @@ class MPITransport {
     if (!p.pending()) return;
     MPI_Status status;
     const int peer[1] = {p.peer};
-    const int rc = wait_for({std::span(&p.request, 1), std::span(&status, 1), peer,
-                             p.receive ? 1 : 0, false, where(p.peer, p.tag), p.start,
-                             std::size_t(p.count) * p.elem_bytes});
+    const int rc = wait_for({.requests = std::span(&p.request, 1),
+                             .statuses = std::span(&status, 1),
+                             .peers = peer,
+                             .receives = p.receive ? 1 : 0,
+                             .at = where(p.peer, p.tag),
+                             .start = p.start,
+                             .bytes = std::size_t(p.count) * p.elem_bytes});
     if (p.receive)
       check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.type,
                      p.elem_bytes, p.peer, p.tag);
@@ -328,7 +344,8 @@ class MPITransport {
   // completes or MPI is finalized.
   void wait(std::span<MPI_Request> requests, const error_context& where,
             std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now()) {
-    const int rc = wait_for({requests, {}, {}, 0, true, where, start});
+    const int rc =
+        wait_for({.requests = requests, .collective = true, .at = where, .start = start});
     if (rc != MPI_SUCCESS)
       throw peer_error("a nonblocking collective failed: " + detail::mpi_error_text(rc), where);
   }
@@ -554,8 +571,13 @@ class MPITransport {
       throw configuration_error("a posted message holds at most 2^30 elements, this one " +
                                     std::to_string(n),
                                 where(peer, tag));
-    return {MPI_REQUEST_NULL, detail::mpi_datatype<T>(), sizeof(T), peer, static_cast<int>(n),
-            tag, receive, start};
+    return {.type = detail::mpi_datatype<T>(),
+            .elem_bytes = sizeof(T),
+            .peer = peer,
+            .count = static_cast<int>(n),
+            .tag = tag,
+            .receive = receive,
+            .start = start};
   }
 
   // A buffer of n elements goes as ceil(n / 2^30) messages (one when empty).
