@@ -18,7 +18,8 @@ struct TcpOp {
   bool receive = false;
   int peer = 0;
   std::uint8_t channel = 0;
-  std::uint16_t tag = 0;
+  std::uint16_t tag = 0;  // a frame carries 16 bits: every tag in [0, max_tag] fits
+  static_assert(max_tag >= 0 && max_tag <= 0xFFFF);
   std::byte* in = nullptr;
   const std::byte* out = nullptr;
   std::size_t bytes = 0;
