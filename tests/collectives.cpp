@@ -271,7 +271,7 @@ std::vector<int> iota_group(int g) {
 
 // -------------------------------------------------- the closed-form matrix --
 
-TEST_CASE_TEMPLATE("collectives: every op and type on groups of 1 to 17, short buffers", Algo,
+TEST_CASE_TEMPLATE("every op and type on groups of 1 to 17, short buffers", Algo,
                    ALL_ALGORITHMS) {
   for (int g = 1; g <= 17; ++g) {
     CAPTURE(g);
@@ -320,7 +320,7 @@ TEST_CASE_TEMPLATE("collectives: every op and type on groups of 1 to 17, short b
 #else
 #define LARGE_ELEMENTS 1000003
 #endif
-TEST_CASE_TEMPLATE("collectives: " DOCTEST_TOSTR(LARGE_ELEMENTS) " elements on groups of 1 to 17",
+TEST_CASE_TEMPLATE("" DOCTEST_TOSTR(LARGE_ELEMENTS) " elements on groups of 1 to 17",
                    Algo, ALL_ALGORITHMS) {
   constexpr std::size_t n = LARGE_ELEMENTS;
   constexpr int max_group = 17;
@@ -388,7 +388,7 @@ TEST_CASE_TEMPLATE("collectives: " DOCTEST_TOSTR(LARGE_ELEMENTS) " elements on g
 
 // ---------------------------------------------------------- bitwise agreement --
 
-TEST_CASE_TEMPLATE("collectives: rounding-sensitive float sums agree bitwise on every member", Algo,
+TEST_CASE_TEMPLATE("rounding-sensitive float sums agree bitwise on every member", Algo,
                    ALL_ALGORITHMS) {
   // Values of mixed sign spanning 12 decimal orders: the sum depends on the
   // order of the additions, so members agree only if they all use one order.
@@ -433,7 +433,7 @@ TEST_CASE_TEMPLATE("collectives: rounding-sensitive float sums agree bitwise on 
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: Max and Min of signed zeros agree bitwise on every member", Algo,
+TEST_CASE_TEMPLATE("Max and Min of signed zeros agree bitwise on every member", Algo,
                    ALL_ALGORITHMS) {
   // +0 and -0 compare equal, so the tie rule alone decides which one survives;
   // it must survive identically everywhere.
@@ -480,7 +480,7 @@ struct SumAndMark {
   }
 };
 
-TEST_CASE_TEMPLATE("collectives: user-defined ops", Algo, ALL_ALGORITHMS) {
+TEST_CASE_TEMPLATE("user-defined ops", Algo, ALL_ALGORITHMS) {
   for (int g : {1, 2, 3, 5, 8, 13}) {
     for (std::size_t n : {sz(0), sz(1), sz(7), sz(100), sz(5000)}) {
       CAPTURE(g);
@@ -561,7 +561,7 @@ void all_reduce_with(AlgorithmSet& set, int algorithm, InProcTransport& t, const
   }
 }
 
-TEST_CASE("collectives: concurrent disjoint groups out of rank order do not cross") {
+TEST_CASE("concurrent disjoint groups out of rank order do not cross") {
   // Values depend on the global rank; the closed form sums over the members.
   const std::vector<std::vector<int>> groups{{0, 5, 7}, {3, 1}, {11, 2, 9, 4, 8}, {6}, {10}};
   const std::array<std::size_t, 5> lengths{1000, 17, 100003, 5, 0};
@@ -639,7 +639,7 @@ std::vector<int> group_for_call(int k, int r) {
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: 20 back-to-back calls with new groups and data each time", Algo,
+TEST_CASE_TEMPLATE("20 back-to-back calls with new groups and data each time", Algo,
                    ALL_ALGORITHMS) {
   constexpr int world_size = 8;
   constexpr int calls = 20;
@@ -696,7 +696,7 @@ TEST_CASE_TEMPLATE("collectives: 20 back-to-back calls with new groups and data 
 
 // ---------------------------------------------------- algorithm internals --
 
-TEST_CASE_TEMPLATE("collectives: the copying path over a transport without sendrecv_view", Algo,
+TEST_CASE_TEMPLATE("the copying path over a transport without sendrecv_view", Algo,
                    ALL_ALGORITHMS) {
   for (int g = 1; g <= 17; ++g) {
     CAPTURE(g);
@@ -743,7 +743,7 @@ TEST_CASE_TEMPLATE("collectives: the copying path over a transport without sendr
   }
 }
 
-TEST_CASE("collectives: RingReduce with tiny segments") {
+TEST_CASE("RingReduce with tiny segments") {
   // Segments of 3, 1 (and, from a segment smaller than one element, 1 again)
   // elements: many sendrecvs per step, and blocks that end in empty segments.
   // Segments only exist where the transport has no sendrecv_view.
@@ -775,7 +775,7 @@ TEST_CASE("collectives: RingReduce with tiny segments") {
   }
 }
 
-TEST_CASE("collectives: AutoReduce chooses by size and every choice is right") {
+TEST_CASE("AutoReduce chooses by size and every choice is right") {
   using Choice = Auto::Choice;
   const Auto defaults;
   CHECK(defaults.choose(0, 8) == Choice::recursive_doubling);
@@ -823,7 +823,7 @@ TEST_CASE("collectives: AutoReduce chooses by size and every choice is right") {
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: any valid tag works", Algo, ALL_ALGORITHMS) {
+TEST_CASE_TEMPLATE("any valid tag works", Algo, ALL_ALGORITHMS) {
   for (dssync::tag_t tag : {0, 1, dssync::make_tag(200, 99), dssync::max_tag}) {
     CAPTURE(tag);
     constexpr int g = 5;
@@ -856,7 +856,7 @@ std::string run_kind(InProcWorld& world, F&& f) {
   return "none";
 }
 
-TEST_CASE_TEMPLATE("collectives: members passing different lengths fail, without hanging", Algo,
+TEST_CASE_TEMPLATE("members passing different lengths fail, without hanging", Algo,
                    ALL_ALGORITHMS) {
   struct Case {
     std::size_t rank0;
@@ -893,7 +893,7 @@ TEST_CASE_TEMPLATE("collectives: members passing different lengths fail, without
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: a group the caller cannot run with is a configuration_error", Algo,
+TEST_CASE_TEMPLATE("a group the caller cannot run with is a configuration_error", Algo,
                    ALL_ALGORITHMS) {
   // Each case's group is wrong on every rank, so every rank must throw
   // configuration_error before it moves a byte.
@@ -948,7 +948,7 @@ TEST_CASE_TEMPLATE("collectives: a group the caller cannot run with is a configu
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: a tag outside [0, max_tag] is a configuration_error", Algo,
+TEST_CASE_TEMPLATE("a tag outside [0, max_tag] is a configuration_error", Algo,
                    ALL_ALGORITHMS) {
   for (dssync::tag_t tag : {-1, dssync::max_tag + 1}) {
     CAPTURE(tag);
@@ -966,7 +966,7 @@ TEST_CASE_TEMPLATE("collectives: a tag outside [0, max_tag] is a configuration_e
 // ----------------------------------------------------------------- scratch --
 
 
-TEST_CASE("collectives: the allocation counter counts") {
+TEST_CASE("the allocation counter counts") {
   CHECK(allocations_in([] { std::vector<int> v(100); }) == 1u);
   CHECK(allocations_in([] {
           int x = 0;
@@ -1033,12 +1033,12 @@ void check_steady_state_allocates_nothing() {
   }
 }
 
-TEST_CASE_TEMPLATE("collectives: a repeated all_reduce of the same size allocates nothing", Algo,
+TEST_CASE_TEMPLATE("a repeated all_reduce of the same size allocates nothing", Algo,
                    ALL_ALGORITHMS) {
   check_steady_state_allocates_nothing<Algo, false>();
 }
 
-TEST_CASE_TEMPLATE("collectives: the copying path allocates nothing after the first call", Algo,
+TEST_CASE_TEMPLATE("the copying path allocates nothing after the first call", Algo,
                    ALL_ALGORITHMS) {
   check_steady_state_allocates_nothing<Algo, true>();
 }
@@ -1057,7 +1057,7 @@ std::vector<std::vector<std::string>> label_layouts() {
           {"b", "b", "b", "b", "a", "a", "a", "a"}};
 }
 
-TEST_CASE("collectives: HierarchicalReduce sums and averages exactly for every label layout") {
+TEST_CASE("HierarchicalReduce sums and averages exactly for every label layout") {
   // Rank r contributes s(i) w(i) (r + 1): the sum over a group is
   // s w (sum of r + 1), an integer, and the mean one correctly rounded
   // division of it, whatever the split into labels. Groups: the world, a
@@ -1124,7 +1124,7 @@ TEST_CASE("collectives: HierarchicalReduce sums and averages exactly for every l
   }
 }
 
-TEST_CASE("collectives: HierarchicalReduce agrees bitwise inside a group on rounding-sensitive sums") {
+TEST_CASE("HierarchicalReduce agrees bitwise inside a group on rounding-sensitive sums") {
   // Sums that depend on the order of the additions: every member of the
   // group must still hold the same bits, for every layout.
   auto noise = [](int rank, std::size_t i) {
@@ -1150,7 +1150,7 @@ TEST_CASE("collectives: HierarchicalReduce agrees bitwise inside a group on roun
   }
 }
 
-TEST_CASE("collectives: HierarchicalReduce's labels must cover the world") {
+TEST_CASE("HierarchicalReduce's labels must cover the world") {
   InProcWorld world(4, options);
   std::vector<std::string> what(4);
   const std::string kind = run_kind(world, [&](InProcTransport& t) {

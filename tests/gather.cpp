@@ -62,7 +62,7 @@ void check_reports(const std::vector<Report>& reports, std::size_t min_calls) {
 
 // ------------------------------------------------------------ closed forms --
 
-TEST_CASE("gather: every algorithm, type, size and root on worlds of 1 to 9 ranks") {
+TEST_CASE("every algorithm, type, size and root on worlds of 1 to 9 ranks") {
   // The largest size still spans two of the in-process world's 256 KiB
   // segments for every type (4 and 8 bytes), at a third of a mebibyte's cost.
   gather_cases::Plan plan;
@@ -81,7 +81,7 @@ TEST_CASE("gather: every algorithm, type, size and root on worlds of 1 to 9 rank
   }
 }
 
-TEST_CASE("gather: a group in another order, beside another group running at once") {
+TEST_CASE("a group in another order, beside another group running at once") {
   // Group [5 2 7] of a world of 8 with tag 3, and the others as [6 0 4 1 3]
   // with tag 4, concurrently: roots and positions are the groups' own.
   const std::vector<int> a{5, 2, 7};
@@ -98,7 +98,7 @@ TEST_CASE("gather: a group in another order, beside another group running at onc
   check_reports(reports, 100);
 }
 
-TEST_CASE("gather: a member that computes slowly holds everyone at the barrier") {
+TEST_CASE("a member that computes slowly holds everyone at the barrier") {
   // Each round another member sleeps before it arrives; nobody may leave the
   // barrier before every member has counted its arrival.
   for (int n = 1; n <= 9; ++n) {
@@ -129,7 +129,7 @@ TEST_CASE("gather: a member that computes slowly holds everyone at the barrier")
   check_reports(reports, 4);
 }
 
-TEST_CASE("gather: PipelineBroadcast sends each member's buffer once, in the closed form's segments") {
+TEST_CASE("PipelineBroadcast sends each member's buffer once, in the closed form's segments") {
   // Segments of 64 bytes: 16 floats. Every member but the chain's last sends
   // the whole buffer once, in len / 16 full segments and the remainder (an
   // empty message when len is a multiple of 16); the last sends nothing.
@@ -169,7 +169,7 @@ TEST_CASE("gather: PipelineBroadcast sends each member's buffer once, in the clo
   }
 }
 
-TEST_CASE("gather: AutoBroadcast and AutoAllGather choose by size and group size") {
+TEST_CASE("AutoBroadcast and AutoAllGather choose by size and group size") {
   using B = dssync::AutoBroadcast::Choice;
   const dssync::AutoBroadcast broadcast;
   CHECK(broadcast.choose(0, 8) == B::tree);
@@ -254,7 +254,7 @@ void broadcast_mismatch(const char* name) {
   }
 }
 
-TEST_CASE("gather: a broadcast whose members pass different lengths fails, without hanging") {
+TEST_CASE("a broadcast whose members pass different lengths fails, without hanging") {
   broadcast_mismatch<dssync::TreeBroadcast>("TreeBroadcast");
   broadcast_mismatch<dssync::ScatterAllgatherBroadcast>("ScatterAllgatherBroadcast");
   broadcast_mismatch<dssync::PipelineBroadcast>("PipelineBroadcast");
@@ -284,7 +284,7 @@ void all_gather_mismatch(const char* name) {
   }
 }
 
-TEST_CASE("gather: an all-gather whose members pass different lengths fails, without hanging") {
+TEST_CASE("an all-gather whose members pass different lengths fails, without hanging") {
   all_gather_mismatch<dssync::RingAllGather>("RingAllGather");
   all_gather_mismatch<dssync::BruckAllGather>("BruckAllGather");
   all_gather_mismatch<dssync::AutoAllGather>("AutoAllGather");
@@ -299,7 +299,7 @@ void check_configuration_everywhere(int n, F&& f) {
   CHECK(got.second == std::vector<std::string>(static_cast<std::size_t>(n), "configuration"));
 }
 
-TEST_CASE("gather: a root outside the group is a configuration_error on every member") {
+TEST_CASE("a root outside the group is a configuration_error on every member") {
   const std::vector<int> members{0, 2, 3};
   for (int root : {1, 4, -1, 99}) {
     CAPTURE(root);
@@ -331,7 +331,7 @@ TEST_CASE("gather: a root outside the group is a configuration_error on every me
   }
 }
 
-TEST_CASE("gather: an output of the wrong size is a configuration_error naming the sizes") {
+TEST_CASE("an output of the wrong size is a configuration_error naming the sizes") {
   const std::vector<int> members = iota_group(3);
   std::string message;
   check_configuration_everywhere(3, [&](InProcTransport& t) {
@@ -378,7 +378,7 @@ TEST_CASE("gather: an output of the wrong size is a configuration_error naming t
   CHECK(message.find("needs 12") != std::string::npos);
 }
 
-TEST_CASE("gather: a group the caller cannot run with, or a bad tag, is a configuration_error") {
+TEST_CASE("a group the caller cannot run with, or a bad tag, is a configuration_error") {
   const std::vector<int> not_me_groups[] = {{}, {0, 1, 2, 3}, {0, 1, 1}};
   for (const auto& members : not_me_groups) {
     CAPTURE(Group(members).to_string());
@@ -413,7 +413,7 @@ TEST_CASE("gather: a group the caller cannot run with, or a bad tag, is a config
 // ----------------------------------------------------------------- scratch --
 
 
-TEST_CASE("gather: repeated calls allocate nothing once the output has grown") {
+TEST_CASE("repeated calls allocate nothing once the output has grown") {
   for (int n : {1, 2, 3, 5, 8}) {
     CAPTURE(n);
     const std::vector<int> members = iota_group(n);

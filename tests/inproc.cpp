@@ -104,7 +104,7 @@ struct Triple {
 
 // ---------------------------------------------------------------- delivery --
 
-TEST_CASE_TEMPLATE("inproc: send and recv deliver exact bytes", T, std::byte, char, std::int16_t,
+TEST_CASE_TEMPLATE("send and recv deliver exact bytes", T, std::byte, char, std::int16_t,
                    float, double, std::int64_t, Triple) {
   const std::array<std::size_t, 5> sizes{0, 1, 3, 1000, std::size_t{1} << 20};
   InProcWorld world(2);
@@ -135,7 +135,7 @@ TEST_CASE_TEMPLATE("inproc: send and recv deliver exact bytes", T, std::byte, ch
   }
 }
 
-TEST_CASE("inproc: sendrecv moves different sizes and types each way") {
+TEST_CASE("sendrecv moves different sizes and types each way") {
   InProcWorld world(2);
   std::vector<double> got_by_0;
   std::vector<std::int16_t> got_by_1;
@@ -156,7 +156,7 @@ TEST_CASE("inproc: sendrecv moves different sizes and types each way") {
   CHECK(same_bytes(got_by_1, patterned<std::int16_t>(777, 1)));
 }
 
-TEST_CASE("inproc: sendrecv with itself copies the buffer") {
+TEST_CASE("sendrecv with itself copies the buffer") {
   InProcWorld world(3);
   std::vector<std::vector<float>> got(3);
   world.run([&](InProcTransport& t) {
@@ -169,7 +169,7 @@ TEST_CASE("inproc: sendrecv with itself copies the buffer") {
     CHECK(same_bytes(got[static_cast<std::size_t>(r)], patterned<float>(4096, std::uint64_t(r))));
 }
 
-TEST_CASE("inproc: messages with the same source and tag arrive in order") {
+TEST_CASE("messages with the same source and tag arrive in order") {
   constexpr int count = 300;
   InProcWorld world(2);
   std::vector<std::int64_t> seen;
@@ -191,7 +191,7 @@ TEST_CASE("inproc: messages with the same source and tag arrive in order") {
   for (std::int64_t k = 0; k < count; ++k) CHECK(seen[static_cast<std::size_t>(k)] == k);
 }
 
-TEST_CASE("inproc: a receive matches its source, skipping messages pending from others") {
+TEST_CASE("a receive matches its source, skipping messages pending from others") {
   // Rank 1 takes everything from rank 2 first, although rank 0's first message
   // was posted before; then everything from rank 0, each stream in order.
   constexpr int count = 40;
@@ -220,7 +220,7 @@ TEST_CASE("inproc: a receive matches its source, skipping messages pending from 
   }
 }
 
-TEST_CASE("inproc: a receive with one tag never takes a pending message with another") {
+TEST_CASE("a receive with one tag never takes a pending message with another") {
   // Rank 0 posts a tag-5 message to rank 1, which waits for tag 6 from rank 0.
   // Rank 2 learns that the tag-5 message is posted (rank 0 receives from it in
   // the same sendrecv, after posting) and then fails the world. Rank 1 must end
@@ -251,7 +251,7 @@ TEST_CASE("inproc: a receive with one tag never takes a pending message with ano
   CHECK(outcome[0].kind == "peer");  // its tag-5 message was never taken
 }
 
-TEST_CASE("inproc: sendrecv around a ring of 2 to 16 ranks") {
+TEST_CASE("sendrecv around a ring of 2 to 16 ranks") {
   for (int n = 2; n <= 16; ++n) {
     CAPTURE(n);
     // Rank r sends 1000 + 17 r doubles; every shift s = 1..n-1 moves each
@@ -276,7 +276,7 @@ TEST_CASE("inproc: sendrecv around a ring of 2 to 16 ranks") {
   }
 }
 
-TEST_CASE("inproc: sendrecv_view lends the sender's own memory") {
+TEST_CASE("sendrecv_view lends the sender's own memory") {
   static_assert(dssync::transport_with_view<InProcTransport, float>);
   constexpr int n = 5;
   auto size_of = [](int r) { return std::size_t(300 + 11 * r); };
@@ -311,7 +311,7 @@ TEST_CASE("inproc: sendrecv_view lends the sender's own memory") {
   }
 }
 
-TEST_CASE("inproc: sendrecv_view with a count the sender disagrees with fails the run") {
+TEST_CASE("sendrecv_view with a count the sender disagrees with fails the run") {
   InProcWorld world(2, {.timeout = 20s});
   bool used = false;
   const Outcome result = run_outcome(world, [&](InProcTransport& t) {
@@ -328,7 +328,7 @@ TEST_CASE("inproc: sendrecv_view with a count the sender disagrees with fails th
   CHECK_FALSE(used);
 }
 
-TEST_CASE("inproc: a throwing sendrecv_view callback releases the lender") {
+TEST_CASE("a throwing sendrecv_view callback releases the lender") {
   InProcWorld world(2);
   std::vector<Outcome> outcome(2);
   const auto start = steady::now();
@@ -356,7 +356,7 @@ TEST_CASE("inproc: a throwing sendrecv_view callback releases the lender") {
   CHECK((outcome[0].kind == "none" || outcome[0].kind == "peer"));
 }
 
-TEST_CASE("inproc: every rank sees its own rank and the world size") {
+TEST_CASE("every rank sees its own rank and the world size") {
   InProcWorld world(7);
   CHECK(world.size() == 7);
   std::vector<int> seen(7, 0);
@@ -371,7 +371,7 @@ TEST_CASE("inproc: every rank sees its own rank and the world size") {
 
 // ----------------------------------------------------------------- failure --
 
-TEST_CASE("inproc: a size mismatch fails both sides") {
+TEST_CASE("a size mismatch fails both sides") {
   struct Case {
     std::size_t receiver_bytes;
     std::size_t sender_bytes;
@@ -407,7 +407,7 @@ TEST_CASE("inproc: a size mismatch fails both sides") {
   }
 }
 
-TEST_CASE("inproc: a size mismatch inside sendrecv fails the run") {
+TEST_CASE("a size mismatch inside sendrecv fails the run") {
   InProcWorld world(2, {.timeout = 20s});
   const Outcome result = run_outcome(world, [&](InProcTransport& t) {
     const std::vector<float> out(t.rank() == 0 ? 3 : 4);
@@ -418,7 +418,7 @@ TEST_CASE("inproc: a size mismatch inside sendrecv fails the run") {
   CHECK(result.kind == "size_mismatch");
 }
 
-TEST_CASE("inproc: a throwing rank fails its peers and run() rethrows its exception") {
+TEST_CASE("a throwing rank fails its peers and run() rethrows its exception") {
   InProcWorld world(5);
   std::vector<Outcome> outcome(5);
   const auto start = steady::now();
@@ -458,7 +458,7 @@ TEST_CASE("inproc: a throwing rank fails its peers and run() rethrows its except
   CHECK(outcome[2].kind == "std");
 }
 
-TEST_CASE("inproc: an exception not derived from std::exception is rethrown as is") {
+TEST_CASE("an exception not derived from std::exception is rethrown as is") {
   InProcWorld world(2);
   std::vector<Outcome> outcome(2);
   int thrown = 0;
@@ -478,7 +478,7 @@ TEST_CASE("inproc: an exception not derived from std::exception is rethrown as i
   CHECK(contains(outcome[0].what, "an exception not derived from std::exception"));
 }
 
-TEST_CASE("inproc: a rank that returned fails its peers at once") {
+TEST_CASE("a rank that returned fails its peers at once") {
   SUBCASE("a peer waiting to receive from it") {
     InProcWorld world(2);  // the default timeout is minutes: a quick failure is not a timeout
     std::vector<Outcome> outcome(2);
@@ -510,7 +510,7 @@ TEST_CASE("inproc: a rank that returned fails its peers at once") {
   }
 }
 
-TEST_CASE("inproc: a wait that outlasts the timeout ends with timeout_error") {
+TEST_CASE("a wait that outlasts the timeout ends with timeout_error") {
   for (const bool receiving : {true, false}) {
     CAPTURE(receiving);
     // Rank 1 stays alive, doing nothing, until rank 0's call has ended: rank
@@ -571,7 +571,7 @@ TEST_CASE("inproc: a wait that outlasts the timeout ends with timeout_error") {
   CHECK(as_peer_error);
 }
 
-TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiting one") {
+TEST_CASE("a timeout names the rank stalled in its own code, not a waiting one") {
   // Rank 0 waits on rank 1, rank 1 waits on rank 2, and rank 2 is busy in its
   // own code past the timeout. Rank 0's message must name rank 2.
   InProcWorld world(3, {.timeout = 2s});
@@ -599,7 +599,7 @@ TEST_CASE("inproc: a timeout names the rank stalled in its own code, not a waiti
   CHECK(contains(outcome[0].what, "rank 2 is stalled in its own code"));
 }
 
-TEST_CASE("inproc: a timeout between ranks that wait on each other says so") {
+TEST_CASE("a timeout between ranks that wait on each other says so") {
   // Both ranks receive first: a cycle of waits, nobody stalled in user code.
   // Rank 1 starts a second later, so that rank 0's wait ends first, while
   // rank 1 still waits on it (with a second to spare either way).
@@ -616,7 +616,7 @@ TEST_CASE("inproc: a timeout between ranks that wait on each other says so") {
   CHECK(contains(first.what, "wait on each other"));
 }
 
-TEST_CASE("inproc: bad arguments throw configuration_error") {
+TEST_CASE("bad arguments throw configuration_error") {
   InProcWorld world(2);
   std::vector<Outcome> bad;
   std::array<int, 2> exchanged{};
@@ -664,7 +664,7 @@ TEST_CASE("inproc: bad arguments throw configuration_error") {
   CHECK(exchanged == std::array<int, 2>{17, 8});
 }
 
-TEST_CASE("inproc: worlds of fewer than one rank are refused") {
+TEST_CASE("worlds of fewer than one rank are refused") {
   CHECK_THROWS_AS(InProcWorld(0), dssync::configuration_error);
   CHECK_THROWS_AS(InProcWorld(-3), dssync::configuration_error);
   InProcWorld one(1);
@@ -677,7 +677,7 @@ TEST_CASE("inproc: worlds of fewer than one rank are refused") {
   CHECK(ran == 1);
 }
 
-TEST_CASE("inproc: run() can be called again, also after a failed run") {
+TEST_CASE("run() can be called again, also after a failed run") {
   InProcWorld world(4, {.timeout = 20s});
   auto exchange = [](std::vector<int>& got) {
     return [&got](InProcTransport& t) {

@@ -110,7 +110,7 @@ std::vector<int> iota_ranks(int n) {
   return v;
 }
 
-TEST_CASE("TcpTransport: sendrecv around the ring, sizes from 0 to 12 MiB, two element types") {
+TEST_CASE("sendrecv around the ring, sizes from 0 to 12 MiB, two element types") {
   const int n = 3;
   check_all_fine(run_world(n, [&](TcpTransport& t) {
     const int r = t.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
@@ -148,7 +148,7 @@ int sockets_with_unsent_limit(int limit) {
   return count;
 }
 
-TEST_CASE("TcpTransport: with a small unsent limit, large messages to alternating peers arrive whole") {
+TEST_CASE("with a small unsent limit, large messages to alternating peers arrive whole") {
   // A 4 KiB TCP_NOTSENT_LOWAT on every connection between ranks makes the
   // socket thread write each 3 MiB message in many pieces, between which it
   // waits for the socket.
@@ -179,7 +179,7 @@ TEST_CASE("TcpTransport: with a small unsent limit, large messages to alternatin
       [](int, TcpOptions& o) { o.unsent_limit = 4096; }));
 }
 
-TEST_CASE("TcpTransport: messages received in another order than sent, small and large") {
+TEST_CASE("messages received in another order than sent, small and large") {
   check_all_fine(run_world(2, [&](TcpTransport& t) {
     std::vector<float> small(10), large(std::size_t{1} << 18), tiny(3);
     if (t.rank() == 0) {
@@ -291,7 +291,7 @@ TEST_CASE("broadcast, all-gather and barrier over TCP: the in-process closed for
   }
 }
 
-TEST_CASE("TcpTransport: a length mismatch is a size_mismatch_error, and the transport goes on") {
+TEST_CASE("a length mismatch is a size_mismatch_error, and the transport goes on") {
   check_all_fine(run_world(2, [&](TcpTransport& t) {
     std::vector<float> a(100, 1.0f), b(101);
     if (t.rank() == 0) {
@@ -306,7 +306,7 @@ TEST_CASE("TcpTransport: a length mismatch is a size_mismatch_error, and the tra
   }));
 }
 
-TEST_CASE("TcpTransport: a receive that never matches times out naming the peer, and the others hear of it") {
+TEST_CASE("a receive that never matches times out naming the peer, and the others hear of it") {
   const auto begin = steady::now();
   const auto out = run_world(
       3,
@@ -327,7 +327,7 @@ TEST_CASE("TcpTransport: a receive that never matches times out naming the peer,
   CHECK(took < 5s);
 }
 
-TEST_CASE("TcpTransport: a peer that closes its transport while another waits on it") {
+TEST_CASE("a peer that closes its transport while another waits on it") {
   const auto out = run_world(2, [&](TcpTransport& t) {
     if (t.rank() == 1) return;  // leaves at once, saying goodbye
     std::vector<float> x(8);
@@ -338,7 +338,7 @@ TEST_CASE("TcpTransport: a peer that closes its transport while another waits on
   CHECK(out[0].what.find("rank 1 has closed its transport") != std::string::npos);
 }
 
-TEST_CASE("TcpTransport: a rendezvous that does not complete names the ranks that never arrived") {
+TEST_CASE("a rendezvous that does not complete names the ranks that never arrived") {
   const auto out = run_world(
       4, [](TcpTransport&) {}, [](int, TcpOptions& o) { o.rendezvous_timeout = 1s; }, {0, 1});
   CHECK(out[0].kind == "timeout");
@@ -347,7 +347,7 @@ TEST_CASE("TcpTransport: a rendezvous that does not complete names the ranks tha
   CHECK(out[1].what.find("ranks 2, 3 never arrived") != std::string::npos);
 }
 
-TEST_CASE("TcpTransport: a rank with another job's token is refused at the rendezvous") {
+TEST_CASE("a rank with another job's token is refused at the rendezvous") {
   std::mutex mu;
   std::vector<std::string> log;
   const auto out = run_world(
@@ -405,7 +405,7 @@ dssync::detail::wire::Hello hello(dssync::detail::wire::Purpose p, std::string_v
   return h;
 }
 
-TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are refused, and the job goes on") {
+TEST_CASE("strangers at the rendezvous and at a rank's port are refused, and the job goes on") {
   using namespace dssync::detail;
   const int n = 3;
   std::atomic<int> refused0{0};
@@ -503,7 +503,7 @@ TEST_CASE("TcpTransport: strangers at the rendezvous and at a rank's port are re
         }) == 1);
 }
 
-TEST_CASE("TcpTransport: a frame announcing an absurd length is a protocol violation, not an allocation") {
+TEST_CASE("a frame announcing an absurd length is a protocol violation, not an allocation") {
   using namespace dssync::detail;
   const std::uint16_t port = free_port();
   std::exception_ptr error;

@@ -194,7 +194,7 @@ train::Dataset synthetic(std::size_t train_n, std::size_t test_n) {
   return d;
 }
 
-TEST_CASE("train: a short DS-Sync run learns, and repeats bit for bit") {
+TEST_CASE("a short DS-Sync run learns, and repeats bit for bit") {
   const train::Dataset data = synthetic(384, 100);
   train::Config c;
   c.sync = "dssync";
@@ -229,7 +229,7 @@ TEST_CASE("train: a short DS-Sync run learns, and repeats bit for bit") {
 }
 
 #if DSSYNC_TEST_SIM
-TEST_CASE("train: on the simulator, a fixed compute time gives virtual times that repeat and follow the model") {
+TEST_CASE("on the simulator, a fixed compute time gives virtual times that repeat and follow the model") {
   // --sim-compute: every step spends exactly this long computing in virtual
   // time, so an epoch's virtual seconds are steps x (compute + exchange), the
   // exchange being DS-Sync's pair step on SimTransport: a ring of two, two
@@ -266,7 +266,7 @@ TEST_CASE("train: on the simulator, a fixed compute time gives virtual times tha
   }
 }
 
-TEST_CASE("train: --sim-straggler and --sim-jitter set each step's virtual compute, the same on every run") {
+TEST_CASE("--sim-straggler and --sim-jitter set each step's virtual compute, the same on every run") {
   // Without synchronization a record's seconds are the slowest worker's
   // compute alone: with rank 0 F times slower, steps x F x C exactly; with
   // jitter, C (1 + X J) a step, J ~ Exp(1) drawn from (seed, rank, step), so
@@ -299,7 +299,7 @@ TEST_CASE("train: --sim-straggler and --sim-jitter set each step's virtual compu
 }
 #endif
 
-TEST_CASE("train: BSP over n workers matches one worker stepping on the union of their batches") {
+TEST_CASE("BSP over n workers matches one worker stepping on the union of their batches") {
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
   train::Config c;
@@ -349,7 +349,7 @@ TEST_CASE("train: BSP over n workers matches one worker stepping on the union of
   // And the synchronizer really mattered: without it the workers would differ.
 }
 
-TEST_CASE("train: an epoch of SFB is BSP's, within 1e-5, with every worker identical") {
+TEST_CASE("an epoch of SFB is BSP's, within 1e-5, with every worker identical") {
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
   auto run = [&](const std::string& sync, const std::string& model, int background_channel = 0) {
@@ -428,7 +428,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-TEST_CASE("train: the SFB kernel gives the fma chain in factor order, the same bits on every instruction set") {
+TEST_CASE("the SFB kernel gives the fma chain in factor order, the same bits on every instruction set") {
   // The reference: each element a chain of fused multiply-adds over t =
   // 0..k-1 from zero, then alpha times it; shapes with ragged tiles, k = 0
   // and one object reused from large to small to large (its panels stay).
@@ -462,7 +462,7 @@ TEST_CASE("train: the SFB kernel gives the fma chain in factor order, the same b
   }
 }
 
-TEST_CASE("train: --sync stale and ssp at staleness 0 are BSP on gradients to the bit, at 2 they are not") {
+TEST_CASE("--sync stale and ssp at staleness 0 are BSP on gradients to the bit, at 2 they are not") {
   // StaleSync at s = 0 computes at the current parameters; SSPSync at s = 0
   // waits for its own step's mean, and finish() has nothing left to apply.
   // At s = 2 every worker still applies the same means (SSP: two zero steps
@@ -495,7 +495,7 @@ TEST_CASE("train: --sync stale and ssp at staleness 0 are BSP on gradients to th
   }
 }
 
-TEST_CASE("train: every --sync shadow-* run ends with all workers on the same bits, and learns") {
+TEST_CASE("every --sync shadow-* run ends with all workers on the same bits, and learns") {
   // finish() before the last record: the record's consensus is exactly zero,
   // and the parameters returned are the same on every worker.
   const train::Dataset data = synthetic(384, 100);
@@ -518,7 +518,7 @@ TEST_CASE("train: every --sync shadow-* run ends with all workers on the same bi
   }
 }
 
-TEST_CASE("train: the default MLP is 784-256-128-10 as the example always had it, to the bit") {
+TEST_CASE("the default MLP is 784-256-128-10 as the example always had it, to the bit") {
   // The fixed three-layer model written out (init order, forward, backprop),
   // against the general one with hidden {256, 128}: same bits.
   const train::Dataset data = synthetic(32, 1);
@@ -570,7 +570,7 @@ TEST_CASE("train: the default MLP is 784-256-128-10 as the example always had it
   CHECK(same_bits(g, {m.gradient().begin(), m.gradient().end()}));
 }
 
-TEST_CASE("train: a 3-hidden-layer MLP's gradient is its loss's finite difference, and its factors' products") {
+TEST_CASE("a 3-hidden-layer MLP's gradient is its loss's finite difference, and its factors' products") {
   // A small net, 12-7-6-5-10, on 5 random samples: central differences of
   // the mean loss (at shifted parameters, the path StaleSync's views take)
   // against backprop for every parameter; then each layer's factors D Aᵀ
@@ -633,7 +633,7 @@ std::vector<int> random_labels(std::size_t n, std::uint64_t salt) {
   return y;
 }
 
-TEST_CASE("train: --partition iid and skew:0 give today's epoch_order for every worker, epoch and seed") {
+TEST_CASE("--partition iid and skew:0 give today's epoch_order for every worker, epoch and seed") {
   // skew:0 goes through the dealing code (no image at home, every image dealt
   // round-robin in index order), iid through today's: both must be the
   // shards r, r + n, ... reshuffled with today's draws.
@@ -664,7 +664,7 @@ TEST_CASE("train: --partition iid and skew:0 give today's epoch_order for every 
   }
 }
 
-TEST_CASE("train: a run with --partition skew:0 --dcs 2 is today's run to the bit") {
+TEST_CASE("a run with --partition skew:0 --dcs 2 is today's run to the bit") {
   const train::Dataset data = synthetic(256, 20);
   train::Config c;
   c.sync = "dssync";
@@ -680,7 +680,7 @@ TEST_CASE("train: a run with --partition skew:0 --dcs 2 is today's run to the bi
     CHECK(same_bits(today[static_cast<std::size_t>(r)], skew0[static_cast<std::size_t>(r)]));
 }
 
-TEST_CASE("train: under skew:p every image is in exactly one shard, and each epoch uses each at most once") {
+TEST_CASE("under skew:p every image is in exactly one shard, and each epoch uses each at most once") {
   // The shards partition the images; the home data center holds at least
   // round(p x count) of each class; every worker takes steps_per_epoch
   // batches, the smallest shard's, and no image appears twice in an epoch.
@@ -732,7 +732,7 @@ TEST_CASE("train: under skew:p every image is in exactly one shard, and each epo
   }
 }
 
-TEST_CASE("train: skew:1 with 8 data centers and 10 classes puts classes {0, 8} and {1, 9} in DCs 0 and 1, one in each other") {
+TEST_CASE("skew:1 with 8 data centers and 10 classes puts classes {0, 8} and {1, 9} in DCs 0 and 1, one in each other") {
   const auto y = random_labels(1200, 4);
   for (const int n : {8, 16}) {
     CAPTURE(n);
@@ -759,7 +759,7 @@ TEST_CASE("train: skew:1 with 8 data centers and 10 classes puts classes {0, 8} 
   }
 }
 
-TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument naming the value") {
+TEST_CASE("bad --partition, --dcs and --norm values are invalid_argument naming the value") {
   for (const char* spec : {"skew:1.5", "skew:-0.1", "skew:x", "skew:", "skew:0.5x", "noniid"}) {
     CAPTURE(spec);
     CHECK(has(error_of<std::invalid_argument>([&] { train::DataPartition::parse(spec, 1); }), spec));
@@ -801,7 +801,7 @@ TEST_CASE("train: bad --partition, --dcs and --norm values are invalid_argument 
   CHECK_THROWS_AS(run_workers(data, c, 2), std::invalid_argument);
 }
 
-TEST_CASE("train: Config labels name a partition, data centers and norm only when they are not the defaults") {
+TEST_CASE("Config labels name a partition, data centers and norm only when they are not the defaults") {
   train::Config c;
   CHECK(c.label() == "dssync g=2 random");
   c.sync = "allreduce";
@@ -815,7 +815,7 @@ TEST_CASE("train: Config labels name a partition, data centers and norm only whe
   CHECK(c.label() == "bsp allreduce dcs=8 norm=batch");
 }
 
-TEST_CASE("train: --norm none is the plain MLP to the bit: same size, parameters, gradient and evaluation") {
+TEST_CASE("--norm none is the plain MLP to the bit: same size, parameters, gradient and evaluation") {
   const train::Dataset data = synthetic(40, 30);
   constexpr int b = 40;
   train::Mlp plain(train::Shape{}, b);
@@ -886,7 +886,7 @@ std::pair<double, double> finite_difference_errors(train::Mlp& m, const std::vec
   return {worst, std::sqrt(off / norm)};
 }
 
-TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's finite difference, scales and shifts included") {
+TEST_CASE("with batch and group norm the MLP's gradient is its loss's finite difference, scales and shifts included") {
   // 12-8-6-10 on 6 samples, two groups per layer for group norm. The scales
   // and shifts start at random values (1 and 0 would hide a swapped pair).
   // First with shifts in [1, 2] and scales in [-0.4, 0.4], so that every
@@ -943,7 +943,7 @@ TEST_CASE("train: with batch and group norm the MLP's gradient is its loss's fin
   }
 }
 
-TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in training, get no gradient, and serve evaluation") {
+TEST_CASE("batch norm's running statistics move by momentum 0.1 in training, get no gradient, and serve evaluation") {
   const train::Shape shape{.in = 5, .hidden = {3}, .norm = train::Norm::parse("batch")};
   constexpr int b = 4;
   train::Mlp m(shape, b);
@@ -997,7 +997,7 @@ TEST_CASE("train: batch norm's running statistics move by momentum 0.1 in traini
   CHECK(m.evaluate(q, s).loss_sum != loss);
 }
 
-TEST_CASE("train: group norm works per sample: a sample's loss is the same alone or in a batch") {
+TEST_CASE("group norm works per sample: a sample's loss is the same alone or in a batch") {
   const train::Dataset data = synthetic(8, 8);
   train::Mlp m(train::Shape{.hidden = {32, 16}, .norm = train::Norm::parse("group:4")}, 8);
   m.init(3);
@@ -1006,7 +1006,7 @@ TEST_CASE("train: group norm works per sample: a sample's loss is the same alone
   CHECK(together == doctest::Approx(alone).epsilon(1e-6));
 }
 
-TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters, and BSP keeps each worker's running stats") {
+TEST_CASE("with a norm, SFB is BSP within 1e-5 on the trained parameters, and BSP keeps each worker's running stats") {
   // The norms' scales and shifts and batch norm's (zero) statistics gradients
   // go to SFB's dense all-reduce. Under BSP every worker applies the same
   // gradient, so the trained parameters agree to the bit, but each worker's
@@ -1057,7 +1057,7 @@ TEST_CASE("train: with a norm, SFB is BSP within 1e-5 on the trained parameters,
   }
 }
 
-TEST_CASE("train: skewed data with batch and group norm still trains") {
+TEST_CASE("skewed data with batch and group norm still trains") {
   // Two data centers of two workers, all of each class at home; DS-Sync pairs.
   const train::Dataset data = synthetic(512, 100);
   for (const char* norm : {"batch", "group:4"}) {
@@ -1088,7 +1088,7 @@ TEST_CASE("train: skewed data with batch and group norm still trains") {
 
 }  // namespace
 
-TEST_CASE("train: --sync gaia over one data center is DS-Sync with one group of all to the bit, and skewscout learns") {
+TEST_CASE("--sync gaia over one data center is DS-Sync with one group of all to the bit, and skewscout learns") {
   const train::Dataset data = synthetic(256, 20);
   constexpr int n = 4;
   train::Config c;
