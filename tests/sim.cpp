@@ -928,7 +928,7 @@ struct Fills {
   std::uint64_t by_heap = 0, alone = 0;
 };
 Fills compare_flow_engines(std::span<const SimOptions> nets, int n, std::uint64_t events,
-                                   int pool_size) {
+                           int pool_size) {
   using dssync::detail::FlowNetwork;
   using dssync::detail::SimMessage;
   Fills fills;

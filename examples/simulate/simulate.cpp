@@ -321,9 +321,10 @@ int main(int argc, char** argv) {
       // the 1e-12 floor so that exact synchronizers show on the log scale.
       gp << "set datafile separator ','\nset terminal pngcairo size 900,560\nset key below\nset grid\n";
       // Dark2's colours, none too pale to see on white.
-      const char* colours[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
-                               "#66a61e", "#e6ab02", "#a6761d", "#666666"};
-      for (int lt = 0; lt < 8; ++lt) gp << "set linetype " << lt + 1 << " lc rgb '" << colours[lt] << "'\n";
+      int linetype = 0;
+      for (const char* colour :
+           {"#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"})
+        gp << "set linetype " << ++linetype << " lc rgb '" << colour << "'\n";
       for (const auto& [png, col, ylab, logscale] :
            {std::tuple{plot + "_time.png", 3, "virtual time (s)", false},
             std::tuple{plot + "_consensus.png", 5, "consensus distance (relative)", true}}) {

@@ -6,6 +6,7 @@ of three seeds), docs/simulation/scale/floor.json (bench_sim_scale: the
 simulator beside the data's floor), and the sitting before the engine's two
 shortcuts (docs/experiments/sim-scale-2026-12-06-before-shortcuts)."""
 import math
+from statistics import median
 
 from figures.lib import claim, gbench, read_csv, seconds, table
 
@@ -21,11 +22,6 @@ NAMES = {"dssync": "DS-Sync g=2", "onepeer": "one-peer gossip", "hd": "halving-d
 
 def runs(network, record=SCALE):
     return [r for r in read_csv(record) if r["network"] == network]
-
-
-def median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
 def grouped(network, record=SCALE):

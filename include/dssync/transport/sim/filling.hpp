@@ -48,14 +48,18 @@ class MaxMinFilling {
     links_ = links;
     all_ = all;
     prepare();
-    if (!scan_only && alone()) {
-      ++alone_;
-    } else if (!scan_only && by_heap_fill()) {
-      ++by_heap_;
-    } else {
-      prepare();
-      by_scan();
+    if (!scan_only) {
+      if (alone()) {
+        ++alone_;
+        return rate_;
+      }
+      if (by_heap_fill()) {
+        ++by_heap_;
+        return rate_;
+      }
+      prepare();  // the heap filling gave up part way
     }
+    by_scan();
     return rate_;
   }
   // How many fillings found their rounds without the scan, and how many
