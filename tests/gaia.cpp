@@ -150,6 +150,34 @@ TEST_CASE("GaiaSync: an infinite threshold keeps every data center to itself") {
 }
 
 TEST_CASE(
+    "GaiaSync: an infinite threshold stays infinite under a learning-rate scale of 0 and during a "
+    "linear move") {
+  // Zero parameters: at any finite threshold every nonzero update to them
+  // would be significant, and a NaN threshold passes them too.
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<dssync::GaiaOptions> options = {
+      {.threshold = inf},
+      {.threshold = inf, .schedule = GaiaSchedule::linear, .lower = 0.01, .iterations = 4}};
+  for (const auto& o : options) {
+    CAPTURE(static_cast<int>(o.schedule));
+    std::vector<int> wrong(4, 0);
+    InProcWorld(4).run([&](InProcTransport& t) {
+      const std::vector<float> initial(8, 0.0f);
+      std::vector<float> x = initial;
+      GaiaSync<InProcTransport> gaia(t, initial, labels({2, 2}), o);
+      gaia.set_lr_scale(0);
+      for (std::uint64_t c = 0; c < 4; ++c) {
+        for (float& v : x) v += static_cast<float>(t.rank() + 1);
+        gaia.step(x);
+        wrong[static_cast<std::size_t>(t.rank())] += !std::isinf(gaia.stats().threshold);
+      }
+      wrong[static_cast<std::size_t>(t.rank())] += gaia.stats().wan_bytes != 0;
+    });
+    CHECK(wrong == std::vector<int>(4, 0));
+  }
+}
+
+TEST_CASE(
     "GaiaSync: threshold 0 with the mean combine is the world's average, exactly on dyadic "
     "values") {
   // Data centers of 2 and 4 ranks: their means of dyadic values, and the
@@ -610,6 +638,88 @@ TEST_CASE(
   }
 }
 #endif
+
+TEST_CASE(
+    "GaiaSync with slack: steps may follow finish(), and the models still end at the world's "
+    "average, exactly on dyadic values") {
+  constexpr std::size_t len = 64;
+  constexpr int n = 4;
+  constexpr std::uint64_t clocks = 9;
+  for (const int s : {1, 2}) {
+    CAPTURE(s);
+    std::vector<int> wrong(n, 0);
+    InProcWorld(n).run([&](InProcTransport& t) {
+      const int r = t.rank();
+      std::vector<float> initial(len);
+      for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(8, 0, i);
+      std::vector<float> x = initial;
+      GaiaSync<InProcTransport> gaia(
+          t, initial, labels({2, 2}),
+          {.threshold = 0, .schedule = GaiaSchedule::constant, .slack = s});
+      for (std::uint64_t c = 0; c < clocks; ++c) {
+        for (std::size_t i = 0; i < len; ++i) x[i] += dyadic(std::uint64_t(r) + 60, c, i);
+        gaia.step(x);
+        if (c == 3) gaia.finish(x);
+      }
+      gaia.finish(x);
+      for (std::size_t i = 0; i < len; ++i) {
+        float want = initial[i];
+        for (std::uint64_t k = 0; k < clocks; ++k) {
+          float world = 0;
+          for (int q = 0; q < n; ++q) world += dyadic(std::uint64_t(q) + 60, k, i);
+          want += world / n;
+        }
+        wrong[static_cast<std::size_t>(r)] += x[i] != want;
+      }
+    });
+    CHECK(wrong == std::vector<int>(n, 0));
+  }
+}
+
+TEST_CASE("GaiaSync: the next step synchronizes across data centers every period-th clock") {
+  InProcWorld(2).run([&](InProcTransport& t) {
+    std::vector<float> x(4, 1.0f);
+    GaiaSync<InProcTransport> gaia(t, x, labels({1, 1}), {.period = 3});
+    std::vector<bool> next;
+    for (int c = 0; c < 7; ++c) {
+      next.push_back(gaia.synchronizes_next());
+      gaia.step(x);
+    }
+    CHECK(next == std::vector<bool>{false, false, true, false, false, true, false});
+  });
+}
+
+TEST_CASE("GaiaSync: checked mode stops ranks that disagree on the linear schedule's end") {
+  constexpr int n = 4;
+  std::vector<dssync_test::Outcome> ends(n);
+  try {
+    InProcWorld(n, {.timeout = std::chrono::milliseconds(5000)}).run([&](InProcTransport& t) {
+      try {
+        std::vector<float> x(16, 1.0f);
+        GaiaSync<InProcTransport> gaia(t, x, labels({2, 2}),
+                                       {.threshold = 0.5,
+                                        .schedule = GaiaSchedule::linear,
+                                        .lower = t.rank() == 1 ? 0.25 : 0.125,
+                                        .iterations = 4,
+                                        .checked = true});
+        gaia.step(x);
+      } catch (...) {
+        ends[static_cast<std::size_t>(t.rank())] = dssync_test::classify(std::current_exception());
+        throw;
+      }
+    });
+  } catch (const dssync::error&) {
+  }
+  int configuration = 0;
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    const auto& kind = ends[static_cast<std::size_t>(r)].kind;
+    CHECK((kind == "configuration" || kind == "peer"));
+    configuration += kind == "configuration" ? 1 : 0;
+    CHECK(ends[static_cast<std::size_t>(r)].what.find("ranks disagree") != std::string::npos);
+  }
+  CHECK(configuration >= 1);
+}
 
 TEST_CASE("GaiaSync: checked mode stops ranks that disagree on the slack before any exchange") {
   constexpr int n = 4;

@@ -4,11 +4,15 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <queue>
@@ -16,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "asan.hpp"
 #include "dssync/dssync.hpp"
 #include "dssync/transport/sim.hpp"
 #include "gather_cases.hpp"
@@ -848,6 +853,49 @@ TEST_CASE("A background job that deadlocks ends with timeout_error, given to get
   CHECK(what.find("from rank 1") != std::string::npos);
   CHECK(what.find("deadlock") != std::string::npos);
 }
+
+#ifndef DSSYNC_TEST_ASAN  // AddressSanitizer reserves far more address space than any limit here
+TEST_CASE(
+    "A background context whose stack cannot be mapped is an error, the slot stays free, and the "
+    "run ends") {
+  // Guarded stacks of 64 MiB, each a mapping of its own; inside the rank the
+  // process may map 16 MiB more than it has, so the background's fails.
+  std::string first, second;
+  double job_end = -1;
+  SimWorld(1, {.stack_bytes = 64 << 20, .stack_guard = dssync::StackGuard::page})
+      .run([&](SimTransport& t) {
+        rlimit old{};
+        REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+        unsigned long pages = 0;
+        if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+          if (std::fscanf(f, "%lu", &pages) != 1) pages = 0;
+          std::fclose(f);
+        }
+        REQUIRE(pages > 0);
+        rlimit tight = old;
+        tight.rlim_cur =
+            static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (16 << 20);
+        REQUIRE(setrlimit(RLIMIT_AS, &tight) == 0);
+        try {
+          dssync::Background bg(t);
+        } catch (const std::exception& e) {
+          first = e.what();
+        }
+        REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+        try {
+          dssync::Background bg(t);
+          bg.start([](SimTransport& ch) { ch.compute(0.5); });
+          bg.get();
+          job_end = t.now();
+        } catch (const std::exception& e) {
+          second = e.what();
+        }
+      });
+  CHECK_FALSE(first.empty());
+  CHECK(second.empty());
+  CHECK(job_end == 0.5);
+}
+#endif
 
 TEST_CASE("Runs with background synchronizers are deterministic, bit for bit") {
   // Checked DSSync on both channels of every rank at once: the checked

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -204,6 +205,51 @@ TEST_CASE("SkewScout around LocalSGD: a loss above target shortens the period to
   });
   CHECK(periods[0] == std::vector<double>{4, 2, 1, 1, 1});
   CHECK(periods[1] == periods[0]);
+}
+
+TEST_CASE(
+    "SkewScout around LocalSGD: the knob is the controller's own, so a rounded period moves, and "
+    "it stays at 1 or more with the default bounds") {
+  // Factors 1.4 and 0.9 from whole periods round back to where they were
+  // when the period itself is fed back; the controller's continuous value
+  // moves on. Loosening from 1 (AL = 0): 1.4, 1.96, 2.744, 3.8416 give
+  // periods 1, 2, 3, 4. Tightening from 3 (AL = 0.5): 2.7, 2.43 give 3, 2.
+  // Halving from 8 with knob_min 0 stops at LocalSGD's lowest period, 1.
+  const std::vector<std::string> dcs = {"a", "b"};
+  struct Case {
+    int start;
+    double away;  // the visitor's score; home scores 0.9
+    dssync::SkewScoutOptions options;
+    std::vector<double> periods;
+  };
+  const std::vector<Case> cases = {
+      {1, 0.9, {.target = 0.05, .period = 4, .loosen = 1.4}, {1, 2, 3, 4}},
+      {3, 0.45, {.target = 0.05, .period = 4, .tighten = 0.9}, {3, 2, 2, 2}},
+      {8, 0.45, {.target = 0.05, .period = 4}, {4, 2, 1, 1, 1, 1}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.start);
+    std::vector<std::vector<double>> periods(2);
+    InProcWorld(2).run([&](InProcTransport& t) {
+      using Local = dssync::LocalSGD<dssync::AllReduceSync<InProcTransport>>;
+      Local local(t, {.period = c.start});
+      int calls = 0;
+      SkewScout scout(t, local, dcs, c.options,
+                      [&](std::span<const float>) { return calls++ % 2 == 0 ? 0.9 : c.away; });
+      std::vector<float> x(4, static_cast<float>(t.rank()));
+      for (std::size_t step = 0; step < 4 * c.periods.size(); ++step) {
+        scout.step(x);
+        if (step % 4 == 3) periods[static_cast<std::size_t>(t.rank())].push_back(local.knob());
+      }
+    });
+    CHECK(periods[0] == c.periods);
+    CHECK(periods[1] == periods[0]);
+  }
+  // A finite knob stays finite, so it can tighten again.
+  const dssync::SkewScoutOptions o{};
+  const double top = SkewScout<Dial>::next_knob(std::numeric_limits<double>::max(), 0, o);
+  CHECK(top == std::numeric_limits<double>::max());
+  CHECK(SkewScout<Dial>::next_knob(top, 1, o) == top * 0.5);
 }
 
 TEST_CASE(

@@ -30,9 +30,12 @@
 //  4. each owner sums what the other data centers sent, in data-center order,
 //     into r (dense); an all-gather inside d gives every member all of r;
 //     x = y + r, and x becomes x_ref.
-// So the sum of what has been applied somewhere and what waits in the
-// accumulators is always the sum of every update: nothing is lost, only
-// delayed. One data center is AllReduceSync on parameters, bit for bit.
+// So after every exchange the sum of what has been applied somewhere and
+// what waits in the accumulators is the sum of every update: nothing is
+// lost, only delayed (with a period above 1 and the mean combine, between
+// exchanges a data center's model holds its whole update, the part beyond
+// its weight to be taken back at the exchange: see apply_at_home). One data
+// center is AllReduceSync on parameters, bit for bit.
 //
 // The threshold of clock c is GaiaOptions::threshold (the knob, T0) times the
 // trainer's learning-rate scale (GaiaSchedule::follow_lr, Gaia's default:
@@ -45,7 +48,8 @@
 // Slack (Gaia's mirror clock): with GaiaOptions::slack = s >= 1, step 4 of
 // clock c runs on the background channel, one clock at a time in order, and
 // r lands at clock c + s; so no data center runs more than s clocks ahead of
-// the slowest. finish() applies what is still in flight.
+// the slowest. finish() applies what is still in flight; steps may follow
+// it, and the slack counts again from there.
 //
 // Period: with GaiaOptions::period = P, steps 3 and 4 run after every P
 // clocks only, on what accumulated since. Across data centers an exchange
@@ -274,9 +278,12 @@ class GaiaSync {
       add_received(slot, params);
     } else if constexpr (transport_with_channels<Transport>) {
       jobs_->submit();
+      // The exchange of clock applied_ lands once this clock is s past it
+      // (clock c - s in a run; after finish() nothing is in flight, and the
+      // count starts again).
       const auto s = static_cast<std::uint64_t>(options_.slack);
-      if (clock_ >= s) {
-        stats_.wait_seconds += jobs_->wait_done(clock_ - s + 1);
+      if (clock_ - applied_ >= s) {
+        stats_.wait_seconds += jobs_->wait_done(applied_ + 1);
         add_received(slots_[applied_ % slots_.size()], params);
         ++applied_;
       }
@@ -287,8 +294,11 @@ class GaiaSync {
   // Slack s >= 1: waits for the exchanges of the last s clocks and applies
   // them, so that every data center has received every significant update
   // sent so far (what the filters still hold back stays in the
-  // accumulators). Every rank calls it, after its last step; slack 0 has
-  // nothing in flight.
+  // accumulators). Every rank calls it, after its last step (or at any
+  // clock, every rank at the same one); slack 0 has nothing in flight. With
+  // a period P above 1 the models agree up to the filters only when the
+  // last step was an exchange clock (the number of steps a multiple of P):
+  // the updates of the clocks since wait for the next exchange.
   void finish(std::span<T> params) {
     check_length(params.size(), "finish()");
     if constexpr (transport_with_channels<Transport>) {
@@ -319,6 +329,13 @@ class GaiaSync {
   void set_knob(double threshold) {
     check_threshold(threshold, "threshold", transport_.rank());
     options_.threshold = threshold;
+  }
+
+  // Whether the next step exchanges across data centers (every `period`
+  // clocks), for a controller that estimates before a synchronization
+  // (SkewScoutMoment::before_sync).
+  bool synchronizes_next() const noexcept {
+    return (clock_ + 1) % static_cast<std::uint64_t>(options_.period) == 0;
   }
 
   // The data centers (ranks in rank order, in order of the labels' first
@@ -355,14 +372,19 @@ class GaiaSync {
     return o;
   }
 
+  // An infinite threshold stays infinite (no learning-rate scale, not even 0,
+  // and no part of a linear move makes it finite), so it never becomes NaN.
   double current_threshold() const noexcept {
+    const double t0 = options_.threshold;
     switch (options_.schedule) {
       case GaiaSchedule::follow_lr:
-        return options_.threshold * lr_scale_;
+        return std::isinf(t0) ? t0 : t0 * lr_scale_;
       case GaiaSchedule::linear:
         if (clock_ >= options_.iterations) return options_.lower;
-        return options_.threshold + (options_.lower - options_.threshold) *
-                                        (static_cast<double>(clock_) / options_.iterations);
+        if (clock_ == 0) return t0;
+        if (std::isinf(t0) || std::isinf(options_.lower))
+          return std::numeric_limits<double>::infinity();
+        return t0 + (options_.lower - t0) * (static_cast<double>(clock_) / options_.iterations);
       case GaiaSchedule::constant:
         break;
     }
@@ -370,6 +392,8 @@ class GaiaSync {
   }
 
   // A value of T in 32-bit words, and a shard's dense form in words.
+  static_assert(sizeof(T) % sizeof(std::uint32_t) == 0,
+                "GaiaSync's messages carry values in whole 32-bit words");
   static constexpr std::size_t value_words = sizeof(T) / sizeof(std::uint32_t);
   static constexpr std::size_t dense_words(std::size_t elements) noexcept {
     return elements * value_words;
@@ -562,7 +586,8 @@ class GaiaSync {
          {ordinal_, clock_, layout_, std::bit_cast<std::uint64_t>(options_.threshold),
           std::bit_cast<std::uint64_t>(lr_scale_), static_cast<std::uint64_t>(options_.schedule),
           static_cast<std::uint64_t>(options_.combine), static_cast<std::uint64_t>(options_.sparse),
-          static_cast<std::uint64_t>(options_.slack), static_cast<std::uint64_t>(options_.period)})
+          static_cast<std::uint64_t>(options_.slack), static_cast<std::uint64_t>(options_.period),
+          std::bit_cast<std::uint64_t>(options_.lower), options_.iterations})
       h = detail::mix64(h ^ detail::mix64(v));
     state.schedule = h;
     detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });

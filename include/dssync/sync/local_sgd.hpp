@@ -71,8 +71,10 @@ class LocalSGD {
     return Partition::contiguous(ones);
   }
 
-  // The communication knob: the period H (larger: less communication).
+  // The communication knob: the period H (larger: less communication), and
+  // its range (set_knob() refuses less than 1 and caps at 1e9).
   double knob() const noexcept { return options_.period; }
+  std::pair<double, double> knob_bounds() const noexcept { return {1.0, 1e9}; }
   // Sets H to `period` rounded to the nearest integer; synchronizations go
   // on H, 2H, ... steps after the last one (or after the start), from the
   // next step on.

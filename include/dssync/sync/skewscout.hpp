@@ -31,6 +31,13 @@
 //   AL > target            : knob <- max(knob_min, knob * tighten)
 //   AL < target * relax    : knob <- min(knob_max, knob * loosen)
 //   otherwise              : unchanged
+// The knob here is the controller's own value, kept continuous: the inner
+// synchronizer may round what it is given (LocalSGD's period is a whole
+// number of steps), and a rounded value fed back would never leave 1 under
+// a factor of 1.4. It stays within the inner's bounds where the inner has
+// them (knob_bounds(): LocalSGD's period is at least 1), and a finite knob
+// stays finite. A knob the caller turned on the inner since the last
+// estimate is taken as it is. A knob of 0 stays 0 unless knob_min > 0.
 // (The multiplicative rule with a band between relax * target and target is
 // this library's choice; the paper states the contract, "keep the estimated
 // loss under the target with the least communication", not the rule.)
@@ -78,6 +85,13 @@ template <class S>
 concept communication_knob = requires(S& s, const S& cs, double k) {
   { cs.knob() } -> std::convertible_to<double>;
   s.set_knob(k);
+};
+
+// A knob with a range of valid values, {lowest, highest} (LocalSGD's period
+// is at least 1): the controller keeps it inside.
+template <class S>
+concept bounded_knob = communication_knob<S> && requires(const S& s) {
+  { s.knob_bounds() } -> std::convertible_to<std::pair<double, double>>;
 };
 
 // A synchronizer that can say whether its next step synchronizes (LocalSGD).
@@ -140,7 +154,7 @@ class SkewScout {
     if (!accuracy_) throw configuration_error("SkewScout needs a probe function", here);
     for (const auto& dc : detail::ranks_by_label(dc_of_rank)) leaders_.push_back(dc.front());
     leader_ = Group(leaders_).position_of(t.rank());
-    stats_.knob = inner_.knob();
+    knob_ = seen_ = stats_.knob = inner_.knob();
   }
 
   // The inner step and, once every `period` steps, an estimate and the
@@ -177,7 +191,11 @@ class SkewScout {
   // The rule alone: the knob after an estimate `loss`.
   static double next_knob(double knob, double loss, const Options& o) noexcept {
     if (loss > o.target) return std::max(o.knob_min, knob * o.tighten);
-    if (loss < o.target * o.relax) return std::min(o.knob_max, knob * o.loosen);
+    if (loss < o.target * o.relax) {
+      const double up = knob * o.loosen;
+      const bool overflow = std::isinf(up) && std::isfinite(knob);
+      return std::min(o.knob_max, overflow ? std::numeric_limits<double>::max() : up);
+    }
     return knob;
   }
 
@@ -213,11 +231,20 @@ class SkewScout {
   }
 
   void turn(double loss) {
-    const double knob = next_knob(inner_.knob(), loss, options_);
-    if (knob != inner_.knob()) inner_.set_knob(knob);
+    if (inner_.knob() != seen_) knob_ = inner_.knob();  // turned by the caller since
+    double next = next_knob(knob_, loss, options_);
+    if constexpr (bounded_knob<Inner>) {
+      const auto [lowest, highest] = inner_.knob_bounds();
+      next = std::clamp(next, lowest, highest);
+    }
+    if (next != knob_) {
+      knob_ = next;
+      inner_.set_knob(next);
+    }
+    seen_ = inner_.knob();
     ++stats_.estimates;
     stats_.loss = loss;
-    stats_.knob = inner_.knob();
+    stats_.knob = seen_;
   }
 
   bool inner_synchronizes_next() const {
@@ -283,6 +310,8 @@ class SkewScout {
   RecursiveDoublingReduce reduce_;
   std::uint64_t steps_ = 0;
   bool due_ = false;  // before_sync: a period has ended, the estimate waits for a synchronization
+  double knob_ = 0;   // the controller's knob, continuous (the inner may round it)
+  double seen_ = 0;   // the inner's knob after the last turn
   SkewScoutStats stats_;
 };
 

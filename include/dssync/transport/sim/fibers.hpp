@@ -94,26 +94,29 @@ class FiberScheduler {
   void spawn(int r, Body body) {
     namespace ctx = boost::context;
     Fiber& me = at(r);
+    // The stack first: when it cannot be had (mmap refused, the guard page's
+    // limit) the slot stays as it was, and no fiber is counted that will
+    // never end.
+    ctx::fiber made(std::allocator_arg, Stack{this, &me, r},
+                    [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
+                      Fiber& f = at(r);
+#if DSSYNC_SIM_ASAN
+                      __sanitizer_finish_switch_fiber(nullptr, &sched_bottom_, &sched_size_);
+#endif
+                      f.sched = std::move(sched);
+                      body(r);
+                      f.done = true;
+                      --live_;
+#if DSSYNC_SIM_ASAN
+                      __sanitizer_start_switch_fiber(nullptr, sched_bottom_, sched_size_);
+#endif
+                      return std::move(f.sched);
+                    });
     me.spawned = true;
     me.done = false;
     ++live_;
     me.waiting = false;
-    me.self =
-        ctx::fiber(std::allocator_arg, Stack{this, &me, r},
-                   [this, r, body = std::move(body)](ctx::fiber&& sched) mutable {
-                     Fiber& f = at(r);
-#if DSSYNC_SIM_ASAN
-                     __sanitizer_finish_switch_fiber(nullptr, &sched_bottom_, &sched_size_);
-#endif
-                     f.sched = std::move(sched);
-                     body(r);
-                     f.done = true;
-                     --live_;
-#if DSSYNC_SIM_ASAN
-                     __sanitizer_start_switch_fiber(nullptr, sched_bottom_, sched_size_);
-#endif
-                     return std::move(f.sched);
-                   });
+    me.self = std::move(made);
     ready_.push_back(r);
   }
 
