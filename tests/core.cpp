@@ -22,6 +22,8 @@
 
 #include "dssync/core/scratch.hpp"
 
+#include "asan.hpp"
+
 namespace {
 
 using dssync::Group;
@@ -794,6 +796,23 @@ TEST_CASE("scratch: grows to the largest request and stays") {
   CHECK(copy.capacity_bytes() == 0u);
   const dssync::detail::Scratch moved(std::move(s));
   CHECK(moved.capacity_bytes() == 800u);
+}
+
+TEST_CASE("scratch: a request that overflows is refused, and a failed growth leaves it empty") {
+  dssync::detail::Scratch s;
+  (void)s.get<float>(16);
+  CHECK_THROWS_AS(s.get<double>(std::numeric_limits<std::size_t>::max() / 4),
+                  std::bad_array_new_length);
+  CHECK(s.capacity_bytes() == 64u);  // untouched
+#ifndef DSSYNC_TEST_ASAN             // AddressSanitizer ends the process on a request this large
+  // 4 EiB: more than any address space, so the allocation fails.
+  CHECK_THROWS_AS(s.get<std::byte>(std::size_t(1) << 62), std::bad_alloc);
+  CHECK(s.capacity_bytes() == 0u);
+  const auto b = s.get<double>(8);  // allocates again, not a span over nothing
+  REQUIRE(b.data() != nullptr);
+  b[7] = 1.0;
+  CHECK(s.capacity_bytes() == 64u);
+#endif
 }
 
 }  // namespace

@@ -418,6 +418,68 @@ TEST_CASE("a size mismatch inside sendrecv fails the run") {
   CHECK(result.kind == "size_mismatch");
 }
 
+TEST_CASE("a sendrecv whose receive does not fit still delivers its send to a third rank") {
+  // Rank 0 sends to rank 2 and receives from rank 1, which sends one float
+  // too many: rank 0 hears of the mismatch, rank 2 gets its message, as on
+  // every other transport.
+  std::vector<Outcome> outcome(3);
+  std::vector<float> got(4);
+  InProcWorld world(3, {.timeout = 20s});
+  run_outcome(world, [&](InProcTransport& t) {
+    const int r = t.rank();
+    try {
+      if (r == 0) {
+        const std::vector<float> out = {1, 2, 3, 4};
+        std::vector<float> in(4);
+        t.sendrecv(2, std::span<const float>(out), 1, std::span<float>(in), 5);
+      } else if (r == 1) {
+        const std::vector<float> five(5, 9.0f);
+        t.send(0, std::span<const float>(five), 5);
+      } else {
+        t.recv(0, std::span<float>(got), 5);
+      }
+    } catch (...) {
+      outcome[static_cast<std::size_t>(r)] = classify(std::current_exception());
+    }
+  });
+  CHECK(outcome[0].kind == "size_mismatch");
+  CHECK(outcome[1].kind == "size_mismatch");
+  CHECK(outcome[2].kind == "none");
+  CHECK(got == std::vector<float>{1, 2, 3, 4});
+}
+
+TEST_CASE("a timeout fails the world: later calls and the other ranks hear of it") {
+  std::atomic<bool> timed_out{false};
+  std::vector<Outcome> first(2), later(2);
+  InProcWorld world(2, {.timeout = 100ms});
+  run_outcome(world, [&](InProcTransport& t) {
+    std::vector<float> x(4);
+    const int r = t.rank();
+    if (r == 0) {
+      try {
+        t.recv(1, std::span<float>(x), 7);  // rank 1 never sends
+      } catch (...) {
+        first[0] = classify(std::current_exception());
+      }
+      timed_out = true;
+    } else {
+      wait_for_flag(timed_out);
+    }
+    try {
+      t.recv(1 - r, std::span<float>(x), 8);
+    } catch (...) {
+      later[static_cast<std::size_t>(r)] = classify(std::current_exception());
+    }
+  });
+  CHECK(first[0].kind == "timeout");
+  for (int r : {0, 1}) {
+    CAPTURE(r);
+    CHECK(later[static_cast<std::size_t>(r)].kind == "peer");
+    CHECK(contains(later[static_cast<std::size_t>(r)].what, "rank 0 failed"));
+    CHECK(contains(later[static_cast<std::size_t>(r)].what, "did not complete within 100 ms"));
+  }
+}
+
 TEST_CASE("a throwing rank fails its peers and run() rethrows its exception") {
   InProcWorld world(5);
   std::vector<Outcome> outcome(5);

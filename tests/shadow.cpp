@@ -13,6 +13,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "dssync/dssync.hpp"
@@ -326,6 +328,48 @@ TEST_CASE("ShadowSync: bad options are configuration_errors naming the rank") {
 }
 
 #ifdef DSSYNC_TEST_SIM
+TEST_CASE(
+    "ShadowSync with max_lag 2: every round is merged two steps after it started, so a slower "
+    "rank cannot strand finish(), and threads and the simulator agree to the bit") {
+  // Rank 1 is much slower. Were a round merged as soon as it ended, rank 1
+  // would start round 3 at once and wait for it in step 5, while rank 0,
+  // done with its steps, waits in finish() for rank 1: a deadlock.
+  constexpr int n = 2, steps = 7;
+  constexpr std::size_t len = 100000;  // a round takes about 0.1 s of virtual time
+  std::vector<std::vector<float>> threads(n), sim(n);
+  std::vector<int> wrong(n, 0);
+  auto train = [&](auto& t, auto&& slow_down, std::vector<std::vector<float>>& out) {
+    using Tr = std::remove_reference_t<decltype(t)>;
+    dssync::ShadowSync<Tr> shadow(t, len, {.max_lag = 2});
+    std::vector<float> params = start_params(len);
+    int& bad = wrong[static_cast<std::size_t>(t.rank())];
+    for (int s = 0; s < steps; ++s) {
+      slow_down(t);
+      local_step(params, t.rank());
+      shadow.step(std::span<float>(params));
+      bad += shadow.rounds() != static_cast<std::uint64_t>(s / 2 + 1);  // at steps 0, 2, 4, 6
+    }
+    bad += shadow.stats().lag_steps != 2 * shadow.stats().merges;
+    shadow.finish(std::span<float>(params));
+    out[static_cast<std::size_t>(t.rank())] = params;
+  };
+  InProcWorld(n, {.timeout = std::chrono::seconds(20)}).run([&](InProcTransport& t) {
+    train(
+        t,
+        [](InProcTransport& tr) {
+          if (tr.rank() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        },
+        threads);
+  });
+  dssync::SimWorld(n, {.bandwidth = 4e6}).run([&](dssync::SimTransport& t) {
+    train(
+        t, [](dssync::SimTransport& tr) { tr.compute(tr.rank() == 1 ? 0.3 : 0.001); }, sim);
+  });
+  CHECK(wrong == std::vector<int>(n, 0));
+  CHECK(threads[0] == threads[1]);
+  CHECK(sim == threads);
+}
+
 TEST_CASE("ShadowSync on the simulator: the trainer never waits, and two runs agree to the bit") {
   auto run = [] {
     std::vector<std::vector<float>> out(8);

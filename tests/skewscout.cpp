@@ -183,6 +183,34 @@ TEST_CASE("LocalSGD's period is a knob: a new period counts from the last synchr
   });
 }
 
+TEST_CASE(
+    "LocalSGD: a period set before any synchronization since the last change counts from the last "
+    "one that ran, and partition() names the inner step that runs") {
+  InProcWorld(4).run([&](InProcTransport& t) {
+    using Local = dssync::LocalSGD<dssync::DSSync<InProcTransport>>;
+    Local local(t, {.period = 4, .inner = {.group_size = 2, .seed = 7}});
+    std::vector<float> x(8, static_cast<float>(t.rank()));
+    std::vector<std::uint64_t> synced;
+    int wrong = 0;
+    for (std::uint64_t step = 0; step < 16; ++step) {
+      if (step == 2) local.set_knob(2);  // none yet: 2 and 4 steps after the start, so 3
+      if (step == 3) local.set_knob(4);  // still none (step 1 never ran as one): 3, then 7
+      if (step == 8) local.set_knob(3);  // the last at 7: 10, 13, ...
+      if (step == 9) local.set_knob(2);  // 10 never ran: from 7 on, 9, 11, 13, 15
+      if (local.synchronizes(step)) {
+        synced.push_back(step);
+        wrong += local.partition(step).to_string() !=
+                 local.inner().partition(local.inner().iteration()).to_string();
+      }
+      local.step(x);
+    }
+    CHECK(synced == std::vector<std::uint64_t>{3, 7, 9, 11, 13, 15});
+    CHECK(wrong == 0);
+    CHECK(local.inner().iteration() == synced.size());
+    CHECK_THROWS_AS(local.partition(8), dssync::configuration_error);
+  });
+}
+
 TEST_CASE("SkewScout around LocalSGD: a loss above target shortens the period to one") {
   const std::vector<std::string> dcs = {"a", "b"};
   std::vector<std::vector<double>> periods(2);

@@ -78,6 +78,50 @@ TEST_CASE("SSPSync: step(c) returns the exact mean of clock c - s (zeros before)
   }
 }
 
+TEST_CASE(
+    "SSPSync: every clock's mean is handed out once, across a second finish() and steps after "
+    "finish()") {
+  // Clocks 0-4, finish(), finish() again, clocks 5-8, finish(): each clock's
+  // exact mean comes out once, in clock order, the first s after a finish()
+  // as zeros.
+  constexpr int n = 4;
+  constexpr std::size_t len = 257;
+  for (const int s : {1, 2}) {
+    CAPTURE(s);
+    std::vector<int> wrong(n, 0);
+    InProcWorld(n).run([&](InProcTransport& t) {
+      dssync::SSPSync<InProcTransport> ssp(t, len, {.staleness = s});
+      std::vector<float> g(len), rest(len);
+      int& bad = wrong[static_cast<std::size_t>(t.rank())];
+      std::uint64_t next = 0;  // the clock whose mean comes out next
+      auto expect = [&](std::span<const float> got, std::uint64_t upto) {
+        for (std::size_t i = 0; i < len; ++i) {
+          float want = 0;
+          for (std::uint64_t c = next; c < upto; ++c) want += mean_over(n, c, i);
+          bad += got[i] != want;
+        }
+        next = upto;
+      };
+      std::uint64_t since = 0;  // steps since the last finish()
+      for (std::uint64_t c = 0; c < 9; ++c) {
+        if (c == 5) {
+          ssp.finish(rest);
+          expect(rest, 5);
+          ssp.finish(rest);
+          expect(rest, 5);
+          since = 0;
+        }
+        fill_gradient(g, t.rank(), c);
+        ssp.step(g);
+        expect(g, since++ < std::uint64_t(s) ? next : next + 1);
+      }
+      ssp.finish(rest);
+      expect(rest, 9);
+    });
+    CHECK(wrong == std::vector<int>(n, 0));
+  }
+}
+
 TEST_CASE("SSPSync: stats() counts every background all-reduce's bytes, finish() included") {
   // A ring all-reduce of 1000 floats on 4 ranks: each sends 2 (n - 1) blocks of 250.
   constexpr int n = 4;

@@ -347,6 +347,49 @@ TEST_CASE("a rendezvous that does not complete names the ranks that never arrive
   CHECK(out[1].what.find("ranks 2, 3 never arrived") != std::string::npos);
 }
 
+TEST_CASE("a rendezvous timeout of zero waits for a late rank, without a deadline") {
+  check_all_fine(run_world(
+      2,
+      [](TcpTransport& t) {
+        std::vector<float> out(4, float(t.rank())), in(4);
+        t.sendrecv(1 - t.rank(), std::span<const float>(out), 1 - t.rank(), std::span<float>(in),
+                   3);
+        CHECK(in[0] == float(1 - t.rank()));
+      },
+      [](int r, TcpOptions& o) {
+        o.rendezvous_timeout = 0ms;
+        if (r == 1) std::this_thread::sleep_for(300ms);  // arrives late
+      }));
+}
+
+TEST_CASE("a message above max_message is refused before it starts, and the transport goes on") {
+  check_all_fine(run_world(
+      2,
+      [](TcpTransport& t) {
+        std::vector<std::byte> big(std::size_t{1} << 21);  // 2 MiB, above the 1 MiB allowed
+        const int peer = 1 - t.rank();
+        const std::string what = [&] {
+          try {
+            if (t.rank() == 0)
+              t.send(peer, std::span<const std::byte>(big), 4);
+            else
+              t.recv(peer, std::span<std::byte>(big), 4);
+          } catch (const dssync::configuration_error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        }();
+        CHECK(what.find(t.rank() == 0 ? "a send of 2097152 bytes" : "a receive of 2097152 bytes") !=
+              std::string::npos);
+        CHECK(what.find("max_message (1048576 bytes)") != std::string::npos);
+        CHECK(what.find("peer " + std::to_string(peer)) != std::string::npos);
+        std::vector<float> out(4, float(t.rank())), in(4);
+        t.sendrecv(peer, std::span<const float>(out), peer, std::span<float>(in), 5);
+        CHECK(in[3] == float(peer));
+      },
+      [](int, TcpOptions& o) { o.max_message = std::uint64_t{1} << 20; }));
+}
+
 TEST_CASE("a rank with another job's token is refused at the rendezvous") {
   std::mutex mu;
   std::vector<std::string> log;

@@ -3,6 +3,7 @@
 // collective allocates on its first call and never in the steady state.
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <new>
 #include <span>
@@ -19,11 +20,16 @@ class Scratch {
   Scratch& operator=(Scratch&&) noexcept = default;
 
   // Room for n elements of T, 64-byte aligned. Earlier contents are not kept.
+  // A request whose bytes overflow is std::bad_array_new_length; a growth
+  // that fails leaves the scratch empty (the old memory is freed first, so
+  // that both are never held at once), never pointing at nothing.
   template <class T>
   std::span<T> get(std::size_t n) {
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
     const std::size_t bytes = n * sizeof(T);
     if (bytes > capacity_) {
       data_.reset();
+      capacity_ = 0;
       data_.reset(static_cast<std::byte*>(::operator new(bytes, std::align_val_t{64})));
       capacity_ = bytes;
     }

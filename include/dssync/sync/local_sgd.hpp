@@ -33,6 +33,7 @@ class LocalSGD {
   template <class... InnerArgs>
   explicit LocalSGD(transport_type& t, Options options = {}, InnerArgs&&... inner_args)
       : options_(options),
+        rank_(t.rank()),
         world_size_(t.size()),
         inner_(t, options.inner, std::forward<InnerArgs>(inner_args)...) {
     if (options_.period < 1)
@@ -47,11 +48,11 @@ class LocalSGD {
     ++iteration_;
   }
 
-  // Whether step t synchronizes, under the period in force since anchor_
-  // (the step after the synchronization before the last change; 0 before
-  // any change).
+  // Whether step t (from the last change of the period on) synchronizes:
+  // every period steps counted from anchor_, the step after the last
+  // synchronization before that change (0 when there was none).
   bool synchronizes(std::uint64_t t) const noexcept {
-    return t >= anchor_ && (t + 1 - anchor_) % period() == 0;
+    return t >= from_ && (t + 1 - anchor_) % period() == 0;
   }
 
   // Whether the next step() synchronizes.
@@ -63,10 +64,12 @@ class LocalSGD {
   Partition partition(std::uint64_t t) const
     requires requires(const Inner& s) { s.partition(t); }
   {
-    if (t < anchor_)
-      throw configuration_error("LocalSGD's period changed after step " + std::to_string(t) +
-                                ": its schedule before the change is not kept");
-    if (synchronizes(t)) return inner_.partition(syncs_at_anchor_ + (t + 1 - anchor_) / period() - 1);
+    if (t < from_)
+      throw configuration_error("LocalSGD's period changed at step " + std::to_string(from_) +
+                                    ": its schedule before the change, step " + std::to_string(t) +
+                                    " included, is not kept",
+                                error_context{}.with_rank(rank_).with_iteration(t));
+    if (synchronizes(t)) return inner_.partition(syncs_before_ + syncs_since_change(t + 1) - 1);
     const std::vector<int> ones(static_cast<std::size_t>(world_size_), 1);
     return Partition::contiguous(ones);
   }
@@ -80,13 +83,18 @@ class LocalSGD {
   // next step on.
   void set_knob(double period) {
     if (!(period >= 1) || !std::isfinite(period))
-      throw configuration_error("LocalSGD period must be at least 1 and finite, got " +
-                                std::to_string(period));
+      throw configuration_error(
+          "LocalSGD period must be at least 1 and finite, got " + std::to_string(period),
+          error_context{}.with_rank(rank_).with_iteration(iteration_));
     const int h = static_cast<int>(std::lround(std::min(period, 1e9)));
     if (h == options_.period) return;
-    // Re-anchor at the step after the last synchronization.
-    syncs_at_anchor_ += (iteration_ - anchor_) / this->period();
-    anchor_ = iteration_ - (iteration_ - anchor_) % this->period();
+    // Re-anchor at the step after the last synchronization, if one happened
+    // since the last change (a step of the old schedule before that change
+    // never ran under it).
+    const std::uint64_t done = syncs_since_change(iteration_);
+    if (done > 0) anchor_ = iteration_ - (iteration_ - anchor_) % this->period();
+    syncs_before_ += done;
+    from_ = iteration_;
     options_.period = h;
   }
 
@@ -101,12 +109,19 @@ class LocalSGD {
   const Inner& inner() const noexcept { return inner_; }
 
  private:
+  // The synchronizations of the period in force in steps [from_, t), t >= from_.
+  std::uint64_t syncs_since_change(std::uint64_t t) const noexcept {
+    return (t - anchor_) / period() - (from_ - anchor_) / period();
+  }
+
   Options options_;
+  int rank_;
   int world_size_;
   Inner inner_;
   std::uint64_t iteration_ = 0;
-  std::uint64_t anchor_ = 0;           // where the period in force starts counting
-  std::uint64_t syncs_at_anchor_ = 0;  // synchronizations before anchor_
+  std::uint64_t anchor_ = 0;        // where the period in force starts counting
+  std::uint64_t from_ = 0;          // the step from which it is in force
+  std::uint64_t syncs_before_ = 0;  // synchronizations before from_
   std::uint64_t period() const noexcept { return static_cast<std::uint64_t>(options_.period); }
 };
 

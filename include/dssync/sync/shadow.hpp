@@ -17,7 +17,14 @@
 // max_lag bounds how many steps a round may stay in flight after the step
 // that started it: with 0 every step runs a whole round and waits for it
 // (with ShadowAverage: AllReduceSync on parameters, bit for bit); by default
-// there is no bound and the trainer only waits in finish().
+// there is no bound and the trainer only waits in finish(). With a bound L
+// every round is merged exactly L steps after the step that started it,
+// waiting for it then if it has not ended, and never earlier: so every rank
+// starts round r at the same step whatever the timing, the run is the same
+// to the bit on every transport, and no rank can wait in step() for a round
+// that a rank already in finish() has not started. (A round merged as soon as
+// it ended could be followed at once by one that a faster rank, already in
+// finish(), would start only after agreeing with the slower one: a deadlock.)
 //
 // period spaces the rounds: a round starts at most every `period` steps (the
 // first at the first step). By default one starts as soon as the last has
@@ -101,14 +108,16 @@ class ShadowSync {
     if (running_) background_.wait(std::chrono::milliseconds(0));
   }
 
-  // Merges the round in flight if it has finished (or waits for it when it
-  // reached max_lag), and starts the next round on a snapshot of `params`
-  // when none is in flight. A background error is rethrown here, with the
-  // round and group it happened in.
+  // Merges the round in flight if it has finished (without a max_lag) or
+  // reached max_lag (waiting for it then), and starts the next round on a
+  // snapshot of `params` when none is in flight. A background error is
+  // rethrown here, with the round and group it happened in.
   void step(std::span<T> params) {
     detail::StepScope scope(stats_, no_traffic_);
     check_length(params.size(), "step()");
-    if (running_ && (since_ >= options_.max_lag || background_.ready())) merge(params);
+    const bool bounded = options_.max_lag != std::numeric_limits<std::uint64_t>::max();
+    if (running_ && (since_ >= options_.max_lag || (!bounded && background_.ready())))
+      merge(params);
     if (!running_ && (stats_.rounds == 0 || since_ >= options_.period)) start(params);
     if (running_ && since_ >= options_.max_lag) merge(params);
     ++since_;
@@ -169,10 +178,11 @@ class ShadowSync {
 
   void check_length(std::size_t got, const char* where) const {
     if (got != parameters_)
-      throw configuration_error(std::string(where) + " got " + std::to_string(got) +
-                                    " elements, but this ShadowSync was made for " +
-                                    std::to_string(parameters_) + " parameters",
-                                error_context{}.with_rank(trainer_.rank()));
+      throw configuration_error(
+          std::string(where) + " got " + std::to_string(got) +
+              " elements, but this ShadowSync was made for " + std::to_string(parameters_) +
+              " parameters",
+          error_context{}.with_rank(trainer_.rank()).with_iteration(stats_.steps));
   }
 
   Transport& trainer_;

@@ -101,28 +101,32 @@ class SSPSync {
     jobs_.submit();
     stats_.max_in_flight = jobs_.max_in_flight();
     stats_.reduced = jobs_.done();
+    // The mean of clock handed_ is due once this clock is s past it (clock
+    // c - s in a run; after finish() every mean has been handed out, and the
+    // count starts again).
     const auto s = static_cast<std::uint64_t>(options_.staleness);
-    if (c < s) {
+    if (c - handed_ < s) {
       std::fill(gradient.begin(), gradient.end(), T{});
       return;
     }
-    wait_reduced(c - s + 1);
-    const std::span<const T> mean = buffer(c - s);
+    wait_reduced(handed_ + 1);
+    const std::span<const T> mean = buffer(handed_++);
     std::copy(mean.begin(), mean.end(), gradient.begin());
   }
 
-  // Waits for every clock still in flight and leaves the sum of their means
-  // in `rest` (in clock order), for the trainer to apply; after it every rank
-  // has applied every clock's mean. Every rank must call it: a rank that does
-  // not leaves the others' background all-reduces to time out naming it.
+  // Waits for every clock still in flight and leaves the sum of the means
+  // not handed out yet in `rest` (in clock order), for the trainer to apply;
+  // after it every rank has applied every clock's mean once. Every rank must
+  // call it: a rank that does not leaves the others' background all-reduces
+  // to time out naming it. Steps may follow (the staleness counts again
+  // from there); a second finish() in a row gives zeros.
   void finish(std::span<T> rest) {
     check_length(rest.size(), "finish()");
     std::fill(rest.begin(), rest.end(), T{});
     const std::uint64_t clocks = jobs_.submitted();
     wait_reduced(clocks);
-    const auto s = static_cast<std::uint64_t>(options_.staleness);
-    for (std::uint64_t c = clocks > s ? clocks - s : 0; c < clocks; ++c) {
-      const std::span<const T> mean = buffer(c);
+    for (; handed_ < clocks; ++handed_) {
+      const std::span<const T> mean = buffer(handed_);
       for (std::size_t i = 0; i < parameters_; ++i) rest[i] += mean[i];
     }
   }
@@ -203,6 +207,7 @@ class SSPSync {
   InOrderJobs<Transport> jobs_;
   CountingTransport<Transport> channel_;
   std::uint64_t ordinal_;
+  std::uint64_t handed_ = 0;  // clocks whose mean step() or finish() has handed out
   std::vector<T> buffers_;
   detail::Scratch fusion_;
   SSPStats stats_;

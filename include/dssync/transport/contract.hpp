@@ -13,9 +13,11 @@
 //   one side only it is refused at once.
 // - The first failure sticks. A transport that timed out, heard that a peer
 //   failed, or was fail()ed stays failed: every later operation throws
-//   peer_error at once. (The in-process world and the simulator fail as a
-//   whole when a rank's function throws.) A size mismatch and a bad argument
-//   leave the transport usable.
+//   peer_error at once. (The in-process world fails as a whole at a rank's
+//   timeout; it and the simulator fail as a whole when a rank's function
+//   throws.) A size
+//   mismatch and a bad argument leave the transport usable; a sendrecv whose
+//   receive did not fit still delivers its send.
 // - One meaning of where().peer. A size_mismatch_error names the peer whose
 //   message did not fit; a timeout_error the peer the operation waited on; a
 //   peer_error the rank that failed (the cause), which is this rank itself

@@ -144,6 +144,8 @@ class InProcTransport {
     post(m);
     try {
       receive(src, std::as_writable_bytes(in), tag, deadline);
+    } catch (const size_mismatch_error&) {
+      finish_send_then_rethrow(m, deadline);
     } catch (...) {
       retract(m);
       throw;
@@ -173,6 +175,8 @@ class InProcTransport {
       receive(src, count * sizeof(T), tag, deadline, [&](const std::byte* data) {
         use(std::span<const T>(reinterpret_cast<const T*>(data), count));
       });
+    } catch (const size_mismatch_error&) {
+      finish_send_then_rethrow(m, deadline);
     } catch (...) {
       retract(m);
       throw;
@@ -297,6 +301,28 @@ class InProcTransport {
     unlink_locked(lk, m);
   }
 
+  // A sendrecv whose receive did not fit: the transport stays usable, so its
+  // send goes on to its peer as on every transport, and the mismatch is
+  // what the caller hears (a later error of the send too is left to the
+  // peer's side). Called in the mismatch's catch handler.
+  [[noreturn]] void finish_send_then_rethrow(detail::InProcMessage& m,
+                                             const detail::Deadline& deadline) {
+    try {
+      wait_sent(m, deadline);
+    } catch (const error&) {
+    }
+    throw;
+  }
+
+  // A timeout fails the world, as the contract's first failure sticks: the
+  // others' waits end naming this rank, and its later calls throw at once.
+  // Called with the lock held; returns the error to throw.
+  timeout_error failing(timeout_error e) {
+    shared_->failure.record(rank_, e.what());
+    shared_->notify_all_ranks();
+    return e;
+  }
+
   // Blocks until the receiver has taken m.
   void wait_sent(detail::InProcMessage& m, const detail::Deadline& deadline) {
     using S = detail::InProcMessage::State;
@@ -316,11 +342,16 @@ class InProcTransport {
         }
         if (deadline.passed()) {
           unlink_locked(lk, m);
-          throw detail::timed_out(detail::send_text(m.dst), deadline, m.dst, where(m.dst, m.tag),
-                                  "; no receive matched it" + stall_report(m.dst));
+          throw failing(detail::timed_out(detail::send_text(m.dst), deadline, m.dst,
+                                          where(m.dst, m.tag),
+                                          "; no receive matched it" + stall_report(m.dst)));
         }
+        deadline.wait_once(wake, lk);
+      } else {
+        // The receiver is copying: it always ends, and wakes this rank then
+        // (past the deadline a timed wait would return at once, and spin).
+        wake.wait(lk);
       }
-      deadline.wait_once(wake, lk);
     }
     if (m.state == S::mismatched)
       throw detail::size_mismatch_sent(m.bytes, m.receiver_bytes, m.dst, where(m.dst, m.tag));
@@ -349,8 +380,8 @@ class InProcTransport {
         throw peer_error("the peer returned without sending the message waited for",
                          where(src, tag));
       if (deadline.passed())
-        throw detail::timed_out(detail::receive_text(src), deadline, src, where(src, tag),
-                                pending_from(src) + stall_report(src));
+        throw failing(detail::timed_out(detail::receive_text(src), deadline, src, where(src, tag),
+                                        pending_from(src) + stall_report(src)));
       deadline.wait_once(wake, lk);
     }
     mark.clear();
@@ -434,7 +465,10 @@ class InProcWorld {
           shared.exited[static_cast<std::size_t>(r)] = true;
         } catch (...) {
           std::lock_guard lk(shared.mu);
-          if (shared.failure.record(r, detail::describe_exception(std::current_exception())))
+          // The first failure's error; a rank whose timeout failed the world
+          // recorded it already.
+          if (shared.failure.record(r, detail::describe_exception(std::current_exception())) ||
+              (shared.failure.rank() == r && !first))
             first = std::current_exception();
         }
         shared.notify_all_ranks();

@@ -9,7 +9,9 @@
 // - Arrays of trivially copyable elements go as MPI datatypes (MPI_FLOAT, ...,
 //   or a contiguous byte type for user structs), never through
 //   Boost.Serialization.
-// - Buffers longer than an int can count go as several messages.
+// - Buffers longer than an int can count go as several messages; sender and
+//   receiver must then agree on the length (a disagreement on the number of
+//   pieces is not detected: a piece left over is taken as the next message).
 // - Nothing waits forever. MPI has no timeouts of its own, so every operation
 //   posts non-blocking requests and polls them until MPIOptions::timeout has
 //   passed since it began, then fails with timeout_error. Polling backs off
@@ -407,7 +409,13 @@ class MPITransport {
         std::lock_guard lk(control_->mu);
         throw control_->failure.during(p.at);
       }
-      if (deadline.passed(now)) time_out(p, deadline, now);
+      // Past the deadline, one more test first: what completed since the
+      // last one (while this rank was descheduled, say) is not a timeout.
+      if (deadline.passed(now)) {
+        const int last = MPI_Testall(n, p.requests.data(), &done, statuses);
+        if (last == MPI_ERR_IN_STATUS || (last == MPI_SUCCESS && done)) return last;
+        time_out(p, deadline, now);
+      }
       if (!spinning) {
         std::this_thread::sleep_for(deadline.limited() ? std::min(nap, deadline.left(now)) : nap);
         nap = std::min<clock::duration>(2 * nap, options_.max_sleep);

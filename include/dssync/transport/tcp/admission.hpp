@@ -95,8 +95,11 @@ class Gatekeeper {
     ++handshakes_;
     sock->set_option(tcp::no_delay(true), ec);
     auto hello = std::make_shared<std::array<std::byte, wire::hello_size>>();
+    const bool bounded = options_.rendezvous_timeout.count() > 0;  // zero: no deadline
     auto timer = std::make_shared<asio::steady_timer>(
-        io_, std::min<clock::duration>(tcp_tuning::greeting_time, options_.rendezvous_timeout));
+        io_, bounded
+                 ? std::min<clock::duration>(tcp_tuning::greeting_time, options_.rendezvous_timeout)
+                 : clock::duration(tcp_tuning::greeting_time));
     auto finished = std::make_shared<bool>(false);
     timer->async_wait([this, sock, from, finished](boost::system::error_code e) {
       if (e || *finished) return;

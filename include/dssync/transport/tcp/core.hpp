@@ -119,6 +119,15 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
     check_usable(at);
     const std::array<TcpOp*, 2> list{first, second};
     const std::span<TcpOp* const> ops(list.data(), second ? 2 : 1);
+    // A message above max_message is refused before it starts: its receiver
+    // would take the frame for a protocol violation and drop the connection.
+    for (const TcpOp* op : ops)
+      if (op->bytes > options_.max_message)
+        throw configuration_error(std::string(op->receive ? "a receive of " : "a send of ") +
+                                      std::to_string(op->bytes) +
+                                      " bytes is more than TcpOptions::max_message (" +
+                                      std::to_string(options_.max_message) + " bytes)",
+                                  at.with_peer(op->peer));
     {
       std::lock_guard lk(mu_);
       for (TcpOp* op : ops) thread_.submit(op);
@@ -132,13 +141,16 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
     const bool finished = deadline.wait(cv_, lk, [&] { return done() || failure_.failed(); });
     if (!done()) {
       lk.unlock();
-      if (!finished) {
-        const Overdue late = abandon(ops, &deadline);
-        throw timeout_error(late.text, at.with_peer(late.peer));
+      if (finished) {
+        abandon(ops, nullptr);
+        lk.lock();
+        throw failure_.during(at);
       }
-      abandon(ops, nullptr);
+      const Overdue late = abandon(ops, &deadline);
+      // No operation was still pending when the socket thread let go: they
+      // completed just at the deadline, and are answered as completed.
+      if (late.peer >= 0) throw timeout_error(late.text, at.with_peer(late.peer));
       lk.lock();
-      throw failure_.during(at);
     }
     for (const TcpOp* op : ops) {
       if (op->result == TcpOp::Result::mismatch)
@@ -268,7 +280,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
         complete(*op, TcpOp::Result::failed, "abandoned");
       }
       for (Connection* c : touched) c->cancel_caller_io();
-      if (timed_out) fail_transport(rank_, why->text, true);
+      if (timed_out && why->peer >= 0) fail_transport(rank_, why->text, true);
       answer_when_released(touched, answered);
     });
     std::unique_lock lk(mu_);

@@ -32,7 +32,7 @@ struct TcpOptions {
   // A peer that sends nothing for this long is dead. Idle connections carry a
   // heartbeat every peer_timeout / 5.
   std::chrono::milliseconds peer_timeout = std::chrono::seconds(10);
-  // How long the constructor may take to meet every rank.
+  // How long the constructor may take to meet every rank (zero: no deadline).
   std::chrono::milliseconds rendezvous_timeout = std::chrono::seconds(60);
   // The largest message a peer may announce; a frame claiming more is a
   // protocol violation.

@@ -95,10 +95,13 @@ class Rendezvous {
   std::uint16_t listen_port() const noexcept { return me_.port(); }
 
   void start() {
-    deadline_.expires_after(options_.rendezvous_timeout);
-    deadline_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) timed_out();
-    });
+    // Zero: no deadline, as for every timeout of the transports.
+    if (options_.rendezvous_timeout.count() > 0) {
+      deadline_.expires_after(options_.rendezvous_timeout);
+      deadline_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) timed_out();
+      });
+    }
     if (rank_ == 0) {
       if (const auto e = open_listener(master_.address()); !e.empty()) return fail(e);
       auto& self = registered_[0];
