@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <span>
@@ -689,64 +690,46 @@ TEST_CASE("GaiaSync: the next step synchronizes across data centers every period
   });
 }
 
-TEST_CASE("GaiaSync: checked mode stops ranks that disagree on the linear schedule's end") {
+TEST_CASE(
+    "GaiaSync: checked mode stops ranks that disagree on the slack, or on the linear schedule's "
+    "end, before any exchange") {
   constexpr int n = 4;
-  std::vector<dssync_test::Outcome> ends(n);
-  try {
-    InProcWorld(n, {.timeout = std::chrono::milliseconds(5000)}).run([&](InProcTransport& t) {
-      try {
-        std::vector<float> x(16, 1.0f);
-        GaiaSync<InProcTransport> gaia(t, x, labels({2, 2}),
-                                       {.threshold = 0.5,
-                                        .schedule = GaiaSchedule::linear,
-                                        .lower = t.rank() == 1 ? 0.25 : 0.125,
-                                        .iterations = 4,
-                                        .checked = true});
-        gaia.step(x);
-      } catch (...) {
-        ends[static_cast<std::size_t>(t.rank())] = dssync_test::classify(std::current_exception());
-        throw;
-      }
-    });
-  } catch (const dssync::error&) {
+  const std::vector<std::function<dssync::GaiaOptions(int)>> disagreements = {
+      [](int r) { return dssync::GaiaOptions{.slack = r == 3 ? 1 : 0, .checked = true}; },
+      [](int r) {
+        return dssync::GaiaOptions{.threshold = 0.5,
+                                   .schedule = GaiaSchedule::linear,
+                                   .lower = r == 1 ? 0.25 : 0.125,
+                                   .iterations = 4,
+                                   .checked = true};
+      }};
+  for (std::size_t k = 0; k < disagreements.size(); ++k) {
+    CAPTURE(k);
+    std::vector<dssync_test::Outcome> ends(n);
+    try {
+      InProcWorld(n, {.timeout = std::chrono::milliseconds(5000)}).run([&](InProcTransport& t) {
+        try {
+          std::vector<float> x(16, 1.0f);
+          GaiaSync<InProcTransport> gaia(t, x, labels({2, 2}), disagreements[k](t.rank()));
+          gaia.step(x);
+        } catch (...) {
+          ends[static_cast<std::size_t>(t.rank())] =
+              dssync_test::classify(std::current_exception());
+          throw;
+        }
+      });
+    } catch (const dssync::error&) {
+    }
+    // Every rank stops: with the check's configuration_error, or, when another
+    // rank's came first and failed the world, with the peer_error carrying it.
+    int configuration = 0;
+    for (int r = 0; r < n; ++r) {
+      CAPTURE(r);
+      const auto& kind = ends[static_cast<std::size_t>(r)].kind;
+      CHECK((kind == "configuration" || kind == "peer"));
+      configuration += kind == "configuration" ? 1 : 0;
+      CHECK(ends[static_cast<std::size_t>(r)].what.find("ranks disagree") != std::string::npos);
+    }
+    CHECK(configuration >= 1);
   }
-  int configuration = 0;
-  for (int r = 0; r < n; ++r) {
-    CAPTURE(r);
-    const auto& kind = ends[static_cast<std::size_t>(r)].kind;
-    CHECK((kind == "configuration" || kind == "peer"));
-    configuration += kind == "configuration" ? 1 : 0;
-    CHECK(ends[static_cast<std::size_t>(r)].what.find("ranks disagree") != std::string::npos);
-  }
-  CHECK(configuration >= 1);
-}
-
-TEST_CASE("GaiaSync: checked mode stops ranks that disagree on the slack before any exchange") {
-  constexpr int n = 4;
-  std::vector<dssync_test::Outcome> ends(n);
-  try {
-    InProcWorld(n, {.timeout = std::chrono::milliseconds(5000)}).run([&](InProcTransport& t) {
-      try {
-        std::vector<float> x(16, 1.0f);
-        GaiaSync<InProcTransport> gaia(t, x, labels({2, 2}),
-                                       {.slack = t.rank() == 3 ? 1 : 0, .checked = true});
-        gaia.step(x);
-      } catch (...) {
-        ends[static_cast<std::size_t>(t.rank())] = dssync_test::classify(std::current_exception());
-        throw;
-      }
-    });
-  } catch (const dssync::error&) {
-  }
-  // Every rank stops: with the check's configuration_error, or, when another
-  // rank's came first and failed the world, with the peer_error carrying it.
-  int configuration = 0;
-  for (int r = 0; r < n; ++r) {
-    CAPTURE(r);
-    const auto& kind = ends[static_cast<std::size_t>(r)].kind;
-    CHECK((kind == "configuration" || kind == "peer"));
-    configuration += kind == "configuration" ? 1 : 0;
-    CHECK(ends[static_cast<std::size_t>(r)].what.find("ranks disagree") != std::string::npos);
-  }
-  CHECK(configuration >= 1);
 }
