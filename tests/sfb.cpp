@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <span>
 #include <string>
@@ -459,6 +460,12 @@ TEST_CASE("Layers out of order, overlapping or empty are refused at construction
                          dssync::configuration_error);
     CHECK_THROWS_AS(S(t, {{4, 5, 10}, {2, 3, 0}}), dssync::configuration_error);
     CHECK_THROWS_WITH_AS(S(t, {{0, 3, 0}}), doctest::Contains("layer 0 is 0 x 3"),
+                         dssync::configuration_error);
+    // A layer whose end would wrap past the largest size (and let a layer
+    // before it through, with a gradient far too short).
+    const std::size_t top = std::numeric_limits<std::size_t>::max() - 1;
+    const std::string at = "layer 0 at offset " + std::to_string(top);
+    CHECK_THROWS_WITH_AS(S(t, {{2, 2, top}, {1, 1, 2}}), doctest::Contains(at.c_str()),
                          dssync::configuration_error);
   });
 }

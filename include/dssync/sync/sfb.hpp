@@ -195,6 +195,12 @@ class SFBSync {
                 " (which ends at " + std::to_string(end) +
                 "); layers must be in offset order and must not overlap",
             where);
+      if (elements(L) > std::numeric_limits<std::size_t>::max() - L.offset)
+        throw configuration_error("SFBSync: layer " + std::to_string(l) + " at offset " +
+                                      std::to_string(L.offset) + " with " +
+                                      std::to_string(elements(L)) +
+                                      " elements ends beyond the largest size a buffer can have",
+                                  where);
       end = L.offset + elements(L);
       const auto rc = static_cast<std::uint64_t>(L.rows) * static_cast<std::uint64_t>(L.cols);
       limit_.push_back((2 * rc - 1) / (static_cast<std::uint64_t>(L.rows) + L.cols));
