@@ -45,6 +45,20 @@ float dyadic(std::uint64_t a, std::uint64_t b, std::size_t i) {
          64.0f;
 }
 
+// `len` values f(i); a model of the dyadic or noise values of one seed.
+template <class F>
+std::vector<float> values_of(std::size_t len, F f) {
+  std::vector<float> v(len);
+  for (std::size_t i = 0; i < len; ++i) v[i] = f(i);
+  return v;
+}
+std::vector<float> dyadic_model(std::uint64_t a, std::size_t len) {
+  return values_of(len, [a](std::size_t i) { return dyadic(a, 0, i); });
+}
+std::vector<float> noise_model(std::uint64_t a, std::size_t len) {
+  return values_of(len, [a](std::size_t i) { return noise(a, 0, i); });
+}
+
 std::vector<std::string> labels(std::initializer_list<int> sizes) {
   std::vector<std::string> out;
   int d = 0;
@@ -88,8 +102,7 @@ TEST_CASE("GaiaSync: one data center is AllReduceSync on parameters, bit for bit
   std::vector<int> wrong(n, 0);
   InProcWorld(n).run([&](InProcTransport& t) {
     const int r = t.rank();
-    std::vector<float> initial(len);
-    for (std::size_t i = 0; i < len; ++i) initial[i] = noise(7, 0, i);
+    const std::vector<float> initial = noise_model(7, len);
     std::vector<float> x = initial, y = initial;
     GaiaSync<InProcTransport> gaia(t, initial, std::vector<std::string>(n, "one"),
                                    {.threshold = 0.01, .bucket_bytes = 1024});
@@ -118,8 +131,7 @@ TEST_CASE("GaiaSync: an infinite threshold keeps every data center to itself") {
     std::vector<int> wrong(n, 0);
     InProcWorld(n).run([&](InProcTransport& t) {
       const int r = t.rank();
-      std::vector<float> initial(len);
-      for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(1, 0, i);
+      const std::vector<float> initial = dyadic_model(1, len);
       std::vector<float> x = initial;
       GaiaSync<InProcTransport> gaia(
           t, initial, dcs,
@@ -196,8 +208,7 @@ TEST_CASE(
       std::vector<int> wrong(n, 0);
       InProcWorld(n).run([&](InProcTransport& t) {
         const int r = t.rank();
-        std::vector<float> initial(len);
-        for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(3, 0, i);
+        const std::vector<float> initial = dyadic_model(3, len);
         std::vector<float> x = initial, y = initial;
         GaiaSync<InProcTransport> gaia(
             t, initial, dcs,
@@ -225,8 +236,7 @@ TEST_CASE(
   std::vector<double> worst(5, 0);
   InProcWorld(5).run([&](InProcTransport& t) {
     const int r = t.rank();
-    std::vector<float> initial(len);
-    for (std::size_t i = 0; i < len; ++i) initial[i] = noise(4, 0, i);
+    const std::vector<float> initial = noise_model(4, len);
     std::vector<float> x = initial, y = initial;
     GaiaSync<InProcTransport> gaia(t, initial, dcs, {.threshold = 0});
     dssync::AllReduceSync<InProcTransport> bsp(t);
@@ -259,8 +269,7 @@ TEST_CASE("GaiaSync: with a period of 3 the data centers meet on every third clo
   std::vector<int> wrong(n, 0);
   InProcWorld(n).run([&](InProcTransport& t) {
     const int r = t.rank();
-    std::vector<float> initial(len);
-    for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(6, 0, i);
+    const std::vector<float> initial = dyadic_model(6, len);
     std::vector<float> x = initial, y = initial;
     GaiaSync<InProcTransport> gaia(
         t, initial, dcs, {.threshold = 0, .schedule = GaiaSchedule::constant, .period = 3});
@@ -308,8 +317,8 @@ TEST_CASE(
   InProcWorld(n).run([&](InProcTransport& t) {
     const int r = t.rank();
     const auto me = static_cast<std::size_t>(r);
-    std::vector<float> initial(len);
-    for (std::size_t i = 0; i < len; ++i) initial[i] = 1.0f + dyadic(5, 0, i);
+    const std::vector<float> initial =
+        values_of(len, [](std::size_t i) { return 1.0f + dyadic(5, 0, i); });
     std::vector<float> x = initial, expect = initial;
     GaiaSync<InProcTransport> gaia(t, initial, dcs,
                                    {.threshold = 0.05, .schedule = GaiaSchedule::constant});
@@ -534,8 +543,7 @@ TEST_CASE(
     std::vector<int> wrong(n, 0);
     InProcWorld(n).run([&](InProcTransport& t) {
       const int r = t.rank();
-      std::vector<float> initial(len);
-      for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(8, 0, i);
+      const std::vector<float> initial = dyadic_model(8, len);
       std::vector<float> x = initial;
       GaiaSync<InProcTransport> gaia(
           t, initial, dcs, {.threshold = 0, .schedule = GaiaSchedule::constant, .slack = s});
@@ -651,8 +659,7 @@ TEST_CASE(
     std::vector<int> wrong(n, 0);
     InProcWorld(n).run([&](InProcTransport& t) {
       const int r = t.rank();
-      std::vector<float> initial(len);
-      for (std::size_t i = 0; i < len; ++i) initial[i] = dyadic(8, 0, i);
+      const std::vector<float> initial = dyadic_model(8, len);
       std::vector<float> x = initial;
       GaiaSync<InProcTransport> gaia(
           t, initial, labels({2, 2}),

@@ -75,9 +75,10 @@ class LocalSGD {
   }
 
   // The communication knob: the period H (larger: less communication), and
-  // its range (set_knob() refuses less than 1 and caps at 1e9).
+  // its range (set_knob() refuses less than 1 and caps at max_period).
+  static constexpr double max_period = 1e9;
   double knob() const noexcept { return options_.period; }
-  std::pair<double, double> knob_bounds() const noexcept { return {1.0, 1e9}; }
+  std::pair<double, double> knob_bounds() const noexcept { return {1.0, max_period}; }
   // Sets H to `period` rounded to the nearest integer; synchronizations go
   // on H, 2H, ... steps after the last one (or after the start), from the
   // next step on.
@@ -86,7 +87,7 @@ class LocalSGD {
       throw configuration_error(
           "LocalSGD period must be at least 1 and finite, got " + std::to_string(period),
           error_context{}.with_rank(rank_).with_iteration(iteration_));
-    const int h = static_cast<int>(std::lround(std::min(period, 1e9)));
+    const int h = static_cast<int>(std::lround(std::min(period, max_period)));
     if (h == options_.period) return;
     // Re-anchor at the step after the last synchronization, if one happened
     // since the last change (a step of the old schedule before that change
