@@ -613,10 +613,60 @@ TEST_CASE("GADMM: a rho that is not positive and finite is a configuration_error
       }
     });
   }
-  InProcWorld(1).run([&](InProcTransport& t) {
-    CHECK_THROWS_AS((GADMM<InProcTransport, RandomChain>(t, 3, {}, RandomChain{0})),
-                    dssync::configuration_error);
-  });
+}
+
+namespace {
+// A chain policy that knows no rank and fails at iteration 1: drawn at the end
+// of iteration 0's iterate().
+struct ChainFailingAt1 {
+  void order(int n, std::uint64_t, std::uint64_t t, std::span<int> out) const {
+    if (t == 1) throw dssync::configuration_error("no chain at this iteration");
+    for (int i = 0; i < n; ++i) out[sz(i)] = i;
+  }
+};
+}  // namespace
+
+TEST_CASE("GADMM: a chain policy's error names the rank and the iteration") {
+  constexpr int n = 3;
+  std::vector<std::string> what(n);
+  std::vector<dssync::error_context> where(n);
+  SUBCASE("in the constructor: RandomChain's coherence 0") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      try {
+        GADMM<InProcTransport, RandomChain> g(t, 3, {}, RandomChain{0});
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        what[sz(t.rank())] = e.what();
+        where[sz(t.rank())] = e.where();
+      }
+    });
+    for (int r = 0; r < n; ++r) {
+      CAPTURE(what[sz(r)]);
+      CHECK(what[sz(r)].find("coherence must be at least 1") != std::string::npos);
+      CHECK(where[sz(r)].rank == r);
+      CHECK(where[sz(r)].iteration == 0u);
+    }
+  }
+  SUBCASE("after an iteration: the next chain") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      auto problem = dyadic_problem(t.rank(), 3);
+      Vec th(3, 0.0);
+      GADMM<InProcTransport, ChainFailingAt1> g(t, 3);
+      try {
+        g.iterate(problem, std::span<double>(th));
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        what[sz(t.rank())] = e.what();
+        where[sz(t.rank())] = e.where();
+      }
+    });
+    for (int r = 0; r < n; ++r) {
+      CAPTURE(what[sz(r)]);
+      CHECK(what[sz(r)].find("no chain at this iteration") != std::string::npos);
+      CHECK(where[sz(r)].rank == r);
+      CHECK(where[sz(r)].iteration == 1u);
+    }
+  }
 }
 
 TEST_CASE("GADMM: models of different lengths") {

@@ -597,6 +597,34 @@ TEST_CASE("A size mismatch throws on the receiver, and a failed rank is named to
   CHECK(seen.find("rank 0 failed: out of memory") != std::string::npos);
 }
 
+TEST_CASE("The messages a failed run left unmatched are free again in the next run") {
+  // Rank 0 sends three messages; rank 1 takes the third and fails, so the
+  // first two stay unmatched. Four such runs, then one where rank 1 takes all
+  // three: the world holds three message records, not two more per failure.
+  SimWorld w(2);
+  auto run = [&](bool fail) {
+    return w.run([&](SimTransport& t) {
+      std::vector<float> x(4, float(t.rank()));
+      if (t.rank() == 0) {
+        for (int tag = 1; tag <= 3; ++tag) {
+          std::fill(x.begin(), x.end(), float(tag));
+          t.send(1, std::span<const float>(x), tag);
+        }
+        return;
+      }
+      for (int tag = fail ? 3 : 1; tag <= 3; ++tag) {
+        t.recv(0, std::span<float>(x), tag);
+        CHECK(x == std::vector<float>(4, float(tag)));
+      }
+      if (fail) throw std::runtime_error("rank 1 fails after its receive");
+    });
+  };
+  for (int i = 0; i < 4; ++i) CHECK_THROWS_AS(run(true), std::runtime_error);
+  const dssync::SimResult r = run(false);
+  CHECK(r.messages == 3);
+  CHECK(r.message_records == 3);
+}
+
 TEST_CASE("Bad options are configuration errors") {
   CHECK_THROWS_AS(SimWorld(0), dssync::configuration_error);
   CHECK_THROWS_AS(SimWorld(4, {.bandwidth = 0}), dssync::configuration_error);

@@ -503,6 +503,95 @@ TEST_CASE("Errors from a step name the iteration and the group, not only a tag")
   }
 }
 
+// Policies that know no rank: a shuffle that fails at iteration 2, a
+// topology that fails at iteration 1. Their errors reach the user naming the
+// rank and the iteration, from the constructor's check as from a step.
+struct ShuffleFailingAt2 {
+  void shuffle(std::uint64_t, std::uint64_t t, Partition&) const {
+    if (t == 2) throw dssync::configuration_error("no partition at this iteration");
+  }
+};
+struct TopologyFailingAt1 {
+  int exchanges(int, std::uint64_t t) const {
+    if (t == 1) throw dssync::configuration_error("no exchanges at this iteration");
+    return 1;
+  }
+  dssync::Exchange exchange(int n, std::uint64_t, int, int rank) const {
+    return {(rank + 1) % n, (rank + n - 1) % n};
+  }
+};
+
+TEST_CASE("A policy's error names the rank and the iteration") {
+  constexpr int n = 3;
+  std::vector<std::string> what(n);
+  std::vector<dssync::error_context> where(n);
+  auto record = [&](int rank, const dssync::configuration_error& e) {
+    what[sz(rank)] = e.what();
+    where[sz(rank)] = e.where();
+  };
+  auto check_all = [&](std::uint64_t iteration, const char* text) {
+    for (int r = 0; r < n; ++r) {
+      CAPTURE(what[sz(r)]);
+      CHECK(where[sz(r)].rank == r);
+      CHECK(where[sz(r)].iteration == iteration);
+      CHECK(what[sz(r)].find(text) != std::string::npos);
+    }
+  };
+  SUBCASE("DSSync: a grouping that does not fit, in the constructor") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      try {
+        DSSync<InProcTransport, RandomShuffle, RingReduce, dssync::TopologyAwareGroups> sync(
+            t, {.group_size = 2}, {}, {}, dssync::TopologyAwareGroups({"a", "b"}));
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        record(t.rank(), e);
+      }
+    });
+    check_all(0, "labels for 2 ranks");
+  }
+  SUBCASE("DSSync: a shuffle that fails at a step, and partition(t)") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      DSSync<InProcTransport, ShuffleFailingAt2> sync(t, {.group_size = 1});
+      std::vector<float> x(4, 1.0f);
+      sync.step(x);
+      sync.step(x);
+      try {
+        sync.step(x);
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        record(t.rank(), e);
+      }
+      CHECK_THROWS_AS(sync.partition(2), dssync::configuration_error);
+    });
+    check_all(2, "no partition at this iteration");
+  }
+  SUBCASE("GossipSync: a torus that does not fit, in the constructor") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      try {
+        GossipSync<InProcTransport, dssync::TorusTopology> sync(t, {}, {.rows = 2, .cols = 2});
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        record(t.rank(), e);
+      }
+    });
+    check_all(0, "torus does not fit a world of 3");
+  }
+  SUBCASE("GossipSync: a topology that fails at a step") {
+    InProcWorld(n).run([&](InProcTransport& t) {
+      GossipSync<InProcTransport, TopologyFailingAt1> sync(t);
+      std::vector<float> x(4, 1.0f);
+      sync.step(x);
+      try {
+        sync.step(x);
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        record(t.rank(), e);
+      }
+    });
+    check_all(1, "no exchanges at this iteration");
+  }
+}
+
 TEST_CASE("A group size larger than the world is clamped to one group of the world") {
   constexpr int n = 3;
   std::vector<std::vector<double>> out(n);

@@ -40,7 +40,7 @@ class AllReduceSync : public detail::StepOverloads<AllReduceSync<Transport, Redu
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     const Group everyone = world_.get().group(0);
-    detail::with_context(iteration_, everyone.ranks(), [&] {
+    detail::with_context(transport_.rank(), iteration_, everyone.ranks(), [&] {
       if (options_.checked) {
         detail::CheckedState state = detail::tensor_layout(tensors);
         state.schedule = detail::mix64(detail::type_hash<AllReduceSync>() ^

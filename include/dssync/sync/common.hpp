@@ -175,14 +175,16 @@ class StepOverloads {
   }
 };
 
-// Runs f(); a dssync::error escaping it is rethrown with the iteration and the
-// group filled in, since the transport below only knows ranks and tags.
+// Runs f(); a dssync::error escaping it is rethrown with the rank, the
+// iteration and the group filled in where it left them out: the transport
+// below knows no iteration or group, and a policy (a shuffle, a topology, a
+// chain) knows none of the three.
 template <class F>
-void with_context(std::uint64_t iteration, std::span<const int> group, F&& f) {
+void with_context(int rank, std::uint64_t iteration, std::span<const int> group, F&& f) {
   try {
     f();
   } catch (const error& e) {
-    const auto here = error_context{}.with_iteration(iteration);
+    const auto here = error_context{}.with_rank(rank).with_iteration(iteration);
     e.rethrow_with(group.empty() ? here : here.with_group(group));
   }
 }

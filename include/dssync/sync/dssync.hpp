@@ -75,7 +75,7 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
     detail::StepScope scope(stats_, transport_.count());
     const Partition& partition = current(iteration_);
     const Group group = partition.group_of(transport_.rank());
-    detail::with_context(iteration_, group.ranks(), [&] {
+    detail::with_context(transport_.rank(), iteration_, group.ranks(), [&] {
       if (options_.checked) {
         detail::CheckedState state = detail::tensor_layout(tensors);
         state.schedule = schedule_hash(partition);
@@ -102,12 +102,15 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   const Options& options() const noexcept { return options_; }
 
  private:
+  // A policy's error names this rank and iteration t.
   void fill(std::uint64_t t, Partition& p) const {
-    grouping_.layout(transport_.size(), options_.group_size, t, p);
-    if constexpr (requires { shuffle_.shuffle(options_.seed, t, options_.group_size, p); })
-      shuffle_.shuffle(options_.seed, t, options_.group_size, p);
-    else
-      shuffle_.shuffle(options_.seed, t, p);
+    detail::with_context(transport_.rank(), t, {}, [&] {
+      grouping_.layout(transport_.size(), options_.group_size, t, p);
+      if constexpr (requires { shuffle_.shuffle(options_.seed, t, options_.group_size, p); })
+        shuffle_.shuffle(options_.seed, t, options_.group_size, p);
+      else
+        shuffle_.shuffle(options_.seed, t, p);
+    });
   }
 
   // Iteration t's partition: this rank's own, or the one copy of the

@@ -116,7 +116,7 @@ class GADMM {
   template <admm_problem P>
   void iterate(P& local, std::span<double> theta) {
     detail::StepScope scope(stats_, transport_.count());
-    detail::with_context(iteration_, order_, [&] {
+    detail::with_context(me_, iteration_, order_, [&] {
       const std::size_t problem_dim = local.dim();
       if (options_.checked) {
         detail::CheckedState state{schedule(), detail::mix64(detail::type_hash<double>() ^ dim_),
@@ -211,7 +211,9 @@ class GADMM {
   // The chain of iteration_, checked to be a permutation; whether it differs
   // from the previous iteration's; and this rank's position.
   void draw_chain() {
-    chain_.order(n_, options_.seed, iteration_, std::span<int>(order_));
+    detail::with_context(me_, iteration_, {}, [&] {
+      chain_.order(n_, options_.seed, iteration_, std::span<int>(order_));
+    });
     std::fill(seen_.begin(), seen_.end(), char(0));
     for (int r : order_) {
       if (r < 0 || r >= n_ || seen_[static_cast<std::size_t>(r)])

@@ -253,7 +253,7 @@ class GaiaSync {
     stats_.threshold = threshold;
     if (options_.checked) check(params);
     const TrafficCount start = transport_.count();
-    detail::with_context(clock_, dc.ranks(), [&] {
+    detail::with_context(transport_.rank(), clock_, dc.ranks(), [&] {
       const std::span<T> one[] = {params};
       detail::for_each_bucket(
           std::span<const std::span<T>>(one), detail::bucket_elements<T>(options_.bucket_bytes),
@@ -487,10 +487,11 @@ class GaiaSync {
     if (!slot.across) return;
     const TrafficCount start = tr.count();
     if (position_ < m_min_)
-      detail::with_context(c, std::span<const int>(owners_), [&] { exchange(tr, slot, c); });
+      detail::with_context(tr.rank(), c, std::span<const int>(owners_),
+                           [&] { exchange(tr, slot, c); });
     const TrafficCount wan = tr.count();
     const Group dc(dcs_[static_cast<std::size_t>(dc_)]);
-    detail::with_context(c, dc.ranks(), [&] {
+    detail::with_context(tr.rank(), c, dc.ranks(), [&] {
       const std::span<T> r = std::span<T>(slot.received);
       gather_.all_gather_known(tr, dc, std::span<const T>(detail::sub(r, shard_)),
                                std::span<const std::size_t>(dc_counts_), r, make_tag(c, 126));
@@ -590,7 +591,8 @@ class GaiaSync {
           std::bit_cast<std::uint64_t>(options_.lower), options_.iterations})
       h = detail::mix64(h ^ detail::mix64(v));
     state.schedule = h;
-    detail::with_context(clock_, {}, [&] { check_.verify(transport_, clock_, state); });
+    detail::with_context(transport_.rank(), clock_, {},
+                         [&] { check_.verify(transport_, clock_, state); });
   }
 
   CountingTransport<Transport> transport_;

@@ -28,7 +28,8 @@ class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>>
 
   explicit GossipSync(Transport& t, Options options = {}, Topology topology = {})
       : transport_(t), options_(options), topology_(std::move(topology)) {
-    (void)topology_.exchanges(t.size(), 0);  // a topology that does not fit fails here
+    // A topology that does not fit fails here, naming the rank.
+    detail::with_context(t.rank(), 0, {}, [&] { (void)topology_.exchanges(t.size(), 0); });
   }
 
   // step(params) (from StepOverloads) lands here. Tensors are fused into
@@ -38,8 +39,8 @@ class GossipSync : public detail::StepOverloads<GossipSync<Transport, Topology>>
   void step_tensors(std::span<const std::span<T>> tensors) {
     detail::StepScope scope(stats_, transport_.count());
     const int n = transport_.size(), me = transport_.rank();
-    const int k = topology_.exchanges(n, iteration_);
-    detail::with_context(iteration_, {}, [&] {
+    detail::with_context(me, iteration_, {}, [&] {
+      const int k = topology_.exchanges(n, iteration_);
       detail::for_each_bucket(
           tensors, detail::bucket_elements<T>(options_.bucket_bytes), fusion_,
           [&](std::span<T> x, unsigned index) {

@@ -255,7 +255,8 @@ class SFBSync {
   void step(std::span<float> gradient, std::span<const FactorView> factors) {
     detail::StepScope scope(stats_, transport_.count());
     const Group everyone = world_.get().group(0);
-    detail::with_context(iteration_, everyone.ranks(), [&] { run(gradient, factors, everyone); });
+    detail::with_context(transport_.rank(), iteration_, everyone.ranks(),
+                         [&] { run(gradient, factors, everyone); });
     ++iteration_;
   }
 

@@ -259,7 +259,7 @@ class SkewScout {
   // one it follows (after_step) or precedes (before_sync).
   double estimate(std::span<const float> params, std::uint64_t step) {
     double result = 0;
-    detail::with_context(step, std::span<const int>(leaders_),
+    detail::with_context(transport_.rank(), step, std::span<const int>(leaders_),
                          [&] { result = travel_and_agree(params, step); });
     return result;
   }

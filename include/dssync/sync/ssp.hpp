@@ -169,7 +169,7 @@ class SSPSync {
   void reduce_clock(std::uint64_t c) {
     const Group everyone = world_.get().group(0);
     const std::span<T> data = buffer(c);
-    detail::with_context(c, everyone.ranks(), [&] {
+    detail::with_context(channel_.rank(), c, everyone.ranks(), [&] {
       if (options_.checked) {
         const std::span<T> one[] = {data};
         detail::CheckedState state = detail::tensor_layout(std::span<const std::span<T>>(one));

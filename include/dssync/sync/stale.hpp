@@ -108,7 +108,7 @@ class StaleSync {
   void step(std::span<T> gradient) {
     detail::StepScope scope(stats_, transport_.count());
     const Group everyone = world_.get().group(0);
-    detail::with_context(iteration_, everyone.ranks(), [&] {
+    detail::with_context(transport_.rank(), iteration_, everyone.ranks(), [&] {
       if (!viewed_)
         throw configuration_error(
             "step() without view() at this clock: call view(params) first, compute the "

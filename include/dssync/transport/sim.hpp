@@ -178,6 +178,7 @@ class SimWorld {
     res.virtual_bytes = virtual_bytes_;
     res.uplink_bytes = uplink_bytes_;
     res.stack_guard_pages = fibers_.guard_pages();
+    res.message_records = owned_.size();
     for (const Port& p : ports_) {
       res.finish.push_back(p.finish);
       res.makespan = std::max(res.makespan, p.finish);
@@ -267,6 +268,10 @@ class SimWorld {
     uplink_bytes_ = 0;
     failure_ = {};
     first_ = nullptr;
+    // Every message record is free again, also those a failed run left
+    // unmatched or moving.
+    pool_.clear();
+    for (const auto& m : owned_) release(*m);
   }
 
   // ---- virtual time --------------------------------------------------------

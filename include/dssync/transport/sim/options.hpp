@@ -69,6 +69,10 @@ struct SimResult {
   // the deepest byte written below the top of its stack).
   std::size_t stack_bytes_used = 0;
   bool stack_guard_pages = false;  // whether the stacks had guard pages (else canaries)
+  // The message records the world holds, for this run and those before: the
+  // most messages that were ever in flight at once (every record is free
+  // again when a run starts, also those a failed run left unmatched).
+  std::size_t message_records = 0;
 };
 
 namespace detail {
