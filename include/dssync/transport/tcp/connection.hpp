@@ -225,14 +225,19 @@ class Connection {
 
   // The transport closes: a goodbye (or, `goodbye` false, just the end of
   // the stream after the notices still queued); the peer's stream is read
-  // until it closes.
+  // until it closes. A message paused in the socket, which no receive will
+  // take now, is read and dropped, so that the peer's goodbye behind it is
+  // read at once, not when the grace ends.
   void begin_close(bool goodbye) {
     closing_ = true;
-    if (mode_ == Mode::paused) mode_ = Mode::discard;
     if (goodbye)
       queue_control(wire::Kind::bye);
     else
       queue_end();
+    if (mode_ == Mode::paused) {
+      mode_ = Mode::discard;
+      read_more();
+    }
   }
   void close_socket() {
     boost::system::error_code ec;
