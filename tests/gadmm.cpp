@@ -25,6 +25,7 @@
 #include "dssync/dssync.hpp"
 
 #include "allocations.hpp"
+#include "each_rank.hpp"
 
 namespace {
 
@@ -627,46 +628,18 @@ struct ChainFailingAt1 {
 }  // namespace
 
 TEST_CASE("GADMM: a chain policy's error names the rank and the iteration") {
-  constexpr int n = 3;
-  std::vector<std::string> what(n);
-  std::vector<dssync::error_context> where(n);
-  SUBCASE("in the constructor: RandomChain's coherence 0") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      try {
-        GADMM<InProcTransport, RandomChain> g(t, 3, {}, RandomChain{0});
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        what[sz(t.rank())] = e.what();
-        where[sz(t.rank())] = e.where();
-      }
-    });
-    for (int r = 0; r < n; ++r) {
-      CAPTURE(what[sz(r)]);
-      CHECK(what[sz(r)].find("coherence must be at least 1") != std::string::npos);
-      CHECK(where[sz(r)].rank == r);
-      CHECK(where[sz(r)].iteration == 0u);
-    }
-  }
-  SUBCASE("after an iteration: the next chain") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      auto problem = dyadic_problem(t.rank(), 3);
-      Vec th(3, 0.0);
-      GADMM<InProcTransport, ChainFailingAt1> g(t, 3);
-      try {
-        g.iterate(problem, std::span<double>(th));
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        what[sz(t.rank())] = e.what();
-        where[sz(t.rank())] = e.where();
-      }
-    });
-    for (int r = 0; r < n; ++r) {
-      CAPTURE(what[sz(r)]);
-      CHECK(what[sz(r)].find("no chain at this iteration") != std::string::npos);
-      CHECK(where[sz(r)].rank == r);
-      CHECK(where[sz(r)].iteration == 1u);
-    }
-  }
+  using dssync_test::each_rank_names;
+  // In the constructor: RandomChain's coherence 0.
+  each_rank_names("coherence must be at least 1", 0, [](InProcTransport& t) {
+    GADMM<InProcTransport, RandomChain> g(t, 3, {}, RandomChain{0});
+  });
+  // After an iteration: the next chain.
+  each_rank_names("no chain at this iteration", 1, [](InProcTransport& t) {
+    auto problem = dyadic_problem(t.rank(), 3);
+    Vec th(3, 0.0);
+    GADMM<InProcTransport, ChainFailingAt1> g(t, 3);
+    g.iterate(problem, std::span<double>(th));
+  });
 }
 
 TEST_CASE("GADMM: models of different lengths") {

@@ -27,6 +27,7 @@
 #include "dssync/dssync.hpp"
 
 #include "allocations.hpp"
+#include "each_rank.hpp"
 
 namespace {
 
@@ -522,74 +523,30 @@ struct TopologyFailingAt1 {
 };
 
 TEST_CASE("A policy's error names the rank and the iteration") {
-  constexpr int n = 3;
-  std::vector<std::string> what(n);
-  std::vector<dssync::error_context> where(n);
-  auto record = [&](int rank, const dssync::configuration_error& e) {
-    what[sz(rank)] = e.what();
-    where[sz(rank)] = e.where();
-  };
-  auto check_all = [&](std::uint64_t iteration, const char* text) {
-    for (int r = 0; r < n; ++r) {
-      CAPTURE(what[sz(r)]);
-      CHECK(where[sz(r)].rank == r);
-      CHECK(where[sz(r)].iteration == iteration);
-      CHECK(what[sz(r)].find(text) != std::string::npos);
-    }
-  };
-  SUBCASE("DSSync: a grouping that does not fit, in the constructor") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      try {
-        DSSync<InProcTransport, RandomShuffle, RingReduce, dssync::TopologyAwareGroups> sync(
-            t, {.group_size = 2}, {}, {}, dssync::TopologyAwareGroups({"a", "b"}));
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        record(t.rank(), e);
-      }
-    });
-    check_all(0, "labels for 2 ranks");
-  }
-  SUBCASE("DSSync: a shuffle that fails at a step, and partition(t)") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      DSSync<InProcTransport, ShuffleFailingAt2> sync(t, {.group_size = 1});
-      std::vector<float> x(4, 1.0f);
-      sync.step(x);
-      sync.step(x);
-      try {
-        sync.step(x);
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        record(t.rank(), e);
-      }
-      CHECK_THROWS_AS(sync.partition(2), dssync::configuration_error);
-    });
-    check_all(2, "no partition at this iteration");
-  }
-  SUBCASE("GossipSync: a torus that does not fit, in the constructor") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      try {
-        GossipSync<InProcTransport, dssync::TorusTopology> sync(t, {}, {.rows = 2, .cols = 2});
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        record(t.rank(), e);
-      }
-    });
-    check_all(0, "torus does not fit a world of 3");
-  }
-  SUBCASE("GossipSync: a topology that fails at a step") {
-    InProcWorld(n).run([&](InProcTransport& t) {
-      GossipSync<InProcTransport, TopologyFailingAt1> sync(t);
-      std::vector<float> x(4, 1.0f);
-      sync.step(x);
-      try {
-        sync.step(x);
-        FAIL("no throw");
-      } catch (const dssync::configuration_error& e) {
-        record(t.rank(), e);
-      }
-    });
-    check_all(1, "no exchanges at this iteration");
-  }
+  using dssync_test::each_rank_names;
+  std::vector<float> x(4, 1.0f);
+  // DSSync: a grouping that does not fit, in the constructor.
+  each_rank_names("labels for 2 ranks", 0, [](InProcTransport& t) {
+    DSSync<InProcTransport, RandomShuffle, RingReduce, dssync::TopologyAwareGroups> sync(
+        t, {.group_size = 2}, {}, {}, dssync::TopologyAwareGroups({"a", "b"}));
+  });
+  // DSSync: a shuffle that fails at a step, and in partition(t).
+  each_rank_names("no partition at this iteration", 2, [&](InProcTransport& t) {
+    DSSync<InProcTransport, ShuffleFailingAt2> sync(t, {.group_size = 1});
+    CHECK_THROWS_AS(sync.partition(2), dssync::configuration_error);
+    std::vector<float> y = x;
+    for (int k = 0; k < 3; ++k) sync.step(y);
+  });
+  // GossipSync: a torus that does not fit, in the constructor.
+  each_rank_names("torus does not fit a world of 3", 0, [](InProcTransport& t) {
+    GossipSync<InProcTransport, dssync::TorusTopology> sync(t, {}, {.rows = 2, .cols = 2});
+  });
+  // GossipSync: a topology that fails at a step.
+  each_rank_names("no exchanges at this iteration", 1, [&](InProcTransport& t) {
+    GossipSync<InProcTransport, TopologyFailingAt1> sync(t);
+    std::vector<float> y = x;
+    for (int k = 0; k < 2; ++k) sync.step(y);
+  });
 }
 
 TEST_CASE("A group size larger than the world is clamped to one group of the world") {
