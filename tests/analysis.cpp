@@ -114,6 +114,17 @@ TEST_CASE("symmetric_eigenvalues: matrices with known spectra, largest first") {
 
   CHECK(symmetric_eigenvalues(Matrix(0)).empty());
   CHECK(second_largest_eigenvalue(Matrix(1, 5.0)) == 0.0);
+
+  // Tiny entries are rotated too: [[0, s], [s, 0]] has eigenvalues s and -s
+  // at any scale.
+  for (double scale : {1.0, 1e-14, 1e-100}) {
+    CAPTURE(scale);
+    Matrix tiny(2);
+    tiny(0, 1) = tiny(1, 0) = scale;
+    const auto evt = symmetric_eigenvalues(tiny);
+    CHECK(evt[0] / scale == doctest::Approx(1).epsilon(1e-14));
+    CHECK(evt[1] / scale == doctest::Approx(-1).epsilon(1e-14));
+  }
 }
 
 TEST_CASE("symmetric_eigenvalues: a random symmetric matrix keeps trace and Frobenius norm") {
@@ -244,6 +255,11 @@ TEST_CASE("One-peer exponential: exact average after log2(n) steps (mixing produ
       if (k > 1) CHECK(mixing_product(view, t0, k - 1).max_abs_difference(avg) > 0.5 / n);
     }
     CHECK(doubly_stochastic(mixing_matrix(view, 5)));
+    // No step: the identity; a negative count is refused, as is a mean of no
+    // samples.
+    CHECK(mixing_product(view, 0, 0).max_abs_difference(Matrix::identity(n)) == 0);
+    CHECK_THROWS_AS(mixing_product(view, 0, -1), dssync::configuration_error);
+    CHECK_THROWS_AS(dssync::analysis::expected_wtw(view, 0, 0), dssync::configuration_error);
   }
   // The same through a GossipSync, which is what analysis is for.
   ShapeOnly t{16, 3};

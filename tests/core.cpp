@@ -712,6 +712,14 @@ TEST_CASE("partition: invalid layouts throw configuration_error") {
   Partition q = Partition::whole(3);
   q.members()[2] = 0;
   CHECK_THROWS_AS(q.reindex(), E);
+  // Sizes whose int sum wraps (to 1 here) are refused, not indexed past the
+  // storage.
+  constexpr int big = std::numeric_limits<int>::max();
+  const std::array<int, 3> wrapping{big, big, 3};
+  const std::array<int, 1> one{0};
+  CHECK_THROWS_WITH_AS(p.assign(1, one, wrapping), doctest::Contains("more than the world size 1"),
+                       E);
+  CHECK_THROWS_WITH_AS(Partition::contiguous(wrapping), doctest::Contains("more ranks than"), E);
 }
 
 TEST_CASE("partition: assign reuses its storage") {

@@ -640,6 +640,19 @@ TEST_CASE("Bad options are configuration errors") {
     }
   }
   CHECK_NOTHROW(SimWorld(4, {.hosts_per_rack = 2, .uplink_alpha = 0.05}));
+  // Stragglers: a fraction in [0, 1], a finite positive slowdown.
+  for (double bad : {-0.1, 1.1, std::nan("")}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(SimWorld(4, {.straggler_fraction = bad}),
+                         doctest::Contains("straggler_fraction must be in [0, 1]"),
+                         dssync::configuration_error);
+  }
+  for (double bad : {0.0, -2.0, std::nan(""), HUGE_VAL}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(SimWorld(4, {.straggler_fraction = 0.5, .straggler_slowdown = bad}),
+                         doctest::Contains("straggler_slowdown must be positive and finite"),
+                         dssync::configuration_error);
+  }
 }
 
 // Broadcasts, all-gathers and the barrier on the simulator: the closed forms of

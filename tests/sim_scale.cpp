@@ -119,6 +119,89 @@ TEST_CASE(
   }
 }
 
+namespace {
+// Stateless policies, so that their partitions are shared on the simulator.
+// Static pairs whose fills are counted:
+struct CountedPairs {
+  static inline int fills = 0;
+  void shuffle(std::uint64_t, std::uint64_t, dssync::Partition&) const { ++fills; }
+};
+// One type that is both the grouping and the shuffle: {0,1} {2,3}, and
+// another: {0,2} {1,3}.
+struct Pairs01 {
+  void layout(int, int, std::uint64_t, dssync::Partition& p) const {
+    const int sizes[] = {2, 2};
+    p.assign_contiguous(sizes);
+  }
+  void shuffle(std::uint64_t, std::uint64_t, dssync::Partition&) const {}
+};
+struct Pairs02 {
+  void layout(int n, int, std::uint64_t, dssync::Partition& p) const {
+    const int order[] = {0, 2, 1, 3}, sizes[] = {2, 2};
+    p.assign(n, order, sizes);
+  }
+  void shuffle(std::uint64_t, std::uint64_t, dssync::Partition&) const {}
+};
+}  // namespace
+
+TEST_CASE(
+    "Two synchronizers with equal options on every rank fill each partition once and leave none") {
+  // Ranks of three speeds: the slow pairs pass an iteration long after the
+  // fast ones. Each synchronizer's partitions are filled once, and every
+  // entry is recycled once every rank has passed it.
+  const int n = 6, steps = 200;
+  CountedPairs::fills = 0;
+  SimWorld sim(n);
+  PartitionCache* cache = nullptr;
+  sim.run([&](SimTransport& t) {
+    cache = t.partition_cache();
+    std::vector<float> x(16, float(t.rank())), y(16, float(-t.rank()));
+    dssync::DSSync<SimTransport, CountedPairs> a(t, {.group_size = 2});
+    dssync::DSSync<SimTransport, CountedPairs> b(t, {.group_size = 2});
+    for (int k = 0; k < steps; ++k) {
+      t.compute(1e-3 * (1 << (t.rank() / 2)));
+      a.step(x);
+      b.step(y);
+    }
+    const float pair = float(t.rank() / 2 * 4 + 1) / 2;  // the mean of ranks 2p and 2p + 1
+    CHECK(x == std::vector<float>(16, pair));
+    CHECK(y == std::vector<float>(16, -pair));
+  });
+  CHECK(CountedPairs::fills == 2 * steps);
+  REQUIRE(cache != nullptr);
+  CHECK(cache->live() == 0);
+}
+
+TEST_CASE("Policies that are both grouping and shuffle, or swapped, do not share partitions") {
+  // Each synchronizer steps its own copy of the ranks' numbers once: its
+  // result shows which pairs it averaged.
+  auto run = [&]<class World, class Transport>(World&& world) {
+    std::vector<std::vector<float>> out(4);
+    world.run([&](Transport& t) {
+      std::vector<float> x(4, float(t.rank()));
+      dssync::DSSync<Transport, Pairs01, dssync::RingReduce, Pairs01> a(t, {.group_size = 2});
+      dssync::DSSync<Transport, Pairs02, dssync::RingReduce, Pairs02> b(t, {.group_size = 2});
+      dssync::DSSync<Transport, Pairs01, dssync::RingReduce, Pairs02> c(t, {.group_size = 2});
+      dssync::DSSync<Transport, Pairs02, dssync::RingReduce, Pairs01> d(t, {.group_size = 2});
+      a.step(std::span<float>(x).subspan(0, 1));
+      b.step(std::span<float>(x).subspan(1, 1));
+      c.step(std::span<float>(x).subspan(2, 1));
+      d.step(std::span<float>(x).subspan(3, 1));
+      out[static_cast<std::size_t>(t.rank())] = x;
+    });
+    return out;
+  };
+  const auto sim = run.template operator()<SimWorld, SimTransport>(SimWorld(4));
+  const auto inproc =
+      run.template operator()<dssync::InProcWorld, dssync::InProcTransport>(dssync::InProcWorld(4));
+  CHECK(sim == inproc);
+  // The grouping decides (the shuffles move nobody): a and d pair {0,1}
+  // {2,3}, b and c pair {0,2} {1,3}.
+  const std::vector<std::vector<float>> expected = {
+      {0.5f, 1, 1, 0.5f}, {0.5f, 2, 2, 0.5f}, {2.5f, 1, 1, 2.5f}, {2.5f, 2, 2, 2.5f}};
+  CHECK(inproc == expected);
+}
+
 TEST_CASE(
     "A synchronizer with labelled policies keeps its own partition and gives the same bits as "
     "in-process") {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <vector>
 
 namespace dssync::analysis {
@@ -66,11 +67,19 @@ class Matrix {
 // All eigenvalues of a symmetric matrix, largest first.
 inline std::vector<double> symmetric_eigenvalues(Matrix a) {
   const int n = a.size();
+  // Converged when what is off the diagonal is at rounding's level beside the
+  // whole matrix (n x n entries of about eps ||A|| each): relative, so that a
+  // matrix of tiny entries (the spectrum of a long product of mixing
+  // matrices, less J) is not returned unrotated.
+  double norm = 0;
+  for (int p = 0; p < n; ++p)
+    for (int q = 0; q < n; ++q) norm += a(p, q) * a(p, q);
+  const double eps = static_cast<double>(n) * std::numeric_limits<double>::epsilon();
   for (int sweep = 0; sweep < 100; ++sweep) {
     double off = 0;
     for (int p = 0; p < n; ++p)
       for (int q = p + 1; q < n; ++q) off += a(p, q) * a(p, q);
-    if (off < 1e-26) break;
+    if (off <= eps * eps * norm) break;
     for (int p = 0; p < n; ++p)
       for (int q = p + 1; q < n; ++q) {
         if (std::abs(a(p, q)) < 1e-300) continue;

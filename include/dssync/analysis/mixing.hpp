@@ -5,6 +5,7 @@
 // topology's neighbour weights.
 
 #include <cstdint>
+#include <string>
 
 #include "dssync/analysis/matrix.hpp"
 #include "dssync/core/group.hpp"
@@ -45,9 +46,14 @@ Matrix mixing_matrix(const Sync& sync, std::uint64_t t) {
     return mixing_matrix(sync.topology(), sync.world_size(), t);
 }
 
-// W_{t0+steps-1} ... W_{t0+1} W_{t0}: the effect of `steps` steps from t0.
+// W_{t0+steps-1} ... W_{t0+1} W_{t0}: the effect of `steps` steps from t0
+// (none: the identity).
 template <class Sync>
 Matrix mixing_product(const Sync& sync, std::uint64_t t0, int steps) {
+  if (steps < 0)
+    throw configuration_error("mixing_product needs at least 0 steps, got " +
+                              std::to_string(steps));
+  if (steps == 0) return Matrix::identity(mixing_matrix(sync, t0).size());
   Matrix prod = mixing_matrix(sync, t0);
   for (int s = 1; s < steps; ++s) prod = mixing_matrix(sync, t0 + static_cast<std::uint64_t>(s)) * prod;
   return prod;
@@ -58,6 +64,9 @@ Matrix mixing_product(const Sync& sync, std::uint64_t t0, int steps) {
 // periodic one it is exact over whole periods.
 template <class Sync>
 Matrix expected_wtw(const Sync& sync, std::uint64_t t0, int samples) {
+  if (samples < 1)
+    throw configuration_error("expected_wtw needs at least 1 sample, got " +
+                              std::to_string(samples));
   Matrix sum(mixing_matrix(sync, t0).size());
   for (int s = 0; s < samples; ++s) {
     const Matrix w = mixing_matrix(sync, t0 + static_cast<std::uint64_t>(s));

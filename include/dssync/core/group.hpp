@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -125,9 +126,12 @@ class Partition {
 
   // Refills as 0..n-1 in order, cut into consecutive groups of `sizes`.
   void assign_contiguous(std::span<const int> sizes) {
-    int n = 0;
-    for (int s : sizes) n += s;
-    resize(n, sizes);
+    long long n = 0;  // a sum past INT_MAX would wrap in an int
+    for (int s : sizes) n += s > 0 ? s : 0;
+    if (n > std::numeric_limits<int>::max())
+      throw configuration_error("group sizes add up to " + std::to_string(n) +
+                                ", more ranks than a partition can hold");
+    resize(static_cast<int>(n), sizes);
     for (int r = 0; r < n; ++r) order_[static_cast<std::size_t>(r)] = r;
     index();
   }
@@ -179,6 +183,12 @@ class Partition {
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       if (sizes[i] < 1)
         throw configuration_error("group " + std::to_string(i) + " of the partition is empty");
+      // Added in an int, sizes past the world would wrap and could pass the
+      // check below.
+      if (sizes[i] > world_size - offsets_[i])
+        throw configuration_error("group sizes add up to more than the world size " +
+                                  std::to_string(world_size) + " (at group " + std::to_string(i) +
+                                  ")");
       offsets_[i + 1] = offsets_[i] + sizes[i];
     }
     if (offsets_.back() != world_size)

@@ -13,10 +13,17 @@
 // same policies fill the same partition, once instead of n times.
 //
 // Entries are counted: a rank acquires the partition of the iteration it
-// steps and releases it when it takes the next. An entry is recycled once no
-// rank holds it and as many acquisitions as the world has ranks were served
-// (every rank has passed it); a rank that comes later fills it again. Spent
-// entries keep their storage, so a job allocates nothing once warm.
+// steps and releases it when it takes the next. A rank may hold several
+// synchronizers that ask for the same partitions (two DSSync with equal
+// options); each takes a number, its instance, from the cache when it is
+// made: the k-th such synchronizer of every rank has instance k, and the
+// instance is part of the key. So each entry is acquired exactly once by
+// each rank, and once as many acquisitions as the world has ranks were served
+// and no rank holds it, every rank has passed it and none will ask again: it
+// is recycled. (Counted without instances, two holders a rank would recycle
+// an entry when half the ranks had passed it, and the copy the others filled
+// again would never be.) Spent entries keep their storage, so a job
+// allocates nothing once warm.
 
 #include <concepts>
 #include <cstddef>
@@ -32,12 +39,14 @@ namespace dssync::detail {
 class PartitionCache {
  public:
   // What identifies a partition: the policies (a hash of their types), the
-  // synchronizer's seed and group size, the iteration.
+  // synchronizer's seed and group size, the iteration; and which of a rank's
+  // synchronizers with these three asks (instance()).
   struct Key {
     std::uint64_t policies = 0;
     std::uint64_t seed = 0;
     std::uint64_t group_size = 0;
     std::uint64_t iteration = 0;
+    std::uint64_t instance = 0;
     friend bool operator==(const Key&, const Key&) = default;
   };
 
@@ -55,6 +64,21 @@ class PartitionCache {
   };
 
   explicit PartitionCache(int world_size = 0) : world_(world_size) {}
+
+  // The instance of a new synchronizer of `rank` that asks for the partitions
+  // of `key` (its iteration and instance not used): how many of this rank's
+  // synchronizers asked for the same policies, seed and group size before it
+  // since the cache was last trimmed.
+  std::uint64_t instance(int rank, const Key& key) {
+    if (instances_.empty()) instances_.resize(static_cast<std::size_t>(world_));
+    Key stream = key;
+    stream.iteration = 0;
+    stream.instance = 0;
+    for (auto& [k, count] : instances_[static_cast<std::size_t>(rank)])
+      if (k == stream) return count++;
+    instances_[static_cast<std::size_t>(rank)].push_back({stream, 1});
+    return 0;
+  }
 
   // The partition of `key`, filled by fill(Partition&) if no rank holds it
   // yet. An exception from fill leaves no entry: the next rank fills again,
@@ -98,10 +122,12 @@ class PartitionCache {
       if (live_[i].get() == entry) return retire(i);
   }
 
-  // Forgets the entries no rank holds (after a run that ended early).
+  // Forgets the entries no rank holds (after a run that ended early), and
+  // the instances taken: a new run's synchronizers count from 0.
   void trim() {
     for (std::size_t i = live_.size(); i-- > 0;)
       if (live_[i]->users_ == 0) retire(i);
+    for (auto& taken : instances_) taken.clear();
   }
 
   // Entries held or waiting for ranks that have not passed them (tests).
@@ -116,6 +142,9 @@ class PartitionCache {
   }
 
   int world_;
+  // Per rank: the keys (iteration and instance 0) its synchronizers asked for,
+  // and how many did.
+  std::vector<std::vector<std::pair<Key, std::uint64_t>>> instances_;
   std::vector<std::unique_ptr<Entry>> live_;  // few: the iterations ranks are in
   std::vector<std::unique_ptr<Entry>> spare_;
 };
@@ -184,11 +213,12 @@ class WorldPartition {
   template <class Transport>
   explicit WorldPartition(Transport& t) {
     const int n = t.size();
-    if (PartitionCache* cache = partition_cache_of(t))
-      shared_.get(*cache,
-                  {.policies = 0x776f726c64ULL, .group_size = static_cast<std::uint64_t>(n)},
-                  [n](Partition& p) { p = Partition::whole(n); });
-    else
+    if (PartitionCache* cache = partition_cache_of(t)) {
+      PartitionCache::Key key{.policies = 0x776f726c64ULL,
+                              .group_size = static_cast<std::uint64_t>(n)};
+      key.instance = cache->instance(t.rank(), key);
+      shared_.get(*cache, key, [n](Partition& p) { p = Partition::whole(n); });
+    } else
       own_ = Partition::whole(n);
   }
   const Partition& get() const noexcept {

@@ -10,9 +10,10 @@
 // all others over a few steps.
 
 #include <cstdint>
+#include <optional>
 #include <span>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dssync/collective/recursive_doubling.hpp"
@@ -121,11 +122,16 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   const Partition& current(std::uint64_t t) {
     if constexpr (std::is_empty_v<Shuffle> && std::is_empty_v<Grouping>) {
       if (detail::PartitionCache* cache = detail::partition_cache_of(transport_)) {
-        const detail::PartitionCache::Key key{
-            .policies = detail::mix64(detail::type_hash<Shuffle>() ^ detail::type_hash<Grouping>()),
+        // The policies in order: one type that is both, or the two swapped,
+        // must not hash as another pair.
+        detail::PartitionCache::Key key{
+            .policies = detail::mix64(detail::mix64(detail::type_hash<Shuffle>()) +
+                                      detail::type_hash<Grouping>()),
             .seed = options_.seed,
-            .group_size = static_cast<std::uint64_t>(options_.group_size),
-            .iteration = t};
+            .group_size = static_cast<std::uint64_t>(options_.group_size)};
+        if (!instance_) instance_ = cache->instance(transport_.rank(), key);
+        key.iteration = t;
+        key.instance = *instance_;
         return shared_.get(*cache, key, [&](Partition& p) { fill(t, p); });
       }
     }
@@ -151,6 +157,7 @@ class DSSync : public detail::StepOverloads<DSSync<Transport, Shuffle, Reduce, G
   std::uint64_t ordinal_;
   Partition partition_;             // this rank's own copy, when not shared
   detail::SharedPartition shared_;  // the shared copy's hold, when shared
+  std::optional<std::uint64_t> instance_;  // in the shared cache, taken at the first current()
   detail::Scratch fusion_;
   std::uint64_t iteration_ = 0;
   SyncStats stats_;

@@ -107,9 +107,10 @@ inline void validate(int n, const SimOptions& o) {
   if (o.ranks_per_host < 1 || o.hosts_per_rack < 0)
     throw configuration_error(
         "SimOptions: ranks_per_host must be at least 1 and hosts_per_rack at least 0");
-  if (o.straggler_fraction < 0 || o.straggler_fraction > 1 || !(o.straggler_slowdown > 0))
-    throw configuration_error(
-        "SimOptions: straggler_fraction in [0, 1] and straggler_slowdown > 0");
+  if (!(o.straggler_fraction >= 0 && o.straggler_fraction <= 1))
+    throw configuration_error("SimOptions::straggler_fraction must be in [0, 1], got " +
+                              std::to_string(o.straggler_fraction));
+  positive(o.straggler_slowdown, "straggler_slowdown");
 }
 
 }  // namespace detail
