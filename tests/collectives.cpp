@@ -963,6 +963,26 @@ TEST_CASE_TEMPLATE("a tag outside [0, max_tag] is a configuration_error", Algo,
   }
 }
 
+// A group of one moves no message, so only an up-front check can refuse the
+// tag there as a group of two does.
+TEST_CASE_TEMPLATE("a bad tag is a configuration_error on groups of 1 and 2 alike", Algo,
+                   ALL_ALGORITHMS) {
+  for (int n : {1, 2}) {
+    for (dssync::tag_t tag : {-1, dssync::max_tag + 1}) {
+      CAPTURE(n);
+      CAPTURE(tag);
+      InProcWorld world(n, options);
+      const std::vector<int> members = iota_group(n);
+      const std::string kind = run_kind(world, [&](InProcTransport& t) {
+        std::vector<float> d(4);
+        Algo algo;
+        algo.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{}, tag);
+      });
+      CHECK(kind == "configuration");
+    }
+  }
+}
+
 // ----------------------------------------------------------------- scratch --
 
 

@@ -461,4 +461,162 @@ TEST_CASE("repeated calls allocate nothing once the output has grown") {
   }
 }
 
+// ------------------------------------------------------------ fixed bugs --
+
+// A group of one moves no message, so only an up-front check can refuse the
+// tag there as a group of two does.
+TEST_CASE("a bad tag is a configuration_error on groups of 1 and 2 alike") {
+  for (int n : {1, 2}) {
+    const std::vector<int> members = iota_group(n);
+    for (dssync::tag_t tag : {-1, dssync::max_tag + 1}) {
+      CAPTURE(n);
+      CAPTURE(tag);
+      auto each = [&](auto&& call) {
+        check_configuration_everywhere(n, [&](InProcTransport& t) {
+          std::vector<float> d(3), out(3 * static_cast<std::size_t>(n)), v_out;
+          std::vector<std::size_t> counts(static_cast<std::size_t>(n));
+          call(t, std::span<float>(d), std::span<float>(out), counts, v_out);
+        });
+      };
+      const Group g(members);
+      each([&](InProcTransport& t, std::span<float> d, auto, auto&, auto&) {
+        dssync::AutoBroadcast().broadcast(t, g, d, 0, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, auto, auto&, auto&) {
+        dssync::ScatterAllgatherBroadcast().broadcast(t, g, d, 0, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, auto, auto&, auto&) {
+        dssync::PipelineBroadcast().broadcast(t, g, d, 0, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, std::span<float> out, auto&, auto&) {
+        dssync::AutoAllGather().all_gather(t, g, std::span<const float>(d), out, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, std::span<float> out, auto&, auto&) {
+        dssync::RingAllGather().all_gather(t, g, std::span<const float>(d), out, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, auto, std::vector<std::size_t>& counts,
+               std::vector<float>& v_out) {
+        dssync::BruckAllGatherV().all_gather_v(t, g, std::span<const float>(d),
+                                               std::span<std::size_t>(counts), v_out, tag);
+      });
+      each([&](InProcTransport& t, std::span<float> d, auto, std::vector<std::size_t>& counts,
+               std::vector<float>& v_out) {
+        dssync::RingAllGatherV().all_gather_v(t, g, std::span<const float>(d),
+                                              std::span<std::size_t>(counts), v_out, tag);
+      });
+      each([&](InProcTransport& t, auto, auto, auto&, auto&) {
+        dssync::DisseminationBarrier().barrier(t, g, tag);
+      });
+    }
+  }
+}
+
+// Counts whose sum wraps to 0 would pass the size check against an empty
+// output. The output is an empty view of a guarded buffer, so that the old
+// code's writes past its end land in the guard, not in the heap.
+TEST_CASE("all_gather_known refuses counts whose sum wraps past SIZE_MAX") {
+  for (int n : {2, 3}) {
+    CAPTURE(n);
+    const std::vector<int> members = iota_group(n);
+    std::vector<std::size_t> counts(static_cast<std::size_t>(n), 1);
+    counts.back() = SIZE_MAX - static_cast<std::size_t>(n - 2);  // the sum is exactly 2^64
+    std::vector<std::vector<float>> guards(static_cast<std::size_t>(n),
+                                           std::vector<float>(16, 7.0f));
+    check_configuration_everywhere(n, [&](InProcTransport& t) {
+      const auto me = static_cast<std::size_t>(t.rank());
+      std::vector<float> mine(me + 1 < counts.size() ? 1 : 0, 42.0f);
+      dssync::RingAllGatherV().all_gather_known(t, Group(members), std::span<const float>(mine),
+                                                std::span<const std::size_t>(counts),
+                                                std::span<float>(guards[me].data(), 0));
+    });
+    for (const auto& guard : guards) CHECK(guard == std::vector<float>(16, 7.0f));
+  }
+}
+
+// Gathering again from a view of the last call's output: the output grows
+// (and moves) under `mine`, or, with room reserved, is overwritten around it.
+template <class Algo>
+void gather_v_from_own_output(const char* name) {
+  for (const bool grows : {true, false}) {
+    CAPTURE(name);
+    CAPTURE(grows);
+    const int n = 3;
+    const std::vector<int> members = iota_group(n);
+    std::vector<int> ok(n, 0);
+    InProcWorld(n, options).run([&](InProcTransport& t) {
+      Algo algo;
+      std::vector<std::size_t> counts(n);
+      std::vector<int> out;
+      out.reserve(grows ? 4 : 64);
+      const std::vector<int> first(2, 100 + t.rank());
+      algo.all_gather_v(t, Group(members), std::span<const int>(first),
+                        std::span<std::size_t>(counts), out);
+      // All of it (6 elements), then, in the second round, this rank's block of
+      // the output (the member's own contribution, at another offset).
+      const std::vector<int> again(out.begin(), out.end());
+      algo.all_gather_v(t, Group(members), std::span<const int>(out),
+                        std::span<std::size_t>(counts), out);
+      bool good = out.size() == again.size() * n;
+      for (std::size_t i = 0; good && i < out.size(); ++i) good = out[i] == again[i % again.size()];
+      algo.all_gather_v(
+          t, Group(members),
+          std::span<const int>(out).subspan(6 * static_cast<std::size_t>(t.rank()) + 2, 3),
+          std::span<std::size_t>(counts), out);
+      good = good && out.size() == 9;
+      // Every member's three from offset 2 of its block: again[2..4].
+      for (std::size_t i = 0; good && i < out.size(); ++i) good = out[i] == again[2 + i % 3];
+      ok[static_cast<std::size_t>(t.rank())] = good;
+    });
+    CHECK(ok == std::vector<int>(n, 1));
+  }
+}
+
+TEST_CASE("all_gather_v from a view of its own last output gathers the right values") {
+  gather_v_from_own_output<dssync::RingAllGatherV>("RingAllGatherV");
+  gather_v_from_own_output<dssync::BruckAllGatherV>("BruckAllGatherV");
+}
+
+// Lengths that straddle AutoBroadcast's threshold take different algorithms on
+// different members. Whatever else happens, no member may return normally
+// holding anything but the root's buffer: the member whose length is one
+// chain segment once got the root's first segment as a whole tree message.
+TEST_CASE("AutoBroadcast with lengths across its threshold never returns a wrong buffer") {
+  const dssync::InProcOptions quick{.timeout = std::chrono::seconds(2)};
+  struct Case {
+    int n;
+    std::size_t root_len, other_len;
+  };
+  // 4096 bytes and more take the chain, in segments of 256 floats.
+  for (const Case c : {Case{3, 1024, 256}, Case{3, 256, 1024}, Case{4, 1024, 256},
+                       Case{3, 1024, 255}, Case{3, 1024, 257}, Case{5, 300, 1024}}) {
+    for (int odd = 1; odd < c.n; ++odd) {
+      CAPTURE(c.n);
+      CAPTURE(c.root_len);
+      CAPTURE(c.other_len);
+      CAPTURE(odd);
+      const std::vector<int> members = iota_group(c.n);
+      std::vector<std::string> wrong(static_cast<std::size_t>(c.n));
+      try {
+        InProcWorld(c.n, quick).run([&](InProcTransport& t) {
+          dssync::AutoBroadcast b(
+              {.pipeline_from = 4096, .pipeline_min_group = 3, .segment_bytes = 1024});
+          const std::size_t len = t.rank() == odd ? c.other_len : c.root_len;
+          std::vector<float> d(len, -1.0f);
+          if (t.rank() == 0)
+            for (std::size_t i = 0; i < len; ++i) d[i] = static_cast<float>(i);
+          b.broadcast(t, Group(members), std::span<float>(d), 0);
+          bool same = len == c.root_len;
+          for (std::size_t i = 0; same && i < len; ++i) same = d[i] == static_cast<float>(i);
+          if (!same)
+            wrong[static_cast<std::size_t>(t.rank())] =
+                "rank " + std::to_string(t.rank()) + " returned normally holding a wrong buffer";
+        });
+      } catch (const dssync::error&) {
+        // Expected: size_mismatch_error, or peer_error / timeout_error on the others.
+      }
+      for (const std::string& w : wrong) CHECK_MESSAGE(w.empty(), w);
+    }
+  }
+}
+
 }  // namespace

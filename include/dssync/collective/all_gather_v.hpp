@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,11 +35,12 @@ class RingAllGatherV {
   // counts[p] becomes the length of the contribution of the member at position
   // p, and `out` (resized to their sum) the contributions concatenated in
   // position order. counts.size() must be g.size() (configuration_error
-  // otherwise). `mine` must not point into `out`, which may move when it grows.
+  // otherwise). `mine` may point into `out` (the last call's output gathered
+  // again): it is copied aside before `out` is resized.
   template <transport Transport, element T>
   void all_gather_v(Transport& t, const Group& g, std::span<const T> mine,
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int n = m.size;
     detail::check_gather_counts(t, g, counts.size(), tag);
     // The lengths, as 64-bit integers whatever size_t is on the peer.
@@ -47,11 +49,17 @@ class RingAllGatherV {
     bruck_.all_gather(t, g, std::span<const std::uint64_t>(&own, 1), lengths, tag);
     const auto offsets = offsets_.get<std::size_t>(static_cast<std::size_t>(n) + 1);
     offsets[0] = 0;
-    for (int q = 0; q < n; ++q) {
+    for (int q = 0; q < n; ++q)
       counts[static_cast<std::size_t>(q)] =
           static_cast<std::size_t>(lengths[static_cast<std::size_t>(q)]);
-      offsets[static_cast<std::size_t>(q) + 1] =
-          offsets[static_cast<std::size_t>(q)] + counts[static_cast<std::size_t>(q)];
+    sum_counts(t, g, counts, offsets, tag, "all_gather_v");
+    // A `mine` inside out's storage (the last call's output gathered again)
+    // would dangle once out grows, and be overwritten by the ring if not:
+    // copy it aside first, into scratch kept from call to call.
+    if (overlaps(mine, out)) {
+      const auto aside = aside_.get<T>(mine.size());
+      std::copy(mine.begin(), mine.end(), aside.begin());
+      mine = aside;
     }
     out.resize(offsets[static_cast<std::size_t>(n)]);
     ring(t, g, m, mine, offsets, std::span<T>(out), tag);
@@ -65,12 +73,11 @@ class RingAllGatherV {
   template <transport Transport, element T>
   void all_gather_known(Transport& t, const Group& g, std::span<const T> mine,
                         std::span<const std::size_t> counts, std::span<T> out, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const auto n = static_cast<std::size_t>(m.size);
     detail::check_gather_counts(t, g, counts.size(), tag, "all_gather_known");
     const auto offsets = offsets_.get<std::size_t>(n + 1);
-    offsets[0] = 0;
-    for (std::size_t q = 0; q < n; ++q) offsets[q + 1] = offsets[q] + counts[q];
+    sum_counts(t, g, counts, offsets, tag, "all_gather_known");
     const std::size_t own = counts[static_cast<std::size_t>(m.position)];
     if (mine.size() != own || out.size() != offsets[n])
       throw configuration_error(
@@ -82,6 +89,34 @@ class RingAllGatherV {
   }
 
  private:
+  // offsets[q] = counts[0] + ... + counts[q - 1]. A sum that wraps past
+  // SIZE_MAX would pass the size check against a short output and send the
+  // ring past its end: configuration_error instead, before anything moves.
+  template <transport Transport>
+  static void sum_counts(const Transport& t, const Group& g, std::span<const std::size_t> counts,
+                         std::span<std::size_t> offsets, tag_t tag, const char* call) {
+    offsets[0] = 0;
+    for (std::size_t q = 0; q < counts.size(); ++q) {
+      if (counts[q] > SIZE_MAX - offsets[q])
+        throw configuration_error(
+            std::string(call) + "'s counts overflow: adding the " + std::to_string(counts[q]) +
+                " elements of rank " + std::to_string(g[static_cast<int>(q)]) + " (position " +
+                std::to_string(q) + ") to " + std::to_string(offsets[q]) + " wraps past SIZE_MAX",
+            detail::call_context(t, g, tag));
+      offsets[q + 1] = offsets[q] + counts[q];
+    }
+  }
+
+  // Whether `mine` lies in the storage `out` owns (its capacity, not only its
+  // size: resize may reuse or move all of it). std::less orders any pointers.
+  template <element T>
+  static bool overlaps(std::span<const T> mine, const std::vector<T>& out) {
+    if (mine.empty() || out.capacity() == 0) return false;
+    const std::less<const T*> before;
+    return before(mine.data(), out.data() + out.capacity()) &&
+           before(out.data(), mine.data() + mine.size());
+  }
+
   template <transport Transport, element T>
   static void ring(Transport& t, const Group& g, detail::Member m, std::span<const T> mine,
                    std::span<const std::size_t> offsets, std::span<T> all, tag_t tag) {
@@ -104,6 +139,7 @@ class RingAllGatherV {
   BruckAllGather bruck_;
   detail::Scratch lengths_;
   detail::Scratch offsets_;
+  detail::Scratch aside_;
 };
 
 }  // namespace dssync

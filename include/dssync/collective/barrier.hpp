@@ -22,7 +22,7 @@ class DisseminationBarrier {
 
   template <transport Transport>
   void barrier(Transport& t, const Group& g, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const std::span<const std::byte> signal;
     const std::span<std::byte> heard;
     for (int d = 1; d < m.size; d *= 2)

@@ -31,7 +31,7 @@ class BruckAllGather {
   template <transport Transport, element T>
   void all_gather(Transport& t, const Group& g, std::span<const T> mine, std::span<T> out,
                   tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     detail::check_gather_output(t, g, mine.size(), out.size(), tag);
     const std::size_t len = mine.size();
     const int n = m.size;

@@ -50,7 +50,7 @@ class BruckAllGatherV {
   template <transport Transport, element T>
   void all_gather_v(Transport& t, const Group& g, std::span<const T> mine,
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int n = m.size;
     const int p = m.position;
     detail::check_gather_counts(t, g, counts.size(), tag);

@@ -6,11 +6,14 @@
 #include <bit>
 #include <cstddef>
 #include <span>
+#include <string>
 
 #include "dssync/core/concepts.hpp"
+#include "dssync/core/error.hpp"
 #include "dssync/core/group.hpp"
 #include "dssync/core/ops.hpp"
 #include "dssync/core/scratch.hpp"
+#include "dssync/core/tag.hpp"
 
 namespace dssync::detail {
 
@@ -65,14 +68,21 @@ void exchange_combine(Transport& t, int dst, std::span<const T> out, int src, st
 }
 
 // This rank's place in a collective: its position in the group and the group
-// size. Validates the group against the transport first.
+// size. Validates the group against the transport first, and the tag: the
+// transport checks it only when a message moves, and a group of one moves
+// none, so without this check it would accept a tag a larger group refuses.
 struct Member {
   int position;
   int size;
 };
 template <transport Transport>
-Member member_of(const Transport& t, const Group& g) {
-  return {checked_position(g, t.rank(), t.size()), g.size()};
+Member member_of(const Transport& t, const Group& g, tag_t tag) {
+  const int position = checked_position(g, t.rank(), t.size());
+  if (tag < 0 || tag > max_tag)
+    throw configuration_error(
+        "tag outside [0, " + std::to_string(max_tag) + "]",
+        error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag));
+  return {position, g.size()};
 }
 
 // Groups whose size is not a power of two run a power-of-two algorithm on
@@ -126,7 +136,7 @@ void fold_out(Transport& t, const Group& g, Member m, const Fold& f, std::span<T
 template <transport Transport, class T, class Op, class Body>
 void run_folded(Transport& t, const Group& g, std::span<T> data, const Op& op, Scratch& scratch,
                 tag_t tag, Body&& body) {
-  const Member m = member_of(t, g);
+  const Member m = member_of(t, g, tag);
   if (m.size == 1) {
     finish(op, data, 1);
     return;

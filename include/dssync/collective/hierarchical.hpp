@@ -82,7 +82,7 @@ class HierarchicalReduce {
 
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member me = detail::member_of(t, g);
+    const detail::Member me = detail::member_of(t, g, tag);
     split(t.size(), g);
     const std::size_t n = data.size();
     const int mine = slot_[static_cast<std::size_t>(label_of(t.rank()))];

@@ -40,6 +40,25 @@ namespace dssync {
 
 namespace detail {
 
+// The context a native call hands to the transport on every call: rank and
+// tag, which allocate nothing. The group's text allocates once the group is
+// long, so it is formatted only when an error leaves the call
+// (with_group_on_error), not on every call.
+inline error_context rank_and_tag(int rank, tag_t tag) {
+  return error_context{}.with_rank(rank).with_tag(tag);
+}
+
+// Runs `body`; a dssync::error leaving it is rethrown, as its own kind, with
+// the group (and the rank and tag, if it lacks them) added.
+template <class Body>
+void with_group_on_error(int rank, const Group& g, tag_t tag, Body&& body) {
+  try {
+    body();
+  } catch (const error& e) {
+    e.rethrow_with(error_context{}.with_rank(rank).with_group(g.ranks()).with_tag(tag));
+  }
+}
+
 // The MPITransport under a transport or a chain of adapters over one.
 template <class Transport>
 MPITransport& mpi_transport_of(Transport& t) {
@@ -155,12 +174,15 @@ class MPINativeReduce {
 
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
-    if (m.size > 1) {
+    const detail::Member m = detail::member_of(t, g, tag);
+    if (m.size == 1) {
+      detail::finish(op, data, 1);
+      return;
+    }
+    detail::with_group_on_error(t.rank(), g, tag, [&] {
       MPITransport& mt = detail::mpi_transport_of(t);
       const auto start = std::chrono::steady_clock::now();
-      const error_context where =
-          error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag);
+      const error_context where = detail::rank_and_tag(t.rank(), tag);
       mt.check_usable(where);
       const MPI_Comm comm = communicator_for(t, static_cast<MPI_Comm>(mt.communicator()), g, tag);
       const bool deadline = mt.options().timeout.count() > 0;
@@ -190,9 +212,7 @@ class MPINativeReduce {
           throw peer_error("MPI_Allreduce failed: " + detail::mpi_error_text(rc), where);
         detail::finish(op, data.subspan(off, n), m.size);
       }
-    } else {
-      detail::finish(op, data, m.size);
-    }
+    });
   }
 
   std::size_t cached_communicators() const noexcept { return cache_.size(); }

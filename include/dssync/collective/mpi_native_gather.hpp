@@ -88,13 +88,19 @@ class MPINativeBroadcast {
 
   template <transport Transport, element T>
   void broadcast(Transport& t, const Group& g, std::span<T> data, int root, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     detail::root_position(t, g, root, tag);
     detail::require_whole_world(t, g, "MPINativeBroadcast", tag);
     if (m.size == 1) return;
+    detail::with_group_on_error(t.rank(), g, tag, [&] { move(t, data, root, tag); });
+  }
+
+ private:
+  template <transport Transport, element T>
+  void move(Transport& t, std::span<T> data, int root, tag_t tag) {
     MPITransport& mt = detail::mpi_transport_of(t);
     const auto start = std::chrono::steady_clock::now();
-    const error_context where = detail::call_context(t, g, tag);
+    const error_context where = detail::rank_and_tag(t.rank(), tag);
     mt.check_usable(where);
     if (mt.options().timeout.count() > 0 || options_.check_lengths)
       detail::agree_on_count(mt, static_cast<MPI_Comm>(mt.communicator()), lengths_, data.size(),
@@ -116,7 +122,6 @@ class MPINativeBroadcast {
     }
   }
 
- private:
   Options options_;
   std::unique_ptr<long long[]> lengths_ = std::make_unique<long long[]>(2);
 };
@@ -143,35 +148,38 @@ class MPINativeAllGather {
   template <transport Transport, element T>
   void all_gather(Transport& t, const Group& g, std::span<const T> mine, std::span<T> out,
                   tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     detail::check_gather_output(t, g, mine.size(), out.size(), tag);
     detail::require_whole_world(t, g, "MPINativeAllGather", tag);
-    const error_context where = detail::call_context(t, g, tag);
     if (mine.size() > detail::mpi_max_count)
-      throw configuration_error("MPINativeAllGather takes at most 2^30 elements per member", where);
+      throw configuration_error("MPINativeAllGather takes at most 2^30 elements per member",
+                                detail::call_context(t, g, tag));
     const std::size_t len = mine.size();
     const auto own = out.subspan(static_cast<std::size_t>(m.position) * len, len);
     if (mine.data() != own.data()) std::copy(mine.begin(), mine.end(), own.begin());
     if (m.size == 1) return;
-    MPITransport& mt = detail::mpi_transport_of(t);
-    const auto start = std::chrono::steady_clock::now();
-    mt.check_usable(where);
-    if (mt.options().timeout.count() > 0 || options_.check_lengths)
-      detail::agree_on_count(mt, static_cast<MPI_Comm>(mt.communicator()), lengths_, len, where,
-                             start);
-    const MPI_Comm comm = static_cast<MPI_Comm>(mt.communicator());
-    const int count = static_cast<int>(len);
-    // In place: this member's block of `out` is already its contribution.
-    if (options_.nonblocking) {
-      MPI_Request request = MPI_REQUEST_NULL;
-      const int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out.data(), count,
-                                    detail::mpi_datatype<T>(), comm, &request);
-      detail::wait_native(mt, request, rc, "MPI_Iallgather", where, start);
-    } else {
-      detail::check_native(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out.data(), count,
-                                         detail::mpi_datatype<T>(), comm),
-                           "MPI_Allgather", where);
-    }
+    detail::with_group_on_error(t.rank(), g, tag, [&] {
+      const error_context where = detail::rank_and_tag(t.rank(), tag);
+      MPITransport& mt = detail::mpi_transport_of(t);
+      const auto start = std::chrono::steady_clock::now();
+      mt.check_usable(where);
+      if (mt.options().timeout.count() > 0 || options_.check_lengths)
+        detail::agree_on_count(mt, static_cast<MPI_Comm>(mt.communicator()), lengths_, len, where,
+                               start);
+      const MPI_Comm comm = static_cast<MPI_Comm>(mt.communicator());
+      const int count = static_cast<int>(len);
+      // In place: this member's block of `out` is already its contribution.
+      if (options_.nonblocking) {
+        MPI_Request request = MPI_REQUEST_NULL;
+        const int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out.data(), count,
+                                      detail::mpi_datatype<T>(), comm, &request);
+        detail::wait_native(mt, request, rc, "MPI_Iallgather", where, start);
+      } else {
+        detail::check_native(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out.data(), count,
+                                           detail::mpi_datatype<T>(), comm),
+                             "MPI_Allgather", where);
+      }
+    });
   }
 
   // As RingAllGatherV::all_gather_v: the lengths by MPI_Iallgather waited for
@@ -180,16 +188,23 @@ class MPINativeAllGather {
   template <transport Transport, element T>
   void all_gather_v(Transport& t, const Group& g, std::span<const T> mine,
                     std::span<std::size_t> counts, std::vector<T>& out, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
-    const error_context where = detail::call_context(t, g, tag);
+    const detail::Member m = detail::member_of(t, g, tag);
     detail::check_gather_counts(t, g, counts.size(), tag);
     detail::require_whole_world(t, g, "MPINativeAllGather", tag);
-    const auto n = static_cast<std::size_t>(m.size);
     if (m.size == 1) {
       counts[0] = mine.size();
       out.assign(mine.begin(), mine.end());
       return;
     }
+    detail::with_group_on_error(t.rank(), g, tag, [&] { gather_v(t, m, mine, counts, out, tag); });
+  }
+
+ private:
+  template <transport Transport, element T>
+  void gather_v(Transport& t, detail::Member m, std::span<const T> mine,
+                std::span<std::size_t> counts, std::vector<T>& out, tag_t tag) {
+    const error_context where = detail::rank_and_tag(t.rank(), tag);
+    const auto n = static_cast<std::size_t>(m.size);
     MPITransport& mt = detail::mpi_transport_of(t);
     const auto start = std::chrono::steady_clock::now();
     mt.check_usable(where);
@@ -245,7 +260,6 @@ class MPINativeAllGather {
     }
   }
 
- private:
   Options options_;
   std::unique_ptr<long long[]> lengths_ = std::make_unique<long long[]>(2);
   std::unique_ptr<std::uint64_t[]> world_lengths_;

@@ -75,7 +75,7 @@ class PipelineBroadcast {
   // for bit; `root` is a global rank that must be a member.
   template <transport Transport, element T>
   void broadcast(Transport& t, const Group& g, std::span<T> data, int root, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int r = detail::root_position(t, g, root, tag);
     const int n = m.size;
     if (n == 1) return;

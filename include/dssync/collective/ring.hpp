@@ -33,7 +33,7 @@ class RingReduce {
 
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const auto n = static_cast<std::size_t>(m.size);
     const auto p = static_cast<std::size_t>(m.position);
     if (n == 1) {

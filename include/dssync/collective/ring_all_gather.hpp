@@ -34,6 +34,17 @@ class RingAllGather {
   RingAllGather() = default;
   explicit RingAllGather(Options o) : options_(o) {}
 
+  // Whether contributions travel in segments over Transport, and how many
+  // elements of T a full segment holds there.
+  template <class Transport, class T>
+  bool posts() const noexcept {
+    return transport_with_posting<Transport, T> && options_.in_flight > 0;
+  }
+  template <class T>
+  std::size_t segment_length() const noexcept {
+    return std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+  }
+
   // out[p * mine.size() + i] becomes element i of the member at position p.
   // out.size() must be g.size() * mine.size() (configuration_error otherwise);
   // members passing different lengths get size_mismatch_error. `mine` may be
@@ -41,7 +52,7 @@ class RingAllGather {
   template <transport Transport, element T>
   void all_gather(Transport& t, const Group& g, std::span<const T> mine, std::span<T> out,
                   tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     detail::check_gather_output(t, g, mine.size(), out.size(), tag);
     const std::size_t len = mine.size();
     const int n = m.size;
@@ -74,7 +85,7 @@ class RingAllGather {
               tag_t tag) {
     detail::PostedRing<Transport> in(t, options_.in_flight), sends(t, options_.in_flight);
     const std::size_t d = in.depth();
-    const std::size_t s = std::max<std::size_t>(1, options_.segment_bytes / sizeof(T));
+    const std::size_t s = segment_length<T>();
     const std::size_t per = len / s + 1;
     const std::size_t total = std::size_t(n - 1) * per;
     auto segment = [&](std::size_t m, int behind) {

@@ -27,7 +27,7 @@ class ScatterAllgatherBroadcast {
   // member in the ring, so the difference is a size_mismatch_error somewhere.
   template <transport Transport, element T>
   void broadcast(Transport& t, const Group& g, std::span<T> data, int root, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int r = detail::root_position(t, g, root, tag);
     const int n = m.size;
     if (n == 1) return;

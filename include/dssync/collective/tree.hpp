@@ -16,7 +16,7 @@ class TreeReduce {
  public:
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int p = m.position;
     if (m.size > 1) scratch_.reserve<T>(data.size());  // any position may become a parent
     // Reduce: in round `mask`, members with that bit set send to the member

@@ -26,7 +26,7 @@ class TreeBroadcast {
   // and the members waiting on it a peer_error or timeout_error).
   template <transport Transport, element T>
   void broadcast(Transport& t, const Group& g, std::span<T> data, int root, tag_t tag = 0) {
-    const detail::Member m = detail::member_of(t, g);
+    const detail::Member m = detail::member_of(t, g, tag);
     const int r = detail::root_position(t, g, root, tag);
     // Positions relative to the root, so that the root is 0 of the tree.
     const int v = (m.position - r + m.size) % m.size;
