@@ -43,6 +43,7 @@
 #include <dssync/transport/sim.hpp>
 #endif
 
+#include "../cli_checks.hpp"
 #include "data.hpp"
 
 namespace {
@@ -409,6 +410,17 @@ double largest_eigenvalue(const MatrixXd& a) {
   return value;
 }
 
+// The largest of `errors`, NaN if any is: a diverged worker must not vanish
+// from the worst (std::max(w, NaN) keeps w) nor pass --expect-below.
+double worst_of(const std::vector<double>& errors) {
+  double worst = 0;
+  for (const double e : errors) {
+    if (std::isnan(e)) return e;
+    if (e > worst) worst = e;
+  }
+  return worst;
+}
+
 template <class Chain>
 int solve(const Config& c, Chain chain, const train::Split& split) {
   const Rows all = select(split, c.problem, c.train_limit);
@@ -475,10 +487,10 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
   std::printf(sim ? "iteration,worst_error,mean_error,bytes,virtual_seconds\n"
                   : "iteration,worst_error,mean_error,bytes\n");
   for (std::size_t k = 0; k < rec.err.size(); ++k) {
-    double worst = 0, mean = 0, clock = 0;
+    const double worst = worst_of(rec.err[k]);
+    double mean = 0, clock = 0;
     std::uint64_t bytes = 0;
     for (std::size_t r = 0; r < rec.err[k].size(); ++r) {
-      worst = std::max(worst, rec.err[k][r]);
       mean += rec.err[k][r] / static_cast<double>(rec.err[k].size());
       bytes += rec.sent[k][r];
       clock = std::max(clock, rec.clock[k][r]);
@@ -489,7 +501,7 @@ int solve(const Config& c, Chain chain, const train::Split& split) {
     std::printf("\n");
   }
   if (c.expect_below > 0) {
-    const double last = *std::max_element(rec.err.back().begin(), rec.err.back().end());
+    const double last = worst_of(rec.err.back());
     if (!(last < c.expect_below)) {
       std::fprintf(stderr, "the worst error after %d iterations is %g, not below %g\n",
                    c.iterations, last, c.expect_below);
@@ -506,6 +518,7 @@ int main(int argc, char** argv) {
       "GADMM and D-GADMM on Fashion-MNIST: ridge least squares, or sandal against "
       "sneaker by logistic regression"};
   Config c;
+  using namespace dssync_cli;
   app.add_option("--problem", c.problem, "ls or logistic")
       ->capture_default_str()
       ->check(CLI::IsMember({"ls", "logistic"}));
@@ -516,42 +529,66 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"gadmm", "dgadmm", "gd", "dsgd", "gossip"}));
   app.add_option("--every", c.every, "evaluate the objective every this many iterations")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--transport", c.transport, "inproc (threads) or sim (virtual time)")
       ->capture_default_str()
       ->check(CLI::IsMember({"inproc", "sim"}));
-  app.add_option("--sim-bandwidth", c.sim_gbit, "sim: host link, Gbit/s")->capture_default_str();
-  app.add_option("--sim-alpha", c.sim_alpha, "sim: latency per message, s")->capture_default_str();
+  app.add_option("--sim-bandwidth", c.sim_gbit, "sim: host link, Gbit/s")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--sim-alpha", c.sim_alpha, "sim: latency per message, s")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
   app.add_option("--sim-hosts-per-rack", c.sim_hosts_per_rack, "sim: hosts per rack, 0: one rack")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
   app.add_option("--sim-oversubscription", c.sim_oversubscription,
                  "sim: rack uplink = rack bandwidth / this")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--sim-compute", c.sim_compute,
                  "sim: virtual compute seconds per iteration (0: communication only)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
   app.add_option("--workers", c.workers, "workers (threads), the chain's length")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--rho", c.rho, "the ADMM penalty (default: 1000 for ls, 10 for logistic)");
-  app.add_option("--lambda", c.lambda, "the L2 regularization of the whole objective")
-      ->capture_default_str();
-  app.add_option("--iterations", c.iterations)->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
+  // 0 stays the default: scripts/studies/gadmm passes it to the methods
+  // without a penalty.
+  app.add_option("--rho", c.rho, "the ADMM penalty (0 or not given: 1000 for ls, 10 for logistic)")
+      ->check(FiniteNonNegative);
+  // Above 0: the ridge optimum's Cholesky factor needs XᵀX + λI definite,
+  // and a separable logistic problem has no minimum without it.
+  app.add_option("--lambda", c.lambda, "the L2 regularization of the whole objective, above 0")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--iterations", c.iterations)->capture_default_str()->check(FinitePositive);
   app.add_option("--chain", c.chain, "static (GADMM) or random (D-GADMM)")
       ->capture_default_str()
       ->check(CLI::IsMember({"static", "random"}));
   app.add_option("--coherence", c.coherence, "random: a new chain every this many iterations")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--seed", c.seed, "the random chains' seed")->capture_default_str();
+      ->check(FinitePositive);
+  app.add_option("--seed", c.seed, "the random chains' seed")
+      ->capture_default_str()
+      ->check(NotNegative);
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")
-      ->capture_default_str();
-  app.add_option("--synthetic", c.synthetic, "N random images instead of the files (tests)");
+      ->capture_default_str()
+      ->check(NotNegative);
+  app.add_option("--synthetic", c.synthetic, "N random images instead of the files (tests)")
+      ->check(NotNegative);
   app.add_option("--data", c.data, "directory with the four Fashion-MNIST IDX .gz files")
       ->capture_default_str();
   app.add_option("--expect-below", c.expect_below,
-                 "exit 1 unless the last worst relative error is below this");
+                 "exit 1 unless the last worst relative error is below this (0: no check)")
+      ->check(FiniteNonNegative);
   CLI11_PARSE(app, argc, argv);
+  // Each finite, the uplink's bytes/s need not be.
+  if (!std::isfinite(c.sim_gbit * 1e9 / 8 * std::max(1, c.sim_hosts_per_rack) /
+                     c.sim_oversubscription)) {
+    std::fprintf(stderr, "--sim-bandwidth is too large for the uplinks' bytes/s\n");
+    return 2;
+  }
   if (c.rho == 0) c.rho = c.problem == "ls" ? 1000 : 10;
   try {
     const train::Split split =

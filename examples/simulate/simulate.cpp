@@ -18,18 +18,21 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <dssync/dssync.hpp>
 #include <dssync/transport/sim.hpp>
+
+#include "../cli_checks.hpp"
 
 namespace {
 
@@ -168,13 +171,43 @@ std::vector<std::string> labels(const Config& c) {
   return l;
 }
 
-// "dssync:4" is dssync with groups of 4, whatever --group-size says.
+const std::vector<std::string> known_names = {
+    "ring",        "hd",           "hier",   "dssync", "dssync-butterfly",
+    "dssync-topo", "dssync-racks", "gossip", "onepeer"};
+
+std::string known_list() {
+  std::string l;
+  for (const auto& n : known_names) l += (l.empty() ? "" : ", ") + n;
+  return l;
+}
+
+// The synchronizers whose groups have --group-size members (dssync-topo's
+// are the hosts).
+bool takes_group_size(const std::string& name) {
+  return name == "dssync" || name == "dssync-butterfly" || name == "dssync-racks";
+}
+
+// "dssync:4" is dssync with groups of 4, whatever --group-size says. Throws on
+// an unknown name, and on a G that is not a whole positive int or is given to
+// a synchronizer without groups of a size.
 std::pair<std::string, int> parse_name(const std::string& spec, const Config& c) {
   const std::size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  if (std::find(known_names.begin(), known_names.end(), name) == known_names.end())
+    throw std::invalid_argument("unknown synchronizer '" + name + "' in --sync (" + known_list() +
+                                ")");
   if (colon == std::string::npos) return {spec, c.group_size};
-  const int g = std::stoi(spec.substr(colon + 1));
-  if (g < 1) throw std::invalid_argument("group size in '" + spec + "' must be positive");
-  return {spec.substr(0, colon), g};
+  if (!takes_group_size(name))
+    throw std::invalid_argument(
+        "--sync '" + spec + "': " + name +
+        " takes no group size (dssync, dssync-butterfly and dssync-racks do)");
+  const std::string text = spec.substr(colon + 1);
+  int g = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), g);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || g < 1)
+    throw std::invalid_argument("--sync '" + spec + "': the group size G of " + name +
+                                ":G must be a whole number from 1 to 2147483647");
+  return {name, g};
 }
 
 // The fewest real floats a rank needs under this synchronizer for every
@@ -216,8 +249,7 @@ Outcome run_named(const std::string& spec, const Config& given) {
   if (name == "gossip") return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, RingTopology>(t); });
   if (name == "onepeer")
     return simulate(c, [](SimTransport& t) { return GossipSync<SimTransport, OnePeerExponentialTopology>(t); });
-  throw std::invalid_argument("unknown synchronizer '" + name +
-                              "' (ring, hd, hier, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer)");
+  throw std::invalid_argument("unknown synchronizer '" + name + "' (" + known_list() + ")");
 }
 
 std::string label(const std::string& spec, const Config& c) {
@@ -234,15 +266,31 @@ int main(int argc, char** argv) {
   std::string syncs = "ring,dssync";
   std::string csv = "simulate.csv";
   std::string plot;
-  app.add_option("--ranks", c.ranks)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--model-bytes", c.model_bytes, "model size on the wire")->capture_default_str();
-  app.add_option("--real-bytes", c.real_bytes, "real bytes per rank that carry it")->capture_default_str();
-  app.add_option("--alpha", c.alpha, "latency per message, seconds")->capture_default_str();
-  app.add_option("--bandwidth", c.bandwidth_gbit, "host link, Gbit/s each way")->capture_default_str();
-  app.add_option("--ranks-per-host", c.ranks_per_host)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--hosts-per-rack", c.hosts_per_rack, "0: one rack, no uplinks")->capture_default_str();
-  app.add_option("--oversubscription", c.oversubscription, "rack uplink = rack's host bandwidth / this")
-      ->capture_default_str();
+  using namespace dssync_cli;
+  app.add_option("--ranks", c.ranks)->capture_default_str()->check(FinitePositive);
+  app.add_option("--model-bytes", c.model_bytes, "model size on the wire")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--real-bytes", c.real_bytes,
+                 "real bytes per rank that carry it (whole floats: a multiple of 4)")
+      ->capture_default_str()
+      ->check(NotNegative);
+  app.add_option("--alpha", c.alpha, "latency per message, seconds")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
+  app.add_option("--bandwidth", c.bandwidth_gbit, "host link, Gbit/s each way")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--ranks-per-host", c.ranks_per_host)
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--hosts-per-rack", c.hosts_per_rack, "0: one rack, no uplinks")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
+  app.add_option("--oversubscription", c.oversubscription,
+                 "rack uplink = rack's host bandwidth / this")
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--sharing", c.sharing,
                  "max-min: max-min fair rates (exact); per-link: each link's capacity over its flows, the least on the "
                  "path (cheaper behind shared uplinks, and slower)")
@@ -252,27 +300,68 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--stack-bytes", c.stack_bytes,
                  "each rank's fiber stack (at least 16 KiB; the run prints the most any used)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NotNegative);
   app.add_option("--uplink-alpha", c.uplink_alpha,
                  "seconds added to the latency of a message between racks (the wide-area delay)")
-      ->capture_default_str();
-  app.add_option("--stragglers", c.stragglers, "fraction of ranks that compute slower")->capture_default_str();
-  app.add_option("--straggler-slowdown", c.straggler_slowdown)->capture_default_str();
-  app.add_option("--compute", c.compute, "compute seconds per step")->capture_default_str();
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
+  app.add_option("--stragglers", c.stragglers, "fraction of ranks that compute slower")
+      ->capture_default_str()
+      ->check(FiniteRange(0, 1));
+  app.add_option("--straggler-slowdown", c.straggler_slowdown, "their compute time factor")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--compute", c.compute, "compute seconds per step")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
   app.add_option("--sync", syncs,
                  "ring, hd, hier, dssync, dssync-butterfly, dssync-topo, dssync-racks, gossip, onepeer; dssync:4 sets the "
                  "group size")
       ->capture_default_str();
-  app.add_option("--group-size", c.group_size)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--envoys", c.envoys, "dssync-racks: members per rack that cross the uplink each step")
+  app.add_option("--group-size", c.group_size)->capture_default_str()->check(FinitePositive);
+  app.add_option("--envoys", c.envoys,
+                 "dssync-racks: members per rack that cross the uplink each step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--steps", c.steps)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--seed", c.seed)->capture_default_str();
+      ->check(FinitePositive);
+  app.add_option("--steps", c.steps)->capture_default_str()->check(FinitePositive);
+  app.add_option("--seed", c.seed)->capture_default_str()->check(NotNegative);
   app.add_option("--csv", csv)->capture_default_str();
   app.add_flag("--scalar", c.scalar, "one N(0,1) value per rank instead of a model (consensus rounds)");
   app.add_option("--plot", plot, "PNG prefix: <prefix>_time.png and <prefix>_consensus.png");
   CLI11_PARSE(app, argc, argv);
+  // The ranks carry real_bytes / 4 floats: the byte scale must be theirs.
+  if (c.real_bytes == 0 || c.real_bytes % sizeof(float) != 0) {
+    std::fprintf(
+        stderr, "simulate: --real-bytes must be a positive multiple of 4 (whole floats), got %zu\n",
+        c.real_bytes);
+    return 2;
+  }
+  if (c.stack_bytes < 16 * 1024) {
+    std::fprintf(stderr, "simulate: --stack-bytes must be at least 16384 (16 KiB), got %zu\n",
+                 c.stack_bytes);
+    return 2;
+  }
+  // Each finite, the uplink's bytes/s need not be.
+  if (!std::isfinite(c.bandwidth_gbit * 1e9 / 8 * c.ranks_per_host * std::max(1, c.hosts_per_rack) /
+                     c.oversubscription)) {
+    std::fprintf(stderr, "simulate: --bandwidth is too large for the uplinks' bytes/s\n");
+    return 2;
+  }
+  // Every name and group size, before the first run writes to the CSV.
+  const std::vector<std::string> names = split(syncs);
+  if (names.empty()) {
+    std::fprintf(stderr, "simulate: --sync names no synchronizer\n");
+    return 2;
+  }
+  for (const auto& name : names) {
+    try {
+      parse_name(name, c);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simulate: %s\n", e.what());
+      return 2;
+    }
+  }
   if (c.scalar)
     c.real_bytes = sizeof(float);
   // A synchronizer whose blocks would be empty at this size runs on more
@@ -287,8 +376,8 @@ int main(int argc, char** argv) {
       std::printf(", %d hosts per rack, uplinks %g:1 oversubscribed, %g s more between racks", c.hosts_per_rack,
                   c.oversubscription, c.uplink_alpha);
     if (c.sharing == dssync::Sharing::per_link) std::printf(", per-link sharing");
-    std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank", "consensus");
-    std::vector<std::string> names = split(syncs);
+    std::printf("\n\n%-20s %6s %14s %14s %12s\n", "synchronizer", "step", "virtual s", "MB/rank",
+                "consensus");
     for (const auto& name : names) {
       const Outcome run = run_named(name, c);
       const std::vector<StepRecord>& rec = run.steps;

@@ -40,6 +40,7 @@
 #include <dssync/transport/sim.hpp>
 #endif
 
+#include "../cli_checks.hpp"
 #include "data.hpp"
 #include "trainer.hpp"
 
@@ -210,6 +211,7 @@ bool background_sync(const std::string& syncs) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using namespace dssync_cli;
   CLI::App app{"Data-parallel training of an MLP (by default 784-256-128-10) on Fashion-MNIST with dssync"};
   train::Config c;
   std::string syncs = "dssync";
@@ -233,10 +235,11 @@ int main(int argc, char** argv) {
   app.add_option("--model", c.model, "mlp (784-hidden-10) or softmax (multiclass logistic regression)")
       ->capture_default_str()
       ->check(CLI::IsMember({"mlp", "softmax"}));
-  app.add_option("--hidden", c.hidden, "the MLP's hidden widths, comma-separated, e.g. 128 or 256,256,128")
+  app.add_option("--hidden", c.hidden,
+                 "the MLP's hidden widths, comma-separated, e.g. 128 or 256,256,128")
       ->capture_default_str()
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   // A spec parsed by the trainer's own parser, so that --help and a bad value
   // give the same message the trainer would.
   const auto parsed_by = [](auto parse, const char* what) {
@@ -268,18 +271,21 @@ int main(int argc, char** argv) {
   app.add_option("--dcs", c.dcs,
                  "data centers: consecutive blocks of n / D workers (D must divide n)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--staleness", c.staleness, "stale, ssp: the delay bound s (steps)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FiniteNonNegative);
   app.add_option("--delay", c.delay, "stale: uniform (each worker's delay drawn in 0..s every step) or fixed (s)")
       ->capture_default_str()
       ->check(CLI::IsMember({"uniform", "fixed"}));
   app.add_option("--stop-at", c.stop_at,
-                 "stop a run after the first record whose averaged model reaches this test accuracy, or whose "
-                 "test loss is not finite (diverged) (0: never)")
-      ->capture_default_str();
-  app.add_option("--group-size", c.group_size, "DS-Sync group size")->capture_default_str()->check(CLI::PositiveNumber);
+                 "stop a run after the first record whose averaged model reaches this test "
+                 "accuracy, or whose test loss is not finite (diverged) (0: never)")
+      ->capture_default_str()
+      ->check(FiniteRange(0, 1));
+  app.add_option("--group-size", c.group_size, "DS-Sync group size")
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--shuffle", c.shuffle,
                  "DS-Sync shuffle: random, butterfly, none, topology (TopologyAwareGroups over "
                  "--shuffle-racks), racks (RackGroups over --shuffle-racks with --envoys)")
@@ -290,19 +296,28 @@ int main(int argc, char** argv) {
                  "channel, in a background context, while the trainer rebuilds each layer as its "
                  "factors arrive (0: everything in sequence on the trainer's channel)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 255));
+      ->check(FiniteRange(0, 255));
   app.add_option("--max-lag", c.max_lag,
                  "shadow-*: steps a background round may stay in flight before step() waits for it "
-                 "(default: no bound)");
-  app.add_option("--shadow-period", c.shadow_period,
-                 "shadow-*: steps from one background round's start to the next's, at least (0: start "
-                 "one as soon as the last has been merged)")
-      ->capture_default_str();
-  app.add_option("--block-momentum", c.block_momentum,
-                 "shadow-bmuf: block momentum eta in [0, 1) (default: 1 - 1/n, the BMUF paper's rule)");
-  app.add_option("--easgd-alpha", c.easgd_alpha,
-                 "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)");
-  app.add_option("--period", c.period, "local SGD: average every H steps")->capture_default_str()->check(CLI::PositiveNumber);
+                 "(default: no bound)")
+      ->check(NotNegative);
+  app.add_option(
+         "--shadow-period", c.shadow_period,
+         "shadow-*: steps from one background round's start to the next's, at least (0: start "
+         "one as soon as the last has been merged)")
+      ->capture_default_str()
+      ->check(NotNegative);
+  app.add_option(
+         "--block-momentum", c.block_momentum,
+         "shadow-bmuf: block momentum eta in [0, 1) (default: 1 - 1/n, the BMUF paper's rule)")
+      ->check(FiniteRange(0, 1, Ends::open_above));
+  app.add_option(
+         "--easgd-alpha", c.easgd_alpha,
+         "shadow-easgd: elastic pull alpha in (0, 2/n) (default: 0.9/n, EASGD's n alpha = 0.9)")
+      ->check(FiniteRange(0, 2, Ends::open));
+  app.add_option("--period", c.period, "local SGD: average every H steps")
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--reduce", c.reduce,
                  "allreduce, localsgd, skewscout-localsgd, sfb*: the all-reduce (sfb*: of the layers that go dense): ring, hd "
                  "(halving-doubling) or hier (HierarchicalReduce "
@@ -313,25 +328,27 @@ int main(int argc, char** argv) {
                  "gaia, skewscout: T0, an accumulated update is sent when |update| > T |value| "
                  "(T follows the learning rate's schedule)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--gaia-slack", c.gaia_slack,
-                 "gaia, skewscout: updates of step c land at step c + slack (0: in the step; 1 and more: "
-                 "exchanged in the background)")
+      ->check(FiniteNonNegative);
+  app.add_option(
+         "--gaia-slack", c.gaia_slack,
+         "gaia, skewscout: updates of step c land at step c + slack (0: in the step; 1 and more: "
+         "exchanged in the background)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--gaia-period", c.gaia_period,
-                 "gaia, skewscout: exchange across data centers after every P steps, what accumulated "
-                 "since (1: every step)")
+      ->check(FiniteNonNegative);
+  app.add_option(
+         "--gaia-period", c.gaia_period,
+         "gaia, skewscout: exchange across data centers after every P steps, what accumulated "
+         "since (1: every step)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--scout-target", c.scout_target,
                  "skewscout*: the estimated accuracy loss to stay under")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--scout-period", c.scout_period,
                  "skewscout*: steps between estimates (0: once an epoch)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FiniteNonNegative);
   app.add_option("--scout-baseline", c.scout_baseline,
                  "skewscout*: what a travelled model is compared with on its host's probe: its accuracy "
                  "at home (visitor-home, the paper's) or the host's model (host-model)")
@@ -346,38 +363,49 @@ int main(int argc, char** argv) {
                  "skewscout*: the knob is multiplied by this factor to loosen and divided by it to "
                  "tighten (local SGD's period is rounded to a whole step)")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 1e9));
-  app.add_option("--scout-min", c.scout_min,
-                 "skewscout*: the least the knob may be (0: 1 step for local SGD's period, 1e-4 for "
-                 "Gaia's threshold)")
+      ->check(FiniteRange(1, 1e9, Ends::open_below));
+  app.add_option(
+         "--scout-min", c.scout_min,
+         "skewscout*: the least the knob may be (0: 1 step for local SGD's period, 1e-4 for "
+         "Gaia's threshold)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FiniteNonNegative);
   app.add_option("--probe-samples", c.probe_samples,
                  "skewscout*: images of each data center's own shard its leader scores models on")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--workers", workers, "workers (threads) with --transport inproc")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--epochs", c.epochs)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--batch", c.batch, "batch per worker")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "learning rate (the peak, with --schedule cosine)")->capture_default_str();
+      ->check(FinitePositive);
+  app.add_option("--epochs", c.epochs)->capture_default_str()->check(FinitePositive);
+  app.add_option("--batch", c.batch, "batch per worker")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option("--lr", c.lr, "learning rate (the peak, with --schedule cosine)")
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--schedule", c.schedule, "learning rate schedule: cosine (to 0 over the run), constant")
       ->capture_default_str()
       ->check(CLI::IsMember({"cosine", "constant"}));
-  app.add_option("--momentum", c.momentum)->capture_default_str();
-  app.add_option("--seed", c.seed, "model initialization, shuffles, data order")->capture_default_str();
+  app.add_option("--momentum", c.momentum, "in [0, 1)")
+      ->capture_default_str()
+      ->check(FiniteRange(0, 1, Ends::open_above));
+  app.add_option("--seed", c.seed, "model initialization, shuffles, data order")
+      ->capture_default_str()
+      ->check(NotNegative);
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NotNegative);
   app.add_option("--evals-per-epoch", c.evals_per_epoch,
                  "records (averaged model evaluated, not timed) per epoch, at even steps")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   std::vector<double> targets{0.85};
   app.add_option("--target,--targets", targets,
                  "test accuracies, comma-separated, whose times to reach the closing table gives")
       ->capture_default_str()
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(FiniteRange(0, 1, Ends::open_below));
   bool no_worst = false;
   app.add_flag("--no-worst", no_worst, "skip each worker's own test evaluation (the worst worker column): it costs "
                "a pass over the test set per worker per record, most of a many-worker simulated run");
@@ -389,32 +417,45 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"inproc", "mpi", "tcp", "sim"}));
   double sim_gbit = 10, sim_alpha = 5e-6, sim_oversubscription = 1, sim_uplink_alpha = 0;
   int sim_hosts_per_rack = 0;
-  app.add_option("--sim-bandwidth", sim_gbit, "sim: host link, Gbit/s")->capture_default_str();
-  app.add_option("--sim-alpha", sim_alpha, "sim: latency per message, s")->capture_default_str();
-  app.add_option("--sim-hosts-per-rack", sim_hosts_per_rack, "sim: hosts (workers) per rack, 0: one rack")
-      ->capture_default_str();
-  app.add_option("--sim-oversubscription", sim_oversubscription, "sim: rack uplink = rack bandwidth / this")
-      ->capture_default_str();
-  app.add_option("--sim-uplink-alpha", sim_uplink_alpha,
-                 "sim: latency added to a message that leaves its rack, s (a wide-area one-way delay)")
+  app.add_option("--sim-bandwidth", sim_gbit, "sim: host link, Gbit/s")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FinitePositive);
+  app.add_option("--sim-alpha", sim_alpha, "sim: latency per message, s")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
+  app.add_option("--sim-hosts-per-rack", sim_hosts_per_rack,
+                 "sim: hosts (workers) per rack, 0: one rack")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
+  app.add_option("--sim-oversubscription", sim_oversubscription,
+                 "sim: rack uplink = rack bandwidth / this")
+      ->capture_default_str()
+      ->check(FinitePositive);
+  app.add_option(
+         "--sim-uplink-alpha", sim_uplink_alpha,
+         "sim: latency added to a message that leaves its rack, s (a wide-area one-way delay)")
+      ->capture_default_str()
+      ->check(FiniteNonNegative);
   app.add_option("--sim-compute", c.sim_compute,
                  "sim: compute seconds per step in virtual time (0: each step's measured time)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--sim-jitter", c.sim_jitter,
-                 "sim: each step's compute is C (1 + X J), J ~ Exp(1) drawn from (seed, rank, step)")
+      ->check(FiniteNonNegative);
+  app.add_option(
+         "--sim-jitter", c.sim_jitter,
+         "sim: each step's compute is C (1 + X J), J ~ Exp(1) drawn from (seed, rank, step)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--sim-straggler", c.sim_straggler, "sim: rank 0 computes this many times slower, every step")
+      ->check(FiniteNonNegative);
+  app.add_option("--sim-straggler", c.sim_straggler,
+                 "sim: rank 0 computes this many times slower, every step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FinitePositive);
   app.add_option("--shuffle-racks", c.rack_size, "ranks per rack for --shuffle topology or racks")
-      ->capture_default_str();
-  app.add_option("--envoys", c.envoys, "--shuffle racks: members per rack that cross the uplink each step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FiniteNonNegative);
+  app.add_option("--envoys", c.envoys,
+                 "--shuffle racks: members per rack that cross the uplink each step")
+      ->capture_default_str()
+      ->check(FinitePositive);
   app.add_option("--data", data_dir, "directory with the four Fashion-MNIST IDX .gz files")
       ->capture_default_str();
   app.add_option("--csv", csv, "where to write every epoch of every run")->capture_default_str();
@@ -422,8 +463,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   c.evaluate_workers = !no_worst;
+  // The rate is a float: a finite double past its range would be infinite.
+  if (!std::isfinite(c.lr) || !(c.lr > 0)) {
+    std::fprintf(stderr, "train: --lr is out of a float's range\n");
+    return 2;
+  }
+  // Each finite, their uplink's bytes/s need not be.
+  if (!std::isfinite(sim_gbit * 1e9 / 8 * std::max(1, sim_hosts_per_rack) / sim_oversubscription)) {
+    std::fprintf(stderr, "train: --sim-bandwidth is too large for its uplinks' bytes/s\n");
+    return 2;
+  }
+  const std::vector<std::string> sync_list = split_list(syncs);
 
   try {
+    // Every name and what it takes, before the data and the first run: a bad
+    // one later in the list would otherwise end the program after the runs
+    // before it, without their CSV.
+    train::check_syncs(sync_list, c, transport == "inproc" || transport == "sim" ? workers : 0);
     std::vector<Run> runs;
     bool leader = true;
     int world = workers;
@@ -435,7 +491,7 @@ int main(int argc, char** argv) {
     // The one place that knows the transports: every run goes through
     // train::train_worker<Transport>.
     auto each_run = [&](auto&& run_one) {
-      for (const auto& s : split_list(syncs)) {
+      for (const auto& s : sync_list) {
         train::Config rc = c;
         rc.sync = s;
         runs.push_back({rc.label(), {}});
@@ -488,6 +544,7 @@ int main(int argc, char** argv) {
       dssync::TcpTransport t;  // DSSYNC_* from the launcher
       leader = t.rank() == 0;
       world = t.size();
+      train::check_syncs(sync_list, c, world);
       if (leader)
         std::printf("%d workers as processes over TCP, %zu training and %zu test images, batch %d per worker\n",
                     world, data.train.size(), data.test.size(), c.batch);
@@ -511,6 +568,7 @@ int main(int argc, char** argv) {
       dssync::MPITransport t(dssync::MPIOptions{.channels = background ? 2 : 1});
       leader = t.rank() == 0;
       world = t.size();
+      train::check_syncs(sync_list, c, world);
       if (leader)
         std::printf("%d workers as MPI processes, %zu training and %zu test images, batch %d per worker\n",
                     world, data.train.size(), data.test.size(), c.batch);

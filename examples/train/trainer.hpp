@@ -22,6 +22,7 @@
 // in flight are applied, and ShadowSync's workers end on the same bits.
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -31,10 +32,11 @@
 #include <numbers>
 #include <numeric>
 #include <optional>
-#include <sstream>
 #include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <dssync/dssync.hpp>
@@ -47,6 +49,22 @@
 #include "softmax.hpp"
 
 namespace train {
+
+// The synchronizers make_sync knows by name.
+inline constexpr std::array<std::string_view, 16> sync_names = {
+    "dssync", "allreduce", "sfb",         "sfb-factors",  "stale",
+    "ssp",    "shadow-ma", "shadow-bmuf", "shadow-easgd", "shadow-ds",
+    "gossip", "localsgd",  "gaia",        "skewscout",    "skewscout-localsgd",
+    "none"};
+
+inline std::string sync_name_list() {
+  std::string l;
+  for (const auto name : sync_names) {
+    if (!l.empty()) l += ", ";
+    l += name;
+  }
+  return l;
+}
 
 struct Config {
   std::string sync = "dssync";  // dssync | allreduce | sfb | sfb-factors | stale | gossip | localsgd | none
@@ -78,8 +96,9 @@ struct Config {
   std::uint64_t max_lag = std::numeric_limits<std::uint64_t>::max();  // shadow: steps a round may lag
   std::uint64_t shadow_period = 0;  // shadow: steps between round starts, at least
   int sfb_background_channel = 0;  // sfb*: the channel of the traffic after the k's (0: all in sequence)
-  double block_momentum = -1;    // shadow-bmuf: eta (negative: 1 - 1/n, Chen and Huo's rule)
-  double easgd_alpha = 0;        // shadow-easgd: the elastic pull (0: 0.9 / n, EASGD's n alpha = 0.9)
+  std::optional<double> block_momentum;  // shadow-bmuf: eta (none: 1 - 1/n, Chen and Huo's rule)
+  std::optional<double>
+      easgd_alpha;  // shadow-easgd: the elastic pull (none: 0.9 / n, EASGD's n alpha = 0.9)
   std::string partition = "iid";  // iid | skew:p (fraction p of each class in its home DC)
   int dcs = 1;                    // data centers: consecutive blocks of n / dcs ranks
   std::string norm = "none";      // the MLP's norm: none | batch | group:G
@@ -490,11 +509,10 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
       if (c.sync == "shadow-bmuf")
         return std::make_unique<detail::ShadowOf<T, ShadowBMUF>>(
             t, parameters, so,
-            ShadowBMUFOptions{.block_momentum =
-                                  c.block_momentum >= 0 ? c.block_momentum : 1.0 - 1.0 / t.size()});
+            ShadowBMUFOptions{.block_momentum = c.block_momentum.value_or(1.0 - 1.0 / t.size())});
       if (c.sync == "shadow-easgd")
         return std::make_unique<detail::ShadowOf<T, ShadowEASGD>>(
-            t, parameters, so, ShadowEASGDOptions{.alpha = c.easgd_alpha > 0 ? c.easgd_alpha : 0.9 / t.size()});
+            t, parameters, so, ShadowEASGDOptions{.alpha = c.easgd_alpha.value_or(0.9 / t.size())});
       if (c.sync == "shadow-ds")
         return std::make_unique<detail::ShadowOf<T, ShadowDS>>(t, parameters, so, ds);
       throw std::invalid_argument("unknown synchronizer '" + c.sync +
@@ -540,10 +558,32 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
                                                std::move(probe));
   }
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
-  throw std::invalid_argument("unknown synchronizer '" + c.sync +
-                              "' (dssync, allreduce, sfb, sfb-factors, stale, ssp, shadow-ma, shadow-bmuf, "
-                              "shadow-easgd, shadow-ds, gossip, localsgd, gaia, skewscout, "
-                              "skewscout-localsgd, none)");
+  throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (" + sync_name_list() + ")");
+}
+
+// Checks the --sync list before any run, so that a bad name or option does
+// not end the program after the runs before it: every name known, and what
+// a name's synchronizer takes of the options (n: the workers, 0 if unknown).
+inline void check_syncs(const std::vector<std::string>& syncs, const Config& c, int n) {
+  if (syncs.empty()) throw std::invalid_argument("--sync names no synchronizer");
+  for (const auto& s : syncs) {
+    if (std::find(sync_names.begin(), sync_names.end(), s) == sync_names.end())
+      throw std::invalid_argument("unknown synchronizer '" + s + "' in --sync (" +
+                                  sync_name_list() + ")");
+    if (s == "shadow-bmuf" && c.block_momentum &&
+        !(*c.block_momentum >= 0 && *c.block_momentum < 1))
+      throw std::invalid_argument("--block-momentum must be in [0, 1)");
+    // EASGD's centre diverges unless n alpha < 2.
+    if (s == "shadow-easgd" && c.easgd_alpha &&
+        !(*c.easgd_alpha > 0 && (n < 1 || *c.easgd_alpha * n < 2))) {
+      std::ostringstream m;
+      m << "--easgd-alpha must be in (0, 2/n)";
+      if (n > 0) m << ": below " << 2.0 / n << " for " << n << " workers";
+      throw std::invalid_argument(m.str());
+    }
+    if (s.starts_with("skewscout") && !(c.scout_step > 1 && std::isfinite(c.scout_step)))
+      throw std::invalid_argument("--scout-step must be above 1");
+  }
 }
 
 // Worker me of n holds samples me, me + n, me + 2n, ... of the first
