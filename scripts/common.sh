@@ -26,6 +26,11 @@ dssync_packages() {
 # lists when everything is present.
 dssync_install_packages() {
   local list="$1" missing=() pkg
+  # The list is read in a process substitution, whose failure set -e does not see.
+  if [[ ! -r "$list" ]]; then
+    echo "no package list $list" >&2
+    return 1
+  fi
   while read -r pkg; do
     # dpkg -s alone also succeeds for removed packages whose config files remain.
     if ! dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed'; then

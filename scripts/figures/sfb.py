@@ -436,7 +436,7 @@ def _claims():
     ratio = statistics.median(bed_ratios(seeds, HYBRID))
     claim(DOC, f"the hybrid's step takes {ratio:.2f}x BSP's", [BED])
     bytes_ratio = predicted_max(HYBRID, MLP, 8, 32) / predicted_max(BSP, MLP, 8, 32)
-    claim(DOC, f"sends {bytes_ratio:.3f}x BSP's bytes", [BED])
+    claim(DOC, f"so sends {bytes_ratio:.3f}x BSP's bytes", [BED])
     gap = max(abs(float(s[label][-1]["test_acc_avg"]) - float(s[BSP][-1]["test_acc_avg"]))
               for _, s in seeds for label in (HYBRID, FACTORS))
     claim(DOC, f"within {gap:.4f} of BSP's, seed for seed", [BED])

@@ -263,7 +263,7 @@ def study_claims():
     # What the simulator shows, and study 1
     runs = consensus_runs()
     steps = {r["synchronizer"]: float(r["seconds_per_step"]) for r in read_csv(CONSENSUS_RUNS)}
-    prose("RING_1024", [CONSENSUS_RUNS], f"{f3(steps['ring'])} s")
+    prose("RING_1024", [CONSENSUS_RUNS], f"ring's {f3(steps['ring'])} s is")
     pairs = runs["dssync g=2"]
     prose("HALVING", [CONSENSUS], ", ".join(g(float(pairs[i]["consensus"]), 3) for i in (1, 2, 3)))
     fast = [r for r in read_csv(TIME_PER_STEP) if r["gbit"] == "10"]
@@ -305,7 +305,7 @@ def study_claims():
     random8, topo8 = float(racks(8, "dssync g=2")["seconds_per_step"]), float(racks(8, "dssync-topo g=2")["seconds_per_step"])
     prose("STUDY4_RANDOM", [RACKS, TIME_PER_STEP], f"at 8 racks its step is {random8 / flat:.1f} times as long "
           f"({f3(random8)} s, against {f3(flat)} s on a flat network)")
-    prose("STUDY4_TOPO", [RACKS], f"{f3(topo8)} s")
+    prose("STUDY4_TOPO", [RACKS], f"does not rescue it ({f3(topo8)} s)")
     env = {n: racks(n, "dssync-racks g=2") for n in (2, 8)}
     costs = sorted({f3(float(r["seconds_per_step"])) for r in env.values()})
     prose("STUDY4_RACKS", [RACKS], f"the step costs {' and '.join(costs)} s")
@@ -329,7 +329,7 @@ def study_claims():
 def training_claims():
     runs = training_runs()
     bsp, rnd, rk = runs["bsp allreduce"], runs["dssync g=2 random"], runs["dssync racks e=2"]
-    prose("TRAIN_RANDOM_EPOCH", TRAINING, f"{per_epoch(rnd) / per_epoch(bsp):.1f}x")
+    prose("TRAIN_RANDOM_EPOCH", TRAINING, f"still takes {per_epoch(rnd) / per_epoch(bsp):.1f}x its time per epoch")
     prose("TRAIN_RACKS_EPOCH", TRAINING, f"{per_epoch(rk):.2f} s per epoch, {per_epoch(bsp) / per_epoch(rk):.1f}x "
           f"faster than BSP and {per_epoch(rnd) / per_epoch(rk):.1f}x faster than random pairs")
     c4 = {k: float(at_epoch(v, 4)["consensus"]) for k, v in (("rk", rk), ("rnd", rnd))}
@@ -456,7 +456,7 @@ def smpi_claims():
     off = ring.get(("16", "off", "real"))
     if off:
         smpi, ours = float(off["smpi_seconds"]), float(off["sim_seconds"])
-        prose("EAGER_OFF", [SMPI_RING], f"{abs(ours / smpi - 1) * 100:.3f} %")
+        prose("EAGER_OFF", [SMPI_RING], f"and ours are {abs(ours / smpi - 1) * 100:.3f} % apart")
     big = ring.get(("1024", "default", "real"))
     bench = bench_sim()
     ours = bench.get("ring 1024")
