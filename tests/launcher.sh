@@ -259,10 +259,37 @@ after=$(after_failure_ms)
 no_leftovers "rank killed"
 pass "rank 2 killed by SIGKILL: exit 137, $after ms after the kill, nothing left"
 
-# A program that does not exist.
+# A program that does not exist, and one that cannot be executed: 127 and
+# 126, as a shell says them.
 run -n 2 "/nonexistent/$MARK"
-((rc != 0)) || fail "a program that does not exist: dssync-run exited 0"
-pass "a program that does not exist: exit $rc"
+((rc == 127)) || fail "a program that does not exist: dssync-run exited $rc, not 127"
+printf '#!/bin/sh\necho never\n' >"$WORK/not-executable"
+chmod -x "$WORK/not-executable"
+run -n 2 "$WORK/not-executable"
+((rc == 126)) || fail "a program that cannot be executed: dssync-run exited $rc, not 126"
+pass "a program that does not exist: exit 127; one that cannot be executed: 126"
+
+# Bounds that are not finite numbers are refused before any rank starts.
+for bad in "--timeout nan" "--grace nan" "--timeout inf"; do
+  # shellcheck disable=SC2086 # the option and its value
+  run -n 1 $bad bash -c 'echo started' "$MARK"
+  ((rc == 2)) || fail "$bad: dssync-run exited $rc, not 2"
+  ! grep -q started "$WORK/out" || fail "$bad: a rank started"
+done
+pass "--timeout and --grace refuse nan and inf"
+
+# stdout and stderr one file: a rank's lines stay in the order it wrote them.
+rc=0
+timeout -k 5 60 "$RUN" -n 1 bash -c 'for i in 1 2 3 4 5 6; do echo "out $i"; echo "err $i" >&2; done' \
+  >"$WORK/both" 2>&1 || rc=$?
+((rc == 0)) || fail "merged streams: dssync-run exited $rc"
+expected=$(for i in 1 2 3 4 5 6; do echo "[0] out $i"; echo "[0] err $i"; done)
+[[ $(<"$WORK/both") == "$expected" ]] || fail "merged streams: lines out of order: $(<"$WORK/both")"
+# stdout closed: the ranks still run to their end (no SIGPIPE).
+rc=0
+timeout -k 5 60 "$RUN" -n 2 seq 1 100000 >&- 2>"$WORK/err" || rc=$?
+((rc == 0)) || fail "stdout closed: dssync-run exited $rc: $(<"$WORK/err")"
+pass "stdout and stderr one file keep a rank's order; a closed stdout ends nothing"
 
 # --- signals to dssync-run -----------------------------------------------------
 
