@@ -259,6 +259,16 @@ after=$(after_failure_ms)
 no_leftovers "rank killed"
 pass "rank 2 killed by SIGKILL: exit 137, $after ms after the kill, nothing left"
 
+# Rank 1 exits 3; rank 0, its victim, exits 1 10 ms after rank 1's end closes
+# a pipe between them (as a peer's socket would), often within the same
+# 20 ms poll of the launcher: the run reports the rank that ended first.
+mkfifo "$WORK/peer"
+run -n 2 bash -c 'if ((DSSYNC_RANK == 1)); then exec 3>"$0"; sleep 0.2; exit 3; fi
+  exec 3<"$0"; cat <&3 >/dev/null; sleep 0.01; exit 1' "$WORK/peer" "$MARK"
+((rc == 3)) || fail "a victim ending right after the failed rank: dssync-run exited $rc, not 3"
+grep -q "rank 1 exited with code 3" "$WORK/err" || fail "the failed rank not named: $(<"$WORK/err")"
+pass "a victim ending right after the failed rank: the failed rank's code, 3, and its name"
+
 # A program that does not exist, and one that cannot be executed: 127 and
 # 126, as a shell says them.
 run -n 2 "/nonexistent/$MARK"
