@@ -265,7 +265,8 @@ class SkewScout {
   }
   double travel_and_agree(std::span<const float> params, std::uint64_t step) {
     const int me = transport_.rank();
-    const tag_t tag = make_tag(stats_.estimates, 127);
+    // Channel 126: 127 is left to the program (docs/design.md, "Tags").
+    const tag_t tag = make_tag(stats_.estimates, 126);
     double loss = 0;
     const int d = static_cast<int>(leaders_.size());
     if (leader_ >= 0 && d > 1) {
