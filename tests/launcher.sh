@@ -341,12 +341,13 @@ took_ms=$(($(now_ms) - t0))
 no_leftovers "second SIGINT"
 pass "a second SIGINT kills ranks that ignore signals: ended $took_ms ms after it, nothing left"
 
-# dssync-run itself SIGKILLed: its ranks die with it (Linux: PR_SET_PDEATHSIG).
-bg 2 -n 2 bash -c 'echo ready; exec -a "$0-sleep" sleep 100' "$MARK"
+# dssync-run itself SIGKILLed: its ranks die with it (Linux: PR_SET_PDEATHSIG),
+# and so do their children (its guard kills their process groups).
+bg 2 -n 2 bash -c '(exec -a "$0-sleep" sleep 100) & echo ready; exec -a "$0-sleep" sleep 100' "$MARK"
 kill -KILL "$dpid"
 wait "$tpid" || true
 no_leftovers "dssync-run SIGKILLed"
-pass "dssync-run SIGKILLed: its ranks went with it"
+pass "dssync-run SIGKILLed: its ranks and their children went with it"
 
 # --- --timeout -----------------------------------------------------------------
 
