@@ -802,8 +802,17 @@ TEST_CASE("scratch: grows to the largest request and stays") {
 
   const dssync::detail::Scratch copy(s);  // a cache, not a value: starts empty
   CHECK(copy.capacity_bytes() == 0u);
-  const dssync::detail::Scratch moved(std::move(s));
+  dssync::detail::Scratch moved(std::move(s));
   CHECK(moved.capacity_bytes() == 800u);
+  // The source is left empty, and grows again when asked: never a span of
+  // nothing (a moved-from synchronizer steps on).
+  CHECK(s.capacity_bytes() == 0u);  // NOLINT(bugprone-use-after-move)
+  CHECK(s.get<float>(10).data() != nullptr);
+  dssync::detail::Scratch assigned;
+  assigned = std::move(moved);
+  CHECK(assigned.capacity_bytes() == 800u);
+  CHECK(moved.capacity_bytes() == 0u);  // NOLINT(bugprone-use-after-move)
+  CHECK(moved.get<double>(3).data() != nullptr);
 }
 
 TEST_CASE("scratch: a request that overflows is refused, and a failed growth leaves it empty") {

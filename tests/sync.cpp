@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -546,6 +547,51 @@ TEST_CASE("A policy's error names the rank and the iteration") {
     GossipSync<InProcTransport, TopologyFailingAt1> sync(t);
     std::vector<float> y = x;
     for (int k = 0; k < 2; ++k) sync.step(y);
+  });
+}
+
+TEST_CASE("Tensors that share memory are refused, naming them, the rank and the iteration") {
+  // One tensor listed twice (tied weights) with Sum would be reduced once or
+  // twice depending on where the buckets cut.
+  InProcWorld(2).run([](InProcTransport& t) {
+    AllReduceSync<InProcTransport, RingReduce, dssync::Sum> sync(t);
+    std::vector<float> g(4, 1.0f), h(6, 1.0f);
+    const std::span<float> twice[] = {std::span<float>(h), std::span<float>(g),
+                                      std::span<float>(g)};
+    CHECK_THROWS_WITH_AS(sync.step(std::span<const std::span<float>>(twice)),
+                         doctest::Contains("tensors 1 and 2 of the step share memory"),
+                         dssync::configuration_error);
+    const std::span<float> overlapping[] = {std::span<float>(g).first(3),
+                                            std::span<float>(g).subspan(2)};
+    try {
+      sync.step(std::span<const std::span<float>>(overlapping));
+      FAIL("no throw");
+    } catch (const dssync::configuration_error& e) {
+      CHECK(std::string(e.what()).find("tensors 0 and 1") != std::string::npos);
+      CHECK(e.where().rank == t.rank());
+      CHECK(e.where().iteration == 0u);
+    }
+    // Adjacent views and empty ones are fine: the sum over the two ranks.
+    const std::span<float> adjacent[] = {std::span<float>(g).first(2), std::span<float>(),
+                                         std::span<float>(g).subspan(2), std::span<float>(h)};
+    sync.step(std::span<const std::span<float>>(adjacent));
+    CHECK(g == std::vector<float>(4, 2.0f));
+    CHECK(h == std::vector<float>(6, 2.0f));
+  });
+}
+
+TEST_CASE("step() takes a std::array and a C array") {
+  InProcWorld(2).run([](InProcTransport& t) {
+    DSSync<InProcTransport> sync(t, {.group_size = 2});
+    std::array<double, 4> a;
+    a.fill(t.rank());
+    float c[3] = {float(t.rank()), 2.0f * float(t.rank()), 4.0f};
+    sync.step(a);
+    sync.step(c);
+    CHECK(a == std::array<double, 4>{0.5, 0.5, 0.5, 0.5});
+    CHECK(c[0] == 0.5f);
+    CHECK(c[1] == 1.0f);
+    CHECK(c[2] == 4.0f);
   });
 }
 

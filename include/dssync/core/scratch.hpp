@@ -7,6 +7,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <utility>
 
 namespace dssync::detail {
 
@@ -16,8 +17,17 @@ class Scratch {
   // A copy starts empty: scratch is a cache, not a value.
   Scratch(const Scratch&) noexcept {}
   Scratch& operator=(const Scratch&) noexcept { return *this; }
-  Scratch(Scratch&&) noexcept = default;
-  Scratch& operator=(Scratch&&) noexcept = default;
+  // A move leaves the source empty, its capacity 0 with its memory: a moved-from
+  // scratch that kept its capacity would hand out spans of nothing.
+  Scratch(Scratch&& o) noexcept
+      : data_(std::move(o.data_)), capacity_(std::exchange(o.capacity_, 0)) {}
+  Scratch& operator=(Scratch&& o) noexcept {
+    if (this != &o) {
+      data_ = std::move(o.data_);
+      capacity_ = std::exchange(o.capacity_, 0);
+    }
+    return *this;
+  }
 
   // Room for n elements of T, 64-byte aligned. Earlier contents are not kept.
   // A request whose bytes overflow is std::bad_array_new_length; a growth

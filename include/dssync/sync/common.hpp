@@ -61,6 +61,36 @@ class StepScope {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Tensors that share memory (one listed twice, tied weights, overlapping
+// views) would be reduced once or twice depending on where the buckets cut:
+// with Sum, n times too much. Refused. Sorts the tensors' extents in
+// `scratch` (in place, no allocation once it has grown).
+template <class T>
+void require_disjoint(std::span<const std::span<T>> tensors, Scratch& scratch) {
+  if (tensors.size() < 2) return;
+  struct Extent {
+    std::uintptr_t begin, end;
+    std::size_t index;
+  };
+  const auto extents = scratch.get<Extent>(tensors.size());
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].empty()) continue;
+    const auto b = reinterpret_cast<std::uintptr_t>(tensors[i].data());
+    extents[k++] = {b, b + tensors[i].size_bytes(), i};
+  }
+  const auto used = extents.first(k);
+  std::sort(used.begin(), used.end(),
+            [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+  for (std::size_t i = 1; i < k; ++i)
+    if (used[i].begin < used[i - 1].end) {
+      const std::size_t a = std::min(used[i - 1].index, used[i].index);
+      const std::size_t b = std::max(used[i - 1].index, used[i].index);
+      throw configuration_error("tensors " + std::to_string(a) + " and " + std::to_string(b) +
+                                " of the step share memory: each element must be listed once");
+    }
+}
+
 // Walks the concatenation of `tensors` in buckets of at most `bucket_elems`
 // elements and calls run(bucket, index) on each, in the same order on every
 // rank. A bucket that lies inside one tensor is that tensor's memory; one that
@@ -68,6 +98,7 @@ class StepScope {
 template <class T, class Run>
 void for_each_bucket(std::span<const std::span<T>> tensors, std::size_t bucket_elems,
                      Scratch& fusion, Run&& run) {
+  require_disjoint(tensors, fusion);
   std::size_t total = 0;
   for (const auto& t : tensors) total += t.size();
   if (bucket_elems == 0) bucket_elems = std::max<std::size_t>(total, 1);
@@ -145,7 +176,9 @@ class StepOverloads {
   }
   template <std::ranges::contiguous_range R>
   void step(R& params) {
-    step(std::span(params));
+    // Of dynamic extent: std::span(params) of a std::array or a C array would
+    // have a fixed one, which no overload above takes.
+    step(std::span<std::remove_reference_t<std::ranges::range_reference_t<R>>>(params));
   }
 
  private:
