@@ -6,7 +6,6 @@
 #include <bit>
 #include <cstddef>
 #include <span>
-#include <string>
 
 #include "dssync/core/concepts.hpp"
 #include "dssync/core/error.hpp"
@@ -78,10 +77,8 @@ struct Member {
 template <transport Transport>
 Member member_of(const Transport& t, const Group& g, tag_t tag) {
   const int position = checked_position(g, t.rank(), t.size());
-  if (tag < 0 || tag > max_tag)
-    throw configuration_error(
-        "tag outside [0, " + std::to_string(max_tag) + "]",
-        error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag));
+  if (tag < 0 || tag > max_tag)  // the context (a group string) only on the way out
+    check_tag(tag, error_context{}.with_rank(t.rank()).with_group(g.ranks()).with_tag(tag));
   return {position, g.size()};
 }
 

@@ -30,15 +30,19 @@ inline error_context p2p_context(int rank, int peer, tag_t tag) {
   return error_context{}.with_rank(rank).with_peer(peer).with_tag(tag);
 }
 
+// A tag in range, or configuration_error with `where`.
+inline void check_tag(tag_t tag, const error_context& where) {
+  if (tag < 0 || tag > max_tag)
+    throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]", where);
+}
+
 // Every transport's argument check: a peer inside the world, a tag in range.
 inline void check_peer_and_tag(int rank, int size, int peer, tag_t tag) {
   if (peer < 0 || peer >= size)
     throw configuration_error("peer " + std::to_string(peer) + " is outside the world of " +
                                   std::to_string(size) + " ranks",
                               p2p_context(rank, peer, tag));
-  if (tag < 0 || tag > max_tag)
-    throw configuration_error("tag outside [0, " + std::to_string(max_tag) + "]",
-                              p2p_context(rank, peer, tag));
+  check_tag(tag, p2p_context(rank, peer, tag));
 }
 }  // namespace detail
 
