@@ -140,27 +140,31 @@ struct TcpThreadsRunner {
                        timeout_names_peer_and_operation)                                         \
   DSSYNC_CONTRACT_CASE(Runner, prefix "a failed rank is named on every waiting rank",            \
                        failed_peer_named_everywhere)                                             \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "a rank's own timeout sticks", own_timeout_sticks)         \
   DSSYNC_CONTRACT_CASE(Runner, prefix "the deadline runs from the operation's start",            \
                        deadline_from_operation_start)                                            \
   DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)
-#define DSSYNC_CONTRACT_CASES(Runner, prefix)                                                    \
-  DSSYNC_CONTRACT_P2P_CASES(Runner, prefix)                                                      \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "synchronizers agree bitwise, checked or not",             \
-                       synchronizers_agree_bitwise)                                              \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "GADMM agrees bitwise, checked or not",                    \
-                       gadmm_agrees_bitwise)                                                     \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",         \
-                       stale_agrees_bitwise)                                                     \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",             \
-                       sfb_agrees_bitwise)                                                       \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "gaia: GaiaSync agrees bitwise, slack 0 and 1, checked or not", \
-                       gaia_agrees_bitwise)                                                      \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "beside: SSPSync and ShadowSync agree bitwise",           \
-                       beside_agrees_bitwise)                                                    \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: two contexts, two channels, no crossing",       \
-                       channels_apart)                                                           \
-  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: a failure on one channel fails all",            \
-                       channel_failure_fails_all)
+#define DSSYNC_CONTRACT_CASES(Runner, prefix)                                                 \
+  DSSYNC_CONTRACT_P2P_CASES(Runner, prefix)                                                   \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "synchronizers agree bitwise, checked or not",          \
+                       synchronizers_agree_bitwise)                                           \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "GADMM agrees bitwise, checked or not",                 \
+                       gadmm_agrees_bitwise)                                                  \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "stale: StaleSync agrees bitwise, checked or not",      \
+                       stale_agrees_bitwise)                                                  \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "sfb: SFBSync agrees bitwise, checked or not",          \
+                       sfb_agrees_bitwise)                                                    \
+  DSSYNC_CONTRACT_CASE(Runner,                                                                \
+                       prefix "gaia: GaiaSync agrees bitwise, slack 0 and 1, checked or not", \
+                       gaia_agrees_bitwise)                                                   \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "beside: SSPSync and ShadowSync agree bitwise",         \
+                       beside_agrees_bitwise)                                                 \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: two contexts, two channels, no crossing",    \
+                       channels_apart)                                                        \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: a failure on one channel fails all",         \
+                       channel_failure_fails_all)                                             \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "channels: checked synchronizers numbered per channel", \
+                       checked_ordinals_per_channel)
 
 DSSYNC_CONTRACT_CASES(InProcRunner, "inproc: ")
 DSSYNC_CONTRACT_P2P_CASES(contract::OnChannel<InProcRunner>, "inproc: channel 1: ")

@@ -279,10 +279,12 @@ void timeout_names_peer_and_operation(R& runner, Report& rep) {
 
 // A rank that fails is named, with its reason, by every rank waiting on
 // anything (here: on each other, in a cycle), and a failed transport throws
-// peer_error at once on every later call.
+// peer_error at once on every later call, a copy with itself included, in the
+// words for a call made after the failure.
 template <class R>
 void failed_peer_named_everywhere(R& runner, Report& rep) {
   auto later = slots<End>(4);
+  auto self = slots<End>(4);
   const auto ends = runner.run(4, ms(20000), [&](auto& t) {
     const int r = t.rank();
     if (r == 3) {
@@ -294,6 +296,8 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
     const std::vector<float> out(8, 1.0f);
     later[static_cast<std::size_t>(r)] =
         attempt([&] { t.send((r + 2) % 3, std::span<const float>(out), 7); });
+    self[static_cast<std::size_t>(r)] =
+        attempt([&] { t.sendrecv(r, std::span<const float>(out), r, std::span<float>(in), 7); });
     if (waiting.kind != "none")
       std::rethrow_exception(std::make_exception_ptr(dssync::peer_error(
           waiting.what, dssync::error_context{}.with_peer(waiting.peer.value_or(-1)))));
@@ -301,9 +305,38 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
   for (int r = 0; r < 3; ++r) {
     expect_end(rep, ends, r, "peer", 3, "rank 3 gives up");
     if (!ends[static_cast<std::size_t>(r)].known) continue;
-    std::vector<End> l{later[static_cast<std::size_t>(r)]};
-    expect_end(rep, l, 0, "peer", 3, "rank 3 failed");
+    std::vector<End> l{later[static_cast<std::size_t>(r)], self[static_cast<std::size_t>(r)]};
+    expect_end(rep, l, 0, "peer", 3, "(the transport stays failed; make a new one to go on)");
+    expect_end(rep, l, 1, "peer", 3, "(the transport stays failed; make a new one to go on)");
   }
+}
+
+// A rank's own timeout fails its transport too: a program that catches it
+// finds every later call failed, a copy with itself included, in the words for
+// its own failure. (On the simulator the timeout is the deadlock's: rank 0
+// has returned.)
+template <class R>
+void own_timeout_sticks(R& runner, Report& rep) {
+  auto later = slots<End>(2);
+  auto self = slots<End>(2);
+  auto first = slots<End>(2);
+  const auto ends = runner.run(2, ms(300), [&](auto& t) {
+    if (t.rank() == 0) return R::pause(t, ms(1500));
+    std::vector<float> in(4);
+    const std::vector<float> out(4, 1.0f);
+    first[1] = attempt([&] { t.recv(0, std::span<float>(in), 4); });
+    later[1] =
+        attempt([&] { t.sendrecv(0, std::span<const float>(out), 0, std::span<float>(in), 5); });
+    self[1] =
+        attempt([&] { t.sendrecv(1, std::span<const float>(out), 1, std::span<float>(in), 5); });
+  });
+  expect_end(rep, ends, 0, "none");
+  expect_end(rep, ends, 1, "none");
+  if (!ends[1].known) return;
+  std::vector<End> got{first[1], later[1], self[1]};
+  expect_end(rep, got, 0, "timeout", 0, "a receive from rank 0 ");
+  expect_end(rep, got, 1, "peer", 1, "this transport failed earlier (a receive from rank 0 ");
+  expect_end(rep, got, 2, "peer", 1, "this transport failed earlier (a receive from rank 0 ");
 }
 
 // One deadline per operation, from its start: a sendrecv whose receive comes
@@ -945,6 +978,40 @@ void channel_failure_fails_all(R& runner, Report& rep) {
     expect_end(rep, ends, 1, "timeout", 0);
 }
 
+// The checked mode numbers a rank's checked synchronizers per channel, not per
+// thread: made on one thread in a different order on each rank (one for
+// channel 0, one for channel 1), each still meets its peers' and averages.
+template <class R>
+void checked_ordinals_per_channel(R& runner, Report& rep) {
+  constexpr int n = 2;
+  auto wrong = slots<int>(n);
+  const auto ends = runner.run(n, ms(20000), [&](auto& t) {
+    using Tr = std::remove_cvref_t<decltype(t)>;
+    using Sync = dssync::AllReduceSync<Tr, dssync::RingReduce>;
+    const int r = t.rank();
+    Tr ch = t.channel(1);
+    std::optional<Sync> zero, one;
+    if (r == 0) {
+      zero.emplace(t, dssync::AllReduceSyncOptions{.checked = true});
+      one.emplace(ch, dssync::AllReduceSyncOptions{.checked = true});
+    } else {
+      one.emplace(ch, dssync::AllReduceSyncOptions{.checked = true});
+      zero.emplace(t, dssync::AllReduceSyncOptions{.checked = true});
+    }
+    std::vector<float> x(5, float(r + 1)), y(5, float(10 * (r + 1)));
+    zero->step(x);
+    one->step(y);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      wrong[static_cast<std::size_t>(r)] += (x[i] != 1.5f) + (y[i] != 15.0f);
+  });
+  for (int r = 0; r < n; ++r) {
+    expect_end(rep, ends, r, "none");
+    if (ends[static_cast<std::size_t>(r)].known)
+      rep.check(wrong[static_cast<std::size_t>(r)] == 0,
+                "rank " + std::to_string(r) + ": the two channels' averages are wrong");
+  }
+}
+
 // Any runner, with every rank's function on channel 1 of its transport
 // instead of channel 0 (transport/background.hpp): the contract holds per
 // channel.
@@ -978,6 +1045,7 @@ std::vector<Named<R>> all_cases() {
       {"self", &self_rules<R>, 2},
       {"timeout", &timeout_names_peer_and_operation<R>, 2},
       {"failed-peer", &failed_peer_named_everywhere<R>, 4},
+      {"own-timeout", &own_timeout_sticks<R>, 2},
       {"deadline", &deadline_from_operation_start<R>, 2},
       {"zero-timeout", &zero_timeout_waits<R>, 2},
       {"synchronizers", &synchronizers_agree_bitwise<R>, 5},
@@ -988,6 +1056,7 @@ std::vector<Named<R>> all_cases() {
       {"beside", &beside_agrees_bitwise<R>, 4},
       {"channels", &channels_apart<R>, 3},
       {"channel-failure", &channel_failure_fails_all<R>, 2},
+      {"checked-ordinals", &checked_ordinals_per_channel<R>, 2},
   };
 }
 

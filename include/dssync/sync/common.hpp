@@ -235,10 +235,11 @@ constexpr std::uint64_t type_hash() noexcept {
 
 // Numbers the checked synchronizers a rank makes, in order: a rank's k-th
 // checked synchronizer must meet the other ranks' k-th, or two synchronizers
-// stepped in different orders on different ranks would mix their buffers. A
-// rank is an OS thread on the threaded and multi-process transports; a
-// transport that runs several ranks on one thread (the simulator's fibers)
-// keeps the count per rank itself, in next_checked_ordinal().
+// stepped in different orders on different ranks would mix their buffers.
+// The four transports count per (rank, channel) in next_checked_ordinal()
+// (transport/contract.hpp); a wrapper asks the transport it wraps; a user's
+// transport without the member is counted per OS thread, which is right
+// when each of its ranks and channels has a thread of its own.
 template <class Transport>
 std::uint64_t next_checked_ordinal(Transport& t) noexcept {
   if constexpr (requires { { t.next_checked_ordinal() } -> std::convertible_to<std::uint64_t>; }) {

@@ -13,9 +13,11 @@
 //   one side only it is refused at once.
 // - The first failure sticks. A transport that timed out, heard that a peer
 //   failed, or was fail()ed stays failed: every later operation throws
-//   peer_error at once. (The in-process world fails as a whole at a rank's
-//   timeout; it and the simulator fail as a whole when a rank's function
-//   throws.) A size
+//   peer_error at once (a copy with itself too), in the words of
+//   StickyFailure::earlier. The failure's text is the error's message, the
+//   same on every transport. (The in-process world and the simulator fail as
+//   a whole at a rank's timeout, the simulator's being its deadlock, and when
+//   a rank's function throws.) A size
 //   mismatch and a bad argument leave the transport usable; a sendrecv whose
 //   receive did not fit still delivers its send.
 // - One meaning of where().peer. A size_mismatch_error names the peer whose
@@ -25,14 +27,23 @@
 // - Channels (optional; transport/background.hpp). Channel c of a rank talks
 //   only to channel c of the others, and everything above holds per channel;
 //   a failure on one channel fails them all.
+// - Checked ordinals. Each (rank, channel) numbers the checked synchronizers
+//   made on it, 0, 1, 2, ..., whatever thread makes them
+//   (next_checked_ordinal(); CheckedOrdinals below).
+// - Moves. A transport handle is movable; a moved-from one may only be
+//   destroyed or assigned to (its calls are undefined, as a moved-from
+//   std::unique_ptr's are).
 // - One wording. The texts below are the only ones the transports use for
 //   these failures, so that a log reads the same whatever the transport.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -184,6 +195,23 @@ class StickyFailure {
   bool failed_ = false;
   int rank_ = -1;
   std::string text_;
+};
+
+// The checked mode's numbering (sync/common.hpp, next_checked_ordinal): a
+// rank's k-th checked synchronizer on a channel must meet the other ranks'
+// k-th on that channel. One count per (rank, channel) of the transport, not
+// per thread: a program may make a channel's synchronizers on another thread
+// than the one that steps them, and several ranks may share a thread.
+class CheckedOrdinals {
+ public:
+  explicit CheckedOrdinals(std::size_t slots = 0)
+      : next_(std::make_unique<std::atomic<std::uint64_t>[]>(slots)) {}
+  std::uint64_t next(std::size_t slot) noexcept {
+    return next_[slot].fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::unique_ptr<std::atomic<std::uint64_t>[]> next_;
 };
 
 // The argument checks. A blocking send to oneself or receive from oneself can

@@ -66,10 +66,15 @@ struct InProcMessage {
 
 struct InProcShared {
   explicit InProcShared(int n, InProcOptions o)
-      : size(n), options(o), slots(std::size_t(n) * std::size_t(o.channels)),
-        wake(std::make_unique<std::condition_variable[]>(slots)), inbox(slots),
-        exited(std::size_t(n), false), waiting_on(slots, -1),
-        left_wait(slots, std::chrono::steady_clock::now()) {}
+      : size(n),
+        options(o),
+        slots(std::size_t(n) * std::size_t(o.channels)),
+        wake(std::make_unique<std::condition_variable[]>(slots)),
+        inbox(slots),
+        exited(std::size_t(n), false),
+        waiting_on(slots, -1),
+        left_wait(slots, std::chrono::steady_clock::now()),
+        ordinals(slots) {}
 
   struct Queue {  // FIFO of posted messages to one rank, linked through next
     InProcMessage* head = nullptr;
@@ -90,6 +95,7 @@ struct InProcShared {
   std::vector<int> waiting_on;
   std::vector<std::chrono::steady_clock::time_point> left_wait;
   StickyFailure failure;
+  CheckedOrdinals ordinals;  // per slot; atomic, outside mu
 
   std::size_t slot(int rank, int channel) const {
     return std::size_t(channel) * std::size_t(size) + std::size_t(rank);
@@ -114,6 +120,9 @@ class InProcTransport {
     detail::check_channel(rank_, channels(), c);
     return InProcTransport(shared_, rank_, c);
   }
+  // The checked mode's numbering of this rank's synchronizers on this channel
+  // (transport/contract.hpp).
+  std::uint64_t next_checked_ordinal() noexcept { return shared_->ordinals.next(slot()); }
 
   template <class T>
     requires element<std::remove_const_t<T>>
@@ -137,8 +146,10 @@ class InProcTransport {
   template <class T, class U>
     requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    if (detail::check_sendrecv(rank_, size(), dst, src, tag))
+    if (detail::check_sendrecv(rank_, size(), dst, src, tag)) {
+      check_usable(src, tag);
       return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank_, tag);
+    }
     const detail::Deadline deadline(shared_->options.timeout);
     detail::InProcMessage m = make_message(dst, std::as_bytes(out), tag);
     post(m);
@@ -163,6 +174,7 @@ class InProcTransport {
   void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
                      tag_t tag) {
     if (detail::check_sendrecv(rank_, size(), dst, src, tag)) {
+      check_usable(src, tag);
       if (out.size() != count)
         throw detail::size_mismatch(count * sizeof(T), out.size_bytes(), rank_, where(src, tag));
       if (count) use(out);
@@ -209,9 +221,18 @@ class InProcTransport {
     return m;
   }
 
-  // Throws if the world has failed; called with the lock held.
-  void check_failed(int peer, tag_t tag) const {
-    if (shared_->failure.failed()) throw shared_->failure.during(where(peer, tag));
+  // Throws if the world has failed; called with the lock held. An operation
+  // that finds it failed as it starts says so in the contract's words for
+  // that (`starting`); one that was waiting, in the words for this.
+  void check_failed(int peer, tag_t tag, bool starting = false) const {
+    if (!shared_->failure.failed()) return;
+    if (starting) throw shared_->failure.earlier(rank_, where(peer, tag));
+    throw shared_->failure.during(where(peer, tag));
+  }
+  // The same, taking the lock: for a copy with itself, which waits for no one.
+  void check_usable(int peer, tag_t tag) const {
+    lock lk(shared_->mu);
+    check_failed(peer, tag, true);
   }
 
   // Marks this rank as blocked on `peer` for the lifetime of the guard, or
@@ -267,7 +288,7 @@ class InProcTransport {
   void post(detail::InProcMessage& m) {
     {
       lock lk(shared_->mu);
-      check_failed(m.dst, m.tag);
+      check_failed(m.dst, m.tag, true);
       auto& q = shared_->inbox[slot(m.dst)];
       if (q.tail)
         q.tail->next = &m;
@@ -318,7 +339,7 @@ class InProcTransport {
   // others' waits end naming this rank, and its later calls throw at once.
   // Called with the lock held; returns the error to throw.
   timeout_error failing(timeout_error e) {
-    shared_->failure.record(rank_, e.what());
+    shared_->failure.record(rank_, e.message());
     shared_->notify_all_ranks();
     return e;
   }
@@ -368,7 +389,7 @@ class InProcTransport {
     auto& wake = shared_->wake[slot()];
     detail::InProcMessage* prev = nullptr;
     detail::InProcMessage* m = nullptr;
-    check_failed(src, tag);  // a failed world fails every later operation at once
+    check_failed(src, tag, true);  // a failed world fails every later operation at once
     WaitMark mark(shared_, slot(), src);
     for (;;) {
       prev = nullptr;

@@ -113,6 +113,7 @@ class MPITransport {
     }
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     control_->root = comm_;
+    control_->ordinals = detail::CheckedOrdinals(static_cast<std::size_t>(options.channels));
     for (int c = 1; c < options.channels; ++c) {
       control_->channels.emplace_back(comm_, boost::mpi::comm_duplicate);
       MPI_Comm_set_errhandler(control_->channels.back(), MPI_ERRORS_RETURN);
@@ -149,6 +150,11 @@ class MPITransport {
     const boost::mpi::communicator& data =
         c == 0 ? control_->root : control_->channels[static_cast<std::size_t>(c - 1)];
     return MPITransport(data, options_, control_, c);
+  }
+  // The checked mode's numbering of this rank's synchronizers on this channel
+  // (transport/contract.hpp).
+  std::uint64_t next_checked_ordinal() noexcept {
+    return control_->ordinals.next(static_cast<std::size_t>(channel_));
   }
   // The transport's private duplicate of the communicator it was given.
   const boost::mpi::communicator& communicator() const noexcept { return comm_; }
@@ -225,8 +231,10 @@ class MPITransport {
   template <class T, class U>
     requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    if (detail::check_sendrecv(rank(), size(), dst, src, tag))
+    if (detail::check_sendrecv(rank(), size(), dst, src, tag)) {
+      check_usable(where(src, tag));
       return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
+    }
     const auto start = clock::now();
     check_usable(where(src, tag));
     const std::size_t pieces = std::max(piece_count(out.size()), piece_count(in.size()));
@@ -443,9 +451,9 @@ class MPITransport {
     const timeout_error e = peer >= 0
                                 ? detail::timed_out(what, deadline, peer, p.at, {}, now)
                                 : timeout_error(what + " " + deadline.overdue_text(now), p.at);
-    // The others learn what this rank saw, in its own words without the prefix.
-    std::string_view text(e.what());
-    if (text.starts_with("dssync: ")) text.remove_prefix(8);
+    // The others learn what this rank saw, its message without the kind and
+    // the place, as on every transport.
+    const std::string_view text = e.message();
     std::lock_guard lk(control_->mu);
     notify_others(text);
     control_->failure.record(rank(), std::string(detail::failure_text(text)));

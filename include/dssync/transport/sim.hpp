@@ -239,7 +239,10 @@ class SimWorld {
 
   // Records that `rank` failed with e, the run's error if it is the first.
   void fail(int rank, std::exception_ptr e) {
-    if (failure_.record(rank, detail::describe_exception(e))) first_ = e;
+    // A rank whose own timeout failed the world recorded it already.
+    if (failure_.record(rank, detail::describe_exception(e)) ||
+        (failure_.rank() == rank && !first_))
+      first_ = e;
   }
 
   void reset() {
@@ -249,7 +252,7 @@ class SimWorld {
     fibers_.reset(slots, options_.stack_bytes, options_.stack_guard, size_);
     operations_.assign(static_cast<std::size_t>(slots), Operation{});
     awaiting_.assign(static_cast<std::size_t>(slots), 0);
-    ordinals_.assign(static_cast<std::size_t>(slots), 0);
+    ordinals_ = detail::CheckedOrdinals(static_cast<std::size_t>(slots));
     partitions_.trim();
     network_.reset(options_, size_);
     // Stragglers: a seeded choice of round(fraction * n) ranks.
@@ -471,6 +474,11 @@ class SimWorld {
   }
 
   // ---- what a rank calls -------------------------------------------------------
+  // Throws if the world has failed: what a copy with itself checks.
+  void check_usable(int r, int peer, tag_t tag) const {
+    if (failure_.failed()) throw failure_.earlier(r, detail::p2p_context(r, peer, tag));
+  }
+
   // One operation of rank r on `channel`: a send, a receive, or both, waited
   // for together by the fiber that calls.
   void operate(int r, int channel, std::optional<Outgoing> out, std::optional<Incoming> in,
@@ -478,7 +486,7 @@ class SimWorld {
     const int me = fibers_.current();
     // Where, for an error: made only when one is thrown (it holds a string).
     auto at = [&] { return detail::p2p_context(r, in ? in->src : out->dst, tag); };
-    if (failure_.failed() && failure_.rank() != r) throw failure_.during(at());
+    if (failure_.failed()) throw failure_.earlier(r, at());
     Operation& op = operation(me);
     op.recv = Recv{};
     op.sent = !out;
@@ -513,10 +521,14 @@ class SimWorld {
         if (woken(me) == Woken::failure) throw failure_.during(at());
         const bool receiving = in && !rv.done;
         const int peer = receiving ? in->src : out->dst;
-        throw timeout_error((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
-                                " cannot complete: at virtual time " + std::to_string(now_) +
-                                " s every rank waits, so the program deadlocks",
-                            at().with_peer(peer));
+        timeout_error e((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
+                            " cannot complete: at virtual time " + std::to_string(now_) +
+                            " s every rank waits, so the program deadlocks",
+                        at().with_peer(peer));
+        // A timeout fails the world, as on every transport: a program that
+        // catches it finds every later operation failed.
+        failure_.record(r, e.message());
+        throw e;
       }
     }
     if (rv.mismatch) throw detail::size_mismatch(rv.bytes, rv.sent_bytes, in->src, at());
@@ -538,7 +550,7 @@ class SimWorld {
   std::exception_ptr first_;             // the run's error: the first failure's
   std::vector<Operation> operations_;    // per fiber: what it waits in (never resized in a run)
   std::vector<char> awaiting_;           // per fiber: it waits in a context's await
-  std::vector<std::uint64_t> ordinals_;  // per (rank, channel): next_checked_ordinal
+  detail::CheckedOrdinals ordinals_;     // per (rank, channel): next_checked_ordinal
   std::vector<std::unique_ptr<Message>> owned_;
   std::vector<Message*> pool_;
 };
@@ -554,7 +566,7 @@ inline detail::PartitionCache* SimTransport::partition_cache() const noexcept {
 }
 
 inline std::uint64_t SimTransport::next_checked_ordinal() noexcept {
-  return world_->ordinals_[static_cast<std::size_t>(world_->slot(rank_, channel_))]++;
+  return world_->ordinals_.next(static_cast<std::size_t>(world_->slot(rank_, channel_)));
 }
 inline double SimTransport::now() const noexcept {
   return world_->now_;
@@ -600,8 +612,10 @@ requires element<std::remove_const_t<T>> && element<U>
 void SimTransport::sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
   const auto ob = std::as_bytes(out);
   const auto ib = std::as_writable_bytes(in);
-  if (detail::check_sendrecv(rank_, size(), dst, src, tag))  // with itself: a copy, no time
+  if (detail::check_sendrecv(rank_, size(), dst, src, tag)) {  // with itself: a copy, no time
+    world_->check_usable(rank_, src, tag);
     return detail::self_exchange(ob, ib, rank_, tag);
+  }
   world_->operate(rank_, channel_, SimWorld::Outgoing{dst, ob}, SimWorld::Incoming{src, ib}, tag);
 }
 

@@ -94,6 +94,9 @@ class TcpTransport {
     detail::check_channel(rank(), channels(), c);
     return TcpTransport(core_, c);
   }
+  // The checked mode's numbering of this rank's synchronizers on this channel
+  // (transport/contract.hpp).
+  std::uint64_t next_checked_ordinal() noexcept { return core_->next_checked_ordinal(channel_); }
 
   int rank() const noexcept { return core_->rank(); }
   int size() const noexcept { return core_->size(); }
@@ -129,8 +132,10 @@ class TcpTransport {
   template <class T, class U>
   requires element<std::remove_const_t<T>> && element<U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    if (detail::check_sendrecv(rank(), size(), dst, src, tag))
+    if (detail::check_sendrecv(rank(), size(), dst, src, tag)) {
+      core_->check_usable(where(src, tag));
       return detail::self_exchange(std::as_bytes(out), std::as_writable_bytes(in), rank(), tag);
+    }
     auto r = detail::TcpOp::receive_into(src, channel_, tag, std::as_writable_bytes(in));
     auto s = detail::TcpOp::send_of(dst, channel_, tag, std::as_bytes(out));
     core_->run(&r, &s, where(src, tag));

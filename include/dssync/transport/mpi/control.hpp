@@ -42,6 +42,7 @@ struct MPIControl {
   // transport's own).
   std::vector<boost::mpi::communicator> channels;
   boost::mpi::communicator root;  // channel 0's, so that every handle reaches every channel
+  CheckedOrdinals ordinals;       // per channel (transport/contract.hpp)
   // Guards the notice requests and the failure: with channels, two threads
   // of a rank use them.
   std::mutex mu;

@@ -63,6 +63,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
                                 where());
     batch_ = thread_.batch();
     posted_.per_channel.assign(std::size_t(options_.channels), 0);
+    ordinals_ = CheckedOrdinals(std::size_t(options_.channels));
     peers_.reserve(std::size_t(size_));
     const ConnectionContext context{*this, posted_, budget_, options_, rank_, size_};
     for (int r = 0; r < size_; ++r)
@@ -92,6 +93,9 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   int rank() const noexcept { return rank_; }
   int size() const noexcept { return size_; }
   const TcpOptions& options() const noexcept { return options_; }
+  std::uint64_t next_checked_ordinal(int channel) noexcept {
+    return ordinals_.next(std::size_t(channel));
+  }
   std::size_t refused() const noexcept { return gatekeeper_.refused(); }
   std::uint16_t listen_port() const noexcept { return rendezvous_.listen_port(); }
   bool failed() const {
@@ -362,6 +366,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   std::vector<std::unique_ptr<Connection>> peers_;
   SocketThread::Batch batch_;  // what take_submissions() takes
   PostedReceives posted_{1};   // sized to the channels once they are checked
+  CheckedOrdinals ordinals_;   // the checked mode's, per channel (transport/contract.hpp)
   StashBudget budget_;
   Liveness liveness_;
   Gatekeeper gatekeeper_;
