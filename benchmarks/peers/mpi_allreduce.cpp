@@ -2,10 +2,12 @@
 // MPI_Allreduce (MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), timed the way
 // nccl-tests times a collective. A measuring tool, not a test; plain MPI C API.
 //
-//   mpirun -np N ./bench_mpi_allreduce_peer [trials]
+//   mpirun -np N ./bench_mpi_allreduce_peer [trials [most]]
 //
 // For each size: one checked all-reduce, then for each mode (out of place, in
-// place) two warm-up calls and `trials` trials of R calls, each trial between
+// place) two warm-up calls and `trials` trials of R calls (about 256 MiB of
+// buffer, between 5 and `most` calls, 1000 unless given; scripts/bench/tcp
+// gives 50, as its other programs take), each trial between
 // a barrier and MPI_Wtime on every rank; a trial's time is the maximum over the
 // ranks. Rank 0 prints one line per size with the median trial's time per
 // call, algbw = bytes / time and busbw = algbw * 2(n-1)/n, in 10^9 bytes/s.
@@ -24,9 +26,10 @@ namespace {
 
 constexpr std::size_t sizes[] = {4u << 10, 256u << 10, 1u << 20, 16u << 20, 64u << 20};
 
-// Calls per trial: about 256 MiB of buffer per trial, between 5 and 1000 calls.
-int reps_for(std::size_t bytes) {
-  return static_cast<int>(std::clamp<std::size_t>((256u << 20) / bytes, 5, 1000));
+// Calls per trial: about 256 MiB of buffer per trial, between 5 and `most`.
+int reps_for(std::size_t bytes, int most) {
+  return static_cast<int>(
+      std::clamp<std::size_t>((256u << 20) / bytes, 5, static_cast<std::size_t>(most)));
 }
 
 // The median trial's time per call, in one mode (out of place or in place).
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &n);
   const int trials = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
+  const int most = argc > 2 ? std::max(5, std::atoi(argv[2])) : 1000;
 
   if (rank == 0) {
     char version[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -95,7 +99,7 @@ int main(int argc, char** argv) {
       if (rank == 0) std::fprintf(stderr, "MPI_Allreduce gave a wrong sum at %zu bytes\n", bytes);
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    const int reps = reps_for(bytes);
+    const int reps = reps_for(bytes, most);
     const bench::Row out = measure(false, send, recv, reps, trials);
     const bench::Row in = measure(true, send, recv, reps, trials);
     if (rank == 0) bench::print_modes(out, in, bench::Collective::all_reduce, n);
