@@ -168,18 +168,29 @@ void tags_do_not_see_each_other(R& runner, Report& rep) {
 // (shorter and longer), and the transport goes on.
 template <class R>
 void size_mismatch_both_sides(R& runner, Report& rep) {
-  auto short_end = slots<End>(2), long_end = slots<End>(2);
+  auto short_end = slots<End>(2), long_end = slots<End>(2), big_end = slots<End>(2);
   auto after = slots<std::vector<float>>(2);
+  auto past = slots<std::size_t>(2);
+  // A megabyte: large enough that Open MPI's shared memory moves it by a single
+  // copy, which wrote a message that did not fit past the receive's buffer.
+  constexpr std::size_t big = std::size_t{1} << 18;
   const auto ends = runner.run(2, ms(20000), [&](auto& t) {
     const int other = 1 - t.rank();
     const std::vector<float> four{1, 2, 3, 4};
     if (t.rank() == 0) {
       short_end[0] = attempt([&] { t.send(1, std::span<const float>(four), 1); });
       long_end[0] = attempt([&] { t.send(1, std::span<const float>(four), 2); });
+      const std::vector<float> megabyte(big, 7.0f);
+      big_end[0] = attempt([&] { t.send(1, std::span<const float>(megabyte), 4); });
     } else {
       std::vector<float> three(3), five(5);
       short_end[1] = attempt([&] { t.recv(0, std::span<float>(three), 1); });
       long_end[1] = attempt([&] { t.recv(0, std::span<float>(five), 2); });
+      // The receive takes the first half; the second half must stay as it was.
+      std::vector<float> halves(big, -1.0f);
+      big_end[1] = attempt([&] { t.recv(0, std::span<float>(halves).first(big / 2), 4); });
+      past[1] = std::size_t(std::count_if(halves.begin() + big / 2, halves.end(),
+                                          [](float x) { return x != -1.0f; }));
     }
     std::vector<float> mine(1000, float(t.rank() + 1)), theirs(1000);
     t.sendrecv(other, std::span<const float>(mine), other, std::span<float>(theirs), 3);
@@ -187,9 +198,12 @@ void size_mismatch_both_sides(R& runner, Report& rep) {
   });
   for (int r = 0; r < 2; ++r) expect_end(rep, ends, r, "none");
   if (ends[1].known) {
-    std::vector<End> s{short_end[1]}, l{long_end[1]};
-    expect_end(rep, s, 0, "size_mismatch", 0, "expected 12 bytes, the peer sent ");
+    std::vector<End> s{short_end[1]}, l{long_end[1]}, b{big_end[1]};
+    expect_end(rep, s, 0, "size_mismatch", 0, "expected 12 bytes, the peer sent 16");
     expect_end(rep, l, 0, "size_mismatch", 0, "expected 20 bytes, the peer sent 16");
+    expect_end(rep, b, 0, "size_mismatch", 0, "expected 524288 bytes, the peer sent 1048576");
+    rep.check(past[1] == 0, "rank 1: " + std::to_string(past[1]) +
+                                " floats written past the end of the receive's buffer");
     rep.check(after[1] == std::vector<float>(1000, 1.0f),
               "rank 1: the exchange after the mismatch");
   }
@@ -199,6 +213,10 @@ void size_mismatch_both_sides(R& runner, Report& rep) {
       rep.check(e->kind == "none" || (e->kind == "size_mismatch" && e->peer == 1 &&
                                       contains(e->what, "sent 16 bytes, the peer expected ")),
                 "rank 0's send ended with " + e->what);
+    rep.check(big_end[0].kind == "none" ||
+                  (big_end[0].kind == "size_mismatch" && big_end[0].peer == 1 &&
+                   contains(big_end[0].what, "sent 1048576 bytes, the peer expected 524288")),
+              "rank 0's megabyte send ended with " + big_end[0].what);
     rep.check(after[0] == std::vector<float>(1000, 2.0f),
               "rank 0: the exchange after the mismatch");
   }

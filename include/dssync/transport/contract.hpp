@@ -20,6 +20,8 @@
 //   a rank's function throws.) A size
 //   mismatch and a bad argument leave the transport usable; a sendrecv whose
 //   receive did not fit still delivers its send.
+// - A message whose length is not its receive's is a size_mismatch_error
+//   naming both lengths; nothing is written past the receive's buffer.
 // - One meaning of where().peer. A size_mismatch_error names the peer whose
 //   message did not fit; a timeout_error the peer the operation waited on; a
 //   peer_error the rank that failed (the cause), which is this rank itself

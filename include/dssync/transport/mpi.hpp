@@ -12,6 +12,13 @@
 // - Buffers longer than an int can count go as several messages; sender and
 //   receiver must then agree on the length (a disagreement on the number of
 //   pieces is not detected: a piece left over is taken as the next message).
+// - A receive matches its message first (MPI_Improbe) and takes it only if
+//   the lengths agree; one of another length is taken into scratch and the
+//   size_mismatch_error names both lengths. Posting the receive first let Open
+//   MPI's single-copy shared memory (CMA) write a longer message past the end
+//   of the buffer. Posted receives (post_recv, for the collectives that keep
+//   segments in flight) are still posted first: their lengths follow from the
+//   length every member passes to the collective.
 // - Nothing waits forever. MPI has no timeouts of its own, so every operation
 //   posts non-blocking requests and polls them until MPIOptions::timeout has
 //   passed since it began, then fails with timeout_error. Polling backs off
@@ -210,19 +217,15 @@ class MPITransport {
     check_usable(where(src, tag));
     for_each_piece(data.size(), [&](std::size_t off, int count) {
       MPI_Request request = MPI_REQUEST_NULL;
-      call(
-          MPI_Irecv(data.data() + off, count, detail::mpi_datatype<T>(), src, tag, comm_, &request),
-          "MPI_Irecv", src, tag);
-      MPI_Status status;
       const int peer[1] = {src};
-      const int rc = wait_for({.requests = std::span(&request, 1),
-                               .statuses = std::span(&status, 1),
-                               .peers = peer,
-                               .receives = 1,
-                               .at = where(src, tag),
-                               .start = start,
-                               .bytes = std::size_t(count) * sizeof(T)});
-      check_received<T>(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, count, src, tag);
+      const Pending p{.requests = std::span(&request, 1),
+                      .peers = peer,
+                      .receives = 1,
+                      .at = where(src, tag),
+                      .start = start,
+                      .bytes = std::size_t(count) * sizeof(T)};
+      receive_matched(p, src, tag,
+                      {data.data() + off, count, detail::mpi_datatype<T>(), sizeof(T)});
     });
   }
 
@@ -241,38 +244,36 @@ class MPITransport {
     for (std::size_t p = 0; p < pieces; ++p) {
       const auto [out_off, out_count] = piece(out.size(), p);
       const auto [in_off, in_count] = piece(in.size(), p);
+      // The receive's request first (made when its message is matched),
+      // then the send's.
       MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
       int peers[2] = {};
-      int posted = 0;
       const int receives = p < piece_count(in.size()) ? 1 : 0;
+      const int sends = p < piece_count(out.size()) ? 1 : 0;
+      if (receives) peers[0] = src;
+      if (sends) {
+        call(MPI_Isend(out.data() + out_off, out_count, detail::mpi_datatype<T>(), dst, tag, comm_,
+                       &requests[receives]),
+             "MPI_Isend", dst, tag);
+        peers[receives] = dst;
+      }
+      const auto n = static_cast<std::size_t>(receives + sends);
+      const Pending pending{
+          .requests = std::span(requests, n),
+          .peers = std::span<const int>(peers, n),
+          .receives = receives,
+          .at = where(src, tag),
+          .start = start,
+          .bytes = std::max(std::size_t(in_count) * sizeof(U), std::size_t(out_count) * sizeof(T))};
       if (receives) {
-        call(MPI_Irecv(in.data() + in_off, in_count, detail::mpi_datatype<U>(), src, tag, comm_,
-                       &requests[0]),
-             "MPI_Irecv", src, tag);
-        peers[posted++] = src;
+        receive_matched(pending, src, tag,
+                        {in.data() + in_off, in_count, detail::mpi_datatype<U>(), sizeof(U)});
+      } else {
+        MPI_Status status;
+        Pending send_only = pending;
+        send_only.statuses = std::span(&status, 1);
+        if (wait_for(send_only) == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", dst, tag);
       }
-      if (p < piece_count(out.size())) {
-        const int rc = MPI_Isend(out.data() + out_off, out_count, detail::mpi_datatype<T>(), dst,
-                                 tag, comm_, &requests[posted]);
-        if (rc != MPI_SUCCESS) abandon(std::span(requests, std::size_t(posted)), receives);
-        call(rc, "MPI_Isend", dst, tag);
-        peers[posted++] = dst;
-      }
-      MPI_Status statuses[2];
-      const auto n = static_cast<std::size_t>(posted);
-      const int rc = wait_for({.requests = std::span(requests, n),
-                               .statuses = std::span(statuses, n),
-                               .peers = std::span<const int>(peers, n),
-                               .receives = receives,
-                               .at = where(src, tag),
-                               .start = start,
-                               .bytes = std::max(std::size_t(in_count) * sizeof(U),
-                                                 std::size_t(out_count) * sizeof(T))});
-      if (receives)
-        check_received<U>(rc == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : rc, statuses[0],
-                          in_count, src, tag);
-      if (rc == MPI_ERR_IN_STATUS && posted > receives)
-        call(statuses[receives].MPI_ERROR, "MPI_Isend", dst, tag);
     }
   }
 
@@ -329,8 +330,8 @@ class MPITransport {
                              .start = p.start,
                              .bytes = std::size_t(p.count) * p.elem_bytes});
     if (p.receive)
-      check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.type,
-                     p.elem_bytes, p.peer, p.tag);
+      check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.elem_bytes,
+                     p.peer, p.tag);
     else if (rc == MPI_ERR_IN_STATUS)
       call(status.MPI_ERROR, "MPI_Isend", p.peer, p.tag);
   }
@@ -382,7 +383,78 @@ class MPITransport {
     error_context at;
     clock::time_point start;
     std::size_t bytes = 0;  // what the requests move, for the polling
+    // When the polling without pause began (none: now). A receive's two
+    // waits, for its message to be matched and for it to be taken, share one.
+    clock::time_point spin_start{};
+    // Set while a receive's message is being matched (MPI_Improbe) before it
+    // is taken: the wait ends when it is matched, and a timeout names it.
+    struct Probe {
+      int src;
+      tag_t tag;
+      MPI_Message message = MPI_MESSAGE_NULL;
+      MPI_Status status;
+    }* probe = nullptr;
   };
+
+  // Where a receive puts its message: `count` elements of `type`.
+  struct Into {
+    void* data;
+    int count;
+    MPI_Datatype type;
+    std::size_t elem_bytes;
+  };
+
+  // A receive (p's first request; a sendrecv's send, if any, is p's second,
+  // already started). Its message is matched first and taken only if its
+  // length is the receive's: a longer message never reaches the buffer (Open
+  // MPI's single-copy transfer of shared memory writes a truncated message
+  // past the end of the receive's buffer, corrupting the heap). A message of
+  // another length is taken into scratch, the send is waited for (it is still
+  // delivered), and the size_mismatch_error names both lengths.
+  void receive_matched(const Pending& p, int src, tag_t tag, const Into& into) {
+    Pending::Probe probe{.src = src, .tag = tag};
+    Pending matching = p;
+    matching.spin_start = clock::now();
+    matching.requests = p.requests.subspan(1);  // the send, driven meanwhile
+    matching.peers = p.peers.subspan(1);
+    matching.receives = 0;
+    matching.probe = &probe;
+    wait_for(matching);
+    MPI_Count sent = 0;
+    MPI_Get_elements_x(&probe.status, MPI_BYTE, &sent);
+    const std::size_t expected = static_cast<std::size_t>(into.count) * into.elem_bytes;
+    std::vector<std::byte> scratch;  // only for a message that does not fit
+    const bool fits = sent >= 0 && static_cast<std::size_t>(sent) == expected;
+    int rc = MPI_SUCCESS;
+    if (fits) {
+      rc = MPI_Imrecv(into.data, into.count, into.type, &probe.message, &p.requests[0]);
+    } else {
+      // A length from element types of 1 to 8 bytes, at most 2^30 of them.
+      const auto bytes = static_cast<std::size_t>(std::max<MPI_Count>(sent, 0));
+      const std::size_t unit = bytes % 8 == 0 ? 8 : bytes % 4 == 0 ? 4 : bytes % 2 == 0 ? 2 : 1;
+      const MPI_Datatype type = unit == 8   ? MPI_UINT64_T
+                                : unit == 4 ? MPI_UINT32_T
+                                : unit == 2 ? MPI_UINT16_T
+                                            : MPI_BYTE;
+      scratch.resize(bytes);
+      rc = MPI_Imrecv(scratch.data(), static_cast<int>(bytes / unit), type, &probe.message,
+                      &p.requests[0]);
+    }
+    if (rc != MPI_SUCCESS) abandon(p.requests.subspan(1), 0);
+    call(rc, "MPI_Imrecv", src, tag);
+    MPI_Status statuses[2];
+    Pending taking = p;
+    taking.spin_start = matching.spin_start;
+    taking.statuses = std::span(statuses, p.requests.size());
+    const int done = wait_for(taking);
+    if (!fits)
+      throw detail::size_mismatch(expected, static_cast<std::size_t>(std::max<MPI_Count>(sent, 0)),
+                                  src, p.at);
+    check_received(done == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : done, statuses[0],
+                   into.count, into.elem_bytes, src, tag);
+    if (done == MPI_ERR_IN_STATUS && p.requests.size() > 1)
+      call(statuses[1].MPI_ERROR, "MPI_Isend", p.peers[1], tag);
+  }
 
   // The one wait loop. Returns MPI_SUCCESS, or MPI_ERR_IN_STATUS with the
   // statuses to read, once every request is complete; throws timeout_error or
@@ -395,18 +467,28 @@ class MPITransport {
     // as long as moving the operation's bytes could take at a pessimistic
     // 125 MB/s (ranks sharing cores with each other and with other work), on
     // top of `spin`.
-    const auto spin_end = clock::now() + options_.spin +
+    const auto spin_end = (p.spin_start == clock::time_point{} ? clock::now() : p.spin_start) +
+                          options_.spin +
                           std::chrono::nanoseconds(static_cast<std::int64_t>(8 * p.bytes));
     auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
     const detail::Deadline deadline(options_.timeout, p.start);
+    // Testing also drives Open MPI's progress engine, which moves the data.
+    // While matching, the wait is for the message alone.
+    int done = 0;
+    auto test = [&] {
+      if (p.probe)
+        return MPI_Improbe(p.probe->src, p.probe->tag, comm_, &done, &p.probe->message,
+                           &p.probe->status);
+      return MPI_Testall(n, p.requests.data(), &done, statuses);
+    };
     for (unsigned round = 0;; ++round) {
-      // Testing also drives Open MPI's progress engine, which moves the data.
-      int done = 0;
-      const int rc = MPI_Testall(n, p.requests.data(), &done, statuses);
+      const int rc = test();
       if (rc == MPI_ERR_IN_STATUS || (rc == MPI_SUCCESS && done)) return rc;
       if (rc != MPI_SUCCESS) {
         abandon(p);
-        throw peer_error("MPI_Testall failed: " + detail::mpi_error_text(rc), p.at);
+        throw peer_error(std::string(p.probe ? "MPI_Improbe" : "MPI_Testall") +
+                             " failed: " + detail::mpi_error_text(rc),
+                         p.at);
       }
       const auto now = clock::now();
       const bool spinning = now < spin_end;
@@ -420,7 +502,7 @@ class MPITransport {
       // Past the deadline, one more test first: what completed since the
       // last one (while this rank was descheduled, say) is not a timeout.
       if (deadline.passed(now)) {
-        const int last = MPI_Testall(n, p.requests.data(), &done, statuses);
+        const int last = test();
         if (last == MPI_ERR_IN_STATUS || (last == MPI_SUCCESS && done)) return last;
         time_out(p, deadline, now);
       }
@@ -438,7 +520,8 @@ class MPITransport {
     // A collective names no peer.
     std::string what = "the collective";
     int peer = -1;
-    for (std::size_t i = 0; i < p.peers.size(); ++i) {
+    if (p.probe) peer = p.probe->src, what = detail::receive_text(peer);
+    for (std::size_t i = 0; peer < 0 && i < p.peers.size(); ++i) {
       int done = 0;
       MPI_Request_get_status(p.requests[i], &done, MPI_STATUS_IGNORE);
       if (done) continue;
@@ -557,12 +640,10 @@ class MPITransport {
                        error_context{}.with_rank(comm_.rank()));
   }
 
-  template <class T>
-  void check_received(int rc, const MPI_Status& status, int expected, int src, tag_t tag) const {
-    check_received(rc, status, expected, detail::mpi_datatype<T>(), sizeof(T), src, tag);
-  }
-  void check_received(int rc, const MPI_Status& status, int expected, MPI_Datatype type,
-                      std::size_t elem_bytes, int src, tag_t tag) const {
+  // A receive's status: MPI's error, or a length other than the receive's
+  // (in bytes: a message of another element size has no count in this one's).
+  void check_received(int rc, const MPI_Status& status, int expected, std::size_t elem_bytes,
+                      int src, tag_t tag) const {
     int error_class = MPI_SUCCESS;
     if (rc != MPI_SUCCESS) MPI_Error_class(rc, &error_class);
     if (error_class == MPI_ERR_TRUNCATE)  // MPI does not say how much more
@@ -571,11 +652,12 @@ class MPITransport {
               " bytes, the peer sent more",
           where(src, tag));
     call(rc, "MPI_Irecv", src, tag);
-    int received = 0;
-    MPI_Get_count(&status, type, &received);
-    if (received != expected)
+    MPI_Count received = 0;
+    MPI_Get_elements_x(&status, MPI_BYTE, &received);
+    if (received < 0 ||
+        static_cast<std::size_t>(received) != static_cast<std::size_t>(expected) * elem_bytes)
       throw detail::size_mismatch(static_cast<std::size_t>(expected) * elem_bytes,
-                                  static_cast<std::size_t>(received) * elem_bytes, src,
+                                  static_cast<std::size_t>(std::max<MPI_Count>(received, 0)), src,
                                   where(src, tag));
   }
 
