@@ -1086,6 +1086,129 @@ TEST_CASE("skewed data with batch and group norm still trains") {
   }
 }
 
+TEST_CASE("shadow-bmuf and shadow-easgd keep batch norm's running statistics out of their rounds") {
+  // BMUF's block momentum extrapolates what its rounds see (w = a + eta delta,
+  // eta = 1 - 1/n), so falling running variances went below zero and the
+  // evaluation to NaN. Their rounds see only the trainable parameters: each
+  // worker keeps its own statistics, as under BSP (every running variance a
+  // blend of batch variances, so positive), the trainable parameters end on
+  // the same bits (finish()) and every record's averaged model has a finite
+  // loss. Plain averaging (shadow-ma) still averages the whole buffer. A
+  // max_lag makes the rounds' schedule independent of the timing; the checks
+  // hold whatever it is.
+  const train::Dataset data = synthetic(512, 50);
+  constexpr int n = 8;
+  const train::Shape shape{.hidden = {64, 32}, .norm = train::Norm::parse("batch")};
+  for (const char* name : {"shadow-bmuf", "shadow-easgd", "shadow-ma"}) {
+    const std::string sync = name;
+    CAPTURE(sync);
+    train::Config c;
+    c.sync = sync;
+    c.norm = "batch";
+    c.hidden = shape.hidden;
+    c.epochs = 2;
+    c.batch = 8;
+    c.seed = 1;
+    c.shadow_period = 4;
+    c.max_lag = 2;
+    c.evals_per_epoch = 2;
+    c.evaluate_workers = false;
+    std::vector<train::EpochRecord> epochs;
+    const auto params = run_workers(data, c, n, &epochs);
+    REQUIRE(epochs.size() == 5);
+    for (const auto& r : epochs) {
+      CAPTURE(r.epoch);
+      CHECK(std::isfinite(r.test_loss_avg));
+    }
+    for (int w = 0; w < n; ++w) {
+      CAPTURE(w);
+      const auto& p = params[static_cast<std::size_t>(w)];
+      REQUIRE(p.size() == shape.size());
+      int not_positive = 0;  // or NaN
+      float lowest = 1;
+      for (std::size_t h = 0; h < shape.hidden.size(); ++h)
+        for (std::size_t u = 0; u < static_cast<std::size_t>(shape.hidden[h]); ++u) {
+          const float v = p[shape.var_offset(h) + u];
+          if (!(v > 0.0f)) ++not_positive;
+          lowest = std::min(lowest, v);
+        }
+      CAPTURE(lowest);
+      CHECK(not_positive == 0);
+      CHECK(std::memcmp(p.data(), params[0].data(), shape.trainable() * sizeof(float)) == 0);
+      if (sync == "shadow-ma") CHECK(same_bits(p, params[0]));
+    }
+    if (sync != "shadow-ma") CHECK_FALSE(same_bits(params[1], params[0]));
+  }
+}
+
+TEST_CASE("channels_used gives a run the channels its synchronizer uses, and no fewer will do") {
+  // The trainer makes as many channels under MPI (train.cpp): GaiaSync and
+  // SkewScout with slack >= 1 exchange on channel 1, as SSPSync and
+  // ShadowSync run their rounds there, and SFB uses its background channel.
+  const train::Dataset data = synthetic(64, 10);
+  constexpr int n = 2;
+  struct Case {
+    std::string sync;
+    int slack = 0, sfb_channel = 0;
+  };
+  std::vector<Case> cases;
+  for (const auto name : train::sync_names) cases.push_back({std::string(name)});
+  for (const char* gaia : {"gaia", "skewscout"}) cases.push_back({gaia, 1});
+  for (const int channel : {1, 2}) cases.push_back({"sfb", 0, channel});
+  cases.push_back({"sfb-factors", 0, 1});
+  for (const auto& k : cases) {
+    CAPTURE(k.sync);
+    CAPTURE(k.slack);
+    CAPTURE(k.sfb_channel);
+    train::Config c;
+    c.sync = k.sync;
+    c.gaia_slack = k.slack;
+    c.sfb_background_channel = k.sfb_channel;
+    c.dcs = k.sync == "gaia" || k.sync.starts_with("skewscout") ? 2 : 1;
+    c.hidden = {16};
+    c.epochs = 1;
+    c.batch = 8;
+    c.probe_samples = 8;
+    c.evaluate_workers = false;
+    const int channels = train::channels_used(c);
+    auto run = [&](int with) {
+      dssync::InProcWorld(n, {.timeout = std::chrono::seconds(30), .channels = with})
+          .run([&](dssync::InProcTransport& t) { train::train_worker(t, data, c); });
+    };
+    CHECK_NOTHROW(run(channels));
+    if (channels > 1) CHECK_THROWS(run(channels - 1));
+  }
+  train::Config gaia;
+  gaia.sync = "gaia";
+  CHECK(train::channels_used(gaia) == 1);
+  gaia.gaia_slack = 1;
+  CHECK(train::channels_used(gaia) == 2);
+}
+
+TEST_CASE("--checked reaches the all-reduce of localsgd and skewscout-localsgd alike") {
+  // Checked mode compares what the ranks synchronize: a rank with one more
+  // parameter is named before any data moves.
+  for (const char* name : {"localsgd", "skewscout-localsgd"}) {
+    const std::string sync = name;
+    CAPTURE(sync);
+    train::Config c;
+    c.sync = sync;
+    c.checked = true;
+    c.period = 1;
+    const std::string what = error_of<std::exception>([&] {
+      dssync::InProcWorld(2, {.timeout = std::chrono::seconds(30)})
+          .run([&](dssync::InProcTransport& t) {
+            auto s = train::make_sync(t, c, {}, 0, [](std::span<const float>) { return 1.0; });
+            std::vector<float> x(t.rank() == 0 ? 1000 : 1001, 1.0f);
+            s->start(x);
+            s->step(x);
+          });
+    });
+    CAPTURE(what);
+    CHECK(has(what, "different lengths"));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("--sync gaia over one data center is DS-Sync with one group of all to the bit, and skewscout learns") {

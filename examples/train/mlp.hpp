@@ -89,9 +89,14 @@ struct Norm {
 // parameter, and their gradient is always zero, so an SGD step leaves them as
 // they are; they change only in a training forward pass. Being in the buffer,
 // they are synchronized with the model: a synchronizer that averages
-// parameters (DS-Sync, gossip, local SGD, ShadowSync) averages them too, and
-// so does the trainer's averaged model at a record; BSP, which all-reduces
-// gradients, passes their zeros, and each worker keeps its own statistics.
+// parameters (DS-Sync, gossip, local SGD, ShadowSync's shadow-ma and
+// shadow-ds) averages them too, and so does the trainer's averaged model at a
+// record; BSP, which all-reduces gradients, passes their zeros, and each
+// worker keeps its own statistics. ShadowSync's rounds that are not a plain
+// average (shadow-bmuf's block momentum, shadow-easgd's elastic pull) would
+// extrapolate them, a variance below zero included: they are given only the
+// trainable() parameters (make_sync), and each worker keeps its own
+// statistics there too, as under BSP.
 struct Shape {
   int in = 784;
   std::vector<int> hidden = {256, 128};

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
+
 #include <dssync/dssync.hpp>
 
 #ifdef DSSYNC_TRAIN_WITH_MPI
@@ -102,28 +104,64 @@ void write_csv(const std::filesystem::path& file, const std::vector<Run>& runs) 
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
+// A string in gnuplot's single quotes, where a quote is doubled.
+std::string gnuplot_quoted(const std::string& s) {
+  std::string q = "'";
+  for (const char ch : s) q += ch == '\'' ? std::string("''") : std::string(1, ch);
+  return q + "'";
+}
+
 // Two PNGs: test accuracy and training loss against epoch, and against the
 // cumulative training time; one line per run, and a dashed line at each target
 // accuracy (the accuracy axis starts a little below the lowest target, where
-// the runs differ).
-bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix, const std::vector<Run>& runs,
-          const std::string& title, const std::string& time_label, const std::vector<double>& targets) {
+// the runs differ, or below the lowest of the runs' best accuracies when that
+// is lower, so that every run shows). Each run's figures are a data block of
+// the script ($run1, $run2, ...: epoch, training loss, test accuracy,
+// training time): a run's label is only a title and may hold any character.
+// False when gnuplot is missing or fails (with a warning on stderr).
+bool plot(const std::filesystem::path& prefix, const std::vector<Run>& runs,
+          const std::string& title, const std::string& time_label,
+          const std::vector<double>& targets) {
   const auto script = prefix.string() + ".gp";
   std::ofstream gp(script);
-  gp << "set datafile separator ','\n"
-        "set terminal pngcairo size 1200,480 font 'sans,11'\n"
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    gp << "$run" << i + 1 << " << EOD\n";
+    for (const auto& r : runs[i].epochs) {
+      const char* separator = "";
+      for (const double v : {r.epoch, r.train_loss, r.test_acc_avg, r.wall}) {
+        gp << separator;
+        separator = " ";
+        if (std::isfinite(v))
+          gp << v;
+        else
+          gp << "NaN";  // undefined for gnuplot: no point
+      }
+      gp << "\n";
+    }
+    gp << "EOD\n";
+  }
+  gp << "set terminal pngcairo size 1200,480 font 'sans,11'\n"
         "set key bottom right\n"
         "set grid\n";
+  // The accuracy axis's floor: 0.15 below the lowest target or the lowest of
+  // the runs' best accuracies, whichever is lower, rounded down to 0.05.
+  double lowest = targets.empty() ? 0.0 : *std::ranges::min_element(targets);
+  for (const auto& run : runs) {
+    double best = -1;
+    for (const auto& r : run.epochs)
+      if (std::isfinite(r.test_acc_avg)) best = std::max(best, r.test_acc_avg);
+    if (best >= 0) lowest = std::min(lowest, best);
+  }
   const double floor_acc =
-      targets.empty() ? 0.0 : std::max(0.0, std::floor((*std::ranges::min_element(targets) - 0.15) * 20) / 20);
+      targets.empty() ? 0.0 : std::max(0.0, std::floor((lowest - 0.15) * 20) / 20);
   auto panels = [&](const std::string& png, int x_column, const std::string& x_label) {
-    gp << "set output '" << png << "'\n"
-       << "set multiplot layout 1,2 title '" << title << "'\n"
-       << "set xlabel '" << x_label << "'\n";
+    gp << "set output " << gnuplot_quoted(png) << "\n"
+       << "set multiplot layout 1,2 title " << gnuplot_quoted(title) << " noenhanced\n"
+       << "set xlabel " << gnuplot_quoted(x_label) << "\n";
     for (const auto& [column, y_label, key] :
-         {std::tuple{4, "test accuracy (averaged model)", "bottom right"},
-          std::tuple{3, "training loss", "top right"}}) {
-      const bool accuracy = column == 4;
+         {std::tuple{3, "test accuracy (averaged model)", "bottom right"},
+          std::tuple{2, "training loss", "top right"}}) {
+      const bool accuracy = column == 3;
       gp << "set ylabel '" << y_label << "'\nset key " << key << "\n";
       if (accuracy) {
         gp << "set yrange [" << floor_acc << ":*]\n";
@@ -135,23 +173,38 @@ bool plot(const std::filesystem::path& csv, const std::filesystem::path& prefix,
       }
       gp << "plot ";
       for (std::size_t i = 0; i < runs.size(); ++i)
-        gp << (i ? ", " : "") << "'" << csv.string() << "' skip 1 using (strcol(1) eq '"
-           << runs[i].label << "' ? $" << x_column << " : NaN):" << column
-           << " with linespoints lw 2 title '" << runs[i].label << "'";
+        gp << (i ? ", " : "") << "$run" << i + 1 << " using " << x_column << ":" << column
+           << " with linespoints lw 2 title " << gnuplot_quoted(runs[i].label) << " noenhanced";
       gp << "\n";
     }
     gp << "unset multiplot\n";
   };
-  panels(prefix.string() + "_epoch.png", 2, "epoch");
-  panels(prefix.string() + "_time.png", 10, time_label);
+  panels(prefix.string() + "_epoch.png", 1, "epoch");
+  panels(prefix.string() + "_time.png", 4, time_label);
   gp.close();
-  const std::string cmd = "gnuplot '" + script + "' 2>&1";
+  if (!gp) {
+    std::fprintf(stderr, "train: warning: cannot write %s: no plots\n", script.c_str());
+    return false;
+  }
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     std::printf("gnuplot is not installed (Debian: gnuplot-nox): no plots; the script is %s\n",
                 script.c_str());
     return false;
   }
-  return std::system(cmd.c_str()) == 0;
+  // gnuplot's own messages (on stderr) after what this program printed.
+  std::fflush(stdout);
+  std::string quoted = "'";  // for the shell
+  for (const char ch : script) quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  const int status = std::system(("gnuplot " + quoted + "'").c_str());
+  if (status != 0) {
+    std::fprintf(stderr,
+                 "train: warning: gnuplot failed (%s %d) on %s: the plots are missing or "
+                 "incomplete; the training's results stand\n",
+                 WIFEXITED(status) ? "exit status" : "wait status",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : status, script.c_str());
+    return false;
+  }
+  return true;
 }
 
 // The closing table. "s to X": training time until the averaged model first
@@ -202,10 +255,15 @@ void print_table(const std::vector<Run>& runs, const std::vector<double>& target
   }
 }
 
-bool background_sync(const std::string& syncs) {
-  for (const auto& s : split_list(syncs))
-    if (s == "ssp" || s.starts_with("shadow-")) return true;
-  return false;
+// The channels the runs of `syncs` use on each rank, the most of any.
+int channels_used(const std::vector<std::string>& syncs, const train::Config& c) {
+  int most = 1;
+  for (const auto& s : syncs) {
+    train::Config rc = c;
+    rc.sync = s;
+    most = std::max(most, train::channels_used(rc));
+  }
+  return most;
 }
 
 }  // namespace
@@ -257,8 +315,9 @@ int main(int argc, char** argv) {
   app.add_option("--norm", c.norm,
                  "the MLP's normalization after each hidden linear layer, before the ReLU: none, "
                  "batch (batch norm; running statistics for evaluation, averaged with the "
-                 "parameters by parameter-averaging synchronizers) or group:G (group norm, G "
-                 "groups dividing every hidden width)")
+                 "parameters by parameter-averaging synchronizers, each worker's own under BSP, "
+                 "shadow-bmuf and shadow-easgd) or group:G (group norm, G groups dividing every "
+                 "hidden width)")
       ->capture_default_str()
       ->check(parsed_by([](const std::string& v) { train::Norm::parse(v); }, "none|batch|group:G"));
   app.add_option("--partition", c.partition,
@@ -541,7 +600,11 @@ int main(int argc, char** argv) {
 #endif
     } else if (transport == "tcp") {
 #ifdef DSSYNC_TRAIN_WITH_TCP
-      dssync::TcpTransport t;  // DSSYNC_* from the launcher
+      // DSSYNC_* from the launcher; at least the channels the runs use
+      // (two unless DSSYNC_CHANNELS says otherwise).
+      dssync::TcpOptions to = dssync::TcpOptions::from_env();
+      to.channels = std::max(to.channels, channels_used(sync_list, c));
+      dssync::TcpTransport t(to);
       leader = t.rank() == 0;
       world = t.size();
       train::check_syncs(sync_list, c, world);
@@ -557,15 +620,16 @@ int main(int argc, char** argv) {
 #endif
     } else {
 #ifdef DSSYNC_TRAIN_WITH_MPI
-      // SSP, ShadowSync and SFB in the background talk on a second channel from a second thread:
-      // MPI_THREAD_MULTIPLE and two channels, only when such a run is asked for.
-      const bool background = background_sync(syncs) || c.sfb_background_channel > 0;
+      // SSP, ShadowSync, GaiaSync with slack and SFB in the background talk on another
+      // channel from a second thread: MPI_THREAD_MULTIPLE and the channels
+      // (train::channels_used), only when such a run is asked for.
+      const int channels = channels_used(sync_list, c);
       std::optional<boost::mpi::environment> env;
-      if (background)
+      if (channels > 1)
         env.emplace(argc, argv, boost::mpi::threading::multiple);
       else
         env.emplace(argc, argv);
-      dssync::MPITransport t(dssync::MPIOptions{.channels = background ? 2 : 1});
+      dssync::MPITransport t(dssync::MPIOptions{.channels = channels});
       leader = t.rank() == 0;
       world = t.size();
       train::check_syncs(sync_list, c, world);
@@ -590,7 +654,7 @@ int main(int argc, char** argv) {
     write_csv(csv, runs);
     std::printf("\nevery epoch: %s\n", std::filesystem::absolute(csv).c_str());
     if (!plot_prefix.empty() &&
-        plot(csv, plot_prefix, runs,
+        plot(plot_prefix, runs,
              std::to_string(world) + " workers, batch " + std::to_string(c.batch) + " each, lr " +
                  std::to_string(c.lr).substr(0, 5) + network,
              transport == "sim" ? "virtual training time (s)" : "training time (s)", targets))

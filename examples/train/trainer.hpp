@@ -329,14 +329,18 @@ class SspOf final : public ParamSync {
   std::vector<float> rest_;
 };
 
-// ShadowSync on parameters, after the local step.
+// ShadowSync on parameters, after the local step: on all `parameters` of the
+// model, or only on the first `synchronized` of them (the trainable ones,
+// before batch norm's running statistics), which the rounds then never see:
+// each worker keeps its own, as under BSP.
 template <class T, template <class, class> class Round>
 class ShadowOf final : public ParamSync {
  public:
   template <class... Args>
-  explicit ShadowOf(Args&&... args) : sync_(std::forward<Args>(args)...) {}
-  void step(std::span<float> x) override { sync_.step(x); }
-  void finish(std::span<float> params, float) override { sync_.finish(params); }
+  ShadowOf(T& t, std::size_t parameters, std::size_t synchronized, Args&&... args)
+      : sync_(t, synchronized, std::forward<Args>(args)...), parameters_(parameters) {}
+  void step(std::span<float> x) override { sync_.step(seen(x)); }
+  void finish(std::span<float> params, float) override { sync_.finish(seen(params)); }
   dssync::SyncStats stats() const override { return sync_.stats(); }
   RoundCounts rounds() const override {
     const auto& s = sync_.stats();
@@ -344,7 +348,14 @@ class ShadowOf final : public ParamSync {
   }
 
  private:
+  // The part of the model the rounds see; a buffer of another size goes
+  // whole, for ShadowSync to report.
+  std::span<float> seen(std::span<float> x) const {
+    return x.size() == parameters_ ? x.first(sync_.parameters()) : x;
+  }
+
   dssync::ShadowSync<T, Round> sync_;
+  std::size_t parameters_;
 };
 
 // GaiaSync across the --dcs data centers, alone or inside SkewScout (whose
@@ -397,9 +408,11 @@ template <class T, class Reduce>
 class ScoutedLocalOf final : public ParamSync {
  public:
   using Local = dssync::LocalSGD<dssync::AllReduceSync<T, Reduce>>;
-  ScoutedLocalOf(T& t, int period, const std::vector<std::string>& dcs, dssync::SkewScoutOptions so,
-                 std::function<double(std::span<const float>)> probe, Reduce reduce)
-      : local_(t, typename Local::Options{.period = period}, std::move(reduce)),
+  ScoutedLocalOf(T& t, int period, bool checked, const std::vector<std::string>& dcs,
+                 dssync::SkewScoutOptions so, std::function<double(std::span<const float>)> probe,
+                 Reduce reduce)
+      : local_(t, typename Local::Options{.period = period, .inner = {.checked = checked}},
+               std::move(reduce)),
         scout_(t, local_, dcs, so, std::move(probe)) {}
   void step(std::span<float> x) override { scout_.step(x); }
   dssync::SyncStats stats() const override { return local_.stats(); }
@@ -436,11 +449,17 @@ class NoSync final : public ParamSync {
 // `layers`: the model's fully connected layers, for SFB; `parameters`: the
 // model's size, for StaleSync's history.
 // `probe`: a worker's accuracy on its probe set, for SkewScout.
+// `trainable`: the leading parameters a gradient step changes (0: all of
+// them). The rest, batch norm's running statistics, are synchronized with the
+// model by the synchronizers that average it, but not by the rounds that are
+// not a plain average (shadow-bmuf's block momentum, shadow-easgd's elastic
+// pull, which would extrapolate them): there each worker keeps its own.
 template <dssync::transport T>
 std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
                                      std::vector<dssync::SFBLayer> layers = {},
                                      std::size_t parameters = 0,
-                                     std::function<double(std::span<const float>)> probe = {}) {
+                                     std::function<double(std::span<const float>)> probe = {},
+                                     std::size_t trainable = 0) {
   using namespace dssync;
   const DSSyncOptions ds{.group_size = c.group_size, .seed = c.seed, .checked = c.checked};
   if (c.sync == "dssync") {
@@ -503,18 +522,21 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
         return std::make_unique<detail::SspOf<T>>(
             t, parameters, SSPSyncOptions{.staleness = c.staleness, .checked = c.checked});
       const ShadowSyncOptions so{.max_lag = c.max_lag, .period = c.shadow_period};
+      // BMUF's and EASGD's rounds on the trainable parameters only.
+      const std::size_t trained = trainable > 0 ? std::min(trainable, parameters) : parameters;
       if (c.sync == "shadow-ma")
         return std::make_unique<detail::ShadowOf<T, ShadowAverage>>(
-            t, parameters, so, AllReduceSyncOptions{.checked = c.checked});
+            t, parameters, parameters, so, AllReduceSyncOptions{.checked = c.checked});
       if (c.sync == "shadow-bmuf")
         return std::make_unique<detail::ShadowOf<T, ShadowBMUF>>(
-            t, parameters, so,
+            t, parameters, trained, so,
             ShadowBMUFOptions{.block_momentum = c.block_momentum.value_or(1.0 - 1.0 / t.size())});
       if (c.sync == "shadow-easgd")
         return std::make_unique<detail::ShadowOf<T, ShadowEASGD>>(
-            t, parameters, so, ShadowEASGDOptions{.alpha = c.easgd_alpha.value_or(0.9 / t.size())});
+            t, parameters, trained, so,
+            ShadowEASGDOptions{.alpha = c.easgd_alpha.value_or(0.9 / t.size())});
       if (c.sync == "shadow-ds")
-        return std::make_unique<detail::ShadowOf<T, ShadowDS>>(t, parameters, so, ds);
+        return std::make_unique<detail::ShadowOf<T, ShadowDS>>(t, parameters, parameters, so, ds);
       throw std::invalid_argument("unknown synchronizer '" + c.sync +
                                   "' (shadow-ma, shadow-bmuf, shadow-easgd, shadow-ds)");
     } else {
@@ -547,8 +569,8 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
                                                   : SkewScoutMoment::after_step};
     if (c.sync == "skewscout-localsgd")
       return with_reduce([&](auto reduce) -> std::unique_ptr<ParamSync> {
-        return std::make_unique<detail::ScoutedLocalOf<T, decltype(reduce)>>(t, c.period, dcs, so,
-                                                                             std::move(probe), std::move(reduce));
+        return std::make_unique<detail::ScoutedLocalOf<T, decltype(reduce)>>(
+            t, c.period, c.checked, dcs, so, std::move(probe), std::move(reduce));
       });
     if (c.sync != "gaia" && c.sync != "skewscout")
       throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (skewscout, skewscout-localsgd)");
@@ -559,6 +581,17 @@ std::unique_ptr<ParamSync> make_sync(T& t, const Config& c,
   }
   if (c.sync == "none") return std::make_unique<detail::NoSync>();
   throw std::invalid_argument("unknown synchronizer '" + c.sync + "' (" + sync_name_list() + ")");
+}
+
+// The channels a run of `c` uses on each rank (a transport with channels
+// must have at least as many): channel 0, and channel 1 where the
+// synchronizer runs in the background (SSPSync, ShadowSync, GaiaSync and
+// SkewScout around it with slack >= 1), or SFB's --sfb-background-channel.
+inline int channels_used(const Config& c) {
+  if (c.sync == "ssp" || c.sync.starts_with("shadow-")) return 2;
+  if ((c.sync == "gaia" || c.sync == "skewscout") && c.gaia_slack > 0) return 2;
+  if (c.sync == "sfb" || c.sync == "sfb-factors") return std::max(0, c.sfb_background_channel) + 1;
+  return 1;
 }
 
 // Checks the --sync list before any run, so that a bad name or option does
@@ -811,11 +844,17 @@ std::vector<float> train_model(T& t, const Dataset& data, const Config& c,
   }
   Config with_period = c;  // SkewScout's period: once an epoch unless given
   if (with_period.scout_period == 0) with_period.scout_period = static_cast<int>(steps);
-  auto sync = make_sync(t, with_period, model.sfb_layers(), model.params().size(),
-                        [&](std::span<const float> p) {
-                          return static_cast<double>(model.evaluate(p, probe).correct) /
-                                 static_cast<double>(probe.size());
-                        });
+  // The parameters a gradient step changes: the MLP's without batch norm's
+  // running statistics (make_sync).
+  std::size_t trainable = model.params().size();
+  if constexpr (requires { model.shape().trainable(); }) trainable = model.shape().trainable();
+  auto sync = make_sync(
+      t, with_period, model.sfb_layers(), model.params().size(),
+      [&](std::span<const float> p) {
+        return static_cast<double>(model.evaluate(p, probe).correct) /
+               static_cast<double>(probe.size());
+      },
+      trainable);
 
   // Outside the synchronizer: the averaged model and the figures, over the
   // whole world. Channel 127 of the tag space is one no synchronizer uses.
