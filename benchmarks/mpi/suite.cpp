@@ -40,12 +40,9 @@
 //   algbw_GBps        bytes / max_rank time
 //   busbw_GBps        algbw * 2(n-1)/n for an all-reduce, (n-1)/n for an
 //                     all-gather, 1 for a broadcast (collectives only)
-//   vs_mpi_allreduce  max_rank time / mpi_allreduce's max_rank time at the same
-//                     size in this run (> 1: slower than MPI). mpi_allreduce
-//                     rows come first at each size; a filter that leaves them
-//                     out leaves this counter out.
-//   vs_mpi_bcast, vs_mpi_allgather  the same against MPI_Bcast's and
-//                     MPI_Allgather's rows at the size
+//   (no ratio to MPI's rows: with --benchmark_enable_random_interleaving a
+//   row's repetition runs beside whichever of MPI's ran last; the tables
+//   divide the medians of max_rank_ms instead)
 //   mem_GBps          memcpy: 2 x bytes / time, per rank (read and write)
 //   sent_MB_per_rank  synchronizers: bytes one rank sends per step, from the
 //                     synchronizer's stats(), the most any rank sent, 10^6 bytes
@@ -88,7 +85,6 @@
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <map>
 #include <numeric>
 #include <span>
 #include <string>
@@ -116,11 +112,6 @@ MPITransport* transport = nullptr;
 
 // Rank 0: set when a warm-up result was wrong; main returns 1.
 bool failed = false;
-
-// Rank 0: MPI_Allreduce's max_rank time per op in this run, by buffer size.
-std::map<std::size_t, double> peer_seconds;
-// Rank 0: MPI_Bcast's and MPI_Allgather's, by buffer size.
-std::map<std::size_t, double> bcast_seconds, allgather_seconds;
 
 // What a case body returns; on rank 0 the maxima over all ranks, elsewhere
 // nothing of use.
@@ -511,23 +502,15 @@ void lead(benchmark::State& state, int id) {
   }
   if (c.kind == Kind::collective && c.collective != bench::Collective::all_reduce) {
     counters["busbw_GBps"] = bench::busbw(c.collective, bench::algbw(bytes, per_op), world_size);
-    const bool broadcast = c.collective == bench::Collective::broadcast;
-    auto& peers = broadcast ? bcast_seconds : allgather_seconds;
-    if (c.name.rfind(broadcast ? "mpi_bcast/" : "mpi_allgather/", 0) == 0) peers[c.bytes] = per_op;
-    if (const auto peer = peers.find(c.bytes); peer != peers.end())
-      counters[broadcast ? "vs_mpi_bcast" : "vs_mpi_allgather"] = per_op / peer->second;
     return;
   }
   if (c.kind == Kind::collective) {
     counters["busbw_GBps"] =
         bench::busbw(bench::Collective::all_reduce, bench::algbw(bytes, per_op), world_size);
-    if (c.name.rfind("mpi_allreduce/", 0) == 0) peer_seconds[c.bytes] = per_op;
   } else if (c.counts_traffic) {
     counters["sent_MB_per_rank"] = out.sent_per_step / 1e6;
     counters["vs_allreduce_model"] = out.sent_per_step / (2.0 * (n - 1) / n * bytes);
   }
-  if (const auto peer = peer_seconds.find(c.bytes); peer != peer_seconds.end())
-    counters["vs_mpi_allreduce"] = per_op / peer->second;
 }
 
 void register_cases() {
