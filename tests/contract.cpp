@@ -141,6 +141,8 @@ struct TcpThreadsRunner {
   DSSYNC_CONTRACT_CASE(Runner, prefix "a failed rank is named on every waiting rank",            \
                        failed_peer_named_everywhere)                                             \
   DSSYNC_CONTRACT_CASE(Runner, prefix "a rank's own timeout sticks", own_timeout_sticks)         \
+  DSSYNC_CONTRACT_CASE(Runner, prefix "a departed peer fails the job",                           \
+                       departed_peer_fails_the_job)                                              \
   DSSYNC_CONTRACT_CASE(Runner, prefix "the deadline runs from the operation's start",            \
                        deadline_from_operation_start)                                            \
   DSSYNC_CONTRACT_CASE(Runner, prefix "timeout 0 is no deadline", zero_timeout_waits)

@@ -329,6 +329,44 @@ void failed_peer_named_everywhere(R& runner, Report& rep) {
   }
 }
 
+// A peer that returns while another still needs it fails the job, however
+// late the call that needed it comes (TCP failed the transport only for a
+// call already waiting as the peer left): the ranks are out of step. Rank 1
+// asks rank 0 long after it returned; then ranks 1 and 2 find the transport
+// failed. (MPI and the simulator end rank 1's receive by its deadline and by
+// the deadlock, which fail the transport too.)
+template <class R>
+void departed_peer_fails_the_job(R& runner, Report& rep) {
+  auto first = slots<End>(3), later = slots<End>(3);
+  const auto ends = runner.run(3, ms(1000), [&](auto& t) {
+    const int r = t.rank();
+    if (r == 0) return;
+    std::vector<float> in(4);
+    const std::vector<float> out(4, 1.0f);
+    if (r == 1) {
+      R::pause(t, ms(300));
+      first[1] = attempt([&] { t.recv(0, std::span<float>(in), 3); });
+    } else {
+      R::pause(t, ms(600));
+    }
+    const int other = 3 - r;
+    later[static_cast<std::size_t>(r)] = attempt(
+        [&] { t.sendrecv(other, std::span<const float>(out), other, std::span<float>(in), 4); });
+  });
+  for (int r = 0; r < 3; ++r) expect_end(rep, ends, r, "none");
+  if (ends[1].known) {
+    rep.check(first[1].kind == "peer" || first[1].kind == "timeout",
+              "rank 1's receive from the departed rank 0 ended with " + first[1].kind + " (" +
+                  first[1].what + ")");
+    std::vector<End> l{later[1]};
+    expect_end(rep, l, 0, "peer");
+  }
+  if (ends[2].known)
+    rep.check(
+        later[2].kind == "peer" || later[2].kind == "timeout",
+        "rank 2's exchange with rank 1 ended with " + later[2].kind + " (" + later[2].what + ")");
+}
+
 // A rank's own timeout fails its transport too: a program that catches it
 // finds every later call failed, a copy with itself included, in the words for
 // its own failure. (On the simulator the timeout is the deadlock's: rank 0
@@ -1064,6 +1102,7 @@ std::vector<Named<R>> all_cases() {
       {"timeout", &timeout_names_peer_and_operation<R>, 2},
       {"failed-peer", &failed_peer_named_everywhere<R>, 4},
       {"own-timeout", &own_timeout_sticks<R>, 2},
+      {"departed-peer", &departed_peer_fails_the_job<R>, 3},
       {"deadline", &deadline_from_operation_start<R>, 2},
       {"zero-timeout", &zero_timeout_waits<R>, 2},
       {"synchronizers", &synchronizers_agree_bitwise<R>, 5},

@@ -17,9 +17,12 @@
 //   StickyFailure::earlier. The failure's text is the error's message, the
 //   same on every transport. (The in-process world and the simulator fail as
 //   a whole at a rank's timeout, the simulator's being its deadlock, and when
-//   a rank's function throws.) A size
-//   mismatch and a bad argument leave the transport usable; a sendrecv whose
-//   receive did not fit still delivers its send.
+//   a rank's function throws.) An operation with a peer that has returned
+//   (closed its transport) fails the transport too, naming that peer, on the
+//   transports that hear of it (in process, TCP; MPI's and the simulator's
+//   end at the deadline and the deadlock). A size mismatch and a bad
+//   argument leave the transport usable; a sendrecv whose receive did not fit
+//   still delivers its send.
 // - A message whose length is not its receive's is a size_mismatch_error
 //   naming both lengths; nothing is written past the receive's buffer.
 // - One meaning of where().peer. A size_mismatch_error names the peer whose

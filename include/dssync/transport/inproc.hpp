@@ -335,6 +335,16 @@ class InProcTransport {
     throw;
   }
 
+  // A peer returned while this rank still needed it: the ranks are out of
+  // step, and the world fails, naming the peer (as TCP fails when a peer
+  // leaves while needed). Called with the lock held; returns the error.
+  peer_error left_behind(int peer, tag_t tag, const char* what) {
+    shared_->failure.record(peer, "rank " + std::to_string(peer) + " returned while rank " +
+                                      std::to_string(rank_) + " still needed it");
+    shared_->notify_all_ranks();
+    return peer_error(what, where(peer, tag));
+  }
+
   // A timeout fails the world, as the contract's first failure sticks: the
   // others' waits end naming this rank, and its later calls throw at once.
   // Called with the lock held; returns the error to throw.
@@ -358,8 +368,8 @@ class InProcTransport {
         }
         if (shared_->exited[static_cast<std::size_t>(m.dst)]) {
           unlink_locked(lk, m);
-          throw peer_error("the peer returned without receiving a message sent to it",
-                           where(m.dst, m.tag));
+          throw left_behind(m.dst, m.tag,
+                            "the peer returned without receiving a message sent to it");
         }
         if (deadline.passed()) {
           unlink_locked(lk, m);
@@ -398,8 +408,7 @@ class InProcTransport {
       if (m) break;
       check_failed(src, tag);
       if (shared_->exited[static_cast<std::size_t>(src)])
-        throw peer_error("the peer returned without sending the message waited for",
-                         where(src, tag));
+        throw left_behind(src, tag, "the peer returned without sending the message waited for");
       if (deadline.passed())
         throw failing(detail::timed_out(detail::receive_text(src), deadline, src, where(src, tag),
                                         pending_from(src) + stall_report(src)));
@@ -487,9 +496,11 @@ class InProcWorld {
         } catch (...) {
           std::lock_guard lk(shared.mu);
           // The first failure's error; a rank whose timeout failed the world
-          // recorded it already.
+          // recorded it already, and a rank left behind by one that returned
+          // recorded that one, whose function threw nothing.
           if (shared.failure.record(r, detail::describe_exception(std::current_exception())) ||
-              (shared.failure.rank() == r && !first))
+              (!first && (shared.failure.rank() == r ||
+                          shared.exited[static_cast<std::size_t>(shared.failure.rank())])))
             first = std::current_exception();
         }
         shared.notify_all_ranks();

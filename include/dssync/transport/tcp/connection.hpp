@@ -105,7 +105,7 @@ class Connection {
     deliver_from_stash(channel);
     if (posted_[channel] && state_ != State::open) {
       take_posted(channel);
-      return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
+      return refuse(op);
     }
     // A message waiting in the socket may be this receive's, or stand in its
     // way (on another channel or with another tag): decide again.
@@ -124,7 +124,7 @@ class Connection {
   }
 
   void post_send(TcpOp& op) {
-    if (state_ != State::open) return cx_.host.complete(op, TcpOp::Result::failed, gone_text());
+    if (state_ != State::open) return refuse(op);
     Out& o = out_.emplace_back();
     o.head = wire::encode(wire::Header{wire::Kind::data, op.tag, op.bytes, op.channel});
     o.data = op.out;
@@ -588,6 +588,17 @@ class Connection {
                              " (seen by rank " + std::to_string(cx_.self) + ")";
     declare_dead(text);
     cx_.host.fail_transport(rank_, text);
+  }
+
+  // An operation with a peer that is gone. One that left (said goodbye) fails
+  // the transport, as when an operation was waiting as it left: the ranks are
+  // out of step, however the two came in time. (A dead peer failed it.)
+  void refuse(TcpOp& op) {
+    const std::string text = gone_text();
+    if (state_ == State::left)
+      cx_.host.fail_transport(
+          rank_, text + " while rank " + std::to_string(cx_.self) + " still needed it");
+    cx_.host.complete(op, TcpOp::Result::failed, text);
   }
 
   // The peer said goodbye. Operations that still needed it fail, and so does
