@@ -23,6 +23,7 @@
 
 #include "dssync/core/concepts.hpp"
 #include "dssync/transport/background.hpp"
+#include "dssync/transport/counting.hpp"
 #include "dssync/transport/inproc.hpp"
 
 namespace {
@@ -788,4 +789,31 @@ TEST_CASE("Background: an error nobody got is rethrown by the next start(), whic
     bg.get();
     CHECK(ran);
   });
+}
+
+TEST_CASE(
+    "CountingTransport counts a sendrecv's send that was delivered though its receive did not "
+    "fit") {
+  std::array<dssync::TrafficCount, 2> counts{};
+  std::array<std::string, 2> kinds;
+  InProcWorld(2).run([&](InProcTransport& base) {
+    dssync::CountingTransport<InProcTransport> t(base);
+    const int me = t.rank(), other = 1 - me;
+    const std::vector<float> out(4, 1.0f);
+    std::vector<float> in(me == 0 ? 3 : 4);  // rank 0's receive is one float short
+    try {
+      t.sendrecv(other, std::span<const float>(out), other, std::span<float>(in), 3);
+      kinds[static_cast<std::size_t>(me)] = "none";
+    } catch (const dssync::size_mismatch_error& e) {
+      kinds[static_cast<std::size_t>(me)] = e.message();
+    }
+    counts[static_cast<std::size_t>(me)] = t.count();
+  });
+  // Rank 0's send reached rank 1; rank 1's was refused by rank 0's short receive.
+  CHECK(kinds[0] == "expected 12 bytes, the peer sent 16");
+  CHECK(kinds[1] == "sent 16 bytes, the peer expected 12");
+  CHECK(counts[0].bytes_sent == 16);
+  CHECK(counts[0].messages_sent == 1);
+  CHECK(counts[1].bytes_sent == 0);
+  CHECK(counts[1].messages_sent == 0);
 }

@@ -155,6 +155,12 @@ TEST_CASE("train data: every bad file is an error naming the file") {
     CHECK(has(what, "bad.gz"));
     CHECK(what != "no error");
   }
+  SUBCASE("an IDX file not compressed") {
+    const auto b = idx_images(5, 3, 4);
+    std::ofstream(f, std::ios::binary)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    CHECK(has(error_of([&] { train::read_images(f); }), "not a gzip file"));
+  }
   SUBCASE("an empty file") {
     std::ofstream(f, std::ios::binary).flush();
     CHECK(has(error_of([&] { train::read_images(f); }), "too short"));

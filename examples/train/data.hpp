@@ -62,6 +62,11 @@ inline std::vector<unsigned char> read_gzip(const std::filesystem::path& file) {
     throw data_error(name + ": the gzip stream ends early: the file is truncated");
   if (code != Z_OK)
     throw data_error(name + ": " + (why ? why : "read error") + ": the file is corrupted");
+  // zlib reads a file without a gzip header as it is: another format.
+  if (!out.empty() && gzdirect(gz.get()))
+    throw data_error(name +
+                     ": not a gzip file (the IDX files are read compressed, as Debian "
+                     "installs them)");
   return out;
 }
 
