@@ -18,7 +18,7 @@ def butterfly(records):
 
 
 # bench-tcp: scripts/bench/tcp's table (tcp-table.py), a section per way of running.
-TCP = "docs/experiments/bench-tcp/2026-12-03-table.txt"
+TCP = "docs/experiments/bench-tcp/2026-12-07-table.txt"
 SIZES = [1048576, 4194304, 16777216]
 SIZE_NAMES = ["1 MiB", "4 MiB", "16 MiB"]
 
@@ -86,8 +86,10 @@ def _tcp_claims():
     ratios = [best("gloo", b) / best("dssync", b) for b in SIZES]
     claim(DOC, f"Our best is {ratios[0]:.2f}x faster than Gloo's best at 1 MiB, {ratios[1]:.2f}x "
           f"at 4 MiB and {ratios[2]:.2f}x at 16 MiB", [TCP])
-    mpi = [separate[("mpi_tcp", b)] / best("dssync", b) for b in (SIZES[0], SIZES[2])]
-    claim(DOC, f"{mpi[0]:.2f}x and {mpi[1]:.2f}x faster than Open MPI's tcp at 1 and 16 MiB", [TCP])
+    mpi = [(separate[("mpi_tcp", b)], best("dssync", b)) for b in (SIZES[0], SIZES[2])]
+    claim(DOC, f"Open MPI's tcp took {ms(mpi[0][0])} at 1 MiB against our {ms(mpi[0][1])} "
+          f"({mpi[0][0] / mpi[0][1]:.2f} of our time) and {ms(mpi[1][0])} at 16 MiB against our "
+          f"{ms(mpi[1][1])} ({mpi[1][0] / mpi[1][1]:.2f})", [TCP])
 
 
 _tcp_claims()
