@@ -566,6 +566,70 @@ TEST_CASE("MPITransport: posted messages finish in any order, each checked as se
   CHECK(ring_exchange<float>(t, 4, 42));
 }
 
+TEST_CASE(
+    "MPITransport: a posted receive takes no message longer than its buffer, and keeps the order "
+    "of "
+    "posting") {
+  RANK_INFO;
+  MPITransport t;
+  if (t.size() < 2 || t.rank() > 1) return;
+  // A megabyte into half a megabyte: Open MPI's single-copy shared memory
+  // wrote a posted MPI_Irecv's longer message past the end of its buffer.
+  constexpr std::size_t big = std::size_t{1} << 18;
+  if (t.rank() == 0) {
+    const std::vector<float> megabyte(big, 7.0f);
+    auto p = t.post_send(1, std::span<const float>(megabyte), 60);
+    try {
+      t.finish(p);  // delivered, or told of the mismatch
+    } catch (const dssync::size_mismatch_error&) {
+    }
+  } else {
+    std::vector<float> halves(big, -1.0f);
+    auto p = t.post_recv(0, std::span<float>(halves).first(big / 2), 60);
+    try {
+      t.finish(p);
+      FAIL("a posted receive of 512 KiB took a megabyte");
+    } catch (const dssync::size_mismatch_error& e) {
+      CHECK(std::string(e.what()).find("expected 524288 bytes, the peer sent 1048576") !=
+            std::string::npos);
+      CHECK(e.where().peer == 0);
+    }
+    CHECK_FALSE(p.pending());
+    CHECK(std::count(halves.begin() + big / 2, halves.end(), -1.0f) == std::ptrdiff_t(big / 2));
+  }
+  // Two posted receives and a blocking one, all from rank 0 with one tag,
+  // take rank 0's three messages in the order they were posted, however they
+  // are finished; so does a posted receive of another tag, posted between.
+  if (t.rank() == 0) {
+    for (const float v : {1.0f, 2.0f}) {
+      const std::vector<float> m(3000, v);  // past the eager limit
+      t.send(1, std::span<const float>(m), 61);
+    }
+    const std::vector<float> other(5, 9.0f), third(3000, 3.0f);
+    t.send(1, std::span<const float>(other), 62);
+    t.send(1, std::span<const float>(third), 61);
+  } else {
+    std::vector<float> a(3000), b(3000), c(3000), d(5);
+    auto pa = t.post_recv(0, std::span<float>(a), 61);
+    auto pd = t.post_recv(0, std::span<float>(d), 62);
+    auto pb = t.post_recv(0, std::span<float>(b), 61);
+    // The blocking receive comes after both posted ones of its tag.
+    t.recv(0, std::span<float>(c), 61);
+    t.finish(pb);
+    t.finish(pd);
+    t.finish(pa);
+    CHECK(a == std::vector<float>(3000, 1.0f));
+    CHECK(b == std::vector<float>(3000, 2.0f));
+    CHECK(c == std::vector<float>(3000, 3.0f));
+    CHECK(d == std::vector<float>(5, 9.0f));
+  }
+  // And the transport goes on.
+  const int other = 1 - t.rank();
+  std::vector<float> mine(100, float(t.rank())), theirs(100);
+  t.sendrecv(other, std::span<const float>(mine), other, std::span<float>(theirs), 63);
+  CHECK(theirs == std::vector<float>(100, float(other)));
+}
+
 TEST_CASE("MPITransport: a posted receive nobody sends to times out from its post, naming the peer") {
   RANK_INFO;
   boost::mpi::communicator world;

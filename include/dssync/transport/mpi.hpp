@@ -17,8 +17,8 @@
 //   size_mismatch_error names both lengths. Posting the receive first let Open
 //   MPI's single-copy shared memory (CMA) write a longer message past the end
 //   of the buffer. Posted receives (post_recv, for the collectives that keep
-//   segments in flight) are still posted first: their lengths follow from the
-//   length every member passes to the collective.
+//   segments in flight) are matched the same way, by every wait on their
+//   channel (mpi/posted.hpp).
 // - Nothing waits forever. MPI has no timeouts of its own, so every operation
 //   posts non-blocking requests and polls them until MPIOptions::timeout has
 //   passed since it began, then fails with timeout_error. Polling backs off
@@ -102,6 +102,7 @@ class MPITransport {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     control_->root = comm_;
     control_->ordinals = detail::CheckedOrdinals(static_cast<std::size_t>(options.channels));
+    control_->posted.resize(static_cast<std::size_t>(options.channels));
     for (int c = 1; c < options.channels; ++c) {
       control_->channels.emplace_back(comm_, boost::mpi::comm_duplicate);
       MPI_Comm_set_errhandler(control_->channels.back(), MPI_ERRORS_RETURN);
@@ -264,9 +265,13 @@ class MPITransport {
   // forget() gives up on the ones not finished, after an error, without
   // waiting for peers. Open MPI's shared memory moves a large message only
   // while its two ranks call into MPI, so a rank that keeps several messages
-  // in flight lets its neighbours go on while it waits for one.
+  // in flight lets its neighbours go on while it waits for one. A posted
+  // receive is matched with its message before it is taken, as recv's is, by
+  // whichever wait of its channel finds the message first (mpi/posted.hpp).
   struct posted {
-    MPI_Request request = MPI_REQUEST_NULL;
+    static constexpr std::size_t no_slot = SIZE_MAX;
+    MPI_Request request = MPI_REQUEST_NULL;  // a send's
+    std::size_t slot = no_slot;              // a receive's, in the channel's posted receives
     MPI_Datatype type = MPI_DATATYPE_NULL;
     std::size_t elem_bytes = 0;
     int peer = -1;
@@ -275,7 +280,7 @@ class MPITransport {
     bool receive = false;
     clock::time_point start{};
 
-    bool pending() const noexcept { return request != MPI_REQUEST_NULL; }
+    bool pending() const noexcept { return request != MPI_REQUEST_NULL || slot != no_slot; }
   };
 
   template <class T>
@@ -293,8 +298,13 @@ class MPITransport {
   posted post_recv(int src, std::span<T> data, tag_t tag) {
     detail::check_recv(rank(), size(), src, tag);
     posted p = start_posted<T>(src, data.size(), tag, true);
-    call(MPI_Irecv(data.data(), p.count, p.type, src, tag, comm_, &p.request), "MPI_Irecv", src,
-         tag);
+    auto& receives = posted_receives();
+    p.slot = receives.add(src, tag, data.data(), p.count, p.type, p.elem_bytes);
+    // Matched at once if its message is here.
+    if (const int rc = receives.match(comm_); rc != MPI_SUCCESS) {
+      forget(std::span(&p, 1));
+      call(rc, "MPI_Improbe", src, tag);
+    }
     return p;
   }
 
@@ -303,18 +313,43 @@ class MPITransport {
     if (!p.pending()) return;
     MPI_Status status;
     const int peer[1] = {p.peer};
-    const int rc = wait_for({.requests = std::span(&p.request, 1),
-                             .statuses = std::span(&status, 1),
-                             .peers = peer,
-                             .receives = p.receive ? 1 : 0,
-                             .at = where(p.peer, p.tag),
-                             .start = p.start,
-                             .bytes = std::size_t(p.count) * p.elem_bytes});
-    if (p.receive)
-      check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.elem_bytes,
-                     p.peer, p.tag);
-    else if (rc == MPI_ERR_IN_STATUS)
-      call(status.MPI_ERROR, "MPI_Isend", p.peer, p.tag);
+    Pending wait{.statuses = std::span(&status, 1),
+                 .peers = peer,
+                 .at = where(p.peer, p.tag),
+                 .start = p.start,
+                 .bytes = std::size_t(p.count) * p.elem_bytes};
+    if (!p.receive) {
+      wait.requests = std::span(&p.request, 1);
+      if (wait_for(wait) == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", p.peer, p.tag);
+      return;
+    }
+    // The slot is freed however this ends.
+    auto& receives = posted_receives();
+    struct Release {
+      detail::MPIPostedReceives& receives;
+      posted& p;
+      ~Release() {
+        receives.release(p.slot);
+        p.slot = posted::no_slot;
+      }
+    } release{receives, p};
+    auto& r = receives[p.slot];
+    wait.spin_start = clock::now();  // one polling budget for both waits
+    if (!r.matched) {
+      Pending matching = wait;  // no requests yet
+      matching.statuses = {};
+      matching.awaited = &r;
+      wait_for(matching);
+    }
+    wait.receives = 1;
+    call(r.error, "MPI_Imrecv", p.peer, p.tag);
+    wait.requests = std::span(&r.request, 1);
+    const int rc = wait_for(wait);
+    if (!r.fits())
+      throw detail::size_mismatch(
+          r.expected(), static_cast<std::size_t>(std::max<MPI_Count>(r.sent, 0)), p.peer, wait.at);
+    check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.elem_bytes,
+                   p.peer, p.tag);
   }
 
   // Gives up on posted messages (as a failed operation gives up on its own):
@@ -322,8 +357,15 @@ class MPITransport {
   // buffer, and a receive a large message already matched may still be
   // written, if the peer goes on.
   void forget(std::span<posted> ps) noexcept {
-    for (posted& p : ps)
-      if (p.pending()) abandon(std::span(&p.request, 1), p.receive ? 1 : 0);
+    for (posted& p : ps) {
+      if (p.slot != posted::no_slot) {
+        auto& receives = posted_receives();
+        abandon(std::span(&receives[p.slot].request, 1), 1);
+        receives.release(p.slot);
+        p.slot = posted::no_slot;
+      }
+      if (p.request != MPI_REQUEST_NULL) abandon(std::span(&p.request, 1), 0);
+    }
   }
 
   // The hook for native collectives (MPINativeReduce): waits for `requests`
@@ -375,6 +417,9 @@ class MPITransport {
       MPI_Message message = MPI_MESSAGE_NULL;
       MPI_Status status;
     }* probe = nullptr;
+    // Set while a posted receive waits for its message: the wait ends when
+    // the channel's matching has found it.
+    const detail::MPIPostedReceive* awaited = nullptr;
   };
 
   // Where a receive puts its message: `count` elements of `type`.
@@ -406,21 +451,9 @@ class MPITransport {
     const std::size_t expected = static_cast<std::size_t>(into.count) * into.elem_bytes;
     std::vector<std::byte> scratch;  // only for a message that does not fit
     const bool fits = sent >= 0 && static_cast<std::size_t>(sent) == expected;
-    int rc = MPI_SUCCESS;
-    if (fits) {
-      rc = MPI_Imrecv(into.data, into.count, into.type, &probe.message, &p.requests[0]);
-    } else {
-      // A length from element types of 1 to 8 bytes, at most 2^30 of them.
-      const auto bytes = static_cast<std::size_t>(std::max<MPI_Count>(sent, 0));
-      const std::size_t unit = bytes % 8 == 0 ? 8 : bytes % 4 == 0 ? 4 : bytes % 2 == 0 ? 2 : 1;
-      const MPI_Datatype type = unit == 8   ? MPI_UINT64_T
-                                : unit == 4 ? MPI_UINT32_T
-                                : unit == 2 ? MPI_UINT16_T
-                                            : MPI_BYTE;
-      scratch.resize(bytes);
-      rc = MPI_Imrecv(scratch.data(), static_cast<int>(bytes / unit), type, &probe.message,
-                      &p.requests[0]);
-    }
+    const int rc =
+        fits ? MPI_Imrecv(into.data, into.count, into.type, &probe.message, &p.requests[0])
+             : detail::mpi_take_into_scratch(scratch, sent, &probe.message, &p.requests[0]);
     if (rc != MPI_SUCCESS) abandon(p.requests.subspan(1), 0);
     call(rc, "MPI_Imrecv", src, tag);
     MPI_Status statuses[2];
@@ -454,12 +487,27 @@ class MPITransport {
     auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
     const detail::Deadline deadline(options_.timeout, p.start);
     // Testing also drives Open MPI's progress engine, which moves the data.
-    // While matching, the wait is for the message alone.
+    // While matching, the wait is for the message alone. Every test matches
+    // the channel's posted receives first, and a receive's own matching waits
+    // for those posted before it from its peer with its tag.
+    auto& receives = posted_receives();
     int done = 0;
+    const char* testing = "MPI_Testall";
     auto test = [&] {
-      if (p.probe)
+      if (const int rc = receives.match(comm_); rc != MPI_SUCCESS) {
+        testing = "MPI_Improbe";
+        return rc;
+      }
+      if (p.awaited) {
+        done = p.awaited->matched;
+        return MPI_SUCCESS;
+      }
+      if (p.probe) {
+        testing = "MPI_Improbe";
+        if (receives.waiting_before(p.probe->src, p.probe->tag)) return MPI_SUCCESS;
         return MPI_Improbe(p.probe->src, p.probe->tag, comm_, &done, &p.probe->message,
                            &p.probe->status);
+      }
       return MPI_Testall(n, p.requests.data(), &done, statuses);
     };
     for (unsigned round = 0;; ++round) {
@@ -467,9 +515,7 @@ class MPITransport {
       if (rc == MPI_ERR_IN_STATUS || (rc == MPI_SUCCESS && done)) return rc;
       if (rc != MPI_SUCCESS) {
         abandon(p);
-        throw peer_error(std::string(p.probe ? "MPI_Improbe" : "MPI_Testall") +
-                             " failed: " + detail::mpi_error_text(rc),
-                         p.at);
+        throw peer_error(std::string(testing) + " failed: " + detail::mpi_error_text(rc), p.at);
       }
       const auto now = clock::now();
       const bool spinning = now < spin_end;
@@ -502,6 +548,7 @@ class MPITransport {
     std::string what = "the collective";
     int peer = -1;
     if (p.probe) peer = p.probe->src, what = detail::receive_text(peer);
+    if (p.awaited) peer = p.awaited->src, what = detail::receive_text(peer);
     for (std::size_t i = 0; peer < 0 && i < p.peers.size(); ++i) {
       int done = 0;
       MPI_Request_get_status(p.requests[i], &done, MPI_STATUS_IGNORE);
@@ -640,6 +687,10 @@ class MPITransport {
       throw detail::size_mismatch(static_cast<std::size_t>(expected) * elem_bytes,
                                   static_cast<std::size_t>(std::max<MPI_Count>(received, 0)), src,
                                   where(src, tag));
+  }
+
+  detail::MPIPostedReceives& posted_receives() noexcept {
+    return control_->posted[static_cast<std::size_t>(channel_)];
   }
 
   template <class T>
