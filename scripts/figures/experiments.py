@@ -105,7 +105,9 @@ for _rate in ("100mbit", "25mbit", "25mbit-fifo"):
 
 
 # The training example's epoch beside PyTorch's: scripts/bench/train's rounds.
-SPEED = "docs/experiments/train-speed-2026-12-04"
+SPEED = "docs/experiments/train-speed-2026-12-07"
+# The compute of the same day as the bed runs below (bed-steps).
+SPEED_BED = "docs/experiments/train-speed-2026-12-04"
 SPEED_NAMES = {"dssync g=2 random": "`dssync_train`, 8 workers, DS-Sync g=2",
                "bsp allreduce": "`dssync_train`, 8 workers, BSP",
                "none": "`dssync_train`, 8 workers, no synchronization"}
@@ -124,7 +126,9 @@ def speed_rows(record):
         for line in f:
             m = re.match(r"pytorch (\S+) cpu, (\d+) threads, batch (\d+): ([\d.]+) s per epoch", line)
             if m:
-                key = f"PyTorch {m.group(1).split('+')[0]} on the CPU, one process, {m.group(2)} threads, batch {m.group(3)}"
+                blas = "OpenBLAS" if "openblas" in line.rsplit("BLAS", 1)[-1] else "reference BLAS"
+                key = (f"PyTorch {m.group(1).split('+')[0]} on the CPU ({blas}), one process, "
+                       f"{m.group(2)} threads, batch {m.group(3)}")
                 torch.setdefault(key, []).append(float(m.group(4)))
     return out + list(torch.items())
 
@@ -196,7 +200,7 @@ def step_split(records):
     return [header, measured, wire, comp, rest]
 
 
-table("bed-steps", [r for _, r, _ in RATES] + [SPEED])(step_split)
+table("bed-steps", [r for _, r, _ in RATES] + [SPEED_BED])(step_split)
 
 
 def _bed_claims():
