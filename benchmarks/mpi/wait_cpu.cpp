@@ -1,9 +1,9 @@
 // How much CPU a rank burns while it waits for a peer inside MPITransport.
 //
-//   mpirun -np 2 bench_mpi_wait_cpu [compute_seconds]      (default 3)
+//   mpirun -np 2 bench_mpi_wait_cpu [compute_seconds [message_bytes]]   (default 3, 1024)
 //
-// Rank 1 computes (a busy loop) for compute_seconds, then sends one small
-// message to rank 0; rank 0 sits in recv meanwhile and prints its own CPU time
+// Rank 1 computes (a busy loop) for compute_seconds, then sends one message of
+// message_bytes to rank 0; rank 0 sits in recv meanwhile and prints its own CPU time
 // over the wait (CLOCK_PROCESS_CPUTIME_ID: all of its threads, Open MPI's
 // progress thread included) as a share of the wall time. Ranks above 1 only
 // take part in making the transport. A waiting rank that spins shows ~100 %;
@@ -16,6 +16,7 @@
 
 #include <boost/mpi/environment.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -44,12 +45,13 @@ double compute(double seconds) {
 int main(int argc, char** argv) {
   boost::mpi::environment env(argc, argv);
   const double compute_seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+  const auto message_bytes = static_cast<std::size_t>(argc > 2 ? std::atof(argv[2]) : 1024);
   dssync::MPITransport t;
   if (t.size() < 2) {
     std::fprintf(stderr, "bench_mpi_wait_cpu: needs at least 2 ranks\n");
     return 1;
   }
-  std::vector<float> message(256, 1.0f);
+  std::vector<float> message(message_bytes / sizeof(float), 1.0f);
   if (t.rank() == 1) {
     compute(compute_seconds);
     t.send(0, std::span<const float>(message), 0);
@@ -59,8 +61,8 @@ int main(int argc, char** argv) {
     t.recv(1, std::span<float>(message), 0);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     const double cpu = cpu_seconds() - cpu0;
-    std::printf("rank 0 waited %.3f s in recv, CPU %.3f s: %.1f %% of the wall time\n", wall, cpu,
-                100.0 * cpu / wall);
+    std::printf("rank 0 waited %.3f s in recv of %zu bytes, CPU %.3f s: %.1f %% of the wall time\n",
+                wall, message.size() * sizeof(float), cpu, 100.0 * cpu / wall);
   }
   return 0;
 }

@@ -267,7 +267,10 @@ class MPITransport {
   // while its two ranks call into MPI, so a rank that keeps several messages
   // in flight lets its neighbours go on while it waits for one. A posted
   // receive is matched with its message before it is taken, as recv's is, by
-  // whichever wait of its channel finds the message first (mpi/posted.hpp).
+  // whichever wait of its channel finds the message first (mpi/posted.hpp):
+  // only this channel's waits start it, so a rank that waits elsewhere
+  // (another channel, MPI directly) with receives posted leaves them, and a
+  // peer's large send to them, waiting.
   struct posted {
     static constexpr std::size_t no_slot = SIZE_MAX;
     MPI_Request request = MPI_REQUEST_NULL;  // a send's
@@ -290,6 +293,7 @@ class MPITransport {
     posted p = start_posted<T>(dst, data.size(), tag, false);
     call(MPI_Isend(data.data(), p.count, p.type, dst, tag, comm_, &p.request), "MPI_Isend", dst,
          tag);
+    posted_messages().send_posted();
     return p;
   }
 
@@ -298,10 +302,10 @@ class MPITransport {
   posted post_recv(int src, std::span<T> data, tag_t tag) {
     detail::check_recv(rank(), size(), src, tag);
     posted p = start_posted<T>(src, data.size(), tag, true);
-    auto& receives = posted_receives();
-    p.slot = receives.add(src, tag, data.data(), p.count, p.type, p.elem_bytes);
+    auto& messages = posted_messages();
+    p.slot = messages.add(src, tag, data.data(), p.count, p.type, p.elem_bytes);
     // Matched at once if its message is here.
-    if (const int rc = receives.match(comm_); rc != MPI_SUCCESS) {
+    if (const int rc = messages.match(comm_); rc != MPI_SUCCESS) {
       forget(std::span(&p, 1));
       call(rc, "MPI_Improbe", src, tag);
     }
@@ -318,33 +322,40 @@ class MPITransport {
                  .at = where(p.peer, p.tag),
                  .start = p.start,
                  .bytes = std::size_t(p.count) * p.elem_bytes};
+    auto& messages = posted_messages();
     if (!p.receive) {
+      // Complete or given up however this ends: no longer in flight.
+      struct Done {
+        detail::MPIPosted& messages;
+        ~Done() { messages.send_done(); }
+      } done{messages};
       wait.requests = std::span(&p.request, 1);
       if (wait_for(wait) == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", p.peer, p.tag);
       return;
     }
     // The slot is freed however this ends.
-    auto& receives = posted_receives();
     struct Release {
-      detail::MPIPostedReceives& receives;
+      detail::MPIPosted& messages;
       posted& p;
       ~Release() {
-        receives.release(p.slot);
+        messages.release(p.slot);
         p.slot = posted::no_slot;
       }
-    } release{receives, p};
-    auto& r = receives[p.slot];
-    wait.spin_start = clock::now();  // one polling budget for both waits
+    } release{messages, p};
+    auto& r = messages[p.slot];
+    wait.spin_start = clock::now();
     if (!r.matched) {
       Pending matching = wait;  // no requests yet
       matching.statuses = {};
       matching.awaited = &r;
       wait_for(matching);
+      wait.spin_start = transfer_spin_start(matching);
     }
     wait.receives = 1;
     call(r.error, "MPI_Imrecv", p.peer, p.tag);
     wait.requests = std::span(&r.request, 1);
     const int rc = wait_for(wait);
+    r.taken = true;
     if (!r.fits())
       throw detail::size_mismatch(
           r.expected(), static_cast<std::size_t>(std::max<MPI_Count>(r.sent, 0)), p.peer, wait.at);
@@ -358,13 +369,16 @@ class MPITransport {
   // written, if the peer goes on.
   void forget(std::span<posted> ps) noexcept {
     for (posted& p : ps) {
+      auto& messages = posted_messages();
       if (p.slot != posted::no_slot) {
-        auto& receives = posted_receives();
-        abandon(std::span(&receives[p.slot].request, 1), 1);
-        receives.release(p.slot);
+        abandon(std::span(&messages[p.slot].request, 1), 1);
+        messages.release(p.slot);
         p.slot = posted::no_slot;
       }
-      if (p.request != MPI_REQUEST_NULL) abandon(std::span(&p.request, 1), 0);
+      if (p.request != MPI_REQUEST_NULL) {
+        abandon(std::span(&p.request, 1), 0);
+        messages.send_done();
+      }
     }
   }
 
@@ -437,10 +451,24 @@ class MPITransport {
   // past the end of the receive's buffer, corrupting the heap). A message of
   // another length is taken into scratch, the send is waited for (it is still
   // delivered), and the size_mismatch_error names both lengths.
+  //
+  // Polling: a sendrecv's two waits share one budget from its start (its send
+  // moves while it waits to match). A receive alone (and nothing posted in
+  // flight beside it) moves nothing before its message is matched: it polls
+  // for its message as long as for its bytes (a peer is late by the
+  // transfers before its send, which grow with the bytes) but at most
+  // `match_spin_limit` more than `spin`; its transfer's budget starts where
+  // transfer_spin_start() says.
   void receive_matched(const Pending& p, int src, tag_t tag, const Into& into) {
     Pending::Probe probe{.src = src, .tag = tag};
     Pending matching = p;
+    // Alone: no send of its own, and nothing posted in flight on the channel,
+    // whose bytes would move only while this rank polls.
+    const bool alone = p.requests.size() == 1 && posted_messages().idle();
     matching.spin_start = clock::now();
+    if (alone && transfer_time(p.bytes) > match_spin_limit)
+      matching.bytes = static_cast<std::size_t>(std::chrono::nanoseconds(match_spin_limit).count() /
+                                                transfer_ns_per_byte);
     matching.requests = p.requests.subspan(1);  // the send, driven meanwhile
     matching.peers = p.peers.subspan(1);
     matching.receives = 0;
@@ -458,9 +486,17 @@ class MPITransport {
     call(rc, "MPI_Imrecv", src, tag);
     MPI_Status statuses[2];
     Pending taking = p;
-    taking.spin_start = matching.spin_start;
+    taking.spin_start = alone ? transfer_spin_start(matching) : matching.spin_start;
     taking.statuses = std::span(statuses, p.requests.size());
-    const int done = wait_for(taking);
+    int done = MPI_SUCCESS;
+    try {
+      done = wait_for(taking);
+    } catch (...) {
+      // Given up before it was all in: MPI may still write the scratch, which
+      // is left to it.
+      if (!fits) (void)new std::vector<std::byte>(std::move(scratch));
+      throw;
+    }
     if (!fits)
       throw detail::size_mismatch(expected, static_cast<std::size_t>(std::max<MPI_Count>(sent, 0)),
                                   src, p.at);
@@ -468,6 +504,33 @@ class MPITransport {
                    into.count, into.elem_bytes, src, tag);
     if (done == MPI_ERR_IN_STATUS && p.requests.size() > 1)
       call(statuses[1].MPI_ERROR, "MPI_Isend", p.peers[1], tag);
+  }
+
+  // How long moving `bytes` could take at a pessimistic 125 MB/s (ranks
+  // sharing cores with each other and with other work): the polling without
+  // pause that a wait adds to `spin` for the bytes it moves.
+  static constexpr std::int64_t transfer_ns_per_byte = 8;
+  // The most a receive alone adds to `spin` while its message has not come
+  // (the time of 12.5 MB): past it, a rank waiting for a peer that is late
+  // with a large message sleeps between its tests.
+  static constexpr std::chrono::milliseconds match_spin_limit{100};
+  static std::chrono::nanoseconds transfer_time(std::size_t bytes) noexcept {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(bytes) * transfer_ns_per_byte);
+  }
+
+  // How long a wait polls without pause: `spin` and its bytes' time.
+  clock::duration spin_time(const Pending& p) const noexcept {
+    return options_.spin + transfer_time(p.bytes);
+  }
+  // Where the polling budget of a receive's transfer starts, once its
+  // message is matched: with the matching's if the match came while that
+  // wait still polled without pause (under oversubscription a longer spin
+  // takes the cores from the ranks being waited for), from the match if it
+  // came later (the bytes move only while both sides poll, and a rank that
+  // had gone to sleeping between tests would take them with sleeps).
+  clock::time_point transfer_spin_start(const Pending& matching) const noexcept {
+    const auto now = clock::now();
+    return now > matching.spin_start + spin_time(matching) ? now : matching.spin_start;
   }
 
   // The one wait loop. Returns MPI_SUCCESS, or MPI_ERR_IN_STATUS with the
@@ -481,20 +544,19 @@ class MPITransport {
     // as long as moving the operation's bytes could take at a pessimistic
     // 125 MB/s (ranks sharing cores with each other and with other work), on
     // top of `spin`.
-    const auto spin_end = (p.spin_start == clock::time_point{} ? clock::now() : p.spin_start) +
-                          options_.spin +
-                          std::chrono::nanoseconds(static_cast<std::int64_t>(8 * p.bytes));
+    const auto spin_end =
+        (p.spin_start == clock::time_point{} ? clock::now() : p.spin_start) + spin_time(p);
     auto nap = std::min<clock::duration>(std::chrono::microseconds(20), options_.max_sleep);
     const detail::Deadline deadline(options_.timeout, p.start);
     // Testing also drives Open MPI's progress engine, which moves the data.
     // While matching, the wait is for the message alone. Every test matches
     // the channel's posted receives first, and a receive's own matching waits
     // for those posted before it from its peer with its tag.
-    auto& receives = posted_receives();
+    auto& messages = posted_messages();
     int done = 0;
     const char* testing = "MPI_Testall";
     auto test = [&] {
-      if (const int rc = receives.match(comm_); rc != MPI_SUCCESS) {
+      if (const int rc = messages.match(comm_); rc != MPI_SUCCESS) {
         testing = "MPI_Improbe";
         return rc;
       }
@@ -504,7 +566,7 @@ class MPITransport {
       }
       if (p.probe) {
         testing = "MPI_Improbe";
-        if (receives.waiting_before(p.probe->src, p.probe->tag)) return MPI_SUCCESS;
+        if (messages.waiting_before(p.probe->src, p.probe->tag)) return MPI_SUCCESS;
         return MPI_Improbe(p.probe->src, p.probe->tag, comm_, &done, &p.probe->message,
                            &p.probe->status);
       }
@@ -689,7 +751,7 @@ class MPITransport {
                                   where(src, tag));
   }
 
-  detail::MPIPostedReceives& posted_receives() noexcept {
+  detail::MPIPosted& posted_messages() noexcept {
     return control_->posted[static_cast<std::size_t>(channel_)];
   }
 

@@ -44,9 +44,9 @@ struct MPIControl {
   std::vector<boost::mpi::communicator> channels;
   boost::mpi::communicator root;  // channel 0's, so that every handle reaches every channel
   CheckedOrdinals ordinals;       // per channel (transport/contract.hpp)
-  // Per channel: its posted receives (mpi/posted.hpp). After the channels'
+  // Per channel: its posted messages (mpi/posted.hpp). After the channels'
   // communicators, so that it goes first.
-  std::vector<MPIPostedReceives> posted;
+  std::vector<MPIPosted> posted;
   // Guards the notice requests and the failure: with channels, two threads
   // of a rank use them.
   std::mutex mu;

@@ -18,6 +18,10 @@ struct MPIOptions {
   // doubling up to `max_sleep`. Open MPI's shared memory (without CMA) moves a
   // large message only while both sides call into MPI, so sleeping during a
   // transfer stalls it, while polling for a peer that is late costs a core.
+  // A receive alone (recv) polls without pause for its message to arrive
+  // for `spin` plus its bytes' time but at most `spin` plus 100 ms, and from
+  // then on for `spin` plus its bytes' time again; a sendrecv, whose send
+  // moves meanwhile, counts both from its start.
   // What this costs the ring, and what a waiting rank uses of a core:
   // docs/benchmarks.md, "Under MPI".
   std::chrono::microseconds spin{5000};

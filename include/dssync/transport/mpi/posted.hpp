@@ -1,5 +1,6 @@
 #pragma once
-// The receives an MPITransport has posted (post_recv) and not yet finished.
+// The messages an MPITransport has posted (post_send, post_recv) on one
+// channel and not yet finished: the receives themselves, and how many sends.
 //
 // A posted receive is not handed to MPI as an MPI_Irecv: Open MPI's
 // single-copy shared memory (CMA) writes a message longer than the receive
@@ -10,13 +11,17 @@
 // (the same progress a posted MPI_Irecv gets from the library), in posting
 // order among receives from one peer with one tag, as MPI matches posted
 // receives; a blocking receive from that peer with that tag waits until the
-// posted ones before it have their messages.
+// posted ones before it have their messages. Only the channel's own waits
+// match: a rank that posts receives and then waits elsewhere (another
+// channel, MPI directly) leaves them unstarted, and a peer's large send to
+// them waits as well.
 
 #include "dssync/transport/mpi/datatype.hpp"  // first: <mpi.h> without the C++ bindings
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/tag.hpp"
@@ -50,6 +55,7 @@ struct MPIPostedReceive {
   std::uint64_t serial = 0;  // the posting order; 0: the slot is free
   bool matched = false;
   int error = MPI_SUCCESS;  // MPI_Imrecv's, once matched
+  bool taken = false;       // the message is all in (its request completed)
   MPI_Count sent = 0;       // the matched message's bytes
   MPI_Request request = MPI_REQUEST_NULL;
   std::vector<std::byte> scratch;  // holds a message of another length
@@ -58,17 +64,18 @@ struct MPIPostedReceive {
   bool fits() const noexcept { return sent >= 0 && static_cast<std::size_t>(sent) == expected(); }
 };
 
-// A channel's posted receives, in slots that are reused: after the first
-// iterations of a collective, posting allocates nothing. One thread uses a
-// channel at a time, so there is no lock.
-class MPIPostedReceives {
+// A channel's posted messages: its receives in slots that are reused (after
+// the first iterations of a collective, posting allocates nothing) and the
+// number of its sends in flight. One thread uses a channel at a time, so
+// there is no lock.
+class MPIPosted {
  public:
-  MPIPostedReceives() = default;
-  MPIPostedReceives(MPIPostedReceives&&) noexcept = default;
-  MPIPostedReceives& operator=(MPIPostedReceives&&) = delete;
+  MPIPosted() = default;
+  MPIPosted(MPIPosted&&) noexcept = default;
+  MPIPosted& operator=(MPIPosted&&) = delete;
   // Never blocks; a request still pending at the end (a handle neither
   // finished nor forgotten) is cancelled and freed.
-  ~MPIPostedReceives() {
+  ~MPIPosted() {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
@@ -93,21 +100,37 @@ class MPIPostedReceives {
     r.serial = next_serial_++;
     r.matched = false;
     r.error = MPI_SUCCESS;
+    r.taken = false;
     r.sent = 0;
     r.request = MPI_REQUEST_NULL;
     ++unmatched_;
+    ++receives_;
     return static_cast<std::size_t>(free - slots_.begin());
   }
 
   MPIPostedReceive& operator[](std::size_t slot) noexcept { return slots_[slot]; }
 
-  // Frees the slot; its request must be complete or given up.
+  // Frees the slot; its request must be complete or given up. A message of
+  // another length that was given up before it was all in may still be
+  // written by MPI: its scratch is left to MPI, never freed or reused.
   void release(std::size_t slot) noexcept {
     MPIPostedReceive& r = slots_[slot];
     if (!r.matched) --unmatched_;
+    if (r.matched && !r.fits() && !r.taken && !r.scratch.empty())
+      (void)new std::vector<std::byte>(std::move(r.scratch));
+    r.scratch.clear();
     r.serial = 0;
     r.data = nullptr;
+    --receives_;
   }
+
+  // The sends in flight, counted as they are posted and finished or given up.
+  void send_posted() noexcept { ++sends_; }
+  void send_done() noexcept { --sends_; }
+
+  // Whether nothing posted is in flight on the channel: no receive waits or
+  // is being taken, no send is going.
+  bool idle() const noexcept { return receives_ == 0 && sends_ == 0; }
 
   // Whether a receive from `src` with `tag`, posted before `serial`, has no
   // message yet.
@@ -148,6 +171,8 @@ class MPIPostedReceives {
   std::vector<MPIPostedReceive> slots_;
   std::uint64_t next_serial_ = 1;
   std::size_t unmatched_ = 0;
+  std::size_t receives_ = 0;  // slots in use
+  std::size_t sends_ = 0;
 };
 
 }  // namespace dssync::detail
