@@ -45,10 +45,8 @@
 #include <algorithm>
 #include <boost/mpi/communicator.hpp>
 #include <chrono>
-#include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -66,6 +64,7 @@
 #include "dssync/transport/contract.hpp"
 #include "dssync/transport/mpi/control.hpp"
 #include "dssync/transport/mpi/options.hpp"
+#include "dssync/transport/mpi/requests.hpp"
 
 namespace dssync {
 
@@ -117,7 +116,9 @@ class MPITransport {
     }
     call(MPI_Bcast(&id, 1, MPI_UINT64_T, 0, control_->comm), "MPI_Bcast");
     control_->id = id;
-    post_notice_receive();
+    control_->rank = rank();
+    control_->size = size();
+    control_->post_notice_receive();
   }
 
   // Movable (the parts MPI points into stay put), not copyable; channel()
@@ -164,7 +165,7 @@ class MPITransport {
   void fail(std::string_view reason) {
     std::lock_guard lk(control_->mu);
     if (control_->failure.failed()) return;
-    notify_others(reason);
+    control_->notify_others(reason);
     control_->failure.record(rank(), std::string(detail::failure_text(reason)));
   }
 
@@ -174,7 +175,7 @@ class MPITransport {
     detail::check_send(rank(), size(), dst, tag);
     const auto start = clock::now();
     check_usable(where(dst, tag));
-    for_each_piece(data.size(), [&](std::size_t off, int count) {
+    detail::mpi_for_each_piece(data.size(), [&](std::size_t off, int count) {
       MPI_Request request = MPI_REQUEST_NULL;
       call(
           MPI_Isend(data.data() + off, count, detail::mpi_datatype<T>(), dst, tag, comm_, &request),
@@ -197,7 +198,7 @@ class MPITransport {
     detail::check_recv(rank(), size(), src, tag);
     const auto start = clock::now();
     check_usable(where(src, tag));
-    for_each_piece(data.size(), [&](std::size_t off, int count) {
+    detail::mpi_for_each_piece(data.size(), [&](std::size_t off, int count) {
       MPI_Request request = MPI_REQUEST_NULL;
       const int peer[1] = {src};
       const Pending p{.requests = std::span(&request, 1),
@@ -222,16 +223,17 @@ class MPITransport {
     }
     const auto start = clock::now();
     check_usable(where(src, tag));
-    const std::size_t pieces = std::max(piece_count(out.size()), piece_count(in.size()));
+    const std::size_t pieces =
+        std::max(detail::mpi_piece_count(out.size()), detail::mpi_piece_count(in.size()));
     for (std::size_t p = 0; p < pieces; ++p) {
-      const auto [out_off, out_count] = piece(out.size(), p);
-      const auto [in_off, in_count] = piece(in.size(), p);
+      const auto [out_off, out_count] = detail::mpi_piece(out.size(), p);
+      const auto [in_off, in_count] = detail::mpi_piece(in.size(), p);
       // The receive's request first (made when its message is matched),
       // then the send's.
       MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
       int peers[2] = {};
-      const int receives = p < piece_count(in.size()) ? 1 : 0;
-      const int sends = p < piece_count(out.size()) ? 1 : 0;
+      const int receives = p < detail::mpi_piece_count(in.size()) ? 1 : 0;
+      const int sends = p < detail::mpi_piece_count(out.size()) ? 1 : 0;
       if (receives) peers[0] = src;
       if (sends) {
         call(MPI_Isend(out.data() + out_off, out_count, detail::mpi_datatype<T>(), dst, tag, comm_,
@@ -359,8 +361,8 @@ class MPITransport {
     if (!r.fits())
       throw detail::size_mismatch(
           r.expected(), static_cast<std::size_t>(std::max<MPI_Count>(r.sent, 0)), p.peer, wait.at);
-    check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.elem_bytes,
-                   p.peer, p.tag);
+    detail::mpi_check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count,
+                               p.elem_bytes, p.peer, where(p.peer, p.tag));
   }
 
   // Gives up on posted messages (as a failed operation gives up on its own):
@@ -371,12 +373,12 @@ class MPITransport {
     for (posted& p : ps) {
       auto& messages = posted_messages();
       if (p.slot != posted::no_slot) {
-        abandon(std::span(&messages[p.slot].request, 1), 1);
+        detail::mpi_abandon(std::span(&messages[p.slot].request, 1), 1);
         messages.release(p.slot);
         p.slot = posted::no_slot;
       }
       if (p.request != MPI_REQUEST_NULL) {
-        abandon(std::span(&p.request, 1), 0);
+        detail::mpi_abandon(std::span(&p.request, 1), 0);
         messages.send_done();
       }
     }
@@ -404,7 +406,7 @@ class MPITransport {
   void check_usable(const error_context& where) {
     auto& c = *control_;
     std::lock_guard lk(c.mu);
-    if (!c.failure.failed()) notice_arrived_locked();
+    if (!c.failure.failed()) c.notice_arrived_locked();
     c.failure.throw_if_failed(rank(), where);
   }
 
@@ -482,7 +484,7 @@ class MPITransport {
     const int rc =
         fits ? MPI_Imrecv(into.data, into.count, into.type, &probe.message, &p.requests[0])
              : detail::mpi_take_into_scratch(scratch, sent, &probe.message, &p.requests[0]);
-    if (rc != MPI_SUCCESS) abandon(p.requests.subspan(1), 0);
+    if (rc != MPI_SUCCESS) detail::mpi_abandon(p.requests.subspan(1), 0);
     call(rc, "MPI_Imrecv", src, tag);
     MPI_Status statuses[2];
     Pending taking = p;
@@ -500,8 +502,8 @@ class MPITransport {
     if (!fits)
       throw detail::size_mismatch(expected, static_cast<std::size_t>(std::max<MPI_Count>(sent, 0)),
                                   src, p.at);
-    check_received(done == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : done, statuses[0],
-                   into.count, into.elem_bytes, src, tag);
+    detail::mpi_check_received(done == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : done,
+                               statuses[0], into.count, into.elem_bytes, src, where(src, tag));
     if (done == MPI_ERR_IN_STATUS && p.requests.size() > 1)
       call(statuses[1].MPI_ERROR, "MPI_Isend", p.peers[1], tag);
   }
@@ -583,7 +585,7 @@ class MPITransport {
       const bool spinning = now < spin_end;
       // While spinning, the notice (which never hurries) is looked at every
       // 32nd round, so that the data's polling rate stays that of MPI_Waitall.
-      if ((!spinning || round % 32 == 0) && notice_arrived()) {
+      if ((!spinning || round % 32 == 0) && control_->notice_arrived()) {
         abandon(p);
         std::lock_guard lk(control_->mu);
         throw control_->failure.during(p.at);
@@ -628,7 +630,7 @@ class MPITransport {
     // the place, as on every transport.
     const std::string_view text = e.message();
     std::lock_guard lk(control_->mu);
-    notify_others(text);
+    control_->notify_others(text);
     control_->failure.record(rank(), std::string(detail::failure_text(text)));
     throw e;
   }
@@ -637,86 +639,8 @@ class MPITransport {
   void abandon(const Pending& p) noexcept {
     // MPI forbids cancelling or freeing a nonblocking collective's request;
     // it stays pending (see wait()).
-    if (!p.collective) abandon(p.requests, p.receives);
+    if (!p.collective) detail::mpi_abandon(p.requests, p.receives);
   }
-  static void abandon(std::span<MPI_Request> requests, int receives) noexcept {
-    const auto r = static_cast<std::size_t>(receives);
-    for (std::size_t i = 0; i < r; ++i)
-      if (requests[i] != MPI_REQUEST_NULL) MPI_Cancel(&requests[i]);
-    // A cancelled receive that nothing matched completes at once. One that a
-    // large message already matched cannot be cancelled and completes only as
-    // the sender goes on pushing data; it gets a short grace, then is freed,
-    // and MPI may still write the rest of that message into the buffer.
-    const auto grace_end = clock::now() + std::chrono::milliseconds(100);
-    int done = r == 0;
-    while (!done) {
-      MPI_Testall(receives, requests.data(), &done, MPI_STATUSES_IGNORE);
-      if (done || clock::now() >= grace_end) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    // Open MPI does not cancel sends (MPI_Cancel on one is ignored), so they
-    // are freed: an eager send has left already; a large one is finished or
-    // dropped by the library, and may still be read from the caller's buffer
-    // if its receiver matches it later. The notice tells the peers to stop,
-    // so none should.
-    for (auto& q : requests)
-      if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
-  }
-
-  void post_notice_receive() {
-    auto& c = *control_;
-    call(MPI_Irecv(&c.incoming, sizeof(detail::MPINotice), MPI_BYTE, MPI_ANY_SOURCE,
-                   detail::mpi_notice_tag, c.comm, &c.incoming_request),
-         "MPI_Irecv");
-  }
-
-  // Whether the transport has failed (a notice for it has arrived, or
-  // another channel failed it). Stale notices (another transport's) are
-  // dropped.
-  bool notice_arrived() {
-    std::lock_guard lk(control_->mu);
-    return control_->failure.failed() || notice_arrived_locked();
-  }
-  bool notice_arrived_locked() {
-    auto& c = *control_;
-    while (c.incoming_request != MPI_REQUEST_NULL) {
-      int got = 0;
-      if (MPI_Test(&c.incoming_request, &got, MPI_STATUS_IGNORE) != MPI_SUCCESS || !got)
-        return false;
-      if (c.incoming.transport == c.id) {
-        const auto len = static_cast<std::size_t>(
-            std::clamp<std::int32_t>(c.incoming.length, 0, sizeof(c.incoming.text)));
-        c.failure.record(c.incoming.rank, std::string(c.incoming.text, len));
-        return true;
-      }
-      post_notice_receive();
-    }
-    return false;
-  }
-
-  // Tells every other rank that this one failed. Never blocks: the sends are
-  // small, and whatever is still pending at destruction is freed. With the
-  // control's lock held.
-  void notify_others(std::string_view text) {
-    auto& c = *control_;
-    if (c.outgoing) return;
-    c.outgoing = std::make_unique<detail::MPINotice>();
-    auto& n = *c.outgoing;
-    n.transport = c.id;
-    n.rank = rank();
-    const std::string_view cut = detail::failure_text(text);
-    const std::size_t len = cut.size();
-    std::memcpy(n.text, cut.data(), len);
-    n.length = static_cast<std::int32_t>(len);
-    c.outgoing_requests.reserve(static_cast<std::size_t>(size()));
-    for (int r = 0; r < size(); ++r) {
-      if (r == rank()) continue;
-      MPI_Request q = MPI_REQUEST_NULL;
-      if (MPI_Isend(&n, sizeof(n), MPI_BYTE, r, detail::mpi_notice_tag, c.comm, &q) == MPI_SUCCESS)
-        c.outgoing_requests.push_back(q);
-    }
-  }
-
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
 
   void call(int rc, const char* what, int peer, tag_t tag) const {
@@ -728,27 +652,6 @@ class MPITransport {
     if (rc != MPI_SUCCESS)
       throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc),
                        error_context{}.with_rank(comm_.rank()));
-  }
-
-  // A receive's status: MPI's error, or a length other than the receive's
-  // (in bytes: a message of another element size has no count in this one's).
-  void check_received(int rc, const MPI_Status& status, int expected, std::size_t elem_bytes,
-                      int src, tag_t tag) const {
-    int error_class = MPI_SUCCESS;
-    if (rc != MPI_SUCCESS) MPI_Error_class(rc, &error_class);
-    if (error_class == MPI_ERR_TRUNCATE)  // MPI does not say how much more
-      throw size_mismatch_error(
-          "expected " + std::to_string(static_cast<std::size_t>(expected) * elem_bytes) +
-              " bytes, the peer sent more",
-          where(src, tag));
-    call(rc, "MPI_Irecv", src, tag);
-    MPI_Count received = 0;
-    MPI_Get_elements_x(&status, MPI_BYTE, &received);
-    if (received < 0 ||
-        static_cast<std::size_t>(received) != static_cast<std::size_t>(expected) * elem_bytes)
-      throw detail::size_mismatch(static_cast<std::size_t>(expected) * elem_bytes,
-                                  static_cast<std::size_t>(std::max<MPI_Count>(received, 0)), src,
-                                  where(src, tag));
   }
 
   detail::MPIPosted& posted_messages() noexcept {
@@ -770,26 +673,6 @@ class MPITransport {
             .tag = tag,
             .receive = receive,
             .start = start};
-  }
-
-  // A buffer of n elements goes as ceil(n / 2^30) messages (one when empty).
-  static std::size_t piece_count(std::size_t n) noexcept {
-    return n == 0 ? 1 : (n + detail::mpi_max_count - 1) / detail::mpi_max_count;
-  }
-  struct Piece {
-    std::size_t offset;
-    int count;
-  };
-  static Piece piece(std::size_t n, std::size_t p) noexcept {
-    const std::size_t off = std::min(n, p * detail::mpi_max_count);
-    return {off, static_cast<int>(std::min(detail::mpi_max_count, n - off))};
-  }
-  template <class F>
-  static void for_each_piece(std::size_t n, F&& f) {
-    for (std::size_t p = 0; p < piece_count(n); ++p) {
-      const auto [off, count] = piece(n, p);
-      f(off, count);
-    }
   }
 
   // Another channel's handle.

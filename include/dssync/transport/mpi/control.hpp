@@ -5,12 +5,17 @@
 
 #include "dssync/transport/mpi/datatype.hpp"  // first: <mpi.h> without the C++ bindings
 
+#include <algorithm>
 #include <boost/mpi/communicator.hpp>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <vector>
 
+#include "dssync/core/error.hpp"
 #include "dssync/transport/contract.hpp"
 #include "dssync/transport/mpi/posted.hpp"
 
@@ -34,6 +39,8 @@ inline constexpr int mpi_notice_tag = 1;
 struct MPIControl {
   MPI_Comm comm = MPI_COMM_NULL;  // private duplicate for notices only
   std::uint64_t id = 0;           // the same on every rank of one transport
+  int rank = -1;                  // this rank and the world's size
+  int size = 0;
   MPINotice incoming;
   MPI_Request incoming_request = MPI_REQUEST_NULL;
   std::unique_ptr<MPINotice> outgoing;
@@ -50,6 +57,58 @@ struct MPIControl {
   // Guards the notice requests and the failure: with channels, two threads
   // of a rank use them.
   std::mutex mu;
+
+  // Posts the receive for the next notice.
+  void post_notice_receive() {
+    if (const int rc = MPI_Irecv(&incoming, sizeof(MPINotice), MPI_BYTE, MPI_ANY_SOURCE,
+                                 mpi_notice_tag, comm, &incoming_request);
+        rc != MPI_SUCCESS)
+      throw peer_error("MPI_Irecv failed: " + mpi_error_text(rc), error_context{}.with_rank(rank));
+  }
+
+  // Whether the transport has failed (a notice for it has arrived, or
+  // another channel failed it). Stale notices (another transport's) are
+  // dropped.
+  bool notice_arrived() {
+    std::lock_guard lk(mu);
+    return failure.failed() || notice_arrived_locked();
+  }
+  bool notice_arrived_locked() {
+    while (incoming_request != MPI_REQUEST_NULL) {
+      int got = 0;
+      if (MPI_Test(&incoming_request, &got, MPI_STATUS_IGNORE) != MPI_SUCCESS || !got) return false;
+      if (incoming.transport == id) {
+        const auto len = static_cast<std::size_t>(
+            std::clamp<std::int32_t>(incoming.length, 0, sizeof(incoming.text)));
+        failure.record(incoming.rank, std::string(incoming.text, len));
+        return true;
+      }
+      post_notice_receive();
+    }
+    return false;
+  }
+
+  // Tells every other rank that this one failed. Never blocks: the sends are
+  // small, and whatever is still pending at destruction is freed. With the
+  // lock held.
+  void notify_others(std::string_view text) {
+    if (outgoing) return;
+    outgoing = std::make_unique<MPINotice>();
+    auto& n = *outgoing;
+    n.transport = id;
+    n.rank = rank;
+    const std::string_view cut = failure_text(text);
+    const std::size_t len = cut.size();
+    std::memcpy(n.text, cut.data(), len);
+    n.length = static_cast<std::int32_t>(len);
+    outgoing_requests.reserve(static_cast<std::size_t>(size));
+    for (int r = 0; r < size; ++r) {
+      if (r == rank) continue;
+      MPI_Request q = MPI_REQUEST_NULL;
+      if (MPI_Isend(&n, sizeof(n), MPI_BYTE, r, mpi_notice_tag, comm, &q) == MPI_SUCCESS)
+        outgoing_requests.push_back(q);
+    }
+  }
 
   MPIControl() = default;
   MPIControl(const MPIControl&) = delete;

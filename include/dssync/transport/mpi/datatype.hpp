@@ -1,7 +1,8 @@
 #pragma once
 // How elements travel over MPI: the datatype of an element type, the element
-// count one message may hold, and MPI's error codes as text. Includes <mpi.h>
-// (without the deprecated C++ bindings) for the MPI transport's headers.
+// count one message may hold and the pieces of a longer buffer, and MPI's
+// error codes as text. Includes <mpi.h> (without the deprecated C++ bindings)
+// for the MPI transport's headers.
 
 // The MPI-2 C++ bindings are deprecated and unused here; skipping them also
 // keeps their warnings out of users' builds.
@@ -13,6 +14,7 @@
 #endif
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <type_traits>
@@ -63,5 +65,25 @@ inline std::string mpi_error_text(int code) {
 
 // Elements per message: the count is an int.
 inline constexpr std::size_t mpi_max_count = std::size_t{1} << 30;
+
+// A buffer of n elements goes as ceil(n / 2^30) messages (one when empty).
+inline std::size_t mpi_piece_count(std::size_t n) noexcept {
+  return n == 0 ? 1 : (n + mpi_max_count - 1) / mpi_max_count;
+}
+struct MPIPiece {
+  std::size_t offset;
+  int count;
+};
+inline MPIPiece mpi_piece(std::size_t n, std::size_t p) noexcept {
+  const std::size_t off = std::min(n, p * mpi_max_count);
+  return {off, static_cast<int>(std::min(mpi_max_count, n - off))};
+}
+template <class F>
+void mpi_for_each_piece(std::size_t n, F&& f) {
+  for (std::size_t p = 0; p < mpi_piece_count(n); ++p) {
+    const auto [off, count] = mpi_piece(n, p);
+    f(off, count);
+  }
+}
 
 }  // namespace dssync::detail
