@@ -60,10 +60,10 @@ def read_json(record):
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def gbench(record):
-    """{run_name: its median aggregate row} of a Google Benchmark JSON."""
+def gbench(record, aggregate="median"):
+    """{run_name: its median (or another aggregate's) row} of a Google Benchmark JSON."""
     return {b["run_name"]: b for b in read_json(record)["benchmarks"]
-            if b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median"}
+            if b.get("run_type") == "aggregate" and b.get("aggregate_name") == aggregate}
 
 
 def seconds(row, key="real_time"):

@@ -1,7 +1,7 @@
 #pragma once
-// How MPITransport ends its requests when it does not wait for them: a
-// receive's status checked (MPI's error, or a length other than the
-// receive's), and requests given up on without blocking.
+// How MPITransport ends its requests: a completed receive's status checked
+// (MPI's error, or a length other than the receive's), and requests given up
+// on without blocking.
 
 #include "dssync/transport/mpi/datatype.hpp"  // first: <mpi.h> without the C++ bindings
 
