@@ -57,21 +57,21 @@ concept transport_with_view =
       t.sendrecv_view(peer, out, peer, count, use, tag);
     };
 
-    // Optional: messages kept in flight (MPI's Isend and Irecv). post_send(dst,
-    // out, tag) and post_recv(src, in, tag) start one message and return a
-    // Tr::posted handle at once (a default-made handle is none); finish(handle)
-    // waits for it under the transport's rules (the deadline from the post) and
-    // throws what send and recv throw; forget(handles) gives up on the unfinished
-    // ones after an error without waiting. Where a message moves only while its
-    // ranks wait, a collective that keeps several in flight does not stall its
-    // neighbours while it waits for one (PipelineBroadcast). The transport's own
-    // calls move them: a caller that waits elsewhere meanwhile (MPITransport:
-    // another channel, or MPI directly) may leave them unstarted.
-    template <class Tr, class T>
-    concept transport_with_posting = transport<Tr> &&
-        std::default_initializable<typename Tr::posted> &&
-        requires(Tr& t, int peer, std::span<const T> out, std::span<T> in, tag_t tag,
-                 typename Tr::posted& p, std::span<typename Tr::posted> ps) {
+// Optional: messages kept in flight (MPI's Isend and Irecv). post_send(dst,
+// out, tag) and post_recv(src, in, tag) start one message and return a
+// Tr::posted handle at once (a default-made handle is none); finish(handle)
+// waits for it under the transport's rules (the deadline from the post) and
+// throws what send and recv throw; forget(handles) gives up on the unfinished
+// ones after an error without waiting. Where a message moves only while its
+// ranks wait, a collective that keeps several in flight does not stall its
+// neighbours while it waits for one (PipelineBroadcast). The transport's own
+// calls move them: a caller that waits elsewhere meanwhile (MPITransport:
+// another channel, or MPI directly) may leave them unstarted.
+template <class Tr, class T>
+concept transport_with_posting =
+    transport<Tr> && std::default_initializable<typename Tr::posted> &&
+    requires(Tr& t, int peer, std::span<const T> out, std::span<T> in, tag_t tag,
+             typename Tr::posted& p, std::span<typename Tr::posted> ps) {
       { t.post_send(peer, out, tag) } -> std::same_as<typename Tr::posted>;
       { t.post_recv(peer, in, tag) } -> std::same_as<typename Tr::posted>;
       t.finish(p);

@@ -494,9 +494,7 @@ class MPITransport {
     try {
       done = wait_for(taking);
     } catch (...) {
-      // Given up before it was all in: MPI may still write the scratch, which
-      // is left to it.
-      if (!fits) (void)new std::vector<std::byte>(std::move(scratch));
+      if (!fits) detail::mpi_leave_scratch(scratch);  // given up before it was all in
       throw;
     }
     if (!fits)

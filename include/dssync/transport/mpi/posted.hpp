@@ -43,6 +43,13 @@ inline int mpi_take_into_scratch(std::vector<std::byte>& scratch, MPI_Count sent
   return MPI_Imrecv(scratch.data(), static_cast<int>(bytes / unit), type, message, request);
 }
 
+// Leaves to MPI scratch that it may still write (a message given up before
+// it was all in): its storage is never freed or reused. `scratch` is empty
+// after.
+inline void mpi_leave_scratch(std::vector<std::byte>& scratch) {
+  if (!scratch.empty()) (void)new std::vector<std::byte>(std::move(scratch));
+}
+
 // One posted receive: where its message goes, and once matched, how long that
 // message is and the request that takes it.
 struct MPIPostedReceive {
@@ -116,8 +123,7 @@ class MPIPosted {
   void release(std::size_t slot) noexcept {
     MPIPostedReceive& r = slots_[slot];
     if (!r.matched) --unmatched_;
-    if (r.matched && !r.fits() && !r.taken && !r.scratch.empty())
-      (void)new std::vector<std::byte>(std::move(r.scratch));
+    if (r.matched && !r.fits() && !r.taken) mpi_leave_scratch(r.scratch);
     r.scratch.clear();
     r.serial = 0;
     r.data = nullptr;
