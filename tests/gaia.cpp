@@ -89,11 +89,19 @@ TEST_CASE("significance filters: Gaia's relative rule at its edges, and the abso
   const double inf = std::numeric_limits<double>::infinity();
   CHECK_FALSE(rel.significant(1e30, 1.0, inf));  // +infinity: none, not even changes of zeros
   CHECK_FALSE(rel.significant(1e30, 0.0, inf));
+  CHECK(rel.significant(1e-30, inf, 0.0));  // threshold 0 beside an infinite value (0 * inf)
+  CHECK_FALSE(rel.significant(1e30, inf, 0.5));  // nothing is large beside an infinite value
+  // A NaN update never passes, beside a zero value (a change of a zero) either.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const double x : {0.0, -0.0, 1.0, inf})
+    for (const double threshold : {0.0, 0.01, inf}) CHECK_FALSE(rel.significant(nan, x, threshold));
   const dssync::AbsoluteSignificance abs_rule;
   CHECK_FALSE(abs_rule.significant(0.25, 100.0, 0.25));
   CHECK(abs_rule.significant(-0.2500001, 100.0, 0.25));
   CHECK_FALSE(abs_rule.significant(0.0, 0.0, 0.0));
   CHECK(abs_rule.significant(1e-30, 0.0, 0.0));
+  for (const double threshold : {0.0, 0.01, inf})
+    CHECK_FALSE(abs_rule.significant(nan, 0.0, threshold));
 }
 
 TEST_CASE("GaiaSync: one data center is AllReduceSync on parameters, bit for bit") {
@@ -164,7 +172,7 @@ TEST_CASE("GaiaSync: an infinite threshold keeps every data center to itself") {
 
 TEST_CASE(
     "GaiaSync: an infinite threshold stays infinite under a learning-rate scale of 0 and during a "
-    "linear move") {
+    "linear move, which lands on its lower end") {
   // Zero parameters: at any finite threshold every nonzero update to them
   // would be significant, and a NaN threshold passes them too.
   const double inf = std::numeric_limits<double>::infinity();
@@ -185,6 +193,12 @@ TEST_CASE(
         wrong[static_cast<std::size_t>(t.rank())] += !std::isinf(gaia.stats().threshold);
       }
       wrong[static_cast<std::size_t>(t.rank())] += gaia.stats().wan_bytes != 0;
+      if (o.schedule == GaiaSchedule::linear) {
+        // The move is over at clock 4: it lands on `lower`, and the zeros' changes cross.
+        gaia.step(x);
+        wrong[static_cast<std::size_t>(t.rank())] += gaia.stats().threshold != 0.01;
+        wrong[static_cast<std::size_t>(t.rank())] += gaia.stats().wan_bytes == 0;
+      }
     });
     CHECK(wrong == std::vector<int>(4, 0));
   }
@@ -474,6 +488,13 @@ TEST_CASE("GaiaSync: bad input is a configuration_error naming what and where") 
         dssync::configuration_error);
     CHECK_THROWS_WITH_AS(GaiaSync<InProcTransport>(t, x, dcs, {.slack = -1}),
                          doctest::Contains("slack must be at least 0, got -1"),
+                         dssync::configuration_error);
+    // The slots of the clocks in flight are checked before they are allocated.
+    CHECK_THROWS_WITH_AS(
+        GaiaSync<InProcTransport>(t, x, dcs, {.slack = std::numeric_limits<int>::max()}),
+        doctest::Contains("GaiaSync's slots (2147483648 slots of"), dssync::configuration_error);
+    CHECK_THROWS_WITH_AS(GaiaSync<InProcTransport>(t, x, dcs, {.slack = 1, .max_history_bytes = 8}),
+                         doctest::Contains("above max_history_bytes = 8"),
                          dssync::configuration_error);
     CHECK_THROWS_WITH_AS(GaiaSync<InProcTransport>(t, x, dcs, {.period = 0}),
                          doctest::Contains("period must be at least 1, got 0"),

@@ -353,7 +353,15 @@ TEST_CASE("The hybrid's rule: factors iff Σk (rows + cols) < 2 rows cols (ties 
       CHECK_FALSE(dense.uses_factors(row.layer, row.total_k));
       CHECK(factors.uses_factors(row.layer, row.total_k));
     }
-    CHECK_THROWS_AS((void)hybrid.uses_factors(5, 1), dssync::configuration_error);
+    CHECK_THROWS_WITH_AS((void)hybrid.uses_factors(5, 1),
+                         doctest::Contains("no layer 5 (there are 5)"),
+                         dssync::configuration_error);
+    try {
+      (void)hybrid.uses_factors(-1, 1);
+      FAIL("no throw");
+    } catch (const dssync::configuration_error& e) {
+      CHECK(e.where().rank == t.rank());
+    }
   });
   // One rank has nothing to send either way: the hybrid stays dense.
   make_world(1).run([&](InProcTransport& t) {

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <limits>
 #include <vector>
 
 #include "dssync/dssync.hpp"
@@ -273,6 +274,24 @@ TEST_CASE("SSPSync: bad input is a configuration_error naming the rank") {
                     dssync::configuration_error);
     CHECK_THROWS_AS(dssync::SSPSync<InProcTransport>(t, 8, {.channel = 2}),
                     dssync::configuration_error);
+    // The s + 1 buffers are checked before they are allocated: 4 x 8 floats are 128 bytes.
+    CHECK_NOTHROW(dssync::SSPSync<InProcTransport>(t, 8, {.staleness = 3, .max_history_bytes = 128}));
+    CHECK_THROWS_WITH_AS(
+        dssync::SSPSync<InProcTransport>(t, 8, {.staleness = 3, .max_history_bytes = 127}),
+        doctest::Contains("(4 copies of 8 elements of 4 bytes) needs 128 bytes, above "
+                          "max_history_bytes = 127"),
+        dssync::configuration_error);
+    // The largest staleness: no overflow of s + 1, and the default limit of 1 GiB.
+    try {
+      dssync::SSPSync<InProcTransport>(t, 8, {.staleness = std::numeric_limits<int>::max()});
+      FAIL("no throw");
+    } catch (const dssync::configuration_error& e) {
+      const std::string what = e.what();
+      CAPTURE(what);
+      CHECK(what.find("2147483648 copies") != std::string::npos);
+      CHECK(what.find("max_history_bytes = 1073741824") != std::string::npos);
+      CHECK(what.find("rank " + std::to_string(t.rank())) != std::string::npos);
+    }
     dssync::SSPSync<InProcTransport> ssp(t, 8, {.staleness = 1});
     std::vector<float> wrong(7);
     CHECK_THROWS_WITH_AS(ssp.step(wrong), doctest::Contains("made for 8 parameters"),

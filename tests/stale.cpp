@@ -494,6 +494,40 @@ TEST_CASE("Errors: lengths that differ across ranks stop every rank in checked m
   }
 }
 
+// A delay policy that breaks its promise of [0, bound()] at clock 2.
+struct BrokenDelay {
+  int drawn = 0;
+  int delay(std::uint64_t /*seed*/, int /*rank*/, std::uint64_t clock) const noexcept {
+    return clock == 2 ? drawn : 0;
+  }
+  int bound() const noexcept { return 1; }
+};
+
+TEST_CASE("Errors: a delay outside the policy's own bound is named, not wrapped around the copies") {
+  for (const int drawn : {2, -1}) {
+    CAPTURE(drawn);
+    make_world(1).run([&](InProcTransport& t) {
+      StaleSync<InProcTransport, BrokenDelay> sync(t, 3, BrokenDelay{drawn});
+      std::vector<float> x(3, 1.0f), g(3, 1.0f);
+      for (int k = 0; k < 2; ++k) {
+        sync.view(x);
+        sync.step(std::span<float>(g));
+      }
+      try {
+        sync.view(x);
+        FAIL("no throw");
+      } catch (const dssync::configuration_error& e) {
+        const std::string what = e.what();
+        CAPTURE(what);
+        CHECK(what.find("drew a delay of " + std::to_string(drawn) + ", outside 0..1") !=
+              std::string::npos);
+        CHECK(what.find("rank 0") != std::string::npos);
+        CHECK(what.find("iteration 2") != std::string::npos);
+      }
+    });
+  }
+}
+
 TEST_CASE("Errors: a view or step of the wrong length, and a step without a view") {
   make_world(1).run([&](InProcTransport& t) {
     StaleSync<InProcTransport> sync(t, 4, UniformDelay{2}, {.seed = 3});

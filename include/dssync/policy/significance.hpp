@@ -19,14 +19,15 @@ concept significance_filter = requires(const F& f, double a, double x, double th
 // Gaia's rule: send when the update is large relative to the value,
 // |a / x| > threshold, strictly (equality stays). A zero value with a nonzero
 // update is sent (any change of a zero is infinitely large relative to it); a
-// zero update never is. A threshold of 0 sends every nonzero update; +infinity
-// sends none, not even the changes of zeros: it is the switch that keeps a
-// data center to itself. Computed as |a| > threshold |x| in double, which needs
-// no division by x.
+// zero update never is, nor a NaN one (not even beside a zero: it stays home).
+// A threshold of 0 sends every nonzero update (beside an infinite value too);
+// +infinity sends none, not even the changes of zeros: it is the switch that
+// keeps a data center to itself. Computed as |a| > threshold |x| in double,
+// which needs no division by x.
 struct RelativeSignificance {
   bool significant(double a, double x, double threshold) const noexcept {
-    if (a == 0 || std::isinf(threshold)) return false;
-    if (x == 0) return true;
+    if (!(std::abs(a) > 0) || std::isinf(threshold)) return false;  // a zero or NaN update
+    if (x == 0 || threshold == 0) return true;
     return std::abs(a) > threshold * std::abs(x);
   }
 };

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <ranges>
 #include <span>
 #include <string>
@@ -220,6 +221,26 @@ void with_context(int rank, std::uint64_t iteration, std::span<const int> group,
     const auto here = error_context{}.with_rank(rank).with_iteration(iteration);
     e.rethrow_with(group.empty() ? here : here.with_group(group));
   }
+}
+
+// Refuses, before anything is allocated, a history of `copies` copies of
+// `count` items of `item_bytes` bytes that needs more bytes than `max_bytes`
+// (the synchronizer's option named `option`) or than a size_t holds; returns
+// its bytes. `what` describes the history for the message, as in "StaleSync's
+// history (3 copies of 1000 parameters of 4 bytes)".
+inline std::size_t capped_history_bytes(const std::string& what, std::size_t copies,
+                                        std::size_t count, std::size_t item_bytes,
+                                        std::size_t max_bytes, std::string_view option,
+                                        const error_context& at) {
+  const std::size_t max = std::numeric_limits<std::size_t>::max();
+  if (count != 0 && item_bytes != 0 && copies > max / item_bytes / count)
+    throw configuration_error(what + " needs more bytes than a size_t holds", at);
+  const std::size_t bytes = copies * count * item_bytes;
+  if (bytes > max_bytes)
+    throw configuration_error(what + " needs " + std::to_string(bytes) + " bytes, above " +
+                                  std::string(option) + " = " + std::to_string(max_bytes),
+                              at);
+  return bytes;
 }
 
 // A name for a type that is the same in every process built from the same

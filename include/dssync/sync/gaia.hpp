@@ -135,6 +135,9 @@ struct GaiaOptions {
   // clock, the options and the data centers, and a NaN in this rank's update
   // is a configuration_error naming the element.
   bool checked = false;
+  // The slack + 1 slots of the clocks in flight are allocated at
+  // construction; more bytes than this is a configuration_error naming them.
+  std::size_t max_history_bytes = std::size_t{1} << 30;
 };
 
 struct GaiaStats : SyncStats {
@@ -210,7 +213,20 @@ class GaiaSync {
     if (position_ < m_min_)
       across_.reserve<std::uint32_t>(dcs_.size(), dcs_.size() * dense_words(shard_.length));
     // One slot per clock that can be in flight: this one and the s before.
-    slots_.resize(static_cast<std::size_t>(options_.slack) + 1);
+    // A slot holds the dense update r and, on an owner, its message, the
+    // data centers' messages and their lengths.
+    const std::size_t copies = static_cast<std::size_t>(options_.slack) + 1;
+    const std::size_t slot_bytes =
+        len * sizeof(T) + (position_ < m_min_ ? (dcs_.size() + 1) * dense_words(shard_.length) *
+                                                        sizeof(std::uint32_t) +
+                                                    dcs_.size() * sizeof(std::size_t)
+                                              : 0);
+    detail::capped_history_bytes("GaiaSync's slots (" + std::to_string(copies) + " slots of " +
+                                     std::to_string(slot_bytes) + " bytes, for slack " +
+                                     std::to_string(options_.slack) + ")",
+                                 copies, slot_bytes, 1, options_.max_history_bytes,
+                                 "max_history_bytes", here);
+    slots_.resize(copies);
     for (Slot& slot : slots_) {
       if (position_ < m_min_) {
         slot.words.resize(dense_words(shard_.length));
@@ -373,7 +389,8 @@ class GaiaSync {
   }
 
   // An infinite threshold stays infinite (no learning-rate scale, not even 0,
-  // and no part of a linear move makes it finite), so it never becomes NaN.
+  // and no clock of a linear move before its end makes it finite; the move
+  // ends at `lower`), so it never becomes NaN.
   double current_threshold() const noexcept {
     const double t0 = options_.threshold;
     switch (options_.schedule) {

@@ -265,7 +265,8 @@ class SFBSync {
   bool uses_factors(int layer, std::uint64_t total_k) const {
     if (layer < 0 || static_cast<std::size_t>(layer) >= layers_.size())
       throw configuration_error("SFBSync::uses_factors: no layer " + std::to_string(layer) +
-                                " (there are " + std::to_string(layers_.size()) + ")");
+                                    " (there are " + std::to_string(layers_.size()) + ")",
+                                error_context{}.with_rank(transport_.rank()));
     switch (options_.mode) {
       case SFBMode::dense: return false;
       case SFBMode::factors: return true;

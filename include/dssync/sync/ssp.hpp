@@ -54,6 +54,9 @@ struct SSPSyncOptions {
   // Before each background all-reduce every rank compares the synchronizer,
   // its place, the clock, the staleness and the gradient's length.
   bool checked = false;
+  // The s + 1 gradient buffers are allocated at construction; more bytes than
+  // this is a configuration_error naming them (as StaleSync's history).
+  std::size_t max_history_bytes = std::size_t{1} << 30;
 };
 
 struct SSPStats : SyncStats {
@@ -74,14 +77,14 @@ class SSPSync {
   SSPSync(Transport& t, std::size_t parameters, Options options = {}, Reduce reduce = {})
       : rank_(t.rank()),
         parameters_(parameters),
-        options_(validated(options, t)),
+        options_(validated(options, t, parameters)),
         reduce_(std::move(reduce)),
         world_(t),
         jobs_(t, options_.channel, [this](Transport&, std::uint64_t c) { reduce_clock(c); },
               [this](std::uint64_t) { count_traffic(); }),
         channel_(jobs_.transport()),
         ordinal_(options_.checked ? detail::next_checked_ordinal(jobs_.transport()) : 0),
-        buffers_(static_cast<std::size_t>(options_.staleness + 1) * parameters) {}
+        buffers_((static_cast<std::size_t>(options_.staleness) + 1) * parameters) {}
 
   SSPSync(const SSPSync&) = delete;
   SSPSync& operator=(const SSPSync&) = delete;
@@ -140,11 +143,17 @@ class SSPSync {
   const SSPStats& stats() const noexcept { return stats_; }
 
  private:
-  static Options validated(Options o, const Transport& t) {
+  static Options validated(Options o, const Transport& t, std::size_t parameters) {
     const auto here = error_context{}.with_rank(t.rank());
     if (o.staleness < 0)
       throw configuration_error(
           "SSPSync's staleness must be at least 0, got " + std::to_string(o.staleness), here);
+    const std::size_t copies = static_cast<std::size_t>(o.staleness) + 1;
+    detail::capped_history_bytes("SSPSync's gradient buffers (" + std::to_string(copies) +
+                                     " copies of " + std::to_string(parameters) +
+                                     " elements of " + std::to_string(sizeof(T)) + " bytes)",
+                                 copies, parameters, sizeof(T), o.max_history_bytes,
+                                 "max_history_bytes", here);
     return o;
   }
 

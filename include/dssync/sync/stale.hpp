@@ -72,20 +72,11 @@ class StaleSync {
       throw configuration_error(
           "StaleSync's delay bound must be at least 0, got " + std::to_string(bound), here);
     copies_ = static_cast<std::size_t>(bound) + 1;
-    const std::size_t max = std::numeric_limits<std::size_t>::max();
-    const bool overflows = parameters_ != 0 && copies_ > max / sizeof(T) / parameters_;
-    const std::string copies = std::to_string(copies_) + " copies of " +
-                               std::to_string(parameters_) + " parameters of " +
-                               std::to_string(sizeof(T)) + " bytes";
-    if (overflows)
-      throw configuration_error(
-          "StaleSync's history (" + copies + ") needs more bytes than a size_t holds", here);
-    const std::size_t bytes = copies_ * parameters_ * sizeof(T);
-    if (bytes > options_.max_history_bytes)
-      throw configuration_error(
-          "StaleSync's history (" + copies + ") needs " + std::to_string(bytes) +
-              " bytes, above max_history_bytes = " + std::to_string(options_.max_history_bytes),
-          here);
+    detail::capped_history_bytes("StaleSync's history (" + std::to_string(copies_) +
+                                     " copies of " + std::to_string(parameters_) +
+                                     " parameters of " + std::to_string(sizeof(T)) + " bytes)",
+                                 copies_, parameters_, sizeof(T), options_.max_history_bytes,
+                                 "max_history_bytes", here);
     history_.resize(copies_ * parameters_);
   }
 
@@ -140,8 +131,16 @@ class StaleSync {
 
   // The r this rank uses at the current clock: min(drawn delay, clock). A pure
   // function of (seed, rank, clock), so it may be asked before view() as well.
+  // A drawn delay outside [0, bound()] is the policy's error: the ring of
+  // copies holds only the last bound() + 1 clocks.
   int delay() const {
     const int drawn = delay_.delay(options_.seed, transport_.rank(), iteration_);
+    if (drawn < 0 || drawn > bound())
+      throw configuration_error("StaleSync's delay policy drew a delay of " +
+                                    std::to_string(drawn) + ", outside 0.." +
+                                    std::to_string(bound()) + " (its bound)",
+                                error_context{}.with_rank(transport_.rank()).with_iteration(
+                                    iteration_));
     return static_cast<int>(std::min<std::uint64_t>(static_cast<std::uint64_t>(drawn), iteration_));
   }
 
