@@ -116,8 +116,9 @@ TEST_CASE("symmetric_eigenvalues: matrices with known spectra, largest first") {
   CHECK(second_largest_eigenvalue(Matrix(1, 5.0)) == 0.0);
 
   // Tiny entries are rotated too: [[0, s], [s, 0]] has eigenvalues s and -s
-  // at any scale.
-  for (double scale : {1.0, 1e-14, 1e-100}) {
+  // at any scale, where the squares of the entries underflow (1e-170, 1e-300)
+  // or overflow (1e160, 1e300) too.
+  for (double scale : {1.0, 1e-14, 1e-100, 1e-170, 1e-300, 1e160, 1e300}) {
     CAPTURE(scale);
     Matrix tiny(2);
     tiny(0, 1) = tiny(1, 0) = scale;

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -872,6 +873,17 @@ TEST_CASE("Topologies: every exchange pairs sends and receives one to one") {
       check_exchanges_are_permutations(dssync::ExponentialTopology{}, n, t);
       check_exchanges_are_permutations(dssync::OnePeerExponentialTopology{}, n, t);
     }
+  }
+  // A given torus shape must have both dimensions at least 1 and fill the
+  // world exactly: 65537 x 65536 would wrap around to 65536 in int.
+  check_exchanges_are_permutations(dssync::TorusTopology{.rows = 2, .cols = 3}, 6, 0);
+  for (const auto [rows, cols, n] : {std::array{65537, 65536, 65536}, std::array{-2, -4, 8},
+                                     std::array{0, 4, 4}, std::array{2, -3, -6}}) {
+    CAPTURE(rows);
+    CAPTURE(cols);
+    const dssync::TorusTopology torus{.rows = rows, .cols = cols};
+    CHECK_THROWS_WITH_AS((void)torus.exchanges(n, 0), doctest::Contains("torus does not fit"),
+                         dssync::configuration_error);
   }
   CHECK(dssync::RingTopology{}.exchanges(1, 0) == 0);
   CHECK(dssync::RingTopology{}.exchanges(2, 0) == 1);

@@ -70,7 +70,19 @@ inline std::vector<double> symmetric_eigenvalues(Matrix a) {
   // Converged when what is off the diagonal is at rounding's level beside the
   // whole matrix (n x n entries of about eps ||A|| each): relative, so that a
   // matrix of tiny entries (the spectrum of a long product of mixing
-  // matrices, less J) is not returned unrotated.
+  // matrices, less J) is not returned unrotated. The matrix is first scaled
+  // by the power of two nearest its largest entry (exactly: the spectrum is
+  // only rescaled, and every rotation is the same to the bit), so that the
+  // squares below neither underflow (entries of 1e-170) nor overflow (1e160).
+  double largest = 0;
+  for (int p = 0; p < n; ++p)
+    for (int q = 0; q < n; ++q) largest = std::max(largest, std::abs(a(p, q)));
+  int exponent = 0;
+  if (largest > 0 && std::isfinite(largest)) {
+    std::frexp(largest, &exponent);
+    for (int p = 0; p < n; ++p)
+      for (int q = 0; q < n; ++q) a(p, q) = std::ldexp(a(p, q), -exponent);
+  }
   double norm = 0;
   for (int p = 0; p < n; ++p)
     for (int q = 0; q < n; ++q) norm += a(p, q) * a(p, q);
@@ -100,7 +112,7 @@ inline std::vector<double> symmetric_eigenvalues(Matrix a) {
       }
   }
   std::vector<double> ev(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ev[static_cast<std::size_t>(i)] = a(i, i);
+  for (int i = 0; i < n; ++i) ev[static_cast<std::size_t>(i)] = std::ldexp(a(i, i), exponent);
   std::sort(ev.begin(), ev.end(), std::greater<>());
   return ev;
 }

@@ -43,8 +43,9 @@ struct RandomShuffle {
 // one digit per iteration (the BCube / butterfly schedule). With
 // k = ceil(log_g n) digits, at iteration t the digit group of rank r is the
 // ranks below n that differ from r only in digit d = t mod k. For n = g^k the
-// product of any k consecutive steps is the exact global average (the released
-// DS-Sync code's {01,23}, {02,13} alternation, generalised).
+// product of any k consecutive steps is the exact global average (at n = 4,
+// g = 2 the digits give {01,23}, {02,13}; the released DS-Sync code alternates
+// {01,23}, {03,12}, whose product is the same exact average).
 //
 // For other n the digit groups at the top end are short. Short groups of two or
 // more average as they are. Ranks whose digit group holds only themselves are

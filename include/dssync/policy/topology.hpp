@@ -73,8 +73,8 @@ struct TorusTopology {
     int rows, cols;
   };
   Shape shape(int n) const {
-    if (rows > 0 || cols > 0) {
-      if (rows * cols != n)
+    if (rows != 0 || cols != 0) {  // given: both at least 1, their product n (without overflow)
+      if (rows < 1 || cols < 1 || static_cast<long long>(rows) * cols != n)
         throw configuration_error("a " + std::to_string(rows) + " x " + std::to_string(cols) +
                                   " torus does not fit a world of " + std::to_string(n));
       return {rows, cols};
