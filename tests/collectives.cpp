@@ -893,6 +893,43 @@ TEST_CASE_TEMPLATE("members passing different lengths fail, without hanging", Al
   }
 }
 
+TEST_CASE("RingReduce in segments: members passing different lengths fail, none returns") {
+  // Over a transport that copies, a step goes in segments. A block of exactly
+  // k segments must not take the first k of a longer block's and the next
+  // step's first segment as the rest: the segments are prefix-free.
+  struct Case {
+    std::size_t rank0;
+    std::size_t others;
+  };
+  for (const Case c : {Case{4, 8}, Case{8, 4}, Case{8, 12}, Case{12, 8}, Case{6, 7}, Case{16, 24},
+                       Case{0, 4}, Case{4, 0}}) {
+    for (int g : {2, 3, 4}) {
+      CAPTURE(c.rank0);
+      CAPTURE(c.others);
+      CAPTURE(g);
+      const std::vector<int> members = iota_group(g);
+      InProcWorld world(g, {.timeout = 5s});
+      std::vector<std::string> kinds(sz(g), "none");
+      const std::string kind = run_kind(world, [&](InProcTransport& inproc) {
+        CopyingTransport t(inproc);
+        std::vector<float> d(t.rank() == 0 ? c.rank0 * sz(g) : c.others * sz(g), 1.0f);
+        try {
+          dssync::RingReduce ring({.segment_bytes = 2 * sizeof(float)});
+          ring.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{});
+        } catch (...) {
+          kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
+          throw;
+        }
+      });
+      CHECK(kind == "size_mismatch");
+      for (const std::string& k : kinds) {
+        CAPTURE(k);
+        CHECK((k == "size_mismatch" || k == "peer"));
+      }
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("a group the caller cannot run with is a configuration_error", Algo,
                    ALL_ALGORITHMS) {
   // Each case's group is wrong on every rank, so every rank must throw
@@ -1188,6 +1225,7 @@ TEST_CASE("HierarchicalReduce's labels must cover the world") {
     CAPTURE(w);
     CHECK(w.find("labels for 3 ranks") != std::string::npos);
     CHECK(w.find("the world has 4") != std::string::npos);
+    CHECK(w.find("group [0 1 2 3]") != std::string::npos);
   }
   CHECK_THROWS_AS(dssync::HierarchicalReduce(0), dssync::configuration_error);
 }

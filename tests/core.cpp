@@ -271,6 +271,19 @@ TEST_CASE_TEMPLATE("ops: TruncatedAverage::finish truncates integers toward zero
   CHECK(u == std::vector<T>{7, -7});
 }
 
+TEST_CASE("ops: TruncatedAverage::finish divides by a group size the element type cannot hold") {
+  // 200 does not fit an int8 (it would divide by -56), 256 not a uint8 (by 0).
+  std::vector<std::int8_t> s{100, -100, 127};
+  dssync::TruncatedAverage{}.finish(std::span<std::int8_t>(s), 200);
+  CHECK(s == std::vector<std::int8_t>{0, 0, 0});
+  std::vector<std::uint8_t> u{255, 128};
+  dssync::TruncatedAverage{}.finish(std::span<std::uint8_t>(u), 256);
+  CHECK(u == std::vector<std::uint8_t>{0, 0});
+  std::vector<std::int16_t> w{-1000, 999};
+  dssync::TruncatedAverage{}.finish(std::span<std::int16_t>(w), 300);
+  CHECK(w == std::vector<std::int16_t>{-3, 3});
+}
+
 // Average over integers would round; it is not offered, so no program
 // truncates by accident. bool is no element at all (Sum would be an OR), and
 // neither is a pointer. A view type is trivially copyable, but no op combines it.

@@ -329,6 +329,26 @@ TEST_CASE("sendrecv_view with a count the sender disagrees with fails the run") 
   CHECK_FALSE(used);
 }
 
+TEST_CASE("sendrecv_view of more bytes than a size_t holds is refused, not wrapped around") {
+  // 2^61 + 1 doubles are 8 bytes in size_t arithmetic: the count must not
+  // wrap to the sender's length and lend memory past its end.
+  InProcWorld world(2, {.timeout = 20s});
+  std::size_t lent = 0;
+  const Outcome result = run_outcome(world, [&](InProcTransport& t) {
+    const std::vector<double> out(1);
+    const std::size_t count = t.rank() == 1 ? (std::size_t{1} << 61) + 1 : 1;
+    t.sendrecv_view(
+        1 - t.rank(), std::span<const double>(out), 1 - t.rank(), count,
+        [&](std::span<const double> got) {
+          if (t.rank() == 1) lent = got.size();
+        },
+        0);
+  });
+  CHECK(result.kind == "configuration");
+  CHECK(result.what.find("more bytes than a size_t holds") != std::string::npos);
+  CHECK(lent == 0);
+}
+
 TEST_CASE("a throwing sendrecv_view callback releases the lender") {
   InProcWorld world(2);
   std::vector<Outcome> outcome(2);
@@ -730,6 +750,39 @@ TEST_CASE("bad arguments throw configuration_error") {
   CHECK(exchanged == std::array<int, 2>{17, 8});
 }
 
+TEST_CASE("options out of range are refused: channels beyond 1..255, a negative timeout") {
+  for (const int channels : {0, 256}) {
+    CAPTURE(channels);
+    CHECK_THROWS_WITH_AS(InProcWorld(2, {.channels = channels}),
+                         doctest::Contains("InProcOptions::channels must be in 1..255"),
+                         dssync::configuration_error);
+  }
+  CHECK_THROWS_WITH_AS(InProcWorld(2, {.timeout = std::chrono::milliseconds(-100)}),
+                       doctest::Contains("InProcOptions::timeout must be at least 0 ms"),
+                       dssync::configuration_error);
+}
+
+TEST_CASE("a timeout longer than the clock can count is no deadline, not one already passed") {
+  // start + timeout would overflow the steady clock's nanoseconds and wrap
+  // into the past: the receive below must wait for the late send instead.
+  for (const auto timeout :
+       {std::chrono::milliseconds::max(), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::hours(24 * 365 * 300))}) {
+    CAPTURE(timeout.count());
+    int got = 0;
+    InProcWorld(2, {.timeout = timeout}).run([&](InProcTransport& t) {
+      int v = 7;
+      if (t.rank() == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        t.send(1, std::span<const int>(&v, 1), 1);
+      } else {
+        t.recv(0, std::span<int>(&got, 1), 1);
+      }
+    });
+    CHECK(got == 7);
+  }
+}
+
 TEST_CASE("worlds of fewer than one rank are refused") {
   CHECK_THROWS_AS(InProcWorld(0), dssync::configuration_error);
   CHECK_THROWS_AS(InProcWorld(-3), dssync::configuration_error);
@@ -793,27 +846,36 @@ TEST_CASE("Background: an error nobody got is rethrown by the next start(), whic
 
 TEST_CASE(
     "CountingTransport counts a sendrecv's send that was delivered though its receive did not "
-    "fit") {
-  std::array<dssync::TrafficCount, 2> counts{};
-  std::array<std::string, 2> kinds;
-  InProcWorld(2).run([&](InProcTransport& base) {
-    dssync::CountingTransport<InProcTransport> t(base);
-    const int me = t.rank(), other = 1 - me;
-    const std::vector<float> out(4, 1.0f);
-    std::vector<float> in(me == 0 ? 3 : 4);  // rank 0's receive is one float short
-    try {
-      t.sendrecv(other, std::span<const float>(out), other, std::span<float>(in), 3);
-      kinds[static_cast<std::size_t>(me)] = "none";
-    } catch (const dssync::size_mismatch_error& e) {
-      kinds[static_cast<std::size_t>(me)] = e.message();
-    }
-    counts[static_cast<std::size_t>(me)] = t.count();
-  });
-  // Rank 0's send reached rank 1; rank 1's was refused by rank 0's short receive.
-  CHECK(kinds[0] == "expected 12 bytes, the peer sent 16");
-  CHECK(kinds[1] == "sent 16 bytes, the peer expected 12");
-  CHECK(counts[0].bytes_sent == 16);
-  CHECK(counts[0].messages_sent == 1);
-  CHECK(counts[1].bytes_sent == 0);
-  CHECK(counts[1].messages_sent == 0);
+    "fit, and a sendrecv_view's") {
+  for (const bool view : {false, true}) {
+    CAPTURE(view);
+    std::array<dssync::TrafficCount, 2> counts{};
+    std::array<std::string, 2> kinds;
+    InProcWorld(2).run([&](InProcTransport& base) {
+      dssync::CountingTransport<InProcTransport> t(base);
+      const int me = t.rank(), other = 1 - me;
+      const std::vector<float> out(4, 1.0f);
+      std::vector<float> in(me == 0 ? 3 : 4);  // rank 0's receive is one float short
+      try {
+        if (view)
+          t.sendrecv_view(
+              other, std::span<const float>(out), other, in.size(),
+              [&](std::span<const float> got) { std::copy(got.begin(), got.end(), in.begin()); },
+              3);
+        else
+          t.sendrecv(other, std::span<const float>(out), other, std::span<float>(in), 3);
+        kinds[static_cast<std::size_t>(me)] = "none";
+      } catch (const dssync::size_mismatch_error& e) {
+        kinds[static_cast<std::size_t>(me)] = e.message();
+      }
+      counts[static_cast<std::size_t>(me)] = t.count();
+    });
+    // Rank 0's send reached rank 1; rank 1's was refused by rank 0's short receive.
+    CHECK(kinds[0] == "expected 12 bytes, the peer sent 16");
+    CHECK(kinds[1] == "sent 16 bytes, the peer expected 12");
+    CHECK(counts[0].bytes_sent == 16);
+    CHECK(counts[0].messages_sent == 1);
+    CHECK(counts[1].bytes_sent == 0);
+    CHECK(counts[1].messages_sent == 0);
+  }
 }

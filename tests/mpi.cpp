@@ -1592,7 +1592,9 @@ int main(int argc, char** argv) {
     for (int r = 1; r < size; ++r) {
       const auto& b = reports[static_cast<std::size_t>(r)];
       if (b.empty()) continue;
-      failed += " " + std::to_string(r);
+      // Two appends: GCC 12 at -O3 warns (-Wrestrict, wrongly) on " " + to_string(r).
+      failed += ' ';
+      failed += std::to_string(r);
       std::printf("\n======== rank %d of %d ========\n%.*s", r, size, static_cast<int>(b.size()),
                   reinterpret_cast<const char*>(b.data()));
     }

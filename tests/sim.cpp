@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <queue>
 #include <string>
 #include <utility>
@@ -733,6 +734,53 @@ TEST_CASE("Channels: channel(c) is range-checked, and SimOptions::channels must 
     CHECK_THROWS_AS(t.channel(3), dssync::configuration_error);
     CHECK_THROWS_AS(t.channel(-1), dssync::configuration_error);
   });
+}
+
+TEST_CASE("Options at the edges of their types are refused or counted without overflow") {
+  // Hosts and racks rounded up without int overflow: one rack of 2 hosts, or
+  // one host of 2 ranks, and their closed forms.
+  for (const SimOptions& o : {SimOptions{.hosts_per_rack = std::numeric_limits<int>::max()},
+                              SimOptions{.ranks_per_host = std::numeric_limits<int>::max()}}) {
+    const bool one_host = o.ranks_per_host > 1;
+    const dssync::SimResult r = SimWorld(2, o).run([](SimTransport& t) {
+      std::vector<float> out(1024, 1.0f), in(1024);
+      t.sendrecv(1 - t.rank(), std::span<const float>(out), 1 - t.rank(), std::span<float>(in), 0);
+    });
+    // On one host both messages share the host's one local link.
+    const double took = one_host ? 2 * 4096 / o.local_bandwidth : 4096 / o.bandwidth;
+    CHECK(r.makespan == doctest::Approx(o.alpha + took).epsilon(1e-12));
+  }
+  for (const int channels : {256, 1 << 30})
+    CHECK_THROWS_WITH_AS(SimWorld(4, {.channels = channels}),
+                         doctest::Contains("channels must be in 1..255"),
+                         dssync::configuration_error);
+  for (const std::size_t stack : {std::size_t{1} << 62, std::numeric_limits<std::size_t>::max()})
+    CHECK_THROWS_WITH_AS(SimWorld(4, {.stack_bytes = stack}),
+                         doctest::Contains("between 16 KiB and 1 GiB"),
+                         dssync::configuration_error);
+  // Virtual times and bytes beyond a double: a configuration_error naming the
+  // rank, not a deadlock that is not one.
+  std::string what;
+  try {
+    SimWorld(1).run([](SimTransport& t) {
+      t.compute(1e308);
+      t.compute(1e308);
+    });
+  } catch (const dssync::configuration_error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("takes the virtual clock past a double") != std::string::npos);
+  CHECK(what.find("rank 0") != std::string::npos);
+  what.clear();
+  try {
+    SimWorld(2, {.byte_scale = 1e305}).run([](SimTransport& t) {
+      std::vector<float> out(2048, 1.0f), in(2048);
+      t.sendrecv(1 - t.rank(), std::span<const float>(out), 1 - t.rank(), std::span<float>(in), 0);
+    });
+  } catch (const dssync::configuration_error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("more virtual bytes than a double holds") != std::string::npos);
 }
 
 TEST_CASE("A message on channel 1 only matches a receive on channel 1") {

@@ -83,7 +83,7 @@ class HierarchicalReduce {
   template <transport Transport, element T, reduce_op<T> Op = Sum>
   void all_reduce(Transport& t, const Group& g, std::span<T> data, Op op = {}, tag_t tag = 0) {
     const detail::Member me = detail::member_of(t, g, tag);
-    split(t.size(), g);
+    split(t.size(), g, t.rank(), tag);
     const std::size_t n = data.size();
     const int mine = slot_[static_cast<std::size_t>(label_of(t.rank()))];
     const int s = count_[static_cast<std::size_t>(mine)];
@@ -190,11 +190,12 @@ class HierarchicalReduce {
   // count_[i]). Only slot_ is indexed by label; release_slots(g) sets it back
   // to -1. Allocates only when the world or the number of labels
   // grows past what it saw before.
-  void split(int world, const Group& g) {
+  void split(int world, const Group& g, int rank, tag_t tag) {
     if (per_label_ == 0 && static_cast<std::size_t>(world) != label_.size())
-      throw configuration_error("HierarchicalReduce has labels for " +
-                                std::to_string(label_.size()) + " ranks, the world has " +
-                                std::to_string(world));
+      throw configuration_error(
+          "HierarchicalReduce has labels for " + std::to_string(label_.size()) +
+              " ranks, the world has " + std::to_string(world),
+          error_context{}.with_rank(rank).with_group(g.ranks()).with_tag(tag));
     if (per_label_ > 0) {
       const int labels = (world + per_label_ - 1) / per_label_;
       if (static_cast<std::size_t>(labels) > slot_.size()) size_storage(labels);

@@ -52,8 +52,18 @@ class RingReduce {
                                                                sizeof(T));
     auto chunk = [&](std::size_t c) { return detail::block(data.size(), n, c % n); };
     // Every member makes the same number of sendrecvs per step, sized by the
-    // largest block; the shorter blocks send empty segments at the end.
+    // largest block; the shorter blocks send empty segments at the end. In
+    // segments the messages are prefix-free, as the pipelined broadcast's
+    // (docs/design.md): floor(largest / seg) + 1 of them (none for an empty
+    // buffer), so the last is short or empty, and a member whose blocks are
+    // longer than another's sends a full segment where the other expects its
+    // short last one. Otherwise a block of exactly k segments would take the
+    // first k of a longer one's, and the next step's first segment as the
+    // rest, and return wrong sums without an error. With sendrecv_view a step
+    // is one message, whose length is checked whole.
     const std::size_t largest = detail::block(data.size(), n, 0).length;
+    const std::size_t messages =
+        largest == 0 ? 0 : (transport_with_view<Transport, T> ? 1 : largest / seg + 1);
     if constexpr (!transport_with_view<Transport, T>) scratch_.reserve<T>(std::min(seg, data.size()));
     auto segment = [seg](std::span<T> b, std::size_t k) {
       const std::size_t at = std::min(k, b.size());
@@ -69,7 +79,7 @@ class RingReduce {
       const auto out = detail::sub(data, chunk(p + n - s));
       const auto in = detail::sub(data, chunk(p + 2 * n - s - 1));
       const int finish_size = s + 2 == n ? m.size : 0;
-      for (std::size_t k = 0; k < largest; k += seg) {
+      for (std::size_t i = 0, k = 0; i < messages; ++i, k += seg) {
         const auto out_seg = segment(out, k);
         const auto in_seg = segment(in, k);
         detail::exchange_combine(t, right, std::span<const T>(out_seg), left, in_seg, op,

@@ -116,10 +116,12 @@ class Partition {
 
   // Refills from the ranks in `order`, cut into consecutive groups of `sizes`.
   void assign(int world_size, std::span<const int> order, std::span<const int> sizes) {
-    resize(world_size, sizes);
-    if (order.size() != static_cast<std::size_t>(world_size))
+    // Checked before anything changes: a caller that catches the error keeps
+    // the partition it had.
+    if (world_size >= 1 && order.size() != static_cast<std::size_t>(world_size))
       throw configuration_error("a partition of " + std::to_string(world_size) + " ranks lists " +
                                 std::to_string(order.size()));
+    resize(world_size, sizes);
     std::copy(order.begin(), order.end(), order_.begin());
     index();
   }

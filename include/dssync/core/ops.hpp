@@ -129,11 +129,14 @@ struct TruncatedAverage {
   constexpr T operator()(T a, T b) const noexcept {
     return static_cast<T>(a + b);
   }
+  // Divided in a wide type: the group size need not fit T (a group of 200
+  // int8 counters, of 256 uint8 ones).
   template <std::integral T>
   void finish(std::span<T> data, int group_size) const noexcept {
     if (group_size == 1) return;
-    const T n = static_cast<T>(group_size);
-    for (T& x : data) x = static_cast<T>(x / n);
+    using Wide = std::conditional_t<std::is_signed_v<T>, long long, unsigned long long>;
+    const auto n = static_cast<Wide>(group_size);
+    for (T& x : data) x = static_cast<T>(static_cast<Wide>(x) / n);
   }
 };
 

@@ -64,7 +64,27 @@ namespace dssync {
 // model on a loaded machine; short enough that a hung job ends on its own.
 inline constexpr std::chrono::milliseconds default_timeout = std::chrono::minutes(2);
 
+// The most channels a rank may have, on every transport (TCP's frames carry
+// the channel in one byte).
+inline constexpr int max_channels = 255;
+
 namespace detail {
+
+// Throws configuration_error unless `channels` is in 1..max_channels and the
+// timeout is at least 0 (0: no deadline); `options` names the struct
+// ("InProcOptions").
+inline void check_channels_and_timeout(const std::string& options, int channels,
+                                       std::chrono::milliseconds timeout,
+                                       const error_context& at = {}) {
+  if (channels < 1 || channels > max_channels)
+    throw configuration_error(options + "::channels must be in 1.." + std::to_string(max_channels) +
+                                  ", got " + std::to_string(channels),
+                              at);
+  if (timeout.count() < 0)
+    throw configuration_error(options + "::timeout must be at least 0 ms (0: no deadline), got " +
+                                  std::to_string(timeout.count()) + " ms",
+                              at);
+}
 
 // Failure texts that cross the network (MPI's and TCP's notices) are cut to
 // this many bytes: MPI's notice is a fixed struct, and one this small leaves
@@ -77,8 +97,14 @@ class Deadline {
  public:
   using clock = std::chrono::steady_clock;
 
+  // A timeout longer than the clock can count from `start` (centuries) is no
+  // deadline: start + timeout would overflow and pass at once.
   explicit Deadline(std::chrono::milliseconds timeout, clock::time_point start = clock::now())
-      : timeout_(timeout), start_(start) {}
+      : timeout_(timeout), start_(start) {
+    if (timeout_ >
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - start_))
+      timeout_ = std::chrono::milliseconds::zero();
+  }
 
   bool limited() const noexcept { return timeout_.count() > 0; }
   bool passed(clock::time_point now = clock::now()) const noexcept {

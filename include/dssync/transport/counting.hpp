@@ -42,26 +42,32 @@ class CountingTransport {
   }
   template <class T, class U>
   void sendrecv(int dst, std::span<T> out, int src, std::span<U> in, tag_t tag) {
-    try {
-      base_->sendrecv(dst, out, src, in, tag);
-    } catch (const size_mismatch_error& e) {
-      // The receive did not fit: the send was still delivered (the contract;
-      // a mismatch the sender learns of says "sent N bytes": the one wording
-      // of transport/contract.hpp).
-      if (e.message().starts_with("expected ")) add(out.size_bytes());
-      throw;
-    }
-    add(out.size_bytes());
+    counting_send(out.size_bytes(), [&] { base_->sendrecv(dst, out, src, in, tag); });
   }
   template <class T, class Use>
     requires transport_with_view<Base, T>
   void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
                      tag_t tag) {
-    base_->sendrecv_view(dst, out, src, count, std::forward<Use>(use), tag);
-    add(out.size_bytes());
+    counting_send(out.size_bytes(),
+                  [&] { base_->sendrecv_view(dst, out, src, count, std::forward<Use>(use), tag); });
   }
 
  private:
+  // Runs an exchange and counts its send of `bytes`: when it returns, and
+  // when only its receive did not fit, since the send was still delivered
+  // (the contract; a mismatch the sender learns of says "sent N bytes": the
+  // one wording of transport/contract.hpp).
+  template <class Exchange>
+  void counting_send(std::size_t bytes, Exchange&& exchange) {
+    try {
+      exchange();
+    } catch (const size_mismatch_error& e) {
+      if (e.message().starts_with("expected ")) add(bytes);
+      throw;
+    }
+    add(bytes);
+  }
+
   void add(std::size_t bytes) noexcept {
     count_.bytes_sent += bytes;
     ++count_.messages_sent;

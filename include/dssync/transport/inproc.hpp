@@ -23,10 +23,12 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -173,6 +175,11 @@ class InProcTransport {
     requires std::invocable<Use&, std::span<const T>>
   void sendrecv_view(int dst, std::span<const T> out, int src, std::size_t count, Use&& use,
                      tag_t tag) {
+    if (count > std::numeric_limits<std::size_t>::max() / sizeof(T))
+      throw configuration_error("sendrecv_view of " + std::to_string(count) + " elements of " +
+                                    std::to_string(sizeof(T)) +
+                                    " bytes: more bytes than a size_t holds",
+                                where(src, tag));
     if (detail::check_sendrecv(rank_, size(), dst, src, tag)) {
       check_usable(src, tag);
       if (out.size() != count)
@@ -472,9 +479,7 @@ class InProcWorld {
     if (n < 1)
       throw configuration_error("an in-process world needs at least one rank, got " +
                                 std::to_string(n));
-    if (options.channels < 1)
-      throw configuration_error("InProcOptions::channels must be at least 1, got " +
-                                std::to_string(options.channels));
+    detail::check_channels_and_timeout("InProcOptions", options.channels, options.timeout);
   }
 
   int size() const noexcept { return size_; }
@@ -486,27 +491,47 @@ class InProcWorld {
     std::exception_ptr first;
     std::vector<std::thread> threads;
     threads.reserve(static_cast<std::size_t>(size_));
-    for (int r = 0; r < size_; ++r) {
-      threads.emplace_back([&, r] {
-        InProcTransport t(&shared, r);
-        try {
-          f(t);
+    auto rank = [&](int r) {
+      InProcTransport t(&shared, r);
+      try {
+        f(t);
+        std::lock_guard lk(shared.mu);
+        shared.exited[static_cast<std::size_t>(r)] = true;
+      } catch (...) {
+        std::lock_guard lk(shared.mu);
+        // The first failure's error; a rank whose timeout failed the world
+        // recorded it already, and a rank left behind by one that returned
+        // recorded that one, whose function threw nothing.
+        if (shared.failure.record(r, detail::describe_exception(std::current_exception())) ||
+            (!first && (shared.failure.rank() == r ||
+                        shared.exited[static_cast<std::size_t>(shared.failure.rank())])))
+          first = std::current_exception();
+      }
+      shared.notify_all_ranks();
+    };
+    // A rank whose thread cannot be started fails the world, naming it: the
+    // ranks already running then stop waiting for it, and are joined.
+    int unstarted = -1;
+    std::string why;
+    for (int r = 0; r < size_ && unstarted < 0; ++r) {
+      try {
+        threads.emplace_back(rank, r);
+      } catch (const std::system_error& e) {
+        unstarted = r;
+        why = e.what();
+        {
           std::lock_guard lk(shared.mu);
-          shared.exited[static_cast<std::size_t>(r)] = true;
-        } catch (...) {
-          std::lock_guard lk(shared.mu);
-          // The first failure's error; a rank whose timeout failed the world
-          // recorded it already, and a rank left behind by one that returned
-          // recorded that one, whose function threw nothing.
-          if (shared.failure.record(r, detail::describe_exception(std::current_exception())) ||
-              (!first && (shared.failure.rank() == r ||
-                          shared.exited[static_cast<std::size_t>(shared.failure.rank())])))
-            first = std::current_exception();
+          shared.failure.record(r, "its thread could not be started: " + why);
         }
         shared.notify_all_ranks();
-      });
+      }
     }
     for (auto& t : threads) t.join();
+    if (unstarted >= 0)
+      throw configuration_error("an in-process world of " + std::to_string(size_) +
+                                    " ranks could not start the thread of rank " +
+                                    std::to_string(unstarted) + ": " + why,
+                                error_context{}.with_rank(unstarted));
     if (first) std::rethrow_exception(first);
   }
 

@@ -82,10 +82,8 @@ class MPITransport {
       : comm_(comm, boost::mpi::comm_duplicate),
         options_(options),
         control_(std::make_shared<detail::MPIControl>()) {
-    if (options.channels < 1)
-      throw configuration_error("MPIOptions::channels must be at least 1, got " +
-                                    std::to_string(options.channels),
-                                error_context{}.with_rank(comm_.rank()));
+    detail::check_channels_and_timeout("MPIOptions", options.channels, options.timeout,
+                                       error_context{}.with_rank(comm_.rank()));
     if (options.channels > 1) {
       int provided = MPI_THREAD_SINGLE;
       MPI_Query_thread(&provided);

@@ -487,6 +487,12 @@ class SimWorld {
     // Where, for an error: made only when one is thrown (it holds a string).
     auto at = [&] { return detail::p2p_context(r, in ? in->src : out->dst, tag); };
     if (failure_.failed()) throw failure_.earlier(r, at());
+    if (out && !std::isfinite(static_cast<double>(out->bytes.size()) * options_.byte_scale))
+      throw configuration_error("a message of " + std::to_string(out->bytes.size()) +
+                                    " bytes times SimOptions::byte_scale (" +
+                                    std::to_string(options_.byte_scale) +
+                                    ") is more virtual bytes than a double holds",
+                                at());
     Operation& op = operation(me);
     op.recv = Recv{};
     op.sent = !out;
@@ -585,6 +591,11 @@ inline void SimTransport::compute(double seconds) {
   SimWorld& w = *world_;
   if (seconds == 0) return;  // no time passes: nothing to wait for, no turn to hand over
   const double t = w.now_ + seconds * w.port(rank_).factor;
+  if (!std::isfinite(t))
+    throw configuration_error("compute time of " + std::to_string(seconds) + " s (times " +
+                                  std::to_string(w.port(rank_).factor) +
+                                  ", this rank's slowdown) takes the virtual clock past a double",
+                              error_context{}.with_rank(rank_));
   const int me = w.fibers_.current();  // only the calling fiber computes
   w.events_.push({t, w.seq_++, me, nullptr});
   w.fibers_.block(me);

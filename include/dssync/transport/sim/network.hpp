@@ -50,8 +50,9 @@ class FlowNetwork {
     ranks_per_host_ = o.ranks_per_host;
     hosts_per_rack_ = o.hosts_per_rack;
     uplinks_ = o.uplink_bandwidth > 0;
-    hosts_ = (n + o.ranks_per_host - 1) / o.ranks_per_host;
-    const int racks = o.hosts_per_rack > 0 ? (hosts_ + o.hosts_per_rack - 1) / o.hosts_per_rack : 1;
+    // Rounded up as 1 + (x - 1) / k, which cannot overflow (x >= 1).
+    hosts_ = 1 + (n - 1) / o.ranks_per_host;
+    const int racks = o.hosts_per_rack > 0 ? 1 + (hosts_ - 1) / o.hosts_per_rack : 1;
     links_.assign(static_cast<std::size_t>(3 * hosts_ + 2 * racks), Link{});
     for (int h = 0; h < hosts_; ++h) {
       link(host_up(h)).capacity = o.bandwidth;

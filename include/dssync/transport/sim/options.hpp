@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dssync/core/error.hpp"
+#include "dssync/transport/contract.hpp"
 
 namespace dssync {
 
@@ -77,6 +78,10 @@ struct SimResult {
 
 namespace detail {
 
+// A fiber's stack is at most 1 GiB, so that a world's stacks (2^31 ranks at
+// the most, times the channels) are counted in a size_t without overflow.
+inline constexpr std::size_t max_stack_bytes = std::size_t{1} << 30;
+
 // Throws configuration_error naming the first option out of its range.
 inline void validate(int n, const SimOptions& o) {
   if (n < 1)
@@ -98,12 +103,12 @@ inline void validate(int n, const SimOptions& o) {
                               std::to_string(o.uplink_alpha));
   if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
     throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
-  if (o.stack_bytes < 16 * 1024)
-    throw configuration_error("SimOptions::stack_bytes must be at least 16 KiB, got " +
+  if (o.stack_bytes < 16 * 1024 || o.stack_bytes > max_stack_bytes)
+    throw configuration_error("SimOptions::stack_bytes must be between 16 KiB and 1 GiB, got " +
                               std::to_string(o.stack_bytes));
-  if (o.channels < 1)
-    throw configuration_error("SimOptions::channels must be at least 1, got " +
-                              std::to_string(o.channels));
+  if (o.channels < 1 || o.channels > max_channels)
+    throw configuration_error("SimOptions::channels must be in 1.." + std::to_string(max_channels) +
+                              ", got " + std::to_string(o.channels));
   if (o.ranks_per_host < 1 || o.hosts_per_rack < 0)
     throw configuration_error(
         "SimOptions: ranks_per_host must be at least 1 and hosts_per_rack at least 0");

@@ -61,6 +61,8 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
       throw configuration_error("TcpOptions::channels is " + std::to_string(options_.channels) +
                                     ": it must be in 1.." + std::to_string(wire::max_channels),
                                 where());
+    static_assert(int(wire::max_channels) == max_channels);
+    check_channels_and_timeout("TcpOptions", options_.channels, options_.timeout, where());
     batch_ = thread_.batch();
     posted_.per_channel.assign(std::size_t(options_.channels), 0);
     ordinals_ = CheckedOrdinals(std::size_t(options_.channels));
