@@ -856,6 +856,34 @@ std::string run_kind(InProcWorld& world, F&& f) {
   return "none";
 }
 
+// Runs reduce(t, group, data) on a world of g ranks in which rank 0 passes
+// `rank0` floats and the others `others`. The first failure must be a
+// detected mismatch (not a timeout), and no member may return: one whose own
+// transfers matched may learn of the failure as a peer_error.
+template <class Reduce>
+void check_lengths_fail(int g, std::size_t rank0, std::size_t others, Reduce&& reduce) {
+  CAPTURE(rank0);
+  CAPTURE(others);
+  CAPTURE(g);
+  const std::vector<int> members = iota_group(g);
+  InProcWorld world(g, {.timeout = 5s});
+  std::vector<std::string> kinds(sz(g), "none");
+  const std::string kind = run_kind(world, [&](InProcTransport& t) {
+    std::vector<float> d(t.rank() == 0 ? rank0 : others, 1.0f);
+    try {
+      reduce(t, Group(members), std::span<float>(d));
+    } catch (...) {
+      kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
+      throw;
+    }
+  });
+  CHECK(kind == "size_mismatch");
+  for (const std::string& k : kinds) {
+    CAPTURE(k);
+    CHECK((k == "size_mismatch" || k == "peer"));
+  }
+}
+
 TEST_CASE_TEMPLATE("members passing different lengths fail, without hanging", Algo,
                    ALL_ALGORITHMS) {
   struct Case {
@@ -863,71 +891,34 @@ TEST_CASE_TEMPLATE("members passing different lengths fail, without hanging", Al
     std::size_t others;
   };
   for (const Case c :
-       {Case{10, 11}, Case{11, 10}, Case{0, 5}, Case{5, 0}, Case{1, 1000}, Case{4095, 4097}}) {
-    for (int g : {2, 3, 4, 5, 8}) {
-      CAPTURE(c.rank0);
-      CAPTURE(c.others);
-      CAPTURE(g);
-      const std::vector<int> members = iota_group(g);
-      InProcWorld world(g, {.timeout = 5s});
-      std::vector<std::string> kinds(sz(g), "none");
-      const std::string kind = run_kind(world, [&](InProcTransport& t) {
-        std::vector<float> d(t.rank() == 0 ? c.rank0 : c.others, 1.0f);
-        try {
-          Algo algo;
-          algo.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{});
-        } catch (...) {
-          kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
-          throw;
-        }
-      });
-      // The first failure is a detected mismatch (not a timeout); the others
-      // follow from it: a member whose own transfers matched may learn of the
-      // failure as a peer_error.
-      CHECK(kind == "size_mismatch");
-      for (const std::string& k : kinds) {
-        CAPTURE(k);
-        CHECK((k == "size_mismatch" || k == "peer"));
-      }
-    }
-  }
+       {Case{10, 11}, Case{11, 10}, Case{0, 5}, Case{5, 0}, Case{1, 1000}, Case{4095, 4097}})
+    for (int g : {2, 3, 4, 5, 8})
+      check_lengths_fail(g, c.rank0, c.others,
+                         [](InProcTransport& t, const Group& group, std::span<float> d) {
+                           Algo algo;
+                           algo.all_reduce(t, group, d, dssync::Sum{});
+                         });
 }
 
 TEST_CASE("RingReduce in segments: members passing different lengths fail, none returns") {
-  // Over a transport that copies, a step goes in segments. A block of exactly
-  // k segments must not take the first k of a longer block's and the next
-  // step's first segment as the rest: the segments are prefix-free.
+  // Over a transport that copies, a step goes in segments (here of 2 floats).
+  // A block of exactly one segment must not take a longer block's first
+  // segment and the all-gather's first message as its own: with 2 and 4
+  // floats a block, the short member returned wrong sums and no error. The
+  // segments are prefix-free. Lengths are per block.
   struct Case {
     std::size_t rank0;
     std::size_t others;
   };
-  for (const Case c : {Case{4, 8}, Case{8, 4}, Case{8, 12}, Case{12, 8}, Case{6, 7}, Case{16, 24},
-                       Case{0, 4}, Case{4, 0}}) {
-    for (int g : {2, 3, 4}) {
-      CAPTURE(c.rank0);
-      CAPTURE(c.others);
-      CAPTURE(g);
-      const std::vector<int> members = iota_group(g);
-      InProcWorld world(g, {.timeout = 5s});
-      std::vector<std::string> kinds(sz(g), "none");
-      const std::string kind = run_kind(world, [&](InProcTransport& inproc) {
-        CopyingTransport t(inproc);
-        std::vector<float> d(t.rank() == 0 ? c.rank0 * sz(g) : c.others * sz(g), 1.0f);
-        try {
-          dssync::RingReduce ring({.segment_bytes = 2 * sizeof(float)});
-          ring.all_reduce(t, Group(members), std::span<float>(d), dssync::Sum{});
-        } catch (...) {
-          kinds[sz(t.rank())] = dssync_test::classify(std::current_exception()).kind;
-          throw;
-        }
-      });
-      CHECK(kind == "size_mismatch");
-      for (const std::string& k : kinds) {
-        CAPTURE(k);
-        CHECK((k == "size_mismatch" || k == "peer"));
-      }
-    }
-  }
+  for (const Case c : {Case{2, 4}, Case{4, 2}, Case{2, 6}, Case{4, 8}, Case{8, 4}, Case{8, 12},
+                       Case{6, 7}, Case{1, 2}, Case{0, 2}, Case{2, 0}})
+    for (int g : {2, 3, 4})
+      check_lengths_fail(g, c.rank0 * sz(g), c.others * sz(g),
+                         [](InProcTransport& inproc, const Group& group, std::span<float> d) {
+                           CopyingTransport t(inproc);
+                           dssync::RingReduce ring({.segment_bytes = 2 * sizeof(float)});
+                           ring.all_reduce(t, group, d, dssync::Sum{});
+                         });
 }
 
 TEST_CASE_TEMPLATE("a group the caller cannot run with is a configuration_error", Algo,
