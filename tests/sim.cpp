@@ -563,6 +563,7 @@ TEST_CASE("A deadlock in virtual time ends every waiting rank with timeout_error
   CHECK_THROWS_AS(w.run([&](SimTransport& t) {
     std::vector<float> x(4);
     try {
+      t.compute(1e-7);
       if (t.rank() == 0) t.recv(1, std::span<float>(x), 2);  // 1 never sends
       if (t.rank() == 1) t.recv(2, std::span<float>(x), 2);  // nor 2
     } catch (const dssync::timeout_error& e) {
@@ -573,6 +574,7 @@ TEST_CASE("A deadlock in virtual time ends every waiting rank with timeout_error
                   dssync::timeout_error);
   CHECK(what[0].find("from rank 1") != std::string::npos);
   CHECK(what[0].find("deadlock") != std::string::npos);
+  CHECK(what[0].find("at virtual time 1e-07 s") != std::string::npos);  // not 0.000000
   CHECK(what[1].find("from rank 2") != std::string::npos);
 }
 

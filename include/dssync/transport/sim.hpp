@@ -528,7 +528,7 @@ class SimWorld {
         const bool receiving = in && !rv.done;
         const int peer = receiving ? in->src : out->dst;
         timeout_error e((receiving ? detail::receive_text(peer) : detail::send_text(peer)) +
-                            " cannot complete: at virtual time " + std::to_string(now_) +
+                            " cannot complete: at virtual time " + detail::virtual_seconds(now_) +
                             " s every rank waits, so the program deadlocks",
                         at().with_peer(peer));
         // A timeout fails the world, as on every transport: a program that

@@ -82,7 +82,7 @@ class SimTransport::context {
       if (w.woken(me) != SimWorld::Woken::progress && !ready())
         throw timeout_error("a wait for the background context on channel " +
                                 std::to_string(channel_) + " cannot end: at virtual time " +
-                                std::to_string(w.now_) +
+                                detail::virtual_seconds(w.now_) +
                                 " s every rank waits, so the program deadlocks",
                             error_context{}.with_rank(rank_));
     }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,14 @@ struct SimResult {
 
 namespace detail {
 
+// A virtual time for a message, to nine significant digits (std::to_string's
+// six decimals print 1e-7 s as 0.000000).
+inline std::string virtual_seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", s);
+  return text;
+}
+
 // A fiber's stack is at most 1 GiB, so that a world's stacks (2^31 ranks at
 // the most, times the channels) are counted in a size_t without overflow.
 inline constexpr std::size_t max_stack_bytes = std::size_t{1} << 30;
@@ -102,7 +111,9 @@ inline void validate(int n, const SimOptions& o) {
     throw configuration_error("SimOptions::uplink_alpha must be at least 0, got " +
                               std::to_string(o.uplink_alpha));
   if (o.uplink_bandwidth < 0 || !std::isfinite(o.uplink_bandwidth))
-    throw configuration_error("SimOptions::uplink_bandwidth must be at least 0 (0: unlimited)");
+    throw configuration_error(
+        "SimOptions::uplink_bandwidth must be at least 0 (0: unlimited), got " +
+        std::to_string(o.uplink_bandwidth));
   if (o.stack_bytes < 16 * 1024 || o.stack_bytes > max_stack_bytes)
     throw configuration_error("SimOptions::stack_bytes must be between 16 KiB and 1 GiB, got " +
                               std::to_string(o.stack_bytes));
