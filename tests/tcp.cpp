@@ -602,7 +602,7 @@ TEST_CASE("TcpTransport channels: the count is checked, channel(c) is range-chec
   for (const int bad : {0, 256}) {
     TcpOptions o = options_for(0, 1, free_port());
     o.channels = bad;
-    const std::string says = "TcpOptions::channels is " + std::to_string(bad);
+    const std::string says = "TcpOptions::channels must be in 1..255, got " + std::to_string(bad);
     CHECK_THROWS_WITH_AS(TcpTransport{o}, doctest::Contains(says.c_str()), dssync::configuration_error);
   }
   check_all_fine(run_world(

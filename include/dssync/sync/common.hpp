@@ -225,13 +225,12 @@ void with_context(int rank, std::uint64_t iteration, std::span<const int> group,
 
 // Refuses, before anything is allocated, a history of `copies` copies of
 // `count` items of `item_bytes` bytes that needs more bytes than `max_bytes`
-// (the synchronizer's option named `option`) or than a size_t holds; returns
-// its bytes. `what` describes the history for the message, as in "StaleSync's
-// history (3 copies of 1000 parameters of 4 bytes)".
-inline std::size_t capped_history_bytes(const std::string& what, std::size_t copies,
-                                        std::size_t count, std::size_t item_bytes,
-                                        std::size_t max_bytes, std::string_view option,
-                                        const error_context& at) {
+// (the synchronizer's option named `option`) or than a size_t holds. `what`
+// describes the history for the message, as in "StaleSync's history (3
+// copies of 1000 parameters of 4 bytes)".
+inline void check_history_bytes(const std::string& what, std::size_t copies, std::size_t count,
+                                std::size_t item_bytes, std::size_t max_bytes,
+                                std::string_view option, const error_context& at) {
   const std::size_t max = std::numeric_limits<std::size_t>::max();
   if (count != 0 && item_bytes != 0 && copies > max / item_bytes / count)
     throw configuration_error(what + " needs more bytes than a size_t holds", at);
@@ -240,7 +239,6 @@ inline std::size_t capped_history_bytes(const std::string& what, std::size_t cop
     throw configuration_error(what + " needs " + std::to_string(bytes) + " bytes, above " +
                                   std::string(option) + " = " + std::to_string(max_bytes),
                               at);
-  return bytes;
 }
 
 // A name for a type that is the same in every process built from the same

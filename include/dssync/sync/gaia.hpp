@@ -221,11 +221,10 @@ class GaiaSync {
                                                         sizeof(std::uint32_t) +
                                                     dcs_.size() * sizeof(std::size_t)
                                               : 0);
-    detail::capped_history_bytes("GaiaSync's slots (" + std::to_string(copies) + " slots of " +
-                                     std::to_string(slot_bytes) + " bytes, for slack " +
-                                     std::to_string(options_.slack) + ")",
-                                 copies, slot_bytes, 1, options_.max_history_bytes,
-                                 "max_history_bytes", here);
+    detail::check_history_bytes(
+        "GaiaSync's slots (" + std::to_string(copies) + " slots of " + std::to_string(slot_bytes) +
+            " bytes, for slack " + std::to_string(options_.slack) + ")",
+        copies, slot_bytes, 1, options_.max_history_bytes, "max_history_bytes", here);
     slots_.resize(copies);
     for (Slot& slot : slots_) {
       if (position_ < m_min_) {

@@ -149,11 +149,10 @@ class SSPSync {
       throw configuration_error(
           "SSPSync's staleness must be at least 0, got " + std::to_string(o.staleness), here);
     const std::size_t copies = static_cast<std::size_t>(o.staleness) + 1;
-    detail::capped_history_bytes("SSPSync's gradient buffers (" + std::to_string(copies) +
-                                     " copies of " + std::to_string(parameters) +
-                                     " elements of " + std::to_string(sizeof(T)) + " bytes)",
-                                 copies, parameters, sizeof(T), o.max_history_bytes,
-                                 "max_history_bytes", here);
+    detail::check_history_bytes(
+        "SSPSync's gradient buffers (" + std::to_string(copies) + " copies of " +
+            std::to_string(parameters) + " elements of " + std::to_string(sizeof(T)) + " bytes)",
+        copies, parameters, sizeof(T), o.max_history_bytes, "max_history_bytes", here);
     return o;
   }
 

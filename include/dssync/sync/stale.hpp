@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -72,11 +71,10 @@ class StaleSync {
       throw configuration_error(
           "StaleSync's delay bound must be at least 0, got " + std::to_string(bound), here);
     copies_ = static_cast<std::size_t>(bound) + 1;
-    detail::capped_history_bytes("StaleSync's history (" + std::to_string(copies_) +
-                                     " copies of " + std::to_string(parameters_) +
-                                     " parameters of " + std::to_string(sizeof(T)) + " bytes)",
-                                 copies_, parameters_, sizeof(T), options_.max_history_bytes,
-                                 "max_history_bytes", here);
+    detail::check_history_bytes(
+        "StaleSync's history (" + std::to_string(copies_) + " copies of " +
+            std::to_string(parameters_) + " parameters of " + std::to_string(sizeof(T)) + " bytes)",
+        copies_, parameters_, sizeof(T), options_.max_history_bytes, "max_history_bytes", here);
     history_.resize(copies_ * parameters_);
   }
 

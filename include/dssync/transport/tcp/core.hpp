@@ -57,10 +57,6 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
                                 std::to_string(size_) + " ranks");
     if (options_.peer_timeout.count() <= 0)
       throw configuration_error("peer_timeout must be positive", where());
-    if (options_.channels < 1 || options_.channels > int(wire::max_channels))
-      throw configuration_error("TcpOptions::channels is " + std::to_string(options_.channels) +
-                                    ": it must be in 1.." + std::to_string(wire::max_channels),
-                                where());
     static_assert(int(wire::max_channels) == max_channels);
     check_channels_and_timeout("TcpOptions", options_.channels, options_.timeout, where());
     batch_ = thread_.batch();
