@@ -64,6 +64,9 @@ dssync_configure() {
   cmake -S "$DSSYNC_ROOT" -B "$dir" -G Ninja "$@"
 }
 
+# dssync_build DIR [--target NAME...]: builds DIR (every target by default).
 dssync_build() {
-  cmake --build "$1" --parallel "$DSSYNC_JOBS"
+  local dir="$1"
+  shift
+  cmake --build "$dir" --parallel "$DSSYNC_JOBS" "$@"
 }

@@ -760,6 +760,14 @@ TEST_CASE("Options at the edges of their types are refused or counted without ov
     CHECK_THROWS_WITH_AS(SimWorld(4, {.stack_bytes = stack}),
                          doctest::Contains("between 16 KiB and 1 GiB"),
                          dssync::configuration_error);
+  // An enumeration cast from a value it does not name (an out-of-range guard
+  // had acted as canary).
+  CHECK_THROWS_WITH_AS(SimWorld(4, {.stack_guard = static_cast<dssync::StackGuard>(7)}),
+                       doctest::Contains("stack_guard must be automatic, page or canary, got 7"),
+                       dssync::configuration_error);
+  CHECK_THROWS_WITH_AS(SimWorld(4, {.sharing = static_cast<dssync::Sharing>(-1)}),
+                       doctest::Contains("sharing must be max_min or per_link, got -1"),
+                       dssync::configuration_error);
   // Virtual times and bytes beyond a double: a configuration_error naming the
   // rank, not a deadlock that is not one.
   std::string what;

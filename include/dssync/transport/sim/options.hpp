@@ -127,6 +127,14 @@ inline void validate(int n, const SimOptions& o) {
     throw configuration_error("SimOptions::straggler_fraction must be in [0, 1], got " +
                               std::to_string(o.straggler_fraction));
   positive(o.straggler_slowdown, "straggler_slowdown");
+  // Enumerations cast from an integer the enum does not name.
+  if (o.stack_guard != StackGuard::automatic && o.stack_guard != StackGuard::page &&
+      o.stack_guard != StackGuard::canary)
+    throw configuration_error("SimOptions::stack_guard must be automatic, page or canary, got " +
+                              std::to_string(static_cast<int>(o.stack_guard)));
+  if (o.sharing != Sharing::max_min && o.sharing != Sharing::per_link)
+    throw configuration_error("SimOptions::sharing must be max_min or per_link, got " +
+                              std::to_string(static_cast<int>(o.sharing)));
 }
 
 }  // namespace detail
