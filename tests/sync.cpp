@@ -1294,11 +1294,11 @@ TEST_CASE("Steady state: a step allocates nothing once warm") {
 // any position on the first call: a rank whose first steps had it in a larger
 // group (ring: shorter blocks), at a leaf of the tree, or sitting out the fold
 // of a group that is not a power of two, must not allocate when that changes.
-template <class Reduce>
+template <class Reduce, class Shuffle = RandomShuffle>
 std::vector<std::uint64_t> steady_allocations(int n, int g) {
   std::vector<std::uint64_t> allocations(sz(n));
   make_world(n).run([&](InProcTransport& t) {
-    DSSync<InProcTransport, RandomShuffle, Reduce> sync(t, {.group_size = g, .seed = 11});
+    DSSync<InProcTransport, Shuffle, Reduce> sync(t, {.group_size = g, .seed = 11});
     std::vector<double> x(1000, t.rank());
     allocations[sz(t.rank())] = allocations_in_steady_state(sync, std::span(x));
   });
@@ -1321,6 +1321,12 @@ TEST_CASE("Steady state: no allocation with unequal groups, non-power-of-two gro
   }
   SUBCASE("RecursiveDoublingReduce, n = 9, g = 3") {
     check_none(steady_allocations<dssync::RecursiveDoublingReduce>(9, 3));
+  }
+  // Three digits in base 3, and the third step's groups are not the first
+  // two's: short digit groups, lone ranks regrouped (their scratch grew on
+  // the third step, after the warm-up).
+  SUBCASE("ButterflyShuffle, n = 10, g = 3") {
+    check_none(steady_allocations<RingReduce, ButterflyShuffle>(10, 3));
   }
 }
 

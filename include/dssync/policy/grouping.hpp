@@ -20,16 +20,21 @@ namespace dssync {
 
 namespace detail {
 // Working storage of the grouping and shuffle policies, one set per thread: it
-// grows once and is reused, so a step allocates nothing once warm, and two
-// threads asking for a partition at once never share it.
+// is reused, and two threads asking for a partition at once never share it.
+// No policy puts more than n ints in one of its vectors, so each is given room
+// for n at the first call for a world of n ranks: a step allocates nothing
+// after the first, also where the groups change shape from step to step (the
+// butterfly's last digit regroups the ranks its digit leaves alone).
 struct PolicyScratch {
   std::vector<int> order;
   std::vector<int> sizes;
   std::vector<int> lone;
   std::vector<int> lone_sizes;
 };
-inline PolicyScratch& policy_scratch() {
+inline PolicyScratch& policy_scratch(int n) {
   thread_local PolicyScratch s;
+  const auto room = static_cast<std::size_t>(std::max(n, 0));
+  for (std::vector<int>* v : {&s.order, &s.sizes, &s.lone, &s.lone_sizes}) v->reserve(room);
   return s;
 }
 
@@ -66,7 +71,7 @@ struct FixedSizeGroups {
   }
 
   void layout(int n, int group_size, std::uint64_t /*iteration*/, Partition& out) const {
-    auto& sizes_ = detail::policy_scratch().sizes;
+    auto& sizes_ = detail::policy_scratch(n).sizes;
     sizes(n, group_size, sizes_);
     out.assign_contiguous(sizes_);
   }
@@ -100,7 +105,7 @@ class TopologyAwareGroups {
     if (n != world_)
       throw configuration_error("TopologyAwareGroups has host labels for " + std::to_string(world_) +
                                 " ranks, the world has " + std::to_string(n));
-    auto& scratch = detail::policy_scratch();
+    auto& scratch = detail::policy_scratch(n);
     auto& order = scratch.order;
     auto& sizes = scratch.sizes;
     order.clear();
@@ -173,7 +178,7 @@ class RackGroups {
     if (n != world_)
       throw configuration_error("RackGroups has rack labels for " + std::to_string(world_) +
                                 " ranks, the world has " + std::to_string(n));
-    auto& scratch = detail::policy_scratch();
+    auto& scratch = detail::policy_scratch(n);
     auto& order = scratch.order;
     auto& sizes = scratch.sizes;
     auto& envoys = scratch.lone;

@@ -62,7 +62,7 @@ struct ButterflyShuffle {
     const int g = std::min(group_size, n);
     if (g < 1) throw configuration_error("group size must be at least 1, got " + std::to_string(g));
     if (n == 1 || g == 1) {  // nothing to mix: everyone alone
-      auto& sizes = detail::policy_scratch().sizes;
+      auto& sizes = detail::policy_scratch(n).sizes;
       sizes.assign(static_cast<std::size_t>(n), 1);
       p.assign_contiguous(sizes);
       return;
@@ -71,7 +71,7 @@ struct ButterflyShuffle {
     for (long long span = 1; span < n; span *= g) ++digits;
     long long stride = 1;  // g^(t mod k)
     for (std::uint64_t d = 0; d < iteration % static_cast<std::uint64_t>(digits); ++d) stride *= g;
-    auto& scratch = detail::policy_scratch();
+    auto& scratch = detail::policy_scratch(n);
     auto& order = scratch.order;
     auto& sizes = scratch.sizes;
     auto& lone = scratch.lone;
