@@ -845,6 +845,40 @@ TEST_CASE("Background: an error nobody got is rethrown by the next start(), whic
 }
 
 TEST_CASE(
+    "Background: a negative timeout is refused; InOrderJobs goes on to the next job after one that "
+    "failed") {
+  dssync::InProcWorld(2).run([](dssync::InProcTransport& t) {
+    {
+      dssync::Background<dssync::InProcTransport> bg(t);
+      bg.start([](dssync::InProcTransport&) {});
+      // It had waited without a limit.
+      CHECK_THROWS_WITH_AS(bg.wait(std::chrono::milliseconds(-1)),
+                           doctest::Contains("at least 0 ms (0: no limit), got -1 ms"),
+                           dssync::configuration_error);
+      bg.get();
+    }
+    // Job 0 fails; job 1 runs next (job 0 had been run again, its error
+    // rethrown by every wait after).
+    std::vector<std::uint64_t> ran, ended;
+    dssync::InOrderJobs<dssync::InProcTransport> jobs(
+        t, 1,
+        [&](dssync::InProcTransport&, std::uint64_t k) {
+          ran.push_back(k);
+          if (k == 0) throw std::runtime_error("job 0 failed");
+        },
+        [&](std::uint64_t k) { ended.push_back(k); });
+    jobs.submit();
+    jobs.submit();
+    CHECK_THROWS_WITH(jobs.wait_done(1), doctest::Contains("job 0 failed"));
+    CHECK(jobs.done() == 1);
+    CHECK_NOTHROW(jobs.wait_done(2));
+    CHECK(jobs.done() == 2);
+    CHECK(ran == std::vector<std::uint64_t>{0, 1});
+    CHECK(ended == std::vector<std::uint64_t>{0, 1});
+  });
+}
+
+TEST_CASE(
     "CountingTransport counts a sendrecv's send that was delivered though its receive did not "
     "fit, and a sendrecv_view's") {
   for (const bool view : {false, true}) {

@@ -53,6 +53,7 @@ namespace {
 
 using dssync::Group;
 using dssync::MPINativeReduce;
+using dssync::MPIOptions;
 using dssync::MPITransport;
 using dssync::Partition;
 using dssync::tag_t;
@@ -492,6 +493,58 @@ TEST_CASE("MPITransport: a bad peer or tag is a configuration_error before anyth
     CHECK(e.where().peer == t.size());
   }
   CHECK(ring_exchange<float>(t, 4, 0));  // nothing was left behind
+}
+
+TEST_CASE(
+    "MPITransport: options refused on one rank are refused on every rank, none left in a "
+    "collective") {
+  RANK_INFO;
+  using namespace std::chrono_literals;
+  boost::mpi::communicator world;
+  // Refused on every rank, each its own reason (a max_sleep of 0 had made
+  // every wait a busy loop; negative values were taken).
+  CHECK_THROWS_WITH_AS(MPITransport(world, {.max_sleep = 0us}),
+                       doctest::Contains("max_sleep must be at least 1 us"),
+                       dssync::configuration_error);
+  CHECK_THROWS_WITH_AS(MPITransport(world, {.spin = -1us}),
+                       doctest::Contains("spin must be at least 0 us, got -1 us"),
+                       dssync::configuration_error);
+  // Refused on one rank: the others throw too (they had waited in the first
+  // duplicate for good). Two channels need MPI_THREAD_MULTIPLE, which this
+  // program does not ask for.
+  const int last = world.size() - 1;
+  for (const MPIOptions bad : {MPIOptions{.max_sleep = -5us}, MPIOptions{.channels = 2}}) {
+    const MPIOptions mine = world.rank() == last ? bad : MPIOptions{};
+    std::string what;
+    try {
+      MPITransport t(world, mine);
+    } catch (const dssync::configuration_error& e) {
+      what = e.what();
+      CHECK(e.where().rank == world.rank());
+    }
+    CAPTURE(what);
+    if (world.rank() == last)
+      CHECK((what.find("max_sleep") != std::string::npos ||
+             what.find("needs MPI initialized with MPI_THREAD_MULTIPLE") != std::string::npos));
+    else
+      CHECK(what.find("another rank's MPIOptions were refused") != std::string::npos);
+  }
+  // No communicator, or an intercommunicator: refused before anything.
+  CHECK_THROWS_WITH_AS(
+      MPITransport(boost::mpi::communicator(MPI_COMM_NULL, boost::mpi::comm_attach)),
+      doctest::Contains("got MPI_COMM_NULL"), dssync::configuration_error);
+  if (world.size() >= 2) {
+    MPI_Comm half = MPI_COMM_NULL, inter = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, world.rank() % 2, world.rank(), &half);
+    MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, world.rank() % 2 == 0 ? 1 : 0, 77, &inter);
+    CHECK_THROWS_WITH_AS(
+        MPITransport(boost::mpi::communicator(inter, boost::mpi::comm_take_ownership)),
+        doctest::Contains("got an intercommunicator"), dssync::configuration_error);
+    MPI_Comm_free(&half);
+  }
+  // The world goes on: every agreement above completed on every rank.
+  MPITransport t(world);
+  CHECK(ring_exchange<float>(t, 4, 0));
 }
 
 TEST_CASE("MPITransport: posted messages finish in any order, each checked as send and recv") {

@@ -13,18 +13,19 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <random>
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
 #include <vector>
 
 #include <netinet/in.h>
@@ -328,14 +329,52 @@ TEST_CASE("a receive that never matches times out naming the peer, and the other
 }
 
 TEST_CASE("a peer that closes its transport while another waits on it") {
-  const auto out = run_world(2, [&](TcpTransport& t) {
-    if (t.rank() == 1) return;  // leaves at once, saying goodbye
-    std::vector<float> x(8);
-    t.recv(1, std::span<float>(x), 5);
-  });
-  CHECK(out[1].kind == "none");
-  CHECK(out[0].kind == "peer");
-  CHECK(out[0].what.find("rank 1 has closed its transport") != std::string::npos);
+  // The waiting rank wakes with the failure recorded, in the one wording:
+  // "rank 1 failed: ...", and failed() at once (a third of such runs had
+  // woken before the failure was recorded, with neither).
+  for (int run = 0; run < 30; ++run) {
+    bool failed_at_once = false;
+    const auto out = run_world(2, [&](TcpTransport& t) {
+      if (t.rank() == 1) return;  // leaves at once, saying goodbye
+      std::vector<float> x(8);
+      try {
+        t.recv(1, std::span<float>(x), 5);
+      } catch (const dssync::peer_error&) {
+        failed_at_once = t.failed();
+        throw;
+      }
+    });
+    CAPTURE(run);
+    CHECK(out[1].kind == "none");
+    CHECK(out[0].kind == "peer");
+    CHECK(out[0].what.find("rank 1 failed: rank 1 has closed its transport") != std::string::npos);
+    CHECK(failed_at_once);
+  }
+}
+
+TEST_CASE(
+    "a large message sent just before a goodbye is received after it, the sender not called dead") {
+  // 256 KiB waits in the socket for its receive, ahead of the goodbye. The
+  // receiver's heartbeats must not reach the sender's closed socket: the
+  // reset that came back threw away the unread message, and the sender was
+  // called dead.
+  const std::size_t bytes = 256 << 10;
+  const auto out = run_world(
+      2,
+      [&](TcpTransport& t) {
+        std::vector<std::byte> x(bytes, std::byte{7});
+        if (t.rank() == 1) {
+          t.send(0, std::span<const std::byte>(x), 1);
+          return;
+        }
+        std::this_thread::sleep_for(2500ms);  // five heartbeats, the sender's grace long over
+        std::fill(x.begin(), x.end(), std::byte{0});
+        t.recv(1, std::span<std::byte>(x), 1);
+        CHECK(std::count(x.begin(), x.end(), std::byte{7}) == std::ptrdiff_t(bytes));
+        CHECK(!t.failed());
+      },
+      [](int, TcpOptions& o) { o.peer_timeout = 1s; });
+  check_all_fine(out);
 }
 
 TEST_CASE("a rendezvous that does not complete names the ranks that never arrived") {
@@ -348,18 +387,37 @@ TEST_CASE("a rendezvous that does not complete names the ranks that never arrive
 }
 
 TEST_CASE("a rendezvous timeout of zero waits for a late rank, without a deadline") {
-  check_all_fine(run_world(
-      2,
-      [](TcpTransport& t) {
-        std::vector<float> out(4, float(t.rank())), in(4);
-        t.sendrecv(1 - t.rank(), std::span<const float>(out), 1 - t.rank(), std::span<float>(in),
-                   3);
-        CHECK(in[0] == float(1 - t.rank()));
-      },
-      [](int r, TcpOptions& o) {
-        o.rendezvous_timeout = 0ms;
-        if (r == 1) std::this_thread::sleep_for(300ms);  // arrives late
-      }));
+  // So does one too long for the timers to count (it had failed the set-up
+  // at once), and a peer_timeout as long works.
+  for (const std::chrono::milliseconds wait : {0ms, std::chrono::milliseconds::max()})
+    check_all_fine(run_world(
+        2,
+        [](TcpTransport& t) {
+          std::vector<float> out(4, float(t.rank())), in(4);
+          t.sendrecv(1 - t.rank(), std::span<const float>(out), 1 - t.rank(), std::span<float>(in),
+                     3);
+          CHECK(in[0] == float(1 - t.rank()));
+        },
+        [&](int r, TcpOptions& o) {
+          o.rendezvous_timeout = wait;
+          if (wait > 0ms) o.peer_timeout = wait;
+          if (r == 1) std::this_thread::sleep_for(300ms);  // arrives late
+        }));
+}
+
+TEST_CASE("TcpOptions out of range are refused before anything is built from them") {
+  TcpOptions o = options_for(0, 1, free_port());
+  o.rendezvous_timeout = -1ms;
+  CHECK_THROWS_WITH_AS(
+      TcpTransport{o},
+      doctest::Contains("rendezvous_timeout must be at least 0 ms (0: no deadline), got -1 ms"),
+      dssync::configuration_error);
+  // The socket thread's slots are sized by the channels: checked first (a
+  // count of INT_MAX had thrown bad_alloc, not a dssync error).
+  o = options_for(0, 1, free_port());
+  o.channels = std::numeric_limits<int>::max();
+  CHECK_THROWS_WITH_AS(TcpTransport{o}, doctest::Contains("channels must be in 1..255"),
+                       dssync::configuration_error);
 }
 
 TEST_CASE("a message above max_message is refused before it starts, and the transport goes on") {
@@ -546,6 +604,57 @@ TEST_CASE("strangers at the rendezvous and at a rank's port are refused, and the
         }) == 1);
 }
 
+// A rank by hand, for what a TcpTransport never does: it registers at the
+// rendezvous, reads the table of ports, and connects to a rank's port.
+struct FakeRank {
+  asio::io_context io;
+  tcp::acceptor mine{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  int rank, n;
+  std::vector<std::uint16_t> ports;  // each rank's, from the table
+
+  FakeRank(int rank, int n, std::uint16_t master_port) : rank(rank), n(n) {
+    using namespace dssync::detail;
+    tcp::socket rv(io);
+    for (int i = 0; i < 500; ++i) {
+      boost::system::error_code ec;
+      rv.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), master_port), ec);
+      if (!ec) break;
+      rv = tcp::socket(io);
+      std::this_thread::sleep_for(10ms);
+    }
+    asio::write(rv, asio::buffer(wire::encode(hello_as(wire::Purpose::rendezvous))));
+    std::vector<std::byte> table(wire::reply_size + std::size_t(n) * wire::entry_size);
+    asio::read(rv, asio::buffer(table));
+    for (int r = 0; r < n; ++r) {
+      wire::Address a;
+      std::uint16_t p = 0;
+      REQUIRE(!wire::decode(std::span<const std::byte, wire::entry_size>(
+                                table.data() + wire::reply_size + std::size_t(r) * wire::entry_size,
+                                wire::entry_size),
+                            a, p));
+      ports.push_back(p);
+    }
+  }
+  dssync::detail::wire::Hello hello_as(dssync::detail::wire::Purpose p) {
+    auto h = hello(p, "tests/tcp.cpp", std::uint32_t(n), std::uint32_t(rank));
+    h.port = mine.local_endpoint().port();
+    return h;
+  }
+  tcp::socket connect(int r) {
+    using namespace dssync::detail;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), ports[std::size_t(r)]));
+    asio::write(s, asio::buffer(wire::encode(hello_as(wire::Purpose::mesh))));
+    std::array<std::byte, wire::reply_size> reply;
+    asio::read(s, asio::buffer(reply));
+    return s;
+  }
+  static void send_header(tcp::socket& s, const dssync::detail::wire::Header& h) {
+    boost::system::error_code ec;
+    asio::write(s, asio::buffer(dssync::detail::wire::encode(h)), ec);
+  }
+};
+
 TEST_CASE("a frame announcing an absurd length is a protocol violation, not an allocation") {
   using namespace dssync::detail;
   const std::uint16_t port = free_port();
@@ -561,37 +670,63 @@ TEST_CASE("a frame announcing an absurd length is a protocol violation, not an a
       error = std::current_exception();
     }
   });
-  // Rank 1, by hand: register, read the table, connect to rank 0, send a
-  // data frame claiming 2^60 bytes.
-  asio::io_context io;
-  tcp::acceptor mine(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  tcp::socket rv(io);
-  for (int i = 0; i < 200; ++i) {
-    boost::system::error_code ec;
-    rv.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-    if (!ec) break;
-    rv = tcp::socket(io);
-    std::this_thread::sleep_for(10ms);
-  }
-  auto h = hello(wire::Purpose::rendezvous, "tests/tcp.cpp", 2, 1);
-  h.port = mine.local_endpoint().port();
-  asio::write(rv, asio::buffer(wire::encode(h)));
-  std::array<std::byte, wire::reply_size + 2 * wire::entry_size> table;
-  asio::read(rv, asio::buffer(table));
-  wire::Address a;
-  std::uint16_t p0 = 0;
-  REQUIRE(!wire::decode(std::span<const std::byte, wire::entry_size>(table.data() + wire::reply_size, wire::entry_size), a, p0));
-  tcp::socket mesh(io);
-  mesh.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), p0));
-  h.purpose = wire::Purpose::mesh;
-  asio::write(mesh, asio::buffer(wire::encode(h)));
-  std::array<std::byte, wire::reply_size> reply;
-  asio::read(mesh, asio::buffer(reply));
-  asio::write(mesh, asio::buffer(wire::encode(wire::Header{wire::Kind::data, 1, std::uint64_t{1} << 60})));
+  // Rank 1 sends rank 0 a data frame claiming 2^60 bytes.
+  FakeRank fake(1, 2, port);
+  tcp::socket mesh = fake.connect(0);
+  FakeRank::send_header(mesh, wire::Header{wire::Kind::data, 1, std::uint64_t{1} << 60});
   rank0.join();
   const auto o = classify(error);
   CHECK(o.kind == "peer");
   CHECK(o.what.find("rank 1 broke the protocol: a data frame of 1152921504606846976 bytes") != std::string::npos);
+}
+
+TEST_CASE(
+    "a rank still in its set-up, waiting for a slow peer, sends heartbeats to those it reached") {
+  // Ranks 0 and 1 of 3; rank 2, by hand, reaches rank 0 at once and rank 1
+  // only after three peer timeouts. Rank 0's set-up is done; rank 1 is still
+  // in its constructor, and was called dead by rank 0 after one peer timeout.
+  using namespace dssync::detail;
+  const int n = 3;
+  const std::uint16_t port = free_port();
+  std::vector<std::exception_ptr> errors(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.emplace_back([&, r] {
+      try {
+        TcpOptions o = options_for(r, n, port);
+        o.peer_timeout = 500ms;
+        TcpTransport t(o);
+        std::vector<float> x(4, float(r));
+        if (r == 0)
+          t.recv(1, std::span<float>(x), 1);
+        else
+          t.send(0, std::span<const float>(x), 1);
+        CHECK(x[0] == 1.0f);
+      } catch (...) {
+        errors[std::size_t(r)] = std::current_exception();
+      }
+    });
+  FakeRank fake(2, n, port);
+  tcp::socket to0 = fake.connect(0);
+  const auto beat = [](tcp::socket& s) {
+    FakeRank::send_header(s, wire::Header{wire::Kind::heartbeat, 0, 0});
+  };
+  for (int i = 0; i < 15; ++i) {  // 1.5 s
+    beat(to0);
+    std::this_thread::sleep_for(100ms);
+  }
+  tcp::socket to1 = fake.connect(1);
+  for (int i = 0; i < 5; ++i) {
+    beat(to0);
+    beat(to1);
+    std::this_thread::sleep_for(100ms);
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < 2; ++r) {
+    const auto o = classify(errors[std::size_t(r)]);
+    INFO("rank " << r << ": " << o.what);
+    CHECK(o.kind == "none");
+  }
 }
 
 // ---------------------------------------------------------------- channels --

@@ -178,9 +178,15 @@ class Background {
     context_.update([&] { r = state_ != State::running; });
     return r;
   }
-  // Waits until the running job ends or `timeout` passes (zero: no limit);
+  // Waits until the running job ends or `timeout` passes (zero: no limit;
+  // negative: a configuration_error, as for the transports' timeouts);
   // returns whether it ended.
   bool wait(std::chrono::milliseconds timeout) {
+    if (timeout.count() < 0)
+      throw configuration_error(
+          "Background::wait needs a timeout of at least 0 ms (0: no limit), got " +
+              std::to_string(timeout.count()) + " ms",
+          error_context{}.with_rank(rank_));
     return context_.await([this] { return state_ != State::running; }, Deadline(timeout));
   }
   // Waits for the running job and rethrows its error, once. The job's
@@ -308,13 +314,15 @@ class InOrderJobs {
   std::uint64_t max_in_flight() const noexcept { return max_in_flight_; }
 
  private:
-  // The running job has ended (ready() or wait() synchronized with it).
+  // The running job has ended (ready() or wait() synchronized with it). It
+  // counts as done before its error is rethrown: the next poll() starts the
+  // next job, not this one again.
   void collect() {
     running_ = false;
     background_.wait(std::chrono::milliseconds(0));
-    if (ended_) ended_(done_);
+    const std::uint64_t job = done_++;
+    if (ended_) ended_(job);
     background_.get();
-    ++done_;
   }
 
   Background<Tr> background_;

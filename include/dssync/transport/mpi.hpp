@@ -22,7 +22,7 @@
 // - Nothing waits forever. MPI has no timeouts of its own, so every operation
 //   posts non-blocking requests and polls them until MPIOptions::timeout has
 //   passed since it began, then fails with timeout_error. Polling backs off
-//   (yield, then growing sleeps), so a rank waiting for a slow peer leaves its
+//   (growing sleeps, MPIOptions), so a rank waiting for a slow peer leaves its
 //   core to others.
 // - Failure notices. A rank whose operation times out tells every other rank
 //   on a second private communicator before it throws; a rank waiting on
@@ -32,8 +32,8 @@
 //   cascading. fail() sends the same notice for a failure of the program's own.
 // - A transport that timed out or heard a notice is failed for good: every
 //   later operation throws peer_error at once (like a revoked communicator).
-//   Make a new transport to go on. size_mismatch_error and
-//   configuration_error leave it usable.
+//   Make a new transport to go on. An MPI call that fails fails it too.
+//   size_mismatch_error and configuration_error leave it usable.
 // - Channels (transport/background.hpp): MPIOptions::channels data
 //   communicators, each a duplicate, so channel c matches only channel c.
 //   More than one needs MPI initialized with MPI_THREAD_MULTIPLE (two
@@ -76,26 +76,16 @@ class MPITransport {
   explicit MPITransport(MPIOptions options = {})
       : MPITransport(boost::mpi::communicator(), options) {}
 
-  // Over any communicator; collective over it (it is duplicated: one
+  // Over any intracommunicator; collective over it (it is duplicated: one
   // communicator for the data of each channel, one for failure notices).
+  // Before anything else the ranks agree, within the options' timeout:
+  // where one rank's options are refused, or the ranks differ in channels,
+  // every rank throws configuration_error, and a rank that never comes makes
+  // the others throw timeout_error.
   explicit MPITransport(const boost::mpi::communicator& comm, MPIOptions options = {})
-      : comm_(comm, boost::mpi::comm_duplicate),
+      : comm_(agreed(comm, options), boost::mpi::comm_duplicate),
         options_(options),
         control_(std::make_shared<detail::MPIControl>()) {
-    detail::check_channels_and_timeout("MPIOptions", options.channels, options.timeout,
-                                       error_context{}.with_rank(comm_.rank()));
-    if (options.channels > 1) {
-      int provided = MPI_THREAD_SINGLE;
-      MPI_Query_thread(&provided);
-      if (provided < MPI_THREAD_MULTIPLE)
-        throw configuration_error(
-            "MPIOptions::channels = " + std::to_string(options.channels) +
-                " needs MPI initialized with MPI_THREAD_MULTIPLE (two threads of a rank call MPI "
-                "at once): boost::mpi::environment env(argc, argv, "
-                "boost::mpi::threading::multiple), or MPI_Init_thread(..., MPI_THREAD_MULTIPLE, "
-                "...); this MPI was initialized with level " + std::to_string(provided),
-            error_context{}.with_rank(comm_.rank()));
-    }
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     control_->root = comm_;
     control_->ordinals = detail::CheckedOrdinals(static_cast<std::size_t>(options.channels));
@@ -281,6 +271,7 @@ class MPITransport {
     int count = 0;
     tag_t tag = 0;
     bool receive = false;
+    int channel = 0;  // whose posted messages hold it
     clock::time_point start{};
 
     bool pending() const noexcept { return request != MPI_REQUEST_NULL || slot != no_slot; }
@@ -315,6 +306,11 @@ class MPITransport {
   // Waits for a posted message (nothing if none is pending).
   void finish(posted& p) {
     if (!p.pending()) return;
+    if (p.channel != channel_)
+      throw configuration_error("a message posted on channel " + std::to_string(p.channel) +
+                                    " is finished on channel " + std::to_string(channel_) +
+                                    ": finish it with the handle that posted it",
+                                where(p.peer, p.tag));
     MPI_Status status;
     const int peer[1] = {p.peer};
     Pending wait{.statuses = std::span(&status, 1),
@@ -348,6 +344,9 @@ class MPITransport {
       Pending matching = wait;  // no requests yet
       matching.statuses = {};
       matching.awaited = &r;
+      // Alone on its channel, it moves nothing while it waits for its
+      // message: polled as a recv() alone is.
+      if (messages.alone()) cap_matching_spin(matching);
       wait_for(matching);
       wait.spin_start = transfer_spin_start(matching);
     }
@@ -359,8 +358,8 @@ class MPITransport {
     if (!r.fits())
       throw detail::size_mismatch(
           r.expected(), static_cast<std::size_t>(std::max<MPI_Count>(r.sent, 0)), p.peer, wait.at);
-    detail::mpi_check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count,
-                               p.elem_bytes, p.peer, where(p.peer, p.tag));
+    check_received(rc == MPI_ERR_IN_STATUS ? status.MPI_ERROR : rc, status, p.count, p.elem_bytes,
+                   p.peer, where(p.peer, p.tag));
   }
 
   // Gives up on posted messages (as a failed operation gives up on its own):
@@ -369,7 +368,7 @@ class MPITransport {
   // written, if the peer goes on.
   void forget(std::span<posted> ps) noexcept {
     for (posted& p : ps) {
-      auto& messages = posted_messages();
+      auto& messages = control_->posted[static_cast<std::size_t>(p.channel)];
       if (p.slot != posted::no_slot) {
         detail::mpi_abandon(std::span(&messages[p.slot].request, 1), 1);
         messages.release(p.slot);
@@ -395,7 +394,7 @@ class MPITransport {
     const int rc =
         wait_for({.requests = requests, .collective = true, .at = where, .start = start});
     if (rc != MPI_SUCCESS)
-      throw peer_error("a nonblocking collective failed: " + detail::mpi_error_text(rc), where);
+      fail_with("a nonblocking collective failed: " + detail::mpi_error_text(rc), where);
   }
 
   // Throws peer_error if the transport has failed (a notice that arrived while
@@ -466,9 +465,7 @@ class MPITransport {
     // whose bytes would move only while this rank polls.
     const bool alone = p.requests.size() == 1 && posted_messages().idle();
     matching.spin_start = clock::now();
-    if (alone && transfer_time(p.bytes) > match_spin_limit)
-      matching.bytes = static_cast<std::size_t>(std::chrono::nanoseconds(match_spin_limit).count() /
-                                                transfer_ns_per_byte);
+    if (alone) cap_matching_spin(matching);
     matching.requests = p.requests.subspan(1);  // the send, driven meanwhile
     matching.peers = p.peers.subspan(1);
     matching.receives = 0;
@@ -498,8 +495,8 @@ class MPITransport {
     if (!fits)
       throw detail::size_mismatch(expected, static_cast<std::size_t>(std::max<MPI_Count>(sent, 0)),
                                   src, p.at);
-    detail::mpi_check_received(done == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : done,
-                               statuses[0], into.count, into.elem_bytes, src, where(src, tag));
+    check_received(done == MPI_ERR_IN_STATUS ? statuses[0].MPI_ERROR : done, statuses[0],
+                   into.count, into.elem_bytes, src, where(src, tag));
     if (done == MPI_ERR_IN_STATUS && p.requests.size() > 1)
       call(statuses[1].MPI_ERROR, "MPI_Isend", p.peers[1], tag);
   }
@@ -514,6 +511,14 @@ class MPITransport {
   static constexpr std::chrono::milliseconds match_spin_limit{100};
   static std::chrono::nanoseconds transfer_time(std::size_t bytes) noexcept {
     return std::chrono::nanoseconds(static_cast<std::int64_t>(bytes) * transfer_ns_per_byte);
+  }
+
+  // A receive alone waiting for its message polls without pause at most
+  // `match_spin_limit` beyond `spin`.
+  static void cap_matching_spin(Pending& matching) noexcept {
+    if (transfer_time(matching.bytes) > match_spin_limit)
+      matching.bytes = static_cast<std::size_t>(std::chrono::nanoseconds(match_spin_limit).count() /
+                                                transfer_ns_per_byte);
   }
 
   // How long a wait polls without pause: `spin` and its bytes' time.
@@ -575,7 +580,7 @@ class MPITransport {
       if (rc == MPI_ERR_IN_STATUS || (rc == MPI_SUCCESS && done)) return rc;
       if (rc != MPI_SUCCESS) {
         abandon(p);
-        throw peer_error(std::string(testing) + " failed: " + detail::mpi_error_text(rc), p.at);
+        fail_with(std::string(testing) + " failed: " + detail::mpi_error_text(rc), p.at);
       }
       const auto now = clock::now();
       const bool spinning = now < spin_end;
@@ -639,10 +644,34 @@ class MPITransport {
   }
   error_context where(int peer, tag_t tag) const { return detail::p2p_context(rank(), peer, tag); }
 
-  void call(int rc, const char* what, int peer, tag_t tag) const {
+  void call(int rc, const char* what, int peer, tag_t tag) {
     if (rc != MPI_SUCCESS)
-      throw peer_error(std::string(what) + " failed: " + detail::mpi_error_text(rc),
-                       where(peer, tag));
+      fail_with(std::string(what) + " failed: " + detail::mpi_error_text(rc), where(peer, tag));
+  }
+  // An MPI call failed: the transport fails for good, as on a timeout (the
+  // other ranks hear of it, and failed() says so), and the caller gets
+  // peer_error with `what`.
+  [[noreturn]] void fail_with(const std::string& what, const error_context& at) {
+    {
+      std::lock_guard lk(control_->mu);
+      if (!control_->failure.failed()) {
+        control_->notify_others(what);
+        control_->failure.record(rank(), std::string(detail::failure_text(what)));
+      }
+    }
+    throw peer_error(what, at);
+  }
+  // detail::mpi_check_received, whose MPI errors fail the transport (a
+  // size_mismatch_error leaves it usable).
+  void check_received(int rc, const MPI_Status& status, int count, std::size_t elem_bytes, int src,
+                      const error_context& at) {
+    try {
+      detail::mpi_check_received(rc, status, count, elem_bytes, src, at);
+    } catch (const size_mismatch_error&) {
+      throw;
+    } catch (const peer_error& e) {
+      fail_with(e.message(), at);
+    }
   }
   void call(int rc, const char* what) const {
     if (rc != MPI_SUCCESS)
@@ -668,7 +697,96 @@ class MPITransport {
             .count = static_cast<int>(n),
             .tag = tag,
             .receive = receive,
+            .channel = channel_,
             .start = start};
+  }
+
+  // What one rank can tell of its options alone: the text of their refusal,
+  // or nothing.
+  static std::string refusal(const MPIOptions& o, int rank) {
+    try {
+      detail::check_channels_and_timeout("MPIOptions", o.channels, o.timeout,
+                                         error_context{}.with_rank(rank));
+    } catch (const configuration_error& e) {
+      return e.message();
+    }
+    if (o.spin.count() < 0)
+      return "MPIOptions::spin must be at least 0 us, got " + std::to_string(o.spin.count()) +
+             " us";
+    if (o.max_sleep.count() <= 0)
+      return "MPIOptions::max_sleep must be at least 1 us (a waiting rank sleeps between its "
+             "tests), got " +
+             std::to_string(o.max_sleep.count()) + " us";
+    if (o.channels > 1) {
+      int provided = MPI_THREAD_SINGLE;
+      MPI_Query_thread(&provided);
+      if (provided < MPI_THREAD_MULTIPLE)
+        return "MPIOptions::channels = " + std::to_string(o.channels) +
+               " needs MPI initialized with MPI_THREAD_MULTIPLE (two threads of a rank call MPI "
+               "at once): boost::mpi::environment env(argc, argv, "
+               "boost::mpi::threading::multiple), or MPI_Init_thread(..., MPI_THREAD_MULTIPLE, "
+               "...); this MPI was initialized with level " +
+               std::to_string(provided);
+    }
+    return {};
+  }
+
+  // The ranks of `comm` agree before the first duplicate (a rank that threw
+  // alone would leave the others in it for good): one nonblocking all-reduce
+  // of whether each rank's options were refused and of its channels, waited
+  // for until the timeout. Returns `comm`.
+  static const boost::mpi::communicator& agreed(const boost::mpi::communicator& comm,
+                                                const MPIOptions& o) {
+    MPI_Comm c = comm;
+    if (c == MPI_COMM_NULL)
+      throw configuration_error(
+          "MPITransport needs a communicator this rank is in, got MPI_COMM_NULL");
+    int inter = 0;
+    MPI_Comm_test_inter(c, &inter);
+    if (inter)
+      throw configuration_error(
+          "MPITransport needs an intracommunicator, got an intercommunicator (MPI_Intercomm_merge "
+          "makes one of it)");
+    const int rank = comm.rank();
+    const error_context at = error_context{}.with_rank(rank);
+    const std::string refused = refusal(o, rank);
+    // The most of: refused, channels, -channels.
+    int votes[3] = {refused.empty() ? 0 : 1, o.channels, -o.channels};
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (const int rc = MPI_Iallreduce(MPI_IN_PLACE, votes, 3, MPI_INT, MPI_MAX, c, &request);
+        rc != MPI_SUCCESS)
+      throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), at);
+    // The timeout of refused options is the default one.
+    const detail::Deadline deadline(refused.empty() ? o.timeout : default_timeout);
+    auto nap = std::chrono::microseconds(20);
+    for (;;) {
+      int done = 0;
+      if (const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE); rc != MPI_SUCCESS)
+        throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), at);
+      if (done) break;
+      // The request stays pending: MPI forbids freeing a collective's.
+      if (deadline.passed())
+        throw timeout_error(
+            "the ranks' agreement on their MPIOptions, the first step of an "
+            "MPITransport's construction, " +
+                deadline.overdue_text() +
+                ": a rank of the communicator did not construct its transport",
+            at);
+      std::this_thread::sleep_for(nap);
+      nap = std::min(2 * nap, std::chrono::microseconds(1000));
+    }
+    if (!refused.empty()) throw configuration_error(refused, at);
+    if (votes[0])
+      throw configuration_error(
+          "another rank's MPIOptions were refused (its error says why); no rank makes the "
+          "transport",
+          at);
+    if (votes[1] != -votes[2])
+      throw configuration_error("the ranks differ in MPIOptions::channels: from " +
+                                    std::to_string(-votes[2]) + " to " + std::to_string(votes[1]) +
+                                    " (this rank: " + std::to_string(o.channels) + ")",
+                                at);
+    return comm;
   }
 
   // Another channel's handle.

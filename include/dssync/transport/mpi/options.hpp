@@ -24,6 +24,8 @@ struct MPIOptions {
   // moves meanwhile, counts both from its start.
   // What this costs the ring, and what a waiting rank uses of a core:
   // docs/benchmarks.md, "Under MPI".
+  // A receive posted with post_recv and finished alone on its channel
+  // polls as a recv does. spin at least 0; max_sleep at least 1 us.
   std::chrono::microseconds spin{5000};
   std::chrono::microseconds max_sleep{1000};
   // How many channels (transport_with_channels): each one more duplicate of

@@ -137,6 +137,8 @@ class MPIPosted {
   // Whether nothing posted is in flight on the channel: no receive waits or
   // is being taken, no send is going.
   bool idle() const noexcept { return receives_ == 0 && sends_ == 0; }
+  // Whether one receive is all that is in flight (the one being finished).
+  bool alone() const noexcept { return receives_ == 1 && sends_ == 0; }
 
   // Whether a receive from `src` with `tag`, posted before `serial`, has no
   // message yet.

@@ -18,6 +18,7 @@
 // the receive posted is kept within the budget, and otherwise waits, and the
 // receive times out naming it.
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
@@ -29,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <span>
 #include <string>
 #include <utility>  // before Asio: Boost 1.74 uses std::exchange without it
@@ -164,7 +166,20 @@ class Connection {
         // Half written: the frame must go on whole, or the stream is lost.
         // It goes on from a copy; sent_ still counts from the frame's start
         // once the cancelled write has reported.
-        o.owned.assign(o.data, o.data + o.bytes);
+        try {
+          o.owned.assign(o.data, o.data + o.bytes);
+        } catch (const std::bad_alloc&) {
+          // No memory for the copy: the stream cannot stay whole, so it ends
+          // here, and the peer finds the connection broken.
+          const std::string text = "rank " + std::to_string(cx_.self) +
+                                   " has no memory to finish a half-written message of " +
+                                   std::to_string(o.bytes) + " bytes to rank " +
+                                   std::to_string(rank_) + " that its sender gave up on";
+          cx_.host.fail_transport(cx_.self, text);
+          state_ = State::dead;
+          drop(text);
+          return;
+        }
         o.data = o.owned.data();
         o.op = nullptr;
       } else {
@@ -207,6 +222,27 @@ class Connection {
   // A message waiting in the socket for its receive is not silence.
   bool waiting_for_receive() const noexcept { return mode_ == Mode::paused; }
   bool idle() const noexcept { return !writing_ && out_.empty(); }
+  // Whether some of what this rank wrote has not reached the peer's side
+  // yet: frames still queued, or bytes the peer's kernel has not
+  // acknowledged (a peer that does not read fills its window).
+  bool undelivered() {
+    if (state_ != State::open) return false;
+    if (!idle()) return true;
+    int unacknowledged = 0;
+    return ioctl(sock_.native_handle(), SIOCOUTQ, &unacknowledged) == 0 && unacknowledged > 0;
+  }
+  // Whether the peer has shut its sending side (its goodbye came) behind a
+  // message that waits unread in the socket. It may then close its socket at
+  // any moment, and a byte written to a closed socket brings back a reset
+  // that throws away what this side has not read: so no heartbeat goes to
+  // it, and the message stays receivable, the goodbye read after it.
+  bool peer_done_sending() {
+    if (mode_ != Mode::paused) return false;
+    tcp_info info{};
+    socklen_t size = sizeof info;
+    return getsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &size) == 0 &&
+           info.tcpi_state == TCP_CLOSE_WAIT;
+  }
   // Woken only per piece of a message: bytes that arrived below the mark
   // are signs of life too (a slow link is not a dead peer).
   void note_bytes_below_mark(clock::time_point now) {
@@ -217,8 +253,11 @@ class Connection {
       last_heard_ = now;
     }
   }
-  // The peer is dead for `why`; its operations fail with it.
-  void declare_dead(const std::string& why) {
+  // The peer is dead for `why`: the transport fails, then the operations
+  // with the peer end. In that order, so that a caller woken by its
+  // operation finds the failure recorded (failed(), and its wording).
+  void die(const std::string& why) {
+    cx_.host.fail_transport(rank_, why);
     state_ = State::dead;
     drop(why);
   }
@@ -412,9 +451,13 @@ class Connection {
     if ((may_keep && (frame_.length <= tcp_tuning::eager_limit || slot)) || other_waits) {
       // Small, or standing in the way of a receive that is posted: keep it.
       if (!may_keep && !cx_.budget.allows(frame_.length, cx_.options.max_read_aside))
-        return refuse_aside();
+        return refuse_aside(false);
+      try {
+        buf_ = cx_.budget.take_buffer(std::size_t(frame_.length));
+      } catch (const std::bad_alloc&) {  // max_read_aside 0 (no bound) and a large message
+        return refuse_aside(true);
+      }
       cx_.budget.add(std::size_t(frame_.length));
-      buf_ = cx_.budget.take_buffer(std::size_t(frame_.length));
       if (frame_.length == 0) {
         stash_.push_back({frame_.channel, frame_.tag, std::move(buf_)});
         buf_ = {};
@@ -427,14 +470,16 @@ class Connection {
     mode_ = Mode::paused;  // waits in the socket for its receive
   }
 
-  // Reading frame_ aside would pass max_read_aside: the transport fails rather
-  // than hold without bound what the program does not receive.
-  void refuse_aside() {
+  // Reading frame_ aside would pass max_read_aside, or there is no memory for
+  // it: the transport fails rather than hold without bound what the program
+  // does not receive.
+  void refuse_aside(bool no_memory) {
     mode_ = frame_.length ? Mode::discard : Mode::header;
-    cx_.host.fail_transport(cx_.self, read_aside_refusal(cx_.self, rank_, frame_.length,
-                                                         frame_.channel, frame_.tag,
-                                                         cx_.options.max_unexpected +
-                                                             cx_.options.max_read_aside));
+    cx_.host.fail_transport(
+        cx_.self,
+        no_memory ? read_aside_no_memory(cx_.self, rank_, frame_.length, frame_.channel, frame_.tag)
+                  : read_aside_refusal(cx_.self, rank_, frame_.length, frame_.channel, frame_.tag,
+                                       cx_.options.max_unexpected + cx_.options.max_read_aside));
   }
 
   // The receive posted on a channel, counted rank-wide.
@@ -579,15 +624,13 @@ class Connection {
             : "its connection broke (" + ec.message() + ")";
     const std::string text = "rank " + std::to_string(rank_) + " is dead: " + what +
                              " (seen by rank " + std::to_string(cx_.self) + ")";
-    declare_dead(text);
-    cx_.host.fail_transport(rank_, text);
+    die(text);
   }
 
   void violated(const std::string& problem) {
     const std::string text = "rank " + std::to_string(rank_) + " broke the protocol: " + problem +
                              " (seen by rank " + std::to_string(cx_.self) + ")";
-    declare_dead(text);
-    cx_.host.fail_transport(rank_, text);
+    die(text);
   }
 
   // An operation with a peer that is gone. One that left (said goodbye) fails
@@ -610,10 +653,10 @@ class Connection {
                         target_ ||
                         std::any_of(out_.begin(), out_.end(), [](const Out& o) { return o.op; });
     const std::string text = gone_text();
-    drop(text, true);
-    if (needed)
+    if (needed)  // first, as in die()
       cx_.host.fail_transport(
           rank_, text + " while rank " + std::to_string(cx_.self) + " still needed it");
+    drop(text, true);
     if (cx_.host.stopping()) cx_.host.closed_one();
   }
 

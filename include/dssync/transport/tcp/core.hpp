@@ -42,7 +42,7 @@ namespace dssync::detail {
 class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
  public:
   explicit TcpCore(TcpOptions o)
-      : options_(std::move(o)),
+      : options_(checked(std::move(o))),
         rank_(options_.rank),
         size_(options_.world_size),
         thread_(mu_, options_.channels),
@@ -51,14 +51,6 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
         gatekeeper_(thread_.io(), options_, wire::token_hash(options_.job_token), *this),
         rendezvous_(thread_.io(), options_, wire::token_hash(options_.job_token), peers_,
                     gatekeeper_, *this) {
-    if (size_ < 1) throw configuration_error("the world size must be at least 1");
-    if (rank_ < 0 || rank_ >= size_)
-      throw configuration_error("rank " + std::to_string(rank_) + " is outside a world of " +
-                                std::to_string(size_) + " ranks");
-    if (options_.peer_timeout.count() <= 0)
-      throw configuration_error("peer_timeout must be positive", where());
-    static_assert(int(wire::max_channels) == max_channels);
-    check_channels_and_timeout("TcpOptions", options_.channels, options_.timeout, where());
     batch_ = thread_.batch();
     posted_.per_channel.assign(std::size_t(options_.channels), 0);
     ordinals_ = CheckedOrdinals(std::size_t(options_.channels));
@@ -72,9 +64,16 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
     thread_.start(
         [this] {
           thread_.listen();
+          liveness_.start();
           rendezvous_.start();
         },
-        [this] { take_submissions(); });
+        [this] { take_submissions(); },
+        [this](std::string_view what) {
+          fail_transport(
+              rank_,
+              "rank " + std::to_string(rank_) + "'s socket thread failed: " + std::string(what),
+              true);
+        });
     std::unique_lock lk(mu_);
     cv_.wait(lk, [&] { return setup_outcome_.has_value(); });
     if (const auto e = *setup_outcome_) {
@@ -175,6 +174,30 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   error_context where() const { return error_context{}.with_rank(rank_); }
 
  private:
+  // The options, checked before any part is built from them (the socket
+  // thread sizes its slots by the channels). A rendezvous_timeout or
+  // peer_timeout beyond a century, which the socket thread's timers could
+  // not count in nanoseconds, is no deadline, or a century.
+  static TcpOptions checked(TcpOptions o) {
+    if (o.world_size < 1) throw configuration_error("the world size must be at least 1");
+    if (o.rank < 0 || o.rank >= o.world_size)
+      throw configuration_error("rank " + std::to_string(o.rank) + " is outside a world of " +
+                                std::to_string(o.world_size) + " ranks");
+    const error_context at = error_context{}.with_rank(o.rank);
+    if (o.peer_timeout.count() <= 0) throw configuration_error("peer_timeout must be positive", at);
+    static_assert(int(wire::max_channels) == max_channels);
+    check_channels_and_timeout("TcpOptions", o.channels, o.timeout, at);
+    if (o.rendezvous_timeout.count() < 0)
+      throw configuration_error(
+          "TcpOptions::rendezvous_timeout must be at least 0 ms (0: no deadline), got " +
+              std::to_string(o.rendezvous_timeout.count()) + " ms",
+          at);
+    constexpr std::chrono::milliseconds century = std::chrono::hours(24 * 365 * 100);
+    if (o.rendezvous_timeout > century) o.rendezvous_timeout = std::chrono::milliseconds::zero();
+    o.peer_timeout = std::min(o.peer_timeout, century);
+    return o;
+  }
+
   void take_submissions() {
     SocketThread::Batch& ops = batch_;
     const std::size_t n = thread_.take(ops);
@@ -224,7 +247,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   void open_peer(int rank, tcp::socket s) override { rendezvous_.open_peer(rank, std::move(s)); }
 
   void setup_complete() override {
-    liveness_.start();
+    liveness_.judge();
     std::lock_guard lk(mu_);
     setup_outcome_ = std::exception_ptr();
     cv_.notify_all();
@@ -308,10 +331,15 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
   // ----------------------------------------------------------- shutdown --
 
   // Says goodbye to every peer (unless the transport failed: the peers know),
-  // waits a moment for them to close, and stops the socket thread.
+  // waits a moment for them to close, and stops the socket thread. What this
+  // rank sent before is delivered: while a peer has not taken all of it (a
+  // large message waits in its socket for a receive it has yet to post, and
+  // the goodbye behind it), the close waits on, until the peer reads it and
+  // closes, or the transport's timeout passes.
   void stop(bool goodbye) {
     if (!thread_.running()) return;
-    asio::post(thread_.io(), [this, goodbye] {
+    const Deadline delivery(options_.timeout);
+    asio::post(thread_.io(), [this, goodbye, delivery] {
       stopping_ = true;
       rendezvous_.close();
       liveness_.stop();
@@ -326,15 +354,31 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
         q->begin_close(goodbye && !failed);  // without a goodbye: after the notices still queued
       }
       if (closing_ == 0) return finish_stop();
-      auto grace = std::make_shared<asio::steady_timer>(
-          thread_.io(), failed ? tcp_tuning::failed_grace : tcp_tuning::goodbye_grace);
-      grace->async_wait([this, grace](boost::system::error_code) { finish_stop(); });
+      finish_stop_after(failed ? tcp_tuning::failed_grace : tcp_tuning::goodbye_grace,
+                        failed ? std::optional<Deadline>() : delivery);
     });
     {
+      // The socket thread's close ends by the delivery's deadline (none
+      // without a timeout), and stop_bound after it.
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, tcp_tuning::stop_bound, [&] { return stopped_; });
+      const Deadline bound(options_.timeout.count() > 0 ? options_.timeout + tcp_tuning::stop_bound
+                                                        : std::chrono::milliseconds::zero());
+      bound.wait(cv_, lk, [&] { return stopped_; });
     }
     thread_.join();
+  }
+
+  // Ends the close after `wait`, or later while a peer has not taken what
+  // was sent to it and `delivery` has not passed.
+  void finish_stop_after(std::chrono::milliseconds wait, std::optional<Deadline> delivery) {
+    auto timer = std::make_shared<asio::steady_timer>(thread_.io(), wait);
+    timer->async_wait([this, timer, delivery](boost::system::error_code) {
+      const bool undelivered =
+          std::any_of(peers_.begin(), peers_.end(), [](const auto& q) { return q->undelivered(); });
+      if (undelivered && delivery && !delivery->passed() && !failed())
+        return finish_stop_after(tcp_tuning::delivery_poll, delivery);
+      finish_stop();
+    });
   }
 
   void finish_stop() {

@@ -31,6 +31,8 @@ class Liveness {
         peer_timeout_(peer_timeout),
         self_(self) {}
 
+  // Heartbeats from the start of the set-up: a rank still in its
+  // constructor, waiting for a slow peer, is alive for those it has reached.
   void start() {
     timer_.expires_after(std::max<clock::duration>(
         peer_timeout_ / tcp_tuning::heartbeats_per_timeout, std::chrono::milliseconds(1)));
@@ -40,6 +42,8 @@ class Liveness {
       start();
     });
   }
+  // Verdicts on silence from the end of this rank's set-up.
+  void judge() { judging_ = true; }
   void stop() { timer_.cancel(); }
 
  private:
@@ -47,7 +51,7 @@ class Liveness {
     for (auto& c : connections_) {
       if (!c->is_open() || c->closing()) continue;
       c->note_bytes_below_mark(now);
-      if (!c->waiting_for_receive() && now - c->last_heard() > peer_timeout_) {
+      if (judging_ && !c->waiting_for_receive() && now - c->last_heard() > peer_timeout_) {
         const auto silent =
             std::chrono::duration_cast<std::chrono::milliseconds>(now - c->last_heard());
         const std::string text = "rank " + std::to_string(c->rank()) +
@@ -55,11 +59,10 @@ class Liveness {
                                  std::to_string(silent.count()) +
                                  " ms (it is stopped or cut off; seen by rank " +
                                  std::to_string(self_) + ")";
-        c->declare_dead(text);
-        host_.fail_transport(c->rank(), text);
+        c->die(text);
         continue;
       }
-      if (c->idle()) c->queue_heartbeat();
+      if (c->idle() && !c->peer_done_sending()) c->queue_heartbeat();
     }
   }
 
@@ -68,6 +71,7 @@ class Liveness {
   ConnectionHost& host_;
   const std::chrono::milliseconds peer_timeout_;
   const int self_;
+  bool judging_ = false;
 };
 
 }  // namespace dssync::detail

@@ -11,9 +11,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>  // before Asio: Boost 1.74 uses std::exchange without it
@@ -57,10 +59,25 @@ class SocketThread {
   }
 
   // Starts the thread; `first` runs on it, then `on_ring` whenever the
-  // calling thread rings.
-  void start(std::function<void()> first, std::function<void()> on_ring) {
+  // calling thread rings. An exception out of a handler (an allocation that
+  // failed) goes to `on_error` with its text, on this thread, and the thread
+  // runs on, so that the transport can fail and still close.
+  void start(std::function<void()> first, std::function<void()> on_ring,
+             std::function<void(std::string_view)> on_error) {
     on_ring_ = std::move(on_ring);
-    thread_ = std::thread([this] { io_.run(); });
+    on_error_ = std::move(on_error);
+    thread_ = std::thread([this] {
+      for (;;) {
+        try {
+          io_.run();
+          return;
+        } catch (const std::exception& e) {
+          on_error_(e.what());
+        } catch (...) {
+          on_error_("an exception that is not a std::exception");
+        }
+      }
+    });
     asio::post(io_, std::move(first));
   }
   bool running() const noexcept { return thread_.joinable(); }
@@ -109,6 +126,7 @@ class SocketThread {
   // Keeps run() going while nothing is pending (before the first work is posted).
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::function<void()> on_ring_;
+  std::function<void(std::string_view)> on_error_;
   std::thread thread_;
   Batch submitted_{};
   std::size_t submitted_count_ = 0;  // under mu

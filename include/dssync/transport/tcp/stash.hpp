@@ -21,10 +21,10 @@ namespace dssync::detail {
 class StashBudget {
  public:
   explicit StashBudget(std::size_t limit) : limit_(limit) {}
-  bool allows(std::uint64_t n) const { return bytes_ + n <= limit_; }
+  bool allows(std::uint64_t n) const { return within(n, limit_); }
   // Whether n more bytes stay within the bound and `beyond` it (0: no bound).
   bool allows(std::uint64_t n, std::size_t beyond) const {
-    return beyond == 0 || bytes_ + n <= limit_ + beyond;
+    return beyond == 0 || within(n, limit_ > SIZE_MAX - beyond ? SIZE_MAX : limit_ + beyond);
   }
   void add(std::size_t n) { bytes_ += n; }
   void release(std::size_t n) { bytes_ -= n; }
@@ -47,6 +47,12 @@ class StashBudget {
   std::span<std::byte> sink() { return discard_; }
 
  private:
+  // bytes_ + n <= bound, without overflow (bytes_ may be above the budget's
+  // limit, by what was read aside).
+  bool within(std::uint64_t n, std::size_t bound) const {
+    return bytes_ <= bound && n <= bound - bytes_;
+  }
+
   std::size_t limit_;
   std::size_t bytes_ = 0;
   std::vector<std::vector<std::byte>> pool_;
@@ -62,6 +68,15 @@ inline std::string read_aside_refusal(int self, int peer, std::uint64_t length, 
          " (tag " + std::to_string(tag) +
          ") that no receive waits for, ahead of a receive on another channel "
          "(TcpOptions::max_unexpected + max_read_aside)";
+}
+
+// Why `self` fails: no memory to read aside a message from `peer`.
+inline std::string read_aside_no_memory(int self, int peer, std::uint64_t length, int channel,
+                                        std::uint32_t tag) {
+  return "rank " + std::to_string(self) + " has no memory to hold " + std::to_string(length) +
+         " bytes that rank " + std::to_string(peer) + " sent on channel " +
+         std::to_string(channel) + " (tag " + std::to_string(tag) +
+         ") before their receive was posted";
 }
 
 }  // namespace dssync::detail

@@ -51,6 +51,10 @@ inline constexpr std::chrono::milliseconds goodbye_grace = 1000ms;
 // ...and this long if the transport failed: its peers are failing too and
 // close at once.
 inline constexpr std::chrono::milliseconds failed_grace = 200ms;
+// ...and, while a peer has not yet taken what was sent to it (a message
+// waiting in its socket for its receive), the close looks again this often,
+// until the transport's timeout.
+inline constexpr std::chrono::milliseconds delivery_poll = 20ms;
 // The destructor waits at most this long for the close before it stops the
 // socket thread anyway.
 inline constexpr std::chrono::milliseconds stop_bound = 3s;
