@@ -509,6 +509,9 @@ TEST_CASE(
   CHECK_THROWS_WITH_AS(MPITransport(world, {.spin = -1us}),
                        doctest::Contains("spin must be at least 0 us, got -1 us"),
                        dssync::configuration_error);
+  CHECK_THROWS_WITH_AS(MPITransport(world, {.rendezvous_timeout = -1ms}),
+                       doctest::Contains("rendezvous_timeout must be at least 0 ms"),
+                       dssync::configuration_error);
   // Refused on one rank: the others throw too (they had waited in the first
   // duplicate for good). Two channels need MPI_THREAD_MULTIPLE, which this
   // program does not ask for.

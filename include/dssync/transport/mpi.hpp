@@ -47,6 +47,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -78,7 +79,7 @@ class MPITransport {
 
   // Over any intracommunicator; collective over it (it is duplicated: one
   // communicator for the data of each channel, one for failure notices).
-  // Before anything else the ranks agree, within the options' timeout:
+  // Before anything else the ranks agree, within rendezvous_timeout:
   // where one rank's options are refused, or the ranks differ in channels,
   // every rank throws configuration_error, and a rank that never comes makes
   // the others throw timeout_error.
@@ -213,6 +214,10 @@ class MPITransport {
     check_usable(where(src, tag));
     const std::size_t pieces =
         std::max(detail::mpi_piece_count(out.size()), detail::mpi_piece_count(in.size()));
+    // A piece whose receive does not fit ends the receiving, not the
+    // sending: the rest of the send is still delivered (the contract), and
+    // the mismatch is thrown after it.
+    std::exception_ptr mismatch;
     for (std::size_t p = 0; p < pieces; ++p) {
       const auto [out_off, out_count] = detail::mpi_piece(out.size(), p);
       const auto [in_off, in_count] = detail::mpi_piece(in.size(), p);
@@ -220,7 +225,7 @@ class MPITransport {
       // then the send's.
       MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
       int peers[2] = {};
-      const int receives = p < detail::mpi_piece_count(in.size()) ? 1 : 0;
+      const int receives = !mismatch && p < detail::mpi_piece_count(in.size()) ? 1 : 0;
       const int sends = p < detail::mpi_piece_count(out.size()) ? 1 : 0;
       if (receives) peers[0] = src;
       if (sends) {
@@ -238,15 +243,20 @@ class MPITransport {
           .start = start,
           .bytes = std::max(std::size_t(in_count) * sizeof(U), std::size_t(out_count) * sizeof(T))};
       if (receives) {
-        receive_matched(pending, src, tag,
-                        {in.data() + in_off, in_count, detail::mpi_datatype<U>(), sizeof(U)});
-      } else {
+        try {
+          receive_matched(pending, src, tag,
+                          {in.data() + in_off, in_count, detail::mpi_datatype<U>(), sizeof(U)});
+        } catch (const size_mismatch_error&) {
+          mismatch = std::current_exception();
+        }
+      } else if (sends) {
         MPI_Status status;
         Pending send_only = pending;
         send_only.statuses = std::span(&status, 1);
         if (wait_for(send_only) == MPI_ERR_IN_STATUS) call(status.MPI_ERROR, "MPI_Isend", dst, tag);
       }
     }
+    if (mismatch) std::rethrow_exception(mismatch);
   }
 
   // Posted messages (transport_with_posting): post_send and post_recv start
@@ -624,6 +634,9 @@ class MPITransport {
       break;
     }
     abandon(p);
+    // Giving up a matched receive takes a short grace (mpi/requests.hpp):
+    // the wait the error reports is the whole of it.
+    now = clock::now();
     const timeout_error e = peer >= 0
                                 ? detail::timed_out(what, deadline, peer, p.at, {}, now)
                                 : timeout_error(what + " " + deadline.overdue_text(now), p.at);
@@ -710,6 +723,9 @@ class MPITransport {
     } catch (const configuration_error& e) {
       return e.message();
     }
+    if (o.rendezvous_timeout.count() < 0)
+      return "MPIOptions::rendezvous_timeout must be at least 0 ms (0: no deadline), got " +
+             std::to_string(o.rendezvous_timeout.count()) + " ms";
     if (o.spin.count() < 0)
       return "MPIOptions::spin must be at least 0 us, got " + std::to_string(o.spin.count()) +
              " us";
@@ -734,7 +750,7 @@ class MPITransport {
   // The ranks of `comm` agree before the first duplicate (a rank that threw
   // alone would leave the others in it for good): one nonblocking all-reduce
   // of whether each rank's options were refused and of its channels, waited
-  // for until the timeout. Returns `comm`.
+  // for until rendezvous_timeout. Returns `comm`.
   static const boost::mpi::communicator& agreed(const boost::mpi::communicator& comm,
                                                 const MPIOptions& o) {
     MPI_Comm c = comm;
@@ -756,8 +772,9 @@ class MPITransport {
     if (const int rc = MPI_Iallreduce(MPI_IN_PLACE, votes, 3, MPI_INT, MPI_MAX, c, &request);
         rc != MPI_SUCCESS)
       throw peer_error("MPI_Iallreduce failed: " + detail::mpi_error_text(rc), at);
-    // The timeout of refused options is the default one.
-    const detail::Deadline deadline(refused.empty() ? o.timeout : default_timeout);
+    // Refused options wait as long as the default does.
+    const detail::Deadline deadline(refused.empty() ? o.rendezvous_timeout
+                                                    : MPIOptions{}.rendezvous_timeout);
     auto nap = std::chrono::microseconds(20);
     for (;;) {
       int done = 0;

@@ -43,7 +43,9 @@
 // at a time (tcp/connection.hpp says how a message that arrives early on one
 // channel is kept from blocking another). Deadlines are per operation; a
 // failure on any channel fails every channel. The last handle to go closes
-// the transport.
+// the transport: it says goodbye, and waits (up to the timeout) until every
+// peer has taken what this rank sent it, so a message sent just before the
+// end stays receivable.
 //
 // How it is built: docs/design.md, "The TCP transport"; the bytes on the
 // wire: tcp/wire.hpp.

@@ -12,6 +12,10 @@ struct MPIOptions {
   // take from its start before it fails with timeout_error. Zero waits
   // without a deadline; failure notices from other ranks still end the wait.
   std::chrono::milliseconds timeout = default_timeout;
+  // How long a constructor waits for the other ranks of the communicator to
+  // construct theirs (the ranks agree on their options before anything else),
+  // as TcpOptions::rendezvous_timeout. Zero waits without a deadline.
+  std::chrono::milliseconds rendezvous_timeout = std::chrono::seconds(60);
   // How a waiting operation polls its requests: without pause (as
   // MPI_Waitall does) for `spin` plus the time its bytes could take at a
   // pessimistic 125 MB/s, then with sleeps between tests, 20 us at first and

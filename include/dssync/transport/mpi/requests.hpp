@@ -55,8 +55,8 @@ inline void mpi_abandon(std::span<MPI_Request> requests, int receives) noexcept 
   // Open MPI does not cancel sends (MPI_Cancel on one is ignored), so they
   // are freed: an eager send has left already; a large one is finished or
   // dropped by the library, and may still be read from the caller's buffer
-  // as MPI progresses if its receiver matched it (docs/design.md, "After a
-  // timeout on MPI").
+  // as MPI progresses if its receiver matched it (docs/design.md,
+  // "Decisions": after a timeout on MPI).
   for (auto& q : requests)
     if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
 }

@@ -175,8 +175,8 @@ class Connection {
                                    " has no memory to finish a half-written message of " +
                                    std::to_string(o.bytes) + " bytes to rank " +
                                    std::to_string(rank_) + " that its sender gave up on";
+          state_ = State::dead;  // first: no notice is queued behind the broken frame
           cx_.host.fail_transport(cx_.self, text);
-          state_ = State::dead;
           drop(text);
           return;
         }

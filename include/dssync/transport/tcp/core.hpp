@@ -355,7 +355,7 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
       }
       if (closing_ == 0) return finish_stop();
       finish_stop_after(failed ? tcp_tuning::failed_grace : tcp_tuning::goodbye_grace,
-                        failed ? std::optional<Deadline>() : delivery);
+                        goodbye && !failed ? std::optional<Deadline>(delivery) : std::nullopt);
     });
     {
       // The socket thread's close ends by the delivery's deadline (none
