@@ -359,10 +359,13 @@ class TcpCore final : ConnectionHost, GatekeeperHost, RendezvousHost {
     });
     {
       // The socket thread's close ends by the delivery's deadline (none
-      // without a timeout), and stop_bound after it.
+      // without a timeout, or one the clock cannot count), and stop_bound
+      // after it.
       std::unique_lock lk(mu_);
-      const Deadline bound(options_.timeout.count() > 0 ? options_.timeout + tcp_tuning::stop_bound
-                                                        : std::chrono::milliseconds::zero());
+      const auto timeout = options_.timeout;
+      const bool countable = timeout < std::chrono::milliseconds::max() - tcp_tuning::stop_bound;
+      const Deadline bound(countable && timeout.count() > 0 ? timeout + tcp_tuning::stop_bound
+                                                            : std::chrono::milliseconds::zero());
       bound.wait(cv_, lk, [&] { return stopped_; });
     }
     thread_.join();
